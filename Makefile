@@ -1,0 +1,33 @@
+# Two commands a newcomer needs (see README.md):
+#   make run    set up a virtualenv and run taskforce on the bundled example
+#   make test   set up a virtualenv and run lint, type checks and the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+ROLES ?= frontend
+
+.PHONY: run test lint typecheck venv clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+run: venv
+	PATH="$(abspath $(BIN)):$$PATH" examples/run $(ROLES)
+
+lint: venv
+	$(BIN)/ruff check src tests examples/bin/procsim
+	$(BIN)/ruff format --check src tests
+
+typecheck: venv
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .mypy_cache .pytest_cache .ruff_cache

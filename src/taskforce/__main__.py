@@ -1,0 +1,5 @@
+import sys
+
+from taskforce.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,222 @@
+"""The `taskforce` command: the supervisor, with the flags of the specification.
+
+Exit codes:
+  0  stopped normally; or -C found no problem; or -S/-R delivered
+  1  -C found problems; or -S/-R found no running taskforce
+  2  bad usage; or the pidfile is held by a running taskforce
+  3  could not start (unusable configuration, pidfile not writable...)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from taskforce import __version__
+
+log = logging.getLogger("taskforce")
+
+DEFAULT_CONFIG = "/usr/local/etc/taskforce.conf"
+DEFAULT_PIDFILE = "/var/run/taskforce.pid"
+DEFAULT_ROLES_FILES = ("/var/local/etc/tf_roles.conf", "/usr/local/etc/tf_roles.conf")
+# Set in the environment of a reset re-exec, so the new image neither detaches again
+# nor refuses the pidfile its old image held.
+_RESET_MARKER = "TASKFORCE_RESET_EXEC"
+
+EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, EXIT_START = 0, 1, 2, 3
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Manage tasks and process pools",
+        epilog="Subcommands: 'schema' prints the JSON Schema of the configuration.",
+    )
+    parser.add_argument("-V", "--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="Verbose logging for debugging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="Quiet logging, warnings and errors only")
+    parser.add_argument("-e", "--log-stderr", action="store_true", help="Log to stderr instead of syslog")
+    parser.add_argument("-b", "--background", action="store_true", help="Run in the background")
+    parser.add_argument(
+        "-p",
+        "--pidfile",
+        help=f'Pidfile path, default {DEFAULT_PIDFILE} (with -b, -R or -S), "-" means none',
+    )
+    parser.add_argument(
+        "-f",
+        "--config-file",
+        default=DEFAULT_CONFIG,
+        help=f"Configuration. File will be watched for changes. Default {DEFAULT_CONFIG}",
+    )
+    parser.add_argument(
+        "-r",
+        "--roles-file",
+        help="File to load roles from. File will be watched for changes. Default is selected from: "
+        + ", ".join(DEFAULT_ROLES_FILES),
+    )
+    parser.add_argument(
+        "-L", "--logging-name", help="Name used in log messages, default the program name"
+    )
+    parser.add_argument("-C", "--check-config", action="store_true", help="Check the config and exit")
+    parser.add_argument(
+        "-R",
+        "--reset",
+        action="store_true",
+        help="Cause the background taskforce to reset. All unadoptable tasks will be stopped "
+        "and the program will restart itself.",
+    )
+    parser.add_argument(
+        "-S",
+        "--stop",
+        action="store_true",
+        help="Cause the background taskforce to exit. All unadoptable tasks will be stopped.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("schema", help="Print the JSON Schema of the configuration file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    prog = os.path.basename(sys.argv[0]) if argv is None else "taskforce"
+    if prog in ("__main__.py", "-c", ""):
+        prog = "taskforce"
+    args = build_parser(prog).parse_args(argv)
+    if args.command == "schema":
+        return _print_schema()
+    name = args.logging_name or os.path.splitext(prog)[0]
+    from taskforce.cli.logs import setup_logging
+
+    setup_logging(name, to_stderr=args.log_stderr, verbose=args.verbose, quiet=args.quiet)
+    if args.stop or args.reset:
+        return _signal_instance(args)
+    return _supervise(args)
+
+
+def _print_schema() -> int:
+    import json
+
+    from taskforce.config.schema import config_schema
+
+    print(json.dumps(config_schema(), indent=2))
+    return EXIT_OK
+
+
+def _pidfile_path(args: argparse.Namespace, *, needed: bool) -> str | None:
+    if args.pidfile in ("-", ""):
+        return None
+    if args.pidfile is not None:
+        return str(args.pidfile)
+    return DEFAULT_PIDFILE if needed else None
+
+
+def _roles_file(args: argparse.Namespace) -> str | None:
+    if args.roles_file is not None:
+        return str(args.roles_file)
+    for candidate in DEFAULT_ROLES_FILES:
+        if os.access(candidate, os.R_OK):
+            return candidate
+    return None
+
+
+def _signal_instance(args: argparse.Namespace) -> int:
+    from taskforce.runtime.pidfile import PidfileError, signal_running, wait_released
+
+    path = _pidfile_path(args, needed=True)
+    if path is None:
+        print("taskforce: -S and -R need a pidfile to find the running taskforce", file=sys.stderr)
+        return EXIT_USAGE
+    signum, what = (signal.SIGHUP, "reset") if args.reset else (signal.SIGTERM, "stop")
+    try:
+        pid = signal_running(path, signum)
+    except PidfileError as exc:
+        print(f"taskforce: {exc}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    if args.stop:
+        if not wait_released(path, timeout=120.0):
+            print(f"taskforce: pid {pid} is still stopping its tasks", file=sys.stderr)
+            return EXIT_PROBLEMS
+    print(f"taskforce pid {pid}: {what} requested" if args.reset else f"taskforce pid {pid} stopped")
+    return EXIT_OK
+
+
+def _supervise(args: argparse.Namespace) -> int:
+    from taskforce.config.errors import ConfigError
+    from taskforce.runtime.legion import Legion
+    from taskforce.runtime.pidfile import Pidfile, PidfileError
+    from taskforce.runtime.supervisor import Outcome
+
+    resuming = os.environ.pop(_RESET_MARKER, None) is not None
+    legion = Legion(args.config_file, _roles_file(args))
+    if args.check_config:
+        return _check(legion)
+    pidfile_path = _pidfile_path(args, needed=args.background)
+    pidfile = Pidfile(pidfile_path) if pidfile_path else None
+    if pidfile is not None:
+        try:
+            pidfile.claim()
+        except PidfileError as exc:
+            print(f"taskforce: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except OSError as exc:
+            print(f"taskforce: cannot create pidfile {pidfile.path}: {exc.strerror}", file=sys.stderr)
+            return EXIT_START
+    detached = None
+    if args.background and not resuming:
+        from taskforce.runtime.daemon import detach
+
+        detached = detach()
+        if pidfile is not None:
+            pidfile.write_pid()
+    try:
+        outcome = legion.manage_with(on_ready=detached.report if detached else None)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            log.error("%s", problem)
+        message = "\n".join(f"taskforce: {p}" for p in exc.problems)
+        if detached is not None:
+            detached.report(message)
+        elif not args.log_stderr:
+            print(message, file=sys.stderr)
+        if pidfile is not None:
+            pidfile.release()
+        return EXIT_START
+    if outcome is Outcome.RESET:
+        _reexec(pidfile)
+    if pidfile is not None:
+        pidfile.release()
+    log.info("taskforce exiting")
+    return EXIT_OK
+
+
+def _check(legion: object) -> int:
+    from taskforce.runtime.legion import Legion
+
+    assert isinstance(legion, Legion)
+    problems = legion.check()
+    for problem in problems:
+        print(f"{problem}", file=sys.stderr)
+    if problems:
+        print(f"taskforce: {len(problems)} problem(s) in the configuration", file=sys.stderr)
+        return EXIT_PROBLEMS
+    print(f"{legion.config_file}: configuration is valid")
+    return EXIT_OK
+
+
+def _reexec(pidfile: object) -> None:
+    from taskforce.runtime.pidfile import Pidfile
+
+    if isinstance(pidfile, Pidfile):
+        pidfile.release(remove=False)
+    log.info("taskforce resetting: re-executing itself")
+    logging.shutdown()
+    os.environ[_RESET_MARKER] = "1"
+    argv = [sys.executable, *sys.orig_argv[1:]]
+    os.execv(sys.executable, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""The validated configuration: typed and immutable, but not yet resolved.
+
+Values that the specification allows to be conditional (a map where a scalar is
+expected) or to contain ``{name}`` substitutions are kept as raw :data:`Value` trees;
+:mod:`taskforce.config.resolve` turns them into concrete strings for one host, one role
+set and one process instance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Union
+
+# A raw value as the YAML document gave it. Maps inside lists are conditionals.
+Value = Union[str, int, float, bool, None, list["Value"], dict[str, "Value"]]
+
+
+class Control(StrEnum):
+    WAIT = "wait"  # keep `count` processes running, restart on exit
+    ONCE = "once"  # run at start-up (or when onexit asks), never restarted
+    OFF = "off"  # configured but not run; tasks requiring it wait
+    SUSPEND = "suspend"  # not run; tasks requiring it proceed as if it had run
+    NOWAIT = "nowait"  # background process found through its pidfile (planned)
+    ADOPT = "adopt"  # like nowait, left running when taskforce stops (planned)
+    EVENT = "event"  # like once, but only run when an event starts it (planned)
+
+
+class EventType(StrEnum):
+    FILE_CHANGE = "file_change"
+    PYTHON = "python"
+    RESTART = "restart"
+    SELF = "self"
+
+
+@dataclass(frozen=True, slots=True)
+class EventConfig:
+    type: EventType
+    # `path` for file_change: a string or list, possibly conditional; None otherwise.
+    path: Value = None
+    # Exactly one of command/signal is set.
+    command: str | None = None
+    signal: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OnExitConfig:
+    type: str  # only "start" is defined
+    task: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaskConfig:
+    name: str
+    # Command name -> argv list (raw, may hold conditionals). "start" is always present.
+    commands: Mapping[str, Value]
+    control: Control = Control.WAIT
+    # An integer, or a string to substitute that must then give an integer.
+    count: int | str = 1
+    cwd: str | None = None
+    defaults: Mapping[str, Value] = field(default_factory=dict)
+    defines: Mapping[str, Value] = field(default_factory=dict)
+    role_defaults: Mapping[str, Mapping[str, Value]] = field(default_factory=dict)
+    role_defines: Mapping[str, Mapping[str, Value]] = field(default_factory=dict)
+    events: tuple[EventConfig, ...] = ()
+    user: str | int | None = None
+    group: str | int | None = None
+    onexit: tuple[OnExitConfig, ...] = ()
+    pidfile: str | None = None
+    procname: str | None = None
+    requires: tuple[str, ...] = ()
+    # None: no `roles` key, the task is always in scope.
+    roles: tuple[str, ...] | None = None
+    start_delay: float = 0.0
+    time_limit: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RestartPolicy:
+    """How quickly a process that keeps failing is restarted.
+
+    A process that ran for at least `min_uptime` seconds is restarted at once. One
+    that exits sooner counts as a failure: the n-th failure in a row waits
+    ``initial_delay * factor ** (n - 1)`` seconds, capped at `max_delay`.
+    """
+
+    min_uptime: float = 1.0
+    initial_delay: float = 0.5
+    factor: float = 2.0
+    max_delay: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    restart: RestartPolicy = field(default_factory=RestartPolicy)
+    # Seconds between the stop request (SIGTERM or the stop command) and SIGKILL.
+    stop_timeout: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    source: str = "<config>"
+    defines: Mapping[str, Value] = field(default_factory=dict)
+    defaults: Mapping[str, Value] = field(default_factory=dict)
+    role_defines: Mapping[str, Mapping[str, Value]] = field(default_factory=dict)
+    role_defaults: Mapping[str, Mapping[str, Value]] = field(default_factory=dict)
+    tasks: Mapping[str, TaskConfig] = field(default_factory=dict)
+    settings: Settings = field(default_factory=Settings)

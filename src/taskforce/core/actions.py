@@ -1,0 +1,63 @@
+"""What the planner asks the runtime to do. Each action carries a reason for the log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from taskforce.core.spec import InstanceSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    task: str
+    slot: int
+    spec: InstanceSpec
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Ask a process to exit: run `command` if given, else SIGTERM its process group."""
+
+    task: str
+    slot: int
+    pid: int
+    reason: str
+    command: tuple[str, ...] | None = None
+    # A signal to send instead of SIGTERM (a `restart` event configured with `signal`).
+    signal: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Kill:
+    """The stop timeout passed: SIGKILL the process group."""
+
+    task: str
+    slot: int
+    pid: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendSignal:
+    task: str
+    slot: int
+    pid: int
+    signal: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunCommand:
+    """Run one of a task's named commands for one of its running instances."""
+
+    task: str
+    slot: int
+    pid: int | None
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    cwd: str | None
+    reason: str
+
+
+Action = Start | Stop | Kill | SendSignal | RunCommand

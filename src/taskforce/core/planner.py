@@ -1,0 +1,376 @@
+"""The reconciler: compare what should run with what runs, and say what to do.
+
+Level-triggered: facts reported by the runtime (started, exited, could not start) and a
+new desired state only update records; :meth:`Planner.plan` then works out, from the whole
+state of the tasks concerned, which actions bring the host closer to the desired state
+and when it next needs to look again. Nothing here touches the OS or reads a clock: the
+runtime passes ``now`` (monotonic seconds) in.
+
+Only tasks marked dirty are planned in a pass, so a single exit among thousands of tasks
+costs a pass over that task and the tasks that require it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from taskforce.config.model import Control, EventType
+from taskforce.core.actions import Action, Kill, SendSignal, Start, Stop
+from taskforce.core.spec import DesiredState, TaskSpec
+from taskforce.core.state import ExitRecord, Instance, Phase, TaskState
+
+# Controls whose processes are kept running and restarted when they exit.
+_KEEP_RUNNING = frozenset({Control.WAIT, Control.NOWAIT, Control.ADOPT})
+# Controls whose processes run to completion once per requested run.
+_RUN_TO_COMPLETION = frozenset({Control.ONCE, Control.EVENT})
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    actions: tuple[Action, ...]
+    # Monotonic time at which plan() must run again even if nothing happens; None: never.
+    next_deadline: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ExitOutcome:
+    """What an exit meant, for the runtime's log."""
+
+    task: str
+    slot: int
+    record: ExitRecord
+    failures: int
+    retry_in: float  # seconds until the slot may start again (0: at once)
+    restarting: bool  # the slot will be started again
+
+
+class Planner:
+    def __init__(self, desired: DesiredState | None = None) -> None:
+        self.tasks: dict[str, TaskState] = {}
+        self._desired = DesiredState()
+        self._by_pid: dict[int, tuple[str, int]] = {}
+        self._dirty: set[str] = set()
+        self._deadlines: dict[str, float] = {}
+        self._dependents: dict[str, set[str]] = {}
+        self.shutting_down = False
+        if desired is not None:
+            self.set_desired(desired)
+
+    # ----- inputs ---------------------------------------------------------------------
+
+    @property
+    def desired(self) -> DesiredState:
+        return self._desired
+
+    def set_desired(self, desired: DesiredState) -> None:
+        """Adopt a new desired state; the next plan() reconciles every task."""
+        self._desired = desired
+        self._dependents = {}
+        for spec in desired.tasks.values():
+            for required in spec.requires:
+                self._dependents.setdefault(required, set()).add(spec.name)
+        for name, spec in desired.tasks.items():
+            state = self.tasks.get(name)
+            if state is None:
+                state = TaskState(name, generation=0 if spec.control is Control.EVENT else 1)
+                self.tasks[name] = state
+            state.spec = spec
+        self._dirty.update(self.tasks)
+
+    def shutdown(self) -> None:
+        """Stop everything: the desired state becomes empty and stays so."""
+        self.shutting_down = True
+        self.set_desired(DesiredState(policy=self._desired.policy))
+
+    def started(self, task: str, slot: int, pid: int, now: float, wall: float) -> None:
+        state = self.tasks[task]
+        inst = state.instances[slot]
+        inst.phase = Phase.RUNNING
+        inst.pid = pid
+        inst.started_at = now
+        inst.started_wall = wall
+        inst.starts += 1
+        self._by_pid[pid] = (task, slot)
+        if state.up_since is None:
+            state.up_since = now
+        state.waiting_for = None
+        self._touch(task)
+
+    def start_failed(self, task: str, slot: int, now: float, wall: float, error: str) -> ExitOutcome:
+        """The process could not be created at all (no such program, unknown user...)."""
+        inst = self.tasks[task].instances[slot]
+        record = ExitRecord(status=-1, at=now, wall=wall, uptime=0.0, expected=False, error=error)
+        return self._settle(task, inst, record, now)
+
+    def exited(
+        self, pid: int, status: int, now: float, wall: float, error: str | None = None
+    ) -> ExitOutcome | None:
+        """A process exited (reaped). Returns None for a pid that is not a task process."""
+        where = self._by_pid.pop(pid, None)
+        if where is None:
+            return None
+        task, slot = where
+        inst = self.tasks[task].instances[slot]
+        record = ExitRecord(
+            status=status,
+            at=now,
+            wall=wall,
+            uptime=max(0.0, now - inst.started_at),
+            expected=inst.phase is Phase.STOPPING,
+            error=error,
+        )
+        return self._settle(task, inst, record, now)
+
+    # ----- queries --------------------------------------------------------------------
+
+    def has_processes(self) -> bool:
+        return bool(self._by_pid)
+
+    def pids(self) -> Iterable[int]:
+        return self._by_pid.keys()
+
+    def owner(self, pid: int) -> tuple[str, int] | None:
+        return self._by_pid.get(pid)
+
+    def once_done(self, name: str) -> bool:
+        """A run-to-completion task has finished every run asked of it."""
+        state = self.tasks.get(name)
+        spec = self._desired.tasks.get(name)
+        if state is None or spec is None:
+            return False
+        for slot in range(spec.count):
+            inst = state.instances.get(slot)
+            if inst is None or inst.phase is not Phase.IDLE:
+                return False
+            if inst.ran_generation < state.generation:
+                return False
+        return True
+
+    # ----- planning -------------------------------------------------------------------
+
+    def plan(self, now: float) -> Plan:
+        for name, due in list(self._deadlines.items()):
+            if due <= now:
+                self._dirty.add(name)
+        actions: list[Action] = []
+        while self._dirty:
+            name = self._dirty.pop()
+            deadline = self._plan_task(name, now, actions)
+            if deadline is None:
+                self._deadlines.pop(name, None)
+            else:
+                self._deadlines[name] = deadline
+        next_deadline = min(self._deadlines.values(), default=None)
+        return Plan(tuple(actions), next_deadline)
+
+    def _plan_task(self, name: str, now: float, actions: list[Action]) -> float | None:
+        state = self.tasks.get(name)
+        if state is None:
+            return None
+        spec = self._desired.tasks.get(name)
+        deadline: float | None = None
+        for inst in list(state.instances.values()):
+            deadline = _earliest(deadline, self._plan_process(state, spec, inst, now, actions))
+        if spec is None:
+            self._forget_idle(state, keep=0)
+            if not state.instances:
+                del self.tasks[name]
+            return deadline
+        self._forget_idle(state, keep=spec.count)
+        if spec.control in _KEEP_RUNNING or spec.control in _RUN_TO_COMPLETION:
+            deadline = _earliest(deadline, self._plan_starts(state, spec, now, actions))
+        else:
+            state.waiting_for = None
+        return deadline
+
+    def _plan_process(
+        self,
+        state: TaskState,
+        spec: TaskSpec | None,
+        inst: Instance,
+        now: float,
+        actions: list[Action],
+    ) -> float | None:
+        if inst.phase is Phase.RUNNING:
+            assert inst.pid is not None
+            reason = self._stop_reason(spec, inst, now)
+            if reason is None:
+                if spec is not None and spec.time_limit is not None:
+                    return inst.started_at + spec.time_limit
+                return None
+            restarting = spec is not None and spec.control in _KEEP_RUNNING
+            actions.append(self._stop_action(state, inst, inst.pid, reason, restarting))
+            inst.phase = Phase.STOPPING
+            inst.stop_reason = reason
+            inst.kill_at = now + self._desired.policy.stop_timeout
+            return inst.kill_at
+        if inst.phase is Phase.STOPPING and not inst.killed:
+            assert inst.pid is not None and inst.kill_at is not None
+            if now >= inst.kill_at:
+                inst.killed = True
+                timeout = self._desired.policy.stop_timeout
+                actions.append(
+                    Kill(state.name, inst.slot, inst.pid, f"still running {timeout:g}s after stop")
+                )
+                return None
+            return inst.kill_at
+        return None
+
+    def _stop_reason(self, spec: TaskSpec | None, inst: Instance, now: float) -> str | None:
+        if spec is None:
+            return "taskforce is shutting down" if self.shutting_down else "no longer in scope"
+        if spec.control in (Control.OFF, Control.SUSPEND):
+            return f"control is {spec.control}"
+        if inst.slot >= spec.count:
+            return f"count reduced to {spec.count}"
+        if spec.time_limit is not None and now - inst.started_at >= spec.time_limit:
+            return f"time limit of {spec.time_limit:g}s reached"
+        if spec.control in _KEEP_RUNNING and inst.spec is not None:
+            if inst.spec.launch != spec.instances[inst.slot].launch:
+                return "configuration changed"
+        return None
+
+    def _stop_action(
+        self, state: TaskState, inst: Instance, pid: int, reason: str, restarting: bool
+    ) -> Stop:
+        spec = state.spec
+        if restarting and spec is not None:
+            for event in spec.events:
+                if event.type is not EventType.RESTART:
+                    continue
+                if event.signal is not None:
+                    return Stop(state.name, inst.slot, pid, reason, signal=event.signal)
+                if event.command is not None and inst.spec is not None:
+                    command = inst.spec.commands.get(event.command)
+                    if command is not None:
+                        return Stop(state.name, inst.slot, pid, reason, command=command)
+        command = inst.spec.commands.get("stop") if inst.spec is not None else None
+        return Stop(state.name, inst.slot, pid, reason, command=command)
+
+    def _plan_starts(
+        self, state: TaskState, spec: TaskSpec, now: float, actions: list[Action]
+    ) -> float | None:
+        deadline: float | None = None
+        blocked: str | None = None
+        once = spec.control in _RUN_TO_COMPLETION
+        for slot in range(spec.count):
+            inst = state.instances.get(slot)
+            if inst is None:
+                inst = state.instances[slot] = Instance(slot)
+            if inst.phase is not Phase.IDLE:
+                continue
+            if once and inst.ran_generation >= state.generation:
+                continue
+            if inst.not_before > now:
+                deadline = _earliest(deadline, inst.not_before)
+                blocked = blocked or "backing off after failures"
+                continue
+            waiting, when = self._requires_blocker(spec, now)
+            if waiting is not None:
+                state.waiting_for = waiting
+                return _earliest(deadline, when)
+            inst.phase = Phase.STARTING
+            inst.spec = spec.instances[slot]
+            if once:
+                inst.ran_generation = state.generation
+            actions.append(Start(spec.name, slot, spec.instances[slot], self._start_reason(inst)))
+        state.waiting_for = blocked
+        return deadline
+
+    @staticmethod
+    def _start_reason(inst: Instance) -> str:
+        if inst.last_exit is None:
+            return "starting"
+        if inst.last_exit.expected:
+            return "restarting after stop"
+        return "restarting after exit"
+
+    def _requires_blocker(self, spec: TaskSpec, now: float) -> tuple[str | None, float | None]:
+        """Why `spec` may not start yet, and when that could change by itself."""
+        for required in spec.requires:
+            other = self._desired.tasks.get(required)
+            if other is None:
+                # Out of scope on this host (or not resolvable): nothing to wait for.
+                continue
+            if other.control is Control.SUSPEND:
+                continue
+            if other.control is Control.OFF:
+                return f"requires {required}, whose control is off", None
+            if other.control in _RUN_TO_COMPLETION:
+                if not self.once_done(required):
+                    return f"waiting for {required} to finish", None
+                continue
+            up_since = self.tasks[required].up_since
+            if up_since is None:
+                return f"waiting for {required} to start", None
+            ready_at = up_since + other.start_delay
+            if now < ready_at:
+                return f"waiting for {required}'s start_delay", ready_at
+        return None, None
+
+    # ----- bookkeeping ----------------------------------------------------------------
+
+    def _settle(self, task: str, inst: Instance, record: ExitRecord, now: float) -> ExitOutcome:
+        """Record the end of a process (or of a failed start) and its restart policy."""
+        state = self.tasks[task]
+        policy = self._desired.policy.restart
+        failed = record.error is not None or (
+            not record.expected and record.uptime < policy.min_uptime
+        )
+        if failed:
+            inst.failures += 1
+            delay = min(
+                policy.max_delay, policy.initial_delay * policy.factor ** (inst.failures - 1)
+            )
+        else:
+            inst.failures = 0
+            delay = 0.0
+        if record.error is not None and inst.ran_generation > 0:
+            # A run that never happened does not count as the once run.
+            inst.ran_generation -= 1
+        inst.not_before = now + delay
+        inst.last_exit = record
+        inst.phase = Phase.IDLE
+        inst.pid = None
+        inst.kill_at = None
+        inst.killed = False
+        inst.stop_reason = None
+        if state.running() == 0 and state.up_since is not None:
+            state.up_since = None
+            self._fire_onexit(state)
+        self._touch(task)
+        spec = self._desired.tasks.get(task)
+        restarting = (
+            spec is not None
+            and inst.slot < spec.count
+            and (spec.control in _KEEP_RUNNING or record.error is not None)
+        )
+        return ExitOutcome(task, inst.slot, record, inst.failures, delay, restarting)
+
+    def _fire_onexit(self, state: TaskState) -> None:
+        spec = self._desired.tasks.get(state.name)
+        if spec is None or self.shutting_down:
+            return
+        for target in spec.onexit_start:
+            target_state = self.tasks.get(target)
+            if target_state is not None and target in self._desired.tasks:
+                if self.once_done(target):
+                    target_state.generation += 1
+                self._touch(target)
+
+    def _forget_idle(self, state: TaskState, keep: int) -> None:
+        for slot in [s for s, i in state.instances.items() if s >= keep and i.phase is Phase.IDLE]:
+            del state.instances[slot]
+
+    def _touch(self, task: str) -> None:
+        self._dirty.add(task)
+        self._dirty.update(self._dependents.get(task, ()))
+
+
+def _earliest(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)

@@ -1,0 +1,92 @@
+"""Resolved, per-host task specifications: what the planner wants running.
+
+A :class:`TaskSpec` is the outcome of resolving one task's configuration for the active
+roles, the environment and the host. Its :class:`LaunchSpec` per instance holds every
+input that shapes a running process, so that comparing two specs by value says whether
+a process must be restarted after a reload; everything else on :class:`TaskSpec` can
+change under a running process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from taskforce.config.model import Control, EventType, RestartPolicy
+
+# The process id is only known once the process exists. Resolution leaves this marker
+# wherever `{Task_pid}` was substituted; the process layer replaces it with the real pid
+# (in the child, just before exec, or with the running pid for commands run later).
+# NUL can never occur in a real argument or environment value.
+TASK_PID_MARKER = "\0Task_pid\0"
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchSpec:
+    """Everything that determines a process as started: a change means a restart."""
+
+    # The program as configured (argv[0] before procname): a path, or a name to look up in
+    # the PATH of `env`.
+    program: str
+    # argv as the process sees it (argv[0] is procname when one is configured).
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    cwd: str | None = None
+    user: str | int | None = None
+    group: str | int | None = None
+
+    def env_value(self, key: str) -> str | None:
+        for k, v in self.env:
+            if k == key:
+                return v
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceSpec:
+    launch: LaunchSpec
+    # Other commands (stop, check, and named ones), expanded for this instance.
+    commands: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    pidfile: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventSpec:
+    type: EventType
+    # Absolute or cwd-relative paths to watch (file_change; self and python fill these in
+    # at watch time from the running program).
+    paths: tuple[str, ...] = ()
+    command: str | None = None
+    signal: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    name: str
+    control: Control
+    instances: tuple[InstanceSpec, ...]
+    requires: tuple[str, ...] = ()
+    start_delay: float = 0.0
+    time_limit: float | None = None
+    onexit_start: tuple[str, ...] = ()
+    events: tuple[EventSpec, ...] = ()
+
+    @property
+    def count(self) -> int:
+        return len(self.instances)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    restart: RestartPolicy = field(default_factory=RestartPolicy)
+    stop_timeout: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredState:
+    """The tasks in scope on this host, by name, and the policy that governs them."""
+
+    tasks: Mapping[str, TaskSpec] = field(default_factory=dict)
+    policy: Policy = field(default_factory=Policy)
+    # Names of configured tasks that are out of scope (roles): requires on them is void.
+    out_of_scope: frozenset[str] = frozenset()

@@ -1,0 +1,69 @@
+"""Observed state: what taskforce knows about each task's processes.
+
+Plain records. Only :mod:`taskforce.core.planner` changes them, in response to facts the
+runtime reports (a process started, exited, could not be started) and to the actions it
+decides; the runtime and the API only read them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from taskforce.core.spec import InstanceSpec, TaskSpec
+
+
+class Phase(StrEnum):
+    IDLE = "idle"  # no process in this slot
+    STARTING = "starting"  # a start was asked for, its outcome not yet reported
+    RUNNING = "running"
+    STOPPING = "stopping"  # asked to exit, waiting for it (SIGKILL at kill_at)
+
+
+@dataclass(slots=True)
+class ExitRecord:
+    status: int  # the raw wait status
+    at: float  # monotonic
+    wall: float  # Unix time, for people
+    uptime: float
+    expected: bool  # we asked it to stop
+    error: str | None = None  # the process could not be started: why
+
+
+@dataclass(slots=True)
+class Instance:
+    slot: int
+    phase: Phase = Phase.IDLE
+    pid: int | None = None
+    # What the running process was started from (its stop command comes from here too).
+    spec: InstanceSpec | None = None
+    started_at: float = 0.0  # monotonic
+    started_wall: float = 0.0
+    stop_reason: str | None = None
+    kill_at: float | None = None
+    killed: bool = False
+    # Consecutive runs that ended sooner than the restart policy's min_uptime.
+    failures: int = 0
+    not_before: float = 0.0  # backoff: no start before this monotonic time
+    starts: int = 0
+    last_exit: ExitRecord | None = None
+    # For once tasks: the run generation this slot last started for.
+    ran_generation: int = 0
+
+
+@dataclass(slots=True)
+class TaskState:
+    name: str
+    instances: dict[int, Instance] = field(default_factory=dict)
+    # The most recent desired spec, kept after the task leaves the configuration so that
+    # its processes can still be stopped its way.
+    spec: TaskSpec | None = None
+    # For once tasks: runs wanted so far (onexit `start` asks for one more).
+    generation: int = 1
+    # Monotonic time the task went from no running process to at least one.
+    up_since: float | None = None
+    # Why the task is not running when it should (waiting for requires, backing off...).
+    waiting_for: str | None = None
+
+    def running(self) -> int:
+        return sum(1 for i in self.instances.values() if i.pid is not None)

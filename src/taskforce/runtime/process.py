@@ -1,0 +1,261 @@
+"""Creating, signalling and identifying processes: the only module that forks.
+
+Processes are created with fork and exec rather than posix_spawn because the child's own
+pid belongs in its environment (`Task_pid`), and only the child knows it before exec.
+Each process gets its own session, so that stopping it reaches its whole process group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import grp
+import os
+import pwd
+import shutil
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from taskforce.core.spec import TASK_PID_MARKER, LaunchSpec
+
+# Signals Python or taskforce set to SIG_IGN; exec keeps ignored dispositions, so the
+# child must put them back before it becomes the task.
+_RESET_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ", "SIGXFZ") if hasattr(signal, name)
+)
+_ALL_SIGNALS = signal.valid_signals()
+_MAX_ERROR = 4096
+
+
+class SpawnError(Exception):
+    """The process could not be created; the message says why, for the log."""
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Spawned:
+    pid: int
+    # Read end of a close-on-exec pipe: EOF means exec succeeded, data is an error report.
+    error_fd: int
+
+
+def find_program(program: str, env: Mapping[str, str]) -> str:
+    """The path to exec for `program`: as given if it has a slash, else found in PATH."""
+    if "/" in program:
+        if not os.path.exists(program):
+            raise SpawnError(f"program {program!r} does not exist")
+        return program
+    path = env.get("PATH", os.defpath)
+    found = shutil.which(program, path=path)
+    if found is None:
+        raise SpawnError(f"program {program!r} not found in PATH {path!r}")
+    return found
+
+
+def lookup_credentials(user: str | int | None, group: str | int | None) -> Credentials | None:
+    """uid, gid and supplementary groups for a task's user/group; None to keep ours."""
+    if user is None and group is None:
+        return None
+    if user is not None:
+        try:
+            entry = pwd.getpwuid(user) if isinstance(user, int) else _getpwnam(user)
+        except KeyError:
+            raise SpawnError(f"unknown user {user!r}") from None
+        uid, gid, name = entry.pw_uid, entry.pw_gid, entry.pw_name
+    else:
+        uid, gid, name = os.getuid(), os.getgid(), None
+    if group is not None:
+        gid = _group_id(group)
+    groups: tuple[int, ...]
+    if name is not None:
+        groups = tuple(os.getgrouplist(name, gid))
+    else:
+        groups = (gid,)
+    return Credentials(uid, gid, groups)
+
+
+def _getpwnam(user: str) -> pwd.struct_passwd:
+    if user.isdigit():
+        return pwd.getpwuid(int(user))
+    return pwd.getpwnam(user)
+
+
+def _group_id(group: str | int) -> int:
+    if isinstance(group, int):
+        return group
+    if group.isdigit():
+        return int(group)
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise SpawnError(f"unknown group {group!r}") from None
+
+
+def spawn(
+    launch: LaunchSpec,
+    *,
+    stdin: int,
+    stdout: int,
+    stderr: int,
+    argv: Sequence[str] | None = None,
+    pid_value: str | None = None,
+) -> Spawned:
+    """Fork and exec `launch` (or `argv` with its environment) in a new session.
+
+    `pid_value` replaces the Task_pid marker instead of the child's own pid (used for
+    commands run on behalf of a running process). Raises SpawnError for problems found
+    before forking; problems found in the child are reported through `error_fd`.
+    """
+    env = dict(launch.env)
+    words = list(argv if argv is not None else launch.argv)
+    executable = find_program(words[0] if argv is not None else launch.program, env)
+    creds = lookup_credentials(launch.user, launch.group)
+    if creds is not None:
+        env["Task_uid"] = str(creds.uid)
+        env["Task_gid"] = str(creds.gid)
+    if launch.cwd is not None and not os.path.isdir(launch.cwd):
+        raise SpawnError(f"cwd {launch.cwd!r} is not a directory")
+    if pid_value is not None:
+        words = [w.replace(TASK_PID_MARKER, pid_value) for w in words]
+        env = {k: v.replace(TASK_PID_MARKER, pid_value) for k, v in env.items()}
+    marked = any(TASK_PID_MARKER in w for w in words) or any(
+        TASK_PID_MARKER in v for v in env.values()
+    )
+    read_fd, write_fd = os.pipe()
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child, which execs or exits
+            _become(
+                executable, words, env, marked, launch.cwd, creds, write_fd, (stdin, stdout, stderr)
+            )
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        os.close(write_fd)
+    return Spawned(pid, read_fd)
+
+
+def _become(
+    executable: str,
+    argv: list[str],
+    env: dict[str, str],
+    marked: bool,
+    cwd: str | None,
+    creds: Credentials | None,
+    error_fd: int,
+    stdio: tuple[int, int, int],
+) -> None:  # pragma: no cover - child side
+    """In the child: become the task, or report why not and exit 127."""
+    step = "preparing"
+    try:
+        # Signals were blocked around fork: the handlers inherited from the parent must
+        # never run here (they would write to the parent's wake-up pipe).
+        signal.set_wakeup_fd(-1)
+        for signum in _RESET_SIGNALS:
+            signal.signal(signum, signal.SIG_DFL)
+        for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
+        if marked:
+            mine = str(os.getpid())
+            argv = [w.replace(TASK_PID_MARKER, mine) for w in argv]
+            env = {k: v.replace(TASK_PID_MARKER, mine) for k, v in env.items()}
+        os.setsid()
+        step = "redirecting stdio"
+        for target, fd in enumerate(stdio):
+            if fd != target:
+                os.dup2(fd, target)
+        os.closerange(3, error_fd)
+        os.closerange(error_fd + 1, _fd_limit())
+        if cwd is not None:
+            step = f"changing directory to {cwd!r}"
+            os.chdir(cwd)
+        if creds is not None:
+            step = f"switching to uid {creds.uid} gid {creds.gid}"
+            os.setgroups(list(creds.groups))
+            os.setgid(creds.gid)
+            os.setuid(creds.uid)
+        step = f"executing {executable!r}"
+        os.execve(executable, argv, env)
+    except BaseException as exc:
+        with contextlib.suppress(BaseException):
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            os.write(error_fd, f"{step}: {reason}".encode(errors="replace")[:_MAX_ERROR])
+    finally:
+        os._exit(127)
+
+
+def _fd_limit() -> int:
+    try:
+        return int(os.sysconf("SC_OPEN_MAX"))
+    except (ValueError, OSError):
+        return 1024
+
+
+def read_spawn_error(fd: int) -> str | None:
+    """Read a child's error report (non-blocking), or None when exec succeeded."""
+    try:
+        data = os.read(fd, _MAX_ERROR)
+    except BlockingIOError:
+        return None
+    return data.decode(errors="replace") if data else None
+
+
+def signal_group(pid: int, signum: int) -> bool:
+    """Signal the process group led by `pid`; False if nothing was there."""
+    try:
+        os.killpg(pid, signum)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        # The leader may have left its group (setsid in the task); reach the process.
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            return False
+    return True
+
+
+def signal_process(pid: int, signum: int) -> bool:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def become_subreaper() -> bool:
+    """Make orphaned descendants ours to reap (Linux); False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    libc_name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(libc_name, use_errno=True)
+        pr_set_child_subreaper = 36
+        return int(libc.prctl(pr_set_child_subreaper, 1, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def describe_status(status: int) -> str:
+    """A wait status in words: 'exited 2', 'killed by SIGKILL'."""
+    if os.WIFSIGNALED(status):
+        signum = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = f"signal {signum}"
+        core = " (core dumped)" if os.WCOREDUMP(status) else ""
+        return f"killed by {name}{core}"
+    if os.WIFEXITED(status):
+        return f"exited {os.WEXITSTATUS(status)}"
+    return f"status {status:#x}"

@@ -1,0 +1,390 @@
+"""The event loop: feed facts to the planner, carry out its actions, sleep until needed.
+
+One thread, one asyncio loop. Inputs are signals (SIGCHLD, SIGTERM, SIGINT, SIGHUP), the
+close-on-exec pipes that report failed execs, and the planner's next deadline; nothing
+wakes up on a timer that is not a deadline, so an idle supervisor makes no system calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from taskforce.core.actions import Action, Kill, RunCommand, SendSignal, Start, Stop
+from taskforce.core.planner import ExitOutcome, Planner
+from taskforce.core.spec import DesiredState, LaunchSpec
+from taskforce.runtime import process
+from taskforce.runtime.process import SpawnError
+
+log = logging.getLogger("taskforce")
+
+# Log every one of the first few failures in a row, then one in this many.
+_FAILURE_LOG_FIRST = 3
+_FAILURE_LOG_EVERY = 10
+
+
+class Outcome(enum.Enum):
+    """How the supervisor ended."""
+
+    STOPPED = "stopped"  # SIGTERM, SIGINT or stop(): all tasks stopped
+    RESET = "reset"  # SIGHUP or reset(): all tasks stopped, the caller re-executes
+
+
+@dataclass(slots=True)
+class _Helper:
+    """A command run on behalf of a task instance (its stop command, an event command)."""
+
+    task: str
+    slot: int
+    what: str
+
+
+class Supervisor:
+    """Runs the tasks of a desired state until asked to stop.
+
+    `reload` is called to get a fresh desired state (on start-up and when the
+    configuration changes); it returns None when the new configuration is unusable.
+    """
+
+    def __init__(self, desired: DesiredState) -> None:
+        self.planner = Planner(desired)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pass_scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._helpers: dict[int, _Helper] = {}
+        self._spawn_errors: dict[int, str] = {}
+        self._error_fds: dict[int, int] = {}
+        self._done: asyncio.Future[Outcome] | None = None
+        self._outcome = Outcome.STOPPED
+        self._devnull = -1
+        self.on_change: Callable[[], None] | None = None
+
+    # ----- public control -------------------------------------------------------------
+
+    async def run(self) -> Outcome:
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._done = loop.create_future()
+        self._devnull = os.open(os.devnull, os.O_RDWR)
+        handled = self._install_signals(loop)
+        if process.become_subreaper():
+            log.debug("acting as child subreaper: orphaned descendants are reaped here")
+        try:
+            self._reap()  # anything that exited before the handler was in place
+            self._schedule()
+            return await self._done
+        finally:
+            for signum in handled:
+                loop.remove_signal_handler(signum)
+            if self._timer is not None:
+                self._timer.cancel()
+            for fd in list(self._error_fds.values()):
+                self._close_error_fd(fd)
+            os.close(self._devnull)
+            self._loop = None
+
+    def set_desired(self, desired: DesiredState) -> None:
+        if self.planner.shutting_down:
+            return
+        self.planner.set_desired(desired)
+        self._schedule()
+
+    def stop(self, outcome: Outcome = Outcome.STOPPED) -> None:
+        """Stop every task, then end run() with `outcome`."""
+        if self.planner.shutting_down:
+            if outcome is Outcome.STOPPED:
+                self._outcome = Outcome.STOPPED  # a stop during a reset is a plain stop
+            return
+        log.info("stopping all tasks (%s)", "reset" if outcome is Outcome.RESET else "exit")
+        self._outcome = outcome
+        self.planner.shutdown()
+        self._schedule()
+
+    # ----- signals and reaping --------------------------------------------------------
+
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> list[int]:
+        handlers: dict[int, Callable[[], None]] = {
+            signal.SIGCHLD: self._reap,
+            signal.SIGTERM: lambda: self._on_stop_signal("SIGTERM", Outcome.STOPPED),
+            signal.SIGINT: lambda: self._on_stop_signal("SIGINT", Outcome.STOPPED),
+            signal.SIGHUP: lambda: self._on_stop_signal("SIGHUP", Outcome.RESET),
+            signal.SIGUSR1: lambda: log.info("SIGUSR1 ignored"),
+            signal.SIGUSR2: lambda: log.info("SIGUSR2 ignored"),
+        }
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+            # Started in the background by a shell: keep ignoring interrupts as it asked.
+            del handlers[signal.SIGINT]
+        for signum, handler in handlers.items():
+            loop.add_signal_handler(signum, handler)
+        return list(handlers)
+
+    def _on_stop_signal(self, name: str, outcome: Outcome) -> None:
+        log.info("%s received", name)
+        self.stop(outcome)
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            self._on_exit(pid, status)
+        self._schedule()
+
+    def _on_exit(self, pid: int, status: int) -> None:
+        error = self._take_spawn_error(pid)
+        helper = self._helpers.pop(pid, None)
+        if helper is not None:
+            self._log_helper_exit(pid, helper, status, error)
+            return
+        now = self._now()
+        outcome = self.planner.exited(pid, status, now, time.time(), error)
+        if outcome is None:
+            log.debug("reaped orphan pid %d (%s)", pid, process.describe_status(status))
+            return
+        # The leader is gone; whatever it left in its process group goes with it.
+        if process.signal_group(pid, signal.SIGKILL):
+            log.info("%s: killed what pid %d left in its process group", _label(outcome), pid)
+        self._log_exit(pid, outcome)
+
+    def _take_spawn_error(self, pid: int) -> str | None:
+        fd = self._error_fds.pop(pid, None)
+        if fd is not None:
+            error = process.read_spawn_error(fd)
+            self._close_error_fd(fd)
+            if error is not None:
+                return error
+        return self._spawn_errors.pop(pid, None)
+
+    # ----- the planning pass ----------------------------------------------------------
+
+    def _now(self) -> float:
+        assert self._loop is not None
+        return self._loop.time()
+
+    def _schedule(self) -> None:
+        if self._pass_scheduled or self._loop is None:
+            return
+        self._pass_scheduled = True
+        self._loop.call_soon(self._pass)
+
+    def _pass(self) -> None:
+        self._pass_scheduled = False
+        for _ in range(100):  # each round runs what the previous round's facts allow
+            plan = self.planner.plan(self._now())
+            if not plan.actions:
+                break
+            for action in plan.actions:
+                self._execute(action)
+        self._set_timer(plan.next_deadline)
+        if self.on_change is not None:
+            self.on_change()
+        if self.planner.shutting_down and not self.planner.has_processes() and not self._helpers:
+            assert self._done is not None
+            if not self._done.done():
+                self._done.set_result(self._outcome)
+
+    def _set_timer(self, when: float | None) -> None:
+        if when == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = when
+        if when is not None and self._loop is not None:
+            self._timer = self._loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self._schedule()
+
+    # ----- carrying out actions -------------------------------------------------------
+
+    def _execute(self, action: Action) -> None:
+        if isinstance(action, Start):
+            self._start(action)
+        elif isinstance(action, Stop):
+            self._stop(action)
+        elif isinstance(action, Kill):
+            log.warning(
+                "%s[%d]: pid %d %s: SIGKILL", action.task, action.slot, action.pid, action.reason
+            )
+            process.signal_group(action.pid, signal.SIGKILL)
+            self._kill_helpers(action.task, action.slot)
+        elif isinstance(action, SendSignal):
+            log.info(
+                "%s[%d]: sending %s to pid %d (%s)",
+                action.task,
+                action.slot,
+                signal.Signals(action.signal).name,
+                action.pid,
+                action.reason,
+            )
+            process.signal_process(action.pid, action.signal)
+        elif isinstance(action, RunCommand):
+            launch = LaunchSpec(action.argv[0], action.argv, action.env, action.cwd)
+            pid_value = str(action.pid) if action.pid is not None else ""
+            self._run_helper(action.task, action.slot, launch, pid_value, action.reason)
+
+    def _start(self, action: Start) -> None:
+        now = self._now()
+        try:
+            spawned = process.spawn(
+                action.spec.launch, stdin=self._devnull, stdout=self._devnull, stderr=self._devnull
+            )
+        except (SpawnError, OSError) as exc:
+            outcome = self.planner.start_failed(
+                action.task, action.slot, now, time.time(), str(exc)
+            )
+            self._log_exit(None, outcome)
+            return
+        self.planner.started(action.task, action.slot, spawned.pid, now, time.time())
+        self._watch_error_fd(spawned)
+        log.info(
+            "%s[%d]: started pid %d (%s): %s",
+            action.task,
+            action.slot,
+            spawned.pid,
+            action.reason,
+            " ".join(action.spec.launch.argv),
+        )
+
+    def _stop(self, action: Stop) -> None:
+        label = f"{action.task}[{action.slot}]"
+        if action.command is not None:
+            state = self.planner.tasks.get(action.task)
+            inst = state.instances.get(action.slot) if state else None
+            if inst is not None and inst.spec is not None:
+                launch = inst.spec.launch
+                stopper = LaunchSpec(
+                    action.command[0],
+                    action.command,
+                    launch.env,
+                    launch.cwd,
+                    launch.user,
+                    launch.group,
+                )
+                log.info(
+                    "%s: stopping pid %d with its stop command (%s)",
+                    label,
+                    action.pid,
+                    action.reason,
+                )
+                if self._run_helper(
+                    action.task, action.slot, stopper, str(action.pid), "stop command"
+                ):
+                    return
+        signum = action.signal if action.signal is not None else signal.SIGTERM
+        log.info(
+            "%s: stopping pid %d with %s (%s)",
+            label,
+            action.pid,
+            signal.Signals(signum).name,
+            action.reason,
+        )
+        if action.signal is not None:
+            process.signal_process(action.pid, signum)
+        else:
+            process.signal_group(action.pid, signum)
+
+    def _run_helper(
+        self, task: str, slot: int, launch: LaunchSpec, pid_value: str, what: str
+    ) -> bool:
+        try:
+            spawned = process.spawn(
+                launch,
+                argv=launch.argv,
+                stdin=self._devnull,
+                stdout=self._devnull,
+                stderr=self._devnull,
+                pid_value=pid_value,
+            )
+        except (SpawnError, OSError) as exc:
+            log.error("%s[%d]: cannot run %s: %s", task, slot, what, exc)
+            return False
+        self._helpers[spawned.pid] = _Helper(task, slot, what)
+        self._watch_error_fd(spawned)
+        return True
+
+    def _kill_helpers(self, task: str, slot: int) -> None:
+        for pid, helper in self._helpers.items():
+            if helper.task == task and helper.slot == slot:
+                log.warning("%s[%d]: killing its %s, pid %d", task, slot, helper.what, pid)
+                process.signal_group(pid, signal.SIGKILL)
+
+    def _watch_error_fd(self, spawned: process.Spawned) -> None:
+        assert self._loop is not None
+        self._error_fds[spawned.pid] = spawned.error_fd
+        self._loop.add_reader(spawned.error_fd, self._on_error_fd, spawned.pid, spawned.error_fd)
+
+    def _on_error_fd(self, pid: int, fd: int) -> None:
+        error = process.read_spawn_error(fd)
+        if error is not None:
+            self._spawn_errors[pid] = error
+        if self._error_fds.get(pid) == fd:
+            del self._error_fds[pid]
+        self._close_error_fd(fd)
+
+    def _close_error_fd(self, fd: int) -> None:
+        if self._loop is not None:
+            self._loop.remove_reader(fd)
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+    # ----- logging --------------------------------------------------------------------
+
+    def _log_exit(self, pid: int | None, outcome: ExitOutcome) -> None:
+        record = outcome.record
+        label = _label(outcome)
+        if record.error is not None:
+            what = f"could not start: {record.error}"
+        else:
+            what = f"pid {pid} {process.describe_status(record.status)} after {record.uptime:.3g}s"
+        if record.expected:
+            log.info("%s: %s", label, what)
+            return
+        if not outcome.restarting:
+            log.info("%s: %s", label, what)
+            return
+        if outcome.failures == 0:
+            log.warning("%s: %s, restarting", label, what)
+            return
+        if outcome.failures <= _FAILURE_LOG_FIRST or outcome.failures % _FAILURE_LOG_EVERY == 0:
+            quiet = ""
+            if outcome.failures == _FAILURE_LOG_FIRST:
+                quiet = f"; further failures are logged one in {_FAILURE_LOG_EVERY}"
+            log.warning(
+                "%s: %s, failure %d in a row, retrying in %.3gs%s",
+                label,
+                what,
+                outcome.failures,
+                outcome.retry_in,
+                quiet,
+            )
+
+    def _log_helper_exit(self, pid: int, helper: _Helper, status: int, error: str | None) -> None:
+        label = f"{helper.task}[{helper.slot}]"
+        if error is not None:
+            log.error("%s: %s could not run: %s", label, helper.what, error)
+        elif status != 0:
+            log.warning(
+                "%s: %s pid %d %s", label, helper.what, pid, process.describe_status(status)
+            )
+        else:
+            log.debug("%s: %s pid %d finished", label, helper.what, pid)
+        self._schedule()
+
+
+def _label(outcome: ExitOutcome) -> str:
+    return f"{outcome.task}[{outcome.slot}]"

@@ -1,0 +1,269 @@
+"""The reconciler as tables of facts and expected actions: no processes, no clock."""
+
+from __future__ import annotations
+
+from taskforce.config.model import Control, EventType, RestartPolicy
+from taskforce.core.actions import Kill, Start, Stop
+from taskforce.core.planner import Planner
+from taskforce.core.spec import DesiredState, EventSpec, InstanceSpec, LaunchSpec, Policy, TaskSpec
+
+
+def task(
+    name: str,
+    *,
+    control: Control = Control.WAIT,
+    count: int = 1,
+    requires: tuple[str, ...] = (),
+    start_delay: float = 0.0,
+    time_limit: float | None = None,
+    onexit: tuple[str, ...] = (),
+    argv: tuple[str, ...] = ("prog",),
+    stop: tuple[str, ...] | None = None,
+    events: tuple[EventSpec, ...] = (),
+) -> TaskSpec:
+    commands = {"stop": stop} if stop else {}
+    instances = tuple(
+        InstanceSpec(LaunchSpec(argv[0], argv, (("Task_instance", str(i)),)), commands)
+        for i in range(count)
+    )
+    return TaskSpec(
+        name,
+        control,
+        instances,
+        requires=requires,
+        start_delay=start_delay,
+        time_limit=time_limit,
+        onexit_start=onexit,
+        events=events,
+    )
+
+
+def desired(*tasks: TaskSpec, min_uptime: float = 1.0) -> DesiredState:
+    policy = Policy(RestartPolicy(min_uptime=min_uptime, initial_delay=0.5, max_delay=4.0))
+    return DesiredState({t.name: t for t in tasks}, policy)
+
+
+class Harness:
+    """Plays the runtime: every Start gets a pid at once."""
+
+    def __init__(self, state: DesiredState) -> None:
+        self.planner = Planner(state)
+        self.next_pid = 100
+        self.now = 0.0
+
+    def step(self, at: float | None = None) -> list[object]:
+        if at is not None:
+            self.now = at
+        plan = self.planner.plan(self.now)
+        for action in plan.actions:
+            if isinstance(action, Start):
+                self.next_pid += 1
+                self.planner.started(action.task, action.slot, self.next_pid, self.now, self.now)
+        self.deadline = plan.next_deadline
+        return list(plan.actions)
+
+    def starts(self, at: float | None = None) -> list[tuple[str, int]]:
+        return [(a.task, a.slot) for a in self.step(at) if isinstance(a, Start)]
+
+    def pid(self, name: str, slot: int = 0) -> int:
+        pid = self.planner.tasks[name].instances[slot].pid
+        assert pid is not None
+        return pid
+
+    def exit(self, name: str, slot: int = 0, status: int = 0, at: float | None = None) -> None:
+        if at is not None:
+            self.now = at
+        self.planner.exited(self.pid(name, slot), status, self.now, self.now)
+
+
+def test_wait_task_starts_all_instances_and_restarts_the_one_that_exits() -> None:
+    h = Harness(desired(task("web", count=3)))
+    assert sorted(h.starts()) == [("web", 0), ("web", 1), ("web", 2)]
+    assert h.starts() == []
+    h.exit("web", 1, at=10.0)
+    assert h.starts() == [("web", 1)]
+
+
+def test_once_task_runs_once_and_is_not_restarted() -> None:
+    h = Harness(desired(task("setup", control=Control.ONCE)))
+    assert h.starts() == [("setup", 0)]
+    h.exit("setup", at=10.0)
+    assert h.starts() == []
+    assert h.planner.once_done("setup")
+
+
+def test_requires_once_waits_until_it_has_exited() -> None:
+    h = Harness(desired(task("timeset", control=Control.ONCE), task("ntpd", requires=("timeset",))))
+    assert h.starts() == [("timeset", 0)]
+    assert h.starts() == []
+    assert h.planner.tasks["ntpd"].waiting_for == "waiting for timeset to finish"
+    h.exit("timeset", at=1.0)
+    assert h.starts() == [("ntpd", 0)]
+
+
+def test_requires_wait_task_honours_start_delay() -> None:
+    h = Harness(desired(task("db", start_delay=2.0), task("app", requires=("db",))))
+    assert h.starts(0.0) == [("db", 0)]
+    assert h.starts(0.0) == []
+    assert h.deadline == 2.0
+    assert h.starts(1.9) == []
+    assert h.starts(2.0) == [("app", 0)]
+
+
+def test_suspend_lets_dependents_start_and_off_blocks_them() -> None:
+    h = Harness(
+        desired(
+            task("a", control=Control.SUSPEND),
+            task("b", control=Control.OFF),
+            task("needs_a", requires=("a",)),
+            task("needs_b", requires=("b",)),
+        )
+    )
+    assert h.starts() == [("needs_a", 0)]
+
+
+def test_requires_on_a_task_out_of_scope_is_void() -> None:
+    h = Harness(desired(task("app", requires=("elsewhere",))))
+    assert h.starts() == [("app", 0)]
+
+
+def test_onexit_reruns_the_once_task_and_regates_the_dependent() -> None:
+    h = Harness(
+        desired(
+            task("timeset", control=Control.ONCE),
+            task("ntpd", requires=("timeset",), onexit=("timeset",)),
+        )
+    )
+    h.starts()
+    h.exit("timeset", at=1.0)
+    assert h.starts() == [("ntpd", 0)]
+    h.exit("ntpd", status=1, at=100.0)
+    assert h.starts() == [("timeset", 0)]
+    assert h.starts() == []  # ntpd waits for the new timeset run
+    h.exit("timeset", at=101.0)
+    assert h.starts() == [("ntpd", 0)]
+
+
+def test_fast_failures_back_off_exponentially_up_to_the_cap() -> None:
+    h = Harness(desired(task("crash")))
+    h.starts(0.0)
+    delays = []
+    for _ in range(6):
+        h.exit("crash", status=1)
+        assert h.starts() == []
+        assert h.deadline is not None
+        delays.append(round(h.deadline - h.now, 3))
+        assert h.starts(h.deadline) == [("crash", 0)]
+    assert delays == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+
+
+def test_a_process_that_ran_long_enough_restarts_at_once_and_resets_backoff() -> None:
+    h = Harness(desired(task("svc")))
+    h.starts(0.0)
+    h.exit("svc", status=1, at=0.1)
+    h.starts(0.6)
+    h.exit("svc", status=1, at=10.0)
+    assert h.starts() == [("svc", 0)]
+    assert h.planner.tasks["svc"].instances[0].failures == 0
+
+
+def test_stop_escalates_to_kill_after_the_stop_timeout() -> None:
+    h = Harness(desired(task("svc")))
+    h.starts(0.0)
+    pid = h.pid("svc")
+    h.planner.shutdown()
+    actions = h.step(1.0)
+    assert actions == [Stop("svc", 0, pid, "taskforce is shutting down")]
+    assert h.deadline == 6.0
+    assert h.step(5.9) == []
+    actions = h.step(6.0)
+    assert len(actions) == 1 and isinstance(actions[0], Kill)
+    assert h.step(100.0) == []
+    h.exit("svc", status=9)
+    assert not h.planner.has_processes()
+    assert h.step() == []
+
+
+def test_custom_stop_command_replaces_the_signal() -> None:
+    h = Harness(desired(task("svc", stop=("svcctl", "stop"))))
+    h.starts(0.0)
+    h.planner.shutdown()
+    (action,) = h.step(1.0)
+    assert isinstance(action, Stop) and action.command == ("svcctl", "stop")
+
+
+def test_restart_event_action_is_used_when_restarting() -> None:
+    restart = EventSpec(EventType.RESTART, signal=10)
+    h = Harness(desired(task("svc", events=(restart,))))
+    h.starts(0.0)
+    h.planner.set_desired(desired(task("svc", argv=("prog", "-x"), events=(restart,))))
+    (action,) = h.step(1.0)
+    assert isinstance(action, Stop) and action.signal == 10 and action.reason == "configuration changed"
+
+
+def test_changed_launch_restarts_and_unchanged_task_is_left_alone() -> None:
+    h = Harness(desired(task("a"), task("b")))
+    h.starts(0.0)
+    pid_b = h.pid("b")
+    h.planner.set_desired(desired(task("a", argv=("prog", "--new")), task("b")))
+    actions = h.step(1.0)
+    assert [(type(a).__name__, a.task) for a in actions] == [("Stop", "a")]
+    h.exit("a", status=15, at=1.1)
+    assert h.starts() == [("a", 0)]
+    assert h.pid("b") == pid_b
+
+
+def test_count_change_touches_only_the_instances_concerned() -> None:
+    h = Harness(desired(task("w", count=3)))
+    h.starts(0.0)
+    before = [h.pid("w", i) for i in range(3)]
+    h.planner.set_desired(desired(task("w", count=5)))
+    assert sorted(h.starts(1.0)) == [("w", 3), ("w", 4)]
+    h.planner.set_desired(desired(task("w", count=2)))
+    actions = h.step(2.0)
+    assert sorted((a.task, a.slot) for a in actions if isinstance(a, Stop)) == [
+        ("w", 2),
+        ("w", 3),
+        ("w", 4),
+    ]
+    assert [h.pid("w", i) for i in range(2)] == before[:2]
+
+
+def test_time_limit_stops_a_hung_once_task_so_dependents_proceed() -> None:
+    h = Harness(
+        desired(task("init", control=Control.ONCE, time_limit=5.0), task("app", requires=("init",)))
+    )
+    h.starts(0.0)
+    assert h.step(0.0) == []
+    assert h.deadline == 5.0
+    (stop,) = h.step(5.0)
+    assert isinstance(stop, Stop) and "time limit" in stop.reason
+    h.exit("init", status=15, at=5.1)
+    assert h.starts() == [("app", 0)]
+
+
+def test_failed_start_is_retried_with_backoff_even_for_once_tasks() -> None:
+    h = Harness(desired(task("init", control=Control.ONCE)))
+    (start,) = h.planner.plan(0.0).actions
+    assert isinstance(start, Start)
+    outcome = h.planner.start_failed("init", 0, 0.0, 0.0, "program not found")
+    assert outcome.restarting and outcome.retry_in == 0.5
+    assert h.planner.plan(0.1).actions == ()
+    assert [type(a).__name__ for a in h.planner.plan(0.5).actions] == ["Start"]
+
+
+def test_removed_task_is_stopped_and_forgotten_after_exit() -> None:
+    h = Harness(desired(task("a"), task("b")))
+    h.starts(0.0)
+    h.planner.set_desired(desired(task("a")))
+    actions = h.step(1.0)
+    assert [(type(a).__name__, a.task) for a in actions] == [("Stop", "b")]
+    assert actions[0].reason == "no longer in scope"  # type: ignore[attr-defined]
+    h.exit("b", at=1.5)
+    h.step()
+    assert "b" not in h.planner.tasks
+
+
+def test_event_control_is_not_run_at_start_up() -> None:
+    h = Harness(desired(task("ev", control=Control.EVENT)))
+    assert h.starts() == []
