@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from taskforce.config.errors import ConfigError, Mark, Problem
 from taskforce.config.load import load_config
 from taskforce.config.model import Config
-from taskforce.config.resolve import HostFacts, resolve
+from taskforce.config.host import HostFacts
+from taskforce.config.resolve import resolve
 from taskforce.config.roles import Roles, parse_roles
 from taskforce.core.spec import DesiredState, Policy
 from taskforce.runtime.supervisor import Outcome, Supervisor

@@ -1,0 +1,495 @@
+"""Task contexts: the environment, defines and defaults layered, then ``{name}`` substituted.
+
+A context is a map of names to strings. It is built for each task instance from, in
+order of precedence (highest first):
+
+1. the ``Task_*`` values (name, instance, pid marker, host, roles file values, pidfile,
+   cwd, user/uid, group/gid);
+2. the task ``role_defines`` (active roles, in roles file order, the last one winning),
+   then the task ``defines``;
+3. the top-level ``role_defines``, then the top-level ``defines``;
+4. the environment taskforce started with;
+5. the task ``role_defaults``, then ``defaults``, then the top-level ``role_defaults``,
+   then ``defaults`` (the first one that has a key wins).
+
+Values from the configuration and the roles file are templates: ``{name}`` is replaced
+by the value of ``name`` when the context has it, and everything else (unknown names,
+lone braces, JSON) is kept as written. Templates may refer to other templates, to any
+depth; a reference loop is a :class:`SubstitutionLoop`. Environment values are literal.
+The finished context is also the environment of the task's processes.
+
+Building is split so that the part every task shares is expanded once per resolve
+(:class:`SharedContext`), the task's own layers once per task (:class:`TaskContext`) and
+only what differs per instance once per instance.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Container, Iterable, Mapping
+from typing import NamedTuple
+
+from taskforce.config.host import HostFacts
+from taskforce.config.model import Config, TaskConfig, Value
+from taskforce.config.roles import Roles
+from taskforce.core.spec import TASK_PID_MARKER
+
+_REFERENCE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+# Values generated per task or per instance: they override any define of the same name.
+_INSTANCE_KEYS = ("Task_name", "Task_instance", "Task_pid")
+_FIELD_KEYS = {
+    "pidfile": "Task_pidfile",
+    "cwd": "Task_cwd",
+    "user": "Task_user",
+    "group": "Task_group",
+}
+_TASK_KEYS = frozenset((*_INSTANCE_KEYS, *_FIELD_KEYS.values(), "Task_uid", "Task_gid"))
+
+
+class ContextError(Exception):
+    """A value that cannot be resolved; `path` is the key path it comes from."""
+
+    def __init__(self, message: str, path: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+
+
+class SubstitutionLoop(ContextError):  # noqa: N818 (the name the design documents use)
+    def __init__(self, chain: tuple[str, ...], path: str = "") -> None:
+        super().__init__("substitution loop: " + " -> ".join(chain), path)
+        self.chain = chain
+
+
+class MultipleValuesError(ContextError):
+    def __init__(self, words: list[str], path: str = "") -> None:
+        shown = ", ".join(repr(w) for w in words[:5]) + (", ..." if len(words) > 5 else "")
+        super().__init__(f"expands to {len(words)} values ({shown}) where one is expected", path)
+        self.words = words
+
+
+# --- substitution and conditional values ------------------------------------------
+
+
+def substitute(template: str, context: Mapping[str, str]) -> str:
+    """Replace each ``{name}`` that `context` holds by its value, in one pass."""
+    if "{" not in template:
+        return template
+    return _REFERENCE.sub(lambda m: context.get(m[1], m[0]), template)
+
+
+def scalar_text(value: Value) -> str | None:
+    """A scalar as a string (None as "", booleans as true/false); None for a list or map."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, str)):  # a tuple: `int | float` is rebuilt per call
+        return str(value)
+    return None
+
+
+def select(value: Value, present: Container[str]) -> list[Value]:
+    """The scalars a conditional value chooses, in order, not yet substituted.
+
+    A list contributes its elements; a map, the values of its keys that are `present`
+    (keys are names, never substituted); None contributes nothing.
+    """
+    if not isinstance(value, (list, dict)):
+        return [] if value is None else [value]
+    out: list[Value] = []
+    # A stack of iterators rather than recursion: the nesting depth is the document's.
+    stack = [iter(value if isinstance(value, list) else _chosen(value, present))]
+    while stack:
+        for item in stack[-1]:
+            if type(item) is str:  # the common case, tested first
+                out.append(item)
+            elif isinstance(item, list):
+                stack.append(iter(item))
+                break
+            elif isinstance(item, dict):
+                stack.append(iter(_chosen(item, present)))
+                break
+            elif item is not None:
+                out.append(item)
+        else:
+            stack.pop()
+    return out
+
+
+def _chosen(conditional: dict[str, Value], present: Container[str]) -> list[Value]:
+    return [value for key, value in conditional.items() if key in present]
+
+
+def expand(value: Value, context: Mapping[str, str]) -> list[str]:
+    """A value (scalar, list or conditional map) as the list of words it stands for."""
+    return [
+        substitute(leaf if isinstance(leaf, str) else str(scalar_text(leaf)), context)
+        for leaf in select(value, context)
+    ]
+
+
+def expand_one(value: Value, context: Mapping[str, str]) -> str | None:
+    """A value that must give at most one word: None when it gives none."""
+    words = expand(value, context)
+    if len(words) > 1:
+        raise MultipleValuesError(words)
+    return words[0] if words else None
+
+
+# --- templates and their expansion ---------------------------------------------------
+
+
+class Template(NamedTuple):  # a NamedTuple: thousands are made per resolve, cheaply
+    text: str
+    origin: str  # key path, for problems
+
+
+class _Expansion:
+    """Expands templates on demand, each once, depth first, without recursion.
+
+    `done` holds finished values (literals from the start). A template is looked up in
+    `templates`, then `fallback`.
+    """
+
+    __slots__ = ("_fallback", "_templates", "blocked", "done", "finished")
+
+    def __init__(
+        self,
+        done: dict[str, str],
+        templates: Mapping[str, Template],
+        fallback: Mapping[str, Template],
+        track: bool = False,
+    ) -> None:
+        self.done = done
+        self._templates = templates
+        self._fallback = fallback
+        # Names that may not be referred to yet (Task_uid while Task_user is expanded).
+        self.blocked: frozenset[str] = frozenset()
+        self.finished: list[str] | None = [] if track else None
+
+    def template(self, key: str) -> Template | None:
+        found = self._templates.get(key)
+        return self._fallback.get(key) if found is None else found
+
+    def value(self, key: str) -> str | None:
+        if key not in self.done:
+            template = self.template(key)
+            if template is None:
+                return None
+            self._run(key, template)
+        return self.done[key]
+
+    def _run(self, root: str, template: Template) -> None:
+        # The chain being expanded, each with its template and the names still to see.
+        path: list[tuple[str, Template, list[str]]] = [(root, template, _references(template))]
+        on_path = {root}
+        done = self.done
+        while path:
+            key, template, pending = path[-1]
+            if not pending:
+                path.pop()
+                on_path.discard(key)
+                self._finish(key, template)
+                continue
+            ref = pending.pop()
+            if ref in done:
+                continue
+            if ref in on_path:
+                chain = [item[0] for item in path]
+                start = chain.index(ref)
+                raise SubstitutionLoop((*chain[start:], ref), path[start][1].origin)
+            if ref in self.blocked:
+                chain = [item[0] for item in path]
+                raise SubstitutionLoop((*chain, ref, root), path[0][1].origin)
+            found = self.template(ref)
+            if found is not None:
+                path.append((ref, found, _references(found)))
+                on_path.add(ref)
+
+    def _finish(self, key: str, template: Template) -> None:
+        value = substitute(template.text, self.done)
+        if "\0" in value and "\0" in value.replace(TASK_PID_MARKER, ""):
+            raise ContextError(f"{key} cannot hold a NUL character", template.origin)
+        self.done[key] = value
+        if self.finished is not None:
+            self.finished.append(key)
+
+
+def _references(template: Template) -> list[str]:
+    """The names a template refers to, last first (they are popped)."""
+    text = template.text
+    return _REFERENCE.findall(text)[::-1] if "{" in text else []
+
+
+def _template(key: str, value: Value, origin: str) -> Template:
+    path = f"{origin}.{key}"
+    if not key or "=" in key or "\0" in key:
+        raise ContextError(f"{key!r} cannot be an environment variable name", path)
+    text = scalar_text(value)
+    if text is None:
+        raise ContextError("must be a string, number or boolean", path)
+    return Template(text, path)
+
+
+def _layer(
+    maps: Iterable[tuple[str, Mapping[str, Value]]], first_wins: bool
+) -> dict[str, Template]:
+    """Merge maps into one: defines let later maps win, defaults the first."""
+    out: dict[str, Template] = {}
+    for origin, mapping in maps:
+        for key, value in mapping.items():
+            if not first_wins or key not in out:
+                out[key] = _template(key, value, origin)
+    return out
+
+
+def _role_maps(
+    maps: Mapping[str, Mapping[str, Value]], active: tuple[str, ...], origin: str
+) -> list[tuple[str, Mapping[str, Value]]]:
+    return [(f"{origin}.{role}", maps[role]) for role in active if role in maps]
+
+
+def _generated(key: str) -> bool:
+    """Names taskforce generates are never inherited: in the environment they describe
+    another process (taskforce started by a taskforce task)."""
+    return key in _TASK_KEYS or key.startswith("Task_role_")
+
+
+class _Present:
+    """Whether a name will be in a context, before its values are expanded."""
+
+    __slots__ = ("_parts",)
+
+    def __init__(self, *parts: Container[str]) -> None:
+        self._parts = parts
+
+    def __contains__(self, key: object) -> bool:
+        return any(key in part for part in self._parts)
+
+
+# --- building contexts ------------------------------------------------------------------
+
+
+class InstanceContext(NamedTuple):
+    """One instance's context, with the task fields that were resolved along with it."""
+
+    values: dict[str, str]  # the whole context, also the process environment
+    pidfile: str | None = None
+    cwd: str | None = None
+    user: str | int | None = None  # as configured (an int stays an int), substituted
+    group: str | int | None = None
+
+
+class SharedContext:
+    """What every task context of one resolve has in common, expanded once."""
+
+    def __init__(
+        self, config: Config, roles: Roles | None, environ: Mapping[str, str], host: HostFacts
+    ) -> None:
+        self.config = config
+        self.host = host
+        self.ids = str(host.uid), str(host.gid)
+        # None (role processing off) and an empty roles file both apply no role_* maps.
+        self.active: tuple[str, ...] = () if roles is None else roles.names
+        self.error: ContextError | None = None  # a top-level problem: every task is concerned
+        try:
+            defines = _layer(
+                [
+                    ("defines", config.defines),
+                    *_role_maps(config.role_defines, self.active, "role_defines"),
+                ],
+                first_wins=False,
+            )
+            defaults = _layer(
+                [
+                    *_role_maps(config.role_defaults, self.active, "role_defaults"),
+                    ("defaults", config.defaults),
+                ],
+                first_wins=True,
+            )
+        except ContextError as err:
+            self.error = err
+            defines, defaults = {}, {}
+        facts = {"Task_ppid": str(host.pid), "Task_host": host.hostname, "Task_fqdn": host.fqdn}
+        role_values = {
+            f"Task_role_{name}": Template(value, f"roles.{name}")
+            for name, value in (roles.values.items() if roles is not None else ())
+        }
+        inherited = {k: v for k, v in environ.items() if not _generated(k)}
+        raw: dict[str, str | Template] = {
+            **defaults,
+            **inherited,
+            **defines,
+            **facts,
+            **role_values,
+        }
+        self.templates = {k: v for k, v in raw.items() if isinstance(v, Template)}
+        # A task default only fills a key that the environment and defines left absent.
+        self.defined = frozenset(inherited).union(defines)
+        # Generated values: no define or default of a task can replace them.
+        self.reserved = _TASK_KEYS.union(facts, role_values)
+        literals = {k: v for k, v in raw.items() if isinstance(v, str)}
+        self.done, self.unstable = self._expand(literals)
+
+    def task(self, name: str, task: TaskConfig | None = None) -> TaskContext:
+        if self.error is not None:
+            raise self.error
+        return TaskContext(self, name, self.config.tasks[name] if task is None else task)
+
+    def _expand(self, literals: dict[str, str]) -> tuple[dict[str, str], tuple[str, ...]]:
+        """Expand the shared templates; keep those no task or instance can change.
+
+        A template is kept unless it refers, at any depth, to a name that some task
+        defines or that differs per task (Task_name...). Those are expanded per instance.
+        """
+        volatile = set(_TASK_KEYS)
+        for task in self.config.tasks.values():
+            volatile.update(task.defines, task.defaults)
+            for maps in (task.role_defines, task.role_defaults):
+                for mapping in maps.values():
+                    volatile.update(mapping)
+        expansion = _Expansion(literals, self.templates, {}, track=True)
+        for key in self.templates:
+            # A failure is expanded again for each task, which reports it (an override
+            # in the task may even cure it).
+            with contextlib.suppress(ContextError):
+                expansion.value(key)
+        assert expansion.finished is not None
+        for key in expansion.finished:  # dependencies come first
+            if any(ref in volatile for ref in _REFERENCE.findall(self.templates[key].text)):
+                volatile.add(key)
+        # Sorted, so that each instance's environment is nearly sorted already.
+        done = {
+            k: v
+            for k, v in sorted(expansion.done.items())
+            if k not in volatile or k not in self.templates
+        }
+        return done, tuple(k for k in self.templates if k not in done)
+
+
+class TaskContext:
+    """One task's layers, from which each instance's context is built."""
+
+    def __init__(self, shared: SharedContext, name: str, task: TaskConfig) -> None:
+        self._shared = shared
+        self.name = name
+        self._origin = f"tasks.{name}"
+        over = self._layers(task)
+        # Task fields as configured (one scalar each, after conditionals), and Task_* for them.
+        self._fields: dict[str, str | int] = {}
+        present = _Present(over, shared.templates, shared.done, _TASK_KEYS)
+        for field, key in _FIELD_KEYS.items():
+            raw = getattr(task, field)
+            value = None if raw is None else self._select(field, raw, present)
+            if value is not None:
+                self._fields[field] = value
+                over[key] = Template(str(value), f"{self._origin}.{field}")
+        self._over = over
+        self._ids = "user" in self._fields or "group" in self._fields
+        self._drop = tuple(k for k in over if k in shared.done)  # shared values it replaces
+
+    def _layers(self, task: TaskConfig) -> dict[str, Template]:
+        shared, origin = self._shared, self._origin
+        over: dict[str, Template] = {}
+        if task.defaults or task.role_defaults:
+            maps = _role_maps(task.role_defaults, shared.active, f"{origin}.role_defaults")
+            defaults = _layer([*maps, (f"{origin}.defaults", task.defaults)], first_wins=True)
+            over = {k: t for k, t in defaults.items() if k not in shared.defined}
+        if task.defines or task.role_defines:
+            maps = _role_maps(task.role_defines, shared.active, f"{origin}.role_defines")
+            over.update(_layer([(f"{origin}.defines", task.defines), *maps], first_wins=False))
+        for key in shared.reserved.intersection(over):
+            del over[key]
+        return over
+
+    def _select(self, field: str, value: Value, present: _Present) -> str | int | None:
+        leaves = select(value, present)
+        if not leaves:
+            return None  # not configured, or a conditional that chose nothing: unset
+        if len(leaves) > 1:
+            words = [str(scalar_text(leaf)) for leaf in leaves]
+            raise MultipleValuesError(words, f"{self._origin}.{field}")
+        leaf = leaves[0]
+        if isinstance(leaf, int) and not isinstance(leaf, bool) and field in ("user", "group"):
+            return leaf  # a numeric id
+        return str(scalar_text(leaf))
+
+    def instance(self, number: int) -> InstanceContext:
+        """The context of instance `number`; raises :class:`ContextError`."""
+        done = self._shared.done.copy()
+        for key in self._drop:
+            done.pop(key, None)
+        done["Task_name"] = self.name
+        done["Task_instance"] = str(number)
+        done["Task_pid"] = TASK_PID_MARKER
+        done["Task_uid"], done["Task_gid"] = self._shared.ids  # unless a user or group is set
+        expansion = _Expansion(done, self._over, self._shared.templates)
+        user, group = self._identity(expansion) if self._ids else (None, None)
+        for key in self._shared.unstable:
+            expansion.value(key)
+        for key in self._over:
+            expansion.value(key)
+        return InstanceContext(
+            done,
+            pidfile=self._text(expansion, "pidfile"),
+            cwd=self._text(expansion, "cwd"),
+            user=user,
+            group=group,
+        )
+
+    def _identity(self, expansion: _Expansion) -> tuple[str | int | None, str | int | None]:
+        """Resolve user, then group: Task_uid depends on the user, Task_gid on both."""
+        host, done = self._shared.host, expansion.done
+        user, group = self._fields.get("user"), self._fields.get("group")
+        del done["Task_uid"], done["Task_gid"]  # not known yet
+        gid = host.gid
+        if user is None:
+            done["Task_uid"] = str(host.uid)
+        else:
+            expansion.blocked = frozenset(("Task_uid", "Task_gid"))
+            text = str(self._text(expansion, "user"))
+            user = user if isinstance(user, int) else text
+            info = host.user_lookup(user)
+            if info is None:
+                raise ContextError(f"unknown user {text!r}", f"{self._origin}.user")
+            done["Task_uid"], gid = str(info.uid), info.gid
+        if group is not None:
+            expansion.blocked = frozenset(("Task_gid",))
+            text = str(self._text(expansion, "group"))
+            group = group if isinstance(group, int) else text
+            found = host.group_lookup(group)
+            if found is None:
+                raise ContextError(f"unknown group {text!r}", f"{self._origin}.group")
+            gid = found
+        expansion.blocked = frozenset()
+        done["Task_gid"] = str(gid)
+        return user, group
+
+    def _text(self, expansion: _Expansion, field: str) -> str | None:
+        if field not in self._fields:
+            return None
+        value = expansion.value(_FIELD_KEYS[field])
+        path = f"{self._origin}.{field}"
+        if not value:
+            raise ContextError("expands to an empty string", path)
+        if TASK_PID_MARKER in value:
+            raise ContextError("cannot use {Task_pid}: it is not known before the start", path)
+        return value
+
+
+def build_context(
+    config: Config,
+    task_name: str,
+    roles: Roles | None,
+    environ: Mapping[str, str],
+    host: HostFacts,
+    instance: int = 0,
+) -> dict[str, str]:
+    """The context of one instance of one task; raises :class:`ContextError`.
+
+    For many tasks, use :class:`SharedContext` directly: it shares the common work.
+    """
+    return SharedContext(config, roles, environ, host).task(task_name).instance(instance).values

@@ -1,0 +1,351 @@
+"""The configuration file, key by key: shapes, requirements and documentation.
+
+This is the single description of the file. :mod:`taskforce.config.validate` checks documents
+against it and :mod:`taskforce.config.schema` renders it as JSON Schema. To add a key, add
+one line to the right table here (and the matching field to :mod:`taskforce.config.model`).
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+from taskforce.config.model import (
+    Config,
+    Control,
+    EventConfig,
+    EventType,
+    OnExitConfig,
+    RestartPolicy,
+    Settings,
+    TaskConfig,
+)
+from taskforce.config.shapes import (
+    INVALID,
+    Choice,
+    Conditional,
+    Defs,
+    Invalid,
+    JsonSchema,
+    Name,
+    Number,
+    Reporter,
+    Scalar,
+    Shape,
+    Text,
+    describe,
+    did_you_mean,
+    enum_choice,
+    is_number,
+)
+from taskforce.config.shapes_compound import ExactlyOne, Field, ListOf, MapOf, OnlyWhen, Record
+from taskforce.config.yaml_source import Path
+
+# Commands every task has without defining them; an event may name them.
+BUILTIN_COMMANDS = ("stop",)
+
+
+@dataclass(frozen=True)
+class ContextName(Shape[str]):
+    """A context (and so environment) name: `=` and NUL cannot appear in one."""
+
+    def check(self, value: object, at: Path, report: Reporter) -> str | Invalid:
+        if not isinstance(value, str):
+            report.error(at, f"a context name must be a string, got {describe(value)}")
+            return INVALID
+        if not value:
+            flaw = "is empty"
+        elif "=" in value:
+            flaw = "contains '='"
+        elif "\0" in value:
+            flaw = "contains a NUL character"
+        else:
+            return value
+        report.error(at, f"the context name {value!r} {flaw}")
+        return INVALID
+
+    def json_schema(self, defs: Defs) -> JsonSchema:
+        return {"type": "string", "pattern": r"^[^=\x00]+$"}
+
+
+_SUBSTITUTION = re.compile(r"\{[^{}]+\}")
+
+
+@dataclass(frozen=True)
+class Count(Shape[int | str]):
+    """A process count: a whole number, or a string whose `{name}` substitution gives one."""
+
+    def check(self, value: object, at: Path, report: Reporter) -> int | str | Invalid:
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value)
+        if isinstance(value, str) and _SUBSTITUTION.search(value):
+            return value  # resolved per host; the result must then be a whole number
+        report.error(
+            at,
+            "expected a whole number of processes (0 or more) or a {name} substitution, "
+            f"got {describe(value)}",
+        )
+        return INVALID
+
+    def json_schema(self, defs: Defs) -> JsonSchema:
+        return {
+            "anyOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "pattern": r"^\s*[0-9]+\s*$|\{[^{}]+\}"},
+            ]
+        }
+
+
+@dataclass(frozen=True)
+class UserOrGroup(Shape[str | int]):
+    """A user or group, by name or by numeric id."""
+
+    def check(self, value: object, at: Path, report: Reporter) -> str | int | Invalid:
+        if isinstance(value, str) and value:
+            return value
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        report.error(at, f"expected a name or a numeric id (0 or more), got {describe(value)}")
+        return INVALID
+
+    def json_schema(self, defs: Defs) -> JsonSchema:
+        return {"anyOf": [{"type": "string", "minLength": 1}, {"type": "integer", "minimum": 0}]}
+
+
+@dataclass(frozen=True)
+class SignalNumber(Shape[int]):
+    """A signal written as HUP, SIGHUP, hup, 1 or '1', converted to its number."""
+
+    def check(self, value: object, at: Path, report: Reporter) -> int | Invalid:
+        number = signal_number(value)
+        if number is not None:
+            return number
+        hint = ""
+        if isinstance(value, str):
+            names = [member.name.removeprefix("SIG") for member in signal.Signals]
+            hint = did_you_mean(value.upper().removeprefix("SIG"), names)
+        report.error(at, f"{describe(value)} is not a signal name or number{hint}")
+        return INVALID
+
+    def json_schema(self, defs: Defs) -> JsonSchema:
+        return {
+            "anyOf": [
+                {"type": "integer", "minimum": 1, "maximum": signal.NSIG - 1},
+                {"type": "string", "minLength": 1},
+            ]
+        }
+
+
+def signal_number(value: object) -> int | None:
+    """The number of the signal `value` names, or None if it names none."""
+    if is_number(value) and isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        number = int(value)
+    elif isinstance(value, str):
+        name = value.strip().upper()
+        member = signal.Signals.__members__.get(name if name.startswith("SIG") else "SIG" + name)
+        return None if member is None else int(member)
+    else:
+        return None
+    return number if 0 < number < signal.NSIG else None
+
+
+# Build functions: turn a record's checked values (named as the model's fields) into the model.
+
+
+def _task(at: Path, values: dict[str, Any]) -> TaskConfig:
+    return TaskConfig(name=str(at[-1]), **values)
+
+
+def _event(at: Path, values: dict[str, Any]) -> EventConfig:
+    return EventConfig(**values)
+
+
+def _onexit(at: Path, values: dict[str, Any]) -> OnExitConfig:
+    return OnExitConfig(**values)
+
+
+def _restart(at: Path, values: dict[str, Any]) -> RestartPolicy:
+    return RestartPolicy(**values)
+
+
+def _settings(at: Path, values: dict[str, Any]) -> Settings:
+    return Settings(**values)
+
+
+def _config(at: Path, values: dict[str, Any]) -> Config:
+    return Config(**values)
+
+
+CONTEXT_MAP = MapOf(Scalar(), key=ContextName())
+ROLE_CONTEXT_MAP = MapOf(CONTEXT_MAP, key=Name("role name"))
+TASK_NAMES = ListOf(Text(), single_ok=True)
+
+EVENT = Record(
+    {
+        "type": Field(
+            enum_choice(EventType),
+            "What triggers the event: file_change (a file in `path` changed), self (the "
+            "task's executable changed), python (a module of the task's Python program "
+            "changed), restart (the task is being restarted).",
+            required=True,
+        ),
+        "path": Field(
+            Conditional(),
+            "The file or files a file_change event watches; may use {name} substitutions "
+            "and conditional maps.",
+        ),
+        "command": Field(
+            Text(),
+            "The command to run when the event fires: one of the task's `commands` or the "
+            "built-in `stop`.",
+        ),
+        "signal": Field(
+            SignalNumber(),
+            "The signal to send to the task's processes when the event fires: HUP, SIGHUP, "
+            "1 and '1' all mean the same.",
+        ),
+    },
+    _event,
+    rules=(
+        OnlyWhen("path", "type", EventType.FILE_CHANGE.value),
+        ExactlyOne(("command", "signal")),
+    ),
+    what="event (a map with 'type' and 'command' or 'signal')",
+)
+
+ONEXIT = Record(
+    {
+        "type": Field(Choice(("start",), str), "The operation: only 'start' is defined.", True),
+        "task": Field(Text(), "The task to start; it must be a 'once' task.", required=True),
+    },
+    _onexit,
+    what="onexit entry (a map with 'type' and 'task')",
+)
+
+TASK = Record(
+    {
+        "commands": Field(
+            MapOf(
+                Conditional(allow_scalar=False, non_empty=True),
+                key=Name("command name"),
+                required=("start",),
+            ),
+            "The commands that start and manage the task, by name. Each is a list: the "
+            "program, then its arguments, with {name} substitutions and conditional maps. "
+            "'start' is required; 'stop' replaces the built-in stop; others are run by events.",
+            required=True,
+        ),
+        "control": Field(
+            enum_choice(Control),
+            "How the task is managed: wait (keep it running, restart it when it exits; the "
+            "default), once (run once, never restarted), off (not run; tasks requiring it "
+            "wait), suspend (not run; tasks requiring it go ahead), nowait, adopt, event.",
+        ),
+        "count": Field(
+            Count(),
+            "How many processes of the task to run, 1 if not given. Each has its own "
+            "Task_instance, from 0.",
+        ),
+        "cwd": Field(Text(), "The working directory of the task's processes."),
+        "defaults": Field(
+            CONTEXT_MAP, "Context entries for this task, used only where none is set yet."
+        ),
+        "defines": Field(CONTEXT_MAP, "Context entries for this task, overriding others."),
+        "role_defaults": Field(
+            ROLE_CONTEXT_MAP, "Per-role context entries for this task, used only where unset."
+        ),
+        "role_defines": Field(
+            ROLE_CONTEXT_MAP, "Per-role context entries for this task, overriding others."
+        ),
+        "events": Field(
+            ListOf(EVENT),
+            "What to do when something happens: run a command or send a signal.",
+        ),
+        "group": Field(UserOrGroup(), "The group (name or gid) the processes run as."),
+        "user": Field(UserOrGroup(), "The user (name or uid) the processes run as."),
+        "onexit": Field(
+            ListOf(ONEXIT, single_ok=True),
+            "What to do once every process of the task has exited after a stop: start a "
+            "'once' task.",
+        ),
+        "pidfile": Field(
+            Text(),
+            "Where the task's process writes its pid; also available as {Task_pidfile}.",
+        ),
+        "procname": Field(Text(), "The argv[0] the start command's program is run with."),
+        "requires": Field(
+            TASK_NAMES,
+            "Tasks that must have run before this one starts: a 'once' task once it has "
+            "exited, others once started and past their start_delay.",
+        ),
+        "roles": Field(
+            ListOf(Name("role name"), single_ok=True),
+            "The roles the task runs in; without this key it runs whatever the roles.",
+        ),
+        "start_delay": Field(
+            Number(minimum=0),
+            "Seconds after this task starts before tasks requiring it may start.",
+        ),
+        "time_limit": Field(
+            Number(minimum=0, exclusive=True),
+            "Seconds a process of the task may run before it is stopped.",
+        ),
+    },
+    _task,
+    what="task (a map with at least 'commands')",
+)
+
+RESTART = Record(
+    {
+        "min_uptime": Field(
+            Number(minimum=0), "Seconds a process must run for its exit not to count as a failure."
+        ),
+        "initial_delay": Field(
+            Number(minimum=0), "Seconds before restarting after a first failure."
+        ),
+        "factor": Field(
+            Number(minimum=1), "How much the delay grows with each further failure in a row."
+        ),
+        "max_delay": Field(Number(minimum=0), "The longest delay before a restart, in seconds."),
+    },
+    _restart,
+)
+
+# Supervisor-wide settings: a new one is a line here plus a field of model.Settings.
+SETTINGS = Record(
+    {
+        "restart": Field(RESTART, "How quickly processes that keep failing are restarted."),
+        "stop_timeout": Field(
+            Number(minimum=0, exclusive=True),
+            "Seconds between asking a process to stop and killing it with SIGKILL.",
+        ),
+    },
+    _settings,
+)
+
+CONFIG = Record(
+    {
+        "defines": Field(
+            CONTEXT_MAP, "Context entries for every task, overriding the environment."
+        ),
+        "role_defines": Field(
+            ROLE_CONTEXT_MAP, "Per-role context entries, added when the role is active."
+        ),
+        "defaults": Field(
+            CONTEXT_MAP, "Context entries for every task, used only where none is set yet."
+        ),
+        "role_defaults": Field(
+            ROLE_CONTEXT_MAP, "Per-role context entries, used only where none is set yet."
+        ),
+        "tasks": Field(MapOf(TASK, key=Name("task name")), "The tasks, by name."),
+        "settings": Field(SETTINGS, "Supervisor-wide settings (a taskforce extension)."),
+    },
+    _config,
+    what="configuration map",
+)

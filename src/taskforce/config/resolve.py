@@ -1,0 +1,166 @@
+"""Resolve a validated configuration into the tasks this host runs, fully specified.
+
+:func:`resolve` is pure: the roles, the environment and every fact about the host are
+arguments. A problem in one task (a substitution loop, a bad count, an unknown user...)
+leaves that task out and is returned with the task's key path; it never raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from taskforce.config.context import (
+    ContextError,
+    InstanceContext,
+    MultipleValuesError,
+    SharedContext,
+    expand,
+    expand_one,
+    substitute,
+)
+from taskforce.config.errors import Problem
+from taskforce.config.host import HostFacts, UserInfo
+from taskforce.config.model import Config, EventConfig, EventType, TaskConfig, Value
+from taskforce.config.roles import Roles
+from taskforce.core.spec import (
+    TASK_PID_MARKER,
+    DesiredState,
+    EventSpec,
+    InstanceSpec,
+    LaunchSpec,
+    Policy,
+    TaskSpec,
+)
+
+__all__ = ["MAX_COUNT", "HostFacts", "UserInfo", "resolve"]
+
+# More processes than this for one task is a typo, not a plan: refuse it rather than
+# exhaust memory and pids.
+MAX_COUNT = 10_000
+
+
+def resolve(
+    config: Config, roles: Roles | None, environ: Mapping[str, str], host: HostFacts
+) -> tuple[DesiredState, tuple[Problem, ...]]:
+    """The desired state for this host, and the problems of the tasks left out of it.
+
+    `roles` is None when role processing is off: every task is then in scope.
+    """
+    shared = SharedContext(config, roles, environ, host)
+    active = None if roles is None else frozenset(roles.names)
+    tasks: dict[str, TaskSpec] = {}
+    out_of_scope: set[str] = set()
+    # Keyed by place and message: a top-level problem is met once per task.
+    problems: dict[tuple[str, str], Problem] = {}
+    for name, task in config.tasks.items():
+        if not in_scope(task, active):
+            out_of_scope.add(name)
+            continue
+        try:
+            tasks[name] = _resolve_task(shared, name, task)
+        except ContextError as err:
+            problem = Problem(config.source, None, err.path or f"tasks.{name}", err.message)
+            problems.setdefault((problem.path, problem.message), problem)
+    policy = Policy(restart=config.settings.restart, stop_timeout=config.settings.stop_timeout)
+    return DesiredState(tasks, policy, frozenset(out_of_scope)), tuple(problems.values())
+
+
+def in_scope(task: TaskConfig, active: frozenset[str] | None) -> bool:
+    """Whether a task runs with these active roles (None: role processing is off)."""
+    if active is None or not task.roles:  # no `roles` (or an empty list): always
+        return True
+    return any(role in active for role in task.roles)
+
+
+def _resolve_task(shared: SharedContext, name: str, task: TaskConfig) -> TaskSpec:
+    context = shared.task(name, task)
+    first = context.instance(0)
+    count = _count(task.count, first.values, f"tasks.{name}.count")
+    instances = [
+        _instance(name, task, first if number == 0 else context.instance(number))
+        for number in range(count)
+    ]
+    # Task-level values use instance 0's context: it exists even when count is 0.
+    events = [
+        _event(event, first.values, f"tasks.{name}.events[{index}].path")
+        for index, event in enumerate(task.events)
+    ]
+    return TaskSpec(
+        name=name,
+        control=task.control,
+        instances=tuple(instances),
+        requires=task.requires,
+        start_delay=task.start_delay,
+        time_limit=task.time_limit,
+        onexit_start=tuple(item.task for item in task.onexit if item.type == "start"),
+        events=tuple(events),
+    )
+
+
+def _count(count: int | str, context: Mapping[str, str], path: str) -> int:
+    if type(count) is int and 0 <= count <= MAX_COUNT:  # the usual case, first
+        return count
+    if isinstance(count, bool):  # YAML `true` is an int to Python
+        raise ContextError("must be a whole number", path)
+    if isinstance(count, str):
+        text = substitute(count, context).strip()
+        if not (text.isascii() and text.isdigit()) or len(text) > len(str(MAX_COUNT)):
+            shown = text.replace(TASK_PID_MARKER, "{Task_pid}")
+            raise ContextError(f"must be a whole number, 0 or more: got {shown!r}", path)
+        count = int(text)
+    if not 0 <= count <= MAX_COUNT:
+        raise ContextError(f"must be between 0 and {MAX_COUNT}: got {count}", path)
+    return count
+
+
+def _instance(name: str, task: TaskConfig, context: InstanceContext) -> InstanceSpec:
+    values = context.values
+    start_path = f"tasks.{name}.commands.start"
+    argv = expand(task.commands.get("start"), values)
+    if not argv:
+        raise ContextError("the start command expands to nothing", start_path)
+    if not argv[0]:
+        raise ContextError("the program name expands to an empty string", start_path)
+    program = argv[0]
+    if task.procname is not None:
+        procname = _one(task.procname, values, f"tasks.{name}.procname")
+        if procname is not None:
+            argv[0] = procname
+    commands: dict[str, tuple[str, ...]] = {}
+    if len(task.commands) > 1:
+        for command, value in task.commands.items():
+            # A command that a conditional reduces to nothing is simply not defined here.
+            if command != "start" and (words := expand(value, values)):
+                commands[command] = tuple(words)
+    launch = LaunchSpec(
+        program=program,
+        argv=tuple(argv),
+        env=tuple(sorted(values.items())),
+        cwd=context.cwd,
+        user=context.user,
+        group=context.group,
+    )
+    return InstanceSpec(launch=launch, commands=commands, pidfile=context.pidfile)
+
+
+def _one(value: Value, context: Mapping[str, str], path: str) -> str | None:
+    try:
+        text = expand_one(value, context)
+    except MultipleValuesError as err:
+        err.path = path
+        raise
+    if text == "":
+        raise ContextError("expands to an empty string", path)
+    return text
+
+
+def _event(event: EventConfig, context: Mapping[str, str], path: str) -> EventSpec:
+    paths: tuple[str, ...] = ()
+    if event.type is EventType.FILE_CHANGE:
+        paths = tuple(expand(event.path, context))
+        for item in paths:
+            if not item:
+                raise ContextError("a path expands to an empty string", path)
+            if TASK_PID_MARKER in item:
+                raise ContextError("cannot use {Task_pid}: it is not known before the start", path)
+    return EventSpec(type=event.type, paths=paths, command=event.command, signal=event.signal)

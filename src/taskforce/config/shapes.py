@@ -1,0 +1,292 @@
+"""Declarative shapes of configuration values: one description, two uses.
+
+A shape checks a loaded value, reporting every problem with its position and converting the
+value to the type the model wants, and renders itself as JSON Schema. Validation
+(:mod:`taskforce.config.validate`) and the published schema (:mod:`taskforce.config.schema`)
+are both read off the same shapes, so they cannot drift apart.
+
+This module holds the machinery and the single-value shapes; lists, maps and records of
+fixed keys are in :mod:`taskforce.config.shapes_compound`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import unicodedata
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+from taskforce.config.errors import Problem, format_path
+from taskforce.config.model import Value
+from taskforce.config.yaml_source import Document, Path
+
+T = TypeVar("T")
+E = TypeVar("E", bound=StrEnum)
+JsonSchema = dict[str, Any]
+# Named schemas shared by reference (`#/$defs/NAME`), filled in as shapes render.
+Defs = dict[str, JsonSchema]
+
+
+class Invalid:
+    """The outcome of checking a value that had problems (already reported)."""
+
+    _instance: Invalid | None = None
+
+    def __new__(cls) -> Invalid:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "INVALID"
+
+
+INVALID = Invalid()
+
+
+class Reporter:
+    """Collects problems, placing each at the value (or the key) its path names."""
+
+    def __init__(
+        self, document: Document, problems: list[Problem] | None = None, *, at_keys: bool = False
+    ) -> None:
+        self.document = document
+        self.problems: list[Problem] = [] if problems is None else problems
+        self._at_keys = at_keys
+
+    def error(self, at: Path, message: str) -> None:
+        mark = self.document.key_mark_of(at) if self._at_keys else self.document.mark_of(at)
+        self.problems.append(Problem(self.document.source, mark, format_path(at), message))
+
+    def key_error(self, at: Path, message: str) -> None:
+        """A problem with the key itself (misspelt, duplicated...), placed where it is written."""
+        mark = self.document.key_mark_of(at)
+        self.problems.append(Problem(self.document.source, mark, format_path(at), message))
+
+    def for_keys(self) -> Reporter:
+        """A reporter, sharing these problems, that places them at keys instead of values."""
+        return Reporter(self.document, self.problems, at_keys=True)
+
+
+QUOTE_IT = "quote it if you mean the word"
+
+
+def describe(value: object) -> str:
+    """Name a loaded value the way a message should mention it."""
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, int):
+        return f"the integer {value}"
+    if isinstance(value, float):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    return "a list" if isinstance(value, list) else "a map"
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """' (did you mean 'x'?)' for the closest choice, or '' when none is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def is_number(value: object) -> bool:
+    # YAML true/false load as bool, which Python counts as an int: not a number here.
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+class Shape(ABC, Generic[T]):
+    """What one configuration value must look like."""
+
+    @abstractmethod
+    def check(self, value: object, at: Path, report: Reporter) -> T | Invalid:
+        """Report what is wrong with `value` (found at `at`) or return it converted."""
+
+    @abstractmethod
+    def json_schema(self, defs: Defs) -> JsonSchema:
+        """The JSON Schema of the values this shape accepts (never stricter than check)."""
+
+
+@dataclass(frozen=True)
+class Text(Shape[str]):
+    """A non-empty string."""
+
+    def check(self, value: object, at: Path, report: Reporter) -> str | Invalid:
+        if not isinstance(value, str):
+            report.error(at, f"expected a string, got {describe(value)}")
+            return INVALID
+        if not value:
+            report.error(at, "must not be empty")
+            return INVALID
+        return value
+
+    def json_schema(self, defs: Defs) -> JsonSchema:
+        return {"type": "string", "minLength": 1}
+
+
+@dataclass(frozen=True)
+class Name(Shape[str]):
+    """A name such as a task or role name: no whitespace, '/' or control characters."""
+
+    what: str  # "task name", "role name"...
+
+    def check(self, value: object, at: Path, report: Reporter) -> str | Invalid:
+        if not isinstance(value, str):
+            report.error(at, f"a {self.what} must be a string, got {describe(value)}")
+            return INVALID
+        flaw = name_flaw(value)
+        if flaw:
+            report.error(at, f"the {self.what} {value!r} {flaw}")
+            return INVALID
+        return value
+
+    def json_schema(self, defs: Defs) -> JsonSchema:
+        return {"type": "string", "pattern": r"^[^\s/\x00-\x1f\x7f-\x9f]+$"}
+
+
+def name_flaw(name: str) -> str:
+    """Why `name` cannot be a name, or '' if it can."""
+    if not name:
+        return "is empty"
+    if any(char.isspace() for char in name):
+        return "contains whitespace"
+    if "/" in name:
+        return "contains '/'"
+    if any(unicodedata.category(char) == "Cc" for char in name):
+        return "contains a control character"
+    return ""
+
+
+@dataclass(frozen=True)
+class Number(Shape[float]):
+    """A number of seconds, a factor...: int or float, but not a boolean."""
+
+    minimum: float = 0
+    exclusive: bool = False  # True: the minimum itself is not allowed
+
+    def check(self, value: object, at: Path, report: Reporter) -> float | Invalid:
+        if not is_number(value):
+            report.error(at, f"expected a number, got {describe(value)}")
+            return INVALID
+        number = float(value)  # type: ignore[arg-type]  # is_number guarantees int | float
+        if number != number or number in (float("inf"), float("-inf")):
+            report.error(at, f"must be a finite number, got {value}")
+            return INVALID
+        if number < self.minimum or (self.exclusive and number == self.minimum):
+            relation = "greater than" if self.exclusive else "at least"
+            report.error(at, f"must be {relation} {self.minimum:g}, got {value}")
+            return INVALID
+        return number
+
+    def json_schema(self, defs: Defs) -> JsonSchema:
+        bound = "exclusiveMinimum" if self.exclusive else "minimum"
+        return {"type": "number", bound: self.minimum}
+
+
+@dataclass(frozen=True)
+class Choice(Shape[T]):
+    """One of a fixed set of words, converted (to an enum member, say) once accepted."""
+
+    options: tuple[str, ...]
+    convert: Callable[[str], T]
+
+    def check(self, value: object, at: Path, report: Reporter) -> T | Invalid:
+        listed = ", ".join(self.options)
+        if not isinstance(value, str):
+            hint = f"; {QUOTE_IT}" if isinstance(value, bool) else ""
+            report.error(at, f"expected one of {listed}, got {describe(value)}{hint}")
+            return INVALID
+        if value not in self.options:
+            suggestion = did_you_mean(value, self.options)
+            report.error(at, f"{value!r} is not one of {listed}{suggestion}")
+            return INVALID
+        return self.convert(value)
+
+    def json_schema(self, defs: Defs) -> JsonSchema:
+        return {"type": "string", "enum": list(self.options)}
+
+
+def enum_choice(enum: type[E]) -> Choice[E]:
+    return Choice(tuple(member.value for member in enum), enum)
+
+
+@dataclass(frozen=True)
+class Scalar(Shape[Value]):
+    """A single context value: string, number, boolean or null."""
+
+    def check(self, value: object, at: Path, report: Reporter) -> Value | Invalid:
+        if isinstance(value, list | dict):
+            report.error(at, f"expected a single value (string or number), got {describe(value)}")
+            return INVALID
+        assert value is None or isinstance(value, str | int | float)
+        return value
+
+    def json_schema(self, defs: Defs) -> JsonSchema:
+        return {"type": ["string", "number", "boolean", "null"]}
+
+
+CONDITIONAL_DEF = "conditional"
+
+
+@dataclass(frozen=True)
+class Conditional(Shape[Value]):
+    """A value that may hold conditional maps (see "Values and Lists" in the specification).
+
+    Leaves are strings or numbers; a list holds such values; a map's keys are context names
+    and its values are included only when the name is in the context.
+    """
+
+    allow_scalar: bool = True  # False: the outermost value is a list or a map
+    non_empty: bool = False  # the outermost list needs at least one item
+
+    def check(self, value: object, at: Path, report: Reporter) -> Value | Invalid:
+        if not self.allow_scalar and not isinstance(value, list | dict):
+            report.error(
+                at,
+                f'expected a list of words such as ["/usr/sbin/sshd", "-D"], got {describe(value)}',
+            )
+            return INVALID
+        if self.non_empty and value == []:
+            report.error(at, "must not be an empty list")
+            return INVALID
+        before = len(report.problems)
+        self._check_tree(value, at, report)
+        return INVALID if len(report.problems) > before else value  # type: ignore[return-value]
+
+    def _check_tree(self, value: object, at: Path, report: Reporter) -> None:
+        if isinstance(value, list):
+            for index, item in enumerate(value):
+                self._check_tree(item, (*at, index), report)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                self._check_tree(item, (*at, key), report)
+        elif value is None:
+            report.error(at, "expected a string or number, got nothing (null)")
+        elif isinstance(value, bool):
+            report.error(at, f"expected a string or number, got {describe(value)}; {QUOTE_IT}")
+
+    def json_schema(self, defs: Defs) -> JsonSchema:
+        reference = {"$ref": f"#/$defs/{CONDITIONAL_DEF}"}
+        defs[CONDITIONAL_DEF] = {
+            "description": "A string or number; a list of such values; or a map from context "
+            "names to values that are used only when the name is in the task's context.",
+            "anyOf": [
+                {"type": ["string", "number"]},
+                {"type": "array", "items": reference},
+                {"type": "object", "additionalProperties": reference},
+            ],
+        }
+        if self.allow_scalar and not self.non_empty:
+            return reference
+        items: JsonSchema = {"type": "array", "items": reference}
+        if self.non_empty:
+            items["minItems"] = 1
+        outer = [items, {"type": "object", "additionalProperties": reference}]
+        if self.allow_scalar:
+            outer.insert(0, {"type": ["string", "number"]})
+        return {"anyOf": outer}

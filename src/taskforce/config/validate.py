@@ -1,0 +1,174 @@
+"""Validate a loaded document into the typed :class:`~taskforce.config.model.Config`.
+
+Two passes, both collecting every problem rather than stopping at the first:
+
+1. The shape of each value, from the declarative description in
+   :mod:`taskforce.config.description` (unknown keys, types, ranges, enum words).
+2. The links between tasks: ``requires`` and ``onexit`` naming tasks that exist, onexit
+   starting only *once* tasks, events naming commands the task has, no ``requires`` cycles.
+   This pass reads the raw document, so that a mistake in one task does not hide a broken
+   link in another.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping
+
+from taskforce.config.description import BUILTIN_COMMANDS, CONFIG
+from taskforce.config.errors import ConfigError, Problem
+from taskforce.config.model import Config, Control
+from taskforce.config.shapes import Invalid, Reporter, did_you_mean
+from taskforce.config.yaml_source import Document, Path
+
+
+def validate_document(document: Document) -> Config:
+    """The configuration `document` describes; ConfigError listing every problem if invalid."""
+    report = Reporter(document)
+    config = CONFIG.check(document.data, (), report)
+    check_links(document, report)
+    if report.problems or isinstance(config, Invalid):
+        raise ConfigError(sorted(report.problems, key=_position))
+    return dataclasses.replace(config, source=document.source)
+
+
+def _position(problem: Problem) -> tuple[int, int]:
+    if problem.mark is None:
+        return (0, 0)
+    return (problem.mark.line, problem.mark.column)
+
+
+def check_links(document: Document, report: Reporter) -> None:
+    """Report references between tasks that lead nowhere or in circles."""
+    tasks = _raw_tasks(document)
+    for name, task in tasks.items():
+        at: Path = ("tasks", name)
+        _check_requires(document, report, tasks, name)
+        _check_onexit(document, report, tasks, at)
+        _check_event_commands(document, report, task, at)
+    _check_cycles(document, report, tasks)
+
+
+RawTask = Mapping[str, object]
+
+
+def _raw_tasks(document: Document) -> dict[str, RawTask]:
+    tasks = document.data.get("tasks")
+    if not isinstance(tasks, dict):
+        return {}
+    return {name: task if isinstance(task, dict) else {} for name, task in tasks.items()}
+
+
+def _listed_names(document: Document, at: Path) -> Iterator[tuple[Path, str]]:
+    """The names in a 'name or list of names' value, each with the path it is written at."""
+    value = document.get(at)
+    if isinstance(value, str):
+        yield at, value
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if isinstance(item, str):
+                yield (*at, index), item
+
+
+def _check_requires(
+    document: Document, report: Reporter, tasks: dict[str, RawTask], name: str
+) -> None:
+    for at, required in _listed_names(document, ("tasks", name, "requires")):
+        if required == name:
+            report.error(at, "a task cannot require itself")
+        elif required not in tasks:
+            report.error(at, f"there is no task {required!r}{did_you_mean(required, tasks)}")
+
+
+def _onexit_entries(document: Document, at: Path) -> Iterator[tuple[Path, dict[str, object]]]:
+    value = document.get((*at, "onexit"))
+    if isinstance(value, dict):
+        yield (*at, "onexit"), value
+    elif isinstance(value, list):
+        for index, entry in enumerate(value):
+            if isinstance(entry, dict):
+                yield (*at, "onexit", index), entry
+
+
+def _check_onexit(
+    document: Document, report: Reporter, tasks: dict[str, RawTask], at: Path
+) -> None:
+    for entry_at, entry in _onexit_entries(document, at):
+        target = entry.get("task")
+        if entry.get("type") != "start" or not isinstance(target, str):
+            continue  # the shape check reports these
+        if target not in tasks:
+            report.error(
+                (*entry_at, "task"), f"there is no task {target!r}{did_you_mean(target, tasks)}"
+            )
+            continue
+        control = tasks[target].get("control", Control.WAIT.value)
+        if isinstance(control, str) and control != Control.ONCE.value:
+            report.error(
+                (*entry_at, "task"),
+                f"onexit can only start a 'once' task, and {target!r} has control {control!r}",
+            )
+
+
+def _check_event_commands(document: Document, report: Reporter, task: RawTask, at: Path) -> None:
+    commands = task.get("commands")
+    events = task.get("events")
+    if not isinstance(commands, dict) or not isinstance(events, list):
+        return  # the shape check reports these
+    known = [*commands, *(name for name in BUILTIN_COMMANDS if name not in commands)]
+    for index, event in enumerate(events):
+        command = event.get("command") if isinstance(event, dict) else None
+        if isinstance(command, str) and command not in known:
+            report.error(
+                (*at, "events", index, "command"),
+                f"the task has no command {command!r}{did_you_mean(command, known)}; "
+                f"it has {', '.join(known)}",
+            )
+
+
+def _check_cycles(document: Document, report: Reporter, tasks: dict[str, RawTask]) -> None:
+    """Report each distinct requires cycle once, at its alphabetically first task."""
+    edges = {
+        name: [
+            (at, required)
+            for at, required in _listed_names(document, ("tasks", name, "requires"))
+            if required in tasks and required != name  # reported on their own
+        ]
+        for name in tasks
+    }
+    reported: set[tuple[str, ...]] = set()
+    for cycle, paths in _find_cycles(edges):
+        # The same loop can be met from different starting points: name it one way.
+        first = cycle.index(min(cycle))
+        cycle, paths = cycle[first:] + cycle[:first], paths[first:] + paths[:first]
+        if cycle not in reported:
+            reported.add(cycle)
+            report.error(paths[0], f"requires cycle: {' -> '.join((*cycle, cycle[0]))}")
+
+
+Cycle = tuple[tuple[str, ...], tuple[Path, ...]]
+
+
+def _find_cycles(edges: dict[str, list[tuple[Path, str]]]) -> Iterator[Cycle]:
+    """Yield each cycle met by a depth-first search: its tasks, and the path of the
+    requirement leading from each task to the next."""
+    done: set[str] = set()
+    stack: list[str] = []
+    via: list[Path] = []  # via[i]: the requirement that led from stack[i] to stack[i + 1]
+
+    def visit(name: str) -> Iterator[Cycle]:
+        stack.append(name)
+        for at, required in edges[name]:
+            if required in stack:
+                start = stack.index(required)
+                yield tuple(stack[start:]), (*via[start:], at)
+            elif required not in done:
+                via.append(at)
+                yield from visit(required)
+                via.pop()
+        stack.pop()
+        done.add(name)
+
+    for name in edges:
+        if name not in done:
+            yield from visit(name)

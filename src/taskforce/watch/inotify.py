@@ -1,0 +1,199 @@
+"""Linux backend: one inotify descriptor on the asyncio loop, one watch per directory.
+
+Directories are watched rather than files so that a rename over a file, a deletion and
+recreation, and the creation of a path that does not exist yet are all seen. Events are hints:
+an event on a file's own entry reports that path; any other event on an entry a path depends on
+(a directory on the way, a symbolic link) re-resolves the path and reports it only if it now
+refers to a different file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+from collections.abc import Callable, Iterable
+from typing import NamedTuple, Protocol
+
+from inotify_simple import INotify  # type: ignore[import-untyped]
+
+from .tracker import DirTracker, UnwatchableError
+
+log = logging.getLogger("taskforce.watch")
+
+IN_ATTRIB = 0x00000004
+IN_CLOSE_WRITE = 0x00000008
+IN_MOVED_FROM = 0x00000040
+IN_MOVED_TO = 0x00000080
+IN_CREATE = 0x00000100
+IN_DELETE = 0x00000200
+IN_DELETE_SELF = 0x00000400
+IN_MOVE_SELF = 0x00000800
+IN_UNMOUNT = 0x00002000
+IN_Q_OVERFLOW = 0x00004000
+IN_IGNORED = 0x00008000
+IN_ONLYDIR = 0x01000000
+IN_EXCL_UNLINK = 0x04000000
+
+# Not IN_MODIFY: it fires on every write(), so a file would be reported half-written, and a busy
+# log file next to a watched one would wake the loop on every line. IN_CLOSE_WRITE marks the end
+# of a write.
+_ENTRY_EVENTS = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO
+_MASK = (
+    _ENTRY_EVENTS
+    | IN_CLOSE_WRITE
+    | IN_ATTRIB
+    | IN_DELETE_SELF
+    | IN_MOVE_SELF
+    | IN_ONLYDIR
+    | IN_EXCL_UNLINK
+)
+# The watched directory itself went away or moved: its watch no longer describes its path.
+_GONE = IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF | IN_UNMOUNT
+
+
+class _Event(NamedTuple):
+    wd: int
+    mask: int
+    cookie: int
+    name: str
+
+
+class _INotify(Protocol):
+    """The part of inotify_simple.INotify used here (the library has no type hints)."""
+
+    def fileno(self) -> int: ...
+    def add_watch(self, path: str, mask: int) -> int: ...
+    def rm_watch(self, wd: int) -> None: ...
+    def read(self, timeout: int | None = None) -> list[_Event]: ...
+    def close(self) -> None: ...
+
+
+class InotifyBackend:
+    name = "inotify"
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        report: Callable[[set[str]], None],
+        give_up: Callable[[set[str]], None],
+    ) -> None:
+        self._loop = loop
+        self._report = report
+        self._ino: _INotify | None = INotify(nonblocking=True)
+        self._tracker = DirTracker(self._watch, self._unwatch, give_up)
+        self._dir_wd: dict[str, int] = {}
+        # Usually one directory per watch; more when two paths reach the same inode (bind mounts)
+        # or while the event of a moved directory is still queued.
+        self._wd_dirs: dict[int, set[str]] = {}
+        self._warned_limit = False
+        loop.add_reader(self._fd(), self._on_readable)
+
+    @property
+    def watch_count(self) -> int:
+        return len(self._wd_dirs)
+
+    def add(self, paths: Iterable[str]) -> None:
+        self._tracker.add(paths)
+
+    def remove(self, paths: Iterable[str]) -> None:
+        self._tracker.remove(paths)
+
+    def close(self) -> None:
+        if self._ino is None:
+            return
+        self._loop.remove_reader(self._fd())
+        self._ino.close()
+        self._ino = None
+        self._dir_wd.clear()
+        self._wd_dirs.clear()
+        self._tracker.clear()
+
+    def _fd(self) -> int:
+        assert self._ino is not None
+        return self._ino.fileno()
+
+    def _on_readable(self) -> None:
+        if self._ino is None:
+            return
+        try:
+            events = self._ino.read(timeout=0)
+        except OSError as exc:
+            log.error("reading inotify events failed: %s", exc)
+            return
+        tracker = self._tracker
+        changed: set[str] = set()
+        recheck: set[str] = set()
+        gone: set[int] = set()
+        for wd, mask, _cookie, name in events:
+            if mask & IN_Q_OVERFLOW:
+                self._overflow()
+                return
+            dirs = self._wd_dirs.get(wd)
+            if dirs is None:  # a watch removed earlier; its last events are still queued
+                continue
+            if mask & _GONE:
+                gone.add(wd)
+                continue
+            entry_changed = bool(mask & _ENTRY_EVENTS)
+            for directory in dirs:
+                tracker.entry_event(directory, name, entry_changed, changed, recheck)
+        for wd in gone:
+            for directory in self._wd_dirs.pop(wd, ()):
+                self._dir_wd.pop(directory, None)
+                recheck |= tracker.dir_gone(directory)
+            # A moved directory keeps its kernel watch; a deleted one has lost it already.
+            self._rm_watch(wd)
+        changed |= tracker.settle(recheck)
+        if changed:
+            self._report(changed)
+
+    def _watch(self, directory: str) -> bool:
+        assert self._ino is not None
+        try:
+            wd = self._ino.add_watch(directory, _MASK)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                return False
+            if exc.errno != errno.ENOSPC:
+                log.warning("cannot watch %s (%s): watching its files by polling", directory, exc)
+            elif not self._warned_limit:
+                self._warned_limit = True
+                log.warning(
+                    "inotify watch limit reached (raise the sysctl fs.inotify.max_user_watches):"
+                    " watching the remaining files by polling"
+                )
+            raise UnwatchableError(directory) from exc
+        self._dir_wd[directory] = wd
+        self._wd_dirs.setdefault(wd, set()).add(directory)
+        return True
+
+    def _unwatch(self, directory: str) -> None:
+        wd = self._dir_wd.pop(directory, None)
+        if wd is None:
+            return
+        dirs = self._wd_dirs.get(wd)
+        if dirs is not None:
+            dirs.discard(directory)
+            if dirs:
+                return
+            del self._wd_dirs[wd]
+        self._rm_watch(wd)
+
+    def _rm_watch(self, wd: int) -> None:
+        assert self._ino is not None
+        # It may be gone already: removed by the kernel, IN_IGNORED on its way.
+        with contextlib.suppress(OSError):
+            self._ino.rm_watch(wd)
+
+    def _overflow(self) -> None:
+        """Events were lost: rebuild every watch from scratch and report every path."""
+        log.warning("inotify event queue overflowed: rechecking all watched files")
+        for wd in list(self._wd_dirs):
+            self._rm_watch(wd)
+        self._dir_wd.clear()
+        self._wd_dirs.clear()
+        paths = self._tracker.clear()
+        self._tracker.add(paths)
+        self._report(paths)

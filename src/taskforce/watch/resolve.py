@@ -1,0 +1,218 @@
+"""Which directory entries decide what a watched path refers to.
+
+A watched path is affected not only by its own directory entry: a missing directory on the way
+may appear, and a symbolic link on the way (``current -> releases/v1``) may be swapped. The
+kernel backends watch directories, so a path is described by the ``(directory, name)`` entries
+whose change can alter it, all in resolved (symlink-free) form, because that is where the
+kernel reports the events.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable
+from typing import NamedTuple
+
+# (real directory, entry name): a watched directory and a name inside it.
+Key = tuple[str, str]
+# (st_dev, st_ino) of the file a path refers to.
+Ident = tuple[int, int]
+
+# The kernel gives up after 40 links (ELOOP); a loop must not recurse forever here either.
+_MAX_LINKS = 40
+
+_NO_PATHS: frozenset[str] = frozenset()
+
+
+class Resolution(NamedTuple):
+    """What a watched path depends on right now."""
+
+    keys: tuple[Key, ...]  # every entry whose change may alter the path, links included
+    final: Key | None  # the entry holding the file itself; None while a directory is missing
+    ident: Ident | None  # the file the path refers to; None if it does not exist
+
+
+class _Dir(NamedTuple):
+    real: str | None  # resolved directory, None while it does not exist
+    keys: tuple[Key, ...]  # entries it depends on (links followed, the missing component)
+
+
+class Resolver:
+    """Resolves paths against one moment of the filesystem.
+
+    Directory walks are cached, so resolving many paths in few directories costs one ``lstat``
+    per path plus one per directory component. Use a fresh resolver for each batch: the cache
+    is a snapshot.
+    """
+
+    def __init__(self) -> None:
+        self._dirs: dict[str, _Dir] = {}
+
+    def resolve(self, path: str) -> Resolution:
+        return self._file(path, 0)
+
+    def _file(self, path: str, hops: int) -> Resolution:
+        head, name = os.path.split(path)
+        parent = self._dir(head, hops)
+        if parent.real is None:
+            return Resolution(parent.keys, None, None)
+        if name in ("", ".", ".."):
+            # Only reachable through odd link targets ("x/.."): treat as the directory itself.
+            return self._dir_as_file(os.path.join(parent.real, name), parent.keys)
+        key = (parent.real, name)
+        keys = (*parent.keys, key)
+        full = os.path.join(parent.real, name)
+        try:
+            st = os.lstat(full)
+        except OSError:
+            return Resolution(keys, key, None)
+        if stat.S_ISLNK(st.st_mode):
+            if hops >= _MAX_LINKS:
+                return Resolution(keys, key, None)
+            try:
+                target = os.readlink(full)
+            except OSError:
+                return Resolution(keys, key, None)
+            sub = self._file(os.path.join(parent.real, target), hops + 1)
+            return Resolution((*keys, *sub.keys), sub.final, sub.ident)
+        return Resolution(keys, key, (st.st_dev, st.st_ino))
+
+    def _dir_as_file(self, path: str, keys: tuple[Key, ...]) -> Resolution:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return Resolution(keys, None, None)
+        return Resolution(keys, None, (st.st_dev, st.st_ino))
+
+    def _dir(self, path: str, hops: int) -> _Dir:
+        cached = self._dirs.get(path)
+        if cached is not None:
+            return cached
+        head, name = os.path.split(path)
+        if head == path:  # the root
+            found = _Dir(path, ())
+        else:
+            parent = self._dir(head, hops)
+            if parent.real is None or name in ("", "."):
+                found = parent
+            elif name == "..":
+                # The kernel applies ".." to the resolved directory, not to the text.
+                found = _Dir(os.path.dirname(parent.real), parent.keys)
+            else:
+                found = self._component(parent.real, name, parent.keys, hops)
+        self._dirs[path] = found
+        return found
+
+    def _component(self, real: str, name: str, keys: tuple[Key, ...], hops: int) -> _Dir:
+        key = (real, name)
+        full = os.path.join(real, name)
+        try:
+            st = os.lstat(full)
+        except OSError:
+            return _Dir(None, (*keys, key))
+        if stat.S_ISDIR(st.st_mode):
+            return _Dir(full, keys)
+        if stat.S_ISLNK(st.st_mode) and hops < _MAX_LINKS:
+            try:
+                target = os.readlink(full)
+            except OSError:
+                return _Dir(None, (*keys, key))
+            sub = self._dir(os.path.join(real, target), hops + 1)
+            return _Dir(sub.real, (*keys, key, *sub.keys))
+        # A file (or a link loop) where a directory should be: wait for it to change.
+        return _Dir(None, (*keys, key))
+
+
+class KeyIndex:
+    """The watched paths, their resolutions, and the reverse map from entries to paths.
+
+    Also records which directories started or stopped being needed since the last
+    :meth:`take_dir_changes`, so a backend adds and removes only the kernel watches that changed.
+    """
+
+    def __init__(self) -> None:
+        self.paths: dict[str, Resolution] = {}
+        self._entries: dict[str, dict[str, set[str]]] = {}
+        self._new_dirs: set[str] = set()
+        self._old_dirs: set[str] = set()
+
+    def put(self, path: str, res: Resolution) -> Resolution | None:
+        """Record ``res`` for ``path``; return the previous resolution."""
+        old = self.paths.get(path)
+        self.paths[path] = res
+        if old is None or old.keys != res.keys:
+            if old is not None:
+                self._unlink(path, old.keys)
+            self._link(path, res.keys)
+        return old
+
+    def discard(self, path: str) -> None:
+        old = self.paths.pop(path, None)
+        if old is not None:
+            self._unlink(path, old.keys)
+
+    def lookup(self, directory: str, name: str) -> set[str] | frozenset[str]:
+        names = self._entries.get(directory)
+        if names is None:
+            return _NO_PATHS
+        return names.get(name, _NO_PATHS)
+
+    def in_dir(self, directory: str) -> set[str]:
+        """Every path depending on some entry of ``directory``."""
+        found: set[str] = set()
+        for paths in self._entries.get(directory, {}).values():
+            found |= paths
+        return found
+
+    def waiting_in(self, directory: str) -> set[str]:
+        """Paths that depend on ``directory`` for something other than their own entry."""
+        found: set[str] = set()
+        for name, paths in self._entries.get(directory, {}).items():
+            key = (directory, name)
+            found.update(p for p in paths if self.paths[p].final != key)
+        return found
+
+    def needs(self, directory: str) -> bool:
+        return directory in self._entries
+
+    def rewatch(self, directories: Iterable[str]) -> None:
+        """The kernel watch of these directories is gone: report them as new if still needed."""
+        for directory in directories:
+            if directory in self._entries:
+                self._new_dirs.add(directory)
+
+    def take_dir_changes(self) -> tuple[set[str], set[str]]:
+        """Directories newly needed and no longer needed since the previous call."""
+        new, old = self._new_dirs, self._old_dirs
+        self._new_dirs, self._old_dirs = set(), set()
+        return new, old
+
+    def _link(self, path: str, keys: tuple[Key, ...]) -> None:
+        for directory, name in keys:
+            names = self._entries.get(directory)
+            if names is None:
+                names = self._entries[directory] = {}
+                self._new_dirs.add(directory)
+                self._old_dirs.discard(directory)
+            paths = names.get(name)
+            if paths is None:
+                names[name] = {path}
+            else:
+                paths.add(path)
+
+    def _unlink(self, path: str, keys: tuple[Key, ...]) -> None:
+        for directory, name in keys:
+            names = self._entries.get(directory)
+            if names is None:
+                continue
+            paths = names.get(name)
+            if paths is None:
+                continue
+            paths.discard(path)
+            if not paths:
+                del names[name]
+                if not names:
+                    del self._entries[directory]
+                    self._old_dirs.add(directory)
+                    self._new_dirs.discard(directory)

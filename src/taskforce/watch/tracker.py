@@ -1,0 +1,162 @@
+"""The part of a directory-watching backend that does not depend on the kernel facility.
+
+A :class:`DirTracker` keeps the watched paths resolved, decides which directories need a kernel
+watch, and turns "something happened in this directory" into "these paths changed". The
+backends (inotify, kqueue) supply two functions: add a kernel watch on a directory and remove
+it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from .resolve import KeyIndex, Resolver
+
+# Adding a watch may reveal that a directory appeared or vanished meanwhile, which changes what
+# must be watched. Racing changes settle in a few rounds; past that, poll what is left.
+_MAX_ROUNDS = 10
+
+
+class UnwatchableError(Exception):
+    """The kernel refused a watch (limit reached, permission): poll the paths instead."""
+
+
+class DirTracker:
+    def __init__(
+        self,
+        watch: Callable[[str], bool],
+        unwatch: Callable[[str], None],
+        give_up: Callable[[set[str]], None],
+    ) -> None:
+        """``watch(directory)`` returns False if the directory does not exist (any more) and
+        raises :class:`UnwatchableError` if it cannot be watched; ``give_up(paths)`` takes over
+        the paths that cannot be watched."""
+        self._watch = watch
+        self._unwatch = unwatch
+        self._give_up = give_up
+        self.index = KeyIndex()
+        self._watched: set[str] = set()
+
+    @property
+    def watched_dirs(self) -> set[str]:
+        return self._watched
+
+    def add(self, paths: Iterable[str]) -> None:
+        resolver = Resolver()
+        for path in paths:
+            self.index.put(path, resolver.resolve(path))
+        # Changes that race with this call are not reported: there is no earlier state.
+        self.sync(thorough=False)
+
+    def remove(self, paths: Iterable[str]) -> None:
+        for path in paths:
+            self.index.discard(path)
+        self.sync(thorough=False)
+
+    def clear(self) -> set[str]:
+        """Forget everything (the caller has dropped its kernel watches); return the paths."""
+        paths = set(self.index.paths)
+        self.index = KeyIndex()
+        self._watched.clear()
+        return paths
+
+    def entry_event(
+        self, directory: str, name: str, entry_changed: bool, changed: set[str], recheck: set[str]
+    ) -> None:
+        """Sort the paths affected by an event on one entry of a watched directory.
+
+        A path whose own entry it is has changed; when the entry itself was created, removed or
+        renamed, and for paths that go through the entry (a directory, a link), what the path
+        refers to must be re-resolved.
+        """
+        key = (directory, name)
+        index = self.index
+        for path in index.lookup(directory, name):
+            if index.paths[path].final == key:
+                changed.add(path)
+                if entry_changed:
+                    recheck.add(path)
+            else:
+                recheck.add(path)
+
+    def dir_gone(self, directory: str) -> set[str]:
+        """The kernel watch of ``directory`` is gone; return the paths to re-resolve."""
+        self._watched.discard(directory)
+        self.index.rewatch((directory,))
+        return self.index.in_dir(directory)
+
+    def settle(self, recheck: Iterable[str]) -> set[str]:
+        """Re-resolve ``recheck``, update the kernel watches; return the paths that changed."""
+        changed = self.recheck(recheck)
+        changed |= self.sync(thorough=True)
+        return changed
+
+    def recheck(self, paths: Iterable[str]) -> set[str]:
+        """Re-resolve ``paths``; return those now referring to a different file."""
+        changed: set[str] = set()
+        resolver = Resolver()
+        index = self.index
+        for path in paths:
+            if path not in index.paths:
+                continue
+            new = resolver.resolve(path)
+            old = index.put(path, new)
+            if old is None or old.ident != new.ident:
+                changed.add(path)
+        return changed
+
+    def sync(self, *, thorough: bool) -> set[str]:
+        """Bring kernel watches in line with the index; return paths found changed meanwhile.
+
+        After a watch is added, the paths waiting in its directory for something other than
+        their own entry (a directory, a link) are re-resolved: it may have appeared before the
+        watch existed. ``thorough`` re-resolves every path of a newly watched directory (while
+        handling events, its files may have been created in the same burst).
+        """
+        changed: set[str] = set()
+        index = self.index
+        for _ in range(_MAX_ROUNDS):
+            new, old = index.take_dir_changes()
+            for directory in old:
+                self._remove(directory)
+            recheck: set[str] = set()
+            for directory in new - self._watched:
+                if self._add(directory):
+                    recheck |= index.in_dir(directory) if thorough else index.waiting_in(directory)
+                elif index.needs(directory):  # it vanished between resolving and watching
+                    recheck |= index.in_dir(directory)
+            if not recheck:
+                return changed
+            changed |= self.recheck(recheck)
+        new, old = index.take_dir_changes()
+        for directory in old:
+            self._remove(directory)
+        unsettled: set[str] = set()
+        for directory in new - self._watched:
+            unsettled |= index.in_dir(directory)
+        self.drop(unsettled)
+        for directory in index.take_dir_changes()[1]:
+            self._remove(directory)
+        return changed
+
+    def _add(self, directory: str) -> bool:
+        try:
+            ok = self._watch(directory)
+        except UnwatchableError:
+            self.drop(self.index.in_dir(directory))
+            return False
+        if ok:
+            self._watched.add(directory)
+        return ok
+
+    def _remove(self, directory: str) -> None:
+        if directory in self._watched:
+            self._watched.discard(directory)
+            self._unwatch(directory)
+
+    def drop(self, paths: set[str]) -> None:
+        """Stop watching ``paths`` and hand them to ``give_up``."""
+        if paths:
+            for path in paths:
+                self.index.discard(path)
+            self._give_up(paths)

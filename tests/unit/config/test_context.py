@@ -1,0 +1,468 @@
+"""Context building: precedence of each layer, substitution, loops and conditionals."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from taskforce.config.context import (
+    ContextError,
+    MultipleValuesError,
+    SubstitutionLoop,
+    build_context,
+    expand,
+    expand_one,
+    scalar_text,
+    select,
+    substitute,
+)
+from taskforce.config.host import HostFacts, UserInfo
+from taskforce.config.model import Config, TaskConfig, Value
+from taskforce.config.roles import Roles
+from taskforce.core.spec import TASK_PID_MARKER
+
+USERS = {"www": UserInfo("www", 33, 34), "db": UserInfo("db", 70, 71)}
+GROUPS = {"staff": 50, "wheel": 0}
+
+
+def find_user(key: str | int) -> UserInfo | None:
+    # Like the system lookup: a name, else a numeric id.
+    if isinstance(key, int) or key not in USERS and key.isdigit():
+        return next((u for u in USERS.values() if u.uid == int(key)), None)
+    return USERS.get(key)
+
+
+def find_group(key: str | int) -> int | None:
+    if isinstance(key, int) or key not in GROUPS and key.isdigit():
+        return int(key)
+    return GROUPS.get(key)
+
+
+HOST = HostFacts("box", "box.example.com", 4242, 1000, 1001, find_user, find_group)
+
+
+def context(
+    top: Mapping[str, Any] | None = None,
+    roles: Roles | None = None,
+    env: Mapping[str, str] | None = None,
+    instance: int = 0,
+    **task: Any,
+) -> dict[str, str]:
+    """The context of instance `instance` of task "t" (start: ["prog"])."""
+    config = Config(
+        tasks={"t": TaskConfig(name="t", commands={"start": ["prog"]}, **task)},
+        **(top or {}),
+    )
+    return build_context(config, "t", roles, env or {}, HOST, instance)
+
+
+# --- substitution ------------------------------------------------------------------------
+
+
+def test_known_names_are_replaced() -> None:
+    assert substitute("{a}/{b}.pid", {"a": "/run", "b": "x"}) == "/run/x.pid"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["{unknown}", "{", "}", "a{b", "{}", "{0}", "{a.b}", "{a:>5}", '{"k": [1, {"v": 2}]}'],
+)
+def test_everything_but_known_names_is_kept_as_written(text: str) -> None:
+    assert substitute(text, {"a": "A", "k": "K", "v": "V"}) == text
+
+
+def test_doubled_braces_are_not_an_escape() -> None:
+    # str.format (the original) read {{a}} as a literal {a}; here braces are never special.
+    assert substitute("{{a}}", {"a": "A"}) == "{A}"
+
+
+def test_substitution_is_one_pass_over_the_text() -> None:
+    # A value that looks like a reference is not substituted again.
+    assert substitute("{a}", {"a": "{b}", "b": "B"}) == "{b}"
+
+
+def test_scalars_render_as_text() -> None:
+    assert [scalar_text(v) for v in (None, True, False, 3, 1.5, 2.0, "s")] == [
+        "",
+        "true",
+        "false",
+        "3",
+        "1.5",
+        "2.0",
+        "s",
+    ]
+    assert scalar_text(["a"]) is None
+    assert scalar_text({"a": "b"}) is None
+
+
+# --- conditional values ------------------------------------------------------------------
+
+
+def test_a_string_is_one_word_and_a_number_its_text() -> None:
+    assert expand("{a}", {"a": "x y"}) == ["x y"]
+    assert expand(8080, {}) == ["8080"]
+    assert expand(None, {}) == []
+
+
+def test_a_list_concatenates_and_a_map_keeps_present_keys_in_order() -> None:
+    value: Value = ["a", {"X": "-x", "MISSING": "-m", "Y": ["-y", "{Y}"]}, "z"]
+    assert expand(value, {"X": "", "Y": "2"}) == ["a", "-x", "-y", "2", "z"]
+
+
+def test_presence_counts_not_truth() -> None:
+    assert expand({"EMPTY": "-e"}, {"EMPTY": ""}) == ["-e"]
+
+
+def test_map_keys_are_looked_up_literally() -> None:
+    assert expand({"{K}": "a", "K": "b"}, {"K": "x"}) == ["b"]
+
+
+def test_a_map_value_may_itself_be_a_map() -> None:
+    value: Value = {"A": {"B": "ab", "C": "ac"}}
+    assert expand(value, {"A": "1", "C": "1"}) == ["ac"]
+    assert expand(value, {"C": "1"}) == []
+
+
+def test_none_elements_contribute_nothing() -> None:
+    assert expand(["a", None, {"A": None}], {"A": "1"}) == ["a"]
+
+
+def test_deep_nesting_does_not_recurse() -> None:
+    value: Value = "leaf"
+    for _ in range(20_000):
+        value = [{"K": value}]
+    assert expand(value, {"K": "1"}) == ["leaf"]
+
+
+def test_select_does_not_substitute() -> None:
+    assert select(["{a}", {"a": 1}], {"a"}) == ["{a}", 1]
+
+
+def test_expand_one() -> None:
+    assert expand_one({"A": "x"}, {}) is None
+    assert expand_one({"A": "{A}"}, {"A": "x"}) == "x"
+    with pytest.raises(MultipleValuesError) as caught:
+        expand_one(["a", "b"], {})
+    assert caught.value.words == ["a", "b"]
+
+
+# --- precedence, one rule at a time -----------------------------------------------------
+
+
+def test_defines_override_the_environment() -> None:
+    assert context({"defines": {"A": "define"}}, env={"A": "env"})["A"] == "define"
+
+
+def test_the_environment_is_the_base() -> None:
+    assert context(env={"A": "env"})["A"] == "env"
+
+
+def test_task_defines_override_top_level_defines() -> None:
+    assert context({"defines": {"A": "top"}}, defines={"A": "task"})["A"] == "task"
+
+
+def test_top_level_role_defines_override_top_level_defines() -> None:
+    top = {"defines": {"A": "top"}, "role_defines": {"web": {"A": "role"}}}
+    assert context(top, Roles(("web",)))["A"] == "role"
+
+
+def test_task_defines_override_top_level_role_defines() -> None:
+    top = {"role_defines": {"web": {"A": "top role"}}}
+    assert context(top, Roles(("web",)), defines={"A": "task"})["A"] == "task"
+
+
+def test_task_role_defines_override_task_defines() -> None:
+    roles = Roles(("web",))
+    ctx = context(roles=roles, defines={"A": "task"}, role_defines={"web": {"A": "task role"}})
+    assert ctx["A"] == "task role"
+
+
+def test_role_defines_of_inactive_roles_do_not_apply() -> None:
+    ctx = context(roles=Roles(("db",)), defines={"A": "task"}, role_defines={"web": {"A": "x"}})
+    assert ctx["A"] == "task"
+
+
+def test_with_several_roles_the_last_active_role_defines_win() -> None:
+    maps = {"web": {"A": "web"}, "db": {"A": "db"}}
+    assert context(roles=Roles(("web", "db")), role_defines=maps)["A"] == "db"
+    assert context(roles=Roles(("db", "web")), role_defines=maps)["A"] == "web"
+
+
+def test_defaults_do_not_override_the_environment_or_defines() -> None:
+    top = {"defaults": {"E": "default", "D": "default"}, "defines": {"D": "define"}}
+    ctx = context(top, env={"E": "env"}, defaults={"E": "task default", "D": "task default"})
+    assert (ctx["E"], ctx["D"]) == ("env", "define")
+
+
+def test_defaults_fill_what_is_absent() -> None:
+    assert context({"defaults": {"A": "top"}})["A"] == "top"
+
+
+DEFAULTS_TOP = {
+    "defaults": {"A": "top default"},
+    "role_defaults": {"web": {"A": "top role default"}},
+}
+
+
+def test_task_role_defaults_win_over_every_other_default() -> None:
+    ctx = context(
+        DEFAULTS_TOP,
+        Roles(("web",)),
+        defaults={"A": "task default"},
+        role_defaults={"web": {"A": "task role default"}},
+    )
+    assert ctx["A"] == "task role default"
+
+
+def test_task_defaults_win_over_top_level_defaults() -> None:
+    ctx = context(DEFAULTS_TOP, Roles(("web",)), defaults={"A": "task default"})
+    assert ctx["A"] == "task default"
+
+
+def test_top_level_role_defaults_win_over_top_level_defaults() -> None:
+    assert context(DEFAULTS_TOP, Roles(("web",)))["A"] == "top role default"
+    assert context(DEFAULTS_TOP, Roles(("db",)))["A"] == "top default"
+
+
+def test_with_several_roles_the_first_active_role_default_wins() -> None:
+    maps = {"web": {"A": "web"}, "db": {"A": "db"}}
+    assert context(roles=Roles(("web", "db")), role_defaults=maps)["A"] == "web"
+
+
+@pytest.mark.parametrize("roles", [None, Roles(())])
+def test_without_active_roles_no_role_map_applies(roles: Roles | None) -> None:
+    top = {"role_defines": {"web": {"A": "x"}}, "role_defaults": {"web": {"B": "x"}}}
+    ctx = context(top, roles, role_defines={"web": {"C": "x"}}, role_defaults={"web": {"D": "x"}})
+    assert not {"A", "B", "C", "D"} & set(ctx)
+
+
+def test_task_values_override_defines() -> None:
+    ctx = context(
+        {"defines": {"Task_name": "top", "Task_host": "top"}},
+        defines={"Task_instance": "9", "Task_pidfile": "define"},
+        pidfile="/run/{Task_name}.pid",
+    )
+    assert ctx["Task_name"] == "t"
+    assert ctx["Task_host"] == "box"
+    assert ctx["Task_instance"] == "0"
+    assert ctx["Task_pidfile"] == "/run/t.pid"
+
+
+def test_generated_names_are_not_inherited_from_the_environment() -> None:
+    ctx = context(env={"Task_name": "outer", "Task_pidfile": "/outer.pid", "Task_role_x": "y"})
+    assert ctx["Task_name"] == "t"
+    assert "Task_pidfile" not in ctx
+    assert "Task_role_x" not in ctx
+
+
+# --- task values -------------------------------------------------------------------------
+
+
+def test_task_values() -> None:
+    ctx = context(instance=3)
+    assert {k: v for k, v in ctx.items() if k.startswith("Task_")} == {
+        "Task_name": "t",
+        "Task_pid": TASK_PID_MARKER,
+        "Task_ppid": "4242",
+        "Task_instance": "3",
+        "Task_host": "box",
+        "Task_fqdn": "box.example.com",
+        "Task_uid": "1000",
+        "Task_gid": "1001",
+    }
+
+
+def test_field_values_are_substituted_with_the_context() -> None:
+    ctx = context(
+        {"defines": {"run": "/run/{Task_name}"}},
+        instance=2,
+        pidfile="{run}-{Task_instance}.pid",
+        cwd="/srv/{Task_name}",
+    )
+    assert ctx["Task_pidfile"] == "/run/t-2.pid"
+    assert ctx["Task_cwd"] == "/srv/t"
+
+
+def test_defines_may_refer_to_task_values() -> None:
+    ctx = context(defines={"arg": "--pidfile={Task_pidfile}"}, pidfile="/run/{Task_name}.pid")
+    assert ctx["arg"] == "--pidfile=/run/t.pid"
+
+
+def test_user_gives_uid_and_primary_gid() -> None:
+    ctx = context(defines={"who": "www"}, user="{who}")
+    assert (ctx["Task_user"], ctx["Task_uid"], ctx["Task_gid"]) == ("www", "33", "34")
+    assert "Task_group" not in ctx
+
+
+def test_group_overrides_the_users_gid() -> None:
+    ctx = context(user="db", group="staff")
+    assert (ctx["Task_uid"], ctx["Task_group"], ctx["Task_gid"]) == ("70", "staff", "50")
+
+
+def test_numeric_user_and_group() -> None:
+    ctx = context(user=33, group=0)
+    assert (ctx["Task_user"], ctx["Task_uid"], ctx["Task_gid"]) == ("33", "33", "0")
+
+
+def test_group_alone_keeps_taskforces_uid() -> None:
+    ctx = context(group="wheel")
+    assert (ctx["Task_uid"], ctx["Task_gid"]) == ("1000", "0")
+
+
+@pytest.mark.parametrize(("field", "value"), [("user", "nobody-here"), ("group", "nogroup")])
+def test_unknown_user_or_group_is_an_error_for_that_field(field: str, value: str) -> None:
+    with pytest.raises(ContextError) as caught:
+        context(**{field: value})
+    assert caught.value.path == f"tasks.t.{field}"
+    assert value in caught.value.message
+
+
+def test_a_user_cannot_depend_on_its_own_uid() -> None:
+    with pytest.raises(SubstitutionLoop) as caught:
+        context(defines={"who": "u{Task_uid}"}, user="{who}")
+    assert caught.value.chain == ("Task_user", "who", "Task_uid", "Task_user")
+
+
+def test_a_group_may_depend_on_the_users_uid() -> None:
+    ctx = context(defines={"g": "{Task_uid}"}, user="db", group="{g}")
+    assert (ctx["Task_group"], ctx["Task_gid"]) == ("70", "70")
+
+
+def test_roles_file_values_are_task_values() -> None:
+    roles = Roles(("db",), {"db": "/srv/{Task_name}"})
+    ctx = context({"defines": {"Task_role_db": "define"}}, roles)
+    assert ctx["Task_role_db"] == "/srv/t"
+
+
+@pytest.mark.parametrize(
+    ("pidfile", "expected"),
+    [({"P": "/run/{P}.pid"}, "/run/p.pid"), ({"NOPE": "/run/x.pid"}, None)],
+)
+def test_a_conditional_field_may_choose_nothing(pidfile: Value, expected: str | None) -> None:
+    assert context({"defines": {"P": "p"}}, pidfile=pidfile).get("Task_pidfile") == expected
+
+
+def test_a_field_choosing_two_values_is_an_error() -> None:
+    with pytest.raises(MultipleValuesError) as caught:
+        context(cwd=["/a", "/b"])
+    assert caught.value.path == "tasks.t.cwd"
+
+
+def test_a_field_expanding_to_an_empty_string_is_an_error() -> None:
+    with pytest.raises(ContextError) as caught:
+        context(user="{who}", defines={"who": ""})
+    assert (caught.value.path, caught.value.message) == (
+        "tasks.t.user",
+        "expands to an empty string",
+    )
+
+
+# --- values and chains -------------------------------------------------------------------
+
+
+def test_define_values_render_as_text() -> None:
+    ctx = context(defines={"n": None, "t": True, "f": False, "i": 3, "x": 1.5})
+    assert [ctx[k] for k in "ntfix"] == ["", "true", "false", "3", "1.5"]
+
+
+def test_a_list_define_is_an_error_naming_it() -> None:
+    with pytest.raises(ContextError) as caught:
+        context(defines={"l": ["a"]})
+    assert caught.value.path == "tasks.t.defines.l"
+
+
+def test_chained_values_expand_fully() -> None:
+    top = {"defines": {"piddir": "{EXAMPLES_BASE}/var/run", "pid": "{piddir}/{Task_name}.pid"}}
+    assert context(top, env={"EXAMPLES_BASE": "/ex"})["pid"] == "/ex/var/run/t.pid"
+    top["defaults"] = {"EXAMPLES_BASE": ""}
+    assert context(top)["pid"] == "/var/run/t.pid"
+
+
+def test_environment_values_are_literal() -> None:
+    ctx = context({"defines": {"d": "<{E}>"}}, env={"E": "{H}", "H": "home"})
+    assert (ctx["E"], ctx["d"]) == ("{H}", "<{H}>")
+
+
+def test_unknown_names_stay_literal_in_values() -> None:
+    assert context(defines={"a": "{nope}/{Task_name}"})["a"] == "{nope}/t"
+
+
+def test_a_reference_loop_is_reported_with_its_chain() -> None:
+    with pytest.raises(SubstitutionLoop) as caught:
+        context({"defines": {"a": "{b}", "b": "x{a}"}})
+    assert caught.value.chain == ("a", "b", "a")
+    assert caught.value.path == "defines.a"
+    assert caught.value.message == "substitution loop: a -> b -> a"
+
+
+def test_a_value_referring_to_itself_is_a_loop() -> None:
+    with pytest.raises(SubstitutionLoop) as caught:
+        context(defines={"PATH": "{PATH}:/opt/bin"}, env={"PATH": "/bin"})
+    assert caught.value.chain == ("PATH", "PATH")
+
+
+def test_a_long_chain_does_not_recurse() -> None:
+    defines: dict[str, Value] = {f"v{i}": f"{{v{i + 1}}}" for i in range(5000)}
+    defines["v5000"] = "end"
+    assert context(defines=defines)["v0"] == "end"
+    defines["v5000"] = "{v0}"
+    with pytest.raises(SubstitutionLoop) as caught:
+        context(defines=defines)
+    assert len(caught.value.chain) == 5002
+
+
+def test_a_task_override_can_break_a_top_level_loop() -> None:
+    top = {"defines": {"a": "{b}", "b": "{a}"}}
+    assert context(top, defines={"b": "fixed"})["a"] == "fixed"
+
+
+def test_the_pid_marker_may_reach_values_but_no_other_nul() -> None:
+    assert context(defines={"p": "--pid={Task_pid}"})["p"] == f"--pid={TASK_PID_MARKER}"
+    with pytest.raises(ContextError):
+        context(defines={"p": "a\0b"})
+
+
+def test_a_pidfile_cannot_use_the_pid() -> None:
+    with pytest.raises(ContextError) as caught:
+        context(pidfile="/run/{Task_pid}.pid")
+    assert caught.value.path == "tasks.t.pidfile"
+
+
+# --- values shared between tasks are computed once but stay per task -------------------
+
+
+def two_tasks(top: Mapping[str, Any], **b: Any) -> tuple[dict[str, str], dict[str, str]]:
+    config = Config(
+        tasks={
+            "a": TaskConfig(name="a", commands={"start": ["p"]}),
+            "b": TaskConfig(name="b", commands={"start": ["p"]}, **b),
+        },
+        **top,
+    )
+    return (
+        build_context(config, "a", None, {"E": "env"}, HOST),
+        build_context(config, "b", None, {"E": "env"}, HOST),
+    )
+
+
+def test_a_shared_value_follows_a_task_define() -> None:
+    a, b = two_tasks({"defines": {"conf": "{dir}/x", "dir": "/etc"}}, defines={"dir": "/opt"})
+    assert (a["conf"], b["conf"]) == ("/etc/x", "/opt/x")
+
+
+def test_a_shared_value_follows_a_task_default() -> None:
+    top = {"defines": {"conf": "{dir}/x"}, "defaults": {"dir": "/etc"}}
+    a, b = two_tasks(top, defaults={"dir": "/opt"})
+    assert (a["conf"], b["conf"]) == ("/etc/x", "/opt/x")
+
+
+def test_a_shared_value_follows_task_values() -> None:
+    a, b = two_tasks({"defines": {"log": "/log/{Task_name}-{E}"}})
+    assert (a["log"], b["log"]) == ("/log/a-env", "/log/b-env")
+
+
+def test_a_shared_value_follows_an_override_of_the_environment() -> None:
+    a, b = two_tasks({"defines": {"path": "{E}:/x"}}, defines={"E": "task"})
+    assert (a["path"], b["path"]) == ("env:/x", "task:/x")
