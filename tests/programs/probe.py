@@ -2,13 +2,20 @@
 """A stand-in task for the tests: records how it was started, then does as told.
 
 On start it writes a JSON record (pid, argv, environment, cwd, ids, process group,
-session) to $PROBE_DIR/<Task_name>-<Task_instance>-<pid>.json, then:
-  --exit-after SECONDS   exit after that long (default: run until signalled)
+session, where stdio leads) to $PROBE_DIR/<Task_name>-<Task_instance>-<pid>-start.json,
+then:
+  --exit-after SECONDS   exit after that long (default: run until signalled); an
+                         "exit" record is written just before exiting
   --exit-code N          the exit status to use (default 0)
   --ignore-term          ignore SIGTERM (to test SIGKILL escalation)
-  --grandchild           fork a child that sleeps in the same process group
-  --orphan               fork a grandchild that outlives us (reparented to the subreaper)
-SIGTERM exits 0 (unless ignored); SIGHUP and SIGUSR1 are recorded in $PROBE_DIR.
+  --grandchild           fork a child that sleeps in the same process group, ignoring
+                         SIGTERM (its pid is the record's "grandchild")
+  --orphan               fork a grandchild that outlives us (reparented to the subreaper;
+                         its pid is the record's "orphan")
+  --orphan-life SECONDS  how long that grandchild lives (default 0.5)
+SIGTERM and SIGINT write a "term" or "int" record and exit 0 (SIGTERM is ignored with
+--ignore-term); SIGHUP and SIGUSR1 write "hup" and "usr1" records and carry on.
+Runs under any Python 3.8+ (tests run it as other users, with the system interpreter).
 """
 
 from __future__ import annotations
@@ -34,11 +41,13 @@ def record(kind: str, extra: dict[str, object] | None = None) -> None:
         "pgid": os.getpgid(0),
         "sid": os.getsid(0),
         "argv": sys.argv,
+        "orig_argv": getattr(sys, "orig_argv", None),
         "env": dict(os.environ),
         "cwd": os.getcwd(),
         "uid": os.getuid(),
         "gid": os.getgid(),
         "groups": os.getgroups(),
+        "stdio": [_fd_target(fd) for fd in (0, 1, 2)],
         "time": time.time(),
         "monotonic": time.monotonic(),
     }
@@ -50,6 +59,33 @@ def record(kind: str, extra: dict[str, object] | None = None) -> None:
     os.replace(tmp, path)
 
 
+def _fd_target(fd: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None
+
+
+def _orphan(life: float) -> int:
+    """Fork a grandchild that lives `life` seconds after its parent (our child) exits."""
+    read_fd, write_fd = os.pipe()
+    first = os.fork()
+    if first == 0:
+        os.close(read_fd)
+        grandchild = os.fork()
+        if grandchild == 0:
+            os.close(write_fd)
+            time.sleep(life)
+            os._exit(0)
+        os.write(write_fd, str(grandchild).encode())
+        os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as pipe:
+        pid = int(pipe.read())
+    os.waitpid(first, 0)
+    return pid
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--exit-after", type=float)
@@ -57,32 +93,34 @@ def main() -> None:
     parser.add_argument("--ignore-term", action="store_true")
     parser.add_argument("--grandchild", action="store_true")
     parser.add_argument("--orphan", action="store_true")
+    parser.add_argument("--orphan-life", type=float, default=0.5)
     args, _ = parser.parse_known_args()
 
-    def on_term(signum: int, frame: object) -> None:
-        record("term")
+    def on_signal(kind: str) -> None:
+        record(kind)
         sys.exit(0)
 
-    signal.signal(signal.SIGTERM, signal.SIG_IGN if args.ignore_term else on_term)
+    if args.ignore_term:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    else:
+        signal.signal(signal.SIGTERM, lambda s, f: on_signal("term"))
+    signal.signal(signal.SIGINT, lambda s, f: on_signal("int"))
     signal.signal(signal.SIGHUP, lambda s, f: record("hup"))
     signal.signal(signal.SIGUSR1, lambda s, f: record("usr1"))
     extra: dict[str, object] = {}
-    if args.grandchild and os.fork() == 0:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        time.sleep(3600)
-        os._exit(0)
-    if args.orphan:
-        first = os.fork()
-        if first == 0:
-            grandchild = os.fork()
-            if grandchild == 0:
-                time.sleep(0.5)
-                os._exit(0)
+    if args.grandchild:
+        child = os.fork()
+        if child == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            time.sleep(3600)
             os._exit(0)
-        os.waitpid(first, 0)
+        extra["grandchild"] = child
+    if args.orphan:
+        extra["orphan"] = _orphan(args.orphan_life)
     record("start", extra)
     if args.exit_after is not None:
         time.sleep(args.exit_after)
+        record("exit", {"exit_code": args.exit_code})
         sys.exit(args.exit_code)
     while True:
         signal.pause()

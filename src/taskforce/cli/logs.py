@@ -13,8 +13,8 @@ _SYSLOG_SOCKETS = ("/dev/log", "/var/run/syslog", "/var/run/log")
 def setup_logging(name: str, *, to_stderr: bool, verbose: bool, quiet: bool) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
+    for old in list(root.handlers):
+        root.removeHandler(old)
     handler: logging.Handler
     if to_stderr:
         handler = logging.StreamHandler(sys.stderr)
@@ -34,7 +34,9 @@ def _syslog_handler(name: str) -> logging.Handler:
                 )
             except OSError:
                 continue
-            handler.setFormatter(logging.Formatter(f"{name}[%(process)d]: %(levelname)s %(message)s"))
+            handler.setFormatter(
+                logging.Formatter(f"{name}[%(process)d]: %(levelname)s %(message)s")
+            )
             return handler
     # No local syslog (a container, a minimal system): say so once, then log to stderr.
     handler = logging.StreamHandler(sys.stderr)

@@ -45,7 +45,8 @@ _FIELD_KEYS = {
     "user": "Task_user",
     "group": "Task_group",
 }
-_TASK_KEYS = frozenset((*_INSTANCE_KEYS, *_FIELD_KEYS.values(), "Task_uid", "Task_gid"))
+_ALWAYS_KEYS = frozenset((*_INSTANCE_KEYS, "Task_uid", "Task_gid"))  # in every context
+_TASK_KEYS = _ALWAYS_KEYS.union(_FIELD_KEYS.values())
 
 
 class ContextError(Exception):
@@ -246,10 +247,29 @@ def _layer(
     return out
 
 
-def _role_maps(
-    maps: Mapping[str, Mapping[str, Value]], active: tuple[str, ...], origin: str
-) -> list[tuple[str, Mapping[str, Value]]]:
-    return [(f"{origin}.{role}", maps[role]) for role in active if role in maps]
+def _layers(
+    item: Config | TaskConfig, active: tuple[str, ...], prefix: str
+) -> tuple[dict[str, Template], dict[str, Template]]:
+    """The defines and the defaults of the configuration or of a task, each merged.
+
+    Role maps apply in roles file order: the last role's define wins, the first role's
+    default; role_defines beat defines, role_defaults come before defaults.
+    """
+    if not (item.defines or item.defaults or item.role_defines or item.role_defaults):
+        return {}, {}
+    role_defines = [
+        (f"{prefix}role_defines.{r}", item.role_defines[r])
+        for r in active
+        if r in item.role_defines
+    ]
+    role_defaults = [
+        (f"{prefix}role_defaults.{r}", item.role_defaults[r])
+        for r in active
+        if r in item.role_defaults
+    ]
+    defines = _layer([(f"{prefix}defines", item.defines), *role_defines], first_wins=False)
+    defaults = _layer([*role_defaults, (f"{prefix}defaults", item.defaults)], first_wins=True)
+    return defines, defaults
 
 
 def _generated(key: str) -> bool:
@@ -296,20 +316,7 @@ class SharedContext:
         self.active: tuple[str, ...] = () if roles is None else roles.names
         self.error: ContextError | None = None  # a top-level problem: every task is concerned
         try:
-            defines = _layer(
-                [
-                    ("defines", config.defines),
-                    *_role_maps(config.role_defines, self.active, "role_defines"),
-                ],
-                first_wins=False,
-            )
-            defaults = _layer(
-                [
-                    *_role_maps(config.role_defaults, self.active, "role_defaults"),
-                    ("defaults", config.defaults),
-                ],
-                first_wins=True,
-            )
+            defines, defaults = _layers(config, self.active, "")
         except ContextError as err:
             self.error = err
             defines, defaults = {}, {}
@@ -329,8 +336,9 @@ class SharedContext:
         self.templates = {k: v for k, v in raw.items() if isinstance(v, Template)}
         # A task default only fills a key that the environment and defines left absent.
         self.defined = frozenset(inherited).union(defines)
-        # Generated values: no define or default of a task can replace them.
-        self.reserved = _TASK_KEYS.union(facts, role_values)
+        # Values always generated: no define or default of a task can replace them. (The
+        # Task_* of a field replace a define only when the task sets that field.)
+        self.reserved = _ALWAYS_KEYS.union(facts, role_values)
         literals = {k: v for k, v in raw.items() if isinstance(v, str)}
         self.done, self.unstable = self._expand(literals)
 
@@ -380,7 +388,7 @@ class TaskContext:
         over = self._layers(task)
         # Task fields as configured (one scalar each, after conditionals), and Task_* for them.
         self._fields: dict[str, str | int] = {}
-        present = _Present(over, shared.templates, shared.done, _TASK_KEYS)
+        present = _Present(over, shared.templates, shared.done, _ALWAYS_KEYS)
         for field, key in _FIELD_KEYS.items():
             raw = getattr(task, field)
             value = None if raw is None else self._select(field, raw, present)
@@ -392,15 +400,11 @@ class TaskContext:
         self._drop = tuple(k for k in over if k in shared.done)  # shared values it replaces
 
     def _layers(self, task: TaskConfig) -> dict[str, Template]:
-        shared, origin = self._shared, self._origin
-        over: dict[str, Template] = {}
-        if task.defaults or task.role_defaults:
-            maps = _role_maps(task.role_defaults, shared.active, f"{origin}.role_defaults")
-            defaults = _layer([*maps, (f"{origin}.defaults", task.defaults)], first_wins=True)
-            over = {k: t for k, t in defaults.items() if k not in shared.defined}
-        if task.defines or task.role_defines:
-            maps = _role_maps(task.role_defines, shared.active, f"{origin}.role_defines")
-            over.update(_layer([(f"{origin}.defines", task.defines), *maps], first_wins=False))
+        shared = self._shared
+        defines, defaults = _layers(task, shared.active, f"{self._origin}.")
+        # Task defaults come before the top-level ones but after everything else.
+        over = {k: t for k, t in defaults.items() if k not in shared.defined}
+        over.update(defines)
         for key in shared.reserved.intersection(over):
             del over[key]
         return over

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from taskforce.config.model import (
     Config,
@@ -38,10 +39,11 @@ from taskforce.config.shapes import (
     describe,
     did_you_mean,
     enum_choice,
-    is_number,
 )
 from taskforce.config.shapes_compound import ExactlyOne, Field, ListOf, MapOf, OnlyWhen, Record
 from taskforce.config.yaml_source import Path
+
+M = TypeVar("M")
 
 # Commands every task has without defining them; an event may name them.
 BUILTIN_COMMANDS = ("stop",)
@@ -70,7 +72,9 @@ class ContextName(Shape[str]):
         return {"type": "string", "pattern": r"^[^=\x00]+$"}
 
 
-_SUBSTITUTION = re.compile(r"\{[^{}]+\}")
+# Patterns shared by the checks and the schema, so both accept the same strings.
+WHOLE_NUMBER = "[0-9]+"
+SUBSTITUTION = r"\{[^{}]+\}"
 
 
 @dataclass(frozen=True)
@@ -80,9 +84,9 @@ class Count(Shape[int | str]):
     def check(self, value: object, at: Path, report: Reporter) -> int | str | Invalid:
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return value
-        if isinstance(value, str) and value.strip().isdigit():
+        if isinstance(value, str) and re.fullmatch(WHOLE_NUMBER, value):
             return int(value)
-        if isinstance(value, str) and _SUBSTITUTION.search(value):
+        if isinstance(value, str) and re.search(SUBSTITUTION, value):
             return value  # resolved per host; the result must then be a whole number
         report.error(
             at,
@@ -95,7 +99,7 @@ class Count(Shape[int | str]):
         return {
             "anyOf": [
                 {"type": "integer", "minimum": 0},
-                {"type": "string", "pattern": r"^\s*[0-9]+\s*$|\{[^{}]+\}"},
+                {"type": "string", "pattern": f"^{WHOLE_NUMBER}$|{SUBSTITUTION}"},
             ]
         }
 
@@ -142,12 +146,12 @@ class SignalNumber(Shape[int]):
 
 def signal_number(value: object) -> int | None:
     """The number of the signal `value` names, or None if it names none."""
-    if is_number(value) and isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         number = value
-    elif isinstance(value, str) and value.strip().isdigit():
+    elif isinstance(value, str) and re.fullmatch(WHOLE_NUMBER, value):
         number = int(value)
     elif isinstance(value, str):
-        name = value.strip().upper()
+        name = value.upper()
         member = signal.Signals.__members__.get(name if name.startswith("SIG") else "SIG" + name)
         return None if member is None else int(member)
     else:
@@ -155,36 +159,22 @@ def signal_number(value: object) -> int | None:
     return number if 0 < number < signal.NSIG else None
 
 
-# Build functions: turn a record's checked values (named as the model's fields) into the model.
+# Build functions turn a record's checked values, named as the model's fields, into the model.
 
 
 def _task(at: Path, values: dict[str, Any]) -> TaskConfig:
-    return TaskConfig(name=str(at[-1]), **values)
+    return TaskConfig(name=str(at[-1]), **values)  # a task is named by its key
 
 
-def _event(at: Path, values: dict[str, Any]) -> EventConfig:
-    return EventConfig(**values)
+def _model(cls: Callable[..., M]) -> Callable[[Path, dict[str, Any]], M]:
+    def build(at: Path, values: dict[str, Any]) -> M:
+        return cls(**values)
 
-
-def _onexit(at: Path, values: dict[str, Any]) -> OnExitConfig:
-    return OnExitConfig(**values)
-
-
-def _restart(at: Path, values: dict[str, Any]) -> RestartPolicy:
-    return RestartPolicy(**values)
-
-
-def _settings(at: Path, values: dict[str, Any]) -> Settings:
-    return Settings(**values)
-
-
-def _config(at: Path, values: dict[str, Any]) -> Config:
-    return Config(**values)
+    return build
 
 
 CONTEXT_MAP = MapOf(Scalar(), key=ContextName())
 ROLE_CONTEXT_MAP = MapOf(CONTEXT_MAP, key=Name("role name"))
-TASK_NAMES = ListOf(Text(), single_ok=True)
 
 EVENT = Record(
     {
@@ -211,7 +201,7 @@ EVENT = Record(
             "1 and '1' all mean the same.",
         ),
     },
-    _event,
+    _model(EventConfig),
     rules=(
         OnlyWhen("path", "type", EventType.FILE_CHANGE.value),
         ExactlyOne(("command", "signal")),
@@ -221,10 +211,12 @@ EVENT = Record(
 
 ONEXIT = Record(
     {
-        "type": Field(Choice(("start",), str), "The operation: only 'start' is defined.", True),
+        "type": Field(
+            Choice(("start",), str), "The operation: only 'start' is defined.", required=True
+        ),
         "task": Field(Text(), "The task to start; it must be a 'once' task.", required=True),
     },
-    _onexit,
+    _model(OnExitConfig),
     what="onexit entry (a map with 'type' and 'task')",
 )
 
@@ -280,7 +272,7 @@ TASK = Record(
         ),
         "procname": Field(Text(), "The argv[0] the start command's program is run with."),
         "requires": Field(
-            TASK_NAMES,
+            ListOf(Text(), single_ok=True),
             "Tasks that must have run before this one starts: a 'once' task once it has "
             "exited, others once started and past their start_delay.",
         ),
@@ -314,7 +306,7 @@ RESTART = Record(
         ),
         "max_delay": Field(Number(minimum=0), "The longest delay before a restart, in seconds."),
     },
-    _restart,
+    _model(RestartPolicy),
 )
 
 # Supervisor-wide settings: a new one is a line here plus a field of model.Settings.
@@ -326,7 +318,7 @@ SETTINGS = Record(
             "Seconds between asking a process to stop and killing it with SIGKILL.",
         ),
     },
-    _settings,
+    _model(Settings),
 )
 
 CONFIG = Record(
@@ -346,6 +338,6 @@ CONFIG = Record(
         "tasks": Field(MapOf(TASK, key=Name("task name")), "The tasks, by name."),
         "settings": Field(SETTINGS, "Supervisor-wide settings (a taskforce extension)."),
     },
-    _config,
+    _model(Config),
     what="configuration map",
 )

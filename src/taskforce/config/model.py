@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Union
+from typing import TypeAlias
 
 # A raw value as the YAML document gave it. Maps inside lists are conditionals.
-Value = Union[str, int, float, bool, None, list["Value"], dict[str, "Value"]]
+Value: TypeAlias = str | int | float | bool | list["Value"] | dict[str, "Value"] | None
 
 
 class Control(StrEnum):

@@ -12,12 +12,13 @@ fixed keys are in :mod:`taskforce.config.shapes_compound`.
 from __future__ import annotations
 
 import difflib
+import math
 import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeGuard, TypeVar, cast
 
 from taskforce.config.errors import Problem, format_path
 from taskforce.config.model import Value
@@ -31,14 +32,7 @@ Defs = dict[str, JsonSchema]
 
 
 class Invalid:
-    """The outcome of checking a value that had problems (already reported)."""
-
-    _instance: Invalid | None = None
-
-    def __new__(cls) -> Invalid:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
+    """The type of INVALID: what checking a value with (already reported) problems gives."""
 
     def __repr__(self) -> str:
         return "INVALID"
@@ -95,7 +89,7 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def is_number(value: object) -> bool:
+def is_number(value: object) -> TypeGuard[int | float]:
     # YAML true/false load as bool, which Python counts as an int: not a number here.
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -173,8 +167,11 @@ class Number(Shape[float]):
         if not is_number(value):
             report.error(at, f"expected a number, got {describe(value)}")
             return INVALID
-        number = float(value)  # type: ignore[arg-type]  # is_number guarantees int | float
-        if number != number or number in (float("inf"), float("-inf")):
+        try:
+            number = float(value)
+        except OverflowError:  # an integer too large for a float
+            number = math.inf
+        if not math.isfinite(number):
             report.error(at, f"must be a finite number, got {value}")
             return INVALID
         if number < self.minimum or (self.exclusive and number == self.minimum):
@@ -256,7 +253,8 @@ class Conditional(Shape[Value]):
             return INVALID
         before = len(report.problems)
         self._check_tree(value, at, report)
-        return INVALID if len(report.problems) > before else value  # type: ignore[return-value]
+        # The tree checked out: only strings, numbers, lists and maps are left.
+        return INVALID if len(report.problems) > before else cast(Value, value)
 
     def _check_tree(self, value: object, at: Path, report: Reporter) -> None:
         if isinstance(value, list):

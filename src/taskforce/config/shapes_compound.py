@@ -39,9 +39,8 @@ class ListOf(Shape[tuple[T, ...]]):
             report.error(at, f"expected a list, got {describe(value)}")
             return INVALID
         items = [self.item.check(item, (*at, index), report) for index, item in enumerate(value)]
-        if any(isinstance(item, Invalid) for item in items):
-            return INVALID
-        return tuple(items)  # type: ignore[arg-type]  # no Invalid left
+        valid = tuple(item for item in items if not isinstance(item, Invalid))
+        return valid if len(valid) == len(items) else INVALID
 
     def json_schema(self, defs: Defs) -> JsonSchema:
         item = self.item.json_schema(defs)

@@ -145,6 +145,9 @@ def _prefixes(path: Path) -> Iterator[Path]:
 
 def load_document(text: str, source: str, *, use_libyaml: bool = HAVE_LIBYAML) -> Document:
     """Parse `text` (named `source` in problems) into a Document; raise ConfigError."""
+    # libyaml does not count a byte order mark as a column and the Python parser does;
+    # without it, columns mean the same to both and to the compact pair check.
+    text = text.removeprefix("\ufeff")
     root = _compose(text, source, use_libyaml)
     if root is None:
         raise ConfigError([Problem(source, Mark(1, 1), "", "the configuration is empty")])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from taskforce.core.spec import InstanceSpec
+from taskforce.core.spec import InstanceSpec, LaunchSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +55,8 @@ class RunCommand:
     slot: int
     pid: int | None
     argv: tuple[str, ...]
-    env: tuple[tuple[str, str], ...]
-    cwd: str | None
+    # The instance's launch spec: environment, cwd and identity the command runs with.
+    launch: LaunchSpec
     reason: str
 
 

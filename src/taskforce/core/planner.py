@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from taskforce.config.model import Control, EventType
-from taskforce.core.actions import Action, Kill, SendSignal, Start, Stop
+from taskforce.core.actions import Action, Kill, Start, Stop
 from taskforce.core.spec import DesiredState, TaskSpec
 from taskforce.core.state import ExitRecord, Instance, Phase, TaskState
 
@@ -83,11 +83,15 @@ class Planner:
         self.shutting_down = True
         self.set_desired(DesiredState(policy=self._desired.policy))
 
-    def started(self, task: str, slot: int, pid: int, now: float, wall: float) -> None:
+    def started(
+        self, task: str, slot: int, pid: int, now: float, wall: float, executable: str | None = None
+    ) -> None:
         state = self.tasks[task]
         inst = state.instances[slot]
         inst.phase = Phase.RUNNING
         inst.pid = pid
+        inst.executable = executable
+        inst.control = state.spec.control if state.spec is not None else None
         inst.started_at = now
         inst.started_wall = wall
         inst.starts += 1
@@ -97,7 +101,39 @@ class Planner:
         state.waiting_for = None
         self._touch(task)
 
-    def start_failed(self, task: str, slot: int, now: float, wall: float, error: str) -> ExitOutcome:
+    def request_stop(self, task: str, reason: str) -> int:
+        """An event asks for the task's processes to stop (wait tasks then restart).
+
+        Returns how many processes were asked. Processes already stopping are left be: a
+        burst of events during one restart results in that one restart.
+        """
+        state = self.tasks.get(task)
+        if state is None:
+            return 0
+        asked = 0
+        for inst in state.instances.values():
+            if inst.phase is Phase.RUNNING and inst.stop_request is None:
+                inst.stop_request = reason
+                asked += 1
+        if asked:
+            self._touch(task)
+        return asked
+
+    def request_run(self, task: str) -> bool:
+        """An event asks a once/event task to run again (ignored while it is running)."""
+        state = self.tasks.get(task)
+        spec = self._desired.tasks.get(task)
+        if state is None or spec is None or spec.control not in _RUN_TO_COMPLETION:
+            return False
+        if not self.once_done(task) and state.generation > 0:
+            return False
+        state.generation += 1
+        self._touch(task)
+        return True
+
+    def start_failed(
+        self, task: str, slot: int, now: float, wall: float, error: str
+    ) -> ExitOutcome:
         """The process could not be created at all (no such program, unknown user...)."""
         inst = self.tasks[task].instances[slot]
         record = ExitRecord(status=-1, at=now, wall=wall, uptime=0.0, expected=False, error=error)
@@ -196,6 +232,9 @@ class Planner:
             assert inst.pid is not None
             reason = self._stop_reason(spec, inst, now)
             if reason is None:
+                if spec is not None:
+                    # Changes that do not need a restart (stop command, pidfile) apply now.
+                    inst.spec = spec.instances[inst.slot]
                 if spec is not None and spec.time_limit is not None:
                     return inst.started_at + spec.time_limit
                 return None
@@ -224,11 +263,15 @@ class Planner:
             return f"control is {spec.control}"
         if inst.slot >= spec.count:
             return f"count reduced to {spec.count}"
+        if inst.stop_request is not None:
+            return inst.stop_request
         if spec.time_limit is not None and now - inst.started_at >= spec.time_limit:
             return f"time limit of {spec.time_limit:g}s reached"
-        if spec.control in _KEEP_RUNNING and inst.spec is not None:
-            if inst.spec.launch != spec.instances[inst.slot].launch:
-                return "configuration changed"
+        if inst.control is not None and _category(inst.control) != _category(spec.control):
+            return f"control changed from {inst.control} to {spec.control}"
+        changed = inst.spec is not None and inst.spec.launch != spec.instances[inst.slot].launch
+        if changed and spec.control in _KEEP_RUNNING:
+            return "configuration changed"
         return None
 
     def _stop_action(
@@ -336,6 +379,9 @@ class Planner:
         inst.kill_at = None
         inst.killed = False
         inst.stop_reason = None
+        inst.stop_request = None
+        inst.executable = None
+        inst.control = None
         if state.running() == 0 and state.up_since is not None:
             state.up_since = None
             self._fire_onexit(state)
@@ -354,10 +400,11 @@ class Planner:
             return
         for target in spec.onexit_start:
             target_state = self.tasks.get(target)
-            if target_state is not None and target in self._desired.tasks:
-                if self.once_done(target):
-                    target_state.generation += 1
-                self._touch(target)
+            if target_state is None or target not in self._desired.tasks:
+                continue
+            if self.once_done(target):
+                target_state.generation += 1
+            self._touch(target)
 
     def _forget_idle(self, state: TaskState, keep: int) -> None:
         for slot in [s for s, i in state.instances.items() if s >= keep and i.phase is Phase.IDLE]:
@@ -366,6 +413,11 @@ class Planner:
     def _touch(self, task: str) -> None:
         self._dirty.add(task)
         self._dirty.update(self._dependents.get(task, ()))
+
+
+def _category(control: str) -> bool:
+    """True for controls that keep processes running, False for run-to-completion ones."""
+    return control in _KEEP_RUNNING
 
 
 def _earliest(a: float | None, b: float | None) -> float | None:

@@ -39,7 +39,13 @@ class Instance:
     spec: InstanceSpec | None = None
     started_at: float = 0.0  # monotonic
     started_wall: float = 0.0
+    # The program file the running process was executed from (for `self` events).
+    executable: str | None = None
+    # The control the running process was started under.
+    control: str | None = None
     stop_reason: str | None = None
+    # An event asked for this process to be stopped (and restarted, for wait tasks).
+    stop_request: str | None = None
     kill_at: float | None = None
     killed: bool = False
     # Consecutive runs that ended sooner than the restart policy's min_uptime.

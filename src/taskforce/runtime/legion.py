@@ -4,6 +4,10 @@ The specification calls this class `legion`. A program creates one with a config
 file and (optionally) a roles file, then calls :meth:`Legion.manage`, which runs until
 the legion is stopped (SIGTERM, SIGINT or :meth:`Legion.stop`) or reset (SIGHUP or
 :meth:`Legion.reset`), stopping every task on the way out.
+
+While it runs, the configuration and roles files are watched: a change is loaded,
+resolved and applied as the difference from what runs; a new configuration that cannot
+be used is reported and the running one stays in force.
 """
 
 from __future__ import annotations
@@ -15,13 +19,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from taskforce.config.errors import ConfigError, Mark, Problem
-from taskforce.config.load import load_config
-from taskforce.config.model import Config
 from taskforce.config.host import HostFacts
+from taskforce.config.load import load_config
+from taskforce.config.model import Config, EventType
 from taskforce.config.resolve import resolve
 from taskforce.config.roles import Roles, parse_roles
+from taskforce.core.diff import ChangeKind, diff_desired
 from taskforce.core.spec import DesiredState, Policy
+from taskforce.runtime.events import TaskEvents, python_script
+from taskforce.runtime.process import SpawnError, find_program
 from taskforce.runtime.supervisor import Outcome, Supervisor
+from taskforce.watch import FileWatcher
 
 log = logging.getLogger("taskforce")
 
@@ -49,38 +57,79 @@ class Legion:
         *,
         environ: Mapping[str, str] | None = None,
         host: HostFacts | None = None,
+        force_polling: bool = False,
     ) -> None:
-        self.config_file = config_file
-        self.roles_file = roles_file
+        self.config_file = os.path.abspath(config_file)
+        self.roles_file = os.path.abspath(roles_file) if roles_file is not None else None
         self.environ = dict(os.environ if environ is None else environ)
         self.host = host or HostFacts.from_system()
+        self.force_polling = force_polling
         self.loaded: Loaded | None = None
+        # The most recent configuration that could not be applied, until one can.
+        self.reload_error: ConfigError | None = None
+        self.reloads = 0
         self._supervisor: Supervisor | None = None
         self._pending: Outcome | None = None
+        self._watcher: FileWatcher | None = None
+        self._events: TaskEvents | None = None
+        self._watched: frozenset[str] = frozenset()
+        self._reload_scheduled = False
 
     # ----- loading --------------------------------------------------------------------
 
-    def read_roles(self) -> Roles | None:
+    def read_roles(self, previous: Roles | None = None) -> Roles | None:
+        """The active roles; a file that vanished while running keeps `previous`."""
         if self.roles_file is None:
             return None
         try:
             with open(self.roles_file, "rb") as f:
                 data = f.read()
         except FileNotFoundError:
+            if previous is not None:
+                log.warning("roles file %s is missing: keeping roles as they were", self.roles_file)
+                return previous
             log.warning("roles file %s does not exist: no role is active", self.roles_file)
             return Roles(())
+        except IsADirectoryError:
+            raise ConfigError(
+                [Problem(self.roles_file, None, "", "is a directory, not a roles file")]
+            ) from None
         except OSError as exc:
             raise ConfigError(
                 [Problem(self.roles_file, None, "", f"cannot read roles file: {exc.strerror}")]
             ) from None
-        return parse_roles(data.decode("utf-8", "surrogateescape"), self.roles_file)
+        return parse_roles(data, self.roles_file)
 
-    def load(self) -> Loaded:
+    def load(self, previous: Loaded | None = None) -> Loaded:
         """Read and resolve the configuration and roles; ConfigError if unusable."""
         config = load_config(self.config_file)
-        roles = self.read_roles()
+        roles = self.read_roles(previous.roles if previous is not None else None)
         desired, problems = resolve(config, roles, self.environ, self.host)
+        problems = (*problems, *self._check_python_events(desired))
         return Loaded(config, roles, desired, tuple(problems))
+
+    def _check_python_events(self, desired: DesiredState) -> list[Problem]:
+        problems = []
+        for spec in desired.tasks.values():
+            if not any(e.type is EventType.PYTHON for e in spec.events):
+                continue
+            launch = spec.instances[0].launch if spec.instances else None
+            if launch is None:
+                continue
+            try:
+                executable = find_program(launch.program, dict(launch.env))
+            except SpawnError:
+                continue  # reported when the task starts
+            if python_script(launch, executable) is None:
+                problems.append(
+                    Problem(
+                        self.config_file,
+                        None,
+                        f"tasks.{spec.name}.events",
+                        f"a python event needs a Python script, and {executable} is not one",
+                    )
+                )
+        return problems
 
     def check(self) -> tuple[Problem, ...]:
         """Every problem in the configuration and roles file (empty when all is well)."""
@@ -103,15 +152,22 @@ class Legion:
         loaded = self.load()
         self._report(loaded)
         self.loaded = loaded
+        loop = asyncio.get_running_loop()
         supervisor = Supervisor(loaded.desired)
         self._supervisor = supervisor
+        self._events = TaskEvents(supervisor, os.path.dirname(self.config_file))
+        self._watcher = FileWatcher(loop, self._on_files_changed, force_polling=self.force_polling)
+        supervisor.on_change = self._refresh_watches
+        self._refresh_watches()
         if self._pending is not None:
             supervisor.stop(self._pending)
         if on_ready is not None:
-            asyncio.get_running_loop().call_soon(on_ready)
+            loop.call_soon(on_ready)
         try:
             return await supervisor.run()
         finally:
+            self._watcher.close()
+            self._watcher = None
             self._supervisor = None
 
     def stop(self) -> None:
@@ -122,6 +178,33 @@ class Legion:
         """Stop all tasks and make manage() return Outcome.RESET."""
         self._request(Outcome.RESET)
 
+    def reload(self) -> bool:
+        """Load the configuration and roles again and apply the difference.
+
+        Returns False (and keeps the running configuration) when the new one is unusable.
+        """
+        supervisor = self._supervisor
+        if supervisor is None or supervisor.planner.shutting_down:
+            return False
+        try:
+            loaded = self.load(self.loaded)
+        except ConfigError as exc:
+            self.reload_error = exc
+            for problem in exc.problems:
+                log.error("%s", problem)
+            log.error("new configuration not applied: the running configuration stays in force")
+            return False
+        self.reload_error = None
+        self.reloads += 1
+        previous = self.loaded
+        self.loaded = loaded
+        for problem in loaded.problems:
+            log.error("%s", problem)
+        if previous is not None:
+            self._log_changes(previous.desired, loaded.desired)
+        supervisor.set_desired(loaded.desired)
+        return True
+
     def _request(self, outcome: Outcome) -> None:
         if self._supervisor is None:
             self._pending = outcome
@@ -131,6 +214,49 @@ class Legion:
     @property
     def supervisor(self) -> Supervisor | None:
         return self._supervisor
+
+    @property
+    def watcher(self) -> FileWatcher | None:
+        return self._watcher
+
+    # ----- watching -------------------------------------------------------------------
+
+    def _own_files(self) -> frozenset[str]:
+        own = {self.config_file}
+        if self.roles_file is not None:
+            own.add(self.roles_file)
+        return frozenset(own)
+
+    def _refresh_watches(self) -> None:
+        if self._watcher is None or self._events is None:
+            return
+        paths = frozenset(self._events.watched()) | self._own_files()
+        if paths != self._watched:
+            self._watched = paths
+            self._watcher.set_paths(paths)
+
+    def _on_files_changed(self, paths: frozenset[str]) -> None:
+        if paths & self._own_files() and not self._reload_scheduled:
+            self._reload_scheduled = True
+            asyncio.get_running_loop().call_soon(self._scheduled_reload)
+        if self._events is not None:
+            self._events.fire(paths)
+
+    def _scheduled_reload(self) -> None:
+        self._reload_scheduled = False
+        log.info("configuration or roles file changed: reloading")
+        self.reload()
+
+    # ----- logging --------------------------------------------------------------------
+
+    @staticmethod
+    def _log_changes(old: DesiredState, new: DesiredState) -> None:
+        changes = [c for c in diff_desired(old, new) if c.kind is not ChangeKind.UNTOUCHED]
+        if not changes:
+            log.info("configuration reloaded: nothing changed")
+            return
+        for change in changes:
+            log.info("configuration reloaded: %s", change)
 
     @staticmethod
     def _report(loaded: Loaded) -> None:

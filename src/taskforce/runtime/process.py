@@ -46,6 +46,8 @@ class Spawned:
     pid: int
     # Read end of a close-on-exec pipe: EOF means exec succeeded, data is an error report.
     error_fd: int
+    # The program file executed.
+    executable: str
 
 
 def find_program(program: str, env: Mapping[str, str]) -> str:
@@ -141,7 +143,7 @@ def spawn(
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         os.close(write_fd)
-    return Spawned(pid, read_fd)
+    return Spawned(pid, read_fd, executable)
 
 
 def _become(

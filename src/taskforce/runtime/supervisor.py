@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from taskforce.core.actions import Action, Kill, RunCommand, SendSignal, Start, Stop
 from taskforce.core.planner import ExitOutcome, Planner
 from taskforce.core.spec import DesiredState, LaunchSpec
+from taskforce.core.state import Phase
 from taskforce.runtime import process
 from taskforce.runtime.process import SpawnError
 
@@ -97,6 +98,10 @@ class Supervisor:
         self.planner.set_desired(desired)
         self._schedule()
 
+    def poke(self) -> None:
+        """Run a planning pass soon (something outside the planner changed)."""
+        self._schedule()
+
     def stop(self, outcome: Outcome = Outcome.STOPPED) -> None:
         """Stop every task, then end run() with `outcome`."""
         if self.planner.shutting_down:
@@ -107,6 +112,46 @@ class Supervisor:
         self._outcome = outcome
         self.planner.shutdown()
         self._schedule()
+
+    # ----- event actions --------------------------------------------------------------
+
+    def event_stop(self, task: str, reason: str) -> None:
+        if self.planner.request_stop(task, reason):
+            self._schedule()
+
+    def event_start(self, task: str, reason: str) -> None:
+        if self.planner.request_run(task):
+            log.info("%s: run requested (%s)", task, reason)
+            self._schedule()
+
+    def event_signal(self, task: str, signum: int, reason: str) -> None:
+        for slot, pid in self._running(task):
+            self._execute(SendSignal(task, slot, pid, signum, reason))
+
+    def event_command(self, task: str, command: str, reason: str) -> None:
+        """Run one of the task's named commands once per running process (or once)."""
+        state = self.planner.tasks.get(task)
+        spec = self.planner.desired.tasks.get(task)
+        if state is None or spec is None:
+            return
+        targets: list[tuple[int, int | None]] = list(self._running(task)) or [(0, None)]
+        for slot, pid in targets:
+            instance = spec.instances[slot] if slot < spec.count else None
+            if instance is None or command not in instance.commands:
+                continue
+            argv = instance.commands[command]
+            log.info("%s[%d]: running command %r (%s)", task, slot, command, reason)
+            self._execute(RunCommand(task, slot, pid, argv, instance.launch, reason))
+
+    def _running(self, task: str) -> list[tuple[int, int]]:
+        state = self.planner.tasks.get(task)
+        if state is None:
+            return []
+        return [
+            (slot, inst.pid)
+            for slot, inst in sorted(state.instances.items())
+            if inst.pid is not None and inst.phase is Phase.RUNNING
+        ]
 
     # ----- signals and reaping --------------------------------------------------------
 
@@ -233,7 +278,10 @@ class Supervisor:
             )
             process.signal_process(action.pid, action.signal)
         elif isinstance(action, RunCommand):
-            launch = LaunchSpec(action.argv[0], action.argv, action.env, action.cwd)
+            base = action.launch
+            launch = LaunchSpec(
+                action.argv[0], action.argv, base.env, base.cwd, base.user, base.group
+            )
             pid_value = str(action.pid) if action.pid is not None else ""
             self._run_helper(action.task, action.slot, launch, pid_value, action.reason)
 
@@ -249,7 +297,9 @@ class Supervisor:
             )
             self._log_exit(None, outcome)
             return
-        self.planner.started(action.task, action.slot, spawned.pid, now, time.time())
+        self.planner.started(
+            action.task, action.slot, spawned.pid, now, time.time(), spawned.executable
+        )
         self._watch_error_fd(spawned)
         log.info(
             "%s[%d]: started pid %d (%s): %s",

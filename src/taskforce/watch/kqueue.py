@@ -86,6 +86,9 @@ class KqueueBackend:
         self._fd_dir.clear()
         self._file_fd.clear()
         self._fd_file.clear()
+        self._file_ident.clear()
+        self._file_users.clear()
+        self._path_file.clear()
         self._tracker.clear()
 
     def _on_readable(self) -> None:

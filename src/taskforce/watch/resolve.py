@@ -25,6 +25,16 @@ _MAX_LINKS = 40
 _NO_PATHS: frozenset[str] = frozenset()
 
 
+def _split(path: str) -> tuple[str, str]:
+    # os.path.split and join cost as much as the lstat; paths here are absolute.
+    head, _, name = path.rpartition("/")
+    return head or "/", name
+
+
+def _join(directory: str, name: str) -> str:
+    return directory + name if directory.endswith("/") else directory + "/" + name
+
+
 class Resolution(NamedTuple):
     """What a watched path depends on right now."""
 
@@ -53,7 +63,7 @@ class Resolver:
         return self._file(path, 0)
 
     def _file(self, path: str, hops: int) -> Resolution:
-        head, name = os.path.split(path)
+        head, name = _split(path)
         parent = self._dir(head, hops)
         if parent.real is None:
             return Resolution(parent.keys, None, None)
@@ -62,7 +72,7 @@ class Resolver:
             return self._dir_as_file(os.path.join(parent.real, name), parent.keys)
         key = (parent.real, name)
         keys = (*parent.keys, key)
-        full = os.path.join(parent.real, name)
+        full = _join(parent.real, name)
         try:
             st = os.lstat(full)
         except OSError:
@@ -89,7 +99,7 @@ class Resolver:
         cached = self._dirs.get(path)
         if cached is not None:
             return cached
-        head, name = os.path.split(path)
+        head, name = _split(path)
         if head == path:  # the root
             found = _Dir(path, ())
         else:
@@ -106,7 +116,7 @@ class Resolver:
 
     def _component(self, real: str, name: str, keys: tuple[Key, ...], hops: int) -> _Dir:
         key = (real, name)
-        full = os.path.join(real, name)
+        full = _join(real, name)
         try:
             st = os.lstat(full)
         except OSError:

@@ -117,6 +117,8 @@ class DirTracker:
         index = self.index
         for _ in range(_MAX_ROUNDS):
             new, old = index.take_dir_changes()
+            if not new and not old:
+                return changed
             for directory in old:
                 self._remove(directory)
             recheck: set[str] = set()
@@ -125,8 +127,6 @@ class DirTracker:
                     recheck |= index.in_dir(directory) if thorough else index.waiting_in(directory)
                 elif index.needs(directory):  # it vanished between resolving and watching
                     recheck |= index.in_dir(directory)
-            if not recheck:
-                return changed
             changed |= self.recheck(recheck)
         new, old = index.take_dir_changes()
         for directory in old:

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from taskforce.config.context import (
     ContextError,
@@ -29,13 +31,13 @@ GROUPS = {"staff": 50, "wheel": 0}
 
 def find_user(key: str | int) -> UserInfo | None:
     # Like the system lookup: a name, else a numeric id.
-    if isinstance(key, int) or key not in USERS and key.isdigit():
+    if isinstance(key, int) or (key not in USERS and key.isdigit()):
         return next((u for u in USERS.values() if u.uid == int(key)), None)
     return USERS.get(key)
 
 
 def find_group(key: str | int) -> int | None:
-    if isinstance(key, int) or key not in GROUPS and key.isdigit():
+    if isinstance(key, int) or (key not in GROUPS and key.isdigit()):
         return int(key)
     return GROUPS.get(key)
 
@@ -313,8 +315,9 @@ def test_group_alone_keeps_taskforces_uid() -> None:
 
 @pytest.mark.parametrize(("field", "value"), [("user", "nobody-here"), ("group", "nogroup")])
 def test_unknown_user_or_group_is_an_error_for_that_field(field: str, value: str) -> None:
+    fields: dict[str, Any] = {field: value}
     with pytest.raises(ContextError) as caught:
-        context(**{field: value})
+        context(**fields)
     assert caught.value.path == f"tasks.t.{field}"
     assert value in caught.value.message
 
@@ -466,3 +469,26 @@ def test_a_shared_value_follows_task_values() -> None:
 def test_a_shared_value_follows_an_override_of_the_environment() -> None:
     a, b = two_tasks({"defines": {"path": "{E}:/x"}}, defines={"E": "task"})
     assert (a["path"], b["path"]) == ("env:/x", "task:/x")
+
+
+def test_a_define_of_a_field_value_stays_when_the_task_does_not_set_the_field() -> None:
+    assert context(defines={"Task_cwd": "/d"})["Task_cwd"] == "/d"
+    assert context({"defines": {"Task_cwd": "/d"}})["Task_cwd"] == "/d"
+    assert context(defines={"Task_cwd": "/d"}, cwd="/c")["Task_cwd"] == "/c"
+
+
+NAMES = st.sampled_from(["a", "b", "c", "d", "Task_name", "Task_instance", "nope"])
+TEMPLATES = st.lists(st.one_of(NAMES.map("{{{}}}".format), st.sampled_from(["x", "{", "}"])))
+
+
+@given(st.dictionaries(st.sampled_from(["a", "b", "c", "d"]), TEMPLATES.map("".join)))
+def test_defines_expand_fully_or_report_a_loop(defines: dict[str, str]) -> None:
+    try:
+        ctx = context(defines=dict(defines))
+    except SubstitutionLoop as err:
+        assert err.chain[0] == err.chain[-1]
+        assert set(err.chain) <= set(defines)
+    else:
+        # Each value is its template with every known name replaced by its final value.
+        for key, template in defines.items():
+            assert ctx[key] == substitute(template, ctx)

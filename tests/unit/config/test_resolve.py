@@ -18,6 +18,7 @@ from taskforce.config.model import (
     RestartPolicy,
     Settings,
     TaskConfig,
+    Value,
 )
 from taskforce.config.resolve import MAX_COUNT, HostFacts, UserInfo, resolve
 from taskforce.config.roles import Roles
@@ -28,7 +29,11 @@ def find_user(key: str | int) -> UserInfo | None:
     return UserInfo("www", 33, 34) if key in ("www", 33) else None
 
 
-HOST = HostFacts("box", "box.example.com", 4242, 1000, 1001, find_user, lambda key: None)
+def find_group(key: str | int) -> int | None:
+    return 7 if key in ("staff", 7) else None
+
+
+HOST = HostFacts("box", "box.example.com", 4242, 1000, 1001, find_user, find_group)
 
 
 def task(name: str = "t", start: Any = None, **fields: Any) -> TaskConfig:
@@ -217,9 +222,10 @@ def test_procname_replaces_argv0_but_not_the_program() -> None:
 
 
 def test_instance_fields() -> None:
-    spec = one(task(cwd="/srv/{Task_name}", user="www", group=7), defines={})
+    spec = one(task(cwd="/srv/{Task_name}", user="www", group=7))
     launch = spec.instances[0].launch
     assert (launch.cwd, launch.user, launch.group) == ("/srv/t", "www", 7)
+    assert (launch.env_value("Task_uid"), launch.env_value("Task_gid")) == ("33", "7")
 
 
 def test_the_environment_is_the_sorted_context() -> None:
@@ -231,7 +237,7 @@ def test_the_environment_is_the_sorted_context() -> None:
 
 
 def test_other_commands_are_expanded_and_empty_ones_dropped() -> None:
-    commands = {
+    commands: dict[str, Value] = {
         "start": ["prog"],
         "stop": ["{Task_name}_ctl", "stop", "{Task_pid}"],
         "debug": {"DEBUG": ["prog", "--debug"]},
@@ -272,7 +278,7 @@ def test_task_fields_are_copied() -> None:
 
 
 def test_file_change_paths_are_expanded_with_conditionals() -> None:
-    path = ["{conf}", {"EXTRA": "{EXTRA}"}, {"NOPE": "/x"}]
+    path: Value = ["{conf}", {"EXTRA": "{EXTRA}"}, {"NOPE": "/x"}]
     spec = one(
         task(
             defines={"conf": "/etc/{Task_name}.conf"},

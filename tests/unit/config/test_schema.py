@@ -214,7 +214,7 @@ COMMANDS = st.fixed_dictionaries(
 ACTION = st.one_of(
     st.fixed_dictionaries({"command": st.sampled_from(["start", "stop"])}),
     st.fixed_dictionaries(
-        {"signal": st.sampled_from(["HUP", "SIGTERM", "kill", " usr1 ", 1, "15", 64])}
+        {"signal": st.sampled_from(["HUP", "SIGTERM", "kill", "usr1", 1, "15", 64])}
     ),
 )
 EVENT = st.one_of(
@@ -233,7 +233,7 @@ def task(requirable: list[str]) -> st.SearchStrategy[dict[str, Any]]:
         {"commands": COMMANDS},
         optional={
             "control": st.sampled_from(["wait", "off", "suspend", "nowait", "adopt", "event"]),
-            "count": st.one_of(st.integers(0, 9), st.sampled_from(["3", " 2 ", "{N}", "x{N}"])),
+            "count": st.one_of(st.integers(0, 9), st.sampled_from(["3", "02", "{N}", "x{N}"])),
             "cwd": st.sampled_from(["/", "{HOME}/x", " "]),
             "pidfile": st.sampled_from(["/run/{Task_name}.pid"]),
             "procname": st.sampled_from(["{Task_name}-{Task_instance}"]),

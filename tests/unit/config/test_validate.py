@@ -379,6 +379,11 @@ def test_top_level_problems(text: str, expected: str) -> None:
         ('"start_delay": "1"', "expected a number, got the string '1'"),
         ('"start_delay": true', "expected a number, got the boolean true"),
         ('"start_delay": .inf', "must be a finite number, got inf"),
+        ('"start_delay": 1' + "0" * 400, "must be a finite number, got 1" + "0" * 400),
+        ('"count": "²"', "expected a whole number of processes (0 or more) or a {name} "
+         "substitution, got the string '²'"),
+        ('"count": "4\\n"', "expected a whole number of processes (0 or more) or a {name} "
+         "substitution, got the string '4\\n'"),
         ('"time_limit": 0', "must be greater than 0, got 0"),
         ('"onexit": "setup"',
          "expected a onexit entry (a map with 'type' and 'task'), got the string 'setup'"),
@@ -401,6 +406,8 @@ def test_top_level_problems(text: str, expected: str) -> None:
          "the integer 0 is not a signal name or number"),
         ('"events": [{"type": "self", "signal": 100000}]',
          "the integer 100000 is not a signal name or number"),
+        ('"events": [{"type": "self", "signal": "²"}]',
+         "the string '²' is not a signal name or number"),
         ('"events": [{"type": "self", "signal": true}]',
          "the boolean true is not a signal name or number"),
         ('"events": [{"type": "file_change", "path": [true], "command": "stop"}]',
@@ -423,7 +430,7 @@ def test_task_problems(body: str, expected: str) -> None:
 @pytest.mark.parametrize(
     ("written", "number"),
     [('"HUP"', 1), ('"SIGHUP"', 1), ('"hup"', 1), ('"sigterm"', 15), ("1", 1), ('"1"', 1),
-     ('"SIGKILL"', 9), ('" TERM "', 15)],
+     ('"SIGKILL"', 9), ('"Term"', 15)],
 )  # fmt: skip
 def test_signal_spellings(written: str, number: int) -> None:
     config = parse(task(f'{START}, "events": [{{"type": "self", "signal": {written}}}]'))

@@ -204,6 +204,12 @@ def test_positions_count_characters_not_bytes(use_libyaml: bool) -> None:
     assert document.mark_of(("é€", 1)) == Mark(1, 14)
 
 
+def test_a_byte_order_mark_is_not_a_column(use_libyaml: bool) -> None:
+    document = load('\ufeff{"x": [{"A": "a"}]}', use_libyaml)
+    assert document.data == {"x": [{"A": "a"}]}
+    assert document.mark_of(("x", 0)) == Mark(1, 8)
+
+
 def test_get_walks_the_raw_data(use_libyaml: bool) -> None:
     document = load(POSITIONS_TEXT, use_libyaml)
     assert document.get(("tasks", "ntpd", "events", 0, "type")) == "self"

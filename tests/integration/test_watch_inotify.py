@@ -1,0 +1,448 @@
+"""FileWatcher on the real inotify backend: each kind of change, bursts, scale, cleanup.
+
+Waits are on the callback (an asyncio.Event) with a generous deadline, never on sleeps. To show
+that something was *not* reported, a sentinel file is changed afterwards and awaited: inotify
+delivers events in order, so anything reported earlier would already be recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from taskforce.watch import FileWatcher
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="inotify is Linux only")
+
+DEADLINE = 10.0
+
+
+class Recorder:
+    """The on_change callback: records calls and wakes waiters."""
+
+    def __init__(self) -> None:
+        self.calls: list[frozenset[str]] = []
+        self._wake = asyncio.Event()
+
+    def __call__(self, paths: frozenset[str]) -> None:
+        self.calls.append(paths)
+        self._wake.set()
+
+    def seen(self, start: int = 0) -> set[str]:
+        found: set[str] = set()
+        for call in self.calls[start:]:
+            found |= call
+        return found
+
+    async def expect(self, *paths: Path | str, start: int = 0) -> None:
+        """Wait until every path has been reported in a call numbered ``start`` or later."""
+        wanted = {str(p) for p in paths}
+
+        async def reported() -> None:
+            while not wanted <= self.seen(start):
+                self._wake.clear()
+                await self._wake.wait()
+
+        await asyncio.wait_for(reported(), DEADLINE)
+
+
+def run(test: Callable[[asyncio.AbstractEventLoop], Awaitable[None]]) -> None:
+    async def main() -> None:
+        await test(asyncio.get_running_loop())
+
+    asyncio.run(main())
+
+
+def inotify_fds() -> int:
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:inotify":
+                count += 1
+        except OSError:
+            continue
+    return count
+
+
+async def barrier(rec: Recorder, sentinel: Path) -> None:
+    """Change a watched sentinel and wait for it: earlier events have been delivered."""
+    start = len(rec.calls)
+    sentinel.write_text(str(start))
+    await rec.expect(sentinel, start=start)
+
+
+def test_in_place_write_is_reported_and_neighbours_are_not(tmp_path: Path) -> None:
+    conf, other, sentinel = tmp_path / "app.conf", tmp_path / "other", tmp_path / "sentinel"
+    conf.write_text("a")
+    other.write_text("a")
+
+    async def test(loop: asyncio.AbstractEventLoop) -> None:
+        rec = Recorder()
+        w = FileWatcher(loop, rec)
+        try:
+            assert w.backend == "inotify"
+            w.set_paths([conf, sentinel])
+            other.write_text("b")
+            with conf.open("a") as f:
+                f.write("more")
+            await rec.expect(conf)
+            await barrier(rec, sentinel)
+            assert str(other) not in rec.seen()
+            assert rec.calls[0] == {str(conf)}
+        finally:
+            w.close()
+
+    run(test)
+
+
+def test_atomic_rename_over_is_reported(tmp_path: Path) -> None:
+    conf = tmp_path / "app.conf"
+    conf.write_text("old")
+
+    async def test(loop: asyncio.AbstractEventLoop) -> None:
+        rec = Recorder()
+        w = FileWatcher(loop, rec)
+        try:
+            w.set_paths([conf])
+            new = tmp_path / ".app.conf.tmp"
+            new.write_text("new")
+            os.replace(new, conf)
+            await rec.expect(conf)
+            assert str(new) not in rec.seen()
+            # The watch is on the directory, so the new file is watched as well.
+            start = len(rec.calls)
+            conf.write_text("newer")
+            await rec.expect(conf, start=start)
+        finally:
+            w.close()
+
+    run(test)
+
+
+def test_delete_and_recreate(tmp_path: Path) -> None:
+    conf = tmp_path / "app.conf"
+    conf.write_text("a")
+
+    async def test(loop: asyncio.AbstractEventLoop) -> None:
+        rec = Recorder()
+        w = FileWatcher(loop, rec)
+        try:
+            w.set_paths([conf])
+            conf.unlink()
+            await rec.expect(conf)
+            start = len(rec.calls)
+            conf.write_text("again")
+            await rec.expect(conf, start=start)
+        finally:
+            w.close()
+
+    run(test)
+
+
+def test_path_that_does_not_exist_yet(tmp_path: Path) -> None:
+    conf = tmp_path / "later.conf"
+
+    async def test(loop: asyncio.AbstractEventLoop) -> None:
+        rec = Recorder()
+        w = FileWatcher(loop, rec)
+        try:
+            w.set_paths([str(conf)])
+            assert w.watch_count == 1
+            conf.write_text("here")
+            await rec.expect(conf)
+        finally:
+            w.close()
+
+    run(test)
+
+
+def test_directories_created_later_are_armed(tmp_path: Path) -> None:
+    conf = tmp_path / "a" / "b" / "c" / "app.conf"
+    sentinel = tmp_path / "sentinel"
+
+    async def test(loop: asyncio.AbstractEventLoop) -> None:
+        rec = Recorder()
+        w = FileWatcher(loop, rec)
+        try:
+            w.set_paths([conf, sentinel])
+            assert w.watch_count == 1  # only tmp_path exists
+            (tmp_path / "a").mkdir()
+            await barrier(rec, sentinel)
+            assert str(conf) not in rec.seen()  # a directory on the way is not a change
+            # Created in one go, faster than the watcher can follow level by level.
+            conf.parent.mkdir(parents=True)
+            conf.write_text("x")
+            await rec.expect(conf)
+            assert w.watch_count == 2  # tmp_path and a/b/c; a and a/b were needed only meanwhile
+            start = len(rec.calls)
+            conf.write_text("y")
+            await rec.expect(conf, start=start)
+        finally:
+            w.close()
+
+    run(test)
+
+
+def test_directory_removed_and_recreated(tmp_path: Path) -> None:
+    conf = tmp_path / "d" / "app.conf"
+    conf.parent.mkdir()
+    conf.write_text("a")
+
+    async def test(loop: asyncio.AbstractEventLoop) -> None:
+        rec = Recorder()
+        w = FileWatcher(loop, rec)
+        try:
+            w.set_paths([conf])
+            conf.unlink()
+            conf.parent.rmdir()
+            await rec.expect(conf)
+            start = len(rec.calls)
+            conf.parent.mkdir()
+            conf.write_text("b")
+            await rec.expect(conf, start=start)
+        finally:
+            w.close()
+
+    run(test)
+
+
+def test_directory_replaced_by_rename(tmp_path: Path) -> None:
+    conf = tmp_path / "d" / "app.conf"
+    conf.parent.mkdir()
+    conf.write_text("a")
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    (staged / "app.conf").write_text("b")
+
+    async def test(loop: asyncio.AbstractEventLoop) -> None:
+        rec = Recorder()
+        w = FileWatcher(loop, rec)
+        try:
+            w.set_paths([conf])
+            os.rename(conf.parent, tmp_path / "old")
+            os.rename(staged, conf.parent)
+            await rec.expect(conf)
+            # The watch follows the path, not the directory that moved away.
+            start = len(rec.calls)
+            (tmp_path / "old" / "app.conf").write_text("ignored")
+            conf.write_text("c")
+            await rec.expect(conf, start=start)
+        finally:
+            w.close()
+
+    run(test)
+
+
+def test_chmod_is_reported(tmp_path: Path) -> None:
+    prog = tmp_path / "prog"
+    prog.write_text("#!/bin/sh\n")
+
+    async def test(loop: asyncio.AbstractEventLoop) -> None:
+        rec = Recorder()
+        w = FileWatcher(loop, rec)
+        try:
+            w.set_paths([prog])
+            prog.chmod(0o755)
+            await rec.expect(prog)
+        finally:
+            w.close()
+
+    run(test)
+
+
+def test_symlink_swap_and_link_target(tmp_path: Path) -> None:
+    for release in ("v1", "v2"):
+        (tmp_path / release).mkdir()
+        (tmp_path / release / "app.conf").write_text(release)
+    current = tmp_path / "current"
+    current.symlink_to("v1")
+    conf = current / "app.conf"
+    sentinel = tmp_path / "sentinel"
+
+    async def test(loop: asyncio.AbstractEventLoop) -> None:
+        rec = Recorder()
+        w = FileWatcher(loop, rec)
+        try:
+            w.set_paths([conf, sentinel])
+            (tmp_path / "v1" / "app.conf").write_text("edited")
+            await rec.expect(conf)
+            start = len(rec.calls)
+            staged = tmp_path / "current.new"
+            staged.symlink_to("v2")
+            os.replace(staged, current)  # a deployment switching releases
+            await rec.expect(conf, start=start)
+            start = len(rec.calls)
+            (tmp_path / "v1" / "app.conf").write_text("old release")
+            await barrier(rec, sentinel)
+            assert str(conf) not in rec.seen(start)
+            (tmp_path / "v2" / "app.conf").write_text("edited")
+            await rec.expect(conf, start=start)
+        finally:
+            w.close()
+
+    run(test)
+
+
+def test_burst_is_delivered_in_one_callback(tmp_path: Path) -> None:
+    conf, sentinel = tmp_path / "app.conf", tmp_path / "sentinel"
+
+    async def test(loop: asyncio.AbstractEventLoop) -> None:
+        rec = Recorder()
+        w = FileWatcher(loop, rec)
+        try:
+            w.set_paths([conf, sentinel])
+            # Written without yielding to the loop: all events wait in one read.
+            for i in range(100):
+                conf.write_text(str(i))
+            await rec.expect(conf)
+            await barrier(rec, sentinel)
+            assert len(rec.calls) == 2
+        finally:
+            w.close()
+
+    run(test)
+
+
+def test_debounce_coalesces_a_spread_out_burst(tmp_path: Path) -> None:
+    paths = [tmp_path / f"f{i}" for i in range(10)]
+    sentinel = tmp_path / "sentinel"
+
+    async def test(loop: asyncio.AbstractEventLoop) -> None:
+        rec = Recorder()
+        w = FileWatcher(loop, rec, debounce=1.0)
+        try:
+            w.set_paths([*paths, sentinel])
+            for i in range(100):
+                paths[i % 10].write_text(str(i))
+                await asyncio.sleep(0)  # let the loop read each event on its own
+            await rec.expect(*paths)
+            await barrier(rec, sentinel)
+            assert rec.calls[0] == {str(p) for p in paths}
+            assert len(rec.calls) == 2
+        finally:
+            w.close()
+
+    run(test)
+
+
+def test_paths_in_one_directory_share_a_watch(tmp_path: Path) -> None:
+    a, b, sentinel = tmp_path / "a", tmp_path / "b", tmp_path / "sub" / "sentinel"
+    sentinel.parent.mkdir()
+
+    async def test(loop: asyncio.AbstractEventLoop) -> None:
+        rec = Recorder()
+        w = FileWatcher(loop, rec)
+        try:
+            w.set_paths([a, b])
+            assert w.watch_count == 1
+            w.set_paths([a, b, sentinel])
+            assert w.watch_count == 2
+            w.set_paths([b, sentinel])
+            assert w.watch_count == 2
+            a.write_text("no longer watched")
+            b.write_text("watched")
+            await rec.expect(b)
+            await barrier(rec, sentinel)
+            assert str(a) not in rec.seen()
+            w.set_paths([sentinel])
+            assert w.watch_count == 1
+            w.set_paths([])
+            assert w.watch_count == 0
+        finally:
+            w.close()
+
+    run(test)
+
+
+def test_ten_thousand_paths_in_a_hundred_directories(tmp_path: Path) -> None:
+    paths = []
+    for d in range(100):
+        directory = tmp_path / f"d{d:03}"
+        directory.mkdir()
+        for f in range(100):
+            path = directory / f"f{f:03}"
+            if f % 2:  # half of them do not exist yet
+                path.write_text("")
+            paths.append(str(path))
+
+    async def test(loop: asyncio.AbstractEventLoop) -> None:
+        rec = Recorder()
+        w = FileWatcher(loop, rec)
+        try:
+            w.set_paths(paths)
+            assert w.watch_count == 100
+            assert not w.polled_paths
+            (tmp_path / "d057" / "f042").write_text("changed")
+            (tmp_path / "d099" / "f099").unlink()
+            await rec.expect(paths[5742], paths[9999])
+            assert rec.seen() == {paths[5742], paths[9999]}
+            w.set_paths(paths[:5000])
+            assert w.watch_count == 50
+        finally:
+            w.close()
+
+    run(test)
+
+
+def test_callback_errors_do_not_stop_watching(tmp_path: Path) -> None:
+    conf = tmp_path / "app.conf"
+
+    async def test(loop: asyncio.AbstractEventLoop) -> None:
+        rec = Recorder()
+
+        def failing(paths: frozenset[str]) -> None:
+            rec(paths)
+            raise RuntimeError("callback bug")
+
+        w = FileWatcher(loop, failing)
+        try:
+            w.set_paths([conf])
+            conf.write_text("1")
+            await rec.expect(conf)
+            start = len(rec.calls)
+            conf.write_text("2")
+            await rec.expect(conf, start=start)
+        finally:
+            w.close()
+
+    run(test)
+
+
+def test_close_releases_the_descriptor(tmp_path: Path) -> None:
+    async def test(loop: asyncio.AbstractEventLoop) -> None:
+        before = inotify_fds()
+        w = FileWatcher(loop, Recorder())
+        w.set_paths([tmp_path / "x"])
+        assert inotify_fds() == before + 1
+        w.close()
+        assert inotify_fds() == before
+        assert w.watch_count == 0
+        w.close()  # idempotent
+        with pytest.raises(RuntimeError):
+            w.set_paths([tmp_path / "x"])
+
+    run(test)
+
+
+def test_relative_paths_are_reported_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    async def test(loop: asyncio.AbstractEventLoop) -> None:
+        rec = Recorder()
+        w = FileWatcher(loop, rec)
+        try:
+            w.set_paths(["conf/../app.conf"])
+            assert w.paths == {str(tmp_path / "app.conf")}
+            (tmp_path / "app.conf").write_text("x")
+            await rec.expect(tmp_path / "app.conf")
+        finally:
+            w.close()
+
+    run(test)
