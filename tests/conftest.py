@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,13 +52,64 @@ def processes_with_marker(marker: str) -> list[int]:
     return found
 
 
-def pid_alive(pid: int) -> bool:
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state is [0], ppid [1])."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
+            return f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] != "Z"
+
+
+def parent_pid(pid: int) -> int | None:
+    """The parent of a live (or zombie) process; None once it is gone."""
+    fields = _stat_fields(pid)
+    return int(fields[1]) if fields is not None else None
+
+
+def zombies_of(ppid: int) -> list[int]:
+    """Zombie children of `ppid`: exited, but not reaped."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields is not None and fields[0] == "Z" and int(fields[1]) == ppid:
+                found.append(int(entry))
+    return found
+
+
+def proc_environ(pid: int) -> dict[str, str]:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            data = f.read()
     except OSError:
-        return False
-    return state != "Z"
+        return {}
+    pairs = (item.split(b"=", 1) for item in data.split(b"\0") if b"=" in item)
+    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
+
+
+def proc_cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            data = f.read()
+    except OSError:
+        return []
+    return [arg.decode(errors="replace") for arg in data.split(b"\0")[:-1]]
+
+
+def task_processes(marker: str) -> dict[str, list[int]]:
+    """Live task processes of one test (by TF_TEST_MARKER), grouped by their Task_name."""
+    tasks: dict[str, list[int]] = {}
+    for pid in processes_with_marker(marker):
+        name = proc_environ(pid).get("Task_name")
+        if name is not None and pid_alive(pid):
+            tasks.setdefault(name, []).append(pid)
+    return tasks
 
 
 class Probes:
@@ -102,7 +153,10 @@ class Taskforce:
     def command(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "taskforce", *args]
 
-    def run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, timeout: float = 60, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a taskforce command to completion (-C, -S, -b...), capturing its output."""
         return subprocess.run(
             self.command(*args),
             env=self.env,
@@ -110,19 +164,33 @@ class Taskforce:
             text=True,
             timeout=timeout,
             stdin=subprocess.DEVNULL,
+            cwd=cwd,
         )
 
-    def start(self, *args: str) -> subprocess.Popen[bytes]:
+    def start(
+        self, *args: str, flags: Sequence[str] = ("-e", "-v"), cwd: Path | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start taskforce in the foreground, its output going to the log; `flags` come
+        before `args` (logging to stderr, verbose, by default)."""
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
-            self.command("-e", "-v", *args),
+            self.command(*flags, *args),
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            cwd=cwd,
         )
         log.close()
         return self.proc
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def log(self) -> str:
         try:
@@ -139,12 +207,17 @@ class Taskforce:
         return self.proc.wait(timeout)
 
     def cleanup(self) -> None:
+        """Kill everything this test started, including detached (-b) instances."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
-        for pid in processes_with_marker(self.marker):
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+        # Repeat: a background taskforce may start a process while the others are killed.
+        end = time.monotonic() + 10
+        while (pids := processes_with_marker(self.marker)) and time.monotonic() < end:
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.01)  # polling interval while the kills land
 
 
 @pytest.fixture
@@ -171,8 +244,8 @@ def write_config(path: Path, tasks: dict[str, Any], **top: Any) -> Path:
     return path
 
 
-def probe_task(*args: str, **keys: Any) -> dict[str, Any]:
-    """A task running tests/programs/probe.py with `args`."""
-    task: dict[str, Any] = {"commands": {"start": [sys.executable, PROBE, *args]}}
+def probe_task(*args: str, python: str = sys.executable, **keys: Any) -> dict[str, Any]:
+    """A task running tests/programs/probe.py with `args` (under `python`)."""
+    task: dict[str, Any] = {"commands": {"start": [python, PROBE, *args]}}
     task.update(keys)
     return task

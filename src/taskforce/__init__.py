@@ -1,14 +1,11 @@
 """taskforce: an event-driven process supervisor.
 
-The library entry point is :class:`taskforce.Legion`; the ``taskforce`` command is
-built on it.
+The library entry point is :class:`taskforce.runtime.legion.Legion`; the ``taskforce``
+command is built on it.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("taskforce")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0.0.0+unknown"
+# Kept here (not read through importlib.metadata, which costs megabytes of imports in a
+# daemon with a memory budget); pyproject.toml reads it from this line.
+__version__ = "1.0.0.dev0"
 
 __all__ = ["__version__"]

@@ -122,12 +122,15 @@ class DirTracker:
             for directory in old:
                 self._remove(directory)
             recheck: set[str] = set()
+            missed: list[str] = []
             for directory in new - self._watched:
                 if self._add(directory):
                     recheck |= index.in_dir(directory) if thorough else index.waiting_in(directory)
                 elif index.needs(directory):  # it vanished between resolving and watching
                     recheck |= index.in_dir(directory)
+                    missed.append(directory)
             changed |= self.recheck(recheck)
+            index.rewatch(missed)  # try again if still needed after re-resolving
         new, old = index.take_dir_changes()
         for directory in old:
             self._remove(directory)
