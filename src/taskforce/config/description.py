@@ -45,8 +45,9 @@ from taskforce.config.yaml_source import Path
 
 M = TypeVar("M")
 
-# Commands every task has without defining them; an event may name them.
-BUILTIN_COMMANDS = ("stop",)
+# Commands every task has without defining them; an event may name them: `stop` stops
+# (and so restarts a wait task), `start` runs a once or event task again.
+BUILTIN_COMMANDS = ("stop", "start")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from taskforce.config.model import Control, EventType
 from taskforce.core.actions import Action, Kill, Start, Stop
 from taskforce.core.spec import DesiredState, TaskSpec
-from taskforce.core.state import ExitRecord, Instance, Phase, TaskState
+from taskforce.core.state import ExitRecord, HistoryEntry, Instance, Phase, TaskState
 
 # Controls whose processes are kept running and restarted when they exit.
 _KEEP_RUNNING = frozenset({Control.WAIT, Control.NOWAIT, Control.ADOPT})
@@ -99,6 +99,7 @@ class Planner:
         if state.up_since is None:
             state.up_since = now
         state.waiting_for = None
+        state.history.append(HistoryEntry(wall, slot, "start", pid, ""))
         self._touch(task)
 
     def request_stop(self, task: str, reason: str) -> int:
@@ -373,6 +374,11 @@ class Planner:
             # A run that never happened does not count as the once run.
             inst.ran_generation -= 1
         inst.not_before = now + delay
+        if record.error is not None:
+            entry = HistoryEntry(record.wall, inst.slot, "failed", None, record.error)
+        else:
+            entry = HistoryEntry(record.wall, inst.slot, "exit", inst.pid, str(record.status))
+        state.history.append(entry)
         inst.last_exit = record
         inst.phase = Phase.IDLE
         inst.pid = None

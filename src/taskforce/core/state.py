@@ -7,6 +7,7 @@ decides; the runtime and the API only read them.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -57,6 +58,20 @@ class Instance:
     ran_generation: int = 0
 
 
+# Starts and exits remembered per task, for status timelines; bounded so that a flapping
+# task cannot grow memory.
+HISTORY_LENGTH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    wall: float  # Unix time
+    slot: int
+    kind: str  # "start", "exit", "failed"
+    pid: int | None
+    detail: str  # e.g. the wait status in words, or why a start failed
+
+
 @dataclass(slots=True)
 class TaskState:
     name: str
@@ -70,6 +85,7 @@ class TaskState:
     up_since: float | None = None
     # Why the task is not running when it should (waiting for requires, backing off...).
     waiting_for: str | None = None
+    history: deque[HistoryEntry] = field(default_factory=lambda: deque(maxlen=HISTORY_LENGTH))
 
     def running(self) -> int:
         return sum(1 for i in self.instances.values() if i.pid is not None)

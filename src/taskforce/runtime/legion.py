@@ -15,15 +15,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 
 from taskforce.config.errors import ConfigError, Mark, Problem
 from taskforce.config.host import HostFacts
-from taskforce.config.load import load_config
-from taskforce.config.model import Config, EventType
+from taskforce.config.load import read_text
+from taskforce.config.model import Config, Control, EventType
 from taskforce.config.resolve import resolve
 from taskforce.config.roles import Roles, parse_roles
+from taskforce.config.validate import validate_document
+from taskforce.config.yaml_source import Document, load_document
 from taskforce.core.diff import ChangeKind, diff_desired
 from taskforce.core.spec import DesiredState, Policy
 from taskforce.runtime.events import TaskEvents, python_script
@@ -40,6 +42,7 @@ class Loaded:
     roles: Roles | None
     desired: DesiredState
     problems: tuple[Problem, ...]  # tasks left out because they could not be resolved
+    data: object = None  # the document as loaded (plain data), for status
 
 
 class Legion:
@@ -68,12 +71,16 @@ class Legion:
         # The most recent configuration that could not be applied, until one can.
         self.reload_error: ConfigError | None = None
         self.reloads = 0
+        self.reload_errors = 0
         self._supervisor: Supervisor | None = None
         self._pending: Outcome | None = None
         self._watcher: FileWatcher | None = None
         self._events: TaskEvents | None = None
         self._watched: frozenset[str] = frozenset()
         self._reload_scheduled = False
+        # Temporary changes made through the control API, task -> field -> value; the
+        # next configuration event drops them.
+        self.overrides: dict[str, dict[str, object]] = {}
 
     # ----- loading --------------------------------------------------------------------
 
@@ -100,13 +107,19 @@ class Legion:
             ) from None
         return parse_roles(data, self.roles_file)
 
-    def load(self, previous: Loaded | None = None) -> Loaded:
-        """Read and resolve the configuration and roles; ConfigError if unusable."""
-        config = load_config(self.config_file)
+    def load(self, previous: Loaded | None = None, text: str | None = None) -> Loaded:
+        """Read and resolve the configuration and roles; ConfigError if unusable.
+
+        `text` replaces the configuration file's content (to see what it would do).
+        """
+        if text is None:
+            text = read_text(self.config_file)
+        document = load_document(text, self.config_file)
+        config = _with_overrides(validate_document(document), self.overrides)
         roles = self.read_roles(previous.roles if previous is not None else None)
         desired, problems = resolve(config, roles, self.environ, self.host)
-        problems = (*problems, *self._check_python_events(desired))
-        return Loaded(config, roles, desired, tuple(problems))
+        problems = (*_placed(problems, document, config), *self._check_python_events(desired))
+        return Loaded(config, roles, desired, tuple(problems), document.data)
 
     def _check_python_events(self, desired: DesiredState) -> list[Problem]:
         problems = []
@@ -178,18 +191,22 @@ class Legion:
         """Stop all tasks and make manage() return Outcome.RESET."""
         self._request(Outcome.RESET)
 
-    def reload(self) -> bool:
+    def reload(self, keep_overrides: bool = False) -> bool:
         """Load the configuration and roles again and apply the difference.
 
         Returns False (and keeps the running configuration) when the new one is unusable.
+        Overrides made through the control API are dropped unless `keep_overrides`.
         """
         supervisor = self._supervisor
         if supervisor is None or supervisor.planner.shutting_down:
             return False
+        if not keep_overrides:
+            self.overrides.clear()
         try:
             loaded = self.load(self.loaded)
         except ConfigError as exc:
             self.reload_error = exc
+            self.reload_errors += 1
             for problem in exc.problems:
                 log.error("%s", problem)
             log.error("new configuration not applied: the running configuration stays in force")
@@ -268,6 +285,37 @@ class Legion:
             len(loaded.desired.tasks),
             f" for roles {names or '(none)'}" if loaded.roles is not None else "",
         )
+
+
+def _with_overrides(config: Config, overrides: Mapping[str, Mapping[str, object]]) -> Config:
+    if not overrides:
+        return config
+    tasks = dict(config.tasks)
+    for name, changes in overrides.items():
+        task = tasks.get(name)
+        if task is None:
+            continue
+        control = changes.get("control", task.control)
+        count = changes.get("count", task.count)
+        assert isinstance(control, Control) and isinstance(count, int | str)
+        tasks[name] = replace(task, control=control, count=count)
+    return replace(config, tasks=tasks)
+
+
+def _placed(problems: Iterable[Problem], document: Document, config: Config) -> list[Problem]:
+    """Give problems found while resolving the position of the task they concern."""
+    placed = []
+    for problem in problems:
+        if problem.mark is None and problem.path.startswith("tasks."):
+            rest = problem.path[len("tasks.") :]
+            names = [n for n in config.tasks if rest == n or rest.startswith(n + ".")]
+            if names:
+                name = max(names, key=len)
+                tail = rest[len(name) + 1 :].split(".")[0].split("[")[0]
+                at: tuple[str | int, ...] = ("tasks", name, tail) if tail else ("tasks", name)
+                problem = replace(problem, mark=document.mark_of(at))
+        placed.append(problem)
+    return placed
 
 
 __all__ = ["ConfigError", "Legion", "Loaded", "Mark", "Outcome", "Policy", "Problem"]
