@@ -1,0 +1,136 @@
+"""Live reconfiguration: only what changed is touched; a bad config changes nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from conftest import Probes, Taskforce, probe_task, wait_for, write_config
+
+FAST = {"stop_timeout": 2, "restart": {"min_uptime": 0.2, "initial_delay": 0.1}}
+
+
+def pids(probes: Probes, task: str) -> set[int]:
+    return {r["pid"] for r in probes.live(task)}
+
+
+def replace_file(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".new")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def config_text(tasks: dict[str, Any]) -> str:
+    return json.dumps({"settings": FAST, "tasks": tasks})
+
+
+def start(taskforce: Taskforce, tmp_path: Path, tasks: dict[str, Any], *extra: str) -> Path:
+    conf = tmp_path / "tf.conf"
+    write_config(conf, tasks, settings=FAST)
+    taskforce.start("-f", str(conf), *extra)
+    return conf
+
+
+def test_only_the_changed_task_restarts(
+    taskforce: Taskforce, probes: Probes, tmp_path: Path
+) -> None:
+    tasks = {"a": probe_task(), "b": probe_task(), "c": probe_task()}
+    conf = start(taskforce, tmp_path, tasks)
+    probes.wait(3)
+    before = {t: pids(probes, t) for t in "abc"}
+    tasks["b"] = probe_task("--changed")
+    replace_file(conf, config_text(tasks))
+    wait_for(lambda: pids(probes, "b") and pids(probes, "b") != before["b"], what="b restarted")
+    assert pids(probes, "a") == before["a"]
+    assert pids(probes, "c") == before["c"]
+    assert "restart: b (argv)" in taskforce.log()
+
+
+def test_count_change_starts_and_stops_only_the_instances_concerned(
+    taskforce: Taskforce, probes: Probes, tmp_path: Path
+) -> None:
+    tasks = {"w": probe_task(count=2)}
+    conf = start(taskforce, tmp_path, tasks)
+    probes.wait(2, task="w")
+    before = pids(probes, "w")
+    tasks["w"] = probe_task(count=4)
+    replace_file(conf, config_text(tasks))
+    wait_for(lambda: len(pids(probes, "w")) == 4, what="4 instances")
+    assert before <= pids(probes, "w")
+    tasks["w"] = probe_task(count=1)
+    replace_file(conf, config_text(tasks))
+    wait_for(lambda: len(pids(probes, "w")) == 1, what="1 instance")
+    (survivor,) = probes.live("w")
+    assert survivor["env"]["Task_instance"] == "0"
+    assert survivor["pid"] in before
+
+
+def test_new_task_starts_removed_task_stops_and_new_requires_wait(
+    taskforce: Taskforce, probes: Probes, tmp_path: Path
+) -> None:
+    tasks: dict[str, Any] = {"a": probe_task(), "gone": probe_task()}
+    conf = start(taskforce, tmp_path, tasks)
+    probes.wait(2)
+    a_pids = pids(probes, "a")
+    del tasks["gone"]
+    tasks["init"] = probe_task("--exit-after", "0.5", control="once")
+    tasks["late"] = probe_task(requires=["init"])
+    replace_file(conf, config_text(tasks))
+    wait_for(lambda: not pids(probes, "gone"), what="removed task stopped")
+    (late,) = probes.wait(1, task="late")
+    (init_exit,) = probes.records("exit", "init")
+    assert late["monotonic"] > init_exit["monotonic"]  # it waited for init to exit
+    assert pids(probes, "a") == a_pids
+
+
+def test_invalid_new_config_keeps_everything_running(
+    taskforce: Taskforce, probes: Probes, tmp_path: Path
+) -> None:
+    conf = start(taskforce, tmp_path, {"a": probe_task()})
+    probes.wait(1)
+    before = pids(probes, "a")
+    replace_file(conf, '{"tasks": {"a": {"control": "wiat", "commands": {"start": ["x"]}}}}')
+    taskforce.wait_log("new configuration not applied")
+    assert "'wiat' is not one of" in taskforce.log()
+    conf.unlink()  # a config file that disappears stops nothing either
+    taskforce.wait_log("cannot read the file")
+    assert pids(probes, "a") == before
+    assert taskforce.proc is not None and taskforce.proc.poll() is None
+
+
+def test_edits_in_place_and_delete_recreate_are_seen(
+    taskforce: Taskforce, probes: Probes, tmp_path: Path
+) -> None:
+    tasks = {"a": probe_task()}
+    conf = start(taskforce, tmp_path, tasks)
+    probes.wait(1)
+    with open(conf, "w") as f:  # in place, as an editor without atomic saves does
+        f.write(config_text({"a": probe_task(), "b": probe_task()}))
+    probes.wait(1, task="b")
+    conf.unlink()
+    conf.write_text(config_text({"a": probe_task(), "b": probe_task(), "c": probe_task()}))
+    probes.wait(1, task="c")
+
+
+def test_roles_file_change_migrates_tasks(
+    taskforce: Taskforce, probes: Probes, tmp_path: Path
+) -> None:
+    roles = tmp_path / "roles"
+    roles.write_text("web\n")
+    tasks = {
+        "front": probe_task(roles=["web"]),
+        "back": probe_task(roles=["db"]),
+        "all": probe_task(),
+    }
+    start(taskforce, tmp_path, tasks, "-r", str(roles))
+    probes.wait(2)
+    assert pids(probes, "front") and not pids(probes, "back")
+    all_pids = pids(probes, "all")
+    replace_file(roles, "db\n")
+    wait_for(lambda: pids(probes, "back") and not pids(probes, "front"), what="role migration")
+    assert pids(probes, "all") == all_pids
+    roles.unlink()  # a vanished roles file keeps the roles as they were
+    taskforce.wait_log("keeping roles as they were")
+    assert pids(probes, "back")
