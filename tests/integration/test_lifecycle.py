@@ -392,12 +392,6 @@ def test_unknown_user_is_reported_and_other_tasks_run(
     assert taskforce.stop() == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="README: a program that cannot be started (missing executable, unknown user) is "
-    "retried with backoff; an unknown user is instead rejected when the configuration is "
-    "resolved (config/context.py TaskContext._identity), so the task is left out, never retried",
-)
 def test_unknown_user_is_retried_with_backoff(
     tmp_path: Path, taskforce: Taskforce, probes: Probes
 ) -> None:

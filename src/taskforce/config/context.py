@@ -457,19 +457,22 @@ class TaskContext:
             text = str(self._text(expansion, "user"))
             user = user if isinstance(user, int) else text
             info = host.user_lookup(user)
-            if info is None:
-                raise ContextError(f"unknown user {text!r}", f"{self._origin}.user")
-            done["Task_uid"], gid = str(info.uid), info.gid
+            # An unknown user is not a configuration error here: accounts can be created
+            # later, so starting the task fails (and is retried) until it exists.
+            if info is not None:
+                done["Task_uid"], gid = str(info.uid), info.gid
         if group is not None:
             expansion.blocked = frozenset(("Task_gid",))
             text = str(self._text(expansion, "group"))
             group = group if isinstance(group, int) else text
             found = host.group_lookup(group)
+            expansion.blocked = frozenset()
             if found is None:
-                raise ContextError(f"unknown group {text!r}", f"{self._origin}.group")
+                return user, group  # like an unknown user: reported when the task starts
             gid = found
         expansion.blocked = frozenset()
-        done["Task_gid"] = str(gid)
+        if user is None or "Task_uid" in done:
+            done["Task_gid"] = str(gid)
         return user, group
 
     def _text(self, expansion: _Expansion, field: str) -> str | None:

@@ -29,7 +29,7 @@ from taskforce.config.yaml_source import Document, load_document
 from taskforce.core.diff import ChangeKind, diff_desired
 from taskforce.core.spec import DesiredState, Policy
 from taskforce.runtime.events import TaskEvents, python_script
-from taskforce.runtime.process import SpawnError, find_program
+from taskforce.runtime.process import SpawnError, find_program, lookup_credentials
 from taskforce.runtime.supervisor import Outcome, Supervisor
 from taskforce.watch import FileWatcher
 
@@ -118,8 +118,27 @@ class Legion:
         config = _with_overrides(validate_document(document), self.overrides)
         roles = self.read_roles(previous.roles if previous is not None else None)
         desired, problems = resolve(config, roles, self.environ, self.host)
-        problems = (*_placed(problems, document, config), *self._check_python_events(desired))
+        problems = (*_placed(problems, document, config), *self._advice(desired))
         return Loaded(config, roles, desired, tuple(problems), document.data)
+
+    def _advice(self, desired: DesiredState) -> list[Problem]:
+        """Problems that do not keep a task from being tried (it fails and is retried)."""
+        return [*self._check_identities(desired), *self._check_python_events(desired)]
+
+    def _check_identities(self, desired: DesiredState) -> list[Problem]:
+        problems = []
+        for spec in desired.tasks.values():
+            launch = spec.instances[0].launch if spec.instances else None
+            if launch is None or (launch.user is None and launch.group is None):
+                continue
+            try:
+                lookup_credentials(launch.user, launch.group)
+            except SpawnError as exc:
+                where = "user" if launch.user is not None and "user" in str(exc) else "group"
+                problems.append(
+                    Problem(self.config_file, None, f"tasks.{spec.name}.{where}", str(exc))
+                )
+        return problems
 
     def _check_python_events(self, desired: DesiredState) -> list[Problem]:
         problems = []

@@ -303,7 +303,6 @@ def test_policy_comes_from_settings() -> None:
 def test_problems_leave_only_their_task_out() -> None:
     state, problems = run(
         task("loop", defines={"a": "{b}", "b": "{a}"}),
-        task("user", user="nobody-here"),
         task("cwd", cwd={"A": "/a", "B": "/b"}),
         task("ok"),
         env={"A": "1", "B": "1"},
@@ -311,7 +310,6 @@ def test_problems_leave_only_their_task_out() -> None:
     assert set(state.tasks) == {"ok"}
     assert [(p.source, p.mark, p.path) for p in problems] == [
         ("tf.yaml", None, "tasks.loop.defines.a"),
-        ("tf.yaml", None, "tasks.user.user"),
         ("tf.yaml", None, "tasks.cwd.cwd"),
     ]
     assert problems[0].message == "substitution loop: a -> b -> a"
