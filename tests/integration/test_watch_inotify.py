@@ -58,6 +58,11 @@ def run(test: Callable[[asyncio.AbstractEventLoop], Awaitable[None]]) -> None:
     asyncio.run(main())
 
 
+def watches_to(directory: Path) -> int:
+    """Watches on the way to ``directory`` included: one per directory from the root."""
+    return len(directory.resolve().parts)
+
+
 def inotify_fds() -> int:
     count = 0
     for fd in os.listdir("/proc/self/fd"):
@@ -152,7 +157,7 @@ def test_path_that_does_not_exist_yet(tmp_path: Path) -> None:
         w = FileWatcher(loop, rec)
         try:
             w.set_paths([str(conf)])
-            assert w.watch_count == 1
+            assert w.watch_count == watches_to(tmp_path)
             conf.write_text("here")
             await rec.expect(conf)
         finally:
@@ -170,7 +175,7 @@ def test_directories_created_later_are_armed(tmp_path: Path) -> None:
         w = FileWatcher(loop, rec)
         try:
             w.set_paths([conf, sentinel])
-            assert w.watch_count == 1  # only tmp_path exists
+            assert w.watch_count == watches_to(tmp_path)
             (tmp_path / "a").mkdir()
             await barrier(rec, sentinel)
             assert str(conf) not in rec.seen()  # a directory on the way is not a change
@@ -178,7 +183,7 @@ def test_directories_created_later_are_armed(tmp_path: Path) -> None:
             conf.parent.mkdir(parents=True)
             conf.write_text("x")
             await rec.expect(conf)
-            assert w.watch_count == 2  # tmp_path and a/b/c; a and a/b were needed only meanwhile
+            assert w.watch_count == watches_to(conf.parent)
             start = len(rec.calls)
             conf.write_text("y")
             await rec.expect(conf, start=start)
@@ -232,6 +237,34 @@ def test_directory_replaced_by_rename(tmp_path: Path) -> None:
             (tmp_path / "old" / "app.conf").write_text("ignored")
             conf.write_text("c")
             await rec.expect(conf, start=start)
+        finally:
+            w.close()
+
+    run(test)
+
+
+def test_ancestor_directory_replaced_by_rename(tmp_path: Path) -> None:
+    conf = tmp_path / "app" / "etc" / "app.conf"
+    conf.parent.mkdir(parents=True)
+    conf.write_text("v1")
+    staged = tmp_path / "app.new" / "etc"
+    staged.mkdir(parents=True)
+    (staged / "app.conf").write_text("v2")
+
+    async def test(loop: asyncio.AbstractEventLoop) -> None:
+        rec = Recorder()
+        w = FileWatcher(loop, rec)
+        try:
+            w.set_paths([conf])
+            # A deployment swapping whole trees: nothing happens inside app/etc itself.
+            os.rename(tmp_path / "app", tmp_path / "app.old")
+            os.rename(tmp_path / "app.new", tmp_path / "app")
+            await rec.expect(conf)
+            start = len(rec.calls)
+            (tmp_path / "app.old" / "etc" / "app.conf").write_text("ignored")
+            conf.write_text("v3")
+            await rec.expect(conf, start=start)
+            assert w.watch_count == watches_to(conf.parent)
         finally:
             w.close()
 
@@ -338,19 +371,20 @@ def test_paths_in_one_directory_share_a_watch(tmp_path: Path) -> None:
         rec = Recorder()
         w = FileWatcher(loop, rec)
         try:
+            here = watches_to(tmp_path)
             w.set_paths([a, b])
-            assert w.watch_count == 1
+            assert w.watch_count == here
             w.set_paths([a, b, sentinel])
-            assert w.watch_count == 2
+            assert w.watch_count == here + 1
             w.set_paths([b, sentinel])
-            assert w.watch_count == 2
+            assert w.watch_count == here + 1
             a.write_text("no longer watched")
             b.write_text("watched")
             await rec.expect(b)
             await barrier(rec, sentinel)
             assert str(a) not in rec.seen()
             w.set_paths([sentinel])
-            assert w.watch_count == 1
+            assert w.watch_count == here + 1
             w.set_paths([])
             assert w.watch_count == 0
         finally:
@@ -375,14 +409,14 @@ def test_ten_thousand_paths_in_a_hundred_directories(tmp_path: Path) -> None:
         w = FileWatcher(loop, rec)
         try:
             w.set_paths(paths)
-            assert w.watch_count == 100
+            assert w.watch_count == watches_to(tmp_path) + 100
             assert not w.polled_paths
             (tmp_path / "d057" / "f042").write_text("changed")
             (tmp_path / "d099" / "f099").unlink()
             await rec.expect(paths[5742], paths[9999])
             assert rec.seen() == {paths[5742], paths[9999]}
             w.set_paths(paths[:5000])
-            assert w.watch_count == 50
+            assert w.watch_count == watches_to(tmp_path) + 50
         finally:
             w.close()
 
@@ -442,6 +476,29 @@ def test_relative_paths_are_reported_absolute(
             assert w.paths == {str(tmp_path / "app.conf")}
             (tmp_path / "app.conf").write_text("x")
             await rec.expect(tmp_path / "app.conf")
+        finally:
+            w.close()
+
+    run(test)
+
+
+def test_an_idle_watcher_has_no_timer(tmp_path: Path) -> None:
+    conf = tmp_path / "app.conf"
+
+    def timers(loop: asyncio.AbstractEventLoop) -> list[asyncio.TimerHandle]:
+        scheduled: list[asyncio.TimerHandle] = loop._scheduled  # type: ignore[attr-defined]
+        return [t for t in scheduled if not t.cancelled()]
+
+    async def test(loop: asyncio.AbstractEventLoop) -> None:
+        rec = Recorder()
+        w = FileWatcher(loop, rec, debounce=0.05)
+        try:
+            w.set_paths([conf, tmp_path / "missing" / "x"])
+            assert not timers(loop)
+            conf.write_text("x")
+            await rec.expect(conf)
+            # The debounce timer existed only while the change was pending.
+            assert not timers(loop)
         finally:
             w.close()
 

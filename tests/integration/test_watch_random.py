@@ -43,7 +43,7 @@ def watched_paths(root: Path) -> list[str]:
 def random_change(rng: random.Random, root: Path, step: int) -> None:
     d, s, f = rng.choice(DIRS), rng.choice(SUBDIRS), rng.choice(FILES)
     file = root / d / s / f
-    kind = rng.randrange(8)
+    kind = rng.randrange(9)
     if kind == 0:
         file.parent.mkdir(parents=True, exist_ok=True)
         file.write_text(f"step {step}")
@@ -59,9 +59,9 @@ def random_change(rng: random.Random, root: Path, step: int) -> None:
             os.rename(root / other, root / d)
             os.rename(root / "swap", root / other)
     elif kind == 4:  # point the links elsewhere
-        for name, target in (("link", d), ("flink", f"{d}/{s}/{f}")):
+        for name, link_to in (("link", d), ("flink", f"{d}/{s}/{f}")):
             staged = root / f"{name}.new"
-            staged.symlink_to(target)
+            staged.symlink_to(link_to)
             os.replace(staged, root / name)
     elif kind == 5:
         if file.exists():
@@ -71,10 +71,16 @@ def random_change(rng: random.Random, root: Path, step: int) -> None:
             staged = file.parent / f".{f}.swp"
             staged.write_text(f"saved {step}")
             os.replace(staged, file)
-    else:
+    elif kind == 7:
         target = root / d / s
         if target.is_dir() and not (root / d / "moved").exists():
             os.rename(target, root / d / "moved")
+    else:  # replace the whole tree, as a deployment might
+        old = root.with_name("old")
+        shutil.copytree(root, root.with_name("new"), symlinks=True)
+        os.rename(root, old)
+        os.rename(root.with_name("new"), root)
+        shutil.rmtree(old)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -120,6 +126,13 @@ def test_random_changes_are_all_reported(tmp_path: Path, seed: int) -> None:
                 missed = [p for p in paths if fingerprint(p) != before[p] and p not in seen]
                 assert not missed, f"round {round_}: changes not reported: {missed}"
             assert not w.polled_paths
+            # No watch leaked, none missing, none left on a directory that moved.
+            tracker = w._kernel._tracker  # type: ignore[union-attr]
+            assert tracker.watched_dirs == tracker.index.dirs()
+            assert w.watch_count == len(tracker.watched_dirs)
+            for directory, ident in tracker._watched.items():
+                st = os.stat(directory)
+                assert ident == (st.st_dev, st.st_ino), directory
         finally:
             w.close()
 

@@ -86,8 +86,9 @@ class FileWatcher:
     """Calls ``on_change(paths)`` with the watched paths that changed.
 
     A change is a write (reported when the writer closes the file), a creation, a replacement by
-    rename, a deletion or an attribute change, of the path or of a directory or symbolic link on
-    the way to it. Paths are reported as given to :meth:`set_paths`, made absolute.
+    rename, a deletion or an attribute change of the file; or a change of a directory or symbolic
+    link on the way to it that makes the path refer to another file (a tree renamed or replaced,
+    a link switched). Paths are reported as given to :meth:`set_paths`, made absolute.
 
     Events read together are delivered together. With ``debounce`` > 0, further events are
     gathered until none has arrived for ``debounce`` seconds (at most ten periods in all).
@@ -102,6 +103,8 @@ class FileWatcher:
         force_polling: bool = False,
         poll_interval: float = 1.0,
     ) -> None:
+        if debounce < 0 or poll_interval <= 0:
+            raise ValueError("debounce must not be negative, poll_interval must be positive")
         self._loop = loop
         self._on_change = on_change
         self._debounce = debounce
@@ -124,7 +127,8 @@ class FileWatcher:
 
     @property
     def watch_count(self) -> int:
-        """Kernel watches in use (0 when polling)."""
+        """Kernel watches in use: one per directory holding or leading to watched files (with
+        kqueue, also one per existing file); 0 when polling."""
         return 0 if self._kernel is None else self._kernel.watch_count
 
     @property

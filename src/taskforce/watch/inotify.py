@@ -1,10 +1,11 @@
 """Linux backend: one inotify descriptor on the asyncio loop, one watch per directory.
 
 Directories are watched rather than files so that a rename over a file, a deletion and
-recreation, and the creation of a path that does not exist yet are all seen. Events are hints:
-an event on a file's own entry reports that path; any other event on an entry a path depends on
-(a directory on the way, a symbolic link) re-resolves the path and reports it only if it now
-refers to a different file.
+recreation, and the creation of a path that does not exist yet are all seen; the directories
+above them too (for their entries only), so that renaming a whole tree is seen. Events are
+hints: an event on a file's own entry reports that path; an event on any other entry a path
+depends on (a directory on the way, a symbolic link) re-resolves the path and reports it only
+if it now refers to a different file.
 """
 
 from __future__ import annotations
@@ -35,20 +36,19 @@ IN_Q_OVERFLOW = 0x00004000
 IN_IGNORED = 0x00008000
 IN_ONLYDIR = 0x01000000
 IN_EXCL_UNLINK = 0x04000000
+IN_MASK_ADD = 0x20000000
 
 # Not IN_MODIFY: it fires on every write(), so a file would be reported half-written, and a busy
 # log file next to a watched one would wake the loop on every line. IN_CLOSE_WRITE marks the end
 # of a write.
 _ENTRY_EVENTS = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO
-_MASK = (
-    _ENTRY_EVENTS
-    | IN_CLOSE_WRITE
-    | IN_ATTRIB
-    | IN_DELETE_SELF
-    | IN_MOVE_SELF
-    | IN_ONLYDIR
-    | IN_EXCL_UNLINK
+# A directory only on the way to watched files (/, /home, /tmp) needs its entries' arrivals,
+# departures and renames, not every write in it. IN_MASK_ADD: a watch is only ever widened, as
+# an inode shared by two directory paths (bind mounts) has one mask.
+_PASSAGE_MASK = (
+    _ENTRY_EVENTS | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_EXCL_UNLINK | IN_MASK_ADD
 )
+_FILES_MASK = _PASSAGE_MASK | IN_CLOSE_WRITE | IN_ATTRIB
 # The watched directory itself went away or moved: its watch no longer describes its path.
 _GONE = IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF | IN_UNMOUNT
 
@@ -149,22 +149,25 @@ class InotifyBackend:
         if changed:
             self._report(changed)
 
-    def _watch(self, directory: str) -> bool:
+    def _watch(self, directory: str, files: bool) -> bool:
         assert self._ino is not None
         try:
-            wd = self._ino.add_watch(directory, _MASK)
+            wd = self._ino.add_watch(directory, _FILES_MASK if files else _PASSAGE_MASK)
         except OSError as exc:
             if exc.errno in (errno.ENOENT, errno.ENOTDIR):
                 return False
             if exc.errno != errno.ENOSPC:
-                log.warning("cannot watch %s (%s): watching its files by polling", directory, exc)
-            elif not self._warned_limit:
+                raise UnwatchableError(exc.strerror or str(exc)) from exc
+            if not self._warned_limit:
                 self._warned_limit = True
                 log.warning(
                     "inotify watch limit reached (raise the sysctl fs.inotify.max_user_watches):"
                     " watching the remaining files by polling"
                 )
-            raise UnwatchableError(directory) from exc
+            raise UnwatchableError("watch limit", reported=True) from exc
+        previous = self._dir_wd.get(directory)
+        if previous is not None and previous != wd:
+            self._unwatch(directory)  # widening found another directory at this path
         self._dir_wd[directory] = wd
         self._wd_dirs.setdefault(wd, set()).add(directory)
         return True

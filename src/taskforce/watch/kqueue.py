@@ -1,10 +1,11 @@
 """BSD/macOS backend: kqueue vnode events on the asyncio loop.
 
 kqueue reports on open descriptors. A directory's NOTE_WRITE says that its entries changed but
-not which, so the paths depending on that directory are re-resolved and compared (a creation,
-a deletion, a rename over a file). A write or chmod of a file does not touch its directory, so
-each existing watched file also gets a descriptor of its own. Descriptors count against the
-process's open file limit: paths that cannot get one are polled.
+not which, so the names watched in it are looked up again and the paths behind those that
+changed are re-resolved (a creation, a deletion, a rename over a file, a tree renamed higher
+up). A write or chmod of a file does not touch its directory, so each existing watched file
+also gets a descriptor of its own. Descriptors count against the process's open file limit:
+paths that cannot get one are polled.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class KqueueBackend:
         self._tracker = DirTracker(self._watch, self._unwatch, self._drop_files)
         self._dir_fd: dict[str, int] = {}
         self._fd_dir: dict[int, str] = {}
+        # What each watched name of a directory was when last looked at.
+        self._entry_idents: dict[str, dict[str, Ident | None]] = {}
         # Descriptors on the watched files, by the directory entry holding the file, with the
         # identity of the file each was opened on (a rename over the entry makes it stale).
         self._file_fd: dict[Key, int] = {}
@@ -84,6 +87,7 @@ class KqueueBackend:
         self._kq = None
         self._dir_fd.clear()
         self._fd_dir.clear()
+        self._entry_idents.clear()
         self._file_fd.clear()
         self._fd_file.clear()
         self._file_ident.clear()
@@ -115,7 +119,7 @@ class KqueueBackend:
                 self._unwatch(directory)
                 recheck |= self._tracker.dir_gone(directory)
             else:
-                recheck |= self._tracker.index.in_dir(directory)
+                recheck |= self._changed_entries(directory)
             return
         key = self._fd_file.get(fd)
         if key is None:
@@ -125,6 +129,22 @@ class KqueueBackend:
         if fflags & _GONE:
             self._close_file(key)
             recheck |= users
+
+    def _changed_entries(self, directory: str) -> set[str]:
+        """Paths behind the names of ``directory`` that now hold another file (or none)."""
+        seen = self._entry_idents.setdefault(directory, {})
+        paths: set[str] = set()
+        for name, behind in self._tracker.index.entries(directory).items():
+            try:
+                st = os.lstat(os.path.join(directory, name))
+            except OSError:
+                ident = None
+            else:
+                ident = (st.st_dev, st.st_ino)
+            if name not in seen or seen[name] != ident:
+                seen[name] = ident
+                paths |= behind
+        return paths
 
     def _open(self, path: str, notes: int) -> int:
         assert self._kq is not None
@@ -137,29 +157,33 @@ class KqueueBackend:
             raise
         return fd
 
-    def _refused(self, what: str, exc: OSError) -> None:
+    def _refused(self, exc: OSError) -> UnwatchableError:
         if exc.errno not in (errno.EMFILE, errno.ENFILE):
-            log.warning("cannot watch %s (%s): watching it by polling", what, exc)
-        elif not self._warned_limit:
+            return UnwatchableError(exc.strerror or str(exc))
+        if not self._warned_limit:
             self._warned_limit = True
             log.warning(
                 "open file limit reached watching files with kqueue (raise it with ulimit -n):"
                 " watching the remaining files by polling"
             )
+        return UnwatchableError("open file limit", reported=True)
 
-    def _watch(self, directory: str) -> bool:
+    def _watch(self, directory: str, files: bool) -> bool:
+        # A directory's NOTE_WRITE covers its entries; its files get descriptors of their own.
+        if directory in self._dir_fd:
+            return True
         try:
             fd = self._open(directory, _DIR_NOTES)
         except (FileNotFoundError, NotADirectoryError):
             return False
         except OSError as exc:
-            self._refused(directory, exc)
-            raise UnwatchableError(directory) from exc
+            raise self._refused(exc) from exc
         self._dir_fd[directory] = fd
         self._fd_dir[fd] = directory
         return True
 
     def _unwatch(self, directory: str) -> None:
+        self._entry_idents.pop(directory, None)
         fd = self._dir_fd.pop(directory, None)
         if fd is not None:
             del self._fd_dir[fd]
@@ -189,7 +213,9 @@ class KqueueBackend:
                 except FileNotFoundError:
                     continue  # already gone: its directory's event will follow
                 except OSError as exc:
-                    self._refused(os.path.join(*want), exc)
+                    error = self._refused(exc)
+                    if not error.reported:
+                        log.warning("cannot watch %s (%s): polling it", os.path.join(*want), error)
                     refused |= self._file_users.get(want, set())
                     continue
                 self._file_fd[want] = fd

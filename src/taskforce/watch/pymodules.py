@@ -65,7 +65,9 @@ def discover_modules(script: str, search_path: Sequence[str]) -> frozenset[str]:
     from modulefinder import ModuleFinder
 
     script = os.path.abspath(script)
-    entries = [os.path.dirname(script), *(os.path.abspath(p) for p in search_path if p)]
+    # Python searches the directory of the script's real file first (through symlinks).
+    here = os.path.dirname(os.path.realpath(script))
+    entries = [here, *(os.path.abspath(p) for p in search_path if p)]
     path = list(dict.fromkeys(entries))
     broken: set[str] = set()
 

@@ -1,17 +1,18 @@
 """Which directory entries decide what a watched path refers to.
 
-A watched path is affected not only by its own directory entry: a missing directory on the way
-may appear, and a symbolic link on the way (``current -> releases/v1``) may be swapped. The
-kernel backends watch directories, so a path is described by the ``(directory, name)`` entries
-whose change can alter it, all in resolved (symlink-free) form, because that is where the
-kernel reports the events.
+A watched path is affected not only by its own directory entry: any directory on the way may
+be renamed or replaced (a deployment swapping trees), a missing one may appear, and a symbolic
+link on the way (``current -> releases/v1``) may be switched. The kernel backends watch
+directories, so a path is described by the ``(directory, name)`` entries whose change can
+alter it, all in resolved (symlink-free) form, because that is where the kernel reports the
+events.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 # (real directory, entry name): a watched directory and a name inside it.
@@ -35,6 +36,11 @@ def _join(directory: str, name: str) -> str:
     return directory + name if directory.endswith("/") else directory + "/" + name
 
 
+def _merge(keys: tuple[Key, ...], more: tuple[Key, ...]) -> tuple[Key, ...]:
+    # A link's target is walked from the root again: keep each entry once.
+    return tuple(dict.fromkeys((*keys, *more)))
+
+
 class Resolution(NamedTuple):
     """What a watched path depends on right now."""
 
@@ -45,7 +51,7 @@ class Resolution(NamedTuple):
 
 class _Dir(NamedTuple):
     real: str | None  # resolved directory, None while it does not exist
-    keys: tuple[Key, ...]  # entries it depends on (links followed, the missing component)
+    keys: tuple[Key, ...]  # entries from the root down to it, links followed
 
 
 class Resolver:
@@ -58,6 +64,8 @@ class Resolver:
 
     def __init__(self) -> None:
         self._dirs: dict[str, _Dir] = {}
+        # The directories seen on the way, for checking that watches are still on them.
+        self.dir_idents: dict[str, Ident] = {}
 
     def resolve(self, path: str) -> Resolution:
         return self._file(path, 0)
@@ -85,7 +93,7 @@ class Resolver:
             except OSError:
                 return Resolution(keys, key, None)
             sub = self._file(os.path.join(parent.real, target), hops + 1)
-            return Resolution((*keys, *sub.keys), sub.final, sub.ident)
+            return Resolution(_merge(keys, sub.keys), sub.final, sub.ident)
         return Resolution(keys, key, (st.st_dev, st.st_ino))
 
     def _dir_as_file(self, path: str, keys: tuple[Key, ...]) -> Resolution:
@@ -122,14 +130,17 @@ class Resolver:
         except OSError:
             return _Dir(None, (*keys, key))
         if stat.S_ISDIR(st.st_mode):
-            return _Dir(full, keys)
+            # An existing directory is a key too: renaming it (or an ancestor) moves the path
+            # away from the directories watched below it, without an event on them.
+            self.dir_idents[full] = (st.st_dev, st.st_ino)
+            return _Dir(full, (*keys, key))
         if stat.S_ISLNK(st.st_mode) and hops < _MAX_LINKS:
             try:
                 target = os.readlink(full)
             except OSError:
                 return _Dir(None, (*keys, key))
             sub = self._dir(os.path.join(real, target), hops + 1)
-            return _Dir(sub.real, (*keys, key, *sub.keys))
+            return _Dir(sub.real, _merge((*keys, key), sub.keys))
         # A file (or a link loop) where a directory should be: wait for it to change.
         return _Dir(None, (*keys, key))
 
@@ -139,34 +150,44 @@ class KeyIndex:
 
     Also records which directories started or stopped being needed since the last
     :meth:`take_dir_changes`, so a backend adds and removes only the kernel watches that changed.
+    A directory that holds watched files needs more events than one only on the way to them.
     """
 
     def __init__(self) -> None:
         self.paths: dict[str, Resolution] = {}
         self._entries: dict[str, dict[str, set[str]]] = {}
+        # Paths by the directory holding their file, and paths waiting for an entry (a missing
+        # directory) by the directory where it will appear.
+        self._files: dict[str, set[str]] = {}
+        self._waiting: dict[str, set[str]] = {}
         self._new_dirs: set[str] = set()
         self._old_dirs: set[str] = set()
+        self._file_dirs: set[str] = set()
 
     def put(self, path: str, res: Resolution) -> Resolution | None:
         """Record ``res`` for ``path``; return the previous resolution."""
         old = self.paths.get(path)
         self.paths[path] = res
-        if old is None or old.keys != res.keys:
+        if old is None or old.keys != res.keys or old.final != res.final:
             if old is not None:
-                self._unlink(path, old.keys)
-            self._link(path, res.keys)
+                self._unlink(path, old)
+            self._link(path, res)
         return old
 
     def discard(self, path: str) -> None:
         old = self.paths.pop(path, None)
         if old is not None:
-            self._unlink(path, old.keys)
+            self._unlink(path, old)
 
     def lookup(self, directory: str, name: str) -> set[str] | frozenset[str]:
         names = self._entries.get(directory)
         if names is None:
             return _NO_PATHS
         return names.get(name, _NO_PATHS)
+
+    def entries(self, directory: str) -> Mapping[str, set[str]]:
+        """The names some path depends on in ``directory``, with those paths."""
+        return self._entries.get(directory, {})
 
     def in_dir(self, directory: str) -> set[str]:
         """Every path depending on some entry of ``directory``."""
@@ -176,15 +197,23 @@ class KeyIndex:
         return found
 
     def waiting_in(self, directory: str) -> set[str]:
-        """Paths that depend on ``directory`` for something other than their own entry."""
-        found: set[str] = set()
-        for name, paths in self._entries.get(directory, {}).items():
-            key = (directory, name)
-            found.update(p for p in paths if self.paths[p].final != key)
-        return found
+        """Paths waiting for an entry to appear in ``directory``."""
+        return set(self._waiting.get(directory, _NO_PATHS))
+
+    def owned_by(self, directory: str) -> set[str]:
+        """Paths that cannot be watched without ``directory``: their file or the entry they
+        wait for is there (for the others it is only on the way)."""
+        return self.waiting_in(directory) | self._files.get(directory, _NO_PATHS)
+
+    def has_files(self, directory: str) -> bool:
+        return directory in self._files
 
     def needs(self, directory: str) -> bool:
         return directory in self._entries
+
+    def dirs(self) -> set[str]:
+        """Every directory some path depends on."""
+        return set(self._entries)
 
     def rewatch(self, directories: Iterable[str]) -> None:
         """The kernel watch of these directories is gone: report them as new if still needed."""
@@ -192,14 +221,15 @@ class KeyIndex:
             if directory in self._entries:
                 self._new_dirs.add(directory)
 
-    def take_dir_changes(self) -> tuple[set[str], set[str]]:
-        """Directories newly needed and no longer needed since the previous call."""
-        new, old = self._new_dirs, self._old_dirs
-        self._new_dirs, self._old_dirs = set(), set()
-        return new, old
+    def take_dir_changes(self) -> tuple[set[str], set[str], set[str]]:
+        """Directories newly needed, no longer needed, and now holding files, since the
+        previous call."""
+        new, old, files = self._new_dirs, self._old_dirs, self._file_dirs
+        self._new_dirs, self._old_dirs, self._file_dirs = set(), set(), set()
+        return new, old, files
 
-    def _link(self, path: str, keys: tuple[Key, ...]) -> None:
-        for directory, name in keys:
+    def _link(self, path: str, res: Resolution) -> None:
+        for directory, name in res.keys:
             names = self._entries.get(directory)
             if names is None:
                 names = self._entries[directory] = {}
@@ -210,9 +240,17 @@ class KeyIndex:
                 names[name] = {path}
             else:
                 paths.add(path)
+        if res.final is not None:
+            directory = res.final[0]
+            if directory not in self._files:
+                self._files[directory] = set()
+                self._file_dirs.add(directory)
+            self._files[directory].add(path)
+        elif res.keys:
+            self._waiting.setdefault(res.keys[-1][0], set()).add(path)
 
-    def _unlink(self, path: str, keys: tuple[Key, ...]) -> None:
-        for directory, name in keys:
+    def _unlink(self, path: str, res: Resolution) -> None:
+        for directory, name in res.keys:
             names = self._entries.get(directory)
             if names is None:
                 continue
@@ -226,3 +264,15 @@ class KeyIndex:
                     del self._entries[directory]
                     self._old_dirs.add(directory)
                     self._new_dirs.discard(directory)
+        if res.final is not None:
+            _remove(self._files, res.final[0], path)
+        elif res.keys:
+            _remove(self._waiting, res.keys[-1][0], path)
+
+
+def _remove(groups: dict[str, set[str]], directory: str, path: str) -> None:
+    paths = groups.get(directory)
+    if paths is not None:
+        paths.discard(path)
+        if not paths:
+            del groups[directory]

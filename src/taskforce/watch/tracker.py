@@ -8,9 +8,13 @@ it.
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Callable, Iterable
 
-from .resolve import KeyIndex, Resolver
+from .resolve import Ident, KeyIndex, Resolver
+
+log = logging.getLogger("taskforce.watch")
 
 # Adding a watch may reveal that a directory appeared or vanished meanwhile, which changes what
 # must be watched. Racing changes settle in a few rounds; past that, poll what is left.
@@ -18,33 +22,45 @@ _MAX_ROUNDS = 10
 
 
 class UnwatchableError(Exception):
-    """The kernel refused a watch (limit reached, permission): poll the paths instead."""
+    """The kernel refused a watch: poll the paths that need it instead.
+
+    ``reported``: the backend has logged the reason already (a limit, logged once).
+    """
+
+    def __init__(self, reason: str, *, reported: bool = False) -> None:
+        super().__init__(reason)
+        self.reported = reported
 
 
 class DirTracker:
     def __init__(
         self,
-        watch: Callable[[str], bool],
+        watch: Callable[[str, bool], bool],
         unwatch: Callable[[str], None],
         give_up: Callable[[set[str]], None],
     ) -> None:
-        """``watch(directory)`` returns False if the directory does not exist (any more) and
-        raises :class:`UnwatchableError` if it cannot be watched; ``give_up(paths)`` takes over
-        the paths that cannot be watched."""
+        """``watch(directory, files)`` adds or widens a kernel watch: with ``files``, changes
+        to the files in it matter, otherwise only its entries appearing, going and being
+        renamed. It returns False if the directory does not exist (any more) and raises
+        :class:`UnwatchableError` if it cannot be watched. ``give_up(paths)`` takes over the
+        paths that cannot be watched."""
         self._watch = watch
         self._unwatch = unwatch
         self._give_up = give_up
         self.index = KeyIndex()
-        self._watched: set[str] = set()
+        # Watched directories, with the identity of the directory each watch was put on: a
+        # watch follows its inode, so after a rename higher up it may be on another one.
+        self._watched: dict[str, Ident | None] = {}
 
     @property
     def watched_dirs(self) -> set[str]:
-        return self._watched
+        return set(self._watched)
 
     def add(self, paths: Iterable[str]) -> None:
         resolver = Resolver()
         for path in paths:
             self.index.put(path, resolver.resolve(path))
+        self._verify(resolver)
         # Changes that race with this call are not reported: there is no earlier state.
         self.sync(thorough=False)
 
@@ -81,7 +97,7 @@ class DirTracker:
 
     def dir_gone(self, directory: str) -> set[str]:
         """The kernel watch of ``directory`` is gone; return the paths to re-resolve."""
-        self._watched.discard(directory)
+        self._watched.pop(directory, None)
         self.index.rewatch((directory,))
         return self.index.in_dir(directory)
 
@@ -103,58 +119,90 @@ class DirTracker:
             old = index.put(path, new)
             if old is None or old.ident != new.ident:
                 changed.add(path)
+        self._verify(resolver)
         return changed
+
+    def _verify(self, resolver: Resolver) -> None:
+        """Move watches found on the wrong directory (one renamed away) to the right one."""
+        watched = self._watched
+        for directory, ident in resolver.dir_idents.items():
+            if directory in watched and watched[directory] != ident:
+                del watched[directory]
+                self._unwatch(directory)
+                self.index.rewatch((directory,))
 
     def sync(self, *, thorough: bool) -> set[str]:
         """Bring kernel watches in line with the index; return paths found changed meanwhile.
 
-        After a watch is added, the paths waiting in its directory for something other than
-        their own entry (a directory, a link) are re-resolved: it may have appeared before the
-        watch existed. ``thorough`` re-resolves every path of a newly watched directory (while
-        handling events, its files may have been created in the same burst).
+        After a watch is added, the paths waiting in its directory for an entry to appear are
+        re-resolved: it may have appeared before the watch existed. ``thorough`` re-resolves
+        every path depending on a newly watched directory (while handling events, what is below
+        it may have changed in the same burst).
         """
         changed: set[str] = set()
         index = self.index
         for _ in range(_MAX_ROUNDS):
-            new, old = index.take_dir_changes()
-            if not new and not old:
+            new, old, files = index.take_dir_changes()
+            if not new and not old and not files:
                 return changed
             for directory in old:
                 self._remove(directory)
+            for directory in (files & self._watched.keys()) - new:
+                self._add(directory)  # it now holds files: widen the events watched
             recheck: set[str] = set()
             missed: list[str] = []
-            for directory in new - self._watched:
-                if self._add(directory):
+            for directory in new - self._watched.keys():
+                added = self._add(directory)
+                if added:
                     recheck |= index.in_dir(directory) if thorough else index.waiting_in(directory)
-                elif index.needs(directory):  # it vanished between resolving and watching
+                elif added is None and index.needs(directory):
+                    # It vanished between resolving and watching.
                     recheck |= index.in_dir(directory)
                     missed.append(directory)
             changed |= self.recheck(recheck)
             index.rewatch(missed)  # try again if still needed after re-resolving
-        new, old = index.take_dir_changes()
+        # Still changing after all rounds: poll what is left unwatched rather than loop on.
+        new, old, _ = index.take_dir_changes()
         for directory in old:
             self._remove(directory)
         unsettled: set[str] = set()
-        for directory in new - self._watched:
-            unsettled |= index.in_dir(directory)
+        for directory in new - self._watched.keys():
+            unsettled |= index.owned_by(directory)
         self.drop(unsettled)
         for directory in index.take_dir_changes()[1]:
             self._remove(directory)
         return changed
 
-    def _add(self, directory: str) -> bool:
+    def _add(self, directory: str) -> bool | None:
+        """Watch ``directory``: True if watched, None if missing, False if refused."""
         try:
-            ok = self._watch(directory)
-        except UnwatchableError:
-            self.drop(self.index.in_dir(directory))
+            ok = self._watch(directory, self.index.has_files(directory))
+        except UnwatchableError as exc:
+            owned = self.index.owned_by(directory)
+            if not exc.reported:
+                if owned:
+                    log.warning("cannot watch %s (%s): polling its files", directory, exc)
+                else:
+                    log.info("cannot watch %s (%s): its renames go unnoticed", directory, exc)
+            # Paths merely passing through it stay watched, without notice of its renames.
+            self.drop(owned)
             return False
-        if ok:
-            self._watched.add(directory)
-        return ok
+        if not ok:
+            return None
+        if directory not in self._watched:
+            # Taken after the watch: if the directory is replaced in between, the next
+            # re-resolution finds the watch on the wrong one.
+            try:
+                st = os.stat(directory)
+            except OSError:
+                self._watched[directory] = None
+            else:
+                self._watched[directory] = (st.st_dev, st.st_ino)
+        return True
 
     def _remove(self, directory: str) -> None:
         if directory in self._watched:
-            self._watched.discard(directory)
+            del self._watched[directory]
             self._unwatch(directory)
 
     def drop(self, paths: set[str]) -> None:

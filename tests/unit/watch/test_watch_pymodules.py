@@ -89,6 +89,16 @@ def test_script_without_py_suffix(tmp_path: Path) -> None:
     assert discover_modules(str(script), []) == {str(script), str(tmp_path / "helper.py")}
 
 
+def test_symlinked_script_searches_next_to_its_real_file(tmp_path: Path) -> None:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "main.py").write_text("import helper\n")
+    (tmp_path / "app" / "helper.py").write_text("")
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "tool").symlink_to(tmp_path / "app" / "main.py")
+    found = discover_modules(str(tmp_path / "bin" / "tool"), [])
+    assert found == {str(tmp_path / "bin" / "tool"), str(tmp_path / "app" / "helper.py")}
+
+
 def test_discovery_in_a_thread(program: Path, tmp_path: Path) -> None:
     async def main() -> frozenset[str]:
         return await discover_modules_async(str(program), [str(tmp_path / "lib")])

@@ -5,7 +5,20 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from taskforce.watch.resolve import KeyIndex, Resolution, Resolver
+import pytest
+
+from taskforce.watch.resolve import Key, KeyIndex, Resolution, Resolver
+
+
+def chain(directory: Path) -> tuple[Key, ...]:
+    """The entries from the root down to ``directory``: a rename of any of them matters."""
+    parts = directory.parts
+    return tuple((str(Path(*parts[:i])), parts[i]) for i in range(1, len(parts)))
+
+
+@pytest.fixture
+def tmp_path(tmp_path: Path) -> Path:
+    return tmp_path.resolve()  # keys are in resolved form
 
 
 def test_existing_file_depends_on_its_own_entry(tmp_path: Path) -> None:
@@ -13,7 +26,7 @@ def test_existing_file_depends_on_its_own_entry(tmp_path: Path) -> None:
     conf.write_text("x")
     res = Resolver().resolve(str(conf))
     key = (str(tmp_path), "app.conf")
-    assert res.keys == (key,)
+    assert res.keys == (*chain(tmp_path), key)
     assert res.final == key
     st = conf.stat()
     assert res.ident == (st.st_dev, st.st_ino)
@@ -21,14 +34,14 @@ def test_existing_file_depends_on_its_own_entry(tmp_path: Path) -> None:
 
 def test_missing_file_waits_in_its_directory(tmp_path: Path) -> None:
     res = Resolver().resolve(str(tmp_path / "later"))
-    assert res.keys == ((str(tmp_path), "later"),)
+    assert res.keys == (*chain(tmp_path), (str(tmp_path), "later"))
     assert res.final == (str(tmp_path), "later")
     assert res.ident is None
 
 
 def test_missing_directories_wait_on_the_first_missing_one(tmp_path: Path) -> None:
     res = Resolver().resolve(str(tmp_path / "a" / "b" / "app.conf"))
-    assert res.keys == ((str(tmp_path), "a"),)
+    assert res.keys == (*chain(tmp_path), (str(tmp_path), "a"))
     assert res.final is None
     assert res.ident is None
 
@@ -36,7 +49,7 @@ def test_missing_directories_wait_on_the_first_missing_one(tmp_path: Path) -> No
 def test_a_file_where_a_directory_should_be(tmp_path: Path) -> None:
     (tmp_path / "a").write_text("not a directory")
     res = Resolver().resolve(str(tmp_path / "a" / "app.conf"))
-    assert res.keys == ((str(tmp_path), "a"),)
+    assert res.keys == (*chain(tmp_path), (str(tmp_path), "a"))
     assert res.final is None
 
 
@@ -45,7 +58,12 @@ def test_symlinked_directory_depends_on_the_link_and_the_target(tmp_path: Path) 
     (tmp_path / "v1" / "app.conf").write_text("x")
     (tmp_path / "current").symlink_to("v1")
     res = Resolver().resolve(str(tmp_path / "current" / "app.conf"))
-    assert res.keys == ((str(tmp_path), "current"), (str(tmp_path / "v1"), "app.conf"))
+    assert res.keys == (
+        *chain(tmp_path),
+        (str(tmp_path), "current"),
+        (str(tmp_path), "v1"),
+        (str(tmp_path / "v1"), "app.conf"),
+    )
     assert res.final == (str(tmp_path / "v1"), "app.conf")
     assert res.ident is not None
 
@@ -53,7 +71,7 @@ def test_symlinked_directory_depends_on_the_link_and_the_target(tmp_path: Path) 
 def test_symlinked_file_and_dangling_link(tmp_path: Path) -> None:
     (tmp_path / "link").symlink_to(tmp_path / "sub" / "target")
     res = Resolver().resolve(str(tmp_path / "link"))
-    assert res.keys == ((str(tmp_path), "link"), (str(tmp_path), "sub"))
+    assert res.keys == (*chain(tmp_path), (str(tmp_path), "link"), (str(tmp_path), "sub"))
     assert res.ident is None
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "target").write_text("x")
@@ -86,20 +104,20 @@ def test_index_tracks_which_directories_are_needed() -> None:
     for path in ("/d1/a", "/d1/b", "/d2/c"):
         key = (os.path.dirname(path), os.path.basename(path))
         index.put(path, Resolution((key,), key, None))
-    assert index.take_dir_changes() == ({"/d1", "/d2"}, set())
+    assert index.take_dir_changes() == ({"/d1", "/d2"}, set(), {"/d1", "/d2"})
     assert index.lookup("/d1", "a") == {"/d1/a"}
     assert index.in_dir("/d1") == {"/d1/a", "/d1/b"}
     index.discard("/d1/a")
-    assert index.take_dir_changes() == (set(), set())
+    assert index.take_dir_changes() == (set(), set(), set())
     index.discard("/d1/b")
-    assert index.take_dir_changes() == (set(), {"/d1"})
+    assert index.take_dir_changes() == (set(), {"/d1"}, set())
     # Moving a path to another directory within one batch.
     index.put("/d2/c", Resolution((("/d3", "c"),), ("/d3", "c"), None))
-    assert index.take_dir_changes() == ({"/d3"}, {"/d2"})
+    assert index.take_dir_changes() == ({"/d3"}, {"/d2"}, {"/d3"})
     # Added and removed again before anyone looked: nothing to do.
     index.put("/d4/e", Resolution((("/d4", "e"),), ("/d4", "e"), None))
     index.discard("/d4/e")
-    assert index.take_dir_changes() == (set(), {"/d4"})
+    assert index.take_dir_changes() == (set(), {"/d4"}, {"/d4"})
     assert not index.needs("/d4")
 
 
