@@ -60,4 +60,34 @@ class RunCommand:
     reason: str
 
 
-Action = Start | Stop | Kill | SendSignal | RunCommand
+@dataclass(frozen=True, slots=True)
+class LookForPid:
+    """A nowait/adopt start command has exited: find the daemon through its pidfile."""
+
+    task: str
+    slot: int
+    pidfile: str | None
+    program: str
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """Probe a nowait/adopt process: run `command` (exit 0 = healthy), or signal 0."""
+
+    task: str
+    slot: int
+    pid: int
+    command: tuple[str, ...] | None
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """Stop tracking a process that stays running (adopt tasks when taskforce exits)."""
+
+    task: str
+    slot: int
+    pid: int
+
+
+Action = Start | Stop | Kill | SendSignal | RunCommand | LookForPid | Check | Release

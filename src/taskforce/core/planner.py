@@ -16,12 +16,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from taskforce.config.model import Control, EventType
-from taskforce.core.actions import Action, Kill, Start, Stop
+from taskforce.core.actions import Action, Check, Kill, LookForPid, Release, Start, Stop
 from taskforce.core.spec import DesiredState, TaskSpec
 from taskforce.core.state import ExitRecord, HistoryEntry, Instance, Phase, TaskState
 
 # Controls whose processes are kept running and restarted when they exit.
 _KEEP_RUNNING = frozenset({Control.WAIT, Control.NOWAIT, Control.ADOPT})
+# Controls whose process is a daemon found through its pidfile, and checked by probes.
+_DAEMON = frozenset({Control.NOWAIT, Control.ADOPT})
+# The pidfile is looked at again after these many seconds, doubling up to the last.
+_LOOK_FIRST, _LOOK_MAX = 0.01, 0.5
 # Controls whose processes run to completion once per requested run.
 _RUN_TO_COMPLETION = frozenset({Control.ONCE, Control.EVENT})
 
@@ -54,6 +58,8 @@ class Planner:
         self._deadlines: dict[str, float] = {}
         self._dependents: dict[str, set[str]] = {}
         self.shutting_down = False
+        # Changes whenever the set of task pids does (for whoever mirrors it).
+        self.pid_version = 0
         if desired is not None:
             self.set_desired(desired)
 
@@ -92,14 +98,80 @@ class Planner:
         inst.pid = pid
         inst.executable = executable
         inst.control = state.spec.control if state.spec is not None else None
+        inst.launcher = inst.control in _DAEMON
+        inst.foreign = False
         inst.started_at = now
         inst.started_wall = wall
         inst.starts += 1
         self._by_pid[pid] = (task, slot)
+        self.pid_version += 1
         if state.up_since is None:
             state.up_since = now
         state.waiting_for = None
         state.history.append(HistoryEntry(wall, slot, "start", pid, ""))
+        self._touch(task)
+
+    def adopt(
+        self, task: str, slot: int, pid: int, now: float, wall: float, leftover: str | None = None
+    ) -> None:
+        """Take charge of a live process found at start-up (from a pidfile or a record).
+
+        With `leftover` (why), it is stopped at once and a fresh process started.
+        """
+        state = self.tasks[task]
+        inst = state.instances.get(slot) or state.instances.setdefault(slot, Instance(slot))
+        self.started(task, slot, pid, now, wall)
+        inst.starts -= 1  # not started by us
+        inst.launcher = False
+        inst.foreign = True
+        inst.spec = state.spec.instances[slot] if state.spec and slot < state.spec.count else None
+        inst.next_check = now
+        inst.stop_request = leftover
+        if state.spec is not None and state.spec.control in _RUN_TO_COMPLETION:
+            inst.ran_generation = state.generation
+        state.history[-1] = HistoryEntry(wall, slot, "adopt", pid, leftover or "")
+
+    def found_pid(
+        self, task: str, slot: int, pid: int, now: float, wall: float, child: bool
+    ) -> None:
+        """The daemon of a nowait/adopt task was found (`child`: it was reparented to us)."""
+        inst = self.tasks[task].instances[slot]
+        if inst.phase is not Phase.DAEMONIZING:
+            return
+        started_at = inst.started_at
+        self.started(task, slot, pid, now, wall, inst.executable)
+        inst.starts -= 1  # the start command was counted
+        inst.started_at = started_at
+        inst.launcher = False
+        inst.foreign = not child
+        inst.next_check = now + self._desired.policy.check_interval
+
+    def pid_not_found(self, task: str, slot: int, now: float, wall: float) -> ExitOutcome | None:
+        """The pidfile does not (yet) name a live daemon: look again, or give up."""
+        inst = self.tasks[task].instances[slot]
+        if inst.phase is not Phase.DAEMONIZING:
+            return None
+        if now >= inst.look_deadline:
+            timeout = self._desired.policy.start_timeout
+            error = f"no live process in its pidfile {timeout:g}s after the start command exited"
+            record = ExitRecord(-1, now, wall, now - inst.started_at, False, error)
+            return self._settle(task, inst, record, now)
+        inst.looks += 1
+        inst.next_look = now + min(_LOOK_MAX, _LOOK_FIRST * 2 ** (inst.looks - 1))
+        self._touch(task)
+        return None
+
+    def check_result(
+        self, task: str, slot: int, pid: int, ok: bool, now: float, detail: str
+    ) -> None:
+        state = self.tasks.get(task)
+        inst = state.instances.get(slot) if state else None
+        if inst is None or inst.pid != pid:
+            return
+        inst.checking = False
+        inst.next_check = now + self._desired.policy.check_interval
+        if not ok and inst.phase is Phase.RUNNING and inst.stop_request is None:
+            inst.stop_request = f"check failed: {detail}"
         self._touch(task)
 
     def request_stop(self, task: str, reason: str) -> int:
@@ -147,8 +219,19 @@ class Planner:
         where = self._by_pid.pop(pid, None)
         if where is None:
             return None
+        self.pid_version += 1
         task, slot = where
         inst = self.tasks[task].instances[slot]
+        if inst.launcher and inst.phase is Phase.RUNNING and status == 0:
+            # A nowait/adopt start command that daemonized: its daemon is found next.
+            inst.phase = Phase.DAEMONIZING
+            inst.pid = None
+            inst.launcher = False
+            inst.looks = 0
+            inst.next_look = now
+            inst.look_deadline = now + self._desired.policy.start_timeout
+            self._touch(task)
+            return None
         record = ExitRecord(
             status=status,
             at=now,
@@ -166,6 +249,9 @@ class Planner:
 
     def pids(self) -> Iterable[int]:
         return self._by_pid.keys()
+
+    def pid_owners(self) -> dict[int, tuple[str, int]]:
+        return dict(self._by_pid)
 
     def owner(self, pid: int) -> tuple[str, int] | None:
         return self._by_pid.get(pid)
@@ -229,16 +315,37 @@ class Planner:
         now: float,
         actions: list[Action],
     ) -> float | None:
+        if inst.phase is Phase.DAEMONIZING:
+            if spec is None or inst.slot >= spec.count or spec.control not in _DAEMON:
+                self._settle_quietly(state, inst, now)
+                return None
+            if now >= inst.next_look:
+                pidfile = inst.spec.pidfile if inst.spec is not None else None
+                program = inst.executable or (inst.spec.launch.program if inst.spec else "")
+                actions.append(LookForPid(state.name, inst.slot, pidfile, program))
+                inst.next_look = inst.look_deadline + 1.0  # until the runtime reports
+                return None
+            return inst.next_look
         if inst.phase is Phase.RUNNING:
             assert inst.pid is not None
+            if spec is None and self.shutting_down and inst.control is Control.ADOPT:
+                # Adopted processes outlive taskforce.
+                actions.append(Release(state.name, inst.slot, inst.pid))
+                self._by_pid.pop(inst.pid, None)
+                self.pid_version += 1
+                del state.instances[inst.slot]
+                return None
             reason = self._stop_reason(spec, inst, now)
             if reason is None:
+                deadline: float | None = None
                 if spec is not None:
                     # Changes that do not need a restart (stop command, pidfile) apply now.
                     inst.spec = spec.instances[inst.slot]
-                if spec is not None and spec.time_limit is not None:
-                    return inst.started_at + spec.time_limit
-                return None
+                    if spec.time_limit is not None:
+                        deadline = inst.started_at + spec.time_limit
+                    if spec.control in _DAEMON and not inst.launcher:
+                        deadline = _earliest(deadline, self._plan_check(state, inst, now, actions))
+                return deadline
             restarting = spec is not None and spec.control in _KEEP_RUNNING
             actions.append(self._stop_action(state, inst, inst.pid, reason, restarting))
             inst.phase = Phase.STOPPING
@@ -256,6 +363,26 @@ class Planner:
                 return None
             return inst.kill_at
         return None
+
+    def _plan_check(
+        self, state: TaskState, inst: Instance, now: float, actions: list[Action]
+    ) -> float | None:
+        if inst.checking or inst.pid is None:
+            return None
+        if inst.next_check is None:
+            inst.next_check = now + self._desired.policy.check_interval
+        if now < inst.next_check:
+            return inst.next_check
+        inst.checking = True
+        command = inst.spec.commands.get("check") if inst.spec is not None else None
+        timeout = self._desired.policy.check_timeout
+        actions.append(Check(state.name, inst.slot, inst.pid, command, timeout))
+        return None
+
+    def _settle_quietly(self, state: TaskState, inst: Instance, now: float) -> None:
+        inst.phase = Phase.IDLE
+        inst.pid = None
+        self._touch(state.name)
 
     def _stop_reason(self, spec: TaskSpec | None, inst: Instance, now: float) -> str | None:
         if spec is None:
@@ -388,6 +515,10 @@ class Planner:
         inst.stop_request = None
         inst.executable = None
         inst.control = None
+        inst.launcher = False
+        inst.foreign = False
+        inst.next_check = None
+        inst.checking = False
         if state.running() == 0 and state.up_since is not None:
             state.up_since = None
             self._fire_onexit(state)

@@ -80,6 +80,12 @@ class TaskSpec:
 class Policy:
     restart: RestartPolicy = field(default_factory=RestartPolicy)
     stop_timeout: float = 5.0
+    # nowait/adopt: seconds between health checks, and how long one may take.
+    check_interval: float = 10.0
+    check_timeout: float = 5.0
+    # nowait/adopt: seconds after the start command exits for the pidfile to name the
+    # daemon.
+    start_timeout: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)

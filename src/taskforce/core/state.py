@@ -19,6 +19,8 @@ class Phase(StrEnum):
     STARTING = "starting"  # a start was asked for, its outcome not yet reported
     RUNNING = "running"
     STOPPING = "stopping"  # asked to exit, waiting for it (SIGKILL at kill_at)
+    # nowait/adopt: the start command exited; looking for the daemon in the pidfile.
+    DAEMONIZING = "daemonizing"
 
 
 @dataclass(slots=True)
@@ -56,6 +58,16 @@ class Instance:
     last_exit: ExitRecord | None = None
     # For once tasks: the run generation this slot last started for.
     ran_generation: int = 0
+    # nowait/adopt: `pid` is the start command, not yet the daemon.
+    launcher: bool = False
+    # The process is not our child (adopted, or found through a pidfile): its exit is
+    # learnt another way than wait(2), and its status is unknown.
+    foreign: bool = False
+    next_look: float = 0.0
+    look_deadline: float = 0.0
+    looks: int = 0
+    next_check: float | None = None
+    checking: bool = False
 
 
 # Starts and exits remembered per task, for status timelines; bounded so that a flapping

@@ -28,8 +28,10 @@ from taskforce.config.validate import validate_document
 from taskforce.config.yaml_source import Document, load_document
 from taskforce.core.diff import ChangeKind, diff_desired
 from taskforce.core.spec import DesiredState, Policy
+from taskforce.runtime import paths
 from taskforce.runtime.events import TaskEvents, python_script
 from taskforce.runtime.process import SpawnError, find_program, lookup_credentials
+from taskforce.runtime.records import Records
 from taskforce.runtime.supervisor import Outcome, Supervisor
 from taskforce.watch import FileWatcher
 
@@ -61,12 +63,16 @@ class Legion:
         environ: Mapping[str, str] | None = None,
         host: HostFacts | None = None,
         force_polling: bool = False,
+        state_file: str | None = "",
     ) -> None:
         self.config_file = os.path.abspath(config_file)
         self.roles_file = os.path.abspath(roles_file) if roles_file is not None else None
         self.environ = dict(os.environ if environ is None else environ)
         self.host = host or HostFacts.from_system()
         self.force_polling = force_polling
+        # Records of running processes for the next taskforce ("" = the default place,
+        # None = keep none).
+        self.state_file = state_file
         self.loaded: Loaded | None = None
         # The most recent configuration that could not be applied, until one can.
         self.reload_error: ConfigError | None = None
@@ -185,7 +191,7 @@ class Legion:
         self._report(loaded)
         self.loaded = loaded
         loop = asyncio.get_running_loop()
-        supervisor = Supervisor(loaded.desired)
+        supervisor = Supervisor(loaded.desired, Records(self._state_path()))
         self._supervisor = supervisor
         self._events = TaskEvents(supervisor, os.path.dirname(self.config_file))
         self._watcher = FileWatcher(loop, self._on_files_changed, force_polling=self.force_polling)
@@ -201,6 +207,16 @@ class Legion:
             self._watcher.close()
             self._watcher = None
             self._supervisor = None
+
+    def _state_path(self) -> str | None:
+        if self.state_file != "":
+            return self.state_file
+        try:
+            paths.ensure_private_dir(paths.runtime_dir())
+        except (OSError, paths.UnsafePathError) as exc:
+            log.warning("not keeping process records: %s", exc)
+            return None
+        return paths.default_state_file(None, self.config_file)
 
     def stop(self) -> None:
         """Stop all tasks and make manage() return Outcome.STOPPED (call from the loop)."""

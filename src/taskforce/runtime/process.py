@@ -212,25 +212,28 @@ def read_spawn_error(fd: int) -> str | None:
     return data.decode(errors="replace") if data else None
 
 
-def signal_group(pid: int, signum: int) -> bool:
-    """Signal the process group led by `pid`; False if nothing was there."""
+def signal_group(pid: int, signum: int, *, or_process: bool = False) -> bool:
+    """Signal the process group led by `pid`; False if nothing was there.
+
+    With `or_process`, a `pid` that leads no group (a daemon found through its pidfile)
+    is signalled alone. Never use that for a pid already reaped: it may be recycled.
+    """
     try:
         os.killpg(pid, signum)
     except ProcessLookupError:
-        return False
+        if not or_process:
+            return False
+        return signal_process(pid, signum)
     except PermissionError:
         # The leader may have left its group (setsid in the task); reach the process.
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            return False
+        return signal_process(pid, signum)
     return True
 
 
 def signal_process(pid: int, signum: int) -> bool:
     try:
         os.kill(pid, signum)
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):
         return False
     return True
 
@@ -250,6 +253,8 @@ def become_subreaper() -> bool:
 
 def describe_status(status: int) -> str:
     """A wait status in words: 'exited 2', 'killed by SIGKILL'."""
+    if status < 0:
+        return "exited (status unknown: not a child of taskforce)"
     if os.WIFSIGNALED(status):
         signum = os.WTERMSIG(status)
         try:

@@ -17,12 +17,26 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from taskforce.core.actions import Action, Kill, RunCommand, SendSignal, Start, Stop
+from taskforce.core.actions import (
+    Action,
+    Check,
+    Kill,
+    LookForPid,
+    Release,
+    RunCommand,
+    SendSignal,
+    Start,
+    Stop,
+)
 from taskforce.core.planner import ExitOutcome, Planner
 from taskforce.core.spec import DesiredState, LaunchSpec
 from taskforce.core.state import Phase
 from taskforce.runtime import process
+from taskforce.runtime.foreign import ExitWatch, find_daemon
+from taskforce.runtime.identity import identify
 from taskforce.runtime.process import SpawnError
+from taskforce.runtime.records import ProcessRecord, Records
+from taskforce.runtime.recovery import recover
 
 log = logging.getLogger("taskforce")
 
@@ -45,6 +59,9 @@ class _Helper:
     task: str
     slot: int
     what: str
+    # Told the wait status when the command ends (checks).
+    on_exit: Callable[[int], None] | None = None
+    timer: asyncio.TimerHandle | None = None
 
 
 class Supervisor:
@@ -54,8 +71,11 @@ class Supervisor:
     configuration changes); it returns None when the new configuration is unusable.
     """
 
-    def __init__(self, desired: DesiredState) -> None:
+    def __init__(self, desired: DesiredState, records: Records | None = None) -> None:
         self.planner = Planner(desired)
+        self.records = records or Records(None)
+        self._records_version = -1
+        self._exit_watch: ExitWatch | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pass_scheduled = False
         self._timer: asyncio.TimerHandle | None = None
@@ -66,6 +86,7 @@ class Supervisor:
         self._done: asyncio.Future[Outcome] | None = None
         self._outcome = Outcome.STOPPED
         self._devnull = -1
+        self._kept: list[ProcessRecord] = []
         self.on_change: Callable[[], None] | None = None
 
     # ----- public control -------------------------------------------------------------
@@ -78,11 +99,17 @@ class Supervisor:
         handled = self._install_signals(loop)
         if process.become_subreaper():
             log.debug("acting as child subreaper: orphaned descendants are reaped here")
+        self._exit_watch = ExitWatch(loop, self._foreign_exit)
         try:
             self._reap()  # anything that exited before the handler was in place
+            self._recover()
             self._schedule()
-            return await self._done
+            outcome = await self._done
+            if outcome is Outcome.STOPPED and not self._kept:
+                self.records.remove()
+            return outcome
         finally:
+            self._exit_watch.close()
             for signum in handled:
                 loop.remove_signal_handler(signum)
             if self._timer is not None:
@@ -111,6 +138,51 @@ class Supervisor:
         log.info("stopping all tasks (%s)", "reset" if outcome is Outcome.RESET else "exit")
         self._outcome = outcome
         self.planner.shutdown()
+        self._schedule()
+
+    # ----- processes we did not start ------------------------------------------------
+
+    def _recover(self) -> None:
+        found, strays = recover(self.planner, self.records.load())
+        now, wall = self._now(), time.time()
+        for item in found:
+            what = "stopping it to start afresh" if item.leftover else "adopting it"
+            log.info("%s[%d]: found pid %d still running: %s", item.task, item.slot, item.pid, what)
+            self.planner.adopt(item.task, item.slot, item.pid, now, wall, item.leftover)
+            self._watch_foreign(item.pid)
+        for pid in strays:
+            log.warning(
+                "pid %d was left running by an earlier taskforce for a task no longer in scope: stopping it",
+                pid,
+            )
+            self._terminate_stray(pid)
+
+    def _terminate_stray(self, pid: int) -> None:
+        identity = identify(pid)
+        if identity is None:
+            return
+        process.signal_group(pid, signal.SIGTERM, or_process=True)
+        timeout = self.planner.desired.policy.stop_timeout
+
+        def kill_if_same() -> None:
+            again = identify(pid)
+            if again is not None and again.start_ticks == identity.start_ticks:
+                log.warning("pid %d left by an earlier taskforce ignored SIGTERM: SIGKILL", pid)
+                process.signal_group(pid, signal.SIGKILL, or_process=True)
+
+        assert self._loop is not None
+        self._loop.call_later(timeout, kill_if_same)
+
+    def _watch_foreign(self, pid: int) -> None:
+        from taskforce.runtime.foreign import parent_of
+
+        if parent_of(pid) != os.getpid() and self._exit_watch is not None:
+            self._exit_watch.watch(pid)
+
+    def _foreign_exit(self, pid: int) -> None:
+        outcome = self.planner.exited(pid, -1, self._now(), time.time())
+        if outcome is not None:
+            self._log_exit(pid, outcome)
         self._schedule()
 
     # ----- event actions --------------------------------------------------------------
@@ -190,8 +262,15 @@ class Supervisor:
         error = self._take_spawn_error(pid)
         helper = self._helpers.pop(pid, None)
         if helper is not None:
-            self._log_helper_exit(pid, helper, status, error)
+            if helper.timer is not None:
+                helper.timer.cancel()
+            if helper.on_exit is not None:
+                helper.on_exit(status if error is None else -1)
+            else:
+                self._log_helper_exit(pid, helper, status, error)
             return
+        if self._exit_watch is not None:
+            self._exit_watch.forget(pid)
         now = self._now()
         outcome = self.planner.exited(pid, status, now, time.time(), error)
         if outcome is None:
@@ -232,6 +311,9 @@ class Supervisor:
             for action in plan.actions:
                 self._execute(action)
         self._set_timer(plan.next_deadline)
+        if self.planner.pid_version != self._records_version:
+            self._records_version = self.planner.pid_version
+            self.records.update(self.planner.pid_owners())
         if self.on_change is not None:
             self.on_change()
         if self.planner.shutting_down and not self.planner.has_processes() and not self._helpers:
@@ -265,7 +347,7 @@ class Supervisor:
             log.warning(
                 "%s[%d]: pid %d %s: SIGKILL", action.task, action.slot, action.pid, action.reason
             )
-            process.signal_group(action.pid, signal.SIGKILL)
+            process.signal_group(action.pid, signal.SIGKILL, or_process=True)
             self._kill_helpers(action.task, action.slot)
         elif isinstance(action, SendSignal):
             log.info(
@@ -277,6 +359,20 @@ class Supervisor:
                 action.reason,
             )
             process.signal_process(action.pid, action.signal)
+        elif isinstance(action, LookForPid):
+            self._look_for_pid(action)
+        elif isinstance(action, Check):
+            self._check(action)
+        elif isinstance(action, Release):
+            log.info("%s[%d]: leaving pid %d running (adopt)", action.task, action.slot, action.pid)
+            if self._exit_watch is not None:
+                self._exit_watch.forget(action.pid)
+            identity = identify(action.pid)
+            if identity is not None:
+                self._kept.append(
+                    ProcessRecord(action.task, action.slot, action.pid, identity.start_ticks)
+                )
+                self.records.keep(self._kept)
         elif isinstance(action, RunCommand):
             base = action.launch
             launch = LaunchSpec(
@@ -309,6 +405,76 @@ class Supervisor:
             action.reason,
             " ".join(action.spec.launch.argv),
         )
+
+    def _look_for_pid(self, action: LookForPid) -> None:
+        state = self.planner.tasks[action.task]
+        inst = state.instances[action.slot]
+        found = find_daemon(action.pidfile, action.program, inst.started_at)
+        now, wall = self._now(), time.time()
+        if isinstance(found, tuple):
+            pid, child = found
+            self.planner.found_pid(action.task, action.slot, pid, now, wall, child)
+            log.info(
+                "%s[%d]: daemon pid %d found through %s",
+                action.task,
+                action.slot,
+                pid,
+                action.pidfile,
+            )
+            if not child:
+                self._watch_foreign(pid)
+            return
+        outcome = self.planner.pid_not_found(action.task, action.slot, now, wall)
+        if outcome is not None:
+            log.warning("%s[%d]: %s", action.task, action.slot, found)
+            self._log_exit(None, outcome)
+
+    def _check(self, action: Check) -> None:
+        def report(ok: bool, detail: str) -> None:
+            self.planner.check_result(action.task, action.slot, action.pid, ok, self._now(), detail)
+            if not ok:
+                log.warning(
+                    "%s[%d]: check of pid %d failed: %s",
+                    action.task,
+                    action.slot,
+                    action.pid,
+                    detail,
+                )
+            self._schedule()
+
+        if action.command is None:
+            alive = identify(action.pid) is not None
+            report(alive, "" if alive else f"pid {action.pid} is not running")
+            return
+        state = self.planner.tasks.get(action.task)
+        inst = state.instances.get(action.slot) if state else None
+        if inst is None or inst.spec is None:
+            return
+        base = inst.spec.launch
+        launch = LaunchSpec(
+            action.command[0], action.command, base.env, base.cwd, base.user, base.group
+        )
+
+        def finished(status: int) -> None:
+            ok = status == 0
+            report(ok, "" if ok else f"check command {process.describe_status(status)}")
+
+        pid = self._run_helper(action.task, action.slot, launch, str(action.pid), "check", finished)
+        if pid is None:
+            report(False, "check command could not run")
+            return
+        assert self._loop is not None
+
+        def too_slow() -> None:
+            log.warning(
+                "%s[%d]: check command took over %gs: killing it",
+                action.task,
+                action.slot,
+                action.timeout,
+            )
+            process.signal_group(pid, signal.SIGKILL)
+
+        self._helpers[pid].timer = self._loop.call_later(action.timeout, too_slow)
 
     def _stop(self, action: Stop) -> None:
         label = f"{action.task}[{action.slot}]"
@@ -346,11 +512,17 @@ class Supervisor:
         if action.signal is not None:
             process.signal_process(action.pid, signum)
         else:
-            process.signal_group(action.pid, signum)
+            process.signal_group(action.pid, signum, or_process=True)
 
     def _run_helper(
-        self, task: str, slot: int, launch: LaunchSpec, pid_value: str, what: str
-    ) -> bool:
+        self,
+        task: str,
+        slot: int,
+        launch: LaunchSpec,
+        pid_value: str,
+        what: str,
+        on_exit: Callable[[int], None] | None = None,
+    ) -> int | None:
         try:
             spawned = process.spawn(
                 launch,
@@ -362,10 +534,10 @@ class Supervisor:
             )
         except (SpawnError, OSError) as exc:
             log.error("%s[%d]: cannot run %s: %s", task, slot, what, exc)
-            return False
-        self._helpers[spawned.pid] = _Helper(task, slot, what)
+            return None
+        self._helpers[spawned.pid] = _Helper(task, slot, what, on_exit)
         self._watch_error_fd(spawned)
-        return True
+        return spawned.pid
 
     def _kill_helpers(self, task: str, slot: int) -> None:
         for pid, helper in self._helpers.items():

@@ -1,0 +1,67 @@
+"""Where taskforce keeps its own runtime files (control socket, process records).
+
+Next to the pidfile when there is one; otherwise in a private runtime directory:
+``$XDG_RUNTIME_DIR/taskforce`` or ``/run/taskforce`` for root, else
+``/tmp/taskforce-<uid>``. The directory is created 0700 and refused when it is a
+symbolic link or is not owned by us, so that nobody can plant files for us to trust.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+
+
+class UnsafePathError(Exception):
+    pass
+
+
+def runtime_dir() -> str:
+    uid = os.getuid()
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and os.path.isabs(xdg):
+        return os.path.join(xdg, "taskforce")
+    if uid == 0:
+        return "/run/taskforce"
+    return f"/tmp/taskforce-{uid}"
+
+
+def ensure_private_dir(path: str) -> str:
+    """Create `path` (mode 0700) if needed and check it is ours and private."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise UnsafePathError(f"{path} is not a directory")
+    if info.st_uid != os.getuid():
+        raise UnsafePathError(f"{path} is owned by uid {info.st_uid}, not by us")
+    if info.st_mode & 0o077:
+        os.chmod(path, 0o700)
+    return path
+
+
+def instance_base(pidfile: str | None, config_file: str) -> str:
+    """The path prefix for this instance's runtime files (add a suffix such as `.sock`).
+
+    With a pidfile, files sit beside it. Without one, several instances may share the
+    runtime directory, so the name is derived from the configuration file's path.
+    """
+    if pidfile:
+        return os.path.abspath(pidfile)
+    digest = hashlib.sha256(os.path.abspath(config_file).encode()).hexdigest()[:12]
+    return os.path.join(runtime_dir(), f"taskforce-{digest}")
+
+
+def default_socket(pidfile: str | None) -> str:
+    """The control socket clients find without options: beside the pidfile, or the
+    runtime directory's `taskforce.sock`."""
+    if pidfile:
+        return os.path.abspath(pidfile) + ".sock"
+    return os.path.join(runtime_dir(), "taskforce.sock")
+
+
+def default_state_file(pidfile: str | None, config_file: str) -> str:
+    return instance_base(pidfile, config_file) + ".state"

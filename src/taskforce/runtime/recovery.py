@@ -1,0 +1,84 @@
+"""At start-up: recognise task processes that outlived an earlier taskforce.
+
+Two sources name them: the process records the earlier taskforce kept (pid and start
+time, so a recycled pid is never mistaken for one of ours), and the tasks' pidfiles
+(checked against the task's program). What is found is adopted (adopt tasks), stopped
+and started afresh (wait and nowait tasks), or, when no task claims it any more,
+terminated.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from taskforce.config.model import Control
+from taskforce.core.planner import Planner
+from taskforce.runtime.identity import identify, read_pidfile, runs_program, same_process
+from taskforce.runtime.process import SpawnError, find_program
+from taskforce.runtime.records import ProcessRecord
+
+log = logging.getLogger("taskforce")
+
+LEFTOVER = "left running by an earlier taskforce"
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    task: str
+    slot: int
+    pid: int
+    leftover: str | None  # None: adopt and keep; else stop it, with this reason
+
+
+def recover(planner: Planner, records: list[ProcessRecord]) -> tuple[list[Found], list[int]]:
+    """(processes for the planner to take charge of, stray pids to terminate)."""
+    found: dict[tuple[str, int], Found] = {}
+    claimed: set[int] = set()
+    strays: list[int] = []
+    desired = planner.desired.tasks
+    for record in records:
+        identity = identify(record.pid)
+        if identity is None or not same_process(identity, record.start_ticks):
+            continue  # gone, or the pid now belongs to someone else: leave it alone
+        spec = desired.get(record.task)
+        if spec is None or record.slot >= spec.count or record.pid in claimed:
+            strays.append(record.pid)
+            continue
+        found[(record.task, record.slot)] = _found(
+            spec.control, record.task, record.slot, record.pid
+        )
+        claimed.add(record.pid)
+    for name, spec in desired.items():
+        for slot, instance in enumerate(spec.instances):
+            if (name, slot) in found or instance.pidfile is None:
+                continue
+            pid = read_pidfile(instance.pidfile)
+            if pid is None or pid in claimed:
+                continue
+            identity = identify(pid)
+            if identity is None:
+                continue
+            try:
+                program = find_program(instance.launch.program, dict(instance.launch.env))
+            except SpawnError:
+                continue
+            if not runs_program(identity, program):
+                log.warning(
+                    "%s[%d]: pidfile %s names pid %d, which does not run %s: leaving it alone",
+                    name,
+                    slot,
+                    instance.pidfile,
+                    pid,
+                    program,
+                )
+                continue
+            found[(name, slot)] = _found(spec.control, name, slot, pid)
+            claimed.add(pid)
+    return list(found.values()), strays
+
+
+def _found(control: Control, task: str, slot: int, pid: int) -> Found:
+    if control in (Control.ADOPT, Control.ONCE, Control.EVENT):
+        return Found(task, slot, pid, None)
+    return Found(task, slot, pid, LEFTOVER)
