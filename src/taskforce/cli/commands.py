@@ -1,0 +1,297 @@
+"""The client subcommands of `taskforce`: talk to a running taskforce over its HTTP API.
+
+    taskforce status [--json] [TASK...]
+    taskforce start|stop|restart TASK...
+    taskforce signal SIG TASK...
+    taskforce scale TASK N
+    taskforce control TASK CONTROL
+    taskforce reload
+
+Exit codes: 0 done; 1 the server refused or failed the request (unknown task, not
+allowed, unauthorized, bad answer); 2 bad usage; 4 the server cannot be reached (also
+a timeout, or an untrusted TLS certificate); 130 interrupted; 141 stdout was closed.
+
+This module is imported by the main parser on every run, the daemon included, so it only
+builds argparse parsers; the HTTP client and the table renderer are imported when a
+client command actually runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from taskforce.cli.client import Client
+
+CLIENT_COMMANDS = frozenset(
+    {"status", "start", "stop", "restart", "signal", "scale", "control", "reload"}
+)
+
+_EPILOG = (
+    "exit status: 0 done, 1 refused or failed by the server, 2 bad usage, "
+    "4 the server cannot be reached"
+)
+_EXIT_BROKEN_PIPE = 141  # what a shell reports for a command killed by SIGPIPE
+_EXIT_INTERRUPTED = 130
+
+
+def add_client_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register the client subcommands on the `taskforce` command's subparsers."""
+    common = _common_options()
+
+    def command(name: str, what: str) -> argparse.ArgumentParser:
+        return subparsers.add_parser(
+            name, parents=[common], help=what, description=what, epilog=_EPILOG
+        )
+
+    p = command("status", "Show the tasks of the running taskforce")
+    p.add_argument("--json", action="store_true", help="Print the status as JSON")
+    p.add_argument("tasks", nargs="*", metavar="TASK", help="Only these tasks (default all)")
+    for action, what in (
+        ("start", "Start tasks (also undoing a stop)"),
+        ("stop", "Stop tasks: their control becomes 'off' until started again"),
+        ("restart", "Stop and start the processes of tasks"),
+    ):
+        p = command(action, what)
+        p.add_argument("tasks", nargs="+", metavar="TASK")
+    p = command("signal", "Send a signal to the processes of tasks")
+    p.add_argument("signal", metavar="SIG", help="Signal name or number: HUP, SIGUSR1, 15")
+    p.add_argument("tasks", nargs="+", metavar="TASK")
+    p = command("scale", "Set the number of processes of a task")
+    p.add_argument("task", metavar="TASK")
+    p.add_argument("count", metavar="N", type=_count, help="Processes wanted (0 stops the task)")
+    p = command("control", "Set the control of a task until the next reload")
+    p.add_argument("task", metavar="TASK")
+    p.add_argument("control", metavar="CONTROL", help="wait, once, off, suspend...")
+    command("reload", "Reload the configuration and roles files")
+
+
+def _common_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("connection")
+    group.add_argument(
+        "--server",
+        metavar="URL_OR_SOCKET",
+        help="A unix socket path (with a '/'), http://HOST:PORT or https://HOST:PORT; "
+        "default $TASKFORCE_SERVER, else the default socket",
+    )
+    group.add_argument(
+        "--token",
+        help="Bearer token for the API; default $TASKFORCE_TOKEN (which, unlike this option, "
+        "other users cannot see with ps)",
+    )
+    group.add_argument("--cafile", help="CA certificates to check an https server with")
+    group.add_argument(
+        "--insecure", action="store_true", help="Do not check the https server's certificate"
+    )
+    # SUPPRESS: when not given here, `taskforce -p FILE status` (the main parser's -p) holds.
+    group.add_argument(
+        "-p",
+        "--pidfile",
+        default=argparse.SUPPRESS,
+        help="Pidfile of the taskforce to talk to: its socket is next to it (NAME.sock)",
+    )
+    group.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="Give up after this long (default 10)",
+    )
+    return common
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text}")
+    return value
+
+
+def run_client_command(args: argparse.Namespace) -> int:
+    """Run the client command in `args.command`; report failures in one line on stderr."""
+    from taskforce.cli.client import ClientError
+
+    try:
+        return _HANDLERS[args.command](_client(args), args)
+    except ClientError as exc:
+        _error(exc.message)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return _EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `taskforce status | head`: the reader left. Point stdout at /dev/null so the
+        # interpreter's final flush does not complain about it either.
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            stdout = sys.stdout.fileno()
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, stdout)
+            finally:
+                os.close(devnull)
+        return _EXIT_BROKEN_PIPE
+
+
+def socket_candidates(pidfile: str | None) -> list[str]:
+    """Sockets to try, in order, when no --server is given."""
+    from taskforce.cli.client import default_socket
+
+    if pidfile in ("-", ""):  # the main parser's "no pidfile"
+        return [default_socket(None)]
+    if pidfile is not None:
+        return [default_socket(pidfile)]
+    # Imported here: the main module imports this one.
+    from taskforce.cli.main import DEFAULT_PIDFILE
+
+    # A foreground taskforce has no pidfile, a background one (-b) has the default one.
+    return [default_socket(None), default_socket(DEFAULT_PIDFILE)]
+
+
+def _client(args: argparse.Namespace) -> Client:
+    from taskforce.cli.client import DEFAULT_TIMEOUT, Client, Endpoint, parse_server
+
+    server = args.server or os.environ.get("TASKFORCE_SERVER")
+    if server:
+        endpoint = parse_server(server)
+    else:
+        candidates = socket_candidates(getattr(args, "pidfile", None))
+        path = next((c for c in candidates if os.path.exists(c)), candidates[0])
+        endpoint = Endpoint("unix", path)
+    return Client(
+        endpoint,
+        token=args.token or os.environ.get("TASKFORCE_TOKEN") or None,
+        timeout=args.timeout or DEFAULT_TIMEOUT,
+        cafile=args.cafile,
+        insecure=args.insecure,
+    )
+
+
+def _status(client: Client, args: argparse.Namespace) -> int:
+    import time
+
+    from taskforce.cli.client import RequestError
+    from taskforce.cli.render import status_table, use_colour
+
+    tasks = client.get("/status/tasks")
+    if not isinstance(tasks, dict):
+        raise RequestError(f"taskforce at {client.endpoint} sent an unexpected status answer")
+    missing = []
+    if args.tasks:
+        missing = [t for t in dict.fromkeys(args.tasks) if t not in tasks]
+        tasks = {name: task for name, task in tasks.items() if name in args.tasks}
+    if args.json:
+        print(json.dumps(tasks, indent=2))
+    else:
+        sys.stdout.write(status_table(tasks, time.time(), colour=use_colour(sys.stdout)))
+    for name in missing:
+        _error(f"no task named {name!r}")
+    return 1 if missing else 0
+
+
+def _each_task(client: Client, tasks: list[str], act: Callable[[str], str]) -> int:
+    """Run `act` for every task, reporting each; failures do not stop the others."""
+    from taskforce.cli.client import RequestError
+
+    failed = False
+    for task in tasks:
+        try:
+            print(f"{task}: {act(task)}", flush=True)
+        except RequestError as exc:
+            if exc.status == 401:
+                raise  # the same for every task: say it once
+            _error(f"{task}: {exc.message}")
+            failed = True
+    return 1 if failed else 0
+
+
+def _action(client: Client, args: argparse.Namespace) -> int:
+    from taskforce.cli.client import task_path
+
+    def act(task: str) -> str:
+        client.post(task_path(task, args.command))
+        return f"{args.command} requested"
+
+    return _each_task(client, args.tasks, act)
+
+
+def _signal(client: Client, args: argparse.Namespace) -> int:
+    from taskforce.cli.client import task_path
+
+    def act(task: str) -> str:
+        answer = client.post(task_path(task, "signal"), {"signal": args.signal})
+        # The server's spelling of the signal (SIGHUP for "hup" or "1") when it gives one.
+        name = _field(answer, "signal") or args.signal
+        return f"{name} sent"
+
+    return _each_task(client, args.tasks, act)
+
+
+def _scale(client: Client, args: argparse.Namespace) -> int:
+    def act(task: str) -> str:
+        answer = client.post("/manage/count", {task: str(args.count)})
+        return f"count set to {_echo(answer, task, 'count') or args.count}"
+
+    return _each_task(client, [args.task], act)
+
+
+def _control(client: Client, args: argparse.Namespace) -> int:
+    def act(task: str) -> str:
+        answer = client.post("/manage/control", {task: args.control})
+        return f"control set to {_echo(answer, task, 'control') or args.control}"
+
+    return _each_task(client, [args.task], act)
+
+
+def _reload(client: Client, args: argparse.Namespace) -> int:
+    client.post("/manage/reload")
+    print("configuration reloaded")
+    return 0
+
+
+def _field(answer: Any, key: str) -> str | None:
+    value = answer.get(key) if isinstance(answer, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def _echo(answer: Any, task: str, key: str) -> str | None:
+    """The value the server set: /manage/control and /manage/count answer per task,
+    {TASK: {"task": TASK, KEY: VALUE}}, since one request may name several tasks."""
+    per_task = answer.get(task) if isinstance(answer, dict) else None
+    return _field(per_task, key) or _field(answer, key)
+
+
+def _error(message: str) -> None:
+    print(f"taskforce: {message}", file=sys.stderr, flush=True)
+
+
+_HANDLERS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
+    "status": _status,
+    "start": _action,
+    "stop": _action,
+    "restart": _action,
+    "signal": _signal,
+    "scale": _scale,
+    "control": _control,
+    "reload": _reload,
+}
+
+__all__ = ["CLIENT_COMMANDS", "add_client_commands", "run_client_command", "socket_candidates"]
