@@ -131,6 +131,13 @@ class Planner:
             inst.ran_generation = state.generation
         state.history[-1] = HistoryEntry(wall, slot, "adopt", pid, leftover or "")
 
+    def take_over(self, task: str, inst: Instance) -> None:
+        """Track an instance restored from a snapshot (after a re-exec)."""
+        assert inst.pid is not None
+        self._by_pid[inst.pid] = (task, inst.slot)
+        self.pid_version += 1
+        self._touch(task)
+
     def found_pid(
         self, task: str, slot: int, pid: int, now: float, wall: float, child: bool
     ) -> None:

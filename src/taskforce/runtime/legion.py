@@ -26,6 +26,7 @@ from taskforce.config.resolve import resolve
 from taskforce.config.roles import Roles, parse_roles
 from taskforce.config.validate import validate_document
 from taskforce.config.yaml_source import Document, load_document
+from taskforce.core import snapshot
 from taskforce.core.diff import ChangeKind, diff_desired
 from taskforce.core.spec import DesiredState, Policy
 from taskforce.runtime import paths
@@ -33,6 +34,7 @@ from taskforce.runtime.events import TaskEvents, python_script
 from taskforce.runtime.process import SpawnError, find_program, lookup_credentials
 from taskforce.runtime.records import Records
 from taskforce.runtime.supervisor import Outcome, Supervisor
+from taskforce.runtime.upgrade import precheck_argv, read_snapshot, taskforce_files, write_snapshot
 from taskforce.watch import FileWatcher
 
 log = logging.getLogger("taskforce")
@@ -64,6 +66,8 @@ class Legion:
         host: HostFacts | None = None,
         force_polling: bool = False,
         state_file: str | None = "",
+        watch_self: bool = False,
+        upgrade_snapshot: str | None = None,
     ) -> None:
         self.config_file = os.path.abspath(config_file)
         self.roles_file = os.path.abspath(roles_file) if roles_file is not None else None
@@ -73,6 +77,15 @@ class Legion:
         # Records of running processes for the next taskforce ("" = the default place,
         # None = keep none).
         self.state_file = state_file
+        # Re-execute in place (keeping the tasks) when taskforce's own code changes.
+        self.watch_self = watch_self
+        # Set by the image that exec'd us: the state it handed over.
+        self.upgrade_snapshot = upgrade_snapshot
+        # Set when serve() returns Outcome.UPGRADE: the snapshot for the next image.
+        self.handover_snapshot: str | None = None
+        self._own_code: frozenset[str] = frozenset()
+        self._upgrade_timer: asyncio.TimerHandle | None = None
+        self._upgrading = False
         self.loaded: Loaded | None = None
         # The most recent configuration that could not be applied, until one can.
         self.reload_error: ConfigError | None = None
@@ -193,9 +206,13 @@ class Legion:
         loop = asyncio.get_running_loop()
         supervisor = Supervisor(loaded.desired, Records(self._state_path()))
         self._supervisor = supervisor
+        self._restore_snapshot(supervisor)
+        if self.watch_self:
+            self._own_code = frozenset(taskforce_files())
         self._events = TaskEvents(supervisor, os.path.dirname(self.config_file))
         self._watcher = FileWatcher(loop, self._on_files_changed, force_polling=self.force_polling)
         supervisor.on_change = self._refresh_watches
+        supervisor.on_upgrade = self.upgrade
         self._refresh_watches()
         if self._pending is not None:
             supervisor.stop(self._pending)
@@ -204,6 +221,8 @@ class Legion:
         try:
             return await supervisor.run()
         finally:
+            if self._upgrade_timer is not None:
+                self._upgrade_timer.cancel()
             self._watcher.close()
             self._watcher = None
             self._supervisor = None
@@ -277,7 +296,7 @@ class Legion:
         own = {self.config_file}
         if self.roles_file is not None:
             own.add(self.roles_file)
-        return frozenset(own)
+        return frozenset(own) | self._own_code
 
     def _refresh_watches(self) -> None:
         if self._watcher is None or self._events is None:
@@ -288,7 +307,10 @@ class Legion:
             self._watcher.set_paths(paths)
 
     def _on_files_changed(self, paths: frozenset[str]) -> None:
-        if paths & self._own_files() and not self._reload_scheduled:
+        if paths & self._own_code:
+            self._schedule_upgrade(sorted(paths & self._own_code)[0])
+        config_files = self._own_files() - self._own_code
+        if paths & config_files and not self._reload_scheduled:
             self._reload_scheduled = True
             asyncio.get_running_loop().call_soon(self._scheduled_reload)
         if self._events is not None:
@@ -298,6 +320,82 @@ class Legion:
         self._reload_scheduled = False
         log.info("configuration or roles file changed: reloading")
         self.reload()
+
+    # ----- hitless self-restart -------------------------------------------------------
+
+    def upgrade(self) -> bool:
+        """Re-execute taskforce in place, keeping every task running.
+
+        The new code is tried first in a separate process; if it cannot even be
+        imported, the upgrade is abandoned (logged) and nothing changes. Returns whether
+        the upgrade was set in motion.
+        """
+        supervisor = self._supervisor
+        if supervisor is None or self._upgrading or supervisor.planner.shutting_down:
+            return False
+        self._upgrading = True
+        argv = precheck_argv(self.config_file, self.roles_file)
+        if not supervisor.run_command(argv, "upgrade check", self._prechecked):
+            self._upgrading = False
+            return False
+        log.info("upgrade: checking that the new code starts")
+        return True
+
+    def _schedule_upgrade(self, changed: str) -> None:
+        # A package upgrade rewrites many files: act once they have been quiet a while.
+        if self._upgrade_timer is not None:
+            self._upgrade_timer.cancel()
+        log.info("taskforce's own code changed (%s): upgrading in place when quiet", changed)
+        self._upgrade_timer = asyncio.get_running_loop().call_later(1.0, self._quiet_upgrade)
+
+    def _quiet_upgrade(self) -> None:
+        self._upgrade_timer = None
+        self.upgrade()
+
+    def _prechecked(self, status: int) -> None:
+        if status != 0:
+            self._upgrading = False
+            log.error(
+                "upgrade abandoned: the new code does not start (status %d); still running", status
+            )
+            return
+        self._hand_over(attempts=200)
+
+    def _hand_over(self, attempts: int) -> None:
+        supervisor = self._supervisor
+        if supervisor is None:
+            return
+        if supervisor.busy() and attempts > 0:
+            # Wait for stops and starts in flight to finish: they are not in the snapshot.
+            asyncio.get_running_loop().call_later(0.05, self._hand_over, attempts - 1)
+            return
+        try:
+            path = write_snapshot(supervisor.planner, {"reloads": self.reloads})
+        except (OSError, paths.UnsafePathError) as exc:
+            self._upgrading = False
+            log.error("upgrade abandoned: cannot write the snapshot: %s", exc)
+            return
+        self.handover_snapshot = path
+        log.info(
+            "upgrade: handing %d process(es) over to the new image",
+            len(list(supervisor.planner.pids())),
+        )
+        supervisor.hand_over()
+
+    def _restore_snapshot(self, supervisor: Supervisor) -> None:
+        if self.upgrade_snapshot is None:
+            return
+        data = read_snapshot(self.upgrade_snapshot)
+        self.upgrade_snapshot = None
+        if data is None:
+            return
+        try:
+            pids = snapshot.restore(supervisor.planner, data["planner"])
+        except (KeyError, TypeError, ValueError) as exc:
+            log.error("cannot restore the upgrade snapshot: %s", exc)
+            return
+        self.reloads = int(data.get("reloads", 0))
+        log.info("upgrade: took over %d running process(es)", len(pids))
 
     # ----- logging --------------------------------------------------------------------
 

@@ -38,6 +38,8 @@ def recover(planner: Planner, records: list[ProcessRecord]) -> tuple[list[Found]
     strays: list[int] = []
     desired = planner.desired.tasks
     for record in records:
+        if planner.owner(record.pid) is not None:
+            continue  # already ours (handed over by a re-exec)
         identity = identify(record.pid)
         if identity is None or not same_process(identity, record.start_ticks):
             continue  # gone, or the pid now belongs to someone else: leave it alone
@@ -51,10 +53,12 @@ def recover(planner: Planner, records: list[ProcessRecord]) -> tuple[list[Found]
         claimed.add(record.pid)
     for name, spec in desired.items():
         for slot, instance in enumerate(spec.instances):
-            if (name, slot) in found or instance.pidfile is None:
+            state = planner.tasks.get(name)
+            running = state is not None and slot in state.instances and state.instances[slot].pid
+            if (name, slot) in found or instance.pidfile is None or running:
                 continue
             pid = read_pidfile(instance.pidfile)
-            if pid is None or pid in claimed:
+            if pid is None or pid in claimed or planner.owner(pid) is not None:
                 continue
             identity = identify(pid)
             if identity is None:

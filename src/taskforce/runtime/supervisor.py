@@ -50,6 +50,7 @@ class Outcome(enum.Enum):
 
     STOPPED = "stopped"  # SIGTERM, SIGINT or stop(): all tasks stopped
     RESET = "reset"  # SIGHUP or reset(): all tasks stopped, the caller re-executes
+    UPGRADE = "upgrade"  # hand_over(): tasks left running for the re-executed image
 
 
 @dataclass(slots=True)
@@ -88,6 +89,8 @@ class Supervisor:
         self._devnull = -1
         self._kept: list[ProcessRecord] = []
         self.on_change: Callable[[], None] | None = None
+        # Called on SIGUSR2: re-execute in place, keeping the tasks.
+        self.on_upgrade: Callable[[], object] | None = None
 
     # ----- public control -------------------------------------------------------------
 
@@ -125,6 +128,26 @@ class Supervisor:
         self.planner.set_desired(desired)
         self._schedule()
 
+    def busy(self) -> bool:
+        """Whether something is in flight that a re-exec would lose track of."""
+        if self._helpers or self.planner.shutting_down:
+            return True
+        return any(
+            inst.phase in (Phase.STOPPING, Phase.STARTING, Phase.DAEMONIZING)
+            for state in self.planner.tasks.values()
+            for inst in state.instances.values()
+        )
+
+    def run_command(self, argv: tuple[str, ...], what: str, on_exit: Callable[[int], None]) -> bool:
+        """Run a command of taskforce's own (not a task's); `on_exit` gets its status."""
+        launch = LaunchSpec(argv[0], argv, tuple(os.environ.items()))
+        return self._run_helper("taskforce", 0, launch, "", what, on_exit) is not None
+
+    def hand_over(self) -> None:
+        """End run() with Outcome.UPGRADE, leaving every process running."""
+        if self._done is not None and not self._done.done():
+            self._done.set_result(Outcome.UPGRADE)
+
     def poke(self) -> None:
         """Run a planning pass soon (something outside the planner changed)."""
         self._schedule()
@@ -144,6 +167,7 @@ class Supervisor:
 
     def _recover(self) -> None:
         found, strays = recover(self.planner, self.records.load())
+        found = [f for f in found if self.planner.owner(f.pid) is None]
         now, wall = self._now(), time.time()
         for item in found:
             what = "stopping it to start afresh" if item.leftover else "adopting it"
@@ -234,7 +258,7 @@ class Supervisor:
             signal.SIGINT: lambda: self._on_stop_signal("SIGINT", Outcome.STOPPED),
             signal.SIGHUP: lambda: self._on_stop_signal("SIGHUP", Outcome.RESET),
             signal.SIGUSR1: lambda: log.info("SIGUSR1 ignored"),
-            signal.SIGUSR2: lambda: log.info("SIGUSR2 ignored"),
+            signal.SIGUSR2: self._on_usr2,
         }
         if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
             # Started in the background by a shell: keep ignoring interrupts as it asked.
@@ -242,6 +266,13 @@ class Supervisor:
         for signum, handler in handlers.items():
             loop.add_signal_handler(signum, handler)
         return list(handlers)
+
+    def _on_usr2(self) -> None:
+        if self.on_upgrade is None:
+            log.info("SIGUSR2 ignored")
+        else:
+            log.info("SIGUSR2 received: upgrading in place")
+            self.on_upgrade()
 
     def _on_stop_signal(self, name: str, outcome: Outcome) -> None:
         log.info("%s received", name)
