@@ -129,7 +129,9 @@ class Probes:
                 out.append(data)
         return sorted(out, key=lambda d: d["monotonic"])
 
-    def wait(self, count: int, kind: str = "start", task: str | None = None) -> list[dict[str, Any]]:
+    def wait(
+        self, count: int, kind: str = "start", task: str | None = None
+    ) -> list[dict[str, Any]]:
         return wait_for(
             lambda: (r := self.records(kind, task)) and len(r) >= count and r,
             what=f"{count} {kind} record(s) of {task or 'any task'}",
@@ -172,10 +174,16 @@ class Taskforce:
     ) -> subprocess.Popen[bytes]:
         """Start taskforce in the foreground, its output going to the log; `flags` come
         before `args` (logging to stderr, verbose, by default)."""
+        return self.spawn(self.command(*flags, *args), cwd=cwd)
+
+    def spawn(
+        self, argv: Sequence[str], cwd: Path | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start a command that runs taskforce (a wrapper script...) as start() does."""
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
-            self.command(*flags, *args),
-            env=self.env,
+            list(argv),
+            env=self.env if env is None else env,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -234,6 +242,8 @@ def taskforce(tmp_path: Path, probes: Probes) -> Iterator[Taskforce]:
         yield tf
     finally:
         tf.cleanup()
+        # Captured by pytest, and shown with the report of a test that failed.
+        print(f"---- taskforce log (last 8000 characters) ----\n{tf.log()[-8000:]}")
 
 
 def write_config(path: Path, tasks: dict[str, Any], **top: Any) -> Path:

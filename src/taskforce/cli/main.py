@@ -10,6 +10,7 @@ Exit codes:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -37,9 +38,15 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         epilog="Subcommands: 'schema' prints the JSON Schema of the configuration.",
     )
     parser.add_argument("-V", "--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="Verbose logging for debugging")
-    parser.add_argument("-q", "--quiet", action="store_true", help="Quiet logging, warnings and errors only")
-    parser.add_argument("-e", "--log-stderr", action="store_true", help="Log to stderr instead of syslog")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="Verbose logging for debugging"
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="Quiet logging, warnings and errors only"
+    )
+    parser.add_argument(
+        "-e", "--log-stderr", action="store_true", help="Log to stderr instead of syslog"
+    )
     parser.add_argument("-b", "--background", action="store_true", help="Run in the background")
     parser.add_argument(
         "-p",
@@ -61,7 +68,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "-L", "--logging-name", help="Name used in log messages, default the program name"
     )
-    parser.add_argument("-C", "--check-config", action="store_true", help="Check the config and exit")
+    parser.add_argument(
+        "-C", "--check-config", action="store_true", help="Check the config and exit"
+    )
     parser.add_argument(
         "-R",
         "--reset",
@@ -135,11 +144,12 @@ def _signal_instance(args: argparse.Namespace) -> int:
     except PidfileError as exc:
         print(f"taskforce: {exc}", file=sys.stderr)
         return EXIT_PROBLEMS
-    if args.stop:
-        if not wait_released(path, timeout=120.0):
-            print(f"taskforce: pid {pid} is still stopping its tasks", file=sys.stderr)
-            return EXIT_PROBLEMS
-    print(f"taskforce pid {pid}: {what} requested" if args.reset else f"taskforce pid {pid} stopped")
+    if args.stop and not wait_released(path, timeout=120.0):
+        print(f"taskforce: pid {pid} is still stopping its tasks", file=sys.stderr)
+        return EXIT_PROBLEMS
+    print(
+        f"taskforce pid {pid}: {what} requested" if args.reset else f"taskforce pid {pid} stopped"
+    )
     return EXIT_OK
 
 
@@ -150,9 +160,15 @@ def _supervise(args: argparse.Namespace) -> int:
     from taskforce.runtime.supervisor import Outcome
 
     resuming = os.environ.pop(_RESET_MARKER, None) is not None
-    legion = Legion(args.config_file, _roles_file(args))
+    # Relative paths on the command line are relative to this directory: a reset
+    # re-executes from it (a background taskforce has moved to / meanwhile).
+    start_dir = os.getcwd()
+    config_file = os.path.abspath(args.config_file)
+    roles_file = _roles_file(args)
+    if roles_file is not None:
+        roles_file = os.path.abspath(roles_file)
     if args.check_config:
-        return _check(legion)
+        return _check(Legion(config_file, roles_file))
     pidfile_path = _pidfile_path(args, needed=args.background)
     pidfile = Pidfile(pidfile_path) if pidfile_path else None
     if pidfile is not None:
@@ -162,7 +178,9 @@ def _supervise(args: argparse.Namespace) -> int:
             print(f"taskforce: {exc}", file=sys.stderr)
             return EXIT_USAGE
         except OSError as exc:
-            print(f"taskforce: cannot create pidfile {pidfile.path}: {exc.strerror}", file=sys.stderr)
+            print(
+                f"taskforce: cannot create pidfile {pidfile.path}: {exc.strerror}", file=sys.stderr
+            )
             return EXIT_START
     detached = None
     if args.background and not resuming:
@@ -171,6 +189,10 @@ def _supervise(args: argparse.Namespace) -> int:
         detached = detach()
         if pidfile is not None:
             pidfile.write_pid()
+    elif args.background:
+        os.chdir("/")  # as detach() did before the reset
+    # Made once detached: the host facts include our pid (Task_ppid).
+    legion = Legion(config_file, roles_file)
     try:
         outcome = legion.manage_with(on_ready=detached.report if detached else None)
     except ConfigError as exc:
@@ -185,7 +207,7 @@ def _supervise(args: argparse.Namespace) -> int:
             pidfile.release()
         return EXIT_START
     if outcome is Outcome.RESET:
-        _reexec(pidfile)
+        _reexec(pidfile, start_dir)
     if pidfile is not None:
         pidfile.release()
     log.info("taskforce exiting")
@@ -206,7 +228,7 @@ def _check(legion: object) -> int:
     return EXIT_OK
 
 
-def _reexec(pidfile: object) -> None:
+def _reexec(pidfile: object, start_dir: str) -> None:
     from taskforce.runtime.pidfile import Pidfile
 
     if isinstance(pidfile, Pidfile):
@@ -214,6 +236,8 @@ def _reexec(pidfile: object) -> None:
     log.info("taskforce resetting: re-executing itself")
     logging.shutdown()
     os.environ[_RESET_MARKER] = "1"
+    with contextlib.suppress(OSError):  # gone: relative paths will be reported missing
+        os.chdir(start_dir)
     argv = [sys.executable, *sys.orig_argv[1:]]
     os.execv(sys.executable, argv)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -15,10 +16,8 @@ class Detached:
     def report(self, error: str | None = None) -> None:
         if self._fd is None:
             return
-        try:
+        with contextlib.suppress(OSError):
             os.write(self._fd, (error or "").encode(errors="replace") or b"\n")
-        except OSError:
-            pass
         os.close(self._fd)
         self._fd = None
 

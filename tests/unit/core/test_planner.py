@@ -198,7 +198,11 @@ def test_restart_event_action_is_used_when_restarting() -> None:
     h.starts(0.0)
     h.planner.set_desired(desired(task("svc", argv=("prog", "-x"), events=(restart,))))
     (action,) = h.step(1.0)
-    assert isinstance(action, Stop) and action.signal == 10 and action.reason == "configuration changed"
+    assert (
+        isinstance(action, Stop)
+        and action.signal == 10
+        and action.reason == "configuration changed"
+    )
 
 
 def test_changed_launch_restarts_and_unchanged_task_is_left_alone() -> None:
