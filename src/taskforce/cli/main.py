@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from taskforce import __version__
+from taskforce.cli.commands import CLIENT_COMMANDS, add_client_commands, run_client_command
 
 log = logging.getLogger("taskforce")
 
@@ -35,7 +36,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Manage tasks and process pools",
-        epilog="Subcommands: 'schema' prints the JSON Schema of the configuration.",
+        epilog="With no COMMAND, taskforce runs as the supervisor. The commands talk to a "
+        "running taskforce through its control socket (see 'taskforce COMMAND -h'); 'schema' "
+        "prints the JSON Schema of the configuration.",
     )
     parser.add_argument("-V", "--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
@@ -86,6 +89,15 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("schema", help="Print the JSON Schema of the configuration file")
+    add_client_commands(sub)
+    upgrade = sub.add_parser(
+        "upgrade",
+        help="Re-execute the running taskforce in place with its current code, keeping "
+        "every task running",
+    )
+    upgrade.add_argument(
+        "-p", "--pidfile", dest="upgrade_pidfile", help="find the running taskforce by its pidfile"
+    )
     return parser
 
 
@@ -96,6 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     if args.command == "schema":
         return _print_schema()
+    if args.command in CLIENT_COMMANDS:
+        return run_client_command(args)
+    if args.command == "upgrade":
+        return _upgrade(args)
     name = args.logging_name or os.path.splitext(prog)[0]
     from taskforce.cli.logs import setup_logging
 
@@ -158,6 +174,7 @@ def _supervise(args: argparse.Namespace) -> int:
     from taskforce.runtime.legion import Legion
     from taskforce.runtime.pidfile import Pidfile, PidfileError
     from taskforce.runtime.supervisor import Outcome
+    from taskforce.runtime.upgrade import SNAPSHOT_ENV
 
     resuming = os.environ.pop(_RESET_MARKER, None) is not None
     # Relative paths on the command line are relative to this directory: a reset
@@ -192,7 +209,12 @@ def _supervise(args: argparse.Namespace) -> int:
     elif args.background:
         os.chdir("/")  # as detach() did before the reset
     # Made once detached: the host facts include our pid (Task_ppid).
-    legion = Legion(config_file, roles_file)
+    legion = Legion(
+        config_file,
+        roles_file,
+        watch_self=True,
+        upgrade_snapshot=os.environ.pop(SNAPSHOT_ENV, None),
+    )
     try:
         outcome = legion.manage_with(on_ready=detached.report if detached else None)
     except ConfigError as exc:
@@ -208,6 +230,8 @@ def _supervise(args: argparse.Namespace) -> int:
         return EXIT_START
     if outcome is Outcome.RESET:
         _reexec(pidfile, start_dir)
+    if outcome is Outcome.UPGRADE:
+        _reexec(pidfile, start_dir, legion.handover_snapshot)
     if pidfile is not None:
         pidfile.release()
     log.info("taskforce exiting")
@@ -228,14 +252,34 @@ def _check(legion: object) -> int:
     return EXIT_OK
 
 
-def _reexec(pidfile: object, start_dir: str) -> None:
+def _upgrade(args: argparse.Namespace) -> int:
+    """Ask the running taskforce to re-execute itself (SIGUSR2, through its pidfile)."""
+    from taskforce.runtime.pidfile import PidfileError, signal_running
+
+    path = args.upgrade_pidfile or args.pidfile or DEFAULT_PIDFILE
+    if path in ("-", ""):
+        print("taskforce: upgrade needs a pidfile to find the running taskforce", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        pid = signal_running(path, signal.SIGUSR2)
+    except PidfileError as exc:
+        print(f"taskforce: {exc}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    print(f"taskforce pid {pid}: upgrade requested")
+    return EXIT_OK
+
+
+def _reexec(pidfile: object, start_dir: str, snapshot: str | None = None) -> None:
     from taskforce.runtime.pidfile import Pidfile
+    from taskforce.runtime.upgrade import SNAPSHOT_ENV
 
     if isinstance(pidfile, Pidfile):
         pidfile.release(remove=False)
-    log.info("taskforce resetting: re-executing itself")
+    log.info("taskforce %s: re-executing itself", "upgrading" if snapshot else "resetting")
     logging.shutdown()
     os.environ[_RESET_MARKER] = "1"
+    if snapshot is not None:
+        os.environ[SNAPSHOT_ENV] = snapshot
     with contextlib.suppress(OSError):  # gone: relative paths will be reported missing
         os.chdir(start_dir)
     argv = [sys.executable, *sys.orig_argv[1:]]

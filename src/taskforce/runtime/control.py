@@ -3,15 +3,19 @@
 Everything here runs on the supervisor's event loop. Reads return plain JSON-ready data;
 changes go through the same paths as configuration and file events. Bad requests raise
 :class:`ControlError` with an HTTP status and a sentence for the client.
+
+Watchers of the state (the API's event stream) :meth:`Controller.subscribe` to an
+:class:`asyncio.Event` that is set after every planning pass of the supervisor.
 """
 
 from __future__ import annotations
 
+import asyncio
 import platform
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,6 +49,48 @@ class Controller:
         self.legion = legion
         self._clock = clock
         self.started_wall = clock()
+        # Planning passes seen since we hooked the supervisor: a snapshot taken at the same
+        # count is still current.
+        self.changes = 0
+        self._subscribers: set[asyncio.Event] = set()
+        self._hooked: Supervisor | None = None
+
+    # ----- change notification ------------------------------------------------------------
+
+    def subscribe(self) -> asyncio.Event:
+        """An event set after every change of state; clear it once seen, unsubscribe at the end."""
+        self.attach()
+        event = asyncio.Event()
+        self._subscribers.add(event)
+        return event
+
+    def unsubscribe(self, event: asyncio.Event) -> None:
+        self._subscribers.discard(event)
+
+    def changed(self) -> None:
+        """Tell subscribers the state may have changed (called after each planning pass)."""
+        self.changes += 1
+        for event in self._subscribers:
+            event.set()
+
+    def attach(self) -> None:
+        """Hear about the planning passes of the legion's current supervisor.
+
+        The legion owns `on_change` (it refreshes its file watches there), so ours is chained
+        after whatever it set. A legion that serves again has a new supervisor, hooked anew.
+        """
+        supervisor = self.legion.supervisor
+        if supervisor is None or supervisor is self._hooked:
+            return
+        previous = supervisor.on_change
+
+        def on_change() -> None:
+            if previous is not None:
+                previous()
+            self.changed()
+
+        supervisor.on_change = on_change
+        self._hooked = supervisor
 
     # ----- status ---------------------------------------------------------------------
 
@@ -57,7 +103,7 @@ class Controller:
 
     def config(self) -> JSON:
         loaded = self.legion.loaded
-        data = loaded.data if loaded is not None else None
+        data = _without_tokens(loaded.data) if loaded is not None else None
         error = self.legion.reload_error
         return {
             "file": self.legion.config_file,
@@ -161,58 +207,35 @@ class Controller:
     def metrics(self) -> str:
         """Prometheus text exposition format."""
         planner = self._supervisor().planner
-        lines = [
-            "# HELP taskforce_up Whether the task instance has a running process.",
-            "# TYPE taskforce_up gauge",
-        ]
-        rows = []
-        for name, state in sorted(planner.tasks.items()):
-            for slot, inst in sorted(state.instances.items()):
-                rows.append((_labels(name, slot), inst))
-        lines += [f"taskforce_up{{{lbl}}} {1 if i.pid else 0}" for lbl, i in rows]
-        lines += [
-            "# HELP taskforce_starts_total Processes started for the task instance.",
-            "# TYPE taskforce_starts_total counter",
-        ]
-        lines += [f"taskforce_starts_total{{{lbl}}} {i.starts}" for lbl, i in rows]
-        lines += [
-            "# HELP taskforce_restarts_total Restarts of the task instance.",
-            "# TYPE taskforce_restarts_total counter",
-        ]
-        lines += [f"taskforce_restarts_total{{{lbl}}} {max(0, i.starts - 1)}" for lbl, i in rows]
-        lines += [
-            "# HELP taskforce_last_exit_status Wait status of the last exit.",
-            "# TYPE taskforce_last_exit_status gauge",
-        ]
-        lines += [
-            f"taskforce_last_exit_status{{{lbl}}} {i.last_exit.status}"
-            for lbl, i in rows
-            if i.last_exit
-        ]
-        lines += [
-            "# HELP taskforce_start_time_seconds Unix time the running process started.",
-            "# TYPE taskforce_start_time_seconds gauge",
-        ]
-        lines += [
-            f"taskforce_start_time_seconds{{{lbl}}} {i.started_wall:.3f}"
-            for lbl, i in rows
-            if i.pid
+        rows = [
+            (_labels(name, slot), inst)
+            for name, state in sorted(planner.tasks.items())
+            for slot, inst in sorted(state.instances.items())
         ]
         watcher = self.legion.watcher
-        lines += [
-            "# HELP taskforce_uptime_seconds Seconds since taskforce started.",
-            "# TYPE taskforce_uptime_seconds gauge",
-            f"taskforce_uptime_seconds {self._clock() - self.started_wall:.3f}",
-            "# HELP taskforce_reloads_total Configuration reloads applied.",
-            "# TYPE taskforce_reloads_total counter",
-            f"taskforce_reloads_total {self.legion.reloads}",
-            "# HELP taskforce_reload_errors_total Configuration reloads rejected.",
-            "# TYPE taskforce_reload_errors_total counter",
-            f"taskforce_reload_errors_total {self.legion.reload_errors}",
-            "# HELP taskforce_watches Files watched.",
-            "# TYPE taskforce_watches gauge",
-            f"taskforce_watches {len(watcher.paths) if watcher else 0}",
-        ]
+        families: list[tuple[str, str, str, list[str]]] = [
+            ("up", "gauge", "Whether the task instance has a running process.",
+             [f"{{{lbl}}} {1 if i.pid else 0}" for lbl, i in rows]),
+            ("starts_total", "counter", "Processes started for the task instance.",
+             [f"{{{lbl}}} {i.starts}" for lbl, i in rows]),
+            ("restarts_total", "counter", "Restarts of the task instance.",
+             [f"{{{lbl}}} {max(0, i.starts - 1)}" for lbl, i in rows]),
+            ("last_exit_status", "gauge", "Wait status of the last exit.",
+             [f"{{{lbl}}} {i.last_exit.status}" for lbl, i in rows if i.last_exit]),
+            ("start_time_seconds", "gauge", "Unix time the running process started.",
+             [f"{{{lbl}}} {i.started_wall:.3f}" for lbl, i in rows if i.pid]),
+            ("uptime_seconds", "gauge", "Seconds since taskforce started.",
+             [f" {self._clock() - self.started_wall:.3f}"]),
+            ("reloads_total", "counter", "Configuration reloads applied.",
+             [f" {self.legion.reloads}"]),
+            ("reload_errors_total", "counter", "Configuration reloads rejected.",
+             [f" {self.legion.reload_errors}"]),
+            ("watches", "gauge", "Files watched.", [f" {len(watcher.paths) if watcher else 0}"]),
+        ]  # fmt: skip
+        lines = []
+        for name, kind, text, samples in families:
+            lines += [f"# HELP taskforce_{name} {text}", f"# TYPE taskforce_{name} {kind}"]
+            lines += [f"taskforce_{name}{sample}" for sample in samples]
         return "\n".join(lines) + "\n"
 
     # ----- control --------------------------------------------------------------------
@@ -227,33 +250,43 @@ class Controller:
 
     def set_control(self, task: str, control: str) -> JSON:
         self._known(task)
-        try:
-            value = Control(control)
-        except ValueError:
-            choices = ", ".join(c.value for c in Control)
-            raise ControlError(400, f"{control!r} is not a control (one of {choices})") from None
-        return self._override(task, "control", value)
+        return self._override({task: {"control": _control(control)}})[task]
 
     def set_count(self, task: str, count: str | int) -> JSON:
         self._known(task)
-        try:
-            value = int(count)
-        except (TypeError, ValueError):
-            raise ControlError(400, f"count must be a whole number, got {count!r}") from None
-        if value < 0 or value > 10_000:
-            raise ControlError(400, f"count must be between 0 and 10000, got {value}")
-        return self._override(task, "count", value)
+        return self._override({task: {"count": _count(count)}})[task]
 
-    def _override(self, task: str, key: str, value: object) -> JSON:
-        previous = dict(self.legion.overrides.get(task, {}))
-        self.legion.overrides.setdefault(task, {})[key] = value
+    def set_overrides(self, key: str, values: Mapping[str, str | int]) -> JSON:
+        """Override `key` ("control" or "count") of several tasks at once, all or none.
+
+        Every task and value is checked before anything changes; one reload applies them.
+        Returns task -> {"task": task, key: value} as set_control/set_count do.
+        """
+        parse = {"control": _control, "count": _count}.get(key)
+        if parse is None:
+            raise ControlError(400, f"{key!r} cannot be overridden (only control and count)")
+        if not values:
+            raise ControlError(400, f"name at least one task, as in ?TASK={key.upper()}")
+        for task in values:
+            self._known(task)
+        return dict(self._override({task: {key: parse(value)} for task, value in values.items()}))
+
+    def _override(self, changes: Mapping[str, Mapping[str, object]]) -> dict[str, JSON]:
+        overrides = self.legion.overrides
+        previous = {task: dict(overrides[task]) for task in changes if task in overrides}
+        for task, fields in changes.items():
+            overrides.setdefault(task, {}).update(fields)
         if not self.legion.reload(keep_overrides=True):
-            if previous:
-                self.legion.overrides[task] = previous
-            else:
-                self.legion.overrides.pop(task, None)
+            for task in changes:
+                if task in previous:
+                    overrides[task] = previous[task]
+                else:
+                    overrides.pop(task, None)
             raise ControlError(409, "the configuration cannot be loaded now; nothing changed")
-        return {"task": task, key: str(value)}
+        return {
+            task: {"task": task, **{key: str(value) for key, value in fields.items()}}
+            for task, fields in changes.items()
+        }
 
     def start(self, task: str) -> JSON:
         self._known(task)
@@ -267,7 +300,7 @@ class Controller:
 
     def stop(self, task: str) -> JSON:
         self._known(task)
-        self._override(task, "control", Control.OFF)
+        self._override({task: {"control": Control.OFF}})
         return {"task": task, "action": "stop"}
 
     def restart(self, task: str) -> JSON:
@@ -320,6 +353,24 @@ class Controller:
         return supervisor
 
 
+def _control(control: str | int) -> Control:
+    try:
+        return Control(str(control))
+    except ValueError:
+        choices = ", ".join(c.value for c in Control)
+        raise ControlError(400, f"{control!r} is not a control (one of {choices})") from None
+
+
+def _count(count: str | int) -> int:
+    try:
+        value = int(count)
+    except (TypeError, ValueError):
+        raise ControlError(400, f"count must be a whole number, got {count!r}") from None
+    if value < 0 or value > 10_000:
+        raise ControlError(400, f"count must be between 0 and 10000, got {value}")
+    return value
+
+
 def parse_signal(sig: str | int) -> int:
     text = str(sig).strip().upper()
     if text.isdigit():
@@ -333,6 +384,23 @@ def parse_signal(sig: str | int) -> int:
     if number not in signal.valid_signals() or number == 0:
         raise ControlError(400, f"{sig!r} is not a valid signal")
     return number
+
+
+def _without_tokens(data: object) -> object:
+    """The document with the HTTP listeners' tokens hidden: status readers may not hold one."""
+    if not isinstance(data, dict) or not isinstance(data.get("settings"), dict):
+        return data
+    listeners = data["settings"].get("http")
+    if not isinstance(listeners, list | dict):
+        return data
+    hidden = [
+        {k: "(hidden)" if k == "token" else v for k, v in item.items()}
+        if isinstance(item, dict)
+        else item
+        for item in (listeners if isinstance(listeners, list) else [listeners])
+    ]
+    http = hidden if isinstance(listeners, list) else hidden[0]
+    return {**data, "settings": {**data["settings"], "http": http}}
 
 
 def _labels(task: str, slot: int) -> str:

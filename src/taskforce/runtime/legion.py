@@ -334,7 +334,7 @@ class Legion:
         if supervisor is None or self._upgrading or supervisor.planner.shutting_down:
             return False
         self._upgrading = True
-        argv = precheck_argv(self.config_file, self.roles_file)
+        argv = precheck_argv()
         if not supervisor.run_command(argv, "upgrade check", self._prechecked):
             self._upgrading = False
             return False

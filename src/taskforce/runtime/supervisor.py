@@ -335,6 +335,8 @@ class Supervisor:
 
     def _pass(self) -> None:
         self._pass_scheduled = False
+        if self._loop is None:
+            return  # run() has ended (a hand-over): the next image plans
         for _ in range(100):  # each round runs what the previous round's facts allow
             plan = self.planner.plan(self._now())
             if not plan.actions:

@@ -24,17 +24,18 @@ log = logging.getLogger("taskforce")
 # The environment variable naming the snapshot file for the new image.
 SNAPSHOT_ENV = "TASKFORCE_UPGRADE_SNAPSHOT"
 
-# Run by the new code before the old image commits to exec: every module must import.
-PRECHECK = (
-    "import pkgutil, taskforce\n"
-    "for m in pkgutil.walk_packages(taskforce.__path__, 'taskforce.'):\n"
-    "    __import__(m.name)\n"
-)
+# Run by the new code before the old image commits to exec: every module the running
+# image uses must import.
+PRECHECK = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\n"
 
 
-def precheck_argv(config_file: str, roles_file: str | None) -> tuple[str, ...]:
-    del config_file, roles_file  # the configuration is checked by the new image itself
-    return (sys.executable, "-c", PRECHECK)
+def precheck_argv() -> tuple[str, ...]:
+    modules = sorted(
+        name
+        for name in sys.modules
+        if (name == "taskforce" or name.startswith("taskforce.")) and not name.endswith("__main__")
+    )
+    return (sys.executable, "-c", PRECHECK, *modules)
 
 
 def write_snapshot(planner: Planner, extra: dict[str, Any]) -> str:
