@@ -13,6 +13,8 @@ then:
   --orphan               fork a grandchild that outlives us (reparented to the subreaper;
                          its pid is the record's "orphan")
   --orphan-life SECONDS  how long that grandchild lives (default 0.5)
+  --daemonize PIDFILE    detach like a classic daemon (fork, setsid, fork), write the
+                         daemon's pid to PIDFILE, and let the original process exit 0
 SIGTERM and SIGINT write a "term" or "int" record and exit 0 (SIGTERM is ignored with
 --ignore-term); SIGHUP and SIGUSR1 write "hup" and "usr1" records and carry on.
 Runs under any Python 3.8+ (tests run it as other users, with the system interpreter).
@@ -86,6 +88,18 @@ def _orphan(life: float) -> int:
     return pid
 
 
+def _daemonize(pidfile: str) -> None:
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    tmp = pidfile + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(f"{os.getpid()}\n")
+    os.replace(tmp, pidfile)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--exit-after", type=float)
@@ -94,7 +108,10 @@ def main() -> None:
     parser.add_argument("--grandchild", action="store_true")
     parser.add_argument("--orphan", action="store_true")
     parser.add_argument("--orphan-life", type=float, default=0.5)
+    parser.add_argument("--daemonize")
     args, _ = parser.parse_known_args()
+    if args.daemonize:
+        _daemonize(args.daemonize)
 
     def on_signal(kind: str) -> None:
         record(kind)

@@ -115,7 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = args.logging_name or os.path.splitext(prog)[0]
     from taskforce.cli.logs import setup_logging
 
-    setup_logging(name, to_stderr=args.log_stderr, verbose=args.verbose, quiet=args.quiet)
+    # -C, -S and -R talk to the person at the terminal, not to syslog.
+    to_stderr = args.log_stderr or args.check_config or args.stop or args.reset
+    setup_logging(name, to_stderr=to_stderr, verbose=args.verbose, quiet=args.quiet)
     if args.stop or args.reset:
         return _signal_instance(args)
     return _supervise(args)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from taskforce.config.listeners import HTTP_LISTENER
 from taskforce.config.model import (
     Config,
     Control,
@@ -317,6 +318,27 @@ SETTINGS = Record(
         "stop_timeout": Field(
             Number(minimum=0, exclusive=True),
             "Seconds between asking a process to stop and killing it with SIGKILL.",
+        ),
+        "check_interval": Field(
+            Number(minimum=0, exclusive=True),
+            "nowait and adopt tasks: seconds between health checks (the check command, or "
+            "signal 0 to the pid).",
+        ),
+        "check_timeout": Field(
+            Number(minimum=0, exclusive=True),
+            "nowait and adopt tasks: seconds a check command may take before it is killed "
+            "and counted as failed.",
+        ),
+        "start_timeout": Field(
+            Number(minimum=0, exclusive=True),
+            "nowait and adopt tasks: seconds after the start command exits for the pidfile "
+            "to name a live daemon.",
+        ),
+        "http": Field(
+            ListOf(HTTP_LISTENER, single_ok=True),
+            "Where the HTTP status and control service listens. Without this key, a unix "
+            "socket next to the pidfile (owner only, control allowed); an empty list turns "
+            "the service off. Read at start: changes apply when taskforce restarts.",
         ),
     },
     _model(Settings),

@@ -92,10 +92,40 @@ class RestartPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpListener:
+    """One address the HTTP status and control service listens on.
+
+    `listen` is a unix socket path (it contains a `/`) or `[host][:port]` for TCP; see
+    :func:`taskforce.config.listeners.parse_listen` for what it means.
+    """
+
+    listen: str
+    # A PEM file with the certificate, its chain and its key: serve HTTPS.
+    certfile: str | None = None
+    # Without it only status paths answer; control paths get 403.
+    allow_control: bool = False
+    # Seconds a connection may take to send a request (or sit idle between requests).
+    timeout: float = 10.0
+    # The bearer token clients must send (`token_file` holds it instead, read at start).
+    token: str | None = None
+    token_file: str | None = None
+    # Status paths need the token too.
+    private: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     restart: RestartPolicy = field(default_factory=RestartPolicy)
     # Seconds between the stop request (SIGTERM or the stop command) and SIGKILL.
     stop_timeout: float = 5.0
+    # nowait/adopt tasks: seconds between health checks, and how long one may take.
+    check_interval: float = 10.0
+    check_timeout: float = 5.0
+    # nowait/adopt tasks: seconds after the start command exits for the pidfile to name a
+    # live daemon.
+    start_timeout: float = 10.0
+    # None: not configured, so the default unix socket is offered; () turns HTTP off.
+    http: tuple[HttpListener, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,7 +61,14 @@ def resolve(
         except ContextError as err:
             problem = Problem(config.source, None, err.path or f"tasks.{name}", err.message)
             problems.setdefault((problem.path, problem.message), problem)
-    policy = Policy(restart=config.settings.restart, stop_timeout=config.settings.stop_timeout)
+    settings = config.settings
+    policy = Policy(
+        restart=settings.restart,
+        stop_timeout=settings.stop_timeout,
+        check_interval=settings.check_interval,
+        check_timeout=settings.check_timeout,
+        start_timeout=settings.start_timeout,
+    )
     return DesiredState(tasks, policy, frozenset(out_of_scope)), tuple(problems.values())
 
 

@@ -22,6 +22,17 @@ def config_schema() -> JsonSchema:
     """A draft 2020-12 JSON Schema describing a taskforce configuration file."""
     defs: Defs = {}
     body = CONFIG.json_schema(defs)
+    task = body["properties"]["tasks"]["additionalProperties"]
+    # Background daemons are found through their pidfile (validate._check_daemon_pidfile).
+    task.setdefault("allOf", []).append(
+        {
+            "if": {
+                "properties": {"control": {"enum": ["nowait", "adopt"]}},
+                "required": ["control"],
+            },
+            "then": {"required": ["pidfile"]},
+        }
+    )
     return {
         "$schema": SCHEMA_DIALECT,
         "title": "taskforce configuration",

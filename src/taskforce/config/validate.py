@@ -46,6 +46,7 @@ def check_links(document: Document, report: Reporter) -> None:
         _check_requires(document, report, tasks, name)
         _check_onexit(document, report, tasks, at)
         _check_event_commands(document, report, task, at)
+        _check_daemon_pidfile(report, task, at)
     _check_cycles(document, report, tasks)
 
 
@@ -108,6 +109,16 @@ def _check_onexit(
                 (*entry_at, "task"),
                 f"onexit can only start a 'once' task, and {target!r} has control {control!r}",
             )
+
+
+def _check_daemon_pidfile(report: Reporter, task: RawTask, at: Path) -> None:
+    control = task.get("control")
+    if control in ("nowait", "adopt") and task.get("pidfile") is None:
+        report.error(
+            (*at, "control"),
+            f"a {control} task runs in the background and is found through its pidfile: "
+            "add a 'pidfile'",
+        )
 
 
 def _check_event_commands(document: Document, report: Reporter, task: RawTask, at: Path) -> None:

@@ -232,7 +232,7 @@ def task(requirable: list[str]) -> st.SearchStrategy[dict[str, Any]]:
     return st.fixed_dictionaries(
         {"commands": COMMANDS},
         optional={
-            "control": st.sampled_from(["wait", "off", "suspend", "nowait", "adopt", "event"]),
+            "control": st.sampled_from(["wait", "off", "suspend", "event"]),
             "count": st.one_of(st.integers(0, 9), st.sampled_from(["3", "02", "{N}", "x{N}"])),
             "cwd": st.sampled_from(["/", "{HOME}/x", " "]),
             "pidfile": st.sampled_from(["/run/{Task_name}.pid"]),

@@ -1,0 +1,197 @@
+"""Processes that outlive us: nowait and adopt, orphans, pidfiles, self-restart."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from conftest import PROBE, Probes, Taskforce, pid_alive, probe_task, wait_for, write_config
+
+FAST = {
+    "stop_timeout": 2,
+    "restart": {"min_uptime": 0.2, "initial_delay": 0.1},
+}
+
+
+def live_pids(probes: Probes, task: str) -> set[int]:
+    return {r["pid"] for r in probes.live(task)}
+
+
+def daemon_task(tmp_path: Path, name: str, control: str = "nowait", **keys: Any) -> dict[str, Any]:
+    pidfile = str(tmp_path / f"{name}.pid")
+    return probe_task("--daemonize", pidfile, control=control, pidfile=pidfile, **keys)
+
+
+def test_nowait_daemon_is_found_through_its_pidfile_and_restarted(
+    taskforce: Taskforce, probes: Probes, tmp_path: Path
+) -> None:
+    conf = write_config(tmp_path / "tf.conf", {"d": daemon_task(tmp_path, "d")}, settings=FAST)
+    taskforce.start("-f", str(conf))
+    (first,) = probes.wait(1, task="d")
+    taskforce.wait_log(f"daemon pid {first['pid']} found")
+    os.kill(first["pid"], signal.SIGKILL)
+    wait_for(lambda: live_pids(probes, "d") - {first["pid"]}, what="daemon restarted")
+    assert taskforce.stop() == 0
+    assert not live_pids(probes, "d")
+
+
+def test_failed_check_command_restarts_and_hanging_check_is_killed(
+    taskforce: Taskforce, probes: Probes, tmp_path: Path
+) -> None:
+    flag = tmp_path / "healthy"
+    flag.write_text("")
+    check = [
+        sys.executable,
+        "-c",
+        f"import os, sys; sys.exit(0 if os.path.exists({str(flag)!r}) else 1)",
+    ]
+    hang = [sys.executable, "-c", "import time; time.sleep(3600)"]
+    tasks = {
+        "d": daemon_task(
+            tmp_path,
+            "d",
+            commands={
+                "start": [sys.executable, PROBE, "--daemonize", str(tmp_path / "d.pid")],
+                "check": check,
+            },
+        ),
+        "h": daemon_task(
+            tmp_path,
+            "h",
+            commands={
+                "start": [sys.executable, PROBE, "--daemonize", str(tmp_path / "h.pid")],
+                "check": hang,
+            },
+        ),
+    }
+    settings = dict(FAST, check_interval=0.2, check_timeout=0.5)
+    conf = write_config(tmp_path / "tf.conf", tasks, settings=settings)
+    taskforce.start("-f", str(conf))
+    (first,) = probes.wait(1, task="d")
+    flag.unlink()
+    taskforce.wait_log("check failed")
+    wait_for(lambda: live_pids(probes, "d") - {first["pid"]}, what="restart after failed check")
+    taskforce.wait_log("h[0]: check command took over 0.5s: killing it")
+
+
+def test_adopt_task_survives_taskforce_and_is_adopted_again(
+    taskforce: Taskforce, probes: Probes, tmp_path: Path
+) -> None:
+    conf = write_config(
+        tmp_path / "tf.conf",
+        {"keep": daemon_task(tmp_path, "keep", control="adopt")},
+        settings=FAST,
+    )
+    taskforce.start("-f", str(conf))
+    (first,) = probes.wait(1, task="keep")
+    taskforce.wait_log("daemon pid")
+    assert taskforce.stop() == 0
+    assert pid_alive(first["pid"])  # left running
+    taskforce.start("-f", str(conf))
+    taskforce.wait_log(f"found pid {first['pid']} still running: adopting it")
+    assert len(probes.records("start", "keep")) == 1  # not started again
+    os.kill(first["pid"], signal.SIGTERM)
+    wait_for(
+        lambda: len(probes.records("start", "keep")) == 2,
+        what="restart after the adopted one exits",
+    )
+
+
+def test_orphans_of_a_killed_taskforce_are_not_duplicated(
+    taskforce: Taskforce, probes: Probes, tmp_path: Path
+) -> None:
+    tasks = {"w": probe_task(count=3), "d": daemon_task(tmp_path, "d")}
+    conf = write_config(tmp_path / "tf.conf", tasks, settings=FAST)
+    taskforce.start("-f", str(conf))
+    probes.wait(4)
+    taskforce.wait_log("daemon pid")
+    old = {r["pid"] for r in probes.live()}
+    assert taskforce.proc is not None
+    taskforce.proc.kill()
+    taskforce.proc.wait(10)
+    assert all(pid_alive(p) for p in old)
+    taskforce.start("-f", str(conf))
+    wait_for(lambda: not any(pid_alive(p) for p in old), what="leftovers stopped")
+    wait_for(
+        lambda: len(live_pids(probes, "w")) == 3 and len(live_pids(probes, "d")) == 1,
+        what="fresh processes",
+    )
+    assert len(probes.live()) == 4
+
+
+def test_a_pidfile_naming_an_unrelated_process_is_left_alone(
+    taskforce: Taskforce, probes: Probes, tmp_path: Path
+) -> None:
+    stranger = subprocess.Popen(["sleep", "300"])
+    try:
+        pidfile = tmp_path / "w.pid"
+        pidfile.write_text(f"{stranger.pid}\n")
+        conf = write_config(
+            tmp_path / "tf.conf", {"w": probe_task(pidfile=str(pidfile))}, settings=FAST
+        )
+        taskforce.start("-f", str(conf))
+        probes.wait(1, task="w")
+        taskforce.wait_log("which does not run")
+        assert taskforce.stop() == 0
+        assert stranger.poll() is None
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def copy_of_taskforce(tmp_path: Path) -> Path:
+    import taskforce
+
+    src = tmp_path / "src"
+    shutil.copytree(
+        Path(taskforce.__file__).parent,
+        src / "taskforce",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    return src
+
+
+def test_upgrade_keeps_every_task_running_and_a_broken_upgrade_changes_nothing(
+    taskforce: Taskforce, probes: Probes, tmp_path: Path
+) -> None:
+    src = copy_of_taskforce(tmp_path)
+    taskforce.env["PYTHONPATH"] = str(src)
+    pidfile = tmp_path / "tf.pid"
+    conf = write_config(
+        tmp_path / "tf.conf",
+        {"w": probe_task(count=3), "d": daemon_task(tmp_path, "d")},
+        settings=FAST,
+    )
+    taskforce.start("-p", str(pidfile), "-f", str(conf))
+    probes.wait(4)
+    taskforce.wait_log("daemon pid")
+    before = {r["pid"] for r in probes.live()}
+    tf_pid = int(pidfile.read_text())
+    # An upgrade: new code appears (here: a module is rewritten). taskforce re-executes.
+    module = src / "taskforce" / "core" / "diff.py"
+    module.write_text(module.read_text() + "\n# upgraded\n")
+    taskforce.wait_log("took over 4 running process(es)")
+    assert int(pidfile.read_text()) == tf_pid
+    assert {r["pid"] for r in probes.live()} == before
+    assert len(probes.records("start")) == 4  # nothing restarted
+    # Exits are still seen by the new image.
+    victim = min(live_pids(probes, "w"))
+    os.kill(victim, signal.SIGKILL)
+    wait_for(
+        lambda: len(live_pids(probes, "w")) == 3 and victim not in live_pids(probes, "w"),
+        what="restart",
+    )
+    # A broken upgrade is refused; everything keeps running.
+    module.write_text("this is not python\n")
+    taskforce.wait_log("upgrade abandoned")
+    assert taskforce.proc is not None and taskforce.proc.poll() is None
+    assert len(probes.live()) == 4
+    result = taskforce.run("upgrade", "-p", str(pidfile))
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: taskforce.log().count("upgrade abandoned") >= 2, what="second refusal")
+    assert taskforce.stop() == 0
