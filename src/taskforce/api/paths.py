@@ -16,13 +16,14 @@ def default_socket_path(pidfile: str | None, environ: dict[str, str] | None = No
     With a pidfile, `/var/run/taskforce.pid` gives `/var/run/taskforce.sock`: one socket
     per instance, wherever instances are told apart. Without one: `$XDG_RUNTIME_DIR`, else
     `/run` for root, else `/tmp/taskforce-UID` (a directory of our own, made when binding).
+    A directory that is not ours (root keeping a user's `$XDG_RUNTIME_DIR`, say) is
+    refused when binding.
     """
     if pidfile is not None:
         base = os.path.abspath(pidfile)
         stem = base[: -len(".pid")] if base.endswith(".pid") else base
         return stem + ".sock"
-    env = os.environ if environ is None else environ
-    runtime = env.get("XDG_RUNTIME_DIR", "")
+    runtime = (os.environ if environ is None else environ).get("XDG_RUNTIME_DIR", "")
     if os.path.isabs(runtime):
         return os.path.join(runtime, SOCKET_NAME)
     uid = os.geteuid()

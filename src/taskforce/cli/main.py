@@ -87,6 +87,26 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         action="store_true",
         help="Cause the background taskforce to exit. All unadoptable tasks will be stopped.",
     )
+    parser.add_argument(
+        "-w",
+        "--http",
+        action="append",
+        metavar="LISTEN",
+        help="Also serve the HTTP status/control service here: a unix socket path "
+        "(containing '/') or [host][:port] (TCP); may be repeated",
+    )
+    parser.add_argument(
+        "-c", "--certfile", help="PEM file (key and chain) to serve the -w listeners over HTTPS"
+    )
+    parser.add_argument(
+        "-A",
+        "--allow-control",
+        action="store_true",
+        help="Allow control requests on the -w listeners (TCP needs --token-file)",
+    )
+    parser.add_argument(
+        "--token-file", help="File holding the bearer token that -w listeners require"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("schema", help="Print the JSON Schema of the configuration file")
     add_client_commands(sub)
@@ -172,6 +192,10 @@ def _signal_instance(args: argparse.Namespace) -> int:
 
 
 def _supervise(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from taskforce.api.listen import ApiConfigError, listener_from_flags
+    from taskforce.api.run import serve_with_api
     from taskforce.config.errors import ConfigError
     from taskforce.runtime.legion import Legion
     from taskforce.runtime.pidfile import Pidfile, PidfileError
@@ -188,6 +212,19 @@ def _supervise(args: argparse.Namespace) -> int:
         roles_file = os.path.abspath(roles_file)
     if args.check_config:
         return _check(Legion(config_file, roles_file))
+    try:
+        extra = [
+            listener_from_flags(
+                listen,
+                certfile=args.certfile,
+                allow_control=args.allow_control,
+                token_file=args.token_file,
+            )
+            for listen in args.http or ()
+        ]
+    except ApiConfigError as exc:
+        print(f"taskforce: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     pidfile_path = _pidfile_path(args, needed=args.background)
     pidfile = Pidfile(pidfile_path) if pidfile_path else None
     if pidfile is not None:
@@ -218,11 +255,19 @@ def _supervise(args: argparse.Namespace) -> int:
         upgrade_snapshot=os.environ.pop(SNAPSHOT_ENV, None),
     )
     try:
-        outcome = legion.manage_with(on_ready=detached.report if detached else None)
-    except ConfigError as exc:
-        for problem in exc.problems:
+        outcome = asyncio.run(
+            serve_with_api(
+                legion,
+                pidfile=pidfile.path if pidfile else None,
+                extra=extra,
+                on_ready=detached.report if detached else None,
+            )
+        )
+    except (ConfigError, ApiConfigError) as exc:
+        problems = exc.problems if isinstance(exc, ConfigError) else (str(exc),)
+        for problem in problems:
             log.error("%s", problem)
-        message = "\n".join(f"taskforce: {p}" for p in exc.problems)
+        message = "\n".join(f"taskforce: {p}" for p in problems)
         if detached is not None:
             detached.report(message)
         elif not args.log_stderr:

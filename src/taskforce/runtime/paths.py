@@ -1,4 +1,6 @@
-"""Where taskforce keeps its own runtime files (control socket, process records).
+"""Where taskforce keeps its own runtime files (process records, upgrade snapshots).
+
+The control socket's place is :mod:`taskforce.api.paths` (the client needs it cheaply).
 
 Next to the pidfile when there is one; otherwise in a private runtime directory:
 ``$XDG_RUNTIME_DIR/taskforce`` or ``/run/taskforce`` for root, else
@@ -53,14 +55,6 @@ def instance_base(pidfile: str | None, config_file: str) -> str:
         return os.path.abspath(pidfile)
     digest = hashlib.sha256(os.path.abspath(config_file).encode()).hexdigest()[:12]
     return os.path.join(runtime_dir(), f"taskforce-{digest}")
-
-
-def default_socket(pidfile: str | None) -> str:
-    """The control socket clients find without options: beside the pidfile, or the
-    runtime directory's `taskforce.sock`."""
-    if pidfile:
-        return os.path.abspath(pidfile) + ".sock"
-    return os.path.join(runtime_dir(), "taskforce.sock")
 
 
 def default_state_file(pidfile: str | None, config_file: str) -> str:

@@ -588,7 +588,7 @@ def test_settings_defaults_and_partial_restart_policy() -> None:
          "settings.restart.initial_dealy: unknown key 'initial_dealy' (did you mean "
          "'initial_delay'?)"),
         ('{"stop_timeout": 0}', "settings.stop_timeout: must be greater than 0, got 0"),
-        ('{"http": {}}', "settings.http: unknown key 'http' (known keys: restart, stop_timeout)"),
+        ('{"http": {}}', "settings.http: missing the required key 'listen'"),
         ('[]', "settings: expected a map, got a list"),
     ],
 )  # fmt: skip

@@ -1,0 +1,257 @@
+"""The paths of the service, each mapped to one Controller call; errors as JSON.
+
+Status paths answer GET: /status/version, /status/config, /status/tasks, /metrics,
+/events (a server-sent event stream) and / (the dashboard). Control paths need control to
+be allowed on the listener: the original /manage/control?TASK=CONTROL,
+/manage/count?TASK=N, /manage/reload, /manage/stop and /manage/reset answer GET and POST;
+the newer ones change things and so take POST only: /manage/tasks/NAME/start, .../stop,
+.../restart, .../signal?signal=HUP and /manage/plan (the body is configuration text).
+
+JSON replies are compact; `?indent=N` pretty-prints them (except on /manage/control and
+/manage/count, where every parameter names a task).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import parse_qs, unquote
+
+from taskforce.api.auth import CHALLENGE, Access, Denied, check_control, check_status
+from taskforce.runtime.control import ControlError
+
+log = logging.getLogger("taskforce")
+
+JSON_TYPE = "application/json"
+METRICS = "text/plain; version=0.0.4; charset=utf-8"
+HTML_TYPE = "text/html; charset=utf-8"
+DASHBOARD = os.path.join(os.path.dirname(__file__), "static", "dashboard.html")
+MAX_INDENT = 16
+MAX_FIELDS = 1000
+
+GET = ("GET",)
+GET_POST = ("GET", "POST")
+POST = ("POST",)
+TASK_ACTIONS = ("start", "stop", "restart", "signal")
+
+
+class ControlSurface(Protocol):
+    """What the routes need of :class:`taskforce.runtime.control.Controller`."""
+
+    def version(self) -> dict[str, Any]: ...
+    def config(self) -> dict[str, Any]: ...
+    def tasks(self) -> dict[str, Any]: ...
+    def metrics(self) -> str: ...
+    def set_overrides(self, key: str, values: Mapping[str, str | int]) -> dict[str, Any]: ...
+    def start(self, task: str) -> dict[str, Any]: ...
+    def stop(self, task: str) -> dict[str, Any]: ...
+    def restart(self, task: str) -> dict[str, Any]: ...
+    def signal(self, task: str, sig: str | int) -> dict[str, Any]: ...
+    def reload(self) -> dict[str, Any]: ...
+    def plan(self, text: str) -> dict[str, Any]: ...
+    def shutdown(self) -> dict[str, Any]: ...
+    def reset(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    method: str
+    target: str  # path and query, as sent
+    headers: Mapping[bytes, bytes] = field(default_factory=dict)  # names in lower case
+    body: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: int
+    body: bytes
+    content_type: str = JSON_TYPE
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+class EventStream:
+    """What /events answers: the connection turns into a server-sent event stream."""
+
+
+EVENT_STREAM = EventStream()
+Outcome = Reply | EventStream
+
+
+def error(status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> Reply:
+    return Reply(status, json.dumps({"error": message}).encode() + b"\n", JSON_TYPE, headers)
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One request on its way to a handler: the query parsed, the task named in the path."""
+
+    params: dict[str, list[str]]
+    body: bytes
+    task: str = ""
+
+    def one(self, name: str) -> str:
+        values = self.params.get(name)
+        if not values:
+            raise ControlError(400, f"the {name!r} parameter is missing")
+        if len(values) > 1:
+            raise ControlError(400, f"give the {name!r} parameter only once")
+        return values[0]
+
+    def json(self, data: object) -> Reply:
+        indent = None
+        if "indent" in self.params:
+            text = self.one("indent")
+            if not text.isdigit() or int(text) > MAX_INDENT:
+                raise ControlError(400, f"indent must be a number from 0 to {MAX_INDENT}")
+            indent = int(text)
+        separators = (",", ":") if indent is None else None
+        body = json.dumps(data, indent=indent, separators=separators)
+        return Reply(200, body.encode() + b"\n")
+
+
+Handler = Callable[[Call], Outcome]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    methods: tuple[str, ...]
+    control: bool
+    handler: Handler
+
+
+class Router:
+    """Answers the requests of one listener (its access rules) from one controller."""
+
+    def __init__(self, controller: ControlSurface, access: Access) -> None:
+        self.access = access
+        c = controller
+        self.controller = c
+        self._routes: dict[str, Route] = {
+            "/": Route(GET, False, lambda call: dashboard()),
+            "/status/version": Route(GET, False, lambda call: call.json(c.version())),
+            "/status/config": Route(GET, False, lambda call: call.json(c.config())),
+            "/status/tasks": Route(GET, False, lambda call: call.json(c.tasks())),
+            "/metrics": Route(GET, False, lambda call: Reply(200, c.metrics().encode(), METRICS)),
+            "/events": Route(GET, False, lambda call: EVENT_STREAM),
+            "/manage/control": Route(GET_POST, True, lambda call: self._override("control", call)),
+            "/manage/count": Route(GET_POST, True, lambda call: self._override("count", call)),
+            "/manage/reload": Route(GET_POST, True, lambda call: call.json(c.reload())),
+            "/manage/stop": Route(GET_POST, True, lambda call: call.json(c.shutdown())),
+            "/manage/reset": Route(GET_POST, True, lambda call: call.json(c.reset())),
+            "/manage/plan": Route(POST, True, self._plan),
+        }  # fmt: skip
+        self._task_routes: dict[str, Route] = {
+            "start": Route(POST, True, lambda call: call.json(c.start(call.task))),
+            "stop": Route(POST, True, lambda call: call.json(c.stop(call.task))),
+            "restart": Route(POST, True, lambda call: call.json(c.restart(call.task))),
+            "signal": Route(
+                POST, True, lambda call: call.json(c.signal(call.task, call.one("signal")))
+            ),
+        }
+
+    def handle(self, request: Request) -> Outcome:
+        """The answer to `request`; never raises (a bug becomes a 500, logged)."""
+        try:
+            return self._handle(request)
+        except ControlError as exc:
+            return error(exc.status, exc.message)
+        except Exception:
+            log.exception("the HTTP service failed on a %s request", request.method)
+            return error(500, "internal error; the taskforce log has the details")
+
+    def _handle(self, request: Request) -> Outcome:
+        authorization = request.headers.get(b"authorization")
+        denied = check_status(self.access, authorization)
+        if denied is not None:
+            return _refusal(denied)
+        path, _, query = request.target.partition("?")
+        route, task = self._find(path)
+        if route is None:
+            if path.startswith("/manage/") and not self.access.allow_control:
+                return _refusal(check_control(self.access, authorization) or Denied(403, ""))
+            return error(404, f"no such path: {path}")
+        if route.control:
+            denied = check_control(self.access, authorization)
+            if denied is not None:
+                return _refusal(denied)
+        if request.method not in route.methods:
+            allowed = ", ".join(route.methods)
+            return error(405, f"{path} takes {allowed}", (("Allow", allowed),))
+        try:
+            params = parse_qs(query, keep_blank_values=True, max_num_fields=MAX_FIELDS)
+        except ValueError:
+            return error(400, f"more than {MAX_FIELDS} query parameters")
+        return route.handler(Call(params, request.body, task))
+
+    def _find(self, path: str) -> tuple[Route | None, str]:
+        route = self._routes.get(path)
+        if route is not None:
+            return route, ""
+        prefix = "/manage/tasks/"
+        if path.startswith(prefix):
+            name, slash, action = path[len(prefix) :].partition("/")
+            if slash and name and action in self._task_routes:
+                return self._task_routes[action], unquote(name)
+        return None, ""
+
+    def _override(self, key: str, call: Call) -> Reply:
+        params = dict(call.params)
+        if call.body:
+            try:
+                form = parse_qs(call.body.decode(), keep_blank_values=True)
+            except (UnicodeDecodeError, ValueError):
+                raise ControlError(400, "the body must be TASK=VALUE pairs, form-encoded") from None
+            for name, values in form.items():
+                params[name] = [*params.get(name, ()), *values]
+        merged = Call(params, b"")
+        assignments: dict[str, str | int] = {task: merged.one(task) for task in params}
+        # Every parameter names a task here, so there is no ?indent.
+        return Call({}, b"").json(self.controller.set_overrides(key, assignments))
+
+    def _plan(self, call: Call) -> Reply:
+        if not call.body:
+            raise ControlError(400, "send the configuration to plan as the request body")
+        try:
+            text = call.body.decode()
+        except UnicodeDecodeError:
+            raise ControlError(400, "the configuration must be UTF-8 text") from None
+        return call.json(self.controller.plan(text))
+
+
+def _refusal(denied: Denied) -> Reply:
+    headers = (CHALLENGE,) if denied.status == 401 else ()
+    return error(denied.status, denied.message, headers)
+
+
+PLACEHOLDER = b"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>taskforce</title></head>
+<body><h1>taskforce</h1>
+<p>The dashboard is not installed. The service answers
+<a href="/status/tasks">/status/tasks</a>, <a href="/status/config">/status/config</a>,
+<a href="/status/version">/status/version</a>, <a href="/metrics">/metrics</a> and
+<a href="/events">/events</a>.</p></body></html>
+"""
+# The page may hold control buttons: never inside another site's frame (clickjacking).
+PAGE_HEADERS = (
+    ("Content-Security-Policy", "frame-ancestors 'none'"),
+    ("X-Frame-Options", "DENY"),
+)
+
+
+@functools.cache
+def _page() -> bytes:
+    try:
+        with open(DASHBOARD, "rb") as f:
+            return f.read()
+    except OSError:
+        return PLACEHOLDER
+
+
+def dashboard() -> Reply:
+    """The dashboard page: read once, then served from memory."""
+    return Reply(200, _page(), HTML_TYPE, PAGE_HEADERS)

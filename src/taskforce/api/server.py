@@ -1,0 +1,207 @@
+"""The service: every listener started, served and stopped together.
+
+The command line goes through :func:`taskforce.api.run.serve_with_api`; a library user who
+runs the legion otherwise calls :func:`start_api` and, at the end, ``close()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from taskforce.api.http import HttpConnection
+from taskforce.api.listen import ApiConfigError, Endpoint, prepare
+from taskforce.api.routes import Router
+from taskforce.api.sse import EventFeed
+from taskforce.api.unix import UnixSocket
+from taskforce.config.model import HttpListener
+from taskforce.runtime.control import Controller
+from taskforce.runtime.legion import Legion
+
+if TYPE_CHECKING:
+    import ssl
+
+log = logging.getLogger("taskforce")
+
+MAX_CONNECTIONS = 64  # per listener
+_BUSY_BODY = b'{"error":"too many connections; try again later"}\n'
+# Sent, unread, to a client over the connection limit: nothing is spent parsing its request.
+BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+    b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY)
+)
+
+
+@dataclass(slots=True)
+class _Listening:
+    endpoint: Endpoint
+    router: Router
+    unix: UnixSocket | None = None
+    server: asyncio.Server | None = None
+    connections: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+class ApiService:
+    """The running listeners; `addresses` says where they are, `close()` stops them all."""
+
+    def __init__(self, controller: Controller) -> None:
+        self.controller = controller
+        self.feed = EventFeed(controller)
+        self._listening: list[_Listening] = []
+
+    @property
+    def addresses(self) -> list[str]:
+        """`unix:PATH`, `http://HOST:PORT` or `https://HOST:PORT`, one per bound socket."""
+        found = []
+        for listening in self._listening:
+            if listening.unix is not None:
+                found.append(f"unix:{listening.unix.path}")
+                continue
+            scheme = "https" if listening.endpoint.tls else "http"
+            sockets = listening.server.sockets if listening.server is not None else ()
+            for sock in sockets:
+                host, port = sock.getsockname()[:2]
+                found.append(f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}")
+        return found
+
+    async def open(self, listener: HttpListener) -> None:
+        endpoint = prepare(listener)
+        tls = _tls_context(endpoint.listener.certfile) if endpoint.tls else None
+        handshake = endpoint.timeout if tls else None
+        listening = _Listening(endpoint, Router(self.controller, endpoint.access))
+
+        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            # Only close() cancels a connection; asyncio 3.11 would log a cancelled one as
+            # an error, so it ends here, quietly.
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connection(listening, reader, writer)
+
+        if endpoint.path is not None:
+            unix = listening.unix = UnixSocket(endpoint.path)
+            try:
+                listening.server = await asyncio.start_unix_server(
+                    on_connect, sock=unix.sock, ssl=tls, ssl_handshake_timeout=handshake
+                )
+            except BaseException:
+                unix.sock.close()
+                unix.remove()
+                raise
+        else:
+            hosts = await _resolve(endpoint)
+            try:
+                listening.server = await asyncio.start_server(
+                    on_connect,
+                    hosts,
+                    endpoint.port,
+                    reuse_address=True,
+                    ssl=tls,
+                    ssl_handshake_timeout=handshake,
+                )
+            except OSError as exc:
+                what = listener.listen
+                raise ApiConfigError(f"cannot listen on {what}: {exc.strerror}") from None
+        self._listening.append(listening)
+
+    async def _connection(
+        self,
+        listening: _Listening,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        if len(listening.connections) >= MAX_CONNECTIONS:
+            with contextlib.suppress(OSError):
+                writer.write(BUSY)
+                writer.close()
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        listening.connections.add(task)
+        try:
+            timeout = listening.endpoint.timeout
+            await HttpConnection(reader, writer, listening.router, self.feed, timeout).serve()
+        finally:
+            listening.connections.discard(task)
+
+    async def close(self) -> None:
+        """Stop listening, end every connection, remove the unix sockets."""
+        listening, self._listening = self._listening, []
+        servers = [each.server for each in listening if each.server is not None]
+        for server in servers:
+            server.close()
+        tasks = [task for each in listening for task in each.connections]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for server in servers:
+            await server.wait_closed()
+        for each in listening:
+            if each.unix is not None:
+                each.unix.remove()
+
+
+async def start_api(
+    legion: Legion,
+    controller: Controller,
+    listeners: Sequence[HttpListener],
+    *,
+    best_effort: Sequence[HttpListener] = (),
+) -> ApiService:
+    """Start listening on every one of `listeners` (ApiConfigError if one cannot), and on
+    each of `best_effort` that can (a warning for each one that cannot)."""
+    if controller.legion is not legion:
+        raise ValueError("the controller must be the legion's")
+    service = ApiService(controller)
+    try:
+        for listener in listeners:
+            await service.open(listener)
+        for listener in best_effort:
+            try:
+                await service.open(listener)
+            except ApiConfigError as exc:
+                log.warning("HTTP service not offered: %s", exc)
+    except BaseException:
+        await service.close()
+        raise
+    controller.attach()
+    for address in service.addresses:
+        log.info("HTTP service listening on %s", address)
+    return service
+
+
+async def _resolve(endpoint: Endpoint) -> list[str]:
+    """The addresses to bind; ApiConfigError if control would reach beyond loopback in clear."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(
+            endpoint.host, endpoint.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except OSError as exc:
+        raise ApiConfigError(f"cannot listen on {endpoint.listener.listen}: {exc}") from None
+    hosts = sorted({str(info[4][0]) for info in infos})
+    if endpoint.access.allow_control and not endpoint.tls:
+        import ipaddress  # TCP listeners only
+
+        outside = [h for h in hosts if not ipaddress.ip_address(h.split("%")[0]).is_loopback]
+        if outside:
+            raise ApiConfigError(
+                f"control on {endpoint.host} ({', '.join(outside)}), which is not a loopback "
+                "address, needs TLS: set 'certfile', or listen on 127.0.0.1 or ::1"
+            )
+    return hosts
+
+
+def _tls_context(certfile: str | None) -> ssl.SSLContext:
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(str(certfile))
+    except (OSError, ssl.SSLError) as exc:
+        raise ApiConfigError(f"cannot use the certificate file {certfile}: {exc}") from None
+    context.set_alpn_protocols(["http/1.1"])
+    return context

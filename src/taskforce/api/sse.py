@@ -1,0 +1,108 @@
+"""The /events stream: the task table as server-sent events, sent again on every change.
+
+A client gets `event: tasks` with the JSON of Controller.tasks() at once, then again after
+changes, at most one every `interval` seconds (changes in between are folded into one),
+and only when the JSON differs from what it last got. Nothing runs while nothing changes:
+each stream waits on the controller's change event, and a timer exists only to space out
+two sends. The JSON is made once per change, however many clients there are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from taskforce.runtime.control import ControlError
+
+MAX_CLIENTS = 32
+INTERVAL = 0.1  # seconds, at least, between two events to one client
+
+
+class Changes(Protocol):
+    """What the stream needs of :class:`taskforce.runtime.control.Controller`."""
+
+    changes: int
+
+    def tasks(self) -> dict[str, Any]: ...
+    def subscribe(self) -> asyncio.Event: ...
+    def unsubscribe(self, event: asyncio.Event) -> None: ...
+
+
+class EventFeed:
+    """The event streams of one service: admission, the shared payload, the send loop."""
+
+    def __init__(
+        self, controller: Changes, max_clients: int = MAX_CLIENTS, interval: float = INTERVAL
+    ) -> None:
+        self.controller = controller
+        self.max_clients = max_clients
+        self.interval = interval
+        self.clients = 0
+        self._cached: tuple[int, bytes] | None = None
+
+    def admit(self) -> bool:
+        """Take a client slot (False when all are taken); give it back with leave()."""
+        if self.clients >= self.max_clients:
+            return False
+        self.clients += 1
+        return True
+
+    def leave(self) -> None:
+        self.clients -= 1
+
+    def payload(self) -> bytes | None:
+        """The current event, or None when there are no tasks to show (not running)."""
+        changes = self.controller.changes
+        if self._cached is not None and self._cached[0] == changes:
+            return self._cached[1]
+        try:
+            tasks = self.controller.tasks()
+        except ControlError:
+            return None
+        # Compact JSON has no newline, so it fits on one `data:` line.
+        data = json.dumps(tasks, separators=(",", ":")).encode()
+        event = b"event: tasks\ndata: " + data + b"\n\n"
+        self._cached = (changes, event)
+        return event
+
+    async def stream(
+        self, send: Callable[[bytes], Awaitable[None]], reader: asyncio.StreamReader
+    ) -> None:
+        """Send events until the client goes away or the state cannot be shown any more."""
+        loop = asyncio.get_running_loop()
+        changed = self.controller.subscribe()
+        closed = asyncio.ensure_future(_until_closed(reader))
+        waiting: asyncio.Future[Any] | None = None
+        try:
+            last: bytes | None = None
+            sent_at = -self.interval
+            while True:
+                payload = self.payload()
+                if payload is None:
+                    return
+                if payload is not last and payload != last:
+                    await send(payload)
+                    last, sent_at = payload, loop.time()
+                waiting = wait = asyncio.ensure_future(changed.wait())
+                await asyncio.wait((wait, closed), return_when=asyncio.FIRST_COMPLETED)
+                if closed.done():
+                    return
+                pause = sent_at + self.interval - loop.time()
+                if pause > 0:
+                    await asyncio.sleep(pause)
+                changed.clear()  # after the pause: what changed during it goes in this event
+        finally:
+            self.controller.unsubscribe(changed)
+            closed.cancel()
+            if waiting is not None:
+                waiting.cancel()
+
+
+async def _until_closed(reader: asyncio.StreamReader) -> None:
+    # A client has nothing to say on an event stream: what it sends is dropped.
+    with contextlib.suppress(OSError):
+        while await reader.read(4096):
+            pass

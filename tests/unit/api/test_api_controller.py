@@ -1,0 +1,97 @@
+"""What the Controller adds for the API: overrides of several tasks at once, change events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from taskforce.runtime.control import ControlError, Controller
+from taskforce.runtime.legion import Legion
+from taskforce.runtime.supervisor import Supervisor
+
+
+@pytest.fixture
+def legion(tmp_path: Path) -> Legion:
+    config = tmp_path / "taskforce.conf"
+    tasks = {name: {"commands": {"start": ["sleep", "100"]}} for name in ("web", "db")}
+    config.write_text(json.dumps({"tasks": tasks}))
+    legion = Legion(str(config), environ={"PATH": "/usr/bin:/bin"})
+    legion.loaded = legion.load()  # loaded, but not serving: no supervisor, no processes
+    return legion
+
+
+@pytest.mark.parametrize(
+    ("key", "values", "status", "message"),
+    [
+        ("control", {"web": "off", "nope": "off"}, 404, "no task named 'nope'"),
+        ("control", {"web": "off", "db": "of"}, 400, "'of' is not a control"),
+        ("count", {"web": "2", "db": "-1"}, 400, "count must be between 0 and 10000"),
+        ("count", {"web": "x"}, 400, "count must be a whole number"),
+        ("count", {}, 400, "name at least one task"),
+        ("user", {"web": "root"}, 400, "cannot be overridden"),
+    ],
+)
+def test_overrides_are_checked_before_anything_changes(
+    legion: Legion, key: str, values: dict[str, str | int], status: int, message: str
+) -> None:
+    with pytest.raises(ControlError) as caught:
+        Controller(legion).set_overrides(key, values)
+    assert caught.value.status == status and message in caught.value.message
+    assert legion.overrides == {}
+
+
+def test_overrides_that_cannot_apply_are_rolled_back(legion: Legion) -> None:
+    legion.overrides["web"] = {"count": 3}
+    with pytest.raises(ControlError) as caught:  # no supervisor: the reload cannot happen
+        Controller(legion).set_overrides("control", {"web": "off", "db": "off"})
+    assert caught.value.status == 409
+    assert legion.overrides == {"web": {"count": 3}}
+
+
+def test_subscribers_hear_of_every_planning_pass(legion: Legion) -> None:
+    assert legion.loaded is not None
+    supervisor = Supervisor(legion.loaded.desired)
+    heard: list[str] = []
+    supervisor.on_change = lambda: heard.append("legion")
+    legion._supervisor = supervisor  # as serve() sets it up
+    controller = Controller(legion)
+
+    async def scenario() -> None:
+        event = controller.subscribe()
+        assert not event.is_set()
+        assert supervisor.on_change is not None
+        supervisor.on_change()
+        assert event.is_set() and heard == ["legion"] and controller.changes == 1
+        event.clear()
+        controller.subscribe()  # hooked once, not twice
+        supervisor.on_change()
+        assert heard == ["legion", "legion"] and controller.changes == 2
+        controller.unsubscribe(event)
+        event.clear()
+        supervisor.on_change()
+        assert not event.is_set()
+
+    asyncio.run(scenario())
+
+
+def test_status_config_hides_the_listeners_tokens(tmp_path: Path) -> None:
+    config = tmp_path / "taskforce.conf"
+    http = [
+        {"listen": "127.0.0.1:8080", "allow_control": True, "token": "s3cret"},
+        {"listen": "/run/tf.sock", "token_file": "/etc/tf.token"},
+    ]
+    config.write_text(json.dumps({"tasks": {}, "settings": {"http": http}}))
+    legion = Legion(str(config))
+    legion.loaded = legion.load()
+    shown = Controller(legion).config()["config"]["settings"]["http"]
+    assert shown == [
+        {"listen": "127.0.0.1:8080", "allow_control": True, "token": "(hidden)"},
+        {"listen": "/run/tf.sock", "token_file": "/etc/tf.token"},
+    ]
+    assert "s3cret" not in json.dumps(Controller(legion).config())
+    config.write_text(json.dumps({"settings": {"http": {"listen": "/x/y", "token": "s3cret"}}}))
+    legion.loaded = legion.load()
+    assert Controller(legion).config()["config"]["settings"]["http"]["token"] == "(hidden)"
