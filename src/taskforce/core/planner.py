@@ -58,6 +58,9 @@ class Planner:
         self._deadlines: dict[str, float] = {}
         self._dependents: dict[str, set[str]] = {}
         self.shutting_down = False
+        # Instances that ran past min_uptime after failing: (task, slot), for the runtime
+        # to report; it empties the list.
+        self.recovered: list[tuple[str, int]] = []
         # Changes whenever the set of task pids does (for whoever mirrors it).
         self.pid_version = 0
         if desired is not None:
@@ -345,11 +348,18 @@ class Planner:
             reason = self._stop_reason(spec, inst, now)
             if reason is None:
                 deadline: float | None = None
+                if inst.failures:
+                    steady_at = inst.started_at + self._desired.policy.restart.min_uptime
+                    if now >= steady_at:
+                        inst.failures = 0
+                        self.recovered.append((state.name, inst.slot))
+                    else:
+                        deadline = steady_at
                 if spec is not None:
                     # Changes that do not need a restart (stop command, pidfile) apply now.
                     inst.spec = spec.instances[inst.slot]
                     if spec.time_limit is not None:
-                        deadline = inst.started_at + spec.time_limit
+                        deadline = _earliest(deadline, inst.started_at + spec.time_limit)
                     if spec.control in _DAEMON and not inst.launcher:
                         deadline = _earliest(deadline, self._plan_check(state, inst, now, actions))
                 return deadline

@@ -264,6 +264,11 @@ class Legion:
             for problem in exc.problems:
                 log.error("%s", problem)
             log.error("new configuration not applied: the running configuration stays in force")
+            supervisor.emit(
+                "reload_failed",
+                None,
+                "; ".join(str(p) for p in exc.problems),
+            )
             return False
         self.reload_error = None
         self.reloads += 1

@@ -89,6 +89,8 @@ class Supervisor:
         self._devnull = -1
         self._kept: list[ProcessRecord] = []
         self.on_change: Callable[[], None] | None = None
+        # Told about state changes worth notifying (see emit()).
+        self.on_event: Callable[[dict[str, object]], None] | None = None
         # Called on SIGUSR2: re-execute in place, keeping the tasks.
         self.on_upgrade: Callable[[], object] | None = None
 
@@ -343,6 +345,7 @@ class Supervisor:
                 break
             for action in plan.actions:
                 self._execute(action)
+            self._report_recovered()
         self._set_timer(plan.next_deadline)
         if self.planner.pid_version != self._records_version:
             self._records_version = self.planner.pid_version
@@ -353,6 +356,12 @@ class Supervisor:
             assert self._done is not None
             if not self._done.done():
                 self._done.set_result(self._outcome)
+
+    def _report_recovered(self) -> None:
+        while self.planner.recovered:
+            task, slot = self.planner.recovered.pop()
+            log.info("%s[%d]: running steadily again", task, slot)
+            self.emit("recovered", task, "running steadily again", instance=slot)
 
     def _set_timer(self, when: float | None) -> None:
         if when == self._timer_at:
@@ -599,6 +608,21 @@ class Supervisor:
 
     # ----- logging --------------------------------------------------------------------
 
+    def emit(self, event: str, task: str | None, detail: str, **extra: object) -> None:
+        """Tell whoever listens (notifications) about a state change worth a person's eye."""
+        if self.on_event is not None:
+            data: dict[str, object] = {
+                "event": event,
+                "task": task,
+                "detail": detail,
+                "time": time.time(),
+            }
+            data.update(extra)
+            try:
+                self.on_event(data)
+            except Exception:
+                log.exception("event listener failed")
+
     def _log_exit(self, pid: int | None, outcome: ExitOutcome) -> None:
         record = outcome.record
         label = _label(outcome)
@@ -614,8 +638,19 @@ class Supervisor:
             return
         if outcome.failures == 0:
             log.warning("%s: %s, restarting", label, what)
+            self.emit("exited", outcome.task, what, instance=outcome.slot, pid=pid)
             return
         if outcome.failures <= _FAILURE_LOG_FIRST or outcome.failures % _FAILURE_LOG_EVERY == 0:
+            event = "exited" if outcome.failures == 1 else "flapping"
+            self.emit(
+                event,
+                outcome.task,
+                what,
+                instance=outcome.slot,
+                pid=pid,
+                failures=outcome.failures,
+                retry_in=outcome.retry_in,
+            )
             quiet = ""
             if outcome.failures == _FAILURE_LOG_FIRST:
                 quiet = f"; further failures are logged one in {_FAILURE_LOG_EVERY}"
