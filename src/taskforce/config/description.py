@@ -13,13 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from taskforce.config.listeners import HTTP_LISTENER
+from taskforce.config.listeners import HTTP_LISTENER, Flag
 from taskforce.config.model import (
     Config,
     Control,
     EventConfig,
     EventType,
     OnExitConfig,
+    ReadyConfig,
     RestartPolicy,
     Settings,
     TaskConfig,
@@ -222,6 +223,30 @@ ONEXIT = Record(
     what="onexit entry (a map with 'type' and 'task')",
 )
 
+READY = Record(
+    {
+        "command": Field(
+            Conditional(allow_scalar=False, non_empty=True),
+            "A command (a list, with {name} substitutions) whose exit status 0 means ready.",
+        ),
+        "tcp": Field(Text(), "[host]:port: ready once it accepts a TCP connection."),
+        "http": Field(Text(), "An http:// or https:// URL: ready once it answers 2xx."),
+        "pidfile": Field(Flag(), "true: ready once the task's pidfile names a live process."),
+        "interval": Field(
+            Number(minimum=0, exclusive=True),
+            "Seconds before the first probe and between probes (doubling up to 2 s); 0.1 "
+            "if not given.",
+        ),
+        "timeout": Field(
+            Number(minimum=0, exclusive=True),
+            "Seconds the process has to become ready before it is stopped and started again.",
+        ),
+    },
+    _model(ReadyConfig),
+    rules=(ExactlyOne(("command", "tcp", "http", "pidfile")),),
+    what="readiness probe (a map with one of 'command', 'tcp', 'http' or 'pidfile')",
+)
+
 TASK = Record(
     {
         "commands": Field(
@@ -289,6 +314,11 @@ TASK = Record(
         "time_limit": Field(
             Number(minimum=0, exclusive=True),
             "Seconds a process of the task may run before it is stopped.",
+        ),
+        "ready": Field(
+            READY,
+            "How to tell the task is ready; tasks that require it wait for readiness (then "
+            "for its start_delay).",
         ),
     },
     _task,

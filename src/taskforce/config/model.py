@@ -51,6 +51,20 @@ class OnExitConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadyConfig:
+    """How to tell a started task is ready: exactly one of the probes."""
+
+    command: Value = None  # an argv list: exit 0 means ready
+    tcp: str | None = None  # "[host]:port" accepting connections
+    http: str | None = None  # a URL answering 2xx
+    pidfile: bool = False  # the task's pidfile names a live process
+    # Seconds before the first probe and between probes (doubling up to 2 s).
+    interval: float = 0.1
+    # Seconds to become ready before the process is stopped (and started again).
+    timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class TaskConfig:
     name: str
     # Command name -> argv list (raw, may hold conditionals). "start" is always present.
@@ -74,6 +88,7 @@ class TaskConfig:
     roles: tuple[str, ...] | None = None
     start_delay: float = 0.0
     time_limit: float | None = None
+    ready: ReadyConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)

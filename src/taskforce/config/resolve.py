@@ -20,7 +20,14 @@ from taskforce.config.context import (
 )
 from taskforce.config.errors import Problem
 from taskforce.config.host import HostFacts, UserInfo
-from taskforce.config.model import Config, EventConfig, EventType, TaskConfig, Value
+from taskforce.config.model import (
+    Config,
+    EventConfig,
+    EventType,
+    ReadyConfig,
+    TaskConfig,
+    Value,
+)
 from taskforce.config.roles import Roles
 from taskforce.core.spec import (
     TASK_PID_MARKER,
@@ -29,6 +36,7 @@ from taskforce.core.spec import (
     InstanceSpec,
     LaunchSpec,
     Policy,
+    ReadySpec,
     TaskSpec,
 )
 
@@ -101,7 +109,22 @@ def _resolve_task(shared: SharedContext, name: str, task: TaskConfig) -> TaskSpe
         time_limit=task.time_limit,
         onexit_start=tuple(item.task for item in task.onexit if item.type == "start"),
         events=tuple(events),
+        ready=_ready(task.ready, first.values),
     )
+
+
+def _ready(ready: ReadyConfig | None, context: Mapping[str, str]) -> ReadySpec | None:
+    if ready is None:
+        return None
+    if ready.tcp is not None:
+        kind, target = "tcp", substitute(ready.tcp, context)
+    elif ready.http is not None:
+        kind, target = "http", substitute(ready.http, context)
+    elif ready.pidfile:
+        kind, target = "pidfile", ""
+    else:
+        kind, target = "command", ""
+    return ReadySpec(kind, target, ready.interval, ready.timeout)
 
 
 def _count(count: int | str, context: Mapping[str, str], path: str) -> int:
@@ -147,7 +170,12 @@ def _instance(name: str, task: TaskConfig, context: InstanceContext) -> Instance
         user=context.user,
         group=context.group,
     )
-    return InstanceSpec(launch=launch, commands=commands, pidfile=context.pidfile)
+    ready_command = None
+    if task.ready is not None and task.ready.command is not None:
+        ready_command = tuple(expand(task.ready.command, values)) or None
+    return InstanceSpec(
+        launch=launch, commands=commands, pidfile=context.pidfile, ready_command=ready_command
+    )
 
 
 def _one(value: Value, context: Mapping[str, str], path: str) -> str | None:

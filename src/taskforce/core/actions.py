@@ -90,4 +90,16 @@ class Release:
     pid: int
 
 
-Action = Start | Stop | Kill | SendSignal | RunCommand | LookForPid | Check | Release
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """Ask whether a started process is ready yet (its task's `ready` probe)."""
+
+    task: str
+    slot: int
+    pid: int
+    kind: str  # command, tcp, http or pidfile
+    target: str  # "host:port", URL, pidfile path, or ""
+    command: tuple[str, ...] | None
+
+
+Action = Start | Stop | Kill | SendSignal | RunCommand | LookForPid | Check | Release | Probe

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from taskforce.config.model import Control, EventType
-from taskforce.core.actions import Action, Check, Kill, LookForPid, Release, Start, Stop
+from taskforce.core.actions import Action, Check, Kill, LookForPid, Probe, Release, Start, Stop
 from taskforce.core.spec import DesiredState, TaskSpec
 from taskforce.core.state import ExitRecord, HistoryEntry, Instance, Phase, TaskState
 
@@ -26,6 +26,8 @@ _KEEP_RUNNING = frozenset({Control.WAIT, Control.NOWAIT, Control.ADOPT})
 _DAEMON = frozenset({Control.NOWAIT, Control.ADOPT})
 # The pidfile is looked at again after these many seconds, doubling up to the last.
 _LOOK_FIRST, _LOOK_MAX = 0.01, 0.5
+# Readiness probes back off from the task's interval up to this many seconds.
+_PROBE_MAX = 2.0
 # Controls whose processes run to completion once per requested run.
 _RUN_TO_COMPLETION = frozenset({Control.ONCE, Control.EVENT})
 
@@ -110,6 +112,13 @@ class Planner:
         self.pid_version += 1
         if state.up_since is None:
             state.up_since = now
+        spec = state.spec
+        inst.ready = spec is None or spec.ready is None
+        inst.probes = 0
+        inst.probing = False
+        inst.next_probe = now + (spec.ready.interval if spec and spec.ready else 0.0)
+        if inst.ready and state.ready_since is None:
+            state.ready_since = now
         state.waiting_for = None
         state.history.append(HistoryEntry(wall, slot, "start", pid, ""))
         self._touch(task)
@@ -182,6 +191,23 @@ class Planner:
         inst.next_check = now + self._desired.policy.check_interval
         if not ok and inst.phase is Phase.RUNNING and inst.stop_request is None:
             inst.stop_request = f"check failed: {detail}"
+        self._touch(task)
+
+    def probe_result(self, task: str, slot: int, pid: int, ok: bool, now: float) -> None:
+        state = self.tasks.get(task)
+        inst = state.instances.get(slot) if state else None
+        if state is None or inst is None or inst.pid != pid:
+            return
+        inst.probing = False
+        if ok:
+            inst.ready = True
+            if state.ready_since is None:
+                state.ready_since = now
+            self._touch(task)
+            return
+        inst.probes += 1
+        interval = state.spec.ready.interval if state.spec and state.spec.ready else 0.1
+        inst.next_probe = now + min(_PROBE_MAX, interval * 2**inst.probes)
         self._touch(task)
 
     def request_stop(self, task: str, reason: str) -> int:
@@ -362,6 +388,8 @@ class Planner:
                         deadline = _earliest(deadline, inst.started_at + spec.time_limit)
                     if spec.control in _DAEMON and not inst.launcher:
                         deadline = _earliest(deadline, self._plan_check(state, inst, now, actions))
+                    if not inst.ready:
+                        deadline = _earliest(deadline, self._plan_probe(state, inst, now, actions))
                 return deadline
             restarting = spec is not None and spec.control in _KEEP_RUNNING
             actions.append(self._stop_action(state, inst, inst.pid, reason, restarting))
@@ -395,6 +423,30 @@ class Planner:
         timeout = self._desired.policy.check_timeout
         actions.append(Check(state.name, inst.slot, inst.pid, command, timeout))
         return None
+
+    def _plan_probe(
+        self, state: TaskState, inst: Instance, now: float, actions: list[Action]
+    ) -> float | None:
+        spec = state.spec
+        if spec is None or spec.ready is None or inst.pid is None or inst.launcher:
+            return None
+        ready = spec.ready
+        timeout_at = inst.started_at + ready.timeout if ready.timeout is not None else None
+        if timeout_at is not None and now >= timeout_at and inst.stop_request is None:
+            inst.stop_request = f"not ready {ready.timeout:g}s after it started"
+            self._touch(state.name)
+            return None
+        if inst.probing:
+            return timeout_at
+        if now < inst.next_probe:
+            return _earliest(inst.next_probe, timeout_at)
+        inst.probing = True
+        target = ready.target
+        if ready.kind == "pidfile":
+            target = (inst.spec.pidfile if inst.spec is not None else None) or ""
+        command = inst.spec.ready_command if inst.spec is not None else None
+        actions.append(Probe(state.name, inst.slot, inst.pid, ready.kind, target, command))
+        return timeout_at
 
     def _settle_quietly(self, state: TaskState, inst: Instance, now: float) -> None:
         inst.phase = Phase.IDLE
@@ -489,10 +541,12 @@ class Planner:
                 if not self.once_done(required):
                     return f"waiting for {required} to finish", None
                 continue
-            up_since = self.tasks[required].up_since
-            if up_since is None:
+            required_state = self.tasks[required]
+            if required_state.up_since is None:
                 return f"waiting for {required} to start", None
-            ready_at = up_since + other.start_delay
+            if required_state.ready_since is None:
+                return f"waiting for {required} to be ready", None
+            ready_at = required_state.ready_since + other.start_delay
             if now < ready_at:
                 return f"waiting for {required}'s start_delay", ready_at
         return None, None
@@ -536,8 +590,11 @@ class Planner:
         inst.foreign = False
         inst.next_check = None
         inst.checking = False
+        inst.ready = False
+        inst.probing = False
         if state.running() == 0 and state.up_since is not None:
             state.up_since = None
+            state.ready_since = None
             self._fire_onexit(state)
         self._touch(task)
         spec = self._desired.tasks.get(task)

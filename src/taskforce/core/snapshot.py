@@ -85,6 +85,7 @@ def restore(planner: Planner, data: dict[str, Any]) -> list[int]:
             state = planner.tasks[name] = TaskState(name)
         state.generation = int(saved["generation"])
         state.up_since = saved["up_since"]
+        state.ready_since = saved["up_since"]  # what ran before the hand-over was ready
         state.history.extend(HistoryEntry(*h) for h in saved["history"])
         for item in saved["instances"]:
             inst = _restore_instance(item)
@@ -100,6 +101,7 @@ def _restore_instance(item: dict[str, Any]) -> Instance:
     running = item["pid"] is not None and item["phase"] in (Phase.RUNNING, Phase.STOPPING)
     inst.phase = Phase.RUNNING if running else Phase.IDLE
     inst.pid = item["pid"] if running else None
+    inst.ready = running
     inst.started_at = item["started_at"]
     inst.started_wall = item["started_wall"]
     inst.executable = item["executable"]

@@ -48,6 +48,8 @@ class InstanceSpec:
     # Other commands (stop, check, and named ones), expanded for this instance.
     commands: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     pidfile: str | None = None
+    # The readiness probe command (ready: {command: ...}), expanded for this instance.
+    ready_command: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,18 @@ class EventSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadySpec:
+    """How to tell a process is ready: `kind` is command, tcp, http or pidfile."""
+
+    kind: str
+    # The probe's target: "host:port", a URL, or "" (command and pidfile come from the
+    # instance: its `ready` command, its pidfile).
+    target: str = ""
+    interval: float = 0.1
+    timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class TaskSpec:
     name: str
     control: Control
@@ -70,6 +84,7 @@ class TaskSpec:
     time_limit: float | None = None
     onexit_start: tuple[str, ...] = ()
     events: tuple[EventSpec, ...] = ()
+    ready: ReadySpec | None = None
 
     @property
     def count(self) -> int:

@@ -68,6 +68,11 @@ class Instance:
     looks: int = 0
     next_check: float | None = None
     checking: bool = False
+    # Readiness (tasks with a `ready` probe): ready once a probe succeeded.
+    ready: bool = False
+    next_probe: float = 0.0
+    probing: bool = False
+    probes: int = 0
 
 
 # Starts and exits remembered per task, for status timelines; bounded so that a flapping
@@ -95,6 +100,8 @@ class TaskState:
     generation: int = 1
     # Monotonic time the task went from no running process to at least one.
     up_since: float | None = None
+    # Monotonic time the task became ready (started, or its probe first succeeded).
+    ready_since: float | None = None
     # Why the task is not running when it should (waiting for requires, backing off...).
     waiting_for: str | None = None
     history: deque[HistoryEntry] = field(default_factory=lambda: deque(maxlen=HISTORY_LENGTH))

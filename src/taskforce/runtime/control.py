@@ -180,6 +180,8 @@ class Controller:
                 if self._supervisor().planner.once_done(state.name)
                 else "pending"
             )
+        if any(i.pid and not i.ready for i in state.instances.values()):
+            return "starting"
         if running == spec.count:
             return "running"
         return "starting" if running else "stopped"
@@ -202,6 +204,7 @@ class Controller:
             "exited_t": last.wall if last else None,
             "starts": inst.starts,
             "failures": inst.failures,
+            "ready": inst.ready if inst.pid else None,
         }
 
     def metrics(self) -> str:

@@ -22,6 +22,7 @@ from taskforce.core.actions import (
     Check,
     Kill,
     LookForPid,
+    Probe,
     Release,
     RunCommand,
     SendSignal,
@@ -31,7 +32,7 @@ from taskforce.core.actions import (
 from taskforce.core.planner import ExitOutcome, Planner
 from taskforce.core.spec import DesiredState, LaunchSpec
 from taskforce.core.state import Phase
-from taskforce.runtime import process
+from taskforce.runtime import process, readiness
 from taskforce.runtime.foreign import ExitWatch, find_daemon
 from taskforce.runtime.identity import identify
 from taskforce.runtime.process import SpawnError
@@ -88,6 +89,7 @@ class Supervisor:
         self._outcome = Outcome.STOPPED
         self._devnull = -1
         self._kept: list[ProcessRecord] = []
+        self._probes: set[asyncio.Task[bool]] = set()
         self.on_change: Callable[[], None] | None = None
         # Told about state changes worth notifying (see emit()).
         self.on_event: Callable[[dict[str, object]], None] | None = None
@@ -405,6 +407,8 @@ class Supervisor:
             self._look_for_pid(action)
         elif isinstance(action, Check):
             self._check(action)
+        elif isinstance(action, Probe):
+            self._probe(action)
         elif isinstance(action, Release):
             log.info("%s[%d]: leaving pid %d running (adopt)", action.task, action.slot, action.pid)
             if self._exit_watch is not None:
@@ -470,6 +474,51 @@ class Supervisor:
         if outcome is not None:
             log.warning("%s[%d]: %s", action.task, action.slot, found)
             self._log_exit(None, outcome)
+
+    def _probe(self, action: Probe) -> None:
+        def report(ok: bool) -> None:
+            self.planner.probe_result(action.task, action.slot, action.pid, ok, self._now())
+            if ok:
+                log.info("%s[%d]: pid %d is ready", action.task, action.slot, action.pid)
+            self._schedule()
+
+        if action.kind == "pidfile":
+            report(readiness.pidfile_ready(action.target))
+        elif action.kind in ("tcp", "http"):
+            probe = readiness.tcp_ready if action.kind == "tcp" else readiness.http_ready
+            assert self._loop is not None
+            task = self._loop.create_task(probe(action.target))
+            self._probes.add(task)
+
+            def done(finished: asyncio.Task[bool]) -> None:
+                self._probes.discard(finished)
+                if not finished.cancelled():
+                    report(finished.exception() is None and finished.result())
+
+            task.add_done_callback(done)
+        elif action.command is not None:
+            state = self.planner.tasks.get(action.task)
+            inst = state.instances.get(action.slot) if state else None
+            if inst is None or inst.spec is None:
+                return
+            base = inst.spec.launch
+            argv = action.command
+            launch = LaunchSpec(argv[0], argv, base.env, base.cwd, base.user, base.group)
+            helper = self._run_helper(
+                action.task,
+                action.slot,
+                launch,
+                str(action.pid),
+                "ready probe",
+                lambda s: report(s == 0),
+            )
+            if helper is None:
+                report(False)
+            else:
+                assert self._loop is not None
+                self._helpers[helper].timer = self._loop.call_later(
+                    readiness.ATTEMPT_TIMEOUT * 5, process.signal_group, helper, signal.SIGKILL
+                )
 
     def _check(self, action: Check) -> None:
         def report(ok: bool, detail: str) -> None:
