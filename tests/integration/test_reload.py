@@ -134,3 +134,32 @@ def test_roles_file_change_migrates_tasks(
     roles.unlink()  # a vanished roles file keeps the roles as they were
     taskforce.wait_log("keeping roles as they were")
     assert pids(probes, "back")
+
+
+def test_check_against_a_running_instance_prints_the_plan(
+    taskforce: Taskforce, probes: Probes, tmp_path: Path
+) -> None:
+    tasks = {"a": probe_task(), "b": probe_task(count=2), "c": probe_task(), "d": probe_task()}
+    pidfile = tmp_path / "tf.pid"
+    start(taskforce, tmp_path, tasks, "-p", str(pidfile))
+    probes.wait(5)
+    new = dict(tasks)
+    new["a"] = probe_task("--changed")
+    new["b"] = probe_task(count=3)
+    del new["c"]
+    new["e"] = probe_task()
+    new["d"] = probe_task(
+        events=[{"type": "file_change", "path": "/nonexistent", "command": "stop"}]
+    )
+    candidate = tmp_path / "new.conf"
+    candidate.write_text(config_text(new))
+    wait_for(lambda: (tmp_path / "tf.sock").exists(), what="control socket")
+    result = taskforce.run("-C", "-p", str(pidfile), "-f", str(candidate))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "restart: a (argv)" in out
+    assert "scale: b (count 2 -> 3)" in out
+    assert "stop: c" in out
+    assert "start: e" in out
+    assert "update: d (events)" in out
+    assert len(probes.records("start")) == 5  # nothing was applied

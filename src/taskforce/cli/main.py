@@ -211,7 +211,10 @@ def _supervise(args: argparse.Namespace) -> int:
     if roles_file is not None:
         roles_file = os.path.abspath(roles_file)
     if args.check_config:
-        return _check(Legion(config_file, roles_file))
+        status = _check(Legion(config_file, roles_file))
+        if status == EXIT_OK:
+            _print_plan(config_file, _pidfile_path(args, needed=False))
+        return status
     try:
         extra = [
             listener_from_flags(
@@ -297,6 +300,30 @@ def _check(legion: object) -> int:
         return EXIT_PROBLEMS
     print(f"{legion.config_file}: configuration is valid")
     return EXIT_OK
+
+
+def _print_plan(config_file: str, pidfile: str | None) -> None:
+    """With a taskforce running (found by its control socket), say what applying
+    `config_file` to it would do, task by task."""
+    from taskforce.cli.client import Client, ClientError, Endpoint, default_socket
+
+    socket_path = default_socket(pidfile)
+    if not os.path.exists(socket_path):
+        return
+    try:
+        with open(config_file, "rb") as f:
+            text = f.read()
+        reply = Client(Endpoint("unix", socket_path)).post("/manage/plan", body=text)
+    except (OSError, ClientError) as exc:
+        print(f"(no plan: the taskforce at {socket_path} did not answer: {exc})")
+        return
+    changes = [c for c in reply.get("changes", []) if c.get("change") != "untouched"]
+    untouched = len(reply.get("changes", [])) - len(changes)
+    print(f"applied to the taskforce running at {socket_path}, this configuration would:")
+    for change in changes:
+        fields = f" ({', '.join(change['fields'])})" if change.get("fields") else ""
+        print(f"  {change['change']}: {change['task']}{fields}")
+    print(f"  leave {untouched} task(s) untouched")
 
 
 def _upgrade(args: argparse.Namespace) -> int:
