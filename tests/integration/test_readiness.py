@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from conftest import PROBE, Probes, Taskforce, probe_task, wait_for, write_config
+from conftest import PROBE, Probes, Taskforce, probe_task, write_config
 
 FAST = {"stop_timeout": 2, "restart": {"min_uptime": 0.2, "initial_delay": 0.1}}
 

@@ -281,7 +281,14 @@ class Planner:
     # ----- queries --------------------------------------------------------------------
 
     def has_processes(self) -> bool:
-        return bool(self._by_pid)
+        """Whether any process is tracked, or about to be (a daemon being looked for)."""
+        if self._by_pid:
+            return True
+        return any(
+            inst.phase is Phase.DAEMONIZING
+            for state in self.tasks.values()
+            for inst in state.instances.values()
+        )
 
     def pids(self) -> Iterable[int]:
         return self._by_pid.keys()
@@ -352,9 +359,7 @@ class Planner:
         actions: list[Action],
     ) -> float | None:
         if inst.phase is Phase.DAEMONIZING:
-            if spec is None or inst.slot >= spec.count or spec.control not in _DAEMON:
-                self._settle_quietly(state, inst, now)
-                return None
+            # Even when the task is going away, the daemon must be found: to be stopped.
             if now >= inst.next_look:
                 pidfile = inst.spec.pidfile if inst.spec is not None else None
                 program = inst.executable or (inst.spec.launch.program if inst.spec else "")
@@ -447,11 +452,6 @@ class Planner:
         command = inst.spec.ready_command if inst.spec is not None else None
         actions.append(Probe(state.name, inst.slot, inst.pid, ready.kind, target, command))
         return timeout_at
-
-    def _settle_quietly(self, state: TaskState, inst: Instance, now: float) -> None:
-        inst.phase = Phase.IDLE
-        inst.pid = None
-        self._touch(state.name)
 
     def _stop_reason(self, spec: TaskSpec | None, inst: Instance, now: float) -> str | None:
         if spec is None:

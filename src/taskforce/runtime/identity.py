@@ -72,10 +72,7 @@ def runs_program(identity: ProcessIdentity, program: str) -> bool:
         and os.path.realpath(identity.exe.removesuffix(" (deleted)")) == wanted
     ):
         return True
-    for arg in identity.argv[:3]:
-        if os.path.isabs(arg) and os.path.realpath(arg) == wanted:
-            return True
-    return False
+    return any(os.path.isabs(arg) and os.path.realpath(arg) == wanted for arg in identity.argv[:3])
 
 
 def same_process(identity: ProcessIdentity, recorded_ticks: int) -> bool:

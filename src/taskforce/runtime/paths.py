@@ -10,6 +10,7 @@ symbolic link or is not owned by us, so that nobody can plant files for us to tr
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import stat
@@ -31,10 +32,8 @@ def runtime_dir() -> str:
 
 def ensure_private_dir(path: str) -> str:
     """Create `path` (mode 0700) if needed and check it is ours and private."""
-    try:
+    with contextlib.suppress(FileExistsError):
         os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass
     info = os.lstat(path)
     if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
         raise UnsafePathError(f"{path} is not a directory")

@@ -78,10 +78,7 @@ def lookup_credentials(user: str | int | None, group: str | int | None) -> Crede
     if group is not None:
         gid = _group_id(group)
     groups: tuple[int, ...]
-    if name is not None:
-        groups = tuple(os.getgrouplist(name, gid))
-    else:
-        groups = (gid,)
+    groups = tuple(os.getgrouplist(name, gid)) if name is not None else (gid,)
     return Credentials(uid, gid, groups)
 
 

@@ -14,9 +14,10 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from taskforce.config.model import Control
 from taskforce.core.actions import (
     Action,
     Check,
@@ -38,6 +39,7 @@ from taskforce.runtime.identity import identify
 from taskforce.runtime.process import SpawnError
 from taskforce.runtime.records import ProcessRecord, Records
 from taskforce.runtime.recovery import recover
+from taskforce.runtime.sweep import left_behind
 
 log = logging.getLogger("taskforce")
 
@@ -90,6 +92,10 @@ class Supervisor:
         self._devnull = -1
         self._kept: list[ProcessRecord] = []
         self._probes: set[asyncio.Task[bool]] = set()
+        # Task processes that exited since the last sweep for what they left behind.
+        self._sweep_leaders: set[int] = set()
+        # Processes no task owns that are being stopped, with their SIGKILL timers.
+        self._strays: dict[int, asyncio.TimerHandle] = {}
         self.on_change: Callable[[], None] | None = None
         # Told about state changes worth notifying (see emit()).
         self.on_event: Callable[[dict[str, object]], None] | None = None
@@ -134,7 +140,7 @@ class Supervisor:
 
     def busy(self) -> bool:
         """Whether something is in flight that a re-exec would lose track of."""
-        if self._helpers or self.planner.shutting_down:
+        if self._helpers or self._strays or self.planner.shutting_down:
             return True
         return any(
             inst.phase in (Phase.STOPPING, Phase.STARTING, Phase.DAEMONIZING)
@@ -142,10 +148,30 @@ class Supervisor:
             for inst in state.instances.values()
         )
 
-    def run_command(self, argv: tuple[str, ...], what: str, on_exit: Callable[[int], None]) -> bool:
-        """Run a command of taskforce's own (not a task's); `on_exit` gets its status."""
-        launch = LaunchSpec(argv[0], argv, tuple(os.environ.items()))
-        return self._run_helper("taskforce", 0, launch, "", what, on_exit) is not None
+    def run_command(
+        self,
+        argv: tuple[str, ...],
+        what: str,
+        on_exit: Callable[[int], None],
+        *,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> bool:
+        """Run a command of taskforce's own (not a task's); `on_exit` gets its status.
+
+        `env` replaces our environment for it; after `timeout` seconds its process group
+        is killed (`on_exit` then gets the SIGKILL status).
+        """
+        environ = os.environ if env is None else env
+        launch = LaunchSpec(argv[0], argv, tuple(environ.items()))
+        pid = self._run_helper("taskforce", 0, launch, "", what, on_exit)
+        if pid is None:
+            return False
+        if timeout is not None and self._loop is not None:
+            self._helpers[pid].timer = self._loop.call_later(
+                timeout, process.signal_group, pid, signal.SIGKILL
+            )
+        return True
 
     def hand_over(self) -> None:
         """End run() with Outcome.UPGRADE, leaving every process running."""
@@ -180,26 +206,33 @@ class Supervisor:
             self._watch_foreign(item.pid)
         for pid in strays:
             log.warning(
-                "pid %d was left running by an earlier taskforce for a task no longer in scope: stopping it",
+                "pid %d was left running by an earlier taskforce for a task no longer in "
+                "scope: stopping it",
                 pid,
             )
             self._terminate_stray(pid)
 
     def _terminate_stray(self, pid: int) -> None:
+        """SIGTERM a process no task owns, SIGKILL it after the stop timeout.
+
+        taskforce does not exit before its strays are gone: they are its to clean up.
+        """
         identity = identify(pid)
-        if identity is None:
+        if identity is None or pid in self._strays:
             return
         process.signal_group(pid, signal.SIGTERM, or_process=True)
         timeout = self.planner.desired.policy.stop_timeout
 
         def kill_if_same() -> None:
+            self._strays.pop(pid, None)
             again = identify(pid)
             if again is not None and again.start_ticks == identity.start_ticks:
-                log.warning("pid %d left by an earlier taskforce ignored SIGTERM: SIGKILL", pid)
+                log.warning("pid %d ignored SIGTERM for %gs: SIGKILL", pid, timeout)
                 process.signal_group(pid, signal.SIGKILL, or_process=True)
+            self._schedule()
 
         assert self._loop is not None
-        self._loop.call_later(timeout, kill_if_same)
+        self._strays[pid] = self._loop.call_later(timeout, kill_if_same)
 
     def _watch_foreign(self, pid: int) -> None:
         from taskforce.runtime.foreign import parent_of
@@ -291,6 +324,8 @@ class Supervisor:
             if pid == 0:
                 break
             self._on_exit(pid, status)
+        if self._sweep_leaders:
+            self._sweep()
         self._schedule()
 
     def _on_exit(self, pid: int, status: int) -> None:
@@ -310,11 +345,40 @@ class Supervisor:
         outcome = self.planner.exited(pid, status, now, time.time(), error)
         if outcome is None:
             log.debug("reaped orphan pid %d (%s)", pid, process.describe_status(status))
+            timer = self._strays.pop(pid, None)
+            if timer is not None:
+                timer.cancel()
             return
         # The leader is gone; whatever it left in its process group goes with it.
         if process.signal_group(pid, signal.SIGKILL):
             log.info("%s: killed what pid %d left in its process group", _label(outcome), pid)
+        if self._leaves_nothing_behind(outcome):
+            self._sweep_leaders.add(pid)
         self._log_exit(pid, outcome)
+
+    def _leaves_nothing_behind(self, outcome: ExitOutcome) -> bool:
+        """Whether what escaped the process group of this exited process must go too.
+
+        After a stop, always; after any exit of a wait task, whose replacement would
+        otherwise run beside its predecessor's leftovers. Never for nowait/adopt tasks,
+        whose start command's descendant is the very daemon.
+        """
+        if outcome.record.error is not None:
+            return False
+        state = self.planner.tasks.get(outcome.task)
+        control = state.spec.control if state is not None and state.spec is not None else None
+        if control in (Control.NOWAIT, Control.ADOPT):
+            return False
+        return outcome.record.expected or control is Control.WAIT
+
+    def _sweep(self) -> None:
+        leaders, self._sweep_leaders = self._sweep_leaders, set()
+        exclude = {*self.planner.pids(), *self._helpers}
+        for pid, leader in left_behind(leaders, exclude):
+            log.warning(
+                "pid %d, left behind by pid %d outside its process group: stopping it", pid, leader
+            )
+            self._terminate_stray(pid)
 
     def _take_spawn_error(self, pid: int) -> str | None:
         fd = self._error_fds.pop(pid, None)
@@ -354,7 +418,7 @@ class Supervisor:
             self.records.update(self.planner.pid_owners())
         if self.on_change is not None:
             self.on_change()
-        if self.planner.shutting_down and not self.planner.has_processes() and not self._helpers:
+        if self.planner.shutting_down and self._idle():
             assert self._done is not None
             if not self._done.done():
                 self._done.set_result(self._outcome)
@@ -364,6 +428,9 @@ class Supervisor:
             task, slot = self.planner.recovered.pop()
             log.info("%s[%d]: running steadily again", task, slot)
             self.emit("recovered", task, "running steadily again", instance=slot)
+
+    def _idle(self) -> bool:
+        return not (self.planner.has_processes() or self._helpers or self._strays)
 
     def _set_timer(self, when: float | None) -> None:
         if when == self._timer_at:
