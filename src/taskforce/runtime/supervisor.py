@@ -36,6 +36,7 @@ from taskforce.core.state import Phase
 from taskforce.runtime import process, readiness
 from taskforce.runtime.foreign import ExitWatch, find_daemon
 from taskforce.runtime.identity import identify
+from taskforce.runtime.output import OutputCapture
 from taskforce.runtime.process import SpawnError
 from taskforce.runtime.records import ProcessRecord, Records
 from taskforce.runtime.recovery import recover
@@ -43,6 +44,8 @@ from taskforce.runtime.sweep import left_behind
 
 log = logging.getLogger("taskforce")
 
+# Seconds from a task process's exit to the scan for what it left behind.
+_SWEEP_DELAY = 0.05
 # Log every one of the first few failures in a row, then one in this many.
 _FAILURE_LOG_FIRST = 3
 _FAILURE_LOG_EVERY = 10
@@ -90,10 +93,13 @@ class Supervisor:
         self._done: asyncio.Future[Outcome] | None = None
         self._outcome = Outcome.STOPPED
         self._devnull = -1
+        # Task output that is not /dev/null: pipes, destinations and recent lines.
+        self.output = OutputCapture(lambda: self.planner.desired)
         self._kept: list[ProcessRecord] = []
         self._probes: set[asyncio.Task[bool]] = set()
         # Task processes that exited since the last sweep for what they left behind.
         self._sweep_leaders: set[int] = set()
+        self._sweep_timer: asyncio.TimerHandle | None = None
         # Processes no task owns that are being stopped, with their SIGKILL timers.
         self._strays: dict[int, asyncio.TimerHandle] = {}
         self.on_change: Callable[[], None] | None = None
@@ -129,6 +135,7 @@ class Supervisor:
                 self._timer.cancel()
             for fd in list(self._error_fds.values()):
                 self._close_error_fd(fd)
+            self.output.close()
             os.close(self._devnull)
             self._loop = None
 
@@ -324,8 +331,9 @@ class Supervisor:
             if pid == 0:
                 break
             self._on_exit(pid, status)
-        if self._sweep_leaders:
-            self._sweep()
+        if self._sweep_leaders and self._sweep_timer is None and self._loop is not None:
+            # Off the restart path, and one scan of /proc for a burst of exits.
+            self._sweep_timer = self._loop.call_later(_SWEEP_DELAY, self._sweep)
         self._schedule()
 
     def _on_exit(self, pid: int, status: int) -> None:
@@ -341,6 +349,7 @@ class Supervisor:
             return
         if self._exit_watch is not None:
             self._exit_watch.forget(pid)
+        self.output.exited(pid)  # its last words, before its exit is logged
         now = self._now()
         outcome = self.planner.exited(pid, status, now, time.time(), error)
         if outcome is None:
@@ -372,6 +381,7 @@ class Supervisor:
         return outcome.record.expected or control is Control.WAIT
 
     def _sweep(self) -> None:
+        self._sweep_timer = None
         leaders, self._sweep_leaders = self._sweep_leaders, set()
         exclude = {*self.planner.pids(), *self._helpers}
         for pid, leader in left_behind(leaders, exclude):
@@ -379,6 +389,7 @@ class Supervisor:
                 "pid %d, left behind by pid %d outside its process group: stopping it", pid, leader
             )
             self._terminate_stray(pid)
+        self._schedule()  # shutting down may have been waiting for this scan
 
     def _take_spawn_error(self, pid: int) -> str | None:
         fd = self._error_fds.pop(pid, None)
@@ -430,7 +441,8 @@ class Supervisor:
             self.emit("recovered", task, "running steadily again", instance=slot)
 
     def _idle(self) -> bool:
-        return not (self.planner.has_processes() or self._helpers or self._strays)
+        busy = self._helpers or self._strays or self._sweep_timer is not None
+        return not (busy or self.planner.has_processes())
 
     def _set_timer(self, when: float | None) -> None:
         if when == self._timer_at:
@@ -496,16 +508,19 @@ class Supervisor:
 
     def _start(self, action: Start) -> None:
         now = self._now()
+        stdio = self.output.stdio(action.spec.output, self._devnull)
         try:
             spawned = process.spawn(
-                action.spec.launch, stdin=self._devnull, stdout=self._devnull, stderr=self._devnull
+                action.spec.launch, stdin=self._devnull, stdout=stdio.stdout, stderr=stdio.stderr
             )
         except (SpawnError, OSError) as exc:
+            stdio.abandon()
             outcome = self.planner.start_failed(
                 action.task, action.slot, now, time.time(), str(exc)
             )
             self._log_exit(None, outcome)
             return
+        stdio.attach(action.task, action.slot, spawned.pid)
         self.planner.started(
             action.task, action.slot, spawned.pid, now, time.time(), spawned.executable
         )
