@@ -33,6 +33,7 @@ from taskforce.runtime import paths
 from taskforce.runtime.events import TaskEvents, python_script
 from taskforce.runtime.process import SpawnError, find_program, lookup_credentials
 from taskforce.runtime.records import Records
+from taskforce.runtime.sources import TextSource
 from taskforce.runtime.supervisor import Outcome, Supervisor
 from taskforce.runtime.upgrade import precheck_argv, read_snapshot, taskforce_files, write_snapshot
 from taskforce.watch import FileWatcher
@@ -68,6 +69,8 @@ class Legion:
         state_file: str | None = "",
         watch_self: bool = False,
         upgrade_snapshot: str | None = None,
+        config_source: TextSource | None = None,
+        roles_source: TextSource | None = None,
     ) -> None:
         self.config_file = os.path.abspath(config_file)
         self.roles_file = os.path.abspath(roles_file) if roles_file is not None else None
@@ -100,11 +103,19 @@ class Legion:
         # Temporary changes made through the control API, task -> field -> value; the
         # next configuration event drops them.
         self.overrides: dict[str, dict[str, object]] = {}
+        # Text from elsewhere than the files (the fleet's etcd keys), when given.
+        self.config_source = config_source
+        self.roles_source = roles_source
+        # Applied to every resolved desired state (the fleet keeps cluster-wide tasks to
+        # the host that holds them).
+        self.desired_filter: Callable[[DesiredState], DesiredState] | None = None
 
     # ----- loading --------------------------------------------------------------------
 
     def read_roles(self, previous: Roles | None = None) -> Roles | None:
         """The active roles; a file that vanished while running keeps `previous`."""
+        if self.roles_source is not None:
+            return parse_roles(self.roles_source.read(), self.roles_source.name)
         if self.roles_file is None:
             return None
         try:
@@ -131,12 +142,17 @@ class Legion:
 
         `text` replaces the configuration file's content (to see what it would do).
         """
-        if text is None:
+        source = self.config_source
+        if text is None and source is not None:
+            text = source.read().decode("utf-8", "replace")
+        elif text is None:
             text = read_text(self.config_file)
-        document = load_document(text, self.config_file)
+        document = load_document(text, source.name if source is not None else self.config_file)
         config = _with_overrides(validate_document(document), self.overrides)
         roles = self.read_roles(previous.roles if previous is not None else None)
         desired, problems = resolve(config, roles, self.environ, self.host)
+        if self.desired_filter is not None:
+            desired = self.desired_filter(desired)
         problems = (*_placed(problems, document, config), *self._advice(desired))
         return Loaded(config, roles, desired, tuple(problems), document.data)
 
@@ -214,6 +230,9 @@ class Legion:
         supervisor.on_change = self._refresh_watches
         supervisor.on_upgrade = self.upgrade
         self._refresh_watches()
+        for source in (self.config_source, self.roles_source):
+            if source is not None:
+                source.watch(self._source_changed)
         if self._pending is not None:
             supervisor.stop(self._pending)
         if on_ready is not None:
@@ -221,6 +240,9 @@ class Legion:
         try:
             return await supervisor.run()
         finally:
+            for source in (self.config_source, self.roles_source):
+                if source is not None:
+                    await source.close()
             if self._upgrade_timer is not None:
                 self._upgrade_timer.cancel()
             self._watcher.close()
@@ -320,6 +342,11 @@ class Legion:
             asyncio.get_running_loop().call_soon(self._scheduled_reload)
         if self._events is not None:
             self._events.fire(paths)
+
+    def _source_changed(self) -> None:
+        if not self._reload_scheduled:
+            self._reload_scheduled = True
+            asyncio.get_running_loop().call_soon(self._scheduled_reload)
 
     def _scheduled_reload(self) -> None:
         self._reload_scheduled = False
