@@ -92,7 +92,7 @@ class HttpConnection:
                 return
             outcome = self.router.handle(request)
             if isinstance(outcome, EventStream):
-                await self._stream()
+                await self._stream(outcome)
                 return
             log.debug("HTTP %s %s: %d", request.method, _path(request), outcome.status)
             await self._reply(outcome)
@@ -187,7 +187,7 @@ class HttpConnection:
                 while dropped <= MAX_BODY and (data := await self.reader.read(READ_SIZE)):
                     dropped += len(data)
 
-    async def _stream(self) -> None:
+    async def _stream(self, outcome: EventStream) -> None:
         if not self.feed.admit():
             await self._fail(503, "too many event streams are open; try again later")
             return
@@ -205,7 +205,7 @@ class HttpConnection:
             async def send(payload: bytes) -> None:
                 await self._write(self.conn.send(h11.Data(data=payload)))
 
-            await self.feed.stream(send, self.reader)
+            await (outcome.events or self.feed.stream)(send, self.reader)
             with contextlib.suppress(h11.LocalProtocolError):
                 await self._write(self.conn.send(h11.EndOfMessage()))
         finally:

@@ -1,11 +1,15 @@
 """The paths of the service, each mapped to one Controller call; errors as JSON.
 
 Status paths answer GET: /status/version, /status/config, /status/tasks, /metrics,
-/events (a server-sent event stream) and / (the dashboard). Control paths need control to
+/events (a server-sent event stream), / (the dashboard) with its /static/NAME files, and
+/status/access (whether this request could use the control paths, so that the dashboard
+shows its buttons only where they work). Control paths need control to
 be allowed on the listener: the original /manage/control?TASK=CONTROL,
 /manage/count?TASK=N, /manage/reload, /manage/stop and /manage/reset answer GET and POST;
 the newer ones change things and so take POST only: /manage/tasks/NAME/start, .../stop,
 .../restart, .../signal?signal=HUP and /manage/plan (the body is configuration text).
+/logs/NAME?n=N (a task's recent output; with follow=1 an event stream of it) answers GET
+but needs control too: task output often holds what mere status readers should not see.
 
 JSON replies are compact; `?indent=N` pretty-prints them (except on /manage/control and
 /manage/count, where every parameter names a task).
@@ -13,24 +17,35 @@ JSON replies are compact; `?indent=N` pretty-prints them (except on /manage/cont
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
 import os
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote
 
 from taskforce.api.auth import CHALLENGE, Access, Denied, check_control, check_status
+from taskforce.api.logstream import LogFollow
 from taskforce.runtime.control import ControlError
+from taskforce.runtime.output import Follower
 
 log = logging.getLogger("taskforce")
 
 JSON_TYPE = "application/json"
 METRICS = "text/plain; version=0.0.4; charset=utf-8"
 HTML_TYPE = "text/html; charset=utf-8"
-DASHBOARD = os.path.join(os.path.dirname(__file__), "static", "dashboard.html")
+STATIC = os.path.join(os.path.dirname(__file__), "static")
+DASHBOARD = os.path.join(STATIC, "dashboard.html")
+STATIC_PREFIX = "/static/"
+LOGS_PREFIX = "/logs/"
+DEFAULT_LOG_LINES = 100
+# The dashboard's own files; a name is checked against this before any file is opened.
+STATIC_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*\.(js|css)")
+STATIC_TYPES = {"js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8"}
 MAX_INDENT = 16
 MAX_FIELDS = 1000
 
@@ -56,6 +71,9 @@ class ControlSurface(Protocol):
     def plan(self, text: str) -> dict[str, Any]: ...
     def shutdown(self) -> dict[str, Any]: ...
     def reset(self) -> dict[str, Any]: ...
+    def logs(self, task: str, n: int) -> dict[str, Any]: ...
+    def follow_logs(self, task: str) -> Follower: ...
+    def unfollow_logs(self, task: str, follower: Follower) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +92,16 @@ class Reply:
     headers: tuple[tuple[str, str], ...] = ()
 
 
+# Sends a stream's events through the first argument until the client (the reader) leaves.
+StreamEvents = Callable[[Callable[[bytes], Awaitable[None]], asyncio.StreamReader], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
 class EventStream:
-    """What /events answers: the connection turns into a server-sent event stream."""
+    """The connection turns into a server-sent event stream: `events` sends them, or for
+    /events (None) the service's feed of the task table."""
+
+    events: StreamEvents | None = None
 
 
 EVENT_STREAM = EventStream()
@@ -93,6 +119,7 @@ class Call:
     params: dict[str, list[str]]
     body: bytes
     task: str = ""
+    authorization: bytes | None = None  # the request's Authorization header
 
     def one(self, name: str) -> str:
         values = self.params.get(name)
@@ -136,6 +163,7 @@ class Router:
             "/status/version": Route(GET, False, lambda call: call.json(c.version())),
             "/status/config": Route(GET, False, lambda call: call.json(c.config())),
             "/status/tasks": Route(GET, False, lambda call: call.json(c.tasks())),
+            "/status/access": Route(GET, False, self._access),
             "/metrics": Route(GET, False, lambda call: Reply(200, c.metrics().encode(), METRICS)),
             "/events": Route(GET, False, lambda call: EVENT_STREAM),
             "/manage/control": Route(GET_POST, True, lambda call: self._override("control", call)),
@@ -145,6 +173,7 @@ class Router:
             "/manage/reset": Route(GET_POST, True, lambda call: call.json(c.reset())),
             "/manage/plan": Route(POST, True, self._plan),
         }  # fmt: skip
+        self._logs_route = Route(GET, True, self._logs)
         self._task_routes: dict[str, Route] = {
             "start": Route(POST, True, lambda call: call.json(c.start(call.task))),
             "stop": Route(POST, True, lambda call: call.json(c.stop(call.task))),
@@ -186,7 +215,7 @@ class Router:
             params = parse_qs(query, keep_blank_values=True, max_num_fields=MAX_FIELDS)
         except ValueError:
             return error(400, f"more than {MAX_FIELDS} query parameters")
-        return route.handler(Call(params, request.body, task))
+        return route.handler(Call(params, request.body, task, authorization))
 
     def _find(self, path: str) -> tuple[Route | None, str]:
         route = self._routes.get(path)
@@ -197,7 +226,35 @@ class Router:
             name, slash, action = path[len(prefix) :].partition("/")
             if slash and name and action in self._task_routes:
                 return self._task_routes[action], unquote(name)
+        if path.startswith(LOGS_PREFIX) and len(path) > len(LOGS_PREFIX):
+            return self._logs_route, unquote(path[len(LOGS_PREFIX) :])
+        if path.startswith(STATIC_PREFIX):
+            name = path[len(STATIC_PREFIX) :]
+            return Route(GET, False, lambda call: static_file(name)), ""
         return None, ""
+
+    def _logs(self, call: Call) -> Outcome:
+        """/logs/TASK?n=N: recent output as JSON; with follow=1, an event stream of it.
+
+        A control path: task output often holds what status readers should not see.
+        """
+        n = DEFAULT_LOG_LINES
+        if "n" in call.params:
+            text = call.one("n")
+            if not text.isdigit():
+                raise ControlError(400, "n must be a whole number of lines")
+            n = int(text)
+        follow = call.params.get("follow", ["0"])[-1] not in ("0", "false", "no")
+        answer = self.controller.logs(call.task, n)  # refuses unknown or uncaptured tasks
+        if not follow:
+            return call.json(answer)
+        return EventStream(LogFollow(self.controller, call.task, n).run)
+
+    def _access(self, call: Call) -> Reply:
+        denied = check_control(self.access, call.authorization)
+        if denied is None:
+            return call.json({"control": True})
+        return call.json({"control": False, "status": denied.status, "why": denied.message})
 
     def _override(self, key: str, call: Call) -> Reply:
         params = dict(call.params)
@@ -237,10 +294,17 @@ PLACEHOLDER = b"""<!doctype html>
 <a href="/events">/events</a>.</p></body></html>
 """
 # The page may hold control buttons: never inside another site's frame (clickjacking).
+# Its script and styles come from /static only, never inline: should task-provided text
+# ever reach the page as markup, the browser still runs none of it.
 PAGE_HEADERS = (
-    ("Content-Security-Policy", "frame-ancestors 'none'"),
+    (
+        "Content-Security-Policy",
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+        "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    ),
     ("X-Frame-Options", "DENY"),
 )
+STATIC_HEADERS = (("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"),)
 
 
 @functools.cache
@@ -255,3 +319,30 @@ def _page() -> bytes:
 def dashboard() -> Reply:
     """The dashboard page: read once, then served from memory."""
     return Reply(200, _page(), HTML_TYPE, PAGE_HEADERS)
+
+
+@functools.cache
+def _static_names() -> frozenset[str]:
+    # Listed once: the cache below then holds only files that exist, whatever is asked.
+    try:
+        return frozenset(n for n in os.listdir(STATIC) if STATIC_NAME.fullmatch(n))
+    except OSError:
+        return frozenset()
+
+
+@functools.cache
+def _static(name: str) -> bytes | None:
+    try:
+        with open(os.path.join(STATIC, name), "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def static_file(name: str) -> Reply:
+    """One of the dashboard's scripts or style sheets: read once, then served from memory."""
+    match = STATIC_NAME.fullmatch(name)
+    body = _static(name) if match and name in _static_names() else None
+    if match is None or body is None:
+        return error(404, f"no such path: {STATIC_PREFIX}{name}")
+    return Reply(200, body, STATIC_TYPES[match.group(1)], STATIC_HEADERS)

@@ -6,6 +6,7 @@
     taskforce scale TASK N
     taskforce control TASK CONTROL
     taskforce reload
+    taskforce logs TASK [-f] [-n N] [--json]
 
 Exit codes: 0 done; 1 the server refused or failed the request (unknown task, not
 allowed, unauthorized, bad answer); 2 bad usage; 4 the server cannot be reached (also
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from taskforce.cli.client import Client
 
 CLIENT_COMMANDS = frozenset(
-    {"status", "start", "stop", "restart", "signal", "scale", "control", "reload"}
+    {"status", "start", "stop", "restart", "signal", "scale", "control", "reload", "logs"}
 )
 
 _EPILOG = (
@@ -70,6 +71,13 @@ def add_client_commands(subparsers: argparse._SubParsersAction[argparse.Argument
     p.add_argument("task", metavar="TASK")
     p.add_argument("control", metavar="CONTROL", help="wait, once, off, suspend...")
     command("reload", "Reload the configuration and roles files")
+    p = command("logs", "Show the recent output of a task (its output must not be null)")
+    p.add_argument("task", metavar="TASK")
+    p.add_argument("-f", "--follow", action="store_true", help="Keep showing new output")
+    p.add_argument(
+        "-n", "--lines", type=_count, default=10, metavar="N", help="Recent lines (default 10)"
+    )
+    p.add_argument("--json", action="store_true", help="One JSON object per line")
 
 
 def _common_options() -> argparse.ArgumentParser:
@@ -267,6 +275,12 @@ def _reload(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def _logs(client: Client, args: argparse.Namespace) -> int:
+    from taskforce.cli.follow import show
+
+    return show(client, args.task, args.lines, args.json, args.follow)
+
+
 def _field(answer: Any, key: str) -> str | None:
     value = answer.get(key) if isinstance(answer, dict) else None
     return value if isinstance(value, str) and value else None
@@ -292,6 +306,7 @@ _HANDLERS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "scale": _scale,
     "control": _control,
     "reload": _reload,
+    "logs": _logs,
 }
 
 __all__ = ["CLIENT_COMMANDS", "add_client_commands", "run_client_command", "socket_candidates"]

@@ -20,11 +20,14 @@ from taskforce.config.model import (
     EventConfig,
     EventType,
     OnExitConfig,
+    Placement,
     ReadyConfig,
     RestartPolicy,
     Settings,
     TaskConfig,
 )
+from taskforce.config.notify_targets import NOTIFY_TARGET
+from taskforce.config.output import OUTPUT
 from taskforce.config.shapes import (
     INVALID,
     Choice,
@@ -320,6 +323,17 @@ TASK = Record(
             "How to tell the task is ready; tasks that require it wait for readiness (then "
             "for its start_delay).",
         ),
+        "output": Field(
+            OUTPUT,
+            "Where the task's stdout and stderr go (default /dev/null); key by key over "
+            "settings.output. A change applies to running processes without a restart.",
+        ),
+        "placement": Field(
+            enum_choice(Placement),
+            "Where the task runs: host (every host where it is in scope; the default) or "
+            "cluster (one host of those, elected through etcd when the configuration comes "
+            "from etcd; without etcd, this host is the whole cluster).",
+        ),
     },
     _task,
     what="task (a map with at least 'commands')",
@@ -369,6 +383,16 @@ SETTINGS = Record(
             "Where the HTTP status and control service listens. Without this key, a unix "
             "socket next to the pidfile (owner only, control allowed); an empty list turns "
             "the service off. Read at start: changes apply when taskforce restarts.",
+        ),
+        "notify": Field(
+            ListOf(NOTIFY_TARGET, single_ok=True),
+            "Where task state changes are reported: webhooks (url) and commands (command). "
+            "Changes apply at the next event after a reload.",
+        ),
+        "output": Field(
+            OUTPUT,
+            "The output of every task that does not set its own (key by key): stdout, "
+            "stderr, max_bytes, backups, syslog_socket.",
         ),
     },
     _model(Settings),

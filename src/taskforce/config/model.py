@@ -27,6 +27,11 @@ class Control(StrEnum):
     EVENT = "event"  # like once, but only run when an event starts it (planned)
 
 
+class Placement(StrEnum):
+    HOST = "host"  # on every host where the task is in scope
+    CLUSTER = "cluster"  # on one host of those (the fleet elects it through etcd)
+
+
 class EventType(StrEnum):
     FILE_CHANGE = "file_change"
     PYTHON = "python"
@@ -65,6 +70,22 @@ class ReadyConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class OutputConfig:
+    """`output`, of a task or under `settings` (the default for every task).
+
+    A key left out is None: the task's own key wins over the one under `settings`, which
+    wins over the built-in default. A destination is "null", "stderr", "syslog", "stdout"
+    (stderr only) or a file path, possibly with {name} substitutions.
+    """
+
+    stdout: str | None = None
+    stderr: str | None = None
+    max_bytes: int | None = None
+    backups: int | None = None
+    syslog_socket: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class TaskConfig:
     name: str
     # Command name -> argv list (raw, may hold conditionals). "start" is always present.
@@ -89,6 +110,8 @@ class TaskConfig:
     start_delay: float = 0.0
     time_limit: float | None = None
     ready: ReadyConfig | None = None
+    output: OutputConfig | None = None
+    placement: Placement = Placement.HOST
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +151,37 @@ class HttpListener:
     private: bool = False
 
 
+class NotifyEvent(StrEnum):
+    """The state changes that notifications report (see Supervisor.emit)."""
+
+    EXITED = "exited"  # a process exited unexpectedly, or failed for the first time
+    FLAPPING = "flapping"  # it keeps failing: its restarts are backing off
+    RECOVERED = "recovered"  # a failing process has run steadily again
+    RELOAD_FAILED = "reload_failed"  # a new configuration could not be applied
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyTarget:
+    """One destination of notifications: a webhook (`url`) or a command (`command`).
+
+    Exactly one of `url` and `command` is set. Hashable: a reload that keeps a target
+    keeps its queue.
+    """
+
+    url: str | None = None
+    # argv, run without a shell, with the event in TASKFORCE_* environment variables.
+    command: tuple[str, ...] | None = None
+    # Extra request headers of a webhook (an Authorization header, say).
+    headers: tuple[tuple[str, str], ...] = ()
+    # The events sent to this target (an empty list mutes it).
+    events: tuple[NotifyEvent, ...] = tuple(NotifyEvent)
+    # Seconds one delivery attempt may take, and attempts per event before giving up.
+    timeout: float = 10.0
+    attempts: int = 3
+    # Events waiting for delivery, at most: beyond it the oldest are dropped.
+    queue: int = 100
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     restart: RestartPolicy = field(default_factory=RestartPolicy)
@@ -141,6 +195,10 @@ class Settings:
     start_timeout: float = 10.0
     # None: not configured, so the default unix socket is offered; () turns HTTP off.
     http: tuple[HttpListener, ...] | None = None
+    # Where task state changes are reported (webhooks, commands).
+    notify: tuple[NotifyTarget, ...] = ()
+    # The `output` of tasks that do not say (key by key).
+    output: OutputConfig = field(default_factory=OutputConfig)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ leaves that task out and is returned with the task's key path; it never raises.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Mapping
 
 from taskforce.config.context import (
@@ -24,10 +25,12 @@ from taskforce.config.model import (
     Config,
     EventConfig,
     EventType,
+    Placement,
     ReadyConfig,
     TaskConfig,
     Value,
 )
+from taskforce.config.output import resolve_output
 from taskforce.config.roles import Roles
 from taskforce.core.spec import (
     TASK_PID_MARKER,
@@ -92,7 +95,7 @@ def _resolve_task(shared: SharedContext, name: str, task: TaskConfig) -> TaskSpe
     first = context.instance(0)
     count = _count(task.count, first.values, f"tasks.{name}.count")
     instances = [
-        _instance(name, task, first if number == 0 else context.instance(number))
+        _instance(name, task, first if number == 0 else context.instance(number), shared.config)
         for number in range(count)
     ]
     # Task-level values use instance 0's context: it exists even when count is 0.
@@ -110,6 +113,7 @@ def _resolve_task(shared: SharedContext, name: str, task: TaskConfig) -> TaskSpe
         onexit_start=tuple(item.task for item in task.onexit if item.type == "start"),
         events=tuple(events),
         ready=_ready(task.ready, first.values),
+        cluster=task.placement is Placement.CLUSTER,
     )
 
 
@@ -143,7 +147,9 @@ def _count(count: int | str, context: Mapping[str, str], path: str) -> int:
     return count
 
 
-def _instance(name: str, task: TaskConfig, context: InstanceContext) -> InstanceSpec:
+def _instance(
+    name: str, task: TaskConfig, context: InstanceContext, config: Config
+) -> InstanceSpec:
     values = context.values
     start_path = f"tasks.{name}.commands.start"
     argv = expand(task.commands.get("start"), values)
@@ -173,8 +179,19 @@ def _instance(name: str, task: TaskConfig, context: InstanceContext) -> Instance
     ready_command = None
     if task.ready is not None and task.ready.command is not None:
         ready_command = tuple(expand(task.ready.command, values)) or None
+    output = resolve_output(
+        task.output,
+        config.settings.output,
+        values,
+        posixpath.dirname(config.source),
+        f"tasks.{name}.output",
+    )
     return InstanceSpec(
-        launch=launch, commands=commands, pidfile=context.pidfile, ready_command=ready_command
+        launch=launch,
+        commands=commands,
+        pidfile=context.pidfile,
+        output=output,
+        ready_command=ready_command,
     )
 
 

@@ -42,12 +42,54 @@ class LaunchSpec:
         return None
 
 
+# Output destinations: these words, or an absolute file path.
+NULL = "null"  # /dev/null
+STDERR = "stderr"  # taskforce's own stderr, each line prefixed with task[instance]
+SYSLOG = "syslog"
+SAME_AS_STDOUT = "stdout"  # (stderr only) into the same pipe as stdout, like 2>&1
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class OutputSpec:
+    """Where the stdout and stderr of a task process go.
+
+    Not part of :class:`LaunchSpec`: a new destination applies to running processes (their
+    captured output is switched over); only whether a stream is captured at all, and
+    whether stderr shares stdout's pipe, is fixed when a process starts.
+    """
+
+    stdout: str = NULL  # NULL, STDERR, SYSLOG or an absolute file path
+    stderr: str = SAME_AS_STDOUT  # the same choices, or SAME_AS_STDOUT
+    # A file destination is rotated when it would grow past this many bytes (0: never),
+    # keeping `backups` older files as PATH.1 (the newest) to PATH.N.
+    max_bytes: int = 10 * MIB
+    backups: int = 5
+    # The syslog socket; None: the first of the usual places that exists.
+    syslog_socket: str | None = None
+
+    @property
+    def stderr_target(self) -> str:
+        """Where stderr goes in the end (SAME_AS_STDOUT followed)."""
+        return self.stdout if self.stderr == SAME_AS_STDOUT else self.stderr
+
+    @property
+    def captured(self) -> bool:
+        """Whether taskforce reads the process's output (anything but /dev/null)."""
+        return self.stdout != NULL or self.stderr_target != NULL
+
+
+NO_OUTPUT = OutputSpec()
+
+
 @dataclass(frozen=True, slots=True)
 class InstanceSpec:
     launch: LaunchSpec
     # Other commands (stop, check, and named ones), expanded for this instance.
     commands: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     pidfile: str | None = None
+    output: OutputSpec = NO_OUTPUT
     # The readiness probe command (ready: {command: ...}), expanded for this instance.
     ready_command: tuple[str, ...] | None = None
 
@@ -85,6 +127,9 @@ class TaskSpec:
     onexit_start: tuple[str, ...] = ()
     events: tuple[EventSpec, ...] = ()
     ready: ReadySpec | None = None
+    # Runs on one host of the fleet only (placement: cluster); the fleet filters it out of
+    # the desired state of the hosts that do not hold it.
+    cluster: bool = False
 
     @property
     def count(self) -> int:

@@ -22,9 +22,11 @@ from typing import Any
 from taskforce import __version__
 from taskforce.config.errors import ConfigError
 from taskforce.config.model import Control
+from taskforce.config.notify_targets import without_secrets
 from taskforce.core.diff import diff_desired
 from taskforce.core.state import Instance, Phase, TaskState
 from taskforce.runtime.legion import Legion
+from taskforce.runtime.output import Follower, OutputCapture
 from taskforce.runtime.process import describe_status
 from taskforce.runtime.supervisor import Outcome, Supervisor
 
@@ -349,6 +351,29 @@ class Controller:
         self.legion.reset()
         return {"resetting": True}
 
+    # ----- task output (see taskforce.runtime.output) -----------------------------------
+
+    def logs(self, task: str, n: int) -> JSON:
+        """The last `n` lines a task wrote; 409 when its output is not captured."""
+        return {"task": task, "lines": self._output(task).lines(task, n)}
+
+    def follow_logs(self, task: str) -> Follower:
+        """A queue of the task's output from now on; give it back with unfollow_logs()."""
+        return self._output(task).follow(task)
+
+    def unfollow_logs(self, task: str, follower: Follower) -> None:
+        if self.legion.supervisor is not None:
+            self.legion.supervisor.output.unfollow(task, follower)
+
+    def _output(self, task: str) -> OutputCapture:
+        self._known(task)
+        output = self._supervisor().output
+        if not output.captured(task):
+            raise ControlError(
+                409, f"the output of {task!r} is not captured: its output is null (/dev/null)"
+            )
+        return output
+
     def _supervisor(self) -> Supervisor:
         supervisor = self.legion.supervisor
         if supervisor is None:
@@ -390,20 +415,23 @@ def parse_signal(sig: str | int) -> int:
 
 
 def _without_tokens(data: object) -> object:
-    """The document with the HTTP listeners' tokens hidden: status readers may not hold one."""
+    """The document with its secrets hidden (the HTTP listeners' tokens, the notification
+    targets' credentials): status readers may not hold them."""
     if not isinstance(data, dict) or not isinstance(data.get("settings"), dict):
         return data
-    listeners = data["settings"].get("http")
-    if not isinstance(listeners, list | dict):
-        return data
-    hidden = [
-        {k: "(hidden)" if k == "token" else v for k, v in item.items()}
-        if isinstance(item, dict)
-        else item
-        for item in (listeners if isinstance(listeners, list) else [listeners])
-    ]
-    http = hidden if isinstance(listeners, list) else hidden[0]
-    return {**data, "settings": {**data["settings"], "http": http}}
+    settings = dict(data["settings"])
+    listeners = settings.get("http")
+    if isinstance(listeners, list | dict):
+        hidden = [
+            {k: "(hidden)" if k == "token" else v for k, v in item.items()}
+            if isinstance(item, dict)
+            else item
+            for item in (listeners if isinstance(listeners, list) else [listeners])
+        ]
+        settings["http"] = hidden if isinstance(listeners, list) else hidden[0]
+    if "notify" in settings:
+        settings["notify"] = without_secrets(settings["notify"])
+    return {**data, "settings": settings}
 
 
 def _labels(task: str, slot: int) -> str:

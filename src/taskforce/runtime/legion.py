@@ -402,7 +402,10 @@ class Legion:
             asyncio.get_running_loop().call_later(0.05, self._hand_over, attempts - 1)
             return
         try:
-            path = write_snapshot(supervisor.planner, {"reloads": self.reloads})
+            path = write_snapshot(
+                supervisor.planner,
+                {"reloads": self.reloads, "output": supervisor.output.hand_over()},
+            )
         except (OSError, paths.UnsafePathError) as exc:
             self._upgrading = False
             log.error("upgrade abandoned: cannot write the snapshot: %s", exc)
@@ -427,6 +430,7 @@ class Legion:
             log.error("cannot restore the upgrade snapshot: %s", exc)
             return
         self.reloads = int(data.get("reloads", 0))
+        supervisor.output.take_over(data.get("output", {}))
         log.info("upgrade: took over %d running process(es)", len(pids))
 
     # ----- logging --------------------------------------------------------------------

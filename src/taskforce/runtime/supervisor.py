@@ -423,6 +423,8 @@ class Supervisor:
             for action in plan.actions:
                 self._execute(action)
             self._report_recovered()
+        # A pass with nothing to do may still find an instance steady again (its timer).
+        self._report_recovered()
         self._set_timer(plan.next_deadline)
         if self.planner.pid_version != self._records_version:
             self._records_version = self.planner.pid_version
