@@ -84,8 +84,9 @@ def _task_fields(before: TaskSpec, after: TaskSpec) -> tuple[str, ...]:
         for f in fields(TaskSpec)
         if f.name != "instances" and getattr(before, f.name) != getattr(after, f.name)
     ]
-    old_other = [(i.commands, i.pidfile) for i in before.instances]
-    new_other = [(i.commands, i.pidfile) for i in after.instances]
-    if old_other != new_other:
-        changed.append("commands/pidfile")
+    for name in ("commands", "pidfile", "output", "ready_command"):
+        if [getattr(i, name) for i in before.instances] != [
+            getattr(i, name) for i in after.instances
+        ]:
+            changed.append(name)
     return tuple(changed)
