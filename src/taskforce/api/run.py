@@ -1,7 +1,9 @@
 """A legion served together with its HTTP service: what the `taskforce` command runs.
 
 The service's modules (h11 and the rest) are imported only when some listener is to be
-opened, so `settings: {http: []}` costs nothing.
+opened, so `settings: {http: []}` costs nothing. Notifications (`settings.notify`) and
+systemd's readiness protocol (when `NOTIFY_SOCKET` is set) are hooked to the supervisor
+as it starts.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from collections.abc import Callable, Sequence
 from taskforce.api.listen import listeners_to_open
 from taskforce.config.model import HttpListener
 from taskforce.runtime.legion import Legion
+from taskforce.runtime.notify import Notifications, attach_notifications
+from taskforce.runtime.sd_notify import ENV as NOTIFY_SOCKET
+from taskforce.runtime.sd_notify import Notifier, SystemdStatus
 from taskforce.runtime.supervisor import Outcome
 
 
@@ -34,12 +39,52 @@ async def serve_with_api(
     settings = legion.load().config.settings
     required, best_effort = listeners_to_open(settings.http, pidfile, extra)
     if not required and not best_effort:
-        return await legion.serve(on_ready)
+        return await serve_hooked(legion, on_ready)
     from taskforce.api.server import start_api
     from taskforce.runtime.control import Controller
 
     service = await start_api(legion, Controller(legion), required, best_effort=best_effort)
     try:
-        return await legion.serve(on_ready)
+        return await serve_hooked(legion, on_ready)
     finally:
         await service.close()
+
+
+async def serve_hooked(legion: Legion, on_ready: Callable[[], None] | None = None) -> Outcome:
+    """legion.serve(on_ready), its supervisor reporting to notifications and systemd.
+
+    Both are hooked from serve()'s `on_ready`, which runs once the supervisor exists and
+    before its first planning pass: no event is missed, and READY=1 follows that pass.
+    """
+    systemd = _systemd(legion)
+    notifications: list[Notifications] = []
+
+    def ready() -> None:
+        supervisor = legion.supervisor
+        if supervisor is not None:
+            notifications.append(attach_notifications(legion))
+            if systemd is not None:
+                systemd.attach(supervisor)
+        if on_ready is not None:
+            on_ready()
+
+    outcome: Outcome | None = None
+    try:
+        outcome = await legion.serve(ready)
+        return outcome
+    finally:
+        if systemd is not None:
+            if outcome is not None:
+                systemd.ended(reexecuting=outcome is not Outcome.STOPPED)
+            systemd.close()
+        for each in notifications:
+            await each.close()
+
+
+def _systemd(legion: Legion) -> SystemdStatus | None:
+    notifier = Notifier.from_environ()
+    if notifier is None:
+        return None
+    # Tasks must not speak to systemd in our name: it would refuse them, and log it.
+    legion.environ.pop(NOTIFY_SOCKET, None)
+    return SystemdStatus(notifier)

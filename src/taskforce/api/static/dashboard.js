@@ -1,0 +1,464 @@
+// The taskforce dashboard: the task table from /events, kept up to date in place.
+//
+// Everything a task provides (names, details, exit descriptions) is data: it reaches the
+// page through textContent and attributes only, never as markup. The page is served with
+// a Content-Security-Policy that forbids inline scripts as a second line of defence.
+//
+// Control: buttons POST to /manage/tasks/NAME/ACTION. /status/access says whether this
+// listener (and our token) allows it; a token is given once as /#token=TOKEN, kept for
+// the browser tab in sessionStorage and removed from the address bar.
+"use strict";
+
+(() => {
+  const HOUR = 3600; // seconds of history the timeline shows
+  const WIDTH = 600; // the timeline's user units across (it is scaled to its cell)
+  const HEIGHT = 24;
+  const RECENT_EXITS = 10;
+  const REFRESH_MS = 15000; // moves timelines and ages along while nothing changes
+  const TOKEN_KEY = "taskforce-token";
+  const SVG = "http://www.w3.org/2000/svg";
+  const ACTIONS = [
+    ["restart", "Restart"],
+    ["stop", "Stop"],
+    ["start", "Start"],
+  ];
+  // States in which a button would do nothing: it is disabled there.
+  const POINTLESS = {
+    start: new Set(["running", "starting", "stopping"]),
+    stop: new Set(["off", "removed"]),
+    restart: new Set(["off", "removed"]),
+  };
+
+  const $ = (id) => document.getElementById(id);
+  const rows = new Map(); // task name -> its row elements
+  let control = null; // null: not known yet; true; false
+  let token = null;
+  let latest = null; // the last task table received
+  let rowIds = 0;
+
+  // ----- small helpers --------------------------------------------------------------------
+
+  function el(tag, attrs = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
+    for (const child of children) node.append(child); // strings become text nodes
+    return node;
+  }
+
+  function svg(tag, attrs = {}) {
+    const node = document.createElementNS(SVG, tag);
+    for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, String(value));
+    return node;
+  }
+
+  function setText(node, text) {
+    if (node.textContent !== text) node.textContent = text;
+  }
+
+  function clock(t) {
+    return new Date(t * 1000).toLocaleTimeString();
+  }
+
+  function when(t) {
+    return new Date(t * 1000).toLocaleString();
+  }
+
+  function ago(t) {
+    const s = Math.max(0, Date.now() / 1000 - t);
+    if (s < 60) return `${Math.floor(s)} s ago`;
+    if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+    if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+    return `${Math.floor(s / 86400)} d ago`;
+  }
+
+  function plural(n, one, many) {
+    return `${n} ${n === 1 ? one : many}`;
+  }
+
+  function headers() {
+    return token ? { Authorization: `Bearer ${token}` } : {};
+  }
+
+  function announce(text, problem = false) {
+    const box = $("announce");
+    box.textContent = text;
+    box.classList.toggle("problem", problem);
+  }
+
+  function failing(task) {
+    return task.state === "backing off" || task.processes.some((p) => p.failures > 0);
+  }
+
+  // ----- token and access -----------------------------------------------------------------
+
+  function readToken() {
+    const match = /(?:^#|&)token=([^&]*)/.exec(location.hash);
+    if (match) {
+      token = decodeURIComponent(match[1]);
+      try {
+        sessionStorage.setItem(TOKEN_KEY, token);
+      } catch (e) {
+        // storage refused (private mode): the token lasts until the page is left
+      }
+      history.replaceState(null, "", location.pathname + location.search);
+      return;
+    }
+    try {
+      token = sessionStorage.getItem(TOKEN_KEY);
+    } catch (e) {
+      token = null;
+    }
+  }
+
+  function setControl(allowed, why) {
+    control = allowed;
+    const note = $("control-note");
+    note.hidden = allowed !== false;
+    if (allowed === false) note.textContent = why;
+    document.body.classList.toggle("read-only", allowed === false);
+    if (latest) render(latest);
+  }
+
+  function refusal(status, why) {
+    if (status === 401) {
+      return token
+        ? "Read-only: the access token is not valid."
+        : "Read-only: control needs the access token. Open this page as /#token=TOKEN.";
+    }
+    return `Read-only: ${why || "control is not allowed on this listener."}`;
+  }
+
+  async function loadAccess() {
+    try {
+      const reply = await fetch("/status/access", { headers: headers() });
+      if (!reply.ok) return; // an older taskforce: the buttons find out when used
+      const access = await reply.json();
+      setControl(access.control === true, access.control ? "" : refusal(access.status, access.why));
+    } catch (e) {
+      // offline for now: the event stream reports that
+    }
+  }
+
+  async function loadVersion() {
+    try {
+      const reply = await fetch("/status/version", { headers: headers() });
+      if (!reply.ok) return;
+      const v = await reply.json();
+      setText($("version"), `taskforce ${v.taskforce} · Python ${v.python} · ${v.platform}`);
+    } catch (e) {
+      // the version is a nicety
+    }
+  }
+
+  // ----- control ------------------------------------------------------------------------
+
+  async function act(name, action, label, button) {
+    button.disabled = true;
+    button.dataset.busy = "1";
+    announce(`${label} ${name}: asking…`);
+    try {
+      const path = `/manage/tasks/${encodeURIComponent(name)}/${action}`;
+      const reply = await fetch(path, { method: "POST", headers: headers() });
+      if (reply.ok) {
+        announce(`${label} ${name}: requested.`);
+        return;
+      }
+      let why = `HTTP ${reply.status}`;
+      try {
+        why = (await reply.json()).error || why;
+      } catch (e) {
+        // not JSON: the status says enough
+      }
+      if (reply.status === 401 || reply.status === 403) setControl(false, refusal(reply.status, why));
+      announce(`${label} ${name} failed: ${why}`, true);
+    } catch (e) {
+      announce(`${label} ${name} failed: taskforce cannot be reached.`, true);
+    } finally {
+      delete button.dataset.busy;
+      button.disabled = false;
+      if (latest) render(latest);
+    }
+  }
+
+  // ----- one task's row -------------------------------------------------------------------
+
+  function makeRow(name) {
+    const id = `task-${++rowIds}`;
+    const expander = el("button", {
+      type: "button",
+      class: "expander",
+      "aria-expanded": "false",
+      "aria-controls": `${id}-details`,
+    });
+    const nameText = el("span", { class: "name" }, name);
+    expander.append(el("span", { class: "chevron", "aria-hidden": "true" }), nameText);
+    const badge = el("span", { class: "badge" });
+    const why = el("span", { class: "why" });
+    const processes = el("td", { class: "num processes" });
+    const restarts = el("td", { class: "num restarts" });
+    const timeline = el("td", { class: "timeline" });
+    const actions = el("td", { class: "actions" });
+    const buttons = {};
+    for (const [action, label] of ACTIONS) {
+      const button = el("button", {
+        type: "button",
+        class: `act ${action}`,
+        "data-action": action,
+        "aria-label": `${label} ${name}`,
+      }, label);
+      button.addEventListener("click", () => act(name, action, label, button));
+      buttons[action] = button;
+      actions.append(button);
+    }
+    const row = el("tr", { class: "task", "data-task": name });
+    row.append(
+      el("th", { scope: "row" }, expander),
+      el("td", { class: "state" }, badge, why),
+      processes,
+      restarts,
+      timeline,
+      actions,
+    );
+    const body = el("td", { colspan: "6" });
+    const details = el("tr", { class: "details", id: `${id}-details`, hidden: "" }, body);
+    const entry = { row, details, body, badge, why, processes, restarts, timeline, buttons };
+    expander.addEventListener("click", () => {
+      const open = expander.getAttribute("aria-expanded") !== "true";
+      expander.setAttribute("aria-expanded", String(open));
+      details.hidden = !open;
+      if (open && entry.task) body.replaceChildren(detailsOf(entry.task));
+    });
+    return entry;
+  }
+
+  function updateRow(entry, name, task) {
+    entry.task = task;
+    const state = task.state || "unknown";
+    setText(entry.badge, state);
+    entry.badge.className = `badge state-${state.replace(/[^a-z]+/g, "-")}`;
+    setText(entry.why, reason(task, state));
+    setText(entry.processes, `${task.running}/${task.count}`);
+    setText(entry.restarts, String(task.restarts));
+    entry.row.classList.toggle("failing", failing(task));
+    entry.timeline.replaceChildren(timeline(name, task));
+    for (const [action, button] of Object.entries(entry.buttons)) {
+      button.hidden = control === false;
+      button.disabled = button.dataset.busy === "1" || POINTLESS[action].has(state);
+    }
+    // Closed details are built when opened.
+    if (!entry.details.hidden) entry.body.replaceChildren(detailsOf(task));
+  }
+
+  // What the state badge does not say already.
+  function reason(task, state) {
+    if (state === "backing off") {
+      const most = Math.max(0, ...task.processes.map((p) => p.failures));
+      return most ? ` — ${plural(most, "failure", "failures")} in a row` : "";
+    }
+    return task.why && !task.why.startsWith(state) ? ` — ${task.why}` : "";
+  }
+
+  // [from, to] spans during which a process of the task ran, within [since, now].
+  function upSpans(task, since, now) {
+    const open = new Map(); // instance -> when its process started
+    const spans = [];
+    for (const h of task.history || []) {
+      if (h.kind === "start" || h.kind === "adopt") {
+        open.set(h.instance, h.t);
+      } else if (h.kind === "exit") {
+        // An exit whose start is older than the history kept: up since before it.
+        spans.push([open.has(h.instance) ? open.get(h.instance) : since, h.t]);
+        open.delete(h.instance);
+      }
+    }
+    for (const p of task.processes) {
+      if (p.pid && p.started_t) spans.push([open.get(p.instance) ?? p.started_t, now]);
+    }
+    return spans
+      .map(([from, to]) => [Math.max(from, since), Math.min(to, now)])
+      .filter(([from, to]) => to > from);
+  }
+
+  function timeline(name, task) {
+    const now = Date.now() / 1000;
+    const since = now - HOUR;
+    const x = (t) => Math.min(WIDTH - 1, Math.max(1, ((t - since) / HOUR) * WIDTH));
+    const shown = (task.history || []).filter((h) => h.t >= since);
+    const count = (kind) => shown.filter((h) => h.kind === kind).length;
+    const described =
+      `${name}, last hour: ${plural(count("start"), "start", "starts")}, ` +
+      `${plural(count("exit"), "exit", "exits")}, ` +
+      `${plural(count("failed"), "failed start", "failed starts")}`;
+    const root = svg("svg", {
+      viewBox: `0 0 ${WIDTH} ${HEIGHT}`,
+      preserveAspectRatio: "none",
+      role: "img",
+      "aria-label": described,
+      class: "strip",
+    });
+    root.append(svg("rect", { class: "bg", x: 0, y: 0, width: WIDTH, height: HEIGHT }));
+    for (const quarter of [1, 2, 3]) {
+      const at = (quarter * WIDTH) / 4;
+      root.append(svg("line", { class: "grid", x1: at, x2: at, y1: 0, y2: HEIGHT }));
+    }
+    // A band where a process ran: gaps are downtime.
+    for (const [from, to] of upSpans(task, since, now)) {
+      const width = Math.max(1, x(to) - x(from));
+      root.append(svg("rect", { class: "up", x: x(from), y: 10, width, height: 4 }));
+    }
+    // Starts hang from the top, exits stand on the bottom, failed starts and adoptions
+    // cross the whole strip: kinds differ by place as well as colour.
+    const span = { start: [2, 14], exit: [10, 22], failed: [1, 23], adopt: [1, 23] };
+    for (const h of shown) {
+      const [y1, y2] = span[h.kind] || [1, 23];
+      const at = x(h.t);
+      const tick = svg("line", { class: `tick ${h.kind}`, x1: at, x2: at, y1, y2 });
+      const title = svg("title");
+      const pid = h.pid ? ` pid ${h.pid}` : "";
+      title.textContent = `${clock(h.t)} [${h.instance}] ${h.kind}${pid}${h.detail ? `: ${h.detail}` : ""}`;
+      tick.append(title);
+      root.append(tick);
+    }
+    return root;
+  }
+
+  function detailsOf(task) {
+    const box = el("div", { class: "detail-box" });
+    const facts = [`control ${task.control ?? "—"}`, `count ${task.count}`];
+    if (task.requires && task.requires.length) facts.push(`requires ${task.requires.join(", ")}`);
+    box.append(el("p", { class: "facts" }, facts.join(" · ")));
+
+    const table = el("table", { class: "procs" });
+    table.append(
+      el("caption", {}, "Processes"),
+      el(
+        "thead",
+        {},
+        el(
+          "tr",
+          {},
+          ...["Instance", "PID", "State", "Started", "Last exit", "Starts", "Failures"].map((h) =>
+            el("th", { scope: "col" }, h),
+          ),
+        ),
+      ),
+    );
+    const body = el("tbody");
+    for (const p of task.processes) {
+      const started = el("td", {}, p.started_t ? ago(p.started_t) : "—");
+      if (p.started_t) started.title = when(p.started_t);
+      const exit = el("td", {}, p.exit ? `${p.exit}${p.exited_t ? `, ${ago(p.exited_t)}` : ""}` : "—");
+      if (p.exited_t) exit.title = when(p.exited_t);
+      body.append(
+        el(
+          "tr",
+          {},
+          el("td", { class: "num" }, String(p.instance)),
+          el("td", { class: "num" }, p.pid ? String(p.pid) : "—"),
+          el("td", {}, p.state),
+          started,
+          exit,
+          el("td", { class: "num" }, String(p.starts)),
+          el("td", { class: "num" }, String(p.failures)),
+        ),
+      );
+    }
+    if (!task.processes.length) {
+      body.append(el("tr", {}, el("td", { colspan: "7" }, "No process.")));
+    }
+    table.append(body);
+    box.append(table);
+
+    const exits = (task.history || [])
+      .filter((h) => h.kind === "exit" || h.kind === "failed")
+      .slice(-RECENT_EXITS)
+      .reverse();
+    box.append(el("h3", {}, "Recent exits"));
+    if (!exits.length) {
+      box.append(el("p", { class: "quiet" }, "None."));
+    } else {
+      const list = el("ol", { class: "exits" });
+      for (const h of exits) {
+        const pid = h.pid ? `pid ${h.pid} ` : "";
+        const time = el("time", { datetime: new Date(h.t * 1000).toISOString() }, clock(h.t));
+        list.append(el("li", { class: h.kind }, time, ` [${h.instance}] ${pid}${h.detail || h.kind}`));
+      }
+      box.append(list);
+    }
+    return box;
+  }
+
+  // ----- the whole table ------------------------------------------------------------------
+
+  function render(tasks) {
+    latest = tasks;
+    const tbody = $("task-rows");
+    const names = Object.keys(tasks);
+    for (const [name, entry] of rows) {
+      if (!(name in tasks)) {
+        entry.row.remove();
+        entry.details.remove();
+        rows.delete(name);
+      }
+    }
+    names.forEach((name, index) => {
+      let entry = rows.get(name);
+      if (!entry) {
+        entry = makeRow(name);
+        rows.set(name, entry);
+      }
+      updateRow(entry, name, tasks[name]);
+      // Move rows only when out of place: moving a focused button would lose its focus.
+      const at = tbody.children[index * 2];
+      if (at !== entry.row) {
+        tbody.insertBefore(entry.row, at || null);
+        tbody.insertBefore(entry.details, entry.row.nextSibling);
+      } else if (entry.row.nextSibling !== entry.details) {
+        tbody.insertBefore(entry.details, entry.row.nextSibling);
+      }
+    });
+    $("empty").hidden = names.length > 0;
+    const all = Object.values(tasks);
+    const running = all.reduce((sum, t) => sum + t.running, 0);
+    const bad = all.filter(failing).length;
+    setText(
+      $("summary"),
+      `${plural(all.length, "task", "tasks")}, ${plural(running, "process", "processes")} running, ` +
+        `${bad} failing`,
+    );
+    $("summary").classList.toggle("problem", bad > 0);
+  }
+
+  function connection(state, text) {
+    const box = $("connection");
+    box.dataset.state = state;
+    setText(box, text);
+  }
+
+  function listen() {
+    const source = new EventSource("/events");
+    source.addEventListener("tasks", (event) => {
+      connection("live", "live");
+      render(JSON.parse(event.data));
+    });
+    source.addEventListener("open", () => connection("live", "live"));
+    // The browser reconnects by itself (taskforce restarting, say).
+    source.addEventListener("error", () => connection("lost", "reconnecting…"));
+  }
+
+  function start() {
+    readToken();
+    loadVersion();
+    loadAccess();
+    listen();
+    setInterval(() => {
+      if (latest) render(latest);
+    }, REFRESH_MS);
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", start);
+  } else {
+    start();
+  }
+})();

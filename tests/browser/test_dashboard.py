@@ -1,0 +1,206 @@
+"""The dashboard in a real browser (headless Chromium, see cdp.py) against a real taskforce.
+
+taskforce runs as the command, with two loopback listeners: one allowing control (with a
+token, as TCP control must have) and one status-only. The page gets the token as
+/#token=TOKEN. The tests check that the table shows every task (a name that looks like
+markup stays text), that the restart button restarts a task (new pids, seen through
+/status/tasks), that details open, that read-only listeners hide the buttons, and take
+screenshots, light and dark, into tests/browser/out/ (git-ignored) for a person to look at.
+
+Chromium comes from Debian's packages (tests/browser/setup.sh installs it); without it
+these tests are skipped, saying so.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cdp import Browser, Page, find_chromium
+
+from conftest import Taskforce, wait_for, write_config
+
+OUT = Path(__file__).parent / "out"
+TOKEN = "browser-test-token-0123456789"
+# Task names are data: this one must show as these characters, not as an element.
+MARKUP = "<img_src=x_onerror=alert(1)>"
+SLEEP = ["sleep", "1000"]
+CRASH = [sys.executable, "-c", "import sys; sys.exit(1)"]
+TASKS: dict[str, Any] = {
+    "web": {"commands": {"start": SLEEP}, "count": 2},
+    "worker": {"commands": {"start": SLEEP}},
+    "flaky": {"commands": {"start": CRASH}},
+    "reports": {"commands": {"start": SLEEP}, "control": "off"},
+    MARKUP: {"commands": {"start": SLEEP}},
+}
+LISTENING = re.compile(r"HTTP service listening on (http://127\.0\.0\.1:\d+)")
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    found = find_chromium()
+    if found is None:
+        pytest.skip("chromium is not installed (tests/browser/setup.sh installs it)")
+    return found
+
+
+@pytest.fixture
+def browser(chromium: str, tmp_path: Path) -> Iterator[Browser]:
+    profile = tmp_path / "chromium-profile"
+    profile.mkdir()
+    started = Browser(chromium, profile, tmp_path / "chromium.log")
+    try:
+        yield started
+    finally:
+        started.close()
+
+
+@pytest.fixture
+def service(tmp_path: Path, taskforce: Taskforce) -> tuple[str, str]:
+    """A running taskforce: (the URL of its control listener, of its status-only one)."""
+    config = write_config(
+        tmp_path / "tf.conf",
+        TASKS,
+        settings={
+            "stop_timeout": 1,
+            "restart": {"min_uptime": 0.5, "initial_delay": 0.2, "max_delay": 2},
+            "http": [
+                {"listen": "127.0.0.1:0", "allow_control": True, "token": TOKEN},
+                {"listen": "127.0.0.1:0"},
+            ],
+        },
+    )
+    taskforce.start("-p", str(tmp_path / "tf.pid"), "-f", str(config))
+    wait_for(
+        lambda: len(LISTENING.findall(taskforce.log())) == 2 or not taskforce.running(),
+        what="the two listeners",
+    )
+    assert taskforce.running(), taskforce.log()
+    control, status_only = LISTENING.findall(taskforce.log())
+    wait_for(lambda: everything_started(tasks(control)), what="the tasks to start")
+    return control, status_only
+
+
+def tasks(base: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{base}/status/tasks", timeout=10) as reply:
+        data: dict[str, Any] = json.load(reply)
+    return data
+
+
+def pids(table: dict[str, Any], name: str) -> list[int]:
+    return sorted(p["pid"] for p in table[name]["processes"] if p["pid"] is not None)
+
+
+def everything_started(table: dict[str, Any]) -> bool:
+    return bool(
+        table["web"]["running"] == 2
+        and table["worker"]["running"] == 1
+        and table[MARKUP]["running"] == 1
+        and table["flaky"]["restarts"] >= 1
+    )
+
+
+def open_dashboard(browser: Browser, url: str) -> Page:
+    page = browser.new_page()
+    page.goto(url)
+    page.wait_for("document.querySelectorAll('tr.task').length === 5", "the five task rows")
+    return page
+
+
+def row(name: str) -> str:
+    return f"tr.task[data-task={json.dumps(name)}]"
+
+
+def test_the_table_and_the_restart_button(
+    browser: Browser, service: tuple[str, str], tmp_path: Path
+) -> None:
+    control, _ = service
+    page = open_dashboard(browser, f"{control}/#token={TOKEN}")
+
+    # The token was taken, and taken out of the address bar.
+    assert page.evaluate("location.hash") == ""
+    names = page.evaluate("[...document.querySelectorAll('tr.task')].map(r => r.dataset.task)")
+    assert names == list(TASKS)
+    label = page.evaluate(f"document.querySelector('{row(MARKUP)} .name').textContent")
+    assert label == MARKUP
+    assert page.evaluate("document.querySelectorAll('img').length") == 0
+    page.wait_for(
+        f"document.querySelector('{row('web')} .badge').textContent === 'running'", "web running"
+    )
+    assert (
+        page.evaluate(f"document.querySelector('{row('web')} td.processes').textContent") == "2/2"
+    )
+    assert page.evaluate(f"document.querySelector('{row('reports')} .badge').textContent") == "off"
+    page.wait_for("document.getElementById('connection').dataset.state === 'live'", "live")
+    assert page.evaluate("document.getElementById('control-note').hidden") is True
+
+    # Restart web from its button; taskforce starts new processes for it.
+    before = pids(tasks(control), "web")
+    page.click(f"{row('web')} button.act.restart")
+    after = wait_for(
+        lambda: (
+            (now := pids(tasks(control), "web"))
+            and len(now) == 2
+            and not set(now) & set(before)
+            and now
+        ),
+        what="web to restart with new pids",
+    )
+    assert after != before
+    page.wait_for(
+        f"document.querySelector('{row('web')} td.restarts').textContent === '2'",
+        "the page to count web's restarts",
+    )
+    announced = page.wait_for(
+        "document.getElementById('announce').textContent.includes('requested')", "the news"
+    )
+    assert announced
+    starts = page.evaluate(f"document.querySelectorAll('{row('web')} .tick.start').length")
+    assert starts >= 4  # two processes, started twice each, on the timeline
+
+    # Details: the flapping task's processes and recent exits.
+    page.click(f"{row('flaky')} button.expander")
+    page.wait_for(
+        f"document.querySelector('{row('flaky')}').nextElementSibling.querySelector('ol.exits li')",
+        "flaky's recent exits",
+    )
+    assert (
+        page.evaluate(f"document.querySelector('{row('flaky')} .expander').ariaExpanded") == "true"
+    )
+
+    OUT.mkdir(exist_ok=True)
+    page.screenshot(OUT / "dashboard.png")
+    page.dark(True)
+    page.screenshot(OUT / "dashboard-dark.png")
+    assert page.problems() == []
+
+
+def test_read_only_pages_have_no_buttons(browser: Browser, service: tuple[str, str]) -> None:
+    control, status_only = service
+
+    page = open_dashboard(browser, f"{status_only}/")
+    note = page.wait_for(
+        "!document.getElementById('control-note').hidden && "
+        "document.getElementById('control-note').textContent",
+        "the read-only note",
+    )
+    assert "control is not allowed on this listener" in note
+    visible = "[...document.querySelectorAll('button.act')].filter(b => !b.hidden).length"
+    page.wait_for(f"{visible} === 0", "the buttons to go")
+
+    # The control listener, but no token: read-only too, and the page says how to fix it.
+    page = open_dashboard(browser, f"{control}/")
+    note = page.wait_for(
+        "!document.getElementById('control-note').hidden && "
+        "document.getElementById('control-note').textContent",
+        "the token note",
+    )
+    assert "#token=TOKEN" in note
+    assert page.evaluate(f"{visible} === 0") is True
+    assert page.problems() == []

@@ -1,0 +1,175 @@
+"""Notifications from a real legion: a task that fails twice then runs steadily reports
+exited, flapping and recovered to a webhook and (filtered) to a command, which gets the
+event in its environment; a broken reload reports reload_failed; a webhook that never
+answers holds up neither the restarts nor the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import processes_with_marker
+from taskforce.api.run import serve_with_api
+from taskforce.runtime.legion import Legion
+from taskforce.runtime.supervisor import Outcome
+from webhook_server import WebhookServer
+
+DEADLINE = 20.0
+SETTINGS: dict[str, Any] = {
+    "http": [],
+    "stop_timeout": 1,
+    "restart": {"min_uptime": 0.3, "initial_delay": 0.1, "factor": 2, "max_delay": 0.5},
+}
+# Fails on its first two runs (counted in the file argv[1] names), then runs on.
+PHOENIX_CODE = (
+    "import os, sys, time\n"
+    "runs = os.path.getsize(sys.argv[1]) if os.path.exists(sys.argv[1]) else 0\n"
+    "open(sys.argv[1], 'a').write('x')\n"
+    "if runs < 2: sys.exit(1)\n"
+    "time.sleep(1000)\n"
+)
+PHOENIX = [sys.executable, "-c", PHOENIX_CODE]
+# Writes its environment to a file named after the event and the pid it reports.
+RECORDER = (
+    "import json, os, sys\n"
+    "name = os.environ['TASKFORCE_EVENT'] + '-' + os.environ.get('TASKFORCE_PID', '')\n"
+    "with open(os.path.join(sys.argv[1], name + '.json'), 'w') as f:\n"
+    "    json.dump(dict(os.environ), f)\n"
+)
+CRASH = [sys.executable, "-c", "import sys; sys.exit(1)"]
+SLEEP = ["sleep", "1000"]
+
+
+@pytest.fixture
+def marker() -> Iterator[str]:
+    """Marks the tasks' environment; whatever a failed test leaves running is killed."""
+    value = uuid.uuid4().hex
+    try:
+        yield value
+    finally:
+        for pid in processes_with_marker(value):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def write_config(path: Path, tasks: dict[str, Any], notify: list[dict[str, Any]]) -> Path:
+    path.write_text(json.dumps({"tasks": tasks, "settings": {**SETTINGS, "notify": notify}}))
+    return path
+
+
+def serve(config: Path, marker: str, scenario: Callable[[Legion], Awaitable[None]]) -> Outcome:
+    """Run the legion as the command does (serve_with_api) around `scenario`."""
+
+    async def main() -> Outcome:
+        legion = Legion(str(config), environ={**os.environ, "TF_TEST_MARKER": marker})
+        serving = asyncio.create_task(serve_with_api(legion))
+        try:
+            async with asyncio.timeout(DEADLINE * 2):
+                await scenario(legion)
+        finally:
+            legion.stop()
+            async with asyncio.timeout(DEADLINE):
+                outcome = await serving
+        return outcome
+
+    return asyncio.run(main())
+
+
+async def until(condition: Callable[[], object], what: str) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + DEADLINE
+    while not condition():
+        assert loop.time() < end, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)  # polling interval of a deadline-bounded wait
+
+
+def test_webhook_and_command_hear_a_task_fail_and_recover(tmp_path: Path, marker: str) -> None:
+    records = tmp_path / "records"
+    records.mkdir()
+    with WebhookServer() as server:
+        config = write_config(
+            tmp_path / "tf.conf",
+            {
+                "phoenix": {"commands": {"start": [*PHOENIX, str(tmp_path / "runs")]}},
+                "sleeper": {"commands": {"start": SLEEP}},
+            },
+            [
+                {"url": server.url, "headers": {"X-Token": "t0k"}},
+                {
+                    "command": [sys.executable, "-c", RECORDER, str(records)],
+                    "events": ["flapping", "recovered"],
+                },
+            ],
+        )
+
+        async def scenario(legion: Legion) -> None:
+            await asyncio.to_thread(
+                server.wait, lambda got: len(got) >= 3, "exited, flapping and recovered"
+            )
+            await until(lambda: len(list(records.iterdir())) >= 2, "the command's two records")
+            config.write_text("tasks: {broken")  # not YAML: the reload fails
+            await asyncio.to_thread(server.wait, lambda got: len(got) >= 4, "reload_failed")
+
+        assert serve(config, marker, scenario) is Outcome.STOPPED
+        received = list(server.received)
+
+    events = [r.body["event"] for r in received]
+    assert events == ["exited", "flapping", "recovered", "reload_failed"]
+    exited, flapping, recovered, reload_failed = (r.body for r in received)
+    assert exited["task"] == "phoenix" and exited["instance"] == 0 and exited["failures"] == 1
+    assert flapping["failures"] == 2 and flapping["retry_in"] > 0
+    assert flapping["message"].startswith("phoenix[0] flapping: pid ")
+    assert recovered["task"] == "phoenix" and recovered["detail"] == "running steadily again"
+    assert reload_failed["task"] is None and "tf.conf" in reload_failed["detail"]
+    assert all(r.headers["x-token"] == "t0k" for r in received)
+
+    # The command heard only what it asked for, each with its environment.
+    files = sorted(p.name for p in records.iterdir())
+    assert [name.split("-")[0] for name in files] == ["flapping", "recovered"]
+    env = json.loads((records / files[0]).read_text())
+    assert env["TASKFORCE_EVENT"] == "flapping" and env["TASKFORCE_TASK"] == "phoenix"
+    assert env["TASKFORCE_INSTANCE"] == "0" and env["TASKFORCE_FAILURES"] == "2"
+    assert env["TASKFORCE_PID"] == str(flapping["pid"])
+    assert env["TASKFORCE_MESSAGE"] == flapping["message"]
+    assert json.loads(env["TASKFORCE_JSON"])["event"] == "flapping"
+    assert "PATH" in env  # taskforce's own environment, plus the event
+
+
+def test_a_webhook_that_never_answers_holds_up_nothing(tmp_path: Path, marker: str) -> None:
+    with WebhookServer(hang=True) as server:
+        config = write_config(
+            tmp_path / "tf.conf",
+            {"crasher": {"commands": {"start": CRASH}}, "sleeper": {"commands": {"start": SLEEP}}},
+            [{"url": server.url, "timeout": 5, "attempts": 1}],
+        )
+
+        async def scenario(legion: Legion) -> None:
+            loop = asyncio.get_running_loop()
+            await asyncio.to_thread(server.wait, lambda got: len(got) >= 1, "the first event")
+            # The webhook sits on its first event; meanwhile the crashing task keeps being
+            # restarted and the loop keeps turning (largest gap between 10 ms ticks).
+            supervisor = legion.supervisor
+            assert supervisor is not None
+            crasher = supervisor.planner.tasks["crasher"].instances[0]
+            starts = crasher.starts
+            last, gap = loop.time(), 0.0
+            while crasher.starts < starts + 3:
+                assert server.received[1:] == [], "the webhook answered"
+                await asyncio.sleep(0.01)  # the tick whose lateness is measured
+                now = loop.time()
+                gap, last = max(gap, now - last), now
+                assert now - last < DEADLINE
+            assert gap < 0.5
+            assert len(server.received) == 1  # still the first event, unanswered
+
+        assert serve(config, marker, scenario) is Outcome.STOPPED
