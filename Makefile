@@ -27,7 +27,14 @@ typecheck: venv
 	$(BIN)/mypy
 
 test: lint typecheck
+	bash tests/setup.sh
 	$(BIN)/pytest -q
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .mypy_cache .pytest_cache .ruff_cache
+
+# Benchmarks against the peers (installs them when missing; see bench/README.md).
+# `make bench BENCH_ARGS=--quick` for a smoke run; `BENCH_ARGS="--only taskforce,s6"` etc.
+.PHONY: bench
+bench: venv
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
