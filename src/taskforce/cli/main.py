@@ -200,6 +200,7 @@ def _supervise(args: argparse.Namespace) -> int:
     from taskforce.runtime.legion import Legion
     from taskforce.runtime.pidfile import Pidfile, PidfileError
     from taskforce.runtime.supervisor import Outcome
+    from taskforce.runtime.paths import default_state_file
     from taskforce.runtime.upgrade import SNAPSHOT_ENV
 
     resuming = os.environ.pop(_RESET_MARKER, None) is not None
@@ -256,6 +257,8 @@ def _supervise(args: argparse.Namespace) -> int:
         roles_file,
         watch_self=True,
         upgrade_snapshot=os.environ.pop(SNAPSHOT_ENV, None),
+        # Process records live beside the pidfile when there is one.
+        state_file=default_state_file(pidfile.path, config_file) if pidfile else "",
     )
     try:
         outcome = asyncio.run(
