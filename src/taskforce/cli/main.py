@@ -198,9 +198,9 @@ def _supervise(args: argparse.Namespace) -> int:
     from taskforce.api.run import serve_with_api
     from taskforce.config.errors import ConfigError
     from taskforce.runtime.legion import Legion
+    from taskforce.runtime.paths import default_state_file
     from taskforce.runtime.pidfile import Pidfile, PidfileError
     from taskforce.runtime.supervisor import Outcome
-    from taskforce.runtime.paths import default_state_file
     from taskforce.runtime.upgrade import SNAPSHOT_ENV
 
     resuming = os.environ.pop(_RESET_MARKER, None) is not None
@@ -330,15 +330,25 @@ def _print_plan(config_file: str, pidfile: str | None) -> None:
 
 
 def _upgrade(args: argparse.Namespace) -> int:
-    """Ask the running taskforce to re-execute itself (SIGUSR2, through its pidfile)."""
+    """Ask the running taskforce to re-execute itself: through its control socket, or
+    with SIGUSR2 through its pidfile when the socket does not answer."""
+    from taskforce.cli.client import Client, ClientError, Endpoint, default_socket
     from taskforce.runtime.pidfile import PidfileError, signal_running
 
-    path = args.upgrade_pidfile or args.pidfile or DEFAULT_PIDFILE
-    if path in ("-", ""):
-        print("taskforce: upgrade needs a pidfile to find the running taskforce", file=sys.stderr)
-        return EXIT_USAGE
+    path = args.upgrade_pidfile or args.pidfile
+    pidfile = None if path in ("-", "") else path
+    socket_path = default_socket(pidfile)
+    if os.path.exists(socket_path):
+        try:
+            Client(Endpoint("unix", socket_path)).post("/manage/upgrade")
+            print(f"taskforce at {socket_path}: upgrade requested")
+            return EXIT_OK
+        except ClientError as exc:
+            if pidfile is None:
+                print(f"taskforce: {exc}", file=sys.stderr)
+                return EXIT_PROBLEMS
     try:
-        pid = signal_running(path, signal.SIGUSR2)
+        pid = signal_running(pidfile or DEFAULT_PIDFILE, signal.SIGUSR2)
     except PidfileError as exc:
         print(f"taskforce: {exc}", file=sys.stderr)
         return EXIT_PROBLEMS

@@ -351,6 +351,12 @@ class Controller:
         self.legion.reset()
         return {"resetting": True}
 
+    def upgrade(self) -> JSON:
+        """Re-execute in place keeping the tasks (the new code is checked first)."""
+        if not self.legion.upgrade():
+            raise ControlError(409, "an upgrade is already under way, or taskforce is stopping")
+        return {"upgrading": True}
+
     # ----- task output (see taskforce.runtime.output) -----------------------------------
 
     def logs(self, task: str, n: int) -> JSON:
