@@ -128,8 +128,8 @@ def test_program_name_is_looked_up_in_the_context_path(
         tmp_path,
         {
             "svc": {
-                # (A define cannot refer to the value it replaces: {PATH} would be a loop.)
-                "defines": {"PATH": f"{bindir}:/usr/bin:/bin"},
+                # A define referring to its own name extends the value it overrides.
+                "defines": {"PATH": f"{bindir}:{{PATH}}"},
                 "commands": {"start": ["my-probe", "--flag"]},
             }
         },

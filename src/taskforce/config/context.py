@@ -18,6 +18,15 @@ lone braces, JSON) is kept as written. Templates may refer to other templates, t
 depth; a reference loop is a :class:`SubstitutionLoop`. Environment values are literal.
 The finished context is also the environment of the task's processes.
 
+A define (or role define) that refers to its own name extends the value it overrides,
+``PATH: "/opt/bin:{PATH}"``: there, ``{PATH}`` is the value the name has without this
+define and the ones that override it, that is from the define it overrides (which may
+extend another in turn: the map order above, a task's role defines over its defines over
+the top-level role defines over the top-level defines), else the environment, else the
+default that would apply. With none of these, it is kept as written, like an unknown name.
+A default (or a task field, or a roles file value) that refers to its own name is a
+:class:`SubstitutionLoop`, when it is used: nothing lies beneath a default.
+
 Building is split so that the part every task shares is expanded once per resolve
 (:class:`SharedContext`), the task's own layers once per task (:class:`TaskContext`) and
 only what differs per instance once per instance.
@@ -27,7 +36,8 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Container, Iterable, Mapping
+from collections import ChainMap
+from collections.abc import Container, Iterable, Iterator, Mapping
 from typing import NamedTuple
 
 from taskforce.config.host import HostFacts
@@ -146,27 +156,38 @@ def expand_one(value: Value, context: Mapping[str, str]) -> str | None:
 class Template(NamedTuple):  # a NamedTuple: thousands are made per resolve, cheaply
     text: str
     origin: str  # key path, for problems
+    # A define that refers to its own name: there the name is the value it overrides.
+    extends: bool = False
+    # What an extending define overrides: a define, or None for the bottom (the
+    # environment, else a default; see `_Expansion.bottoms`).
+    below: Template | None = None
 
 
 class _Expansion:
     """Expands templates on demand, each once, depth first, without recursion.
 
     `done` holds finished values (literals from the start). A template is looked up in
-    `templates`, then `fallback`.
+    `templates`, then `fallback`. The values that extending defines override but that
+    are not the name's value (overridden defines, the bottom) are kept in `lower`, by
+    template origin; `bottoms` gives the bottom of each name: its environment value, else
+    the default that would apply.
     """
 
-    __slots__ = ("_fallback", "_templates", "blocked", "done", "finished")
+    __slots__ = ("_fallback", "_templates", "blocked", "bottoms", "done", "finished", "lower")
 
     def __init__(
         self,
         done: dict[str, str],
         templates: Mapping[str, Template],
         fallback: Mapping[str, Template],
+        bottoms: Mapping[str, str | Template],
         track: bool = False,
     ) -> None:
         self.done = done
         self._templates = templates
         self._fallback = fallback
+        self.bottoms = bottoms
+        self.lower: dict[str, str] = {}
         # Names that may not be referred to yet (Task_uid while Task_user is expanded).
         self.blocked: frozenset[str] = frozenset()
         self.finished: list[str] | None = [] if track else None
@@ -184,18 +205,28 @@ class _Expansion:
         return self.done[key]
 
     def _run(self, root: str, template: Template) -> None:
-        # The chain being expanded, each with its template and the names still to see.
-        path: list[tuple[str, Template, list[str]]] = [(root, template, _references(template))]
+        # The chain being expanded, each with its template, the names still to see and
+        # whether it is the name's value (else a value an extending define overrides:
+        # those are reached only from the define above them, so never loop by themselves).
+        path = [(root, template, _references(template), True)]
         on_path = {root}
         done = self.done
         while path:
-            key, template, pending = path[-1]
+            key, template, pending, final = path[-1]
             if not pending:
                 path.pop()
-                on_path.discard(key)
-                self._finish(key, template)
+                if final:
+                    on_path.discard(key)
+                self._finish(key, template, final)
                 continue
             ref = pending.pop()
+            if ref == key:
+                if not template.extends:
+                    raise SubstitutionLoop((key, key), template.origin)
+                below = self.below(key, template)
+                if isinstance(below, Template) and below.origin not in self.lower:
+                    path.append((key, below, _references(below), False))
+                continue
             if ref in done:
                 continue
             if ref in on_path:
@@ -207,16 +238,40 @@ class _Expansion:
                 raise SubstitutionLoop((*chain, ref, root), path[0][1].origin)
             found = self.template(ref)
             if found is not None:
-                path.append((ref, found, _references(found)))
+                path.append((ref, found, _references(found), True))
                 on_path.add(ref)
 
-    def _finish(self, key: str, template: Template) -> None:
-        value = substitute(template.text, self.done)
+    def below(self, key: str, template: Template) -> str | Template | None:
+        """What an extending define overrides: a define, an environment value, a default
+        or nothing."""
+        return self.bottoms.get(key) if template.below is None else template.below
+
+    def _finish(self, key: str, template: Template, final: bool) -> None:
+        if template.extends:
+            below = self.below(key, template)
+            if isinstance(below, Template):
+                below = self.lower[below.origin]  # expanded before: `_run` saw the reference
+            value = _extend(template.text, key, below, self.done)
+        else:
+            value = substitute(template.text, self.done)
         if "\0" in value and "\0" in value.replace(TASK_PID_MARKER, ""):
             raise ContextError(f"{key} cannot hold a NUL character", template.origin)
+        if not final:
+            self.lower[template.origin] = value
+            return
         self.done[key] = value
         if self.finished is not None:
             self.finished.append(key)
+
+
+def _extend(text: str, key: str, own: str | None, context: Mapping[str, str]) -> str:
+    """`substitute`, but `{key}` is `own` (kept as written when None)."""
+
+    def value(match: re.Match[str]) -> str:
+        found = own if match[1] == key else context.get(match[1])
+        return match[0] if found is None else found
+
+    return _REFERENCE.sub(value, text)
 
 
 def _references(template: Template) -> list[str]:
@@ -235,25 +290,47 @@ def _template(key: str, value: Value, origin: str) -> Template:
     return Template(text, path)
 
 
-def _layer(
-    maps: Iterable[tuple[str, Mapping[str, Value]]], first_wins: bool
+def _defines(
+    maps: Iterable[tuple[str, Mapping[str, Value]]], base: Mapping[str, Template]
 ) -> dict[str, Template]:
-    """Merge maps into one: defines let later maps win, defaults the first."""
+    """Merge define maps into one, the later maps winning.
+
+    A define that refers to its own name extends the one it overrides: the define of an
+    earlier map, else the one in `base`, else (None) the bottom.
+    """
     out: dict[str, Template] = {}
     for origin, mapping in maps:
         for key, value in mapping.items():
-            if not first_wins or key not in out:
+            template = _template(key, value, origin)
+            if "{" in template.text and f"{{{key}}}" in template.text:
+                below = out.get(key)
+                below = base.get(key) if below is None else below
+                template = Template(template.text, template.origin, True, below)
+            out[key] = template
+    return out
+
+
+def _defaults(maps: Iterable[tuple[str, Mapping[str, Value]]]) -> dict[str, Template]:
+    """Merge default maps into one, the first map that has a key winning."""
+    out: dict[str, Template] = {}
+    for origin, mapping in maps:
+        for key, value in mapping.items():
+            if key not in out:
                 out[key] = _template(key, value, origin)
     return out
 
 
 def _layers(
-    item: Config | TaskConfig, active: tuple[str, ...], prefix: str
+    item: Config | TaskConfig,
+    active: tuple[str, ...],
+    prefix: str,
+    base: Mapping[str, Template],
 ) -> tuple[dict[str, Template], dict[str, Template]]:
     """The defines and the defaults of the configuration or of a task, each merged.
 
     Role maps apply in roles file order: the last role's define wins, the first role's
-    default; role_defines beat defines, role_defaults come before defaults.
+    default; role_defines beat defines, role_defaults come before defaults. `base` holds
+    the defines that these defines override (a task's override the top-level ones).
     """
     if not (item.defines or item.defaults or item.role_defines or item.role_defaults):
         return {}, {}
@@ -267,8 +344,8 @@ def _layers(
         for r in active
         if r in item.role_defaults
     ]
-    defines = _layer([(f"{prefix}defines", item.defines), *role_defines], first_wins=False)
-    defaults = _layer([*role_defaults, (f"{prefix}defaults", item.defaults)], first_wins=True)
+    defines = _defines([(f"{prefix}defines", item.defines), *role_defines], base)
+    defaults = _defaults([*role_defaults, (f"{prefix}defaults", item.defaults)])
     return defines, defaults
 
 
@@ -316,7 +393,7 @@ class SharedContext:
         self.active: tuple[str, ...] = () if roles is None else roles.names
         self.error: ContextError | None = None  # a top-level problem: every task is concerned
         try:
-            defines, defaults = _layers(config, self.active, "")
+            defines, defaults = _layers(config, self.active, "", {})
         except ContextError as err:
             self.error = err
             defines, defaults = {}, {}
@@ -336,6 +413,11 @@ class SharedContext:
         self.templates = {k: v for k, v in raw.items() if isinstance(v, Template)}
         # A task default only fills a key that the environment and defines left absent.
         self.defined = frozenset(inherited).union(defines)
+        # What extending defines extend: the top-level defines for those of a task, and
+        # at the bottom the environment, else a default (a task's before these).
+        self.defines = defines
+        self.inherited = inherited
+        self.bottoms: dict[str, str | Template] = {**defaults, **inherited}
         # Values always generated: no define or default of a task can replace them. (The
         # Task_* of a field replace a define only when the task sets that field.)
         self.reserved = _ALWAYS_KEYS.union(facts, role_values)
@@ -359,7 +441,7 @@ class SharedContext:
             for maps in (task.role_defines, task.role_defaults):
                 for mapping in maps.values():
                     volatile.update(mapping)
-        expansion = _Expansion(literals, self.templates, {}, track=True)
+        expansion = _Expansion(literals, self.templates, {}, self.bottoms, track=True)
         for key in self.templates:
             # A failure is expanded again for each task, which reports it (an override
             # in the task may even cure it).
@@ -367,7 +449,7 @@ class SharedContext:
                 expansion.value(key)
         assert expansion.finished is not None
         for key in expansion.finished:  # dependencies come first
-            if any(ref in volatile for ref in _REFERENCE.findall(self.templates[key].text)):
+            if any(ref in volatile for ref in self._dependencies(key)):
                 volatile.add(key)
         # Sorted, so that each instance's environment is nearly sorted already.
         done = {
@@ -376,6 +458,16 @@ class SharedContext:
             if k not in volatile or k not in self.templates
         }
         return done, tuple(k for k in self.templates if k not in done)
+
+    def _dependencies(self, key: str) -> Iterator[str]:
+        """The names the value of `key` refers to, with those of the values it extends."""
+        template: str | Template | None = self.templates[key]
+        while isinstance(template, Template):
+            refs = _REFERENCE.findall(template.text)
+            yield from refs
+            if not (template.extends and key in refs):
+                return
+            template = self.bottoms.get(key) if template.below is None else template.below
 
 
 class TaskContext:
@@ -401,7 +493,14 @@ class TaskContext:
 
     def _layers(self, task: TaskConfig) -> dict[str, Template]:
         shared = self._shared
-        defines, defaults = _layers(task, shared.active, f"{self._origin}.")
+        defines, defaults = _layers(task, shared.active, f"{self._origin}.", shared.defines)
+        # What an extending define finds at the bottom: a task default beats a top-level
+        # one (the environment beats both).
+        bottoms: dict[str, str | Template]
+        bottoms = {k: t for k, t in defaults.items() if k not in shared.inherited}
+        self._bottoms: Mapping[str, str | Template] = (
+            ChainMap(bottoms, shared.bottoms) if bottoms else shared.bottoms
+        )
         # Task defaults come before the top-level ones but after everything else.
         over = {k: t for k, t in defaults.items() if k not in shared.defined}
         over.update(defines)
@@ -430,7 +529,7 @@ class TaskContext:
         done["Task_instance"] = str(number)
         done["Task_pid"] = TASK_PID_MARKER
         done["Task_uid"], done["Task_gid"] = self._shared.ids  # unless a user or group is set
-        expansion = _Expansion(done, self._over, self._shared.templates)
+        expansion = _Expansion(done, self._over, self._shared.templates, self._bottoms)
         user, group = self._identity(expansion) if self._ids else (None, None)
         for key in self._shared.unstable:
             expansion.value(key)

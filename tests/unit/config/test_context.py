@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import pytest
@@ -12,6 +14,7 @@ from hypothesis import strategies as st
 from taskforce.config.context import (
     ContextError,
     MultipleValuesError,
+    SharedContext,
     SubstitutionLoop,
     build_context,
     expand,
@@ -402,12 +405,6 @@ def test_a_reference_loop_is_reported_with_its_chain() -> None:
     assert caught.value.message == "substitution loop: a -> b -> a"
 
 
-def test_a_value_referring_to_itself_is_a_loop() -> None:
-    with pytest.raises(SubstitutionLoop) as caught:
-        context(defines={"PATH": "{PATH}:/opt/bin"}, env={"PATH": "/bin"})
-    assert caught.value.chain == ("PATH", "PATH")
-
-
 def test_a_long_chain_does_not_recurse() -> None:
     defines: dict[str, Value] = {f"v{i}": f"{{v{i + 1}}}" for i in range(5000)}
     defines["v5000"] = "end"
@@ -435,10 +432,130 @@ def test_a_pidfile_cannot_use_the_pid() -> None:
     assert caught.value.path == "tasks.t.pidfile"
 
 
+# --- a define refers by its own name to the value it overrides --------------------------
+
+
+def test_a_define_extends_the_environment_value() -> None:
+    ctx = context({"defines": {"PATH": "/opt/app/bin:{PATH}"}}, env={"PATH": "/usr/bin"})
+    assert ctx["PATH"] == "/opt/app/bin:/usr/bin"
+    ctx = context(
+        defines={"LD_LIBRARY_PATH": "{LD_LIBRARY_PATH}:/opt/lib"}, env={"LD_LIBRARY_PATH": "/lib"}
+    )
+    assert ctx["LD_LIBRARY_PATH"] == "/lib:/opt/lib"
+
+
+def test_top_level_and_task_defines_compose() -> None:
+    ctx = context(
+        {"defines": {"PATH": "/a:{PATH}"}}, env={"PATH": "/usr/bin"}, defines={"PATH": "/b:{PATH}"}
+    )
+    assert ctx["PATH"] == "/b:/a:/usr/bin"
+
+
+def test_role_defines_compose_in_map_order() -> None:
+    top = {"defines": {"P": "1:{P}"}, "role_defines": {"web": {"P": "2:{P}"}, "db": {"P": "3:{P}"}}}
+    task: dict[str, Any] = {
+        "defines": {"P": "4:{P}"},
+        "role_defines": {"web": {"P": "5:{P}"}, "db": {"P": "6:{P}"}},
+    }
+    assert context(top, Roles(("web", "db")), env={"P": "e"}, **task)["P"] == "6:5:4:3:2:1:e"
+    assert context(top, Roles(("db", "web")), env={"P": "e"}, **task)["P"] == "5:6:4:2:3:1:e"
+    assert context(top, Roles(("web",)), env={"P": "e"}, **task)["P"] == "5:4:2:1:e"
+    assert context(top, Roles(("web",)), env={"P": "e"})["P"] == "2:1:e"
+
+
+def test_a_define_extends_a_define_that_does_not_extend() -> None:
+    top = {"defines": {"P": "/top"}, "role_defines": {"web": {"P": "/role:{P}"}}}
+    assert context(top, Roles(("web",)), env={"P": "e"}, defines={"P": "/t:{P}"})["P"] == (
+        "/t:/role:/top"
+    )
+
+
+def test_a_define_over_nothing_keeps_its_own_name_as_written() -> None:
+    # Like any unknown name: neither the environment, nor a define, nor a default has it.
+    assert context(defines={"PATH": "/a:{PATH}"})["PATH"] == "/a:{PATH}"
+    ctx = context({"defines": {"P": "/a:{P}"}}, defines={"P": "/b:{P}"})
+    assert ctx["P"] == "/b:/a:{P}"
+
+
+def test_a_define_refers_to_its_own_name_any_number_of_times() -> None:
+    assert context(defines={"X": "{X}:{X}"}, env={"X": "e"})["X"] == "e:e"
+    assert context({"defines": {"X": "a{X}"}}, env={"X": "e"}, defines={"X": "{X}|{X}"})["X"] == (
+        "ae|ae"
+    )
+    assert context(defines={"X": "{X}:{X}"})["X"] == "{X}:{X}"
+
+
+def test_a_define_extends_the_default_that_would_apply() -> None:
+    top = {"defines": {"PATH": "/a:{PATH}"}, "defaults": {"PATH": "/usr/bin"}}
+    assert context(top)["PATH"] == "/a:/usr/bin"
+    assert context(top, env={"PATH": "/bin"})["PATH"] == "/a:/bin"
+    assert context(top, defaults={"PATH": "/task/bin"})["PATH"] == "/a:/task/bin"
+    assert context(top, env={"PATH": "/bin"}, defaults={"PATH": "/task/bin"})["PATH"] == "/a:/bin"
+
+
+def test_extended_values_are_substituted_as_usual() -> None:
+    top = {"defines": {"PATH": "{base}/bin:{PATH}", "base": "/opt/{Task_name}"}}
+    ctx = context(top, env={"PATH": "/usr/bin"}, defines={"PATH": "{PATH}:{extra}", "extra": "/x"})
+    assert ctx["PATH"] == "/opt/t/bin:/usr/bin:/x"
+    ctx = context(defines={"other": "<{PATH}>", "PATH": "/a:{PATH}"}, env={"PATH": "/e"})
+    assert ctx["other"] == "</a:/e>"  # other names see the final value
+
+
+def test_an_extended_environment_value_stays_literal() -> None:
+    ctx = context(defines={"PATH": "/a:{PATH}", "H": "home"}, env={"PATH": "{H}/bin"})
+    assert ctx["PATH"] == "/a:{H}/bin"
+
+
+def test_an_indirect_loop_through_a_define_is_still_a_loop() -> None:
+    with pytest.raises(SubstitutionLoop) as caught:
+        context(defines={"PATH": "/a:{PATH}:{X}", "X": "{PATH}"}, env={"PATH": "/e"})
+    assert caught.value.chain == ("PATH", "X", "PATH")
+    assert caught.value.path == "tasks.t.defines.PATH"
+
+
+def test_an_overridden_define_cannot_refer_to_the_final_value_either() -> None:
+    # The top-level define refers to X, and X to the task's PATH (that includes it).
+    with pytest.raises(SubstitutionLoop) as caught:
+        context({"defines": {"PATH": "{X}:{PATH}", "X": "{PATH}"}}, defines={"PATH": "/b:{PATH}"})
+    assert caught.value.chain == ("PATH", "PATH", "X", "PATH")
+    assert caught.value.path == "tasks.t.defines.PATH"
+
+
+@pytest.mark.parametrize(
+    ("top", "task", "path"),
+    [
+        ({"defaults": {"X": "{X}:/x"}}, {}, "defaults.X"),
+        ({}, {"role_defaults": {"web": {"X": "/x:{X}"}}}, "tasks.t.role_defaults.web.X"),
+        ({"defines": {"X": "/a:{X}"}, "defaults": {"X": "{X}"}}, {}, "defaults.X"),
+        ({}, {"cwd": "{Task_cwd}/x"}, "tasks.t.cwd"),
+    ],
+)
+def test_a_default_or_field_referring_to_its_own_name_is_a_loop(
+    top: dict[str, Any], task: dict[str, Any], path: str
+) -> None:
+    # Nothing lies beneath a default: it applies only where the name has no value.
+    with pytest.raises(SubstitutionLoop) as caught:
+        context(top, Roles(("web",)), **task)
+    assert (caught.value.chain, caught.value.path) == ((caught.value.chain[0],) * 2, path)
+
+
+def test_a_default_referring_to_its_own_name_is_harmless_when_unused() -> None:
+    assert context({"defaults": {"X": "{X}:/x"}}, env={"X": "e"})["X"] == "e"
+    assert context({"defaults": {"X": "{X}:/x"}, "defines": {"X": "d"}})["X"] == "d"
+
+
+def test_a_roles_file_value_referring_to_its_own_name_is_a_loop() -> None:
+    with pytest.raises(SubstitutionLoop) as caught:
+        context(roles=Roles(("db",), {"db": "{Task_role_db}"}))
+    assert caught.value.chain == ("Task_role_db", "Task_role_db")
+
+
 # --- values shared between tasks are computed once but stay per task -------------------
 
 
-def two_tasks(top: Mapping[str, Any], **b: Any) -> tuple[dict[str, str], dict[str, str]]:
+def two_tasks(
+    top: Mapping[str, Any], roles: Roles | None = None, **b: Any
+) -> tuple[dict[str, str], dict[str, str]]:
     config = Config(
         tasks={
             "a": TaskConfig(name="a", commands={"start": ["p"]}),
@@ -447,8 +564,8 @@ def two_tasks(top: Mapping[str, Any], **b: Any) -> tuple[dict[str, str], dict[st
         **top,
     )
     return (
-        build_context(config, "a", None, {"E": "env"}, HOST),
-        build_context(config, "b", None, {"E": "env"}, HOST),
+        build_context(config, "a", roles, {"E": "env"}, HOST),
+        build_context(config, "b", roles, {"E": "env"}, HOST),
     )
 
 
@@ -473,6 +590,35 @@ def test_a_shared_value_follows_an_override_of_the_environment() -> None:
     assert (a["path"], b["path"]) == ("env:/x", "task:/x")
 
 
+def test_a_shared_extending_define_follows_a_task_define_of_the_value_it_extends() -> None:
+    a, b = two_tasks({"defines": {"E": "/x:{E}"}}, defines={"E": "/b:{E}"})
+    assert (a["E"], b["E"]) == ("/x:env", "/b:/x:env")
+
+
+def test_a_shared_extending_define_follows_a_task_default_beneath_it() -> None:
+    top = {"defines": {"P": "/x:{P}"}, "defaults": {"P": "/top"}}
+    a, b = two_tasks(top, defaults={"P": "/task"})
+    assert (a["P"], b["P"]) == ("/x:/top", "/x:/task")
+
+
+def test_a_shared_extending_define_follows_what_an_overridden_define_refers_to() -> None:
+    # The final value refers to none of the task's names, the define it extends does.
+    top = {"defines": {"E": "{dir}:{E}", "dir": "/etc"}, "role_defines": {"web": {"E": "/r:{E}"}}}
+    a, b = two_tasks(top, Roles(("web",)), defines={"dir": "/opt"})
+    assert (a["E"], b["E"]) == ("/r:/etc:env", "/r:/opt:env")
+
+
+def test_an_extending_top_level_define_is_expanded_once_for_all_tasks() -> None:
+    config = Config(
+        tasks={"t": TaskConfig(name="t", commands={"start": ["p"]})},
+        defines={"PATH": "/a:{PATH}"},
+        role_defines={"web": {"PATH": "/w:{PATH}"}},
+    )
+    shared = SharedContext(config, Roles(("web",)), {"PATH": "/usr/bin"}, HOST)
+    assert shared.done["PATH"] == "/w:/a:/usr/bin"
+    assert "PATH" not in shared.unstable
+
+
 def test_a_define_of_a_field_value_stays_when_the_task_does_not_set_the_field() -> None:
     assert context(defines={"Task_cwd": "/d"})["Task_cwd"] == "/d"
     assert context({"defines": {"Task_cwd": "/d"}})["Task_cwd"] == "/d"
@@ -489,8 +635,104 @@ def test_defines_expand_fully_or_report_a_loop(defines: dict[str, str]) -> None:
         ctx = context(defines=dict(defines))
     except SubstitutionLoop as err:
         assert err.chain[0] == err.chain[-1]
+        assert len(set(err.chain)) > 1  # referring to one's own name is no loop
         assert set(err.chain) <= set(defines)
     else:
-        # Each value is its template with every known name replaced by its final value.
+        # Each value is its template with every known name replaced by its final value,
+        # but its own: there is nothing beneath (no environment, no other layer).
         for key, template in defines.items():
-            assert ctx[key] == substitute(template, ctx)
+            others = {k: v for k, v in ctx.items() if k != key}
+            assert ctx[key] == substitute(template, others)
+
+
+class ModelLoopError(Exception):
+    pass
+
+
+def layered_model(
+    env: Mapping[str, str],
+    defaults: list[Mapping[str, str]],
+    layers: list[Mapping[str, str]],
+    names: list[str],
+) -> dict[str, str]:
+    """The rule, recursively: a name in a define layer refers to the layers beneath,
+    then the environment, then the first default that has it; a default to nothing."""
+    final: dict[str, str | None] = {}
+    busy: set[str] = set()
+
+    def text(template: str, name: str, own: Callable[[], str | None]) -> str:
+        def one(match: re.Match[str]) -> str:
+            found = own() if match[1] == name else value(match[1])
+            return match[0] if found is None else found
+
+        return re.sub(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", one, template)
+
+    def loop() -> str | None:
+        raise ModelLoopError
+
+    def beneath(name: str, depth: int) -> str | None:
+        for index in reversed(range(depth)):
+            if name in layers[index]:
+                return text(layers[index][name], name, partial(beneath, name, index))
+        if name in env:
+            return env[name]
+        default = next((d[name] for d in defaults if name in d), None)
+        return None if default is None else text(default, name, loop)
+
+    def value(name: str) -> str | None:
+        if name in busy:
+            raise ModelLoopError
+        if name not in final:
+            busy.add(name)
+            final[name] = beneath(name, len(layers))
+            busy.discard(name)
+        return final[name]
+
+    return {name: found for name in names if (found := value(name)) is not None}
+
+
+LAYER_NAMES = st.sampled_from(["a", "b", "c"])
+LAYER_TEXT = st.lists(st.sampled_from(["{a}", "{b}", "{c}", "x", ":", "{", "}"]), max_size=4)
+LAYER_MAP = st.dictionaries(LAYER_NAMES, LAYER_TEXT.map("".join), max_size=3)
+
+
+@given(
+    st.dictionaries(LAYER_NAMES, st.sampled_from(["E", "{a}"]), max_size=2),
+    st.lists(LAYER_MAP, min_size=6, max_size=6),
+)
+def test_layers_agree_with_the_recursive_rule(
+    env: dict[str, str], maps: list[dict[str, str]]
+) -> None:
+    top_defines, top_role, task_defines, task_role, top_defaults, task_defaults = maps
+    top = {
+        "defines": top_defines,
+        "role_defines": {"web": top_role},
+        "defaults": top_defaults,
+    }
+    try:
+        expected = layered_model(
+            env,
+            [task_defaults, top_defaults],
+            [top_defines, top_role, task_defines, task_role],
+            ["a", "b", "c"],
+        )
+    except ModelLoopError:
+        with pytest.raises(SubstitutionLoop):
+            context(
+                top,
+                Roles(("web",)),
+                env,
+                defines=task_defines,
+                role_defines={"web": task_role},
+                defaults=task_defaults,
+            )
+        return
+    ctx = context(
+        top,
+        Roles(("web",)),
+        env,
+        defines=task_defines,
+        role_defines={"web": task_role},
+        defaults=task_defaults,
+    )
+    assert {k: v for k, v in ctx.items() if k in ("a", "b", "c")} == expected
