@@ -11,7 +11,7 @@ ROLES ?= frontend
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,fleet]'
 	touch $@
 
 venv: $(BIN)/.installed
@@ -38,3 +38,9 @@ clean:
 .PHONY: bench
 bench: venv
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Soak test (long, not in CI): 30 minutes of task kills, config rewrites and roles flips
+# against 200 tasks; writes soak-report.json and .md. `make soak SOAK_ARGS="--duration 180"`
+.PHONY: soak
+soak: venv
+	$(BIN)/python tests/soak/soak.py $(SOAK_ARGS)

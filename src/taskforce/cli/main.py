@@ -16,9 +16,12 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from taskforce import __version__
 from taskforce.cli.commands import CLIENT_COMMANDS, add_client_commands, run_client_command
+from taskforce.fleet.cli import add_fleet_command
+from taskforce.fleet.urls import EtcdUrlError, is_etcd_url, parse_etcd_url
 
 log = logging.getLogger("taskforce")
 
@@ -110,6 +113,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("schema", help="Print the JSON Schema of the configuration file")
     add_client_commands(sub)
+    add_fleet_command(sub)
     upgrade = sub.add_parser(
         "upgrade",
         help="Re-execute the running taskforce in place with its current code, keeping "
@@ -130,6 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _print_schema()
     if args.command in CLIENT_COMMANDS:
         return run_client_command(args)
+    if args.command == "fleet":
+        from taskforce.fleet.cli import run_fleet_command
+
+        return run_fleet_command(args)
     if args.command == "upgrade":
         return _upgrade(args)
     name = args.logging_name or os.path.splitext(prog)[0]
@@ -207,11 +215,29 @@ def _supervise(args: argparse.Namespace) -> int:
     # Relative paths on the command line are relative to this directory: a reset
     # re-executes from it (a background taskforce has moved to / meanwhile).
     start_dir = os.getcwd()
-    config_file = os.path.abspath(args.config_file)
+    fleet = is_etcd_url(args.config_file)
     roles_file = _roles_file(args)
-    if roles_file is not None:
+    if is_etcd_url(roles_file) and not fleet:
+        print("taskforce: roles from etcd need the configuration from etcd too", file=sys.stderr)
+        return EXIT_USAGE
+    if fleet:
+        # Imported only here: the etcd client (gRPC) costs memory plain hosts do not pay.
+        from taskforce.fleet.wire import fleet_legion_kwargs, legion_for_check, run_fleet
+
+        # The configuration (and perhaps the roles) live in etcd: see taskforce.fleet.
+        config_file = str(args.config_file)
+        try:
+            parse_etcd_url(config_file, "host", "host")
+        except EtcdUrlError as exc:
+            print(f"taskforce: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    else:
+        config_file = os.path.abspath(args.config_file)
+    if roles_file is not None and not is_etcd_url(roles_file):
         roles_file = os.path.abspath(roles_file)
     if args.check_config:
+        if fleet:
+            return _check(legion_for_check(config_file, roles_file))
         status = _check(Legion(config_file, roles_file))
         if status == EXIT_OK:
             _print_plan(config_file, _pidfile_path(args, needed=False))
@@ -252,17 +278,22 @@ def _supervise(args: argparse.Namespace) -> int:
     elif args.background:
         os.chdir("/")  # as detach() did before the reset
     # Made once detached: the host facts include our pid (Task_ppid).
+    sources: dict[str, Any] = (
+        fleet_legion_kwargs(config_file, roles_file)
+        if fleet
+        else {"config_file": config_file, "roles_file": roles_file}
+    )
     legion = Legion(
-        config_file,
-        roles_file,
+        **sources,
         watch_self=True,
         upgrade_snapshot=os.environ.pop(SNAPSHOT_ENV, None),
         # Process records live beside the pidfile when there is one.
-        state_file=default_state_file(pidfile.path, config_file) if pidfile else "",
+        state_file=default_state_file(pidfile.path, sources["config_file"]) if pidfile else "",
     )
+    serve = run_fleet if fleet else serve_with_api
     try:
         outcome = asyncio.run(
-            serve_with_api(
+            serve(
                 legion,
                 pidfile=pidfile.path if pidfile else None,
                 extra=extra,

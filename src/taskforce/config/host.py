@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+# Overrides the host name (Task_host, and Task_fqdn) that taskforce reports and resolves with.
+HOST_ENV = "TASKFORCE_HOST"
+
 
 @dataclass(frozen=True, slots=True)
 class UserInfo:
@@ -39,10 +42,13 @@ class HostFacts:
         import os
         import socket
 
-        hostname = socket.gethostname()
+        # Several taskforces on one machine can stand for different hosts of a fleet
+        # (tests, a demonstration); the name is then taken as given, without a DNS lookup.
+        override = os.environ.get(HOST_ENV, "").strip()
+        hostname = override or socket.gethostname()
         return cls(
             hostname=hostname.split(".", 1)[0],
-            fqdn=socket.getfqdn(hostname),
+            fqdn=hostname if override else socket.getfqdn(hostname),
             pid=os.getpid(),
             uid=os.getuid(),
             gid=os.getgid(),

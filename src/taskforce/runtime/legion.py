@@ -320,8 +320,10 @@ class Legion:
     # ----- watching -------------------------------------------------------------------
 
     def _own_files(self) -> frozenset[str]:
-        own = {self.config_file}
-        if self.roles_file is not None:
+        # A configuration from elsewhere (etcd) says itself when it changes; the file is
+        # only its local copy.
+        own = set() if self.config_source is not None else {self.config_file}
+        if self.roles_file is not None and self.roles_source is None:
             own.add(self.roles_file)
         return frozenset(own) | self._own_code
 

@@ -1,0 +1,107 @@
+"""This host's task status, published to etcd for `taskforce fleet status`.
+
+One key per host, ``<prefix>status/<host>``, under the host's lease: it disappears when
+the host dies or is cut off from etcd for longer than the lease. It is written when the
+status changes (after planning passes that changed something), not on a timer; changes
+that arrive while a write is in flight are coalesced into the next write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+from taskforce.fleet.backoff import Backoff
+from taskforce.fleet.election import Election
+from taskforce.fleet.lease import LeaseKeeper
+from taskforce.fleet.session import EtcdUnavailableError, Session
+from taskforce.runtime.control import ControlError, Controller
+from taskforce.runtime.legion import Legion
+
+log = logging.getLogger("taskforce.fleet")
+
+# Fields of a task's status worth showing fleet-wide (uptimes and histories are not:
+# they would change the key without any change of state).
+_TASK_FIELDS = ("control", "state", "running", "count", "restarts")
+
+
+def summary(legion: Legion, election: Election | None, host: str) -> dict[str, Any]:
+    """The status of this host, as published (without the time of publication)."""
+    loaded = legion.loaded
+    tasks: dict[str, Any] = {}
+    try:
+        full = Controller(legion).tasks()
+    except ControlError:
+        full = {}
+    running = election.running() if election is not None else frozenset()
+    for name, task in full.items():
+        entry = {f: task.get(f) for f in _TASK_FIELDS}
+        entry["pids"] = [p["pid"] for p in task.get("processes", ()) if p.get("pid")]
+        if name in running:
+            entry["placement"] = "cluster"
+        tasks[name] = entry
+    error = legion.reload_error
+    return {
+        "host": host,
+        "pid": legion.host.pid,
+        "roles": list(loaded.roles.names) if loaded is not None and loaded.roles else None,
+        "tasks": tasks,
+        # Cluster-wide tasks in scope here, and the host that holds each (None: nobody yet).
+        "cluster": (
+            {n: (host if n in running else election.holders.get(n)) for n in election.wanted}
+            if election is not None
+            else {}
+        ),
+        "reload_error": "; ".join(str(p) for p in error.problems) if error else None,
+    }
+
+
+class StatusPublisher:
+    def __init__(
+        self,
+        session: Session,
+        keeper: LeaseKeeper,
+        prefix: str,
+        host: str,
+        legion: Legion,
+        election: Election | None,
+    ) -> None:
+        self.session = session
+        self.keeper = keeper
+        self.key = f"{prefix}status/{host}".encode()
+        self.host = host
+        self.legion = legion
+        self.election = election
+        self._wake = asyncio.Event()
+        self._published: tuple[int, str] | None = None  # (lease, body) last written
+        keeper.listen(self.changed)
+
+    def changed(self) -> None:
+        """Something may have changed: publish if it did (soon, coalesced)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        backoff = Backoff()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            lease = self.keeper.lease_id
+            if not lease:
+                continue  # the keeper tells us when it has one
+            body = json.dumps(summary(self.legion, self.election, self.host), sort_keys=True)
+            if self._published == (lease, body):
+                continue
+            document = json.loads(body)
+            document["updated"] = time.time()
+            try:
+                await self.session.put(self.key, json.dumps(document).encode(), lease)
+            except EtcdUnavailableError as exc:
+                log.debug("status: %s", exc)
+                self._wake.set()  # try again after the backoff
+                await asyncio.sleep(backoff.next())
+                continue
+            backoff.reset()
+            self._published = (lease, body)

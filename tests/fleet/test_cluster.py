@@ -1,0 +1,88 @@
+"""Cluster-wide tasks: one host runs them; another takes over within the lease when the
+holder dies or is cut off, and never while the old holder still runs them."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fleet.conftest import TTL, Fleet
+from fleet.harness import wait_until
+
+
+def holder(fleet: Fleet, task: str = "sched") -> str | None:
+    """The one host running `task` (None: none); fails if several do."""
+    live = [h for h, tasks in fleet.live().items() if task in tasks]
+    assert len(live) <= 1, f"{task} runs on {live}"
+    return live[0] if live else None
+
+
+def start_three(fleet: Fleet, cut_off: bool = False) -> str:
+    fleet.put_config(
+        {"sched": fleet.task("sched", placement="cluster"), "common": fleet.task("common")}
+    )
+    for name in ("h1", "h2", "h3"):
+        fleet.start(name, cut_off=cut_off)
+    wait_until(lambda: holder(fleet), 15, "one host to run sched")
+    fleet.wait_live({h: {"common"} | ({"sched"} if h == holder(fleet) else set())
+                     for h in ("h1", "h2", "h3")})  # fmt: skip
+    first = holder(fleet)
+    assert first is not None
+    return first
+
+
+def sched_runs(fleet: Fleet) -> list[dict[str, Any]]:
+    return sorted(fleet.markers.runs("sched"), key=lambda r: r["start"])
+
+
+def test_a_cluster_task_runs_on_one_host_and_fails_over_when_its_holder_is_killed(
+    fleet: Fleet,
+) -> None:
+    first = start_three(fleet)
+    status = fleet.status()
+    assert all(s["cluster"]["sched"] == first for s in status.values())
+
+    killed = time.monotonic()
+    fleet.hosts[first].kill()
+    second = wait_until(lambda: holder(fleet) not in (None, first) and holder(fleet),
+                        TTL + 5, "another host to take sched over")  # fmt: skip
+    took = time.monotonic() - killed
+    assert took <= TTL + 2, f"failover took {took:.1f}s with a {TTL}s lease"
+    runs = sched_runs(fleet)
+    new = [r for r in runs if r["host"] == second]
+    assert len(new) == 1 and new[0]["start"] > killed
+    assert [r["host"] for r in runs] == [first, second]
+    # Still exactly one, a while after.
+    wait_until(lambda: second in fleet.status().get(second, {}).get("cluster", {}).values(),
+               10, "the status to name the new holder")  # fmt: skip
+    assert holder(fleet) == second
+
+
+def test_a_cut_off_holder_stops_its_cluster_task_before_another_host_starts_it(
+    fleet: Fleet,
+) -> None:
+    first = start_three(fleet, cut_off=True)
+    cut = time.monotonic()
+    fleet.proxies[first].cut()
+
+    def stopped_on_first() -> dict[str, Any] | None:
+        runs = [r for r in sched_runs(fleet) if r["host"] == first and r["stop"]]
+        return runs[0] if runs else None
+
+    old = wait_until(stopped_on_first, TTL + 2, f"{first} to stop sched")
+    # Within 2*TTL/3 of the last renewal, itself at most TTL/6 before the cut (plus slack).
+    assert old["stop"] - cut <= TTL * (2 / 3) + 1.0
+    second = wait_until(lambda: holder(fleet), TTL + 5, "another host to take sched over")
+    assert second != first
+    new = next(r for r in sched_runs(fleet) if r["host"] == second)
+    assert new["start"] > old["stop"], "sched ran on two hosts at once"
+    assert new["start"] - cut <= TTL + 2
+    # The common task never noticed.
+    assert "common" in fleet.live()[first]
+
+    # Back on the network: the old holder returns to the status, and stays a standby.
+    fleet.proxies[first].restore()
+    wait_until(lambda: fleet.status().get(first, {}).get("cluster", {}).get("sched") == second,
+               TTL + 10, f"{first} back in the status")  # fmt: skip
+    assert holder(fleet) == second
+    assert len(sched_runs(fleet)) == 2
