@@ -31,7 +31,12 @@ from taskforce.core.diff import ChangeKind, diff_desired
 from taskforce.core.spec import DesiredState, Policy
 from taskforce.runtime import paths
 from taskforce.runtime.events import TaskEvents, python_script
-from taskforce.runtime.process import SpawnError, find_program, lookup_credentials
+from taskforce.runtime.process import (
+    SpawnError,
+    find_program,
+    forget_programs,
+    lookup_credentials,
+)
 from taskforce.runtime.records import Records
 from taskforce.runtime.sources import TextSource
 from taskforce.runtime.supervisor import Outcome, Supervisor
@@ -294,6 +299,7 @@ class Legion:
             return False
         self.reload_error = None
         self.reloads += 1
+        forget_programs()
         previous = self.loaded
         self.loaded = loaded
         for problem in loaded.problems:

@@ -11,9 +11,11 @@ import _signal  # type: ignore[import-not-found]  # the C half of `signal`
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import grp
 import os
 import pwd
+import resource
 import shutil
 import signal
 import sys
@@ -61,10 +63,30 @@ def find_program(program: str, env: Mapping[str, str]) -> str:
             raise SpawnError(f"program {program!r} does not exist")
         return program
     path = env.get("PATH", os.defpath)
-    found = shutil.which(program, path=path)
-    if found is None:
-        raise SpawnError(f"program {program!r} not found in PATH {path!r}")
+    key = (program, path)
+    found = _found.get(key)
+    # A PATH search costs a stat per directory; a thousand tasks run a handful of
+    # programs. The remembered answer is used while it is still an executable file: a
+    # program installed earlier in PATH later is found at the next restart after that
+    # one disappears, or at once when the cache is cleared by a reload.
+    if found is None or not os.access(found, os.X_OK):
+        found = shutil.which(program, path=path)
+        if found is None:
+            _found.pop(key, None)
+            raise SpawnError(f"program {program!r} not found in PATH {path!r}")
+        if len(_found) > 4096:
+            _found.clear()
+        _found[key] = found
     return found
+
+
+# (program, PATH) -> the file a PATH search found.
+_found: dict[tuple[str, str], str] = {}
+
+
+def forget_programs() -> None:
+    """Search PATH afresh from now on (after a configuration reload)."""
+    _found.clear()
 
 
 def lookup_credentials(user: str | int | None, group: str | int | None) -> Credentials | None:
@@ -133,10 +155,17 @@ def spawn(
     marked = any(TASK_PID_MARKER in w for w in words) or any(
         TASK_PID_MARKER in v for v in env.values()
     )
-    read_fd, write_fd = os.pipe()
+    try:
+        read_fd, write_fd = os.pipe()
+    except OSError as exc:
+        raise SpawnError(f"cannot create a pipe: {_shortage(exc)}") from None
     old_mask = _sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
     try:
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            os.close(read_fd)
+            raise SpawnError(f"cannot fork: {_shortage(exc)}") from None
         if pid == 0:  # pragma: no cover - runs in the child, which execs or exits
             _become(
                 executable, words, env, marked, launch.cwd, creds, write_fd, (stdin, stdout, stderr)
@@ -195,6 +224,19 @@ def _become(
             os.write(error_fd, f"{step}: {reason}".encode(errors="replace")[:_MAX_ERROR])
     finally:
         os._exit(127)
+
+
+def _shortage(exc: OSError) -> str:
+    """Say which limit an OSError of pipe() or fork() ran into, and what to raise."""
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.EMFILE:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        return f"{reason}: taskforce has reached its limit of {soft} (raise `ulimit -n`)"
+    if exc.errno == errno.ENFILE:
+        return f"{reason}: the system-wide limit is reached (the sysctl fs.file-max)"
+    if exc.errno == errno.EAGAIN:
+        return f"{reason}: the process limit is reached (`ulimit -u`, or the cgroup's pids.max)"
+    return reason
 
 
 def _fd_limit() -> int:

@@ -116,6 +116,10 @@ class Supervisor:
         self._done = loop.create_future()
         self._devnull = os.open(os.devnull, os.O_RDWR)
         handled = self._install_signals(loop)
+        # A thousand children exiting at once overflow asyncio's wake-up pipe; that loses
+        # nothing (one wake-up reaps them all) but Python would print a traceback for
+        # each lost byte, which at that rate stalls the loop.
+        signal.set_wakeup_fd(signal.set_wakeup_fd(-1), warn_on_full_buffer=False)
         if process.become_subreaper():
             log.debug("acting as child subreaper: orphaned descendants are reaped here")
         self._exit_watch = ExitWatch(loop, self._foreign_exit)
