@@ -56,6 +56,7 @@ class HttpConnection:
         self.timeout = timeout
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADERS)
         self._received = False  # bytes of the current request have arrived
+        self._head = False  # the current request is a HEAD: replies carry no body
 
     async def serve(self) -> None:
         """Answer requests until the client leaves, errs or idles; then close."""
@@ -73,6 +74,7 @@ class HttpConnection:
     async def _exchanges(self) -> None:
         while True:
             self._received = False
+            self._head = False
             try:
                 async with asyncio.timeout(self.timeout):
                     request = await self._read_request()
@@ -118,6 +120,7 @@ class HttpConnection:
                 self.conn.receive_data(await self._read())
             elif isinstance(event, h11.Request):
                 head = event
+                self._head = event.method == b"HEAD"
                 # h11 bounds only headers still arriving; a read can bring more at once.
                 if len(event.target) + sum(len(n) + len(v) for n, v in event.headers) > MAX_HEADERS:
                     raise _RefusedError(431, "request headers too large")
@@ -164,8 +167,9 @@ class HttpConnection:
         data = self.conn.send(
             h11.Response(status_code=reply.status, headers=headers, reason=_reason(reply.status))
         )
-        data = (data or b"") + (self.conn.send(h11.Data(data=reply.body)) or b"")
-        await self._write(data + (self.conn.send(h11.EndOfMessage()) or b""))
+        if not self._head:  # h11 (rightly) refuses a body in the reply to a HEAD
+            data = (data or b"") + (self.conn.send(h11.Data(data=reply.body)) or b"")
+        await self._write((data or b"") + (self.conn.send(h11.EndOfMessage()) or b""))
 
     async def _fail(self, status: int, message: str) -> None:
         """Answer a request that cannot be served (if h11 still can), then close."""

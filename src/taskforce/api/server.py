@@ -12,7 +12,7 @@ import logging
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from taskforce.api.http import HttpConnection
 from taskforce.api.listen import ApiConfigError, Endpoint, prepare
@@ -53,6 +53,7 @@ class ApiService:
         self.controller = controller
         self.feed = EventFeed(controller)
         self._listening: list[_Listening] = []
+        self._quiet: _QuietAcceptErrors | None = None
 
     @property
     def addresses(self) -> list[str]:
@@ -70,6 +71,8 @@ class ApiService:
         return found
 
     async def open(self, listener: HttpListener) -> None:
+        if self._quiet is None:
+            self._quiet = _QuietAcceptErrors(asyncio.get_running_loop())
         endpoint = prepare(listener)
         tls = _tls_context(endpoint.listener.certfile) if endpoint.tls else None
         handshake = endpoint.timeout if tls else None
@@ -142,6 +145,52 @@ class ApiService:
         for each in listening:
             if each.unix is not None:
                 each.unix.remove()
+        if self._quiet is not None:
+            self._quiet.restore()
+            self._quiet = None
+
+
+class _QuietAcceptErrors:
+    """Out of file descriptors (or memory), asyncio's accept loop reports every failed
+    accept() (up to a backlog's worth each second) as an error with a traceback. Say it
+    once a minute, in one line, with what to do; leave every other report as it was."""
+
+    EVERY = 60.0
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._previous = loop.get_exception_handler()
+        self._said_at: float | None = None
+        self._missed = 0
+        loop.set_exception_handler(self._handle)
+
+    def restore(self) -> None:
+        if self._loop.get_exception_handler() == self._handle:
+            self._loop.set_exception_handler(self._previous)
+
+    def _handle(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if context.get("message") == "socket.accept() out of system resource" and isinstance(
+            exc, OSError
+        ):
+            now = loop.time()
+            if self._said_at is None or now - self._said_at >= self.EVERY:
+                self._said_at = now
+                extra = f" ({self._missed} more since)" if self._missed else ""
+                self._missed = 0
+                log.error(
+                    "HTTP service cannot accept connections: %s%s; clients wait until it "
+                    "can (raise the open file limit, `ulimit -n`)",
+                    exc.strerror or exc,
+                    extra,
+                )
+            else:
+                self._missed += 1
+            return
+        if self._previous is not None:
+            self._previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
 
 
 async def start_api(

@@ -55,6 +55,15 @@ class CoreSchemaResolver(BaseResolver):
     yaml_implicit_resolvers: dict[Any, Any] = {}
 
 
+# Deeper nesting than this is refused: no configuration needs it, and building (then
+# validating) the value would otherwise recurse until the interpreter gives up.
+MAX_DEPTH = 100
+# Values an alias may copy in all: `&a [x, x]`, `&b [*a, *a]`... doubles with each line,
+# and a few dozen lines would take all the memory there is ("billion laughs").
+MAX_ALIAS_COPIES = 100_000
+# Longest number accepted: Python refuses to convert integers of over 4300 digits.
+_MAX_NUMBER = 1000
+
 _DIGITS = "0123456789"
 _CORE_SCHEMA_RULES: tuple[tuple[str, str, str], ...] = (
     # (tag, pattern, the characters a matching scalar can start with)
@@ -84,6 +93,19 @@ class _PurePythonComposer(Reader, Scanner, Parser, Composer, CoreSchemaResolver)
         Parser.__init__(self)
         Composer.__init__(self)
         CoreSchemaResolver.__init__(self)
+        self._depth = 0
+
+    def compose_node(self, parent: Node | None, index: int) -> Node | None:
+        # PyYAML composes recursively: refuse deep nesting before Python's stack runs out
+        # (libyaml stops at 1000 levels by itself, and the builder at MAX_DEPTH).
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                event = self.peek_event()  # type: ignore[no-untyped-call]
+                raise yaml.composer.ComposerError(None, None, _too_deep(), event.start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 try:
@@ -178,6 +200,18 @@ def _compose(text: str, source: str, use_libyaml: bool) -> Node | None:
         raise ConfigError([_marked_error_problem(exc, source)]) from None
     except yaml.reader.ReaderError as exc:
         raise ConfigError([_reader_error_problem(exc, text, source, use_libyaml)]) from None
+    except UnicodeEncodeError as exc:
+        # A str holding a lone surrogate (only from a caller, never from a file read as
+        # UTF-8): libyaml cannot even be given it.
+        lines_before = _LINE_BREAK.split(text[: exc.start])
+        mark = Mark(len(lines_before), len(lines_before[-1]) + 1)
+        character = text[exc.start]
+        message = f"the character {character!r} is not allowed in YAML"
+        raise ConfigError([Problem(source, mark, "", message)]) from None
+
+
+def _too_deep() -> str:
+    return f"lists and maps are nested more than {MAX_DEPTH} levels deep"
 
 
 def _marked_error_problem(exc: yaml.MarkedYAMLError, source: str) -> Problem:
@@ -223,6 +257,10 @@ class _Builder:
         self._lines = _LINE_BREAK.split(text)
         self._source = source
         self._open: set[int] = set()  # nodes being built, to catch recursive aliases
+        self._built: set[int] = set()  # nodes built once: building one again is an alias copy
+        self._copying = 0  # > 0 while building an alias copy
+        self._copies = 0
+        self._too_deep = False
         self.value_marks: dict[Path, Mark] = {}
         self.key_marks: dict[Path, Mark] = {}
         self.problems: list[Problem] = []
@@ -230,22 +268,42 @@ class _Builder:
     def problem(self, node: Node, message: str, path: Path = ()) -> None:
         self.problems.append(Problem(self._source, _node_mark(node), format_path(path), message))
 
-    def build(self, node: Node, path: Path) -> Value:
+    def build(self, node: Node, path: Path, depth: int = 0) -> Value:
+        if depth > MAX_DEPTH:
+            if not self._too_deep:
+                self._too_deep = True
+                self.problem(node, _too_deep(), path[:3])
+            return None
         self.value_marks[path] = _node_mark(node)
         if id(node) in self._open:
             self.problem(node, "an alias refers to a value that contains it", path)
             return None
+        copy = id(node) in self._built
+        if copy or self._copying:
+            self._copies += 1
+            if self._copies > MAX_ALIAS_COPIES:
+                if self._copies == MAX_ALIAS_COPIES + 1:  # said once
+                    self.problem(
+                        node,
+                        f"aliases copy more than {MAX_ALIAS_COPIES} values: use fewer aliases "
+                        "of large values",
+                        path,
+                    )
+                return None
+        self._built.add(id(node))
         self._open.add(id(node))
+        self._copying += copy
         try:
             if isinstance(node, MappingNode):
-                return self._build_mapping(node, path)
+                return self._build_mapping(node, path, depth)
             if isinstance(node, SequenceNode):
-                return self._build_sequence(node, path)
+                return self._build_sequence(node, path, depth)
             return self._build_scalar(node, path)
         finally:
             self._open.discard(id(node))
+            self._copying -= copy
 
-    def _build_mapping(self, node: MappingNode, path: Path) -> Value:
+    def _build_mapping(self, node: MappingNode, path: Path, depth: int) -> Value:
         if node.tag != MAP_TAG:
             self.problem(node, f"unsupported tag {_short(node.tag)!r} on a map", path)
         result: dict[str, Value] = {}
@@ -264,7 +322,7 @@ class _Builder:
                 )
                 continue
             self.key_marks[key_path] = _node_mark(key_node)
-            result[key] = self.build(value_node, key_path)
+            result[key] = self.build(value_node, key_path, depth + 1)
         return result
 
     def _key(self, key_node: Node, path: Path) -> str | None:
@@ -280,7 +338,7 @@ class _Builder:
             self.problem(key_node, "keys must be strings, not lists or maps", path)
         return None
 
-    def _build_sequence(self, node: SequenceNode, path: Path) -> Value:
+    def _build_sequence(self, node: SequenceNode, path: Path, depth: int) -> Value:
         if node.tag != SEQ_TAG:
             self.problem(node, f"unsupported tag {_short(node.tag)!r} on a list", path)
         result: list[Value] = []
@@ -288,10 +346,10 @@ class _Builder:
             if self._is_compact_pair(node, item):
                 # `["-l": "{LOGFILE}"]` means the two words, not a conditional map.
                 ((key_node, value_node),) = item.value
-                result.append(self.build(key_node, (*path, len(result))))
-                result.append(self.build(value_node, (*path, len(result))))
+                result.append(self.build(key_node, (*path, len(result)), depth + 1))
+                result.append(self.build(value_node, (*path, len(result)), depth + 1))
             else:
-                result.append(self.build(item, (*path, len(result))))
+                result.append(self.build(item, (*path, len(result)), depth + 1))
         return result
 
     def _is_compact_pair(self, sequence: SequenceNode, item: Node) -> bool:
@@ -326,7 +384,11 @@ class _Builder:
             number = _parse_number(text, tag)
             if number is None:
                 kind = "integer" if tag == INT_TAG else "number"
-                self.problem(node, f"{text!r} is not a valid {kind}", path)
+                if len(text) > _MAX_NUMBER:
+                    message = f"a number {len(text)} characters long is too long to be read"
+                else:
+                    message = f"{text!r} is not a valid {kind}"
+                self.problem(node, message, path)
             return number
         self.problem(node, f"unsupported tag {_short(tag)!r}", path)
         return text
@@ -345,7 +407,7 @@ def _parse_number(text: str, tag: str) -> int | float | None:
     """Read an int or float scalar by the YAML 1.2 core rules (`0755` is decimal 755)."""
     # Explicitly tagged scalars (`!!int 12`) bypass the resolver, so check their form too:
     # Python's int() and float() would also take `1_000` or `infinity`.
-    if not _CORE_PATTERNS[tag].match(text):
+    if len(text) > _MAX_NUMBER or not _CORE_PATTERNS[tag].match(text):
         return None
     if tag == FLOAT_TAG:
         if text[-1].isalpha():  # .inf, -.Inf, .NaN: Python spells them without the dot

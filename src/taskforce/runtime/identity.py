@@ -4,15 +4,28 @@ A pid read from a pidfile (or remembered from an earlier run) may have been recy
 an unrelated process, or the file may have been forged. Before taskforce signals or
 adopts such a pid, the process must match: its start time equals the one recorded when
 taskforce started it, or, with no record, its executable or command line names the
-task's program.
+task's program. When that program is an interpreter (python, perl, sh...), the same
+executable runs many unrelated programs: the script (or `-m module`, `-c code`) the
+task passes it must be there too.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 _MAX_PIDFILE = 128
+# Executables that run a program named by their arguments.
+_INTERPRETER = re.compile(
+    r"(python|pypy|perl|ruby|node|nodejs|php|lua|tclsh|wish|bash|sh|dash|zsh|ksh|mksh|"
+    r"busybox|java|rscript|julia|bun|deno)[0-9.]*(m|u|-[0-9.]+)?",
+    re.IGNORECASE,
+)
+# Interpreter options whose next word names what runs.
+_NAMING_OPTIONS = frozenset({"-m", "-c", "-e", "-jar", "-cp", "-classpath", "-r"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,15 +77,43 @@ def read_pidfile(path: str) -> int | None:
     return pid if pid > 1 else None
 
 
-def runs_program(identity: ProcessIdentity, program: str) -> bool:
-    """Whether the process runs `program` (as its executable or as an interpreted script)."""
+def runs_program(identity: ProcessIdentity, program: str, argv: Sequence[str] = ()) -> bool:
+    """Whether the process runs `program` (as its executable or as an interpreted script).
+
+    `argv` is the task's command (program first): when `program` is an interpreter, the
+    process must also run what the command gives it to run.
+    """
     wanted = os.path.realpath(program)
-    if (
-        identity.exe is not None
-        and os.path.realpath(identity.exe.removesuffix(" (deleted)")) == wanted
-    ):
-        return True
-    return any(os.path.isabs(arg) and os.path.realpath(arg) == wanted for arg in identity.argv[:3])
+    exe = identity.exe
+    if exe is not None and os.path.realpath(exe.removesuffix(" (deleted)")) == wanted:
+        if not _INTERPRETER.fullmatch(os.path.basename(wanted)):
+            return True
+        return _runs_same_code(identity.argv, argv)
+    if exe is None and identity.argv and not _INTERPRETER.fullmatch(os.path.basename(wanted)):
+        # The executable cannot be read (not our process): its command line has to do.
+        first = identity.argv[0]
+        if os.path.isabs(first) and os.path.realpath(first) == wanted:
+            return True
+    # `program` is a script: its interpreter runs it, named among the first arguments.
+    return any(os.path.isabs(arg) and os.path.realpath(arg) == wanted for arg in identity.argv[1:3])
+
+
+def _runs_same_code(seen: Sequence[str], argv: Sequence[str]) -> bool:
+    """Whether an interpreter's command line `seen` runs what the task's `argv` asks of it."""
+    for index, word in enumerate(argv[1:], start=1):
+        if word in _NAMING_OPTIONS and index + 1 < len(argv):
+            named = argv[index + 1]
+            return any(a == word and b == named for a, b in itertools.pairwise(seen[1:]))
+        if word.startswith("-"):
+            continue  # an option of the interpreter
+        if not os.path.isfile(word):
+            return True  # not a script: nothing more to compare
+        script = os.path.realpath(word)
+        return any(
+            arg == word or (os.path.isabs(arg) and os.path.realpath(arg) == script)
+            for arg in seen[1:]
+        )
+    return True
 
 
 def same_process(identity: ProcessIdentity, recorded_ticks: int) -> bool:

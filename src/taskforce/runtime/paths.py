@@ -5,7 +5,9 @@ The control socket's place is :mod:`taskforce.api.paths` (the client needs it ch
 Next to the pidfile when there is one; otherwise in a private runtime directory:
 ``$XDG_RUNTIME_DIR/taskforce`` or ``/run/taskforce`` for root, else
 ``/tmp/taskforce-<uid>``. The directory is created 0700 and refused when it is a
-symbolic link or is not owned by us, so that nobody can plant files for us to trust.
+symbolic link or is not owned by us, or when it sits in a directory where others could
+swap it for one of theirs (writable by others and not sticky), so that nobody can plant
+files for us to trust.
 """
 
 from __future__ import annotations
@@ -32,6 +34,15 @@ def runtime_dir() -> str:
 
 def ensure_private_dir(path: str) -> str:
     """Create `path` (mode 0700) if needed and check it is ours and private."""
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        above = os.stat(parent)
+    except OSError as exc:
+        raise UnsafePathError(f"{parent}: {exc.strerror}") from None
+    if above.st_uid not in (0, os.geteuid()):
+        raise UnsafePathError(f"{parent} is owned by uid {above.st_uid}, not by us or root")
+    if above.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not above.st_mode & stat.S_ISVTX:
+        raise UnsafePathError(f"others can write to {parent}, and could replace {path}")
     with contextlib.suppress(FileExistsError):
         os.mkdir(path, 0o700)
     info = os.lstat(path)

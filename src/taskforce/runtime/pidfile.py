@@ -3,7 +3,9 @@
 The file is held open with an exclusive flock for as long as taskforce runs. The lock,
 not the number written in the file, says whether an instance is alive: a stale file
 from a crashed instance (or a recycled pid) is simply taken over, and a client that
-wants to signal the instance first checks that the lock is held.
+wants to signal the instance first checks that the lock is held, and that the process
+the file names is the one holding the file open. A file someone else owns (planted in a
+shared directory, so that they could rewrite the pid later) is never used.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import errno
 import fcntl
 import os
 import signal
+import stat
 
 
 class PidfileError(Exception):
@@ -27,6 +30,11 @@ class Pidfile:
     def claim(self) -> None:
         """Lock the file and write our pid, or raise PidfileError if an instance holds it."""
         fd = _open_nofollow(self.path, os.O_RDWR | os.O_CREAT)
+        try:
+            _check_ours(fd, self.path)
+        except PidfileError:
+            os.close(fd)
+            raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -68,6 +76,7 @@ def running_pid(path: str) -> int:
             pid = _read_pid(fd)
             if pid is None:
                 raise PidfileError(f"{path} does not hold a valid pid") from None
+            _check_holder(pid, fd, path)
             return pid
         raise PidfileError(f"{path} is stale: no taskforce holds it")
     finally:
@@ -115,6 +124,47 @@ def _open_nofollow(path: str, flags: int) -> int:
         if exc.errno == errno.ELOOP:
             raise PidfileError(f"{path} is a symbolic link: refusing to use it") from None
         raise
+
+
+def _check_ours(fd: int, path: str) -> None:
+    """Refuse a pidfile that is not a plain file of ours (its owner could rewrite it)."""
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        raise PidfileError(f"{path} is not a regular file: refusing to use it")
+    if info.st_uid != os.geteuid():
+        raise PidfileError(
+            f"{path} is owned by uid {info.st_uid}, not by us: refusing to use it (remove it)"
+        )
+    if info.st_nlink > 1:
+        raise PidfileError(f"{path} has other hard links: refusing to use it (remove it)")
+
+
+def _check_holder(pid: int, fd: int, path: str) -> None:
+    """The pid a locked pidfile names must hold that very file open (taskforce does, for as
+    long as it runs); anything else is a rewritten file, and must not be signalled."""
+    if not os.path.isdir("/proc/self/fd"):
+        return  # no /proc to check against (BSD, macOS): the lock has to do
+    info = os.fstat(fd)
+    wanted = (info.st_dev, info.st_ino)
+    try:
+        entries = os.listdir(f"/proc/{pid}/fd")
+    except FileNotFoundError:
+        raise PidfileError(f"{path} names pid {pid}, which is not running") from None
+    except PermissionError:
+        raise PidfileError(
+            f"{path} names pid {pid}, which cannot be checked: not allowed to signal it"
+        ) from None
+    for entry in entries:
+        try:
+            held = os.stat(f"/proc/{pid}/fd/{entry}")
+        except OSError:
+            continue
+        if (held.st_dev, held.st_ino) == wanted:
+            return
+    raise PidfileError(
+        f"{path} names pid {pid}, which does not hold it: the file was rewritten; "
+        "refusing to signal that process"
+    )
 
 
 def _read_pid(fd: int) -> int | None:

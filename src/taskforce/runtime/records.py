@@ -4,6 +4,9 @@ If taskforce is killed (SIGKILL, a crash, a power cut of the supervisor alone), 
 task processes live on. The next taskforce reads these records to recognise them,
 by pid *and* start time, so that it neither starts duplicates nor signals a stranger
 that happens to have been given a recycled pid.
+
+Records decide what gets signalled, so only a file of our own that nobody else can
+write is believed, and it is replaced whole, never written through a planted link.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import contextlib
 import json
 import logging
 import os
+import stat
+import tempfile
 from dataclasses import dataclass
 
 from taskforce.runtime.identity import identify
@@ -37,8 +42,11 @@ class Records:
         """Records left by an earlier taskforce (an unreadable file counts as none)."""
         if self.path is None:
             return []
+        self._remove_leftover_temporaries()
         try:
-            with open(self.path, "rb") as f:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+            with os.fdopen(fd, "rb") as f:
+                _check_trusted(os.fstat(fd))
                 data = json.loads(f.read(16 * 1024 * 1024))
             return [
                 ProcessRecord(str(r["task"]), int(r["slot"]), int(r["pid"]), int(r["start"]))
@@ -46,8 +54,8 @@ class Records:
             ]
         except FileNotFoundError:
             return []
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            log.warning("ignoring unreadable process records %s: %s", self.path, exc)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            log.warning("ignoring unusable process records %s: %s", self.path, exc)
             return []
 
     def update(self, running: dict[int, tuple[str, int]]) -> None:
@@ -81,19 +89,51 @@ class Records:
                 for r in sorted(snapshot, key=lambda r: (r.task, r.slot))
             ]
         }
-        tmp = f"{self.path}.{os.getpid()}.tmp"
+        directory, name = os.path.split(self.path)
+        tmp: str | None = None
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            # A fresh name, created exclusively (mode 0600): nothing planted is reused.
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory or ".")
             with os.fdopen(fd, "w") as f:
                 json.dump(data, f)
             os.replace(tmp, self.path)
+            tmp = None
             self._written = snapshot
         except OSError as exc:
             log.warning("cannot write process records %s: %s", self.path, exc)
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+        finally:
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+
+    def _remove_leftover_temporaries(self) -> None:
+        """Remove the temporary files of writes an earlier taskforce did not finish."""
+        assert self.path is not None
+        directory, name = os.path.split(self.path)
+        prefix = f".{name}."
+        try:
+            entries = os.listdir(directory or ".")
+        except OSError:
+            return
+        for entry in entries:
+            if entry.startswith(prefix) and entry.endswith(".tmp"):
+                path = os.path.join(directory, entry)
+                with contextlib.suppress(OSError):
+                    info = os.lstat(path)
+                    if stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid():
+                        os.unlink(path)
 
     def remove(self) -> None:
         if self.path is not None:
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
+
+
+def _check_trusted(info: os.stat_result) -> None:
+    """Refuse records another user could have written (ValueError, logged by the caller)."""
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError("not a regular file")
+    if info.st_uid != os.geteuid():
+        raise ValueError(f"owned by uid {info.st_uid}, not by us")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ValueError("others can write to it")

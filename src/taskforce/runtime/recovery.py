@@ -1,7 +1,10 @@
 """At start-up: recognise task processes that outlived an earlier taskforce.
 
-Two sources name them: the process records the earlier taskforce kept (pid and start
-time, so a recycled pid is never mistaken for one of ours), and the tasks' pidfiles
+Three sources name them: the process records the earlier taskforce kept (pid and start
+time, so a recycled pid is never mistaken for one of ours); the task processes it
+started after it last wrote its records (it was killed in between), recognised by the
+environment taskforce gives each one (Task_name, Task_instance, Task_pid its own pid,
+Task_ppid a taskforce that is gone) and by their command line; and the tasks' pidfiles
 (checked against the task's program). What is found is adopted (adopt tasks), stopped
 and started afresh (wait and nowait tasks), or, when no task claims it any more,
 terminated.
@@ -10,6 +13,8 @@ terminated.
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from taskforce.config.model import Control
@@ -51,6 +56,13 @@ def recover(planner: Planner, records: list[ProcessRecord]) -> tuple[list[Found]
             spec.control, record.task, record.slot, record.pid
         )
         claimed.add(record.pid)
+    for task, slot, orphan in _unrecorded(planner, claimed):
+        spec = desired[task]
+        if (task, slot) in found:
+            strays.append(orphan)  # a second process for one instance: never two at once
+            continue
+        found[(task, slot)] = _found(spec.control, task, slot, orphan)
+        claimed.add(orphan)
     for name, spec in desired.items():
         for slot, instance in enumerate(spec.instances):
             state = planner.tasks.get(name)
@@ -67,7 +79,7 @@ def recover(planner: Planner, records: list[ProcessRecord]) -> tuple[list[Found]
                 program = find_program(instance.launch.program, dict(instance.launch.env))
             except SpawnError:
                 continue
-            if not runs_program(identity, program):
+            if not runs_program(identity, program, instance.launch.argv):
                 log.warning(
                     "%s[%d]: pidfile %s names pid %d, which does not run %s: leaving it alone",
                     name,
@@ -80,6 +92,53 @@ def recover(planner: Planner, records: list[ProcessRecord]) -> tuple[list[Found]
             found[(name, slot)] = _found(spec.control, name, slot, pid)
             claimed.add(pid)
     return list(found.values()), strays
+
+
+def _unrecorded(planner: Planner, claimed: set[int]) -> Iterator[tuple[str, int, int]]:
+    """(task, slot, pid) of task processes an earlier taskforce started but had not yet
+    recorded when it died: one pass over /proc, reading environments."""
+    desired = planner.desired.tasks
+    if not desired:
+        return
+    us = str(os.getpid())
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        if pid in claimed or planner.owner(pid) is not None:
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        if f"Task_pid={entry}".encode() not in raw.split(b"\0"):
+            continue  # not a process taskforce started (a descendant, or a stranger)
+        env = dict(
+            item.decode(errors="replace").split("=", 1) for item in raw.split(b"\0") if b"=" in item
+        )
+        task, instance, parent = (
+            env.get("Task_name"),
+            env.get("Task_instance"),
+            env.get("Task_ppid"),
+        )
+        spec = desired.get(task or "")
+        if spec is None or instance is None or not instance.isdigit() or parent in (None, us):
+            continue
+        slot = int(instance)
+        if slot >= spec.count or not parent or not parent.isdigit():
+            continue
+        if identify(int(parent)) is not None:
+            continue  # its taskforce lives: another instance's, not ours to take
+        identity = identify(pid)
+        launch = spec.instances[slot].launch
+        if identity is None or identity.argv != launch.argv:
+            continue  # not (or no longer) the command this task runs
+        yield spec.name, slot, pid
 
 
 def _found(control: Control, task: str, slot: int, pid: int) -> Found:

@@ -8,8 +8,15 @@ descend from) taskforce put there. One pass over /proc finds them all.
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 from collections.abc import Collection
+
+log = logging.getLogger("taskforce")
+
+# Out of file descriptors: the scan cannot go on (and must not fail the loop).
+_SHORTAGE = (errno.EMFILE, errno.ENFILE, errno.ENOMEM)
 
 
 def left_behind(leaders: Collection[int], exclude: Collection[int]) -> list[tuple[int, int]]:
@@ -18,8 +25,13 @@ def left_behind(leaders: Collection[int], exclude: Collection[int]) -> list[tupl
         return []
     ours = f"Task_ppid={os.getpid()}".encode()
     wanted = {f"Task_pid={leader}".encode(): leader for leader in leaders}
-    found = []
-    for entry in os.listdir("/proc"):
+    found: list[tuple[int, int]] = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError as exc:
+        _cannot_scan(exc)
+        return found
+    for entry in entries:
         if not entry.isdigit():
             continue
         pid = int(entry)
@@ -28,7 +40,10 @@ def left_behind(leaders: Collection[int], exclude: Collection[int]) -> list[tupl
         try:
             with open(f"/proc/{entry}/environ", "rb") as f:
                 environ = f.read()
-        except OSError:
+        except OSError as exc:
+            if exc.errno in _SHORTAGE:
+                _cannot_scan(exc)
+                return found
             continue  # gone, or not ours to read
         if ours not in environ:
             continue
@@ -38,3 +53,7 @@ def left_behind(leaders: Collection[int], exclude: Collection[int]) -> list[tupl
                 found.append((pid, leader))
                 break
     return found
+
+
+def _cannot_scan(exc: OSError) -> None:
+    log.warning("cannot look for processes left behind by exited tasks: %s", exc.strerror or exc)
