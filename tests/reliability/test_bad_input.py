@@ -237,13 +237,6 @@ def test_context_and_substitution_never_fail_unexpectedly(
         assert ("t" in desired.tasks) != bool(problems) or problems
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="context.py: _defines() marks a define as extending when its text holds '{key}' "
-    "literally, but _REFERENCE only matches identifier names, so for a key such as 'a b' "
-    "_run() never expands the overridden template and _finish() raises KeyError on "
-    "self.lower[below.origin]",
-)
 def test_a_define_of_a_name_with_a_space_that_refers_to_itself() -> None:
     document = {
         "defaults": {"a b": "1"},
@@ -284,12 +277,6 @@ PATHOLOGICAL = {
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(
-    strict=True,
-    reason="context.py: an expanded value has no size limit, so defines that each refer "
-    "twice to the next double at every step (a substitution bomb): 22 lines give a "
-    "4-million-character argv word (exec refuses any over 128 KiB), 40 lines never finish",
-)
 def test_a_substitution_bomb_is_refused() -> None:
     levels = 22
     text = (

@@ -339,13 +339,6 @@ print("done")
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="supervisor.py: asyncio's signal wakeup fd is a small non-blocking socket and is "
-    "set with warn_on_full_buffer=True: when more signals arrive than the loop reads (a "
-    "thousand children exiting at once), every further one prints 'Exception ignored when "
-    "trying to write to the signal wakeup fd' with a traceback to stderr, the log",
-)
 def test_a_burst_of_sigchld_does_not_flood_the_log() -> None:
     result = subprocess.run(
         [sys.executable, "-c", SIGCHLD_BURST], capture_output=True, text=True, timeout=60
@@ -384,12 +377,6 @@ def test_tasks_ignoring_sigterm_and_stop_commands_that_hang(
     no_tracebacks(taskforce.log())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="supervisor.py: a stop command is a helper with no time limit; when it stops its "
-    "task and then hangs, the task's exit leaves the helper running, _idle() stays false "
-    "and taskforce never exits (nothing kills the helper: _kill_helpers runs only on Kill)",
-)
 def test_a_stop_command_that_stops_its_task_then_hangs_does_not_hold_taskforce(
     taskforce: Taskforce, tmp_path: Path
 ) -> None:

@@ -420,12 +420,6 @@ def test_an_interpreter_runs_the_tasks_program_only_with_its_script(
     assert runs_program(identity, program, command) is same
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="find_daemon() only knows the executable (LookForPid carries `program`, not argv): "
-    "a non-child process of the same interpreter started after the start command is taken "
-    "for the daemon, then signalled on stop",
-)
 def test_a_daemon_pidfile_naming_a_later_process_of_the_same_interpreter_is_left_alone(
     taskforce: Taskforce, tmp_path: Path
 ) -> None:

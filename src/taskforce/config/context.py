@@ -153,6 +153,11 @@ def expand_one(value: Value, context: Mapping[str, str]) -> str | None:
 # --- templates and their expansion ---------------------------------------------------
 
 
+# The longest value a context entry may expand to: Linux's limit on one argument or
+# environment string (MAX_ARG_STRLEN).
+MAX_VALUE = 128 * 1024
+
+
 class Template(NamedTuple):  # a NamedTuple: thousands are made per resolve, cheaply
     text: str
     origin: str  # key path, for problems
@@ -256,6 +261,12 @@ class _Expansion:
             value = substitute(template.text, self.done)
         if "\0" in value and "\0" in value.replace(TASK_PID_MARKER, ""):
             raise ContextError(f"{key} cannot hold a NUL character", template.origin)
+        if len(value) > MAX_VALUE:
+            # Doubling defines grow exponentially; the kernel refuses such a word anyway.
+            raise ContextError(
+                f"{key} expands to {len(value)} characters, over the limit of {MAX_VALUE}",
+                template.origin,
+            )
         if not final:
             self.lower[template.origin] = value
             return
@@ -302,7 +313,8 @@ def _defines(
     for origin, mapping in maps:
         for key, value in mapping.items():
             template = _template(key, value, origin)
-            if "{" in template.text and f"{{{key}}}" in template.text:
+            # Only a reference that substitution would see: `{a b}` names nothing.
+            if "{" in template.text and key in _references(template):
                 below = out.get(key)
                 below = base.get(key) if below is None else below
                 template = Template(template.text, template.origin, True, below)

@@ -68,6 +68,9 @@ class LookForPid:
     slot: int
     pidfile: str | None
     program: str
+    # The start command (program first), to tell the daemon from another process of the
+    # same interpreter.
+    argv: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -360,10 +360,16 @@ class Planner:
     ) -> float | None:
         if inst.phase is Phase.DAEMONIZING:
             # Even when the task is going away, the daemon must be found: to be stopped.
+            # But not for longer than a stop may take.
+            if spec is None or inst.slot >= spec.count or spec.control not in _DAEMON:
+                inst.look_deadline = min(
+                    inst.look_deadline, now + self._desired.policy.stop_timeout
+                )
             if now >= inst.next_look:
                 pidfile = inst.spec.pidfile if inst.spec is not None else None
                 program = inst.executable or (inst.spec.launch.program if inst.spec else "")
-                actions.append(LookForPid(state.name, inst.slot, pidfile, program))
+                argv = inst.spec.launch.argv if inst.spec is not None else ()
+                actions.append(LookForPid(state.name, inst.slot, pidfile, program, argv))
                 inst.next_look = inst.look_deadline + 1.0  # until the runtime reports
                 return None
             return inst.next_look

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from taskforce.runtime.identity import ProcessIdentity, identify, read_pidfile, runs_program
 
@@ -36,7 +36,9 @@ def started_after(identity: ProcessIdentity, monotonic: float) -> bool:
     return identity.start_ticks / _CLOCK_TICKS >= monotonic - 1.0
 
 
-def find_daemon(pidfile: str | None, program: str, launched_at: float) -> tuple[int, bool] | str:
+def find_daemon(
+    pidfile: str | None, program: str, launched_at: float, argv: Sequence[str] = ()
+) -> tuple[int, bool] | str:
     """The daemon a nowait/adopt start command left, as (pid, is_our_child), or why not.
 
     The pidfile is not trusted blindly: the process must have started after the start
@@ -53,7 +55,7 @@ def find_daemon(pidfile: str | None, program: str, launched_at: float) -> tuple[
     child = parent_of(pid) == os.getpid()
     if not started_after(identity, launched_at):
         return f"{pidfile} names pid {pid}, which is older than the start command"
-    if not child and not runs_program(identity, program):
+    if not child and not runs_program(identity, program, argv):
         return f"{pidfile} names pid {pid}, which does not run {program}"
     return pid, child
 

@@ -99,6 +99,8 @@ class Supervisor:
         self._probes: set[asyncio.Task[bool]] = set()
         # Task processes that exited since the last sweep for what they left behind.
         self._sweep_leaders: set[int] = set()
+        # Why a nowait/adopt pidfile was last doubted, per instance (logged once).
+        self._pidfile_doubts: dict[tuple[str, int], str] = {}
         self._sweep_timer: asyncio.TimerHandle | None = None
         # Processes no task owns that are being stopped, with their SIGKILL timers.
         self._strays: dict[int, asyncio.TimerHandle] = {}
@@ -543,7 +545,7 @@ class Supervisor:
     def _look_for_pid(self, action: LookForPid) -> None:
         state = self.planner.tasks[action.task]
         inst = state.instances[action.slot]
-        found = find_daemon(action.pidfile, action.program, inst.started_at)
+        found = find_daemon(action.pidfile, action.program, inst.started_at, action.argv)
         now, wall = self._now(), time.time()
         if isinstance(found, tuple):
             pid, child = found
@@ -558,8 +560,14 @@ class Supervisor:
             if not child:
                 self._watch_foreign(pid)
             return
+        key = (action.task, action.slot)
+        if "names pid" in found and self._pidfile_doubts.get(key) != found:
+            # A pidfile naming the wrong process is worth saying at once, and once.
+            self._pidfile_doubts[key] = found
+            log.warning("%s[%d]: %s: not taking it for the daemon", action.task, action.slot, found)
         outcome = self.planner.pid_not_found(action.task, action.slot, now, wall)
         if outcome is not None:
+            self._pidfile_doubts.pop(key, None)
             log.warning("%s[%d]: %s", action.task, action.slot, found)
             self._log_exit(None, outcome)
 
@@ -676,9 +684,17 @@ class Supervisor:
                     action.pid,
                     action.reason,
                 )
-                if self._run_helper(
+                helper = self._run_helper(
                     action.task, action.slot, stopper, str(action.pid), "stop command"
-                ):
+                )
+                if helper is not None:
+                    # It may stop its task and then hang: it gets the stop timeout too.
+                    assert self._loop is not None
+                    self._helpers[helper].timer = self._loop.call_later(
+                        self.planner.desired.policy.stop_timeout,
+                        self._kill_hung_helper,
+                        helper,
+                    )
                     return
         signum = action.signal if action.signal is not None else signal.SIGTERM
         log.info(
@@ -717,6 +733,19 @@ class Supervisor:
         self._helpers[spawned.pid] = _Helper(task, slot, what, on_exit)
         self._watch_error_fd(spawned)
         return spawned.pid
+
+    def _kill_hung_helper(self, pid: int) -> None:
+        helper = self._helpers.get(pid)
+        if helper is not None:
+            helper.timer = None
+            log.warning(
+                "%s[%d]: its %s, pid %d, is still running: SIGKILL",
+                helper.task,
+                helper.slot,
+                helper.what,
+                pid,
+            )
+            process.signal_group(pid, signal.SIGKILL)
 
     def _kill_helpers(self, task: str, slot: int) -> None:
         for pid, helper in self._helpers.items():

@@ -33,7 +33,7 @@ def test_start_command_exiting_zero_leads_to_looking_for_the_pidfile() -> None:
     inst = p.tasks["d"].instances[0]
     assert inst.phase is Phase.DAEMONIZING
     (look,) = p.plan(0.1).actions
-    assert look == LookForPid("d", 0, "/run/d.pid", "/usr/sbin/daemon")
+    assert look == LookForPid("d", 0, "/run/d.pid", "/usr/sbin/daemon", ("daemon",))
     assert p.pid_not_found("d", 0, 0.1, 0.1) is None
     plan = p.plan(0.1)
     assert plan.actions == () and plan.next_deadline is not None
