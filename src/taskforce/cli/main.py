@@ -339,7 +339,13 @@ def _check(legion: object) -> int:
 def _print_plan(config_file: str, pidfile: str | None) -> None:
     """With a taskforce running (found by its control socket), say what applying
     `config_file` to it would do, task by task."""
-    from taskforce.cli.client import Client, ClientError, Endpoint, default_socket
+    from taskforce.cli.client import (
+        Client,
+        ClientError,
+        Endpoint,
+        UnreachableError,
+        default_socket,
+    )
 
     socket_path = default_socket(pidfile)
     if not os.path.exists(socket_path):
@@ -348,8 +354,10 @@ def _print_plan(config_file: str, pidfile: str | None) -> None:
         with open(config_file, "rb") as f:
             text = f.read()
         reply = Client(Endpoint("unix", socket_path)).post("/manage/plan", body=text)
+    except UnreachableError:
+        return  # a socket left by a taskforce that is gone: nothing runs there
     except (OSError, ClientError) as exc:
-        print(f"(no plan: the taskforce at {socket_path} did not answer: {exc})")
+        print(f"(no plan: the taskforce at {socket_path} refused: {exc})")
         return
     changes = [c for c in reply.get("changes", []) if c.get("change") != "untouched"]
     untouched = len(reply.get("changes", [])) - len(changes)
