@@ -13,6 +13,7 @@ be used is reported and the running one stays in force.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
@@ -147,6 +148,17 @@ class Legion:
 
         `text` replaces the configuration file's content (to see what it would do).
         """
+        # Loading allocates hundreds of thousands of small acyclic objects: the cyclic
+        # collector would walk the whole heap many times over for nothing.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return self._load(previous, text)
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _load(self, previous: Loaded | None, text: str | None) -> Loaded:
         source = self.config_source
         if text is None and source is not None:
             text = source.read().decode("utf-8", "replace")
