@@ -1,0 +1,1 @@
+"""The benchmark harness: workloads, measurements, process bookkeeping and reports."""
