@@ -195,3 +195,25 @@ def test_upgrade_keeps_every_task_running_and_a_broken_upgrade_changes_nothing(
     assert result.returncode == 0, result.stderr
     wait_for(lambda: taskforce.log().count("upgrade abandoned") >= 2, what="second refusal")
     assert taskforce.stop() == 0
+
+
+def test_reset_stops_what_cannot_be_adopted_and_keeps_adopted_daemons(
+    taskforce: Taskforce, probes: Probes, tmp_path: Path
+) -> None:
+    pidfile = tmp_path / "tf.pid"
+    tasks = {"keep": daemon_task(tmp_path, "keep", control="adopt"), "w": probe_task()}
+    conf = write_config(tmp_path / "tf.conf", tasks, settings=FAST)
+    taskforce.start("-p", str(pidfile), "-f", str(conf))
+    probes.wait(2)
+    taskforce.wait_log("daemon pid")
+    (kept,) = probes.live("keep")
+    (old_w,) = probes.live("w")
+    tf_pid = int(pidfile.read_text())
+    result = taskforce.run("-R", "-p", str(pidfile))
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: not pid_alive(old_w["pid"]), what="the wait task stopped")
+    wait_for(lambda: live_pids(probes, "w") - {old_w["pid"]}, what="the wait task started again")
+    taskforce.wait_log(f"found pid {kept['pid']} still running: adopting it")
+    assert pid_alive(kept["pid"])
+    assert len(probes.records("start", "keep")) == 1
+    assert int(pidfile.read_text()) == tf_pid
