@@ -6,47 +6,16 @@ import asyncio
 import errno
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from watch_support import Recorder, run
 
 from taskforce.watch import FileWatcher
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="inotify is Linux only")
-
-DEADLINE = 10.0
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.calls: list[frozenset[str]] = []
-        self._wake = asyncio.Event()
-
-    def __call__(self, paths: frozenset[str]) -> None:
-        self.calls.append(paths)
-        self._wake.set()
-
-    def seen(self, start: int = 0) -> set[str]:
-        return set().union(*self.calls[start:])
-
-    async def expect(self, *paths: Path | str, start: int = 0) -> None:
-        wanted = {str(p) for p in paths}
-
-        async def reported() -> None:
-            while not wanted <= self.seen(start):
-                self._wake.clear()
-                await self._wake.wait()
-
-        await asyncio.wait_for(reported(), DEADLINE)
-
-
-def run(test: Callable[[asyncio.AbstractEventLoop], Awaitable[None]]) -> None:
-    async def main() -> None:
-        await test(asyncio.get_running_loop())
-
-    asyncio.run(main())
 
 
 def refuse_watches(w: FileWatcher, refused: Callable[[str], bool]) -> None:

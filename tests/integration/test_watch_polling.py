@@ -5,45 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from watch_support import Recorder, run
 
 from taskforce.watch import FileWatcher
 
-DEADLINE = 10.0
 INTERVAL = 0.02
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.calls: list[frozenset[str]] = []
-        self._wake = asyncio.Event()
-
-    def __call__(self, paths: frozenset[str]) -> None:
-        self.calls.append(paths)
-        self._wake.set()
-
-    def seen(self, start: int = 0) -> set[str]:
-        return set().union(*self.calls[start:])
-
-    async def expect(self, *paths: Path | str, start: int = 0) -> None:
-        wanted = {str(p) for p in paths}
-
-        async def reported() -> None:
-            while not wanted <= self.seen(start):
-                self._wake.clear()
-                await self._wake.wait()
-
-        await asyncio.wait_for(reported(), DEADLINE)
-
-
-def run(test: Callable[[asyncio.AbstractEventLoop], Awaitable[None]]) -> None:
-    async def main() -> None:
-        await test(asyncio.get_running_loop())
-
-    asyncio.run(main())
 
 
 def test_polling_sees_each_kind_of_change(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
