@@ -1,7 +1,8 @@
 """Creating, signalling and identifying processes: the only module that forks.
 
-Processes are created with fork and exec rather than posix_spawn because the child's own
-pid belongs in its environment (`Task_pid`), and only the child knows it before exec.
+Processes are created with vfork and exec by a small C extension (taskforce._spawn) where
+it was built, else with fork and exec from Python. Not posix_spawn: the child's own pid
+belongs in its argv and environment (`Task_pid`), and only the child knows it before exec.
 Each process gets its own session, so that stopping it reaches its whole process group.
 """
 
@@ -23,6 +24,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from taskforce.core.spec import TASK_PID_MARKER, LaunchSpec
+
+try:
+    from taskforce import _spawn as _vfork
+except ImportError:  # built without a C compiler, or not Linux: fork from Python
+    _vfork = None  # type: ignore[assignment]
 
 # Signals Python or taskforce set to SIG_IGN; exec keeps ignored dispositions, so the
 # child must put them back before it becomes the task.
@@ -159,6 +165,28 @@ def spawn(
         read_fd, write_fd = os.pipe()
     except OSError as exc:
         raise SpawnError(f"cannot create a pipe: {_shortage(exc)}") from None
+    if _vfork is not None and use_vfork:
+        try:
+            pid = _vfork.spawn(
+                os.fsencode(executable),
+                _templates(words),
+                _templates([f"{k}={v}" for k, v in env.items()]),
+                None if launch.cwd is None else os.fsencode(launch.cwd),
+                -1 if creds is None else creds.uid,
+                -1 if creds is None else creds.gid,
+                None if creds is None else creds.groups,
+                stdin,
+                stdout,
+                stderr,
+                write_fd,
+                _steps(executable, launch.cwd, creds),
+            )
+        except OSError as exc:
+            os.close(read_fd)
+            raise SpawnError(f"cannot fork: {_shortage(exc)}") from None
+        finally:
+            os.close(write_fd)
+        return Spawned(pid, read_fd, executable)
     old_mask = _sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
     try:
         try:
@@ -174,6 +202,41 @@ def spawn(
         _sigmask(signal.SIG_SETMASK, old_mask)
         os.close(write_fd)
     return Spawned(pid, read_fd, executable)
+
+
+# Set to False to spawn with fork from Python even where the C extension exists (tests).
+use_vfork = True
+
+
+def _templates(words: Iterable[str]) -> list[bytes | tuple[bytes, ...]]:
+    """argv or envp for the C spawner: bytes, or the parts between Task_pid markers."""
+    out: list[bytes | tuple[bytes, ...]] = []
+    for word in words:
+        if TASK_PID_MARKER in word:
+            parts = tuple(os.fsencode(part) for part in word.split(TASK_PID_MARKER))
+            if any(b"\0" in part for part in parts):
+                raise SpawnError(f"embedded null byte in {word!r}")
+            out.append(parts)
+        else:
+            encoded = os.fsencode(word)
+            if b"\0" in encoded:
+                raise SpawnError(f"embedded null byte in {word!r}")
+            out.append(encoded)
+    return out
+
+
+def _steps(
+    executable: str, cwd: str | None, creds: Credentials | None
+) -> tuple[bytes, bytes, bytes, bytes, bytes]:
+    """What the child was doing at each step, in the words the fork path uses."""
+    switching = b"" if creds is None else f"switching to uid {creds.uid} gid {creds.gid}".encode()
+    return (
+        b"preparing",
+        b"redirecting stdio",
+        b"" if cwd is None else f"changing directory to {cwd!r}".encode(errors="replace"),
+        switching,
+        f"executing {executable!r}".encode(errors="replace"),
+    )
 
 
 def _become(
@@ -252,7 +315,12 @@ def read_spawn_error(fd: int) -> str | None:
         data = os.read(fd, _MAX_ERROR)
     except BlockingIOError:
         return None
-    return data.decode(errors="replace") if data else None
+    if not data:
+        return None
+    step, nul, number = data.partition(b"\0")
+    if nul and number.isdigit():  # from the C spawner: the step, then errno
+        return f"{step.decode(errors='replace')}: {os.strerror(int(number))}"
+    return data.decode(errors="replace")
 
 
 def signal_group(pid: int, signum: int, *, or_process: bool = False) -> bool:

@@ -1,0 +1,290 @@
+/*
+ * vfork+exec for taskforce: the fast path of runtime/process.py.
+ *
+ * Why C: fork() of a Python parent copies its page tables and the child then faults in
+ * every page the interpreter touches before exec, which costs milliseconds per task.
+ * vfork() borrows the parent's memory until exec, so nothing is copied; but the child may
+ * then run only async-signal-safe C, never Python.  The one thing a plain posix_spawn()
+ * cannot do is put the child's own pid into its argv and environment (Task_pid); here the
+ * child writes its pid into buffers prepared by the parent before vfork.
+ *
+ * Errors in the child are reported through `error_fd` as "<step>\0<errno>", which
+ * process.read_spawn_error() turns into words.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+/* A string of argv or envp: fixed text, or parts to be joined with the child's pid. */
+typedef struct {
+    char *buffer;      /* the finished string (fixed) or the space for it (templated) */
+    char **parts;      /* NULL for fixed strings */
+    Py_ssize_t *sizes;
+    Py_ssize_t count;  /* number of parts */
+} Template;
+
+#define PID_DIGITS 24
+/* What the child was doing when it failed, in words prepared by the parent. */
+enum { PREPARING, REDIRECTING, CHANGING_DIRECTORY, SWITCHING_USER, EXECUTING, STEPS };
+
+static void free_templates(Template *items, Py_ssize_t n) {
+    if (items == NULL) return;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyMem_Free(items[i].buffer);
+        PyMem_Free(items[i].parts);
+        PyMem_Free(items[i].sizes);
+    }
+    PyMem_Free(items);
+}
+
+/* Copy a sequence of bytes (fixed) or tuples of bytes (pid-templated) into C memory.  The
+   parts of a template point into the Python bytes objects, kept alive by `seq`. */
+static Template *prepare(PyObject *seq, Py_ssize_t *count, int *templated) {
+    PyObject *fast = PySequence_Fast(seq, "argv and envp must be sequences");
+    if (fast == NULL) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    Template *items = PyMem_Calloc((size_t)n + 1, sizeof(Template));
+    if (items == NULL) {
+        Py_DECREF(fast);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(fast, i);
+        Template *t = &items[i];
+        if (PyBytes_Check(item)) {
+            Py_ssize_t size = PyBytes_GET_SIZE(item);
+            t->buffer = PyMem_Malloc((size_t)size + 1);
+            if (t->buffer == NULL) goto nomem;
+            memcpy(t->buffer, PyBytes_AS_STRING(item), (size_t)size + 1);
+            continue;
+        }
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) < 2) {
+            PyErr_SetString(PyExc_TypeError, "each word must be bytes or a tuple of 2+ bytes");
+            goto fail;
+        }
+        Py_ssize_t parts = PyTuple_GET_SIZE(item);
+        Py_ssize_t total = 0;
+        t->count = parts;
+        t->parts = PyMem_Calloc((size_t)parts, sizeof(char *));
+        t->sizes = PyMem_Calloc((size_t)parts, sizeof(Py_ssize_t));
+        if (t->parts == NULL || t->sizes == NULL) goto nomem;
+        for (Py_ssize_t k = 0; k < parts; k++) {
+            PyObject *part = PyTuple_GET_ITEM(item, k);
+            if (!PyBytes_Check(part)) {
+                PyErr_SetString(PyExc_TypeError, "template parts must be bytes");
+                goto fail;
+            }
+            t->parts[k] = PyBytes_AS_STRING(part);
+            t->sizes[k] = PyBytes_GET_SIZE(part);
+            total += t->sizes[k];
+        }
+        t->buffer = PyMem_Malloc((size_t)(total + (parts - 1) * PID_DIGITS + 1));
+        if (t->buffer == NULL) goto nomem;
+        *templated = 1;
+    }
+    *count = n;
+    Py_DECREF(fast);
+    return items;
+nomem:
+    PyErr_NoMemory();
+fail:
+    free_templates(items, n);
+    Py_DECREF(fast);
+    return NULL;
+}
+
+/* In the child: write the pid into every templated string.  No allocation. */
+static void fill(Template *items, Py_ssize_t n, const char *pid, size_t pid_size) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Template *t = &items[i];
+        if (t->parts == NULL) continue;
+        char *out = t->buffer;
+        for (Py_ssize_t k = 0; k < t->count; k++) {
+            if (k > 0) {
+                memcpy(out, pid, pid_size);
+                out += pid_size;
+            }
+            memcpy(out, t->parts[k], (size_t)t->sizes[k]);
+            out += t->sizes[k];
+        }
+        *out = '\0';
+    }
+}
+
+static void report(int fd, const char *step, int err) {
+    char digits[PID_DIGITS];
+    int at = PID_DIGITS;
+    unsigned int value = (unsigned int)err;
+    do {
+        digits[--at] = (char)('0' + value % 10);
+        value /= 10;
+    } while (value && at > 0);
+    ssize_t ignored = write(fd, step, strlen(step) + 1);
+    ignored = write(fd, digits + at, (size_t)(PID_DIGITS - at));
+    (void)ignored;
+}
+
+static void close_others(int keep) {
+#ifdef SYS_close_range
+    if (keep > 3 && syscall(SYS_close_range, 3, keep - 1, 0) != 0) goto by_hand;
+    if (syscall(SYS_close_range, keep + 1, ~0U, 0) == 0) return;
+by_hand:
+#endif
+    {
+        long limit = sysconf(_SC_OPEN_MAX);
+        if (limit < 0 || limit > 65536) limit = 65536;
+        for (int fd = 3; fd < limit; fd++)
+            if (fd != keep) close(fd);
+    }
+}
+
+static PyObject *spawn(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *path_obj, *argv_obj, *envp_obj, *cwd_obj, *groups_obj;
+    long uid, gid;
+    int stdio[3], error_fd;
+    const char *steps[STEPS];
+    if (!PyArg_ParseTuple(args, "O!OOOllOiiii(yyyyy)", &PyBytes_Type, &path_obj, &argv_obj,
+                          &envp_obj, &cwd_obj, &uid, &gid, &groups_obj, &stdio[0], &stdio[1],
+                          &stdio[2], &error_fd, &steps[0], &steps[1], &steps[2], &steps[3],
+                          &steps[4]))
+        return NULL;
+    const char *cwd = NULL;
+    if (cwd_obj != Py_None) {
+        if (!PyBytes_Check(cwd_obj)) {
+            PyErr_SetString(PyExc_TypeError, "cwd must be bytes or None");
+            return NULL;
+        }
+        cwd = PyBytes_AS_STRING(cwd_obj);
+    }
+    gid_t *groups = NULL;
+    Py_ssize_t group_count = -1;
+    if (groups_obj != Py_None) {
+        PyObject *fast = PySequence_Fast(groups_obj, "groups must be a sequence");
+        if (fast == NULL) return NULL;
+        group_count = PySequence_Fast_GET_SIZE(fast);
+        groups = PyMem_Calloc((size_t)group_count + 1, sizeof(gid_t));
+        if (groups == NULL) {
+            Py_DECREF(fast);
+            return PyErr_NoMemory();
+        }
+        for (Py_ssize_t i = 0; i < group_count; i++) {
+            groups[i] = (gid_t)PyLong_AsLong(PySequence_Fast_GET_ITEM(fast, i));
+        }
+        Py_DECREF(fast);
+        if (PyErr_Occurred()) {
+            PyMem_Free(groups);
+            return NULL;
+        }
+    }
+    int templated = 0;
+    Py_ssize_t argc = 0, envc = 0;
+    Template *argv_t = prepare(argv_obj, &argc, &templated);
+    Template *envp_t = argv_t ? prepare(envp_obj, &envc, &templated) : NULL;
+    char **argv = argv_t ? PyMem_Calloc((size_t)argc + 1, sizeof(char *)) : NULL;
+    char **envp = envp_t ? PyMem_Calloc((size_t)envc + 1, sizeof(char *)) : NULL;
+    if (argv == NULL || envp == NULL) {
+        if (!PyErr_Occurred()) PyErr_NoMemory();
+        PyMem_Free(argv);
+        PyMem_Free(envp);
+        free_templates(argv_t, argc);
+        free_templates(envp_t, envc);
+        PyMem_Free(groups);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < argc; i++) argv[i] = argv_t[i].buffer;
+    for (Py_ssize_t i = 0; i < envc; i++) envp[i] = envp_t[i].buffer;
+    const char *path = PyBytes_AS_STRING(path_obj);
+
+    /* Every signal blocked across vfork: the parent's handlers must never run in the
+       child, which shares the parent's memory until exec. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pid_t pid = vfork();
+    if (pid == 0) {
+        const char *step = steps[PREPARING];
+        char pid_text[PID_DIGITS];
+        int at = PID_DIGITS;
+        unsigned long value = (unsigned long)getpid();
+        do {
+            pid_text[--at] = (char)('0' + value % 10);
+            value /= 10;
+        } while (value && at > 0);
+        if (templated) {
+            fill(argv_t, argc, pid_text + at, (size_t)(PID_DIGITS - at));
+            fill(envp_t, envc, pid_text + at, (size_t)(PID_DIGITS - at));
+        }
+        /* Handlers and ignored dispositions are ours, not the task's. */
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        for (int sig = 1; sig < NSIG; sig++) {
+            if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &dfl, NULL);
+        }
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        if (setsid() < 0) goto failed;
+        step = steps[REDIRECTING];
+        for (int target = 0; target < 3; target++) {
+            if (stdio[target] != target) {
+                if (dup2(stdio[target], target) < 0) goto failed;
+            } else {
+                int flags = fcntl(target, F_GETFD);
+                if (flags >= 0 && (flags & FD_CLOEXEC)) fcntl(target, F_SETFD, flags & ~FD_CLOEXEC);
+            }
+        }
+        close_others(error_fd);
+        if (cwd != NULL) {
+            step = steps[CHANGING_DIRECTORY];
+            if (chdir(cwd) < 0) goto failed;
+        }
+        /* Raw system calls: glibc's wrappers would signal every thread of the parent,
+           whose memory this child shares until exec. */
+        step = steps[SWITCHING_USER];
+        if (groups != NULL && syscall(SYS_setgroups, (size_t)group_count, groups) < 0) goto failed;
+        if (gid >= 0 && syscall(SYS_setresgid, (gid_t)gid, (gid_t)gid, (gid_t)gid) < 0) goto failed;
+        if (uid >= 0 && syscall(SYS_setresuid, (uid_t)uid, (uid_t)uid, (uid_t)uid) < 0) goto failed;
+        step = steps[EXECUTING];
+        execve(path, argv, envp);
+    failed:
+        report(error_fd, step, errno);
+        _exit(127);
+    }
+    int saved = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    PyMem_Free(argv);
+    PyMem_Free(envp);
+    free_templates(argv_t, argc);
+    free_templates(envp_t, envc);
+    PyMem_Free(groups);
+    if (pid < 0) {
+        errno = saved;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return PyLong_FromLong((long)pid);
+}
+
+static PyMethodDef methods[] = {
+    {"spawn", spawn, METH_VARARGS,
+     "spawn(path, argv, envp, cwd, uid, gid, groups, stdin, stdout, stderr, error_fd, steps)\n"
+     "vfork and exec in a new session; tuples in argv/envp are joined with the child's pid."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "taskforce._spawn", "vfork+exec with the child's pid in its environment",
+    -1, methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__spawn(void) { return PyModule_Create(&module); }

@@ -1,0 +1,132 @@
+"""Both ways of creating a process (vfork in C, fork in Python) give the same child.
+
+Each test runs a small shell command through `process.spawn` and compares what the child
+saw: its pid in argv and environment, its session, its signal state, its descriptors, its
+directory and credentials, and the words of a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import signal
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from taskforce.core.spec import TASK_PID_MARKER
+from taskforce.runtime import process
+
+PATHS = ["fork"] + (["vfork"] if process._vfork is not None else [])
+
+
+@dataclass
+class Launch:
+    """The parts of a LaunchSpec that process.spawn reads."""
+
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=lambda: {"PATH": "/usr/bin:/bin"})
+    program: str = "sh"
+    cwd: str | None = None
+    user: str | int | None = None
+    group: str | int | None = None
+
+
+@pytest.fixture(params=PATHS)
+def spawn_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setattr(process, "use_vfork", request.param == "vfork")
+    yield request.param
+
+
+def run(launch: Launch) -> tuple[int, str, str | None]:
+    """Spawn, wait, and return (pid, output, spawn error)."""
+    read_out, write_out = os.pipe()
+    try:
+        spawned = process.spawn(
+            launch, stdin=os.open(os.devnull, os.O_RDONLY), stdout=write_out, stderr=write_out
+        )  # type: ignore[arg-type]
+    finally:
+        os.close(write_out)
+    chunks = []
+    while chunk := os.read(read_out, 65536):
+        chunks.append(chunk)
+    os.close(read_out)
+    _, status = os.waitpid(spawned.pid, 0)
+    error = process.read_spawn_error(spawned.error_fd)
+    os.close(spawned.error_fd)
+    assert os.WIFEXITED(status)
+    return spawned.pid, b"".join(chunks).decode(), error
+
+
+def shell(script: str, **keys: object) -> Launch:
+    return Launch(argv=["sh", "-c", script], **keys)  # type: ignore[arg-type]
+
+
+def test_own_pid_replaces_every_marker(spawn_path: str) -> None:
+    launch = shell(
+        'echo "$$ $Task_pid $DERIVED $0"',
+        env={
+            "PATH": "/usr/bin:/bin",
+            "Task_pid": TASK_PID_MARKER,
+            "DERIVED": f"/run/x-{TASK_PID_MARKER}-{TASK_PID_MARKER}.pid",
+        },
+    )
+    launch.argv.append(f"name{TASK_PID_MARKER}")
+    pid, output, error = run(launch)
+    assert error is None
+    assert output.split() == [str(pid), str(pid), f"/run/x-{pid}-{pid}.pid", f"name{pid}"]
+
+
+def test_new_session_with_default_signals_and_no_mask(spawn_path: str) -> None:
+    # taskforce ignores SIGPIPE (Python does) and blocks signals around the spawn: the
+    # task must start with neither.
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        pid, output, error = run(shell("cat /proc/$$/stat /proc/$$/status"))
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    assert error is None
+    fields = output.split(")", 1)[1].split()
+    assert int(fields[2]) == pid  # process group
+    assert int(fields[3]) == pid  # session
+    status = dict(line.split(":\t", 1) for line in output.splitlines() if ":\t" in line)
+    assert int(status["SigBlk"], 16) == 0
+    assert int(status["SigIgn"], 16) == 0
+
+
+def test_only_stdio_is_inherited(spawn_path: str) -> None:
+    leaked = os.open(os.devnull, os.O_RDONLY)
+    os.set_inheritable(leaked, True)
+    try:
+        _, output, error = run(shell("ls /proc/$$/fd"))
+    finally:
+        os.close(leaked)
+    assert error is None
+    assert sorted(int(fd) for fd in output.split()) == [0, 1, 2]
+
+
+def test_cwd_and_credentials(spawn_path: str, tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("switching user needs root")
+    nobody = pwd.getpwnam("nobody")
+    _, output, error = run(shell("pwd; id -u; id -g; id -G", cwd=str(tmp_path), user="nobody"))
+    assert error is None
+    assert output.split() == [
+        str(tmp_path),
+        str(nobody.pw_uid),
+        str(nobody.pw_gid),
+        *(str(g) for g in sorted(set(os.getgrouplist("nobody", nobody.pw_gid)))),
+    ]
+
+
+def test_exec_failure_is_reported_in_words(spawn_path: str, tmp_path: Path) -> None:
+    program = tmp_path / "not-executable"
+    program.write_text("#!/bin/sh\n")
+    program.chmod(stat.S_IRUSR)
+    if os.geteuid() == 0:
+        program.chmod(0)  # root may execute any file that has an execute bit; none here
+    _, _, error = run(Launch(argv=[str(program)], program=str(program)))
+    assert error == f"executing {str(program)!r}: Permission denied"
