@@ -8,8 +8,9 @@
  * cannot do is put the child's own pid into its argv and environment (Task_pid); here the
  * child writes its pid into buffers prepared by the parent before vfork.
  *
- * Errors in the child are reported through `error_fd` as "<step>\0<errno>", which
- * process.read_spawn_error() turns into words.
+ * The child shares the parent's memory until exec, so it reports a failure by storing the
+ * step and errno in the parent's variables (as glibc's posix_spawn does); by the time vfork
+ * returns in the parent, the child has either exec'd or failed and exited 127.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -32,8 +33,8 @@ typedef struct {
 } Template;
 
 #define PID_DIGITS 24
-/* What the child was doing when it failed, in words prepared by the parent. */
-enum { PREPARING, REDIRECTING, CHANGING_DIRECTORY, SWITCHING_USER, EXECUTING, STEPS };
+/* What the child was doing when it failed (process.py has the words for each). */
+enum { PREPARING, REDIRECTING, CHANGING_DIRECTORY, SWITCHING_USER, EXECUTING };
 
 static void free_templates(Template *items, Py_ssize_t n) {
     if (items == NULL) return;
@@ -120,43 +121,22 @@ static void fill(Template *items, Py_ssize_t n, const char *pid, size_t pid_size
     }
 }
 
-static void report(int fd, const char *step, int err) {
-    char digits[PID_DIGITS];
-    int at = PID_DIGITS;
-    unsigned int value = (unsigned int)err;
-    do {
-        digits[--at] = (char)('0' + value % 10);
-        value /= 10;
-    } while (value && at > 0);
-    ssize_t ignored = write(fd, step, strlen(step) + 1);
-    ignored = write(fd, digits + at, (size_t)(PID_DIGITS - at));
-    (void)ignored;
-}
-
-static void close_others(int keep) {
+static void close_others(void) {
 #ifdef SYS_close_range
-    if (keep > 3 && syscall(SYS_close_range, 3, keep - 1, 0) != 0) goto by_hand;
-    if (syscall(SYS_close_range, keep + 1, ~0U, 0) == 0) return;
-by_hand:
+    if (syscall(SYS_close_range, 3, ~0U, 0) == 0) return;
 #endif
-    {
-        long limit = sysconf(_SC_OPEN_MAX);
-        if (limit < 0 || limit > 65536) limit = 65536;
-        for (int fd = 3; fd < limit; fd++)
-            if (fd != keep) close(fd);
-    }
+    long limit = sysconf(_SC_OPEN_MAX);
+    if (limit < 0 || limit > 65536) limit = 65536;
+    for (int fd = 3; fd < limit; fd++) close(fd);
 }
 
 static PyObject *spawn(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *path_obj, *argv_obj, *envp_obj, *cwd_obj, *groups_obj;
     long uid, gid;
-    int stdio[3], error_fd;
-    const char *steps[STEPS];
-    if (!PyArg_ParseTuple(args, "O!OOOllOiiii(yyyyy)", &PyBytes_Type, &path_obj, &argv_obj,
-                          &envp_obj, &cwd_obj, &uid, &gid, &groups_obj, &stdio[0], &stdio[1],
-                          &stdio[2], &error_fd, &steps[0], &steps[1], &steps[2], &steps[3],
-                          &steps[4]))
+    int stdio[3];
+    if (!PyArg_ParseTuple(args, "O!OOOllOiii", &PyBytes_Type, &path_obj, &argv_obj, &envp_obj,
+                          &cwd_obj, &uid, &gid, &groups_obj, &stdio[0], &stdio[1], &stdio[2]))
         return NULL;
     const char *cwd = NULL;
     if (cwd_obj != Py_None) {
@@ -207,12 +187,13 @@ static PyObject *spawn(PyObject *self, PyObject *args) {
 
     /* Every signal blocked across vfork: the parent's handlers must never run in the
        child, which shares the parent's memory until exec. */
+    volatile int failed_step = -1, failed_errno = 0;
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     pid_t pid = vfork();
     if (pid == 0) {
-        const char *step = steps[PREPARING];
+        int step = PREPARING;
         char pid_text[PID_DIGITS];
         int at = PID_DIGITS;
         unsigned long value = (unsigned long)getpid();
@@ -235,7 +216,7 @@ static PyObject *spawn(PyObject *self, PyObject *args) {
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         if (setsid() < 0) goto failed;
-        step = steps[REDIRECTING];
+        step = REDIRECTING;
         for (int target = 0; target < 3; target++) {
             if (stdio[target] != target) {
                 if (dup2(stdio[target], target) < 0) goto failed;
@@ -244,21 +225,22 @@ static PyObject *spawn(PyObject *self, PyObject *args) {
                 if (flags >= 0 && (flags & FD_CLOEXEC)) fcntl(target, F_SETFD, flags & ~FD_CLOEXEC);
             }
         }
-        close_others(error_fd);
+        close_others();
         if (cwd != NULL) {
-            step = steps[CHANGING_DIRECTORY];
+            step = CHANGING_DIRECTORY;
             if (chdir(cwd) < 0) goto failed;
         }
         /* Raw system calls: glibc's wrappers would signal every thread of the parent,
            whose memory this child shares until exec. */
-        step = steps[SWITCHING_USER];
+        step = SWITCHING_USER;
         if (groups != NULL && syscall(SYS_setgroups, (size_t)group_count, groups) < 0) goto failed;
         if (gid >= 0 && syscall(SYS_setresgid, (gid_t)gid, (gid_t)gid, (gid_t)gid) < 0) goto failed;
         if (uid >= 0 && syscall(SYS_setresuid, (uid_t)uid, (uid_t)uid, (uid_t)uid) < 0) goto failed;
-        step = steps[EXECUTING];
+        step = EXECUTING;
         execve(path, argv, envp);
     failed:
-        report(error_fd, step, errno);
+        failed_errno = errno;
+        failed_step = step;
         _exit(127);
     }
     int saved = errno;
@@ -272,12 +254,13 @@ static PyObject *spawn(PyObject *self, PyObject *args) {
         errno = saved;
         return PyErr_SetFromErrno(PyExc_OSError);
     }
-    return PyLong_FromLong((long)pid);
+    return Py_BuildValue("(lii)", (long)pid, (int)failed_step, (int)failed_errno);
 }
 
 static PyMethodDef methods[] = {
     {"spawn", spawn, METH_VARARGS,
-     "spawn(path, argv, envp, cwd, uid, gid, groups, stdin, stdout, stderr, error_fd, steps)\n"
+     "spawn(path, argv, envp, cwd, uid, gid, groups, stdin, stdout, stderr)\n"
+     "-> (pid, failed step or -1, errno)\n"
      "vfork and exec in a new session; tuples in argv/envp are joined with the child's pid."},
     {NULL, NULL, 0, NULL},
 };

@@ -11,7 +11,5 @@ def spawn(
     stdin: int,
     stdout: int,
     stderr: int,
-    error_fd: int,
-    steps: tuple[bytes, bytes, bytes, bytes, bytes],
     /,
-) -> int: ...
+) -> tuple[int, int, int]: ...

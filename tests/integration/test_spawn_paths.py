@@ -55,8 +55,10 @@ def run(launch: Launch) -> tuple[int, str, str | None]:
         chunks.append(chunk)
     os.close(read_out)
     _, status = os.waitpid(spawned.pid, 0)
-    error = process.read_spawn_error(spawned.error_fd)
-    os.close(spawned.error_fd)
+    error = spawned.error
+    if spawned.error_fd >= 0:
+        error = process.read_spawn_error(spawned.error_fd)
+        os.close(spawned.error_fd)
     assert os.WIFEXITED(status)
     return spawned.pid, b"".join(chunks).decode(), error
 

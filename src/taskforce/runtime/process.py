@@ -57,9 +57,11 @@ class Credentials:
 class Spawned:
     pid: int
     # Read end of a close-on-exec pipe: EOF means exec succeeded, data is an error report.
+    # -1 when the outcome was known at once (vfork): then `error` says what went wrong.
     error_fd: int
     # The program file executed.
     executable: str
+    error: str | None = None
 
 
 def find_program(program: str, env: Mapping[str, str]) -> str:
@@ -144,7 +146,7 @@ def spawn(
 
     `pid_value` replaces the Task_pid marker instead of the child's own pid (used for
     commands run on behalf of a running process). Raises SpawnError for problems found
-    before forking; problems found in the child are reported through `error_fd`.
+    before forking; problems found in the child are in `error`, or come through `error_fd`.
     """
     env = dict(launch.env)
     words = list(argv if argv is not None else launch.argv)
@@ -158,6 +160,8 @@ def spawn(
     if pid_value is not None:
         words = [w.replace(TASK_PID_MARKER, pid_value) for w in words]
         env = {k: v.replace(TASK_PID_MARKER, pid_value) for k, v in env.items()}
+    if _vfork is not None and use_vfork:
+        return _spawn_vfork(executable, words, env, launch.cwd, creds, (stdin, stdout, stderr))
     marked = any(TASK_PID_MARKER in w for w in words) or any(
         TASK_PID_MARKER in v for v in env.values()
     )
@@ -165,28 +169,6 @@ def spawn(
         read_fd, write_fd = os.pipe()
     except OSError as exc:
         raise SpawnError(f"cannot create a pipe: {_shortage(exc)}") from None
-    if _vfork is not None and use_vfork:
-        try:
-            pid = _vfork.spawn(
-                os.fsencode(executable),
-                _templates(words),
-                _templates([f"{k}={v}" for k, v in env.items()]),
-                None if launch.cwd is None else os.fsencode(launch.cwd),
-                -1 if creds is None else creds.uid,
-                -1 if creds is None else creds.gid,
-                None if creds is None else creds.groups,
-                stdin,
-                stdout,
-                stderr,
-                write_fd,
-                _steps(executable, launch.cwd, creds),
-            )
-        except OSError as exc:
-            os.close(read_fd)
-            raise SpawnError(f"cannot fork: {_shortage(exc)}") from None
-        finally:
-            os.close(write_fd)
-        return Spawned(pid, read_fd, executable)
     old_mask = _sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
     try:
         try:
@@ -225,18 +207,39 @@ def _templates(words: Iterable[str]) -> list[bytes | tuple[bytes, ...]]:
     return out
 
 
-def _steps(
-    executable: str, cwd: str | None, creds: Credentials | None
-) -> tuple[bytes, bytes, bytes, bytes, bytes]:
-    """What the child was doing at each step, in the words the fork path uses."""
-    switching = b"" if creds is None else f"switching to uid {creds.uid} gid {creds.gid}".encode()
-    return (
-        b"preparing",
-        b"redirecting stdio",
-        b"" if cwd is None else f"changing directory to {cwd!r}".encode(errors="replace"),
-        switching,
-        f"executing {executable!r}".encode(errors="replace"),
-    )
+def _spawn_vfork(
+    executable: str,
+    words: list[str],
+    env: dict[str, str],
+    cwd: str | None,
+    creds: Credentials | None,
+    stdio: tuple[int, int, int],
+) -> Spawned:
+    assert _vfork is not None
+    try:
+        pid, step, err = _vfork.spawn(
+            os.fsencode(executable),
+            _templates(words),
+            _templates([f"{k}={v}" for k, v in env.items()]),
+            None if cwd is None else os.fsencode(cwd),
+            -1 if creds is None else creds.uid,
+            -1 if creds is None else creds.gid,
+            None if creds is None else creds.groups,
+            *stdio,
+        )
+    except OSError as exc:
+        raise SpawnError(f"cannot fork: {_shortage(exc)}") from None
+    if step < 0:
+        return Spawned(pid, -1, executable)
+    # The same words as the fork path's report (_become), by step of _spawn.c.
+    doing = (
+        "preparing",
+        "redirecting stdio",
+        f"changing directory to {cwd!r}",
+        "" if creds is None else f"switching to uid {creds.uid} gid {creds.gid}",
+        f"executing {executable!r}",
+    )[step]
+    return Spawned(pid, -1, executable, f"{doing}: {os.strerror(err)}")
 
 
 def _become(
@@ -315,12 +318,7 @@ def read_spawn_error(fd: int) -> str | None:
         data = os.read(fd, _MAX_ERROR)
     except BlockingIOError:
         return None
-    if not data:
-        return None
-    step, nul, number = data.partition(b"\0")
-    if nul and number.isdigit():  # from the C spawner: the step, then errno
-        return f"{step.decode(errors='replace')}: {os.strerror(int(number))}"
-    return data.decode(errors="replace")
+    return data.decode(errors="replace") if data else None
 
 
 def signal_group(pid: int, signum: int, *, or_process: bool = False) -> bool:

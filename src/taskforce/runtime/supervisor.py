@@ -755,6 +755,10 @@ class Supervisor:
 
     def _watch_error_fd(self, spawned: process.Spawned) -> None:
         assert self._loop is not None
+        if spawned.error_fd < 0:  # known already: the child exec'd, or failed and exits
+            if spawned.error is not None:
+                self._spawn_errors[spawned.pid] = spawned.error
+            return
         self._error_fds[spawned.pid] = spawned.error_fd
         self._loop.add_reader(spawned.error_fd, self._on_error_fd, spawned.pid, spawned.error_fd)
 
