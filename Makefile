@@ -8,7 +8,7 @@ ROLES ?= frontend
 
 .PHONY: run test lint typecheck venv clean
 
-$(BIN)/.installed: pyproject.toml setup.py src/taskforce/_spawn.c
+$(BIN)/.installed: pyproject.toml setup.py src/taskforce/_syscalls.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev,fleet]'

@@ -9,3 +9,6 @@ command is built on it.
 __version__ = "1.0.0.dev0"
 
 __all__ = ["__version__"]
+
+# Before anything imports asyncio: keep ssl out of it until TLS is used (memory).
+from taskforce import lean_asyncio as _lean_asyncio  # noqa: F401

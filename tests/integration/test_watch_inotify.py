@@ -20,6 +20,19 @@ from taskforce.watch import FileWatcher
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="inotify is Linux only")
 
 
+@pytest.fixture(autouse=True, params=["syscalls", "inotify_simple"])
+def inotify_calls(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test twice: through taskforce._syscalls, and through inotify_simple (the
+    fallback where the C extension could not be built)."""
+    from taskforce.watch import inotify
+
+    if request.param == "inotify_simple":
+        monkeypatch.setattr(inotify, "_syscalls", None)
+    elif inotify._syscalls is None:
+        pytest.skip("taskforce._syscalls was not built")
+    return str(request.param)
+
+
 def watches_to(directory: Path) -> int:
     """Watches on the way to ``directory`` included: one per directory from the root."""
     return len(directory.resolve().parts)

@@ -95,7 +95,7 @@ def test_no_inotify_instance_falls_back_to_polling(
     def too_many(*args: object, **kwargs: object) -> None:
         raise OSError(errno.EMFILE, "Too many open files")
 
-    monkeypatch.setattr(inotify, "INotify", too_many)
+    monkeypatch.setattr(inotify, "_open_inotify", too_many)
     conf = tmp_path / "app.conf"
 
     async def test(loop: asyncio.AbstractEventLoop) -> None:

@@ -7,7 +7,6 @@ be allowed on the listener (403 otherwise, token or not) and the token when one 
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
 
 # Sent with every 401, as RFC 6750 asks, so a client knows which scheme to use.
@@ -41,7 +40,11 @@ def authorized(access: Access, authorization: bytes | None) -> bool:
     if access.token is None:
         return True
     sent = bearer(authorization)
-    return sent is not None and hmac.compare_digest(sent, access.token)
+    if sent is None:
+        return False
+    import hmac  # here, not at import: it maps OpenSSL (megabytes) for one comparison
+
+    return hmac.compare_digest(sent, access.token)
 
 
 def check_status(access: Access, authorization: bytes | None) -> Denied | None:

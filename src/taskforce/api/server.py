@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from taskforce import lean_asyncio
 from taskforce.api.http import HttpConnection
 from taskforce.api.listen import ApiConfigError, Endpoint, prepare
 from taskforce.api.routes import Router
@@ -245,12 +246,11 @@ async def _resolve(endpoint: Endpoint) -> list[str]:
 
 
 def _tls_context(certfile: str | None) -> ssl.SSLContext:
-    import ssl
-
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls = lean_asyncio.tls()
+    context: ssl.SSLContext = tls.create_default_context(tls.Purpose.CLIENT_AUTH)
     try:
         context.load_cert_chain(str(certfile))
-    except (OSError, ssl.SSLError) as exc:
+    except (OSError, tls.SSLError) as exc:
         raise ApiConfigError(f"cannot use the certificate file {certfile}: {exc}") from None
     context.set_alpn_protocols(["http/1.1"])
     return context

@@ -27,6 +27,8 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from taskforce.cli.parser import Parser
+
 if TYPE_CHECKING:
     from taskforce.cli.client import Client
 
@@ -42,7 +44,7 @@ _EXIT_BROKEN_PIPE = 141  # what a shell reports for a command killed by SIGPIPE
 _EXIT_INTERRUPTED = 130
 
 
-def add_client_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_client_commands(subparsers: argparse._SubParsersAction[Parser]) -> None:
     """Register the client subcommands on the `taskforce` command's subparsers."""
     common = _common_options()
 
@@ -80,8 +82,8 @@ def add_client_commands(subparsers: argparse._SubParsersAction[argparse.Argument
     p.add_argument("--json", action="store_true", help="One JSON object per line")
 
 
-def _common_options() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+def _common_options() -> Parser:
+    common = Parser(add_help=False)
     group = common.add_argument_group("connection")
     group.add_argument(
         "--server",

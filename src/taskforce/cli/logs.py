@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import os
 import socket
 import stat
@@ -37,6 +36,8 @@ def _syslog_handler(name: str) -> logging.Handler:
     for path in _SYSLOG_SOCKETS:
         if _reachable(path):
             try:
+                import logging.handlers  # here: it imports socket, pickle and more
+
                 handler: logging.Handler = logging.handlers.SysLogHandler(
                     address=path, facility=logging.handlers.SysLogHandler.LOG_DAEMON
                 )

@@ -20,6 +20,7 @@ from typing import Any
 
 from taskforce import __version__
 from taskforce.cli.commands import CLIENT_COMMANDS, add_client_commands, run_client_command
+from taskforce.cli.parser import Parser
 from taskforce.fleet.cli import add_fleet_command
 from taskforce.fleet.urls import EtcdUrlError, is_etcd_url, parse_etcd_url
 
@@ -36,7 +37,7 @@ EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, EXIT_START = 0, 1, 2, 3
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=prog,
         description="Manage tasks and process pools",
         epilog="With no COMMAND, taskforce runs as the supervisor. The commands talk to a "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 
 # Overrides the host name (Task_host, and Task_fqdn) that taskforce reports and resolves with.
 HOST_ENV = "TASKFORCE_HOST"
@@ -48,13 +49,26 @@ class HostFacts:
         hostname = override or socket.gethostname()
         return cls(
             hostname=hostname.split(".", 1)[0],
-            fqdn=hostname if override else socket.getfqdn(hostname),
+            fqdn=hostname if override else _fqdn(socket, hostname),
             pid=os.getpid(),
             uid=os.getuid(),
             gid=os.getgid(),
             user_lookup=_system_user,
             group_lookup=_system_group,
         )
+
+
+def _fqdn(socket: ModuleType, hostname: str) -> str:
+    """socket.getfqdn, asking with bytes: with a str, Python loads the idna codec, which
+    imports unicodedata and stringprep (0.3 MB of a daemon's memory) for an ASCII name."""
+    try:
+        primary, aliases, _ = socket.gethostbyaddr(hostname.encode())
+    except (OSError, UnicodeError):
+        return hostname
+    for name in (primary, *aliases):
+        if "." in name:
+            return str(name)
+    return str(primary)
 
 
 def _system_user(key: str | int) -> UserInfo | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from taskforce.config.model import NotifyEvent, NotifyTarget
 from taskforce.config.shapes import (
@@ -56,6 +55,8 @@ def url_flaw(url: str) -> str:
     """Why `url` cannot be a webhook, or '' if it can."""
     if any(char.isspace() or ord(char) < 0x20 or ord(char) == 0x7F for char in url):
         return "contains spaces or control characters"
+    from urllib.parse import urlsplit  # here: it imports ipaddress (memory)
+
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("http", "https"):
         return "is not an http:// or https:// URL"
@@ -200,6 +201,8 @@ def _target_without_secrets(target: dict[str, object]) -> dict[str, object]:
     url = shown.get("url")
     if isinstance(url, str):
         try:
+            from urllib.parse import urlsplit
+
             parts = urlsplit(url)
             shown["url"] = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/(hidden)"
         except ValueError:

@@ -11,9 +11,7 @@ fixed keys are in :mod:`taskforce.config.shapes_compound`.
 
 from __future__ import annotations
 
-import difflib
 import math
-import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -85,8 +83,16 @@ def describe(value: object) -> str:
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """' (did you mean 'x'?)' for the closest choice, or '' when none is close."""
+    import difflib  # only when reporting an error
+
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _is_control(char: str) -> bool:
+    # Unicode category Cc (C0, DEL, C1), without importing unicodedata for it.
+    code = ord(char)
+    return code < 0x20 or 0x7F <= code < 0xA0
 
 
 def is_number(value: object) -> TypeGuard[int | float]:
@@ -151,7 +157,7 @@ def name_flaw(name: str) -> str:
         return "contains whitespace"
     if "/" in name:
         return "contains '/'"
-    if any(unicodedata.category(char) == "Cc" for char in name):
+    if not name.isprintable() and any(_is_control(char) for char in name):
         return "contains a control character"
     return ""
 

@@ -19,6 +19,7 @@ import os
 import sys
 from typing import Any
 
+from taskforce.cli.parser import Parser
 from taskforce.fleet.urls import EtcdUrl, EtcdUrlError, is_etcd_url, parse_etcd_url
 
 ETCD_ENV = "TASKFORCE_ETCD"
@@ -192,7 +193,7 @@ def render(hosts: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """`python -m taskforce.fleet.cli status|push ...`, as `taskforce fleet ...`."""
     args = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="taskforce")
+    parser = Parser(prog="taskforce")
     add_fleet_command(parser.add_subparsers(dest="command", required=True))
     return run_fleet_command(parser.parse_args(args if args[:1] == ["fleet"] else ["fleet", *args]))
 

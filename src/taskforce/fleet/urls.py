@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 SCHEMES = ("etcd", "etcds")
 DEFAULT_PORT = 2379
@@ -75,6 +74,10 @@ def parse_etcd_url(text: str, hostname: str = "", fqdn: str = "") -> EtcdUrl:
     """Parse an etcd URL; EtcdUrlError names what is wrong."""
     if not is_etcd_url(text):
         raise EtcdUrlError(f"{text!r} is not an etcd:// or etcds:// URL")
+    # Here, not at import: every taskforce command imports this module to tell URLs from
+    # paths, and urllib.parse imports ipaddress.
+    from urllib.parse import unquote, urlsplit
+
     text = text.replace("{Task_host}", hostname).replace("{Task_fqdn}", fqdn or hostname)
     parts = urlsplit(text)
     if parts.fragment:
@@ -117,6 +120,8 @@ def parse_etcd_url(text: str, hostname: str = "", fqdn: str = "") -> EtcdUrl:
 
 
 def _options(query: str, text: str) -> dict[str, str]:
+    from urllib.parse import parse_qsl
+
     options: dict[str, str] = {}
     for name, value in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
         if name not in _OPTIONS:

@@ -11,7 +11,6 @@ Watchers of the state (the API's event stream) :meth:`Controller.subscribe` to a
 from __future__ import annotations
 
 import asyncio
-import platform
 import signal
 import sys
 import time
@@ -99,7 +98,7 @@ class Controller:
     def version(self) -> JSON:
         return {
             "taskforce": __version__,
-            "python": platform.python_version(),
+            "python": sys.version.split()[0],
             "platform": sys.platform,
         }
 

@@ -30,7 +30,7 @@ from taskforce.config.yaml_source import Document, load_document
 from taskforce.core import snapshot
 from taskforce.core.diff import ChangeKind, diff_desired
 from taskforce.core.spec import DesiredState, Policy
-from taskforce.runtime import paths
+from taskforce.runtime import memory, paths
 from taskforce.runtime.events import TaskEvents, python_script
 from taskforce.runtime.process import (
     SpawnError,
@@ -247,6 +247,7 @@ class Legion:
         supervisor.on_change = self._refresh_watches
         supervisor.on_upgrade = self.upgrade
         self._refresh_watches()
+        memory.give_back()
         for source in (self.config_source, self.roles_source):
             if source is not None:
                 source.watch(self._source_changed)
@@ -314,6 +315,7 @@ class Legion:
         forget_programs()
         previous = self.loaded
         self.loaded = loaded
+        memory.give_back()
         for problem in loaded.problems:
             log.error("%s", problem)
         if previous is not None:

@@ -13,9 +13,9 @@ files for us to trust.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import stat
+import zlib
 
 
 class UnsafePathError(Exception):
@@ -63,7 +63,9 @@ def instance_base(pidfile: str | None, config_file: str) -> str:
     """
     if pidfile:
         return os.path.abspath(pidfile)
-    digest = hashlib.sha256(os.path.abspath(config_file).encode()).hexdigest()[:12]
+    # Not hashlib: it maps OpenSSL's libcrypto (megabytes) for a name; no secrecy needed.
+    name = os.path.abspath(config_file).encode()
+    digest = f"{zlib.crc32(name):08x}{zlib.adler32(name):08x}"
     return os.path.join(runtime_dir(), f"taskforce-{digest}")
 
 

@@ -1,6 +1,6 @@
 """Creating, signalling and identifying processes: the only module that forks.
 
-Processes are created with vfork and exec by a small C extension (taskforce._spawn) where
+Processes are created with vfork and exec by a small C extension (taskforce._syscalls) where
 it was built, else with fork and exec from Python. Not posix_spawn: the child's own pid
 belongs in its argv and environment (`Task_pid`), and only the child knows it before exec.
 Each process gets its own session, so that stopping it reaches its whole process group.
@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # the C half of `signal`
 import contextlib
-import ctypes
-import ctypes.util
 import errno
 import grp
 import os
 import pwd
 import resource
-import shutil
 import signal
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -26,7 +23,7 @@ from dataclasses import dataclass
 from taskforce.core.spec import TASK_PID_MARKER, LaunchSpec
 
 try:
-    from taskforce import _spawn as _vfork
+    from taskforce import _syscalls as _vfork
 except ImportError:  # built without a C compiler, or not Linux: fork from Python
     _vfork = None  # type: ignore[assignment]
 
@@ -78,7 +75,7 @@ def find_program(program: str, env: Mapping[str, str]) -> str:
     # program installed earlier in PATH later is found at the next restart after that
     # one disappears, or at once when the cache is cleared by a reload.
     if found is None or not os.access(found, os.X_OK):
-        found = shutil.which(program, path=path)
+        found = _which(program, path)
         if found is None:
             _found.pop(key, None)
             raise SpawnError(f"program {program!r} not found in PATH {path!r}")
@@ -86,6 +83,15 @@ def find_program(program: str, env: Mapping[str, str]) -> str:
             _found.clear()
         _found[key] = found
     return found
+
+
+def _which(program: str, path: str) -> str | None:
+    # shutil.which, without importing shutil (and the compression modules it imports).
+    for directory in path.split(os.pathsep):
+        candidate = os.path.join(directory or os.curdir, program)
+        if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
+            return candidate
+    return None
 
 
 # (program, PATH) -> the file a PATH search found.
@@ -351,6 +357,15 @@ def become_subreaper() -> bool:
     """Make orphaned descendants ours to reap (Linux); False where unsupported."""
     if not sys.platform.startswith("linux"):
         return False
+    if _vfork is not None:
+        try:
+            _vfork.become_subreaper()
+        except OSError:
+            return False
+        return True
+    import ctypes  # only without the C extension: ctypes costs memory
+    import ctypes.util
+
     libc_name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(libc_name, use_errno=True)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from urllib.parse import urlsplit
 
+from taskforce import lean_asyncio
 from taskforce.runtime.identity import identify, read_pidfile
 
 # One attempt may take this long before it counts as "not ready".
@@ -39,6 +39,8 @@ async def tcp_ready(target: str) -> bool:
 
 
 async def http_ready(url: str) -> bool:
+    from urllib.parse import urlsplit  # here: it imports ipaddress (memory)
+
     parts = urlsplit(url)
     secure = parts.scheme == "https"
     host = parts.hostname or DEFAULT_HOST
@@ -46,9 +48,8 @@ async def http_ready(url: str) -> bool:
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     ssl_context = None
     if secure:
-        import ssl  # only when an https probe is configured: ssl costs memory
-
-        ssl_context = ssl.create_default_context()
+        # Only when an https probe is configured: ssl costs memory.
+        ssl_context = lean_asyncio.tls().create_default_context()
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(host, port, ssl=ssl_context), ATTEMPT_TIMEOUT

@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import stat
-import tempfile
 from dataclasses import dataclass
 
 from taskforce.runtime.identity import identify
@@ -93,7 +92,10 @@ class Records:
         tmp: str | None = None
         try:
             # A fresh name, created exclusively (mode 0600): nothing planted is reused.
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory or ".")
+            # (Not tempfile.mkstemp: tempfile imports shutil, random and the compressors.)
+            tmp = os.path.join(directory, f".{name}.{os.urandom(6).hex()}.tmp")
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(tmp, flags, 0o600)
             with os.fdopen(fd, "w") as f:
                 json.dump(data, f)
             os.replace(tmp, self.path)

@@ -12,13 +12,16 @@ import asyncio
 import base64
 import contextlib
 import functools
-import ssl
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 import h11
 
-from taskforce import __version__
+from taskforce import __version__, lean_asyncio
+
+if TYPE_CHECKING:
+    import ssl
 
 READ_SIZE = 16 * 1024
 
@@ -30,7 +33,7 @@ class WebhookError(Exception):
 @functools.cache
 def _tls() -> ssl.SSLContext:
     # Loading the system's certificates reads files: done once, not per delivery.
-    return ssl.create_default_context()
+    return lean_asyncio.tls().create_default_context()  # type: ignore[no-any-return]
 
 
 def request_parts(url: str) -> tuple[str, int, bool, str, list[tuple[str, str]]]:

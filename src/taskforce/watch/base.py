@@ -65,6 +65,9 @@ def _kernel_backend(
             return None
         try:
             return InotifyBackend(loop, report, give_up)
+        except ImportError as exc:
+            log.warning("inotify unavailable (%s): watching files by polling", exc)
+            return None
         except OSError as exc:
             hint = ""
             if exc.errno == errno.EMFILE:

@@ -14,12 +14,17 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
+import struct
 from collections.abc import Callable, Iterable
 from typing import NamedTuple, Protocol
 
-from inotify_simple import INotify  # type: ignore[import-untyped]
-
 from .tracker import DirTracker, UnwatchableError
+
+try:
+    from taskforce import _syscalls
+except ImportError:  # built without a C compiler: inotify_simple (through ctypes) instead
+    _syscalls = None  # type: ignore[assignment]
 
 log = logging.getLogger("taskforce.watch")
 
@@ -70,6 +75,57 @@ class _INotify(Protocol):
     def close(self) -> None: ...
 
 
+# struct inotify_event: wd, mask, cookie, len; then `len` bytes of NUL-padded name.
+_HEADER = struct.Struct("iIII")
+_READ_SIZE = 64 * 1024
+
+
+class _KernelINotify:
+    """An inotify descriptor through taskforce._syscalls: no ctypes (1.5 MB) needed."""
+
+    def __init__(self) -> None:
+        assert _syscalls is not None
+        self._fd = _syscalls.inotify_init()
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def add_watch(self, path: str, mask: int) -> int:
+        assert _syscalls is not None
+        return _syscalls.inotify_add_watch(self._fd, path, mask)
+
+    def rm_watch(self, wd: int) -> None:
+        assert _syscalls is not None
+        _syscalls.inotify_rm_watch(self._fd, wd)
+
+    def read(self, timeout: int | None = None) -> list[_Event]:
+        """The events queued now (never waits: the descriptor is non-blocking)."""
+        try:
+            data = os.read(self._fd, _READ_SIZE)
+        except BlockingIOError:
+            return []
+        events = []
+        offset, end = 0, len(data)
+        while offset < end:
+            wd, mask, cookie, size = _HEADER.unpack_from(data, offset)
+            offset += _HEADER.size
+            name = os.fsdecode(data[offset : offset + size].rstrip(b"\0"))
+            offset += size
+            events.append(_Event(wd, mask, cookie, name))
+        return events
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def _open_inotify() -> _INotify:
+    if _syscalls is not None:
+        return _KernelINotify()
+    from inotify_simple import INotify  # type: ignore[import-untyped]
+
+    return INotify(nonblocking=True)
+
+
 class InotifyBackend:
     name = "inotify"
 
@@ -81,7 +137,7 @@ class InotifyBackend:
     ) -> None:
         self._loop = loop
         self._report = report
-        self._ino: _INotify | None = INotify(nonblocking=True)
+        self._ino: _INotify | None = _open_inotify()
         self._tracker = DirTracker(self._watch, self._unwatch, give_up)
         self._dir_wd: dict[str, int] = {}
         # Usually one directory per watch; more when two paths reach the same inode (bind mounts)

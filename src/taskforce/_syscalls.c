@@ -1,6 +1,12 @@
 /*
- * vfork+exec for taskforce: the fast path of runtime/process.py.
+ * The system calls taskforce needs that Python's standard library lacks (Linux), so that
+ * it needs neither fork from Python nor ctypes (1.5 MB of a daemon's memory):
+ *   spawn             vfork+exec, the fast path of runtime/process.py;
+ *   become_subreaper  prctl(PR_SET_CHILD_SUBREAPER);
+ *   inotify_*         the three inotify calls, for watch/inotify.py;
+ *   trim              malloc_trim(0): give the heap freed after a load back to the system.
  *
+ * Spawning:
  * Why C: fork() of a Python parent copies its page tables and the child then faults in
  * every page the interpreter touches before exec, which costs milliseconds per task.
  * vfork() borrows the parent's memory until exec, so nothing is copied; but the child may
@@ -18,8 +24,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <malloc.h>
+#include <sys/inotify.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -257,7 +266,54 @@ static PyObject *spawn(PyObject *self, PyObject *args) {
     return Py_BuildValue("(lii)", (long)pid, (int)failed_step, (int)failed_errno);
 }
 
+static PyObject *become_subreaper(PyObject *self, PyObject *unused) {
+    (void)self;
+    (void)unused;
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) return PyErr_SetFromErrno(PyExc_OSError);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_inotify_init(PyObject *self, PyObject *unused) {
+    (void)self;
+    (void)unused;
+    int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (fd < 0) return PyErr_SetFromErrno(PyExc_OSError);
+    return PyLong_FromLong(fd);
+}
+
+static PyObject *py_inotify_add(PyObject *self, PyObject *args) {
+    (void)self;
+    int fd;
+    PyObject *path;
+    unsigned int mask;
+    if (!PyArg_ParseTuple(args, "iO&I", &fd, PyUnicode_FSConverter, &path, &mask)) return NULL;
+    int wd = inotify_add_watch(fd, PyBytes_AS_STRING(path), mask);
+    Py_DECREF(path);
+    if (wd < 0) return PyErr_SetFromErrno(PyExc_OSError);
+    return PyLong_FromLong(wd);
+}
+
+static PyObject *py_inotify_rm(PyObject *self, PyObject *args) {
+    (void)self;
+    int fd, wd;
+    if (!PyArg_ParseTuple(args, "ii", &fd, &wd)) return NULL;
+    if (inotify_rm_watch(fd, wd) < 0) return PyErr_SetFromErrno(PyExc_OSError);
+    Py_RETURN_NONE;
+}
+
+static PyObject *trim(PyObject *self, PyObject *unused) {
+    (void)self;
+    (void)unused;
+    return PyBool_FromLong(malloc_trim(0));
+}
+
 static PyMethodDef methods[] = {
+    {"inotify_init", py_inotify_init, METH_NOARGS, "inotify_init1(IN_NONBLOCK | IN_CLOEXEC) -> fd"},
+    {"inotify_add_watch", py_inotify_add, METH_VARARGS, "inotify_add_watch(fd, path, mask) -> wd"},
+    {"inotify_rm_watch", py_inotify_rm, METH_VARARGS, "inotify_rm_watch(fd, wd)"},
+    {"trim", trim, METH_NOARGS, "malloc_trim(0): whether memory went back to the system"},
+    {"become_subreaper", become_subreaper, METH_NOARGS,
+     "Make orphaned descendants children of this process (prctl PR_SET_CHILD_SUBREAPER)."},
     {"spawn", spawn, METH_VARARGS,
      "spawn(path, argv, envp, cwd, uid, gid, groups, stdin, stdout, stderr)\n"
      "-> (pid, failed step or -1, errno)\n"
@@ -266,8 +322,8 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "taskforce._spawn", "vfork+exec with the child's pid in its environment",
+    PyModuleDef_HEAD_INIT, "taskforce._syscalls", "system calls the standard library lacks",
     -1, methods, NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__spawn(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__syscalls(void) { return PyModule_Create(&module); }

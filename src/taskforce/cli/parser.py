@@ -1,0 +1,41 @@
+"""argparse's parser, with help sized without importing shutil.
+
+argparse asks shutil for the terminal width whenever it makes a help formatter, which it
+does for every add_argument; shutil imports the compression modules (0.5 MB of a daemon's
+memory). This formatter reads the width as shutil would: $COLUMNS, else the terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+
+def _columns() -> int:
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 80
+    return columns or 80
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    def __init__(self, prog: str, *args: Any, **kwargs: Any) -> None:
+        if len(args) < 3 and kwargs.get("width") is None:
+            kwargs["width"] = _columns() - 2  # as argparse does with shutil's answer
+        super().__init__(prog, *args, **kwargs)
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose subcommands' parsers (same class) use HelpFormatter."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
