@@ -72,6 +72,7 @@ static Template *prepare(PyObject *seq, Py_ssize_t *count, int *templated) {
         Template *t = &items[i];
         if (PyBytes_Check(item)) {
             Py_ssize_t size = PyBytes_GET_SIZE(item);
+            if ((Py_ssize_t)strlen(PyBytes_AS_STRING(item)) != size) goto null_byte;
             t->buffer = PyMem_Malloc((size_t)size + 1);
             if (t->buffer == NULL) goto nomem;
             memcpy(t->buffer, PyBytes_AS_STRING(item), (size_t)size + 1);
@@ -95,6 +96,7 @@ static Template *prepare(PyObject *seq, Py_ssize_t *count, int *templated) {
             }
             t->parts[k] = PyBytes_AS_STRING(part);
             t->sizes[k] = PyBytes_GET_SIZE(part);
+            if ((Py_ssize_t)strlen(t->parts[k]) != t->sizes[k]) goto null_byte;
             total += t->sizes[k];
         }
         t->buffer = PyMem_Malloc((size_t)(total + (parts - 1) * PID_DIGITS + 1));
@@ -104,6 +106,9 @@ static Template *prepare(PyObject *seq, Py_ssize_t *count, int *templated) {
     *count = n;
     Py_DECREF(fast);
     return items;
+null_byte:
+    PyErr_SetString(PyExc_ValueError, "embedded null byte in an argument or the environment");
+    goto fail;
 nomem:
     PyErr_NoMemory();
 fail:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 from taskforce.api.listen import listeners_to_open
 from taskforce.config.model import HttpListener
-from taskforce.runtime.legion import Legion
+from taskforce.runtime.legion import Legion, Loaded
 from taskforce.runtime.notify import Notifications, attach_notifications
 from taskforce.runtime.sd_notify import ENV as NOTIFY_SOCKET
 from taskforce.runtime.sd_notify import Notifier, SystemdStatus
@@ -36,21 +36,23 @@ async def serve_with_api(
     before serving, for its `settings.http`; a ConfigError then means what one from
     serve() would.
     """
-    settings = legion.load().config.settings
-    required, best_effort = listeners_to_open(settings.http, pidfile, extra)
+    loaded = legion.load()
+    required, best_effort = listeners_to_open(loaded.config.settings.http, pidfile, extra)
     if not required and not best_effort:
-        return await serve_hooked(legion, on_ready)
+        return await serve_hooked(legion, on_ready, loaded)
     from taskforce.api.server import start_api
     from taskforce.runtime.control import Controller
 
     service = await start_api(legion, Controller(legion), required, best_effort=best_effort)
     try:
-        return await serve_hooked(legion, on_ready)
+        return await serve_hooked(legion, on_ready, loaded)
     finally:
         await service.close()
 
 
-async def serve_hooked(legion: Legion, on_ready: Callable[[], None] | None = None) -> Outcome:
+async def serve_hooked(
+    legion: Legion, on_ready: Callable[[], None] | None = None, loaded: Loaded | None = None
+) -> Outcome:
     """legion.serve(on_ready), its supervisor reporting to notifications and systemd.
 
     Both are hooked from serve()'s `on_ready`, which runs once the supervisor exists and
@@ -70,7 +72,7 @@ async def serve_hooked(legion: Legion, on_ready: Callable[[], None] | None = Non
 
     outcome: Outcome | None = None
     try:
-        outcome = await legion.serve(ready)
+        outcome = await legion.serve(ready, loaded)
         return outcome
     finally:
         if systemd is not None:

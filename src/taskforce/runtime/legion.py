@@ -232,8 +232,12 @@ class Legion:
         """manage(), calling `on_ready` once the configuration is loaded and tasks start."""
         return asyncio.run(self.serve(on_ready))
 
-    async def serve(self, on_ready: Callable[[], None] | None = None) -> Outcome:
-        loaded = self.load()
+    async def serve(
+        self, on_ready: Callable[[], None] | None = None, loaded: Loaded | None = None
+    ) -> Outcome:
+        """Supervise until stopped; `loaded` is the configuration if just read (once only)."""
+        if loaded is None:
+            loaded = self.load()
         self._report(loaded)
         self.loaded = loaded
         loop = asyncio.get_running_loop()
