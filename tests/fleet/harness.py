@@ -26,6 +26,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 MARKER = str(HERE / "marker.py")
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
+VERBOSE_ENV = "TASKFORCE_FLEET_TEST_VERBOSE"
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -323,6 +324,8 @@ class Host:
             argv += ["-r", *roles] if roles else []
         else:
             argv = [sys.executable, str(HERE / "host.py"), self.config_url, *roles]
+        if os.environ.get(VERBOSE_ENV):  # debugging a fleet test: the hosts' debug logs
+            argv.append("-v")
         log = open(self.log, "ab")  # noqa: SIM115 (the child keeps it)
         self.proc = subprocess.Popen(
             argv, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL

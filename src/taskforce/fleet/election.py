@@ -120,6 +120,9 @@ class Election:
             except EtcdUnavailableError as exc:
                 log.debug("election: %s", exc)
                 await asyncio.sleep(backoff.next())
+            except Exception:  # a bug: it must not end the election (see EtcdSource._follow)
+                log.exception("election: failed; retrying")
+                await asyncio.sleep(backoff.next())
 
     async def resign(self) -> None:
         """Give up every leader key (the tasks have stopped); best effort."""

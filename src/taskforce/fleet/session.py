@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 # gRPC's fork handlers would log at every task start ("other threads are calling into
 # gRPC"), and are not needed: a task process execs at once, touching no gRPC state.
@@ -31,6 +31,8 @@ from aetcd import rpc  # noqa: E402
 from taskforce.fleet.urls import Connection  # noqa: E402
 
 log = logging.getLogger("taskforce.fleet")
+
+T = TypeVar("T")
 
 
 class EtcdUnavailableError(Exception):
@@ -141,7 +143,7 @@ class Session:
         client = await self._connected()
         reply = await self._call(
             client,
-            client.kvstub.Range(
+            lambda: client.kvstub.Range(
                 rpc.RangeRequest(key=key), timeout=self.rpc_timeout, metadata=client.metadata
             ),
         )
@@ -152,7 +154,7 @@ class Session:
         client = await self._connected()
         reply = await self._call(
             client,
-            client.kvstub.Range(
+            lambda: client.kvstub.Range(
                 rpc.RangeRequest(key=prefix, range_end=_prefix_end(prefix)),
                 timeout=self.rpc_timeout,
                 metadata=client.metadata,
@@ -164,7 +166,7 @@ class Session:
         client = await self._connected()
         reply = await self._call(
             client,
-            client.kvstub.Put(
+            lambda: client.kvstub.Put(
                 rpc.PutRequest(key=key, value=value, lease=lease),
                 timeout=self.rpc_timeout,
                 metadata=client.metadata,
@@ -184,7 +186,8 @@ class Session:
             failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=key))],
         )
         reply = await self._call(
-            client, client.kvstub.Txn(request, timeout=self.rpc_timeout, metadata=client.metadata)
+            client,
+            lambda: client.kvstub.Txn(request, timeout=self.rpc_timeout, metadata=client.metadata),
         )
         revision = int(reply.header.revision)
         if reply.succeeded:
@@ -201,7 +204,8 @@ class Session:
             success=[rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key))],
         )
         reply = await self._call(
-            client, client.kvstub.Txn(request, timeout=self.rpc_timeout, metadata=client.metadata)
+            client,
+            lambda: client.kvstub.Txn(request, timeout=self.rpc_timeout, metadata=client.metadata),
         )
         return bool(reply.succeeded)
 
@@ -212,7 +216,7 @@ class Session:
         client = await self._connected()
         reply = await self._call(
             client,
-            client.leasestub.LeaseGrant(
+            lambda: client.leasestub.LeaseGrant(
                 rpc.LeaseGrantRequest(TTL=ttl), timeout=self.rpc_timeout, metadata=client.metadata
             ),
         )
@@ -232,13 +236,13 @@ class Session:
                 return int(reply.TTL)
             return 0
 
-        return int(await self._call(client, renew()))
+        return int(await self._call(client, renew))
 
     async def revoke(self, lease: int) -> None:
         client = await self._connected()
         await self._call(
             client,
-            client.leasestub.LeaseRevoke(
+            lambda: client.leasestub.LeaseRevoke(
                 rpc.LeaseRevokeRequest(ID=lease), timeout=self.rpc_timeout, metadata=client.metadata
             ),
         )
@@ -256,13 +260,13 @@ class Session:
         client = await self._connected()
         range_end = _prefix_end(key) if prefix else None
         watch = await self._call(
-            client, client.watch(key, range_end=range_end, start_revision=start_revision)
+            client, lambda: client.watch(key, range_end=range_end, start_revision=start_revision)
         )
         try:
             iterator = watch.__aiter__()
             while True:
                 try:
-                    event = await self._call(client, iterator.__anext__())
+                    event = await self._call(client, iterator.__anext__)
                 except StopAsyncIteration:
                     raise EtcdUnavailableError("the watch ended") from None
                 yield Event(event.kind == aetcd.EventKind.DELETE, _kv(event.kv))
@@ -293,12 +297,32 @@ class Session:
         except Exception as exc:
             self._failed(client, exc)
             raise EtcdUnavailableError(str(exc) or type(exc).__name__) from exc
+        self._check_current(client)
         return client
 
-    async def _call(self, client: _Client, awaitable: Any) -> Any:
+    def _check_current(self, client: _Client) -> None:
+        """Refuse a connection that another caller's failure has replaced meanwhile.
+
+        Such a connection is being closed in the background (see _failed): its stubs are
+        gone, or going, and aetcd would quietly open a fresh channel on it for a watch,
+        which nobody would ever close. Another part of the fleet (the lease, the
+        election...) may fail it between any two awaits of ours.
+        """
+        if client is not self._client or client.kvstub is None:
+            raise EtcdUnavailableError("the connection was closed after a failure")
+
+    async def _call(self, client: _Client, call: Callable[[], Awaitable[T]]) -> T:
+        """`call()` on `client`, every failure of any kind turned into EtcdUnavailableError.
+
+        The call is made here rather than by the caller, so that what making it raises (a
+        connection closed meanwhile has no stubs: AttributeError) is a failed call too:
+        an exception of any other type would end the loop that follows a key, silently,
+        and the host would never hear of the key again.
+        """
         try:
-            result = await awaitable
-        except StopAsyncIteration:
+            self._check_current(client)
+            result = await call()
+        except (StopAsyncIteration, EtcdUnavailableError):
             raise
         except asyncio.CancelledError:
             task = asyncio.current_task()

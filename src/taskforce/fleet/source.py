@@ -157,6 +157,12 @@ class EtcdSource:
                 log.debug("%s: %s", self.name, exc)
                 self._revision = 0
                 await asyncio.sleep(backoff.next())
+            except Exception:
+                # A bug, not etcd: were it to end this loop, the host would silently stop
+                # following the key. Say so loudly, and follow on.
+                log.exception("%s: following the key failed; retrying", self.name)
+                self._revision = 0
+                await asyncio.sleep(backoff.next())
 
     def _update(self, value: bytes | None) -> None:
         if value is None:

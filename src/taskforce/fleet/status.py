@@ -88,20 +88,26 @@ class StatusPublisher:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            lease = self.keeper.lease_id
-            if not lease:
-                continue  # the keeper tells us when it has one
-            body = json.dumps(summary(self.legion, self.election, self.host), sort_keys=True)
-            if self._published == (lease, body):
-                continue
-            document = json.loads(body)
-            document["updated"] = time.time()
             try:
-                await self.session.put(self.key, json.dumps(document).encode(), lease)
+                await self._publish()
             except EtcdUnavailableError as exc:
                 log.debug("status: %s", exc)
-                self._wake.set()  # try again after the backoff
-                await asyncio.sleep(backoff.next())
+            except Exception:  # a bug: it must not end publishing (see EtcdSource._follow)
+                log.exception("status: publishing failed; retrying")
+            else:
+                backoff.reset()
                 continue
-            backoff.reset()
-            self._published = (lease, body)
+            self._wake.set()  # try again after the backoff
+            await asyncio.sleep(backoff.next())
+
+    async def _publish(self) -> None:
+        lease = self.keeper.lease_id
+        if not lease:
+            return  # the keeper tells us when it has one
+        body = json.dumps(summary(self.legion, self.election, self.host), sort_keys=True)
+        if self._published == (lease, body):
+            return
+        document = json.loads(body)
+        document["updated"] = time.time()
+        await self.session.put(self.key, json.dumps(document).encode(), lease)
+        self._published = (lease, body)
