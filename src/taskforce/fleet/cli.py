@@ -176,9 +176,12 @@ def render(hosts: dict[str, Any]) -> str:
             pids = ",".join(str(p) for p in info.get("pids") or ()) or "-"
             running = f"{info.get('running', 0)}/{info.get('count', 0)}"
             rows.append((name, roles_text, label, str(info.get("state")), running, pids))
+        done = status.get("done") or {}
         for task in sorted(set(cluster) - set(tasks)):
             holder = cluster[task]
             where = f"held by {holder}" if holder else "not held yet"
+            if task in done:
+                where = f"done on {done[task]}"
             rows.append((name, roles_text, f"{task} (cluster)", f"standby: {where}", "", ""))
     if len(rows) == 1:
         return "no host of the fleet is alive"

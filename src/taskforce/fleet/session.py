@@ -174,6 +174,20 @@ class Session:
         )
         return int(reply.header.revision)
 
+    async def delete_if_older(self, key: bytes, revision: int) -> bool:
+        """Delete the key if it was last written before `revision` (0: in any case)."""
+        client = await self._connected()
+        delete = rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key))
+        older = rpc.Compare(
+            key=key, result=rpc.Compare.LESS, target=rpc.Compare.MOD, mod_revision=revision
+        )
+        request = rpc.TxnRequest(compare=[older] if revision else [], success=[delete])
+        reply = await self._call(
+            client,
+            lambda: client.kvstub.Txn(request, timeout=self.rpc_timeout, metadata=client.metadata),
+        )
+        return bool(reply.succeeded)
+
     async def create(self, key: bytes, value: bytes, lease: int) -> tuple[bool, KV | None, int]:
         """Put the key only if it does not exist: (created, the holder's kv, revision)."""
         client = await self._connected()

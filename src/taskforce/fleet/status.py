@@ -37,6 +37,7 @@ def summary(legion: Legion, election: Election | None, host: str) -> dict[str, A
     except ControlError:
         full = {}
     running = election.running() if election is not None else frozenset()
+    holding = election.holding() if election is not None else frozenset()
     for name, task in full.items():
         entry = {f: task.get(f) for f in _TASK_FIELDS}
         entry["pids"] = [p["pid"] for p in task.get("processes", ()) if p.get("pid")]
@@ -51,7 +52,13 @@ def summary(legion: Legion, election: Election | None, host: str) -> dict[str, A
         "tasks": tasks,
         # Cluster-wide tasks in scope here, and the host that holds each (None: nobody yet).
         "cluster": (
-            {n: (host if n in running else election.holders.get(n)) for n in election.wanted}
+            {n: (host if n in holding else election.holders.get(n)) for n in election.wanted}
+            if election is not None
+            else {}
+        ),
+        # Cluster-wide once tasks in scope here that have completed, and where.
+        "done": (
+            {n: h for n, h in election.completions.done.items() if n in election.wanted}
             if election is not None
             else {}
         ),

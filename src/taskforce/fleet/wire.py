@@ -133,7 +133,14 @@ class _Fleet:
         self.session = source.session
         host = legion.host.hostname
         self.keeper = LeaseKeeper(self.session, source.url.ttl)
-        self.election = Election(self.session, self.keeper, source.url.prefix, host, legion)
+        self.election = Election(
+            self.session,
+            self.keeper,
+            source.url.prefix,
+            host,
+            legion,
+            config_revision=lambda: source.revision_read,
+        )
         self.status = StatusPublisher(
             self.session, self.keeper, source.url.prefix, host, legion, self.election
         )
