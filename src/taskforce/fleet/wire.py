@@ -29,6 +29,7 @@ from taskforce.fleet.session import Session
 from taskforce.fleet.source import EtcdSource, cache_path
 from taskforce.fleet.status import StatusPublisher
 from taskforce.fleet.urls import Connection, is_etcd_url, parse_etcd_url
+from taskforce.fleet.view import FleetView
 from taskforce.runtime.legion import Legion
 from taskforce.runtime.supervisor import Outcome
 
@@ -115,7 +116,9 @@ async def run_fleet(
             if on_ready is not None:
                 on_ready()
 
-        outcome = await serve_with_api(legion, pidfile=pidfile, extra=extra, on_ready=ready)
+        outcome = await serve_with_api(
+            legion, pidfile=pidfile, extra=extra, on_ready=ready, fleet=fleet.view
+        )
     except BaseException:
         await fleet.stop(None)
         raise
@@ -145,6 +148,7 @@ class _Fleet:
             self.session, self.keeper, source.url.prefix, host, legion, self.election
         )
         self.election.listeners.append(self.status.changed)
+        self.view = FleetView(self.session, source.url.prefix, host)
         self._tasks: list[asyncio.Task[None]] = []
         self._seen: object = None  # the legion's `loaded` last looked at
 
@@ -204,6 +208,7 @@ class _Fleet:
 
     async def stop(self, outcome: Outcome | None) -> None:
         self.election.close()  # what follows is leaving, not losing the leadership
+        await self.view.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
