@@ -79,7 +79,10 @@ class FleetView:
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
-        await self._stop()
+        task = self._halt()
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     # ----- following the statuses -----------------------------------------------------
 
@@ -94,16 +97,16 @@ class FleetView:
         self._idle = None
         if self._subscribers:
             self._look()
-            return
-        asyncio.get_running_loop().create_task(self._stop())
+        else:
+            self._halt()
 
-    async def _stop(self) -> None:
+    def _halt(self) -> asyncio.Task[None] | None:
+        # At once, not in a task of its own: a look right after must start afresh.
         task, self._task = self._task, None
         self._current.clear()
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        return task
 
     async def _follow(self) -> None:
         backoff = Backoff()
