@@ -24,7 +24,7 @@ from taskforce.config.errors import ConfigError
 from taskforce.config.host import HostFacts
 from taskforce.config.model import HttpListener
 from taskforce.fleet.election import Election
-from taskforce.fleet.lease import LeaseKeeper
+from taskforce.fleet.lease import LEASE_ENV, LeaseKeeper
 from taskforce.fleet.session import Session
 from taskforce.fleet.source import EtcdSource, cache_path
 from taskforce.fleet.status import StatusPublisher
@@ -103,8 +103,13 @@ async def run_fleet(
 ) -> Outcome:
     """serve_with_api(legion, ...) as a member of the fleet (see the module's doc)."""
     from taskforce.api.run import serve_with_api
-    from taskforce.fleet.session import FORK_ENV, FORK_ENV_OURS
+    from taskforce.fleet.session import FORK_ENV, FORK_ENV_MARK, FORK_ENV_OURS
 
+    # What taskforce puts in its own environment is not the tasks' (the lease an in-place
+    # upgrade hands over, say): were it to reach them, the new image would find them all
+    # changed, and restart them.
+    for name in (LEASE_ENV, FORK_ENV_MARK):
+        legion.environ.pop(name, None)
     if FORK_ENV_OURS:
         legion.environ.pop(FORK_ENV, None)
     fleet = _Fleet(legion)
