@@ -179,10 +179,10 @@ def render(hosts: dict[str, Any]) -> str:
         done = status.get("done") or {}
         for task in sorted(set(cluster) - set(tasks)):
             holder = cluster[task]
-            where = f"held by {holder}" if holder else "not held yet"
-            if task in done:
-                where = f"done on {done[task]}"
-            rows.append((name, roles_text, f"{task} (cluster)", f"standby: {where}", "", ""))
+            state = f"standby: held by {holder}" if holder else "standby: not held yet"
+            if task in done:  # a once task that has run, here or elsewhere
+                state = f"done on {done[task]}"
+            rows.append((name, roles_text, f"{task} (cluster)", state, "", ""))
     if len(rows) == 1:
         return "no host of the fleet is alive"
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

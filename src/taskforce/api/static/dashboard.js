@@ -516,8 +516,13 @@
     for (const name of Object.keys(cluster).sort()) {
       if (name in tasks) continue;
       const holder = cluster[name];
-      const why = name in done ? `done on ${done[name]}` : holder ? `held by ${holder}` : "not held yet";
-      rows.push({ ...none, task: name, label: name, cluster: true, state: "standby", why });
+      const row = { ...none, task: name, label: name, cluster: true, state: "standby" };
+      if (name in done) {
+        // A once task that has run, here or elsewhere.
+        rows.push({ ...row, state: "done", why: `on ${done[name]}` });
+      } else {
+        rows.push({ ...row, why: holder ? `held by ${holder}` : "not held yet" });
+      }
     }
     if (!rows.length) rows.push({ ...none, label: "—", state: "no tasks" });
     return rows;
