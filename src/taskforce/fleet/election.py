@@ -208,6 +208,10 @@ class Election:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await waker
+            if watcher.done() and not watcher.cancelled():
+                # Seen, even when we are being cancelled (taskforce is leaving): asyncio
+                # would log a failure never looked at as an error.
+                watcher.exception()
         if watcher.done() and not watcher.cancelled():
             watcher.result()  # raises EtcdUnavailableError
 
