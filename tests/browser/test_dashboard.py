@@ -191,6 +191,8 @@ def test_read_only_pages_have_no_buttons(browser: Browser, service: tuple[str, s
         "the read-only note",
     )
     assert "control is not allowed on this listener" in note
+    # /status/access has answered: not in fleet mode, so no fleet view.
+    assert page.evaluate("document.getElementById('views').hidden") is True
     visible = "[...document.querySelectorAll('button.act')].filter(b => !b.hidden).length"
     page.wait_for(f"{visible} === 0", "the buttons to go")
 

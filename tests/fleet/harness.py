@@ -26,6 +26,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 MARKER = str(HERE / "marker.py")
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
+VERBOSE_ENV = "TASKFORCE_FLEET_TEST_VERBOSE"
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -309,8 +310,11 @@ class Host:
     def start(self) -> None:
         runtime = self.base / f"run-{self.name}"
         runtime.mkdir(mode=0o700, exist_ok=True)
+        # The tests' own etcd session (EtcdCluster) sets gRPC's fork variable in this
+        # process: a host must start from an environment without it, as in production.
+        inherited = {k: v for k, v in os.environ.items() if k != "GRPC_ENABLE_FORK_SUPPORT"}
         env = {
-            **os.environ,
+            **inherited,
             "TASKFORCE_HOST": self.name,
             "TASKFORCE_FLEET_CACHE": str(self.base / "cache"),
             "XDG_RUNTIME_DIR": str(runtime),
@@ -323,6 +327,8 @@ class Host:
             argv += ["-r", *roles] if roles else []
         else:
             argv = [sys.executable, str(HERE / "host.py"), self.config_url, *roles]
+        if os.environ.get(VERBOSE_ENV):  # debugging a fleet test: the hosts' debug logs
+            argv.append("-v")
         log = open(self.log, "ab")  # noqa: SIM115 (the child keeps it)
         self.proc = subprocess.Popen(
             argv, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL

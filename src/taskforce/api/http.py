@@ -19,7 +19,7 @@ from http import HTTPStatus
 
 import h11
 
-from taskforce.api.routes import EventStream, Reply, Request, Router, error
+from taskforce.api.routes import Deferred, EventStream, Reply, Request, Router, error
 from taskforce.api.sse import EventFeed
 
 log = logging.getLogger("taskforce")
@@ -93,6 +93,8 @@ class HttpConnection:
             if request is None:
                 return
             outcome = self.router.handle(request)
+            if isinstance(outcome, Deferred):
+                outcome = await self.router.finish(outcome)
             if isinstance(outcome, EventStream):
                 await self._stream(outcome)
                 return

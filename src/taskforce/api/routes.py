@@ -3,7 +3,10 @@
 Status paths answer GET: /status/version, /status/config, /status/tasks, /metrics,
 /events (a server-sent event stream), / (the dashboard) with its /static/NAME files, and
 /status/access (whether this request could use the control paths, so that the dashboard
-shows its buttons only where they work). Control paths need control to
+shows its buttons only where they work; and whether the fleet paths work). When the
+configuration comes from etcd, /status/fleet (every host of the fleet: its roles, its
+tasks' states) and /events/fleet (the same as an event stream); elsewhere these two
+answer 404. Control paths need control to
 be allowed on the listener: the original /manage/control?TASK=CONTROL,
 /manage/count?TASK=N, /manage/reload, /manage/stop and /manage/reset answer GET and POST;
 the newer ones change things and so take POST only: /manage/tasks/NAME/start, .../stop,
@@ -30,6 +33,7 @@ from urllib.parse import parse_qs, unquote
 
 from taskforce.api.auth import CHALLENGE, Access, Denied, check_control, check_status
 from taskforce.api.logstream import LogFollow
+from taskforce.api.sse import Fleet, FleetFeed
 from taskforce.runtime.control import ControlError
 from taskforce.runtime.output import Follower
 
@@ -107,7 +111,17 @@ class EventStream:
 
 
 EVENT_STREAM = EventStream()
-Outcome = Reply | EventStream
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """A reply that takes a wait (the fleet's statuses come from etcd): Router.finish()."""
+
+    reply: Callable[[], Awaitable[Reply]]
+
+
+Outcome = Reply | EventStream | Deferred
+NOT_FLEET = "not in fleet mode: this taskforce's configuration does not come from etcd"
 
 
 def error(status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> Reply:
@@ -156,10 +170,13 @@ class Route:
 class Router:
     """Answers the requests of one listener (its access rules) from one controller."""
 
-    def __init__(self, controller: ControlSurface, access: Access) -> None:
+    def __init__(
+        self, controller: ControlSurface, access: Access, fleet: Fleet | None = None
+    ) -> None:
         self.access = access
         c = controller
         self.controller = c
+        self.fleet = fleet
         self._routes: dict[str, Route] = {
             "/": Route(GET, False, lambda call: dashboard()),
             "/status/version": Route(GET, False, lambda call: call.json(c.version())),
@@ -168,6 +185,8 @@ class Router:
             "/status/access": Route(GET, False, self._access),
             "/metrics": Route(GET, False, lambda call: Reply(200, c.metrics().encode(), METRICS)),
             "/events": Route(GET, False, lambda call: EVENT_STREAM),
+            "/status/fleet": Route(GET, False, self._fleet),
+            "/events/fleet": Route(GET, False, self._fleet_events),
             "/manage/control": Route(GET_POST, True, lambda call: self._override("control", call)),
             "/manage/count": Route(GET_POST, True, lambda call: self._override("count", call)),
             "/manage/reload": Route(GET_POST, True, lambda call: call.json(c.reload())),
@@ -253,11 +272,39 @@ class Router:
             return call.json(answer)
         return EventStream(LogFollow(self.controller, call.task, n).run)
 
+    async def finish(self, deferred: Deferred) -> Reply:
+        """The reply of a Deferred outcome; never raises, as handle()."""
+        try:
+            return await deferred.reply()
+        except ControlError as exc:
+            return error(exc.status, exc.message)
+        except Exception:
+            log.exception("the HTTP service failed on a request")
+            return error(500, "internal error; the taskforce log has the details")
+
+    def _fleet(self, call: Call) -> Outcome:
+        fleet = self.fleet
+        if fleet is None:
+            raise ControlError(404, NOT_FLEET)
+
+        async def reply() -> Reply:
+            return call.json(await fleet.snapshot())
+
+        return Deferred(reply)
+
+    def _fleet_events(self, call: Call) -> Outcome:
+        if self.fleet is None:
+            raise ControlError(404, NOT_FLEET)
+        return EventStream(FleetFeed(self.fleet).stream)
+
     def _access(self, call: Call) -> Reply:
+        # With "fleet": true when /status/fleet works here (the dashboard's fleet view).
+        fleet = {"fleet": True} if self.fleet is not None else {}
         denied = check_control(self.access, call.authorization)
         if denied is None:
-            return call.json({"control": True})
-        return call.json({"control": False, "status": denied.status, "why": denied.message})
+            return call.json({"control": True, **fleet})
+        why = {"status": denied.status, "why": denied.message}
+        return call.json({"control": False, **why, **fleet})
 
     def _override(self, key: str, call: Call) -> Reply:
         params = dict(call.params)

@@ -9,6 +9,7 @@ as it starts.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from taskforce.api.listen import listeners_to_open
 from taskforce.config.model import HttpListener
@@ -18,6 +19,9 @@ from taskforce.runtime.sd_notify import ENV as NOTIFY_SOCKET
 from taskforce.runtime.sd_notify import Notifier, SystemdStatus
 from taskforce.runtime.supervisor import Outcome
 
+if TYPE_CHECKING:
+    from taskforce.api.sse import Fleet
+
 
 async def serve_with_api(
     legion: Legion,
@@ -25,8 +29,10 @@ async def serve_with_api(
     pidfile: str | None = None,
     extra: Sequence[HttpListener] = (),
     on_ready: Callable[[], None] | None = None,
+    fleet: Fleet | None = None,
 ) -> Outcome:
-    """legion.serve(on_ready), with the listeners of its `settings.http` and `extra`.
+    """legion.serve(on_ready), with the listeners of its `settings.http` and `extra`
+    (and `fleet`, the fleet's statuses, for them to show).
 
     The listeners start before any task does: one that must not or cannot start raises
     ApiConfigError (:mod:`taskforce.api.listen`) with nothing started. Without
@@ -43,7 +49,9 @@ async def serve_with_api(
     from taskforce.api.server import start_api
     from taskforce.runtime.control import Controller
 
-    service = await start_api(legion, Controller(legion), required, best_effort=best_effort)
+    service = await start_api(
+        legion, Controller(legion), required, best_effort=best_effort, fleet=fleet
+    )
     try:
         return await serve_hooked(legion, on_ready, loaded)
     finally:

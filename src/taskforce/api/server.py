@@ -18,7 +18,7 @@ from taskforce import lean_asyncio
 from taskforce.api.http import HttpConnection
 from taskforce.api.listen import ApiConfigError, Endpoint, prepare
 from taskforce.api.routes import Router
-from taskforce.api.sse import EventFeed
+from taskforce.api.sse import EventFeed, Fleet
 from taskforce.api.unix import UnixSocket
 from taskforce.config.model import HttpListener
 from taskforce.runtime.control import Controller
@@ -50,8 +50,9 @@ class _Listening:
 class ApiService:
     """The running listeners; `addresses` says where they are, `close()` stops them all."""
 
-    def __init__(self, controller: Controller) -> None:
+    def __init__(self, controller: Controller, fleet: Fleet | None = None) -> None:
         self.controller = controller
+        self.fleet = fleet
         self.feed = EventFeed(controller)
         self._listening: list[_Listening] = []
         self._quiet: _QuietAcceptErrors | None = None
@@ -77,7 +78,7 @@ class ApiService:
         endpoint = prepare(listener)
         tls = _tls_context(endpoint.listener.certfile) if endpoint.tls else None
         handshake = endpoint.timeout if tls else None
-        listening = _Listening(endpoint, Router(self.controller, endpoint.access))
+        listening = _Listening(endpoint, Router(self.controller, endpoint.access, self.fleet))
 
         async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             # Only close() cancels a connection; asyncio 3.11 would log a cancelled one as
@@ -200,12 +201,14 @@ async def start_api(
     listeners: Sequence[HttpListener],
     *,
     best_effort: Sequence[HttpListener] = (),
+    fleet: Fleet | None = None,
 ) -> ApiService:
     """Start listening on every one of `listeners` (ApiConfigError if one cannot), and on
-    each of `best_effort` that can (a warning for each one that cannot)."""
+    each of `best_effort` that can (a warning for each one that cannot). `fleet`: the
+    fleet's statuses, when the configuration comes from etcd."""
     if controller.legion is not legion:
         raise ValueError("the controller must be the legion's")
-    service = ApiService(controller)
+    service = ApiService(controller, fleet)
     try:
         for listener in listeners:
             await service.open(listener)

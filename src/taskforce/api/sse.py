@@ -1,4 +1,5 @@
-"""The /events stream: the task table as server-sent events, sent again on every change.
+"""The /events stream: the task table as server-sent events, sent again on every change
+(and /events/fleet, every host of the fleet, the same way).
 
 A client gets `event: tasks` with the JSON of Controller.tasks() at once, then again after
 changes, at most one every `interval` seconds (changes in between are folded into one),
@@ -72,33 +73,85 @@ class EventFeed:
         self, send: Callable[[bytes], Awaitable[None]], reader: asyncio.StreamReader
     ) -> None:
         """Send events until the client goes away or the state cannot be shown any more."""
-        loop = asyncio.get_running_loop()
         changed = self.controller.subscribe()
-        closed = asyncio.ensure_future(_until_closed(reader))
-        waiting: asyncio.Future[Any] | None = None
         try:
-            last: bytes | None = None
-            sent_at = -self.interval
-            while True:
-                payload = self.payload()
-                if payload is None:
-                    return
-                if payload is not last and payload != last:
-                    await send(payload)
-                    last, sent_at = payload, loop.time()
-                waiting = wait = asyncio.ensure_future(changed.wait())
-                await asyncio.wait((wait, closed), return_when=asyncio.FIRST_COMPLETED)
-                if closed.done():
-                    return
-                pause = sent_at + self.interval - loop.time()
-                if pause > 0:
-                    await asyncio.sleep(pause)
-                changed.clear()  # after the pause: what changed during it goes in this event
+            await serve_events(self.payload, changed, send, reader, self.interval)
         finally:
             self.controller.unsubscribe(changed)
-            closed.cancel()
-            if waiting is not None:
-                waiting.cancel()
+
+
+class Fleet(Protocol):
+    """What /status/fleet and /events/fleet need of :class:`taskforce.fleet.view.FleetView`."""
+
+    changes: int
+
+    def document(self) -> dict[str, Any]: ...
+    async def snapshot(self) -> dict[str, Any]: ...
+    def subscribe(self) -> asyncio.Event: ...
+    def unsubscribe(self, event: asyncio.Event) -> None: ...
+
+
+class FleetFeed:
+    """/events/fleet: `event: fleet` with every host's status, sent again on every change,
+    as /events sends the task table (and with the same spacing)."""
+
+    def __init__(self, fleet: Fleet, interval: float = INTERVAL) -> None:
+        self.fleet = fleet
+        self.interval = interval
+        self._cached: tuple[int, bytes] | None = None
+
+    def payload(self) -> bytes:
+        changes = self.fleet.changes
+        if self._cached is None or self._cached[0] != changes:
+            data = json.dumps(self.fleet.document(), separators=(",", ":")).encode()
+            self._cached = (changes, b"event: fleet\ndata: " + data + b"\n\n")
+        return self._cached[1]
+
+    async def stream(
+        self, send: Callable[[bytes], Awaitable[None]], reader: asyncio.StreamReader
+    ) -> None:
+        changed = self.fleet.subscribe()
+        try:
+            await serve_events(self.payload, changed, send, reader, self.interval)
+        finally:
+            self.fleet.unsubscribe(changed)
+
+
+async def serve_events(
+    payload: Callable[[], bytes | None],
+    changed: asyncio.Event,
+    send: Callable[[bytes], Awaitable[None]],
+    reader: asyncio.StreamReader,
+    interval: float,
+) -> None:
+    """Send `payload()` now and after each time `changed` is set (at most one every
+    `interval` seconds, only when it differs), until the client goes away or the payload
+    is None."""
+    loop = asyncio.get_running_loop()
+    closed = asyncio.ensure_future(_until_closed(reader))
+    waiting: asyncio.Future[Any] | None = None
+    try:
+        last: bytes | None = None
+        sent_at = -interval
+        while True:
+            current = payload()
+            if current is None:
+                return
+            if current is not last and current != last:
+                await send(current)
+                last, sent_at = current, loop.time()
+            waiting = wait = asyncio.ensure_future(changed.wait())
+            await asyncio.wait((wait, closed), return_when=asyncio.FIRST_COMPLETED)
+            if closed.done():
+                return
+            pause = sent_at + interval - loop.time()
+            if pause > 0:
+                await asyncio.sleep(pause)
+            changed.clear()  # after the pause: what changed during it goes in this event
+    finally:
+        closed.cancel()
+        if waiting is not None:
+            waiting.cancel()
 
 
 async def _until_closed(reader: asyncio.StreamReader) -> None:

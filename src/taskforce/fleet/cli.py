@@ -177,10 +177,13 @@ def render(hosts: dict[str, Any]) -> str:
             pids = ",".join(str(p) for p in info.get("pids") or ()) or "-"
             running = f"{info.get('running', 0)}/{info.get('count', 0)}"
             rows.append((name, roles_text, label, str(info.get("state")), running, pids))
+        done = status.get("done") or {}
         for task in sorted(set(cluster) - set(tasks)):
             holder = cluster[task]
-            where = f"held by {holder}" if holder else "not held yet"
-            rows.append((name, roles_text, f"{task} (cluster)", f"standby: {where}", "", ""))
+            state = f"standby: held by {holder}" if holder else "standby: not held yet"
+            if task in done:  # a once task that has run, here or elsewhere
+                state = f"done on {done[task]}"
+            rows.append((name, roles_text, f"{task} (cluster)", state, "", ""))
     if len(rows) == 1:
         return "no host of the fleet is alive"
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

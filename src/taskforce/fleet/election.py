@@ -36,6 +36,7 @@ from dataclasses import replace
 from taskforce.core.spec import DesiredState
 from taskforce.fleet.backoff import Backoff
 from taskforce.fleet.lease import LeaseKeeper
+from taskforce.fleet.once import Completions, cluster_once
 from taskforce.fleet.session import EtcdUnavailableError, Session
 from taskforce.runtime.legion import Legion
 
@@ -44,7 +45,13 @@ log = logging.getLogger("taskforce.fleet")
 
 class Election:
     def __init__(
-        self, session: Session, keeper: LeaseKeeper, prefix: str, host: str, legion: Legion
+        self,
+        session: Session,
+        keeper: LeaseKeeper,
+        prefix: str,
+        host: str,
+        legion: Legion,
+        config_revision: Callable[[], int] = lambda: 0,
     ) -> None:
         self.session = session
         self.keeper = keeper
@@ -55,6 +62,11 @@ class Election:
         self.held: frozenset[str] = frozenset()  # their keys are under our lease
         self.holders: dict[str, str | None] = {}  # the others: who holds them
         self._held_lease = 0  # the lease `held` was established under
+        # Cluster-wide once tasks: which have completed (etcd's record), and those this
+        # host took on to run (held, and not completed when taken; see fleet.once).
+        self.completions = Completions(session, prefix, host)
+        self._runs: frozenset[str] = frozenset()
+        self._config_revision = config_revision  # etcd's, of the configuration loaded
         self._applied: frozenset[str] = frozenset()  # what the legion was last given
         self._releasing: set[str] = set()
         self._closed = False
@@ -69,7 +81,17 @@ class Election:
     # ----- what runs ------------------------------------------------------------------
 
     def running(self) -> frozenset[str]:
-        """The cluster-wide tasks this host runs now."""
+        """The cluster-wide tasks this host runs now (a once task held here that completed
+        elsewhere is not run again: it stays out, as one held elsewhere does)."""
+        mine = self._mine()
+        done = self.completions.done
+        return frozenset(n for n in mine if n not in done or n in self._runs)
+
+    def holding(self) -> frozenset[str]:
+        """The cluster-wide tasks in scope whose leadership this host holds (safely)."""
+        return self._mine()
+
+    def _mine(self) -> frozenset[str]:
         if not self.keeper.safe or self._held_lease != self.keeper.lease_id:
             return frozenset()
         return self.held & self.wanted
@@ -95,6 +117,8 @@ class Election:
     def loaded(self, desired: DesiredState) -> None:
         """The legion loaded a configuration: compete for its cluster-wide tasks."""
         original = self.unfiltered(desired)
+        if self.completions.configured(original, self._config_revision()):
+            self._wake.set()
         wanted = frozenset(n for n, s in original.tasks.items() if s.cluster)
         if wanted == self.wanted:
             return
@@ -105,9 +129,17 @@ class Election:
         self._wake.set()
 
     def planned(self) -> None:
-        """After each planning pass: release what has stopped here."""
+        """After each planning pass: release what has stopped here, record the once tasks
+        that completed here."""
         if self._releasing and any(self._stopped(n) for n in self._releasing):
             self._wake.set()
+        supervisor, loaded = self.legion.supervisor, self.legion.loaded
+        if supervisor is None or loaded is None or not self._runs:
+            return
+        once = cluster_once(self.unfiltered(loaded.desired))
+        if self.completions.observe(supervisor.planner, sorted(self._runs & once)):
+            self._wake.set()
+            self._tell()
 
     # ----- competing ------------------------------------------------------------------
 
@@ -119,6 +151,9 @@ class Election:
                 backoff.reset()
             except EtcdUnavailableError as exc:
                 log.debug("election: %s", exc)
+                await asyncio.sleep(backoff.next())
+            except Exception:  # a bug: it must not end the election (see EtcdSource._follow)
+                log.exception("election: failed; retrying")
                 await asyncio.sleep(backoff.next())
 
     async def resign(self) -> None:
@@ -146,11 +181,16 @@ class Election:
                 held.add(name)
             else:
                 holders[name] = kv.value.decode("utf-8", "replace") if kv is not None else None
+        if self.wanted:
+            # Before anything held is run: a once task may have completed under its
+            # previous holder.
+            await self.completions.read()
         self._settle(frozenset(held), holders, lease)
         return revision
 
     async def _round(self) -> None:
         self._wake.clear()
+        await self.completions.write()
         revision = await self.campaign()
         if not revision:  # no lease yet, or nothing to compete for: wait to be told
             await self._wake.wait()
@@ -168,6 +208,10 @@ class Election:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await waker
+            if watcher.done() and not watcher.cancelled():
+                # Seen, even when we are being cancelled (taskforce is leaving): asyncio
+                # would log a failure never looked at as an error.
+                watcher.exception()
         if watcher.done() and not watcher.cancelled():
             watcher.result()  # raises EtcdUnavailableError
 
@@ -214,6 +258,10 @@ class Election:
     def _apply(self) -> None:
         if self._closed:
             return
+        # A once task taken on while not completed is this host's to run to the end
+        # (its completion, once recorded, must not then stop it here).
+        mine = self._mine()
+        self._runs = (self._runs & mine) | (mine - self.completions.done.keys())
         running = self.running()
         if running == self._applied:
             return

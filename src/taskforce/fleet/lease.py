@@ -59,6 +59,9 @@ class LeaseKeeper:
             except EtcdUnavailableError as exc:
                 log.debug("lease: %s", exc)
                 await asyncio.sleep(backoff.next())
+            except Exception:  # a bug: it must not end the renewals (see EtcdSource._follow)
+                log.exception("fleet lease: renewal failed; retrying")
+                await asyncio.sleep(backoff.next())
             else:
                 backoff.reset()
 

@@ -14,15 +14,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 # gRPC's fork handlers would log at every task start ("other threads are calling into
 # gRPC"), and are not needed: a task process execs at once, touching no gRPC state.
 FORK_ENV = "GRPC_ENABLE_FORK_SUPPORT"
-FORK_ENV_OURS = FORK_ENV not in os.environ  # then tasks must not inherit it
-os.environ.setdefault(FORK_ENV, "0")
+# Says that we set it, not the user: an in-place upgrade re-executes taskforce with this
+# environment, and the new image must not take our setting for the user's (its tasks
+# would inherit it, and so differ from those it takes over: all restarted).
+FORK_ENV_MARK = "TASKFORCE_SET_GRPC_FORK"
+FORK_ENV_OURS = FORK_ENV not in os.environ or os.environ.get(FORK_ENV_MARK) == "1"
+if FORK_ENV_OURS:  # then tasks must not inherit it
+    os.environ[FORK_ENV] = "0"
+    os.environ[FORK_ENV_MARK] = "1"
 
 import aetcd  # type: ignore[import-untyped]  # noqa: E402
 import grpc  # type: ignore[import-untyped]  # noqa: E402
@@ -31,6 +37,8 @@ from aetcd import rpc  # noqa: E402
 from taskforce.fleet.urls import Connection  # noqa: E402
 
 log = logging.getLogger("taskforce.fleet")
+
+T = TypeVar("T")
 
 
 class EtcdUnavailableError(Exception):
@@ -141,7 +149,7 @@ class Session:
         client = await self._connected()
         reply = await self._call(
             client,
-            client.kvstub.Range(
+            lambda: client.kvstub.Range(
                 rpc.RangeRequest(key=key), timeout=self.rpc_timeout, metadata=client.metadata
             ),
         )
@@ -152,7 +160,7 @@ class Session:
         client = await self._connected()
         reply = await self._call(
             client,
-            client.kvstub.Range(
+            lambda: client.kvstub.Range(
                 rpc.RangeRequest(key=prefix, range_end=_prefix_end(prefix)),
                 timeout=self.rpc_timeout,
                 metadata=client.metadata,
@@ -164,13 +172,27 @@ class Session:
         client = await self._connected()
         reply = await self._call(
             client,
-            client.kvstub.Put(
+            lambda: client.kvstub.Put(
                 rpc.PutRequest(key=key, value=value, lease=lease),
                 timeout=self.rpc_timeout,
                 metadata=client.metadata,
             ),
         )
         return int(reply.header.revision)
+
+    async def delete_if_older(self, key: bytes, revision: int) -> bool:
+        """Delete the key if it was last written before `revision` (0: in any case)."""
+        client = await self._connected()
+        delete = rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key))
+        older = rpc.Compare(
+            key=key, result=rpc.Compare.LESS, target=rpc.Compare.MOD, mod_revision=revision
+        )
+        request = rpc.TxnRequest(compare=[older] if revision else [], success=[delete])
+        reply = await self._call(
+            client,
+            lambda: client.kvstub.Txn(request, timeout=self.rpc_timeout, metadata=client.metadata),
+        )
+        return bool(reply.succeeded)
 
     async def create(self, key: bytes, value: bytes, lease: int) -> tuple[bool, KV | None, int]:
         """Put the key only if it does not exist: (created, the holder's kv, revision)."""
@@ -184,7 +206,8 @@ class Session:
             failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=key))],
         )
         reply = await self._call(
-            client, client.kvstub.Txn(request, timeout=self.rpc_timeout, metadata=client.metadata)
+            client,
+            lambda: client.kvstub.Txn(request, timeout=self.rpc_timeout, metadata=client.metadata),
         )
         revision = int(reply.header.revision)
         if reply.succeeded:
@@ -201,7 +224,8 @@ class Session:
             success=[rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key))],
         )
         reply = await self._call(
-            client, client.kvstub.Txn(request, timeout=self.rpc_timeout, metadata=client.metadata)
+            client,
+            lambda: client.kvstub.Txn(request, timeout=self.rpc_timeout, metadata=client.metadata),
         )
         return bool(reply.succeeded)
 
@@ -212,7 +236,7 @@ class Session:
         client = await self._connected()
         reply = await self._call(
             client,
-            client.leasestub.LeaseGrant(
+            lambda: client.leasestub.LeaseGrant(
                 rpc.LeaseGrantRequest(TTL=ttl), timeout=self.rpc_timeout, metadata=client.metadata
             ),
         )
@@ -232,13 +256,13 @@ class Session:
                 return int(reply.TTL)
             return 0
 
-        return int(await self._call(client, renew()))
+        return int(await self._call(client, renew))
 
     async def revoke(self, lease: int) -> None:
         client = await self._connected()
         await self._call(
             client,
-            client.leasestub.LeaseRevoke(
+            lambda: client.leasestub.LeaseRevoke(
                 rpc.LeaseRevokeRequest(ID=lease), timeout=self.rpc_timeout, metadata=client.metadata
             ),
         )
@@ -256,13 +280,13 @@ class Session:
         client = await self._connected()
         range_end = _prefix_end(key) if prefix else None
         watch = await self._call(
-            client, client.watch(key, range_end=range_end, start_revision=start_revision)
+            client, lambda: client.watch(key, range_end=range_end, start_revision=start_revision)
         )
         try:
             iterator = watch.__aiter__()
             while True:
                 try:
-                    event = await self._call(client, iterator.__anext__())
+                    event = await self._call(client, iterator.__anext__)
                 except StopAsyncIteration:
                     raise EtcdUnavailableError("the watch ended") from None
                 yield Event(event.kind == aetcd.EventKind.DELETE, _kv(event.kv))
@@ -293,12 +317,32 @@ class Session:
         except Exception as exc:
             self._failed(client, exc)
             raise EtcdUnavailableError(str(exc) or type(exc).__name__) from exc
+        self._check_current(client)
         return client
 
-    async def _call(self, client: _Client, awaitable: Any) -> Any:
+    def _check_current(self, client: _Client) -> None:
+        """Refuse a connection that another caller's failure has replaced meanwhile.
+
+        Such a connection is being closed in the background (see _failed): its stubs are
+        gone, or going, and aetcd would quietly open a fresh channel on it for a watch,
+        which nobody would ever close. Another part of the fleet (the lease, the
+        election...) may fail it between any two awaits of ours.
+        """
+        if client is not self._client or client.kvstub is None:
+            raise EtcdUnavailableError("the connection was closed after a failure")
+
+    async def _call(self, client: _Client, call: Callable[[], Awaitable[T]]) -> T:
+        """`call()` on `client`, every failure of any kind turned into EtcdUnavailableError.
+
+        The call is made here rather than by the caller, so that what making it raises (a
+        connection closed meanwhile has no stubs: AttributeError) is a failed call too:
+        an exception of any other type would end the loop that follows a key, silently,
+        and the host would never hear of the key again.
+        """
         try:
-            result = await awaitable
-        except StopAsyncIteration:
+            self._check_current(client)
+            result = await call()
+        except (StopAsyncIteration, EtcdUnavailableError):
             raise
         except asyncio.CancelledError:
             task = asyncio.current_task()

@@ -65,6 +65,7 @@ class EtcdSource:
         self._value: bytes | None = None
         self._why_none = "not read yet"
         self._revision = 0  # the store revision our value is current at (0: unknown)
+        self.revision_read = 0  # that of the text the legion last read
         self._on_change: Callable[[], None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._last_read: bytes | None = None
@@ -111,6 +112,7 @@ class EtcdSource:
         if self._value is None:
             raise ConfigError([Problem(self.name, None, "", self._why_none)])
         self._last_read = self._value
+        self.revision_read = self._revision
         return self._value
 
     def watch(self, on_change: Callable[[], None]) -> None:
@@ -155,6 +157,12 @@ class EtcdSource:
             except EtcdUnavailableError as exc:
                 # Read the key afresh once back: the watch's history may be compacted.
                 log.debug("%s: %s", self.name, exc)
+                self._revision = 0
+                await asyncio.sleep(backoff.next())
+            except Exception:
+                # A bug, not etcd: were it to end this loop, the host would silently stop
+                # following the key. Say so loudly, and follow on.
+                log.exception("%s: following the key failed; retrying", self.name)
                 self._revision = 0
                 await asyncio.sleep(backoff.next())
 

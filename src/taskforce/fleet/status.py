@@ -37,6 +37,7 @@ def summary(legion: Legion, election: Election | None, host: str) -> dict[str, A
     except ControlError:
         full = {}
     running = election.running() if election is not None else frozenset()
+    holding = election.holding() if election is not None else frozenset()
     for name, task in full.items():
         entry = {f: task.get(f) for f in _TASK_FIELDS}
         entry["pids"] = [p["pid"] for p in task.get("processes", ()) if p.get("pid")]
@@ -51,7 +52,13 @@ def summary(legion: Legion, election: Election | None, host: str) -> dict[str, A
         "tasks": tasks,
         # Cluster-wide tasks in scope here, and the host that holds each (None: nobody yet).
         "cluster": (
-            {n: (host if n in running else election.holders.get(n)) for n in election.wanted}
+            {n: (host if n in holding else election.holders.get(n)) for n in election.wanted}
+            if election is not None
+            else {}
+        ),
+        # Cluster-wide once tasks in scope here that have completed, and where.
+        "done": (
+            {n: h for n, h in election.completions.done.items() if n in election.wanted}
             if election is not None
             else {}
         ),
@@ -88,20 +95,26 @@ class StatusPublisher:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            lease = self.keeper.lease_id
-            if not lease:
-                continue  # the keeper tells us when it has one
-            body = json.dumps(summary(self.legion, self.election, self.host), sort_keys=True)
-            if self._published == (lease, body):
-                continue
-            document = json.loads(body)
-            document["updated"] = time.time()
             try:
-                await self.session.put(self.key, json.dumps(document).encode(), lease)
+                await self._publish()
             except EtcdUnavailableError as exc:
                 log.debug("status: %s", exc)
-                self._wake.set()  # try again after the backoff
-                await asyncio.sleep(backoff.next())
+            except Exception:  # a bug: it must not end publishing (see EtcdSource._follow)
+                log.exception("status: publishing failed; retrying")
+            else:
+                backoff.reset()
                 continue
-            backoff.reset()
-            self._published = (lease, body)
+            self._wake.set()  # try again after the backoff
+            await asyncio.sleep(backoff.next())
+
+    async def _publish(self) -> None:
+        lease = self.keeper.lease_id
+        if not lease:
+            return  # the keeper tells us when it has one
+        body = json.dumps(summary(self.legion, self.election, self.host), sort_keys=True)
+        if self._published == (lease, body):
+            return
+        document = json.loads(body)
+        document["updated"] = time.time()
+        await self.session.put(self.key, json.dumps(document).encode(), lease)
+        self._published = (lease, body)

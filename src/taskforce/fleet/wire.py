@@ -24,11 +24,12 @@ from taskforce.config.errors import ConfigError
 from taskforce.config.host import HostFacts
 from taskforce.config.model import HttpListener
 from taskforce.fleet.election import Election
-from taskforce.fleet.lease import LeaseKeeper
+from taskforce.fleet.lease import LEASE_ENV, LeaseKeeper
 from taskforce.fleet.session import Session
 from taskforce.fleet.source import EtcdSource, cache_path
 from taskforce.fleet.status import StatusPublisher
 from taskforce.fleet.urls import Connection, is_etcd_url, parse_etcd_url
+from taskforce.fleet.view import FleetView
 from taskforce.runtime.legion import Legion
 from taskforce.runtime.supervisor import Outcome
 
@@ -102,8 +103,13 @@ async def run_fleet(
 ) -> Outcome:
     """serve_with_api(legion, ...) as a member of the fleet (see the module's doc)."""
     from taskforce.api.run import serve_with_api
-    from taskforce.fleet.session import FORK_ENV, FORK_ENV_OURS
+    from taskforce.fleet.session import FORK_ENV, FORK_ENV_MARK, FORK_ENV_OURS
 
+    # What taskforce puts in its own environment is not the tasks' (the lease an in-place
+    # upgrade hands over, say): were it to reach them, the new image would find them all
+    # changed, and restart them.
+    for name in (LEASE_ENV, FORK_ENV_MARK):
+        legion.environ.pop(name, None)
     if FORK_ENV_OURS:
         legion.environ.pop(FORK_ENV, None)
     fleet = _Fleet(legion)
@@ -115,7 +121,9 @@ async def run_fleet(
             if on_ready is not None:
                 on_ready()
 
-        outcome = await serve_with_api(legion, pidfile=pidfile, extra=extra, on_ready=ready)
+        outcome = await serve_with_api(
+            legion, pidfile=pidfile, extra=extra, on_ready=ready, fleet=fleet.view
+        )
     except BaseException:
         await fleet.stop(None)
         raise
@@ -133,11 +141,19 @@ class _Fleet:
         self.session = source.session
         host = legion.host.hostname
         self.keeper = LeaseKeeper(self.session, source.url.ttl)
-        self.election = Election(self.session, self.keeper, source.url.prefix, host, legion)
+        self.election = Election(
+            self.session,
+            self.keeper,
+            source.url.prefix,
+            host,
+            legion,
+            config_revision=lambda: source.revision_read,
+        )
         self.status = StatusPublisher(
             self.session, self.keeper, source.url.prefix, host, legion, self.election
         )
         self.election.listeners.append(self.status.changed)
+        self.view = FleetView(self.session, source.url.prefix, host)
         self._tasks: list[asyncio.Task[None]] = []
         self._seen: object = None  # the legion's `loaded` last looked at
 
@@ -197,6 +213,7 @@ class _Fleet:
 
     async def stop(self, outcome: Outcome | None) -> None:
         self.election.close()  # what follows is leaving, not losing the leadership
+        await self.view.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

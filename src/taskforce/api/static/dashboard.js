@@ -134,6 +134,7 @@
       if (!reply.ok) return; // an older taskforce: the buttons find out when used
       const access = await reply.json();
       setControl(access.control === true, access.control ? "" : refusal(access.status, access.why));
+      if (access.fleet === true) loadFleet(); // the stream sends the fleet when shown
     } catch (e) {
       // offline for now: the event stream reports that
     }
@@ -446,10 +447,135 @@
     source.addEventListener("error", () => connection("lost", "reconnecting…"));
   }
 
+  // ----- the fleet (the configuration comes from etcd) -------------------------------------
+  //
+  // /status/access says whether /status/fleet works here: otherwise there is no fleet view
+  // at all. The fleet's event stream is open only while its view shows (taskforce follows
+  // the other hosts' statuses in etcd only while someone looks).
+
+  let fleetSource = null;
+
+  function loadFleet() {
+    $("views").hidden = false;
+    if (location.hash === "#fleet") showView("fleet");
+  }
+
+  function showView(name) {
+    const fleet = name === "fleet";
+    for (const [tab, selected] of [["tab-host", !fleet], ["tab-fleet", fleet]]) {
+      $(tab).setAttribute("aria-selected", String(selected));
+      $(tab).tabIndex = selected ? 0 : -1;
+    }
+    $("host-view").hidden = fleet;
+    $("fleet-view").hidden = !fleet;
+    history.replaceState(null, "", location.pathname + location.search + (fleet ? "#fleet" : ""));
+    if (fleet && !fleetSource) {
+      fleetSource = new EventSource("/events/fleet");
+      fleetSource.addEventListener("fleet", (event) => renderFleet(JSON.parse(event.data)));
+    } else if (!fleet && fleetSource) {
+      fleetSource.close();
+      fleetSource = null;
+    }
+  }
+
+  function setupTabs() {
+    const tabs = [$("tab-host"), $("tab-fleet")];
+    tabs.forEach((tab, index) => {
+      tab.addEventListener("click", () => showView(index ? "fleet" : "host"));
+      tab.addEventListener("keydown", (event) => {
+        if (event.key !== "ArrowLeft" && event.key !== "ArrowRight") return;
+        const other = tabs[1 - index];
+        other.focus();
+        other.click();
+      });
+    });
+  }
+
+  // The rows of one host: a row per task, then a row per cluster-wide task held elsewhere.
+  function fleetRows(status) {
+    const rows = [];
+    const none = { processes: "", pids: "" };
+    if (status.error) rows.push({ ...none, label: "—", state: "unreadable", why: status.error });
+    if (status.reload_error) {
+      rows.push({ ...none, label: "(configuration)", state: "rejected", why: status.reload_error });
+    }
+    const tasks = status.tasks || {};
+    const cluster = status.cluster || {};
+    const done = status.done || {};
+    for (const name of Object.keys(tasks).sort()) {
+      const task = tasks[name];
+      rows.push({
+        task: name,
+        label: name,
+        cluster: name in cluster,
+        state: task.state || "unknown",
+        processes: `${task.running ?? 0}/${task.count ?? 0}`,
+        pids: (task.pids || []).join(", ") || "—",
+      });
+    }
+    for (const name of Object.keys(cluster).sort()) {
+      if (name in tasks) continue;
+      const holder = cluster[name];
+      const row = { ...none, task: name, label: name, cluster: true, state: "standby" };
+      if (name in done) {
+        // A once task that has run, here or elsewhere.
+        rows.push({ ...row, state: "done", why: `on ${done[name]}` });
+      } else {
+        rows.push({ ...row, why: holder ? `held by ${holder}` : "not held yet" });
+      }
+    }
+    if (!rows.length) rows.push({ ...none, label: "—", state: "no tasks" });
+    return rows;
+  }
+
+  function renderFleet(doc) {
+    const table = $("fleet");
+    for (const body of [...table.tBodies]) body.remove();
+    const hosts = doc.hosts || {};
+    const names = Object.keys(hosts).sort();
+    let tasks = 0;
+    let rejected = 0;
+    for (const name of names) {
+      const status = hosts[name] || {};
+      const rows = fleetRows(status);
+      const body = el("tbody", { "data-host": name });
+      body.classList.toggle("self", name === doc.host);
+      rows.forEach((row, index) => {
+        const tr = el("tr", row.task ? { "data-task": row.task } : {});
+        if (index === 0) {
+          const roles = status.roles ? status.roles.join(", ") || "(none)" : "—";
+          const span = String(rows.length);
+          tr.append(
+            el("th", { scope: "rowgroup", rowspan: span }, name),
+            el("td", { class: "roles", rowspan: span }, roles),
+          );
+        }
+        const label = el("td", { class: "task" }, row.label);
+        if (row.cluster) label.append(el("span", { class: "cluster" }, "cluster-wide"));
+        const badge = el("span", { class: `badge state-${row.state.replace(/[^a-z]+/g, "-")}` }, row.state);
+        const state = el("td", { class: "state" }, badge);
+        if (row.why) state.append(el("span", { class: "why" }, ` — ${row.why}`));
+        tr.append(label, state, el("td", { class: "num" }, row.processes), el("td", { class: "pids" }, row.pids));
+        body.append(tr);
+      });
+      if (status.tasks) tasks += Object.keys(status.tasks).length;
+      if (status.reload_error) rejected += 1;
+      table.append(body);
+    }
+    $("fleet-empty").hidden = names.length > 0;
+    const problem = rejected ? `, ${plural(rejected, "host", "hosts")} rejected the configuration` : "";
+    setText($("fleet-summary"), `${plural(names.length, "host", "hosts")}, ${plural(tasks, "task", "tasks")}${problem}`);
+    $("fleet-summary").classList.toggle("problem", rejected > 0);
+    const note = $("fleet-note");
+    note.hidden = !doc.error;
+    setText(note, doc.error ? `${doc.error}: this is what the hosts last published.` : "");
+  }
+
   function start() {
     readToken();
     loadVersion();
     loadAccess();
+    setupTabs();
     listen();
     setInterval(() => {
       if (latest) render(latest);
