@@ -52,6 +52,7 @@ from conftest import (
     zombies_of,
 )
 from taskforce.runtime import process
+from taskforce.runtime.records import Records
 
 # ----- taskforce killed while 100 tasks run -------------------------------------------------
 
@@ -178,7 +179,11 @@ def test_task_processes_started_but_not_yet_recorded_are_recognised(
                  what="look-alikes running")  # fmt: skip
         tasks = {"w": sleep_task(), "x": sleep_task(), "y": sleep_task()}
         conf = write_config(tmp_path / "tf.conf", tasks, settings=settings())
-        taskforce.start("-f", str(conf))
+        # The dead taskforce had made its records file, with nothing in it yet, before it
+        # started anything (a clean stop removes the file: then nobody looks).
+        pidfile = tmp_path / "tf.pid"
+        Records(f"{pidfile}.state").begin()
+        taskforce.start("-p", str(pidfile), "-f", str(conf))
         taskforce.wait_log(f"w[0]: found pid {orphan.pid} still running: stopping it")
         wait_for(lambda: orphan.poll() is not None, what="the orphan stopped")
         wait_for(lambda: len(live_by_task(taskforce.marker).get("y", ())) == 2, what="y")

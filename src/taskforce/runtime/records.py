@@ -37,8 +37,13 @@ class Records:
         self._current: dict[int, ProcessRecord] = {}
         self._written: frozenset[ProcessRecord] | None = None
 
-    def load(self) -> list[ProcessRecord]:
-        """Records left by an earlier taskforce (an unreadable file counts as none)."""
+    def load(self) -> list[ProcessRecord] | None:
+        """Records left by an earlier taskforce (an unreadable file counts as none).
+
+        None when there is no file: the last taskforce with these records stopped cleanly
+        (it removes them), or none ever ran. `begin()` makes the file before any start, so
+        one that died at any point, even before its first record, leaves it behind.
+        """
         if self.path is None:
             return []
         self._remove_leftover_temporaries()
@@ -52,10 +57,15 @@ class Records:
                 for r in data.get("processes", [])
             ]
         except FileNotFoundError:
-            return []
+            return None
         except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             log.warning("ignoring unusable process records %s: %s", self.path, exc)
             return []
+
+    def begin(self) -> None:
+        """Write the records now (perhaps none), before anything starts: see load()."""
+        if self.path is not None:
+            self._write(frozenset(self._current.values()))
 
     def update(self, running: dict[int, tuple[str, int]]) -> None:
         """Write the records of the processes now running, if they changed."""

@@ -36,8 +36,15 @@ class Found:
     leftover: str | None  # None: adopt and keep; else stop it, with this reason
 
 
-def recover(planner: Planner, records: list[ProcessRecord]) -> tuple[list[Found], list[int]]:
-    """(processes for the planner to take charge of, stray pids to terminate)."""
+def recover(
+    planner: Planner, records: list[ProcessRecord], *, unclean: bool = True
+) -> tuple[list[Found], list[int]]:
+    """(processes for the planner to take charge of, stray pids to terminate).
+
+    `unclean`: an earlier taskforce may have died with processes not yet recorded, so
+    look for them through /proc (reading every process's environment: costly on a
+    busy host, so skipped when it is known that the last one stopped cleanly).
+    """
     found: dict[tuple[str, int], Found] = {}
     claimed: set[int] = set()
     strays: list[int] = []
@@ -56,7 +63,7 @@ def recover(planner: Planner, records: list[ProcessRecord]) -> tuple[list[Found]
             spec.control, record.task, record.slot, record.pid
         )
         claimed.add(record.pid)
-    for task, slot, orphan in _unrecorded(planner, claimed):
+    for task, slot, orphan in _unrecorded(planner, claimed) if unclean else ():
         spec = desired[task]
         if (task, slot) in found:
             strays.append(orphan)  # a second process for one instance: never two at once

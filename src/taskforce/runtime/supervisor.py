@@ -128,6 +128,7 @@ class Supervisor:
         try:
             self._reap()  # anything that exited before the handler was in place
             self._recover()
+            self.records.begin()
             self._schedule()
             outcome = await self._done
             if outcome is Outcome.STOPPED and not self._kept:
@@ -209,7 +210,8 @@ class Supervisor:
     # ----- processes we did not start ------------------------------------------------
 
     def _recover(self) -> None:
-        found, strays = recover(self.planner, self.records.load())
+        records = self.records.load()
+        found, strays = recover(self.planner, records or [], unclean=records is not None)
         found = [f for f in found if self.planner.owner(f.pid) is None]
         now, wall = self._now(), time.time()
         for item in found:

@@ -1,0 +1,37 @@
+"""Process records: what a taskforce killed without warning leaves for the next one."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from taskforce.runtime.records import ProcessRecord, Records
+
+
+def test_no_file_means_the_last_one_stopped_cleanly(tmp_path: Path) -> None:
+    assert Records(str(tmp_path / "tf.state")).load() is None
+
+
+def test_begin_leaves_a_file_before_anything_starts(tmp_path: Path) -> None:
+    path = tmp_path / "tf.state"
+    Records(str(path)).begin()
+    # Killed now, before recording any process: the next taskforce knows to look for them.
+    assert Records(str(path)).load() == []
+
+
+def test_records_survive_and_clean_stop_removes_them(tmp_path: Path) -> None:
+    path = tmp_path / "tf.state"
+    records = Records(str(path))
+    records.begin()
+    records.update({os.getpid(): ("web", 0)})
+    (found,) = Records(str(path)).load() or []
+    assert isinstance(found, ProcessRecord)
+    assert (found.task, found.slot, found.pid) == ("web", 0, os.getpid())
+    records.remove()
+    assert Records(str(path)).load() is None
+
+
+def test_without_a_path_nothing_is_known(tmp_path: Path) -> None:
+    records = Records(None)
+    records.begin()
+    assert records.load() == []  # unknown, not "stopped cleanly": look through /proc
