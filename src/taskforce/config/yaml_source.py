@@ -10,6 +10,10 @@ from ``yaml.safe_load``:
   exact place of a problem.
 * Duplicate keys are errors rather than "last one wins".
 
+Plain JSON, the usual form of a generated configuration, takes a fast path
+(:mod:`taskforce.config.json_fast`) that gives the same data; its positions are found
+with the YAML loader only when a problem needs one.
+
 The specification also writes ``["-l": "{LOGFILE}"]`` and expects the two words ``-l`` and
 the file name. YAML reads a ``key: value`` pair inside a flow sequence as a one-pair mapping
 written without braces; such compact pairs are loaded as two list items so that the
@@ -21,7 +25,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -33,6 +36,7 @@ from yaml.resolver import BaseResolver
 from yaml.scanner import Scanner
 
 from taskforce.config.errors import ConfigError, Mark, Problem, format_path
+from taskforce.config.json_fast import load_json
 from taskforce.config.model import Value
 
 # A key path into the document: map keys are strings, list positions are integers.
@@ -123,16 +127,60 @@ except ImportError:  # PyYAML built without libyaml
     HAVE_LIBYAML = False
 
 
-@dataclass(frozen=True, slots=True)
 class Document:
-    """A loaded configuration: its data and where each key and value was written."""
+    """A loaded configuration: its data and where each key and value was written.
 
-    data: dict[str, Value]
-    source: str
-    # Where each value starts; the root mapping is at ().
-    value_marks: Mapping[Path, Mark] = field(default_factory=dict)
-    # Where each map key is written, by the path of the value it introduces.
-    key_marks: Mapping[Path, Mark] = field(default_factory=dict)
+    Positions are only needed to report problems: a document loaded by the fast path
+    (plain JSON) finds them in its text, with the YAML loader, when first asked.
+    """
+
+    __slots__ = ("_key_marks", "_text", "_use_libyaml", "_value_marks", "data", "source")
+
+    def __init__(
+        self,
+        data: dict[str, Value],
+        source: str,
+        value_marks: Mapping[Path, Mark] | None = None,
+        key_marks: Mapping[Path, Mark] | None = None,
+        *,
+        text: str | None = None,
+        use_libyaml: bool = HAVE_LIBYAML,
+    ) -> None:
+        self.data = data
+        self.source = source
+        self._text = text  # with a text, the marks are read from it when first needed
+        self._use_libyaml = use_libyaml
+        self._value_marks: Mapping[Path, Mark] | None = None
+        self._key_marks: Mapping[Path, Mark] | None = None
+        if text is None:
+            self._value_marks = {} if value_marks is None else value_marks
+            self._key_marks = {} if key_marks is None else key_marks
+
+    @property
+    def value_marks(self) -> Mapping[Path, Mark]:
+        """Where each value starts; the root mapping is at ()."""
+        if self._value_marks is None:
+            self._read_marks()
+        assert self._value_marks is not None
+        return self._value_marks
+
+    @property
+    def key_marks(self) -> Mapping[Path, Mark]:
+        """Where each map key is written, by the path of the value it introduces."""
+        if self._key_marks is None:
+            self._read_marks()
+        assert self._key_marks is not None
+        return self._key_marks
+
+    def _read_marks(self) -> None:
+        assert self._text is not None
+        try:
+            full = _load_with_positions(self._text, self.source, self._use_libyaml)
+        except ConfigError:  # cannot happen: the fast path gives up on what YAML refuses
+            self._value_marks, self._key_marks = {}, {}
+        else:
+            self._value_marks, self._key_marks = full.value_marks, full.key_marks
+        self._text = None
 
     def mark_of(self, path: Sequence[str | int]) -> Mark | None:
         """The position of the value at `path`, or of its nearest ancestor that has one."""
@@ -165,11 +213,24 @@ def _prefixes(path: Path) -> Iterator[Path]:
         yield path[:end]
 
 
-def load_document(text: str, source: str, *, use_libyaml: bool = HAVE_LIBYAML) -> Document:
-    """Parse `text` (named `source` in problems) into a Document; raise ConfigError."""
+def load_document(
+    text: str, source: str, *, use_libyaml: bool = HAVE_LIBYAML, fast: bool = True
+) -> Document:
+    """Parse `text` (named `source` in problems) into a Document; raise ConfigError.
+
+    `fast`: plain JSON may take the fast path (False: always the YAML loader).
+    """
     # libyaml does not count a byte order mark as a column and the Python parser does;
     # without it, columns mean the same to both and to the compact pair check.
     text = text.removeprefix("\ufeff")
+    if fast and use_libyaml:  # the fast path gives what libyaml would
+        data = load_json(text, MAX_DEPTH)
+        if data is not None:
+            return Document(data, source, text=text, use_libyaml=use_libyaml)
+    return _load_with_positions(text, source, use_libyaml)
+
+
+def _load_with_positions(text: str, source: str, use_libyaml: bool) -> Document:
     root = _compose(text, source, use_libyaml)
     if root is None:
         raise ConfigError([Problem(source, Mark(1, 1), "", "the configuration is empty")])
