@@ -24,7 +24,9 @@ from taskforce.config.host import HostFacts
 from taskforce.config.load import read_text
 from taskforce.config.model import Config, Control, EventType
 from taskforce.config.resolve import resolve
+from taskforce.config.reuse import ResolveCache
 from taskforce.config.roles import Roles, parse_roles
+from taskforce.config.shapes import Memo
 from taskforce.config.validate import validate_document
 from taskforce.config.yaml_source import Document, load_document
 from taskforce.core import snapshot
@@ -96,6 +98,9 @@ class Legion:
         self._upgrade_timer: asyncio.TimerHandle | None = None
         self._upgrading = False
         self.loaded: Loaded | None = None
+        # What the last load validated and resolved: a reload redoes only what changed.
+        self._memo = Memo()
+        self._resolved = ResolveCache()
         # The most recent configuration that could not be applied, until one can.
         self.reload_error: ConfigError | None = None
         self.reloads = 0
@@ -165,9 +170,9 @@ class Legion:
         elif text is None:
             text = read_text(self.config_file)
         document = load_document(text, source.name if source is not None else self.config_file)
-        config = _with_overrides(validate_document(document), self.overrides)
+        config = _with_overrides(validate_document(document, self._memo), self.overrides)
         roles = self.read_roles(previous.roles if previous is not None else None)
-        desired, problems = resolve(config, roles, self.environ, self.host)
+        desired, problems = resolve(config, roles, self.environ, self.host, self._resolved)
         if self.desired_filter is not None:
             desired = self.desired_filter(desired)
         problems = (*_placed(problems, document, config), *self._advice(desired))

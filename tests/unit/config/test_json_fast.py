@@ -78,6 +78,8 @@ def test_generated_json_loads_as_yaml_does(
         '{"a": NaN}',
         '{"a": -Infinity}',
         '{"a"\n: 1}',  # an implicit key's colon must be on its line
+        '{"a"\r: 1}',
+        '{"a"\r\n  : 1}',
         '{"a"' + " " * 1100 + ": 1}",
         '{"' + "k" * 1100 + '": 1}',
         '{"a": "\\ud83d\\ude00"}',  # libyaml refuses escapes of surrogates
