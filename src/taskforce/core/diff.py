@@ -51,7 +51,8 @@ def diff_desired(old: DesiredState, new: DesiredState) -> list[TaskChange]:
 
 
 def _compare(before: TaskSpec, after: TaskSpec) -> TaskChange:
-    if before == after:
+    # A reload reuses the spec of a task that did not change: `is` settles most at once.
+    if before is after or before == after:
         return TaskChange(before.name, ChangeKind.UNTOUCHED)
     launch_fields: set[str] = set()
     for old, new in zip(before.instances, after.instances, strict=False):

@@ -75,6 +75,8 @@ def test_generated_json_loads_as_yaml_does(
     "text",
     [
         '{"a": 1, "a": 2}',  # duplicate keys: YAML reports them
+        '{"a": {"b": ": x", "b": 2}}',
+        '{"a": {"b": "\\": x", "b": 2}}',
         '{"a": NaN}',
         '{"a": -Infinity}',
         '{"a"\n: 1}',  # an implicit key's colon must be on its line
