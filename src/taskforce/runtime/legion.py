@@ -30,7 +30,7 @@ from taskforce.config.shapes import Memo
 from taskforce.config.validate import validate_document
 from taskforce.config.yaml_source import Document, load_document
 from taskforce.core import snapshot
-from taskforce.core.diff import ChangeKind, diff_desired
+from taskforce.core.diff import changed_tasks
 from taskforce.core.spec import DesiredState, Policy
 from taskforce.runtime import paths
 from taskforce.runtime.events import TaskEvents, python_script
@@ -462,7 +462,7 @@ class Legion:
 
     @staticmethod
     def _log_changes(old: DesiredState, new: DesiredState) -> None:
-        changes = [c for c in diff_desired(old, new) if c.kind is not ChangeKind.UNTOUCHED]
+        changes = changed_tasks(old, new)
         if not changes:
             log.info("configuration reloaded: nothing changed")
             return
