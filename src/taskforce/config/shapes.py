@@ -45,22 +45,22 @@ INVALID = Invalid()
 class Memo:
     """Results of checks that found no problem, kept from one validation to the next.
 
-    Entries are keyed by path and by the exact value checked: its repr, which (unlike
-    ``==``) tells 1, 1.0 and True apart. Only the entries a validation used or made are
+    Entries are keyed by path and by the exact value checked, serialized so that (unlike
+    with ``==``) 1, 1.0 and True differ. Only the entries a validation used or made are
     kept for the next one, so those of removed tasks go away.
     """
 
     def __init__(self) -> None:
-        self._previous: dict[tuple[Path, str], object] = {}
-        self._current: dict[tuple[Path, str], object] = {}
+        self._previous: dict[tuple[Path, bytes], object] = {}
+        self._current: dict[tuple[Path, bytes], object] = {}
 
-    def get(self, key: tuple[Path, str]) -> object | None:
+    def get(self, key: tuple[Path, bytes]) -> object | None:
         found = self._previous.get(key)
         if found is not None:
             self._current[key] = found
         return found
 
-    def put(self, key: tuple[Path, str], result: object) -> None:
+    def put(self, key: tuple[Path, bytes], result: object) -> None:
         self._current[key] = result
 
     def finish(self) -> None:

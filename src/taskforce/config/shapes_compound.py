@@ -5,6 +5,7 @@ See :mod:`taskforce.config.shapes` for what a shape is.
 
 from __future__ import annotations
 
+import marshal
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -48,6 +49,11 @@ class ListOf(Shape[tuple[T, ...]]):
         return {"anyOf": [item, many]} if self.single_ok else many
 
 
+# marshal's output tells apart what == does not (1, 1.0 and True) and is about twice as
+# quick as repr. Version 2 writes no back-references, which depend on object sharing.
+_MARSHAL_VERSION = 2
+
+
 @dataclass(frozen=True)
 class Remembered(Shape[T]):
     """`shape`, whose results are kept in the reporter's memo (if it has one).
@@ -63,7 +69,10 @@ class Remembered(Shape[T]):
         memo = report.memo
         if memo is None:
             return self.shape.check(value, at, report)
-        key = (at, repr(value))
+        try:
+            key = (at, marshal.dumps(cast(Any, value), _MARSHAL_VERSION))
+        except ValueError:  # not plain data (never from a document): check it each time
+            return self.shape.check(value, at, report)
         found = memo.get(key)
         if found is not None:
             return cast(T, found)
@@ -96,8 +105,9 @@ class MapOf(Shape[dict[str, T]]):
         result: dict[str, T] = {}
         keys_report = report.for_keys()
         for key, item in value.items():
-            checked_key = self.key.check(key, (*at, key), keys_report)
-            checked = self.value.check(item, (*at, key), report)
+            path = (*at, key)
+            checked_key = self.key.check(key, path, keys_report)
+            checked = self.value.check(item, path, report)
             if not isinstance(checked_key, Invalid) and not isinstance(checked, Invalid):
                 result[checked_key] = checked
         return INVALID if len(report.problems) > before else result
