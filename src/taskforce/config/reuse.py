@@ -29,14 +29,16 @@ from taskforce.config.model import Config, TaskConfig
 from taskforce.config.roles import Roles
 from taskforce.core.spec import TaskSpec
 
-# One answer of the user or group database: ("user" or "group", the key, the answer).
-Lookup = tuple[str, str | int, UserInfo | int | None]
+# A question to the user or group database ("user" or "group", a name or id), and the
+# answers a task's resolve got.
+Lookup = tuple[str, str | int]
+Answers = dict[Lookup, UserInfo | int | None]
 
 
 class _Entry(NamedTuple):
     task: TaskConfig
     spec: TaskSpec
-    lookups: tuple[Lookup, ...]
+    answers: Answers
 
 
 class _Recorder:
@@ -44,22 +46,22 @@ class _Recorder:
 
     def __init__(self, host: HostFacts) -> None:
         self.host = host
-        self.log: list[Lookup] = []
+        self.answers: Answers = {}
         self.recording = dataclasses.replace(host, user_lookup=self.user, group_lookup=self.group)
 
     def user(self, key: str | int) -> UserInfo | None:
         found = self.host.user_lookup(key)
-        self.log.append(("user", key, found))
+        self.answers.setdefault(("user", key), found)
         return found
 
     def group(self, key: str | int) -> int | None:
         found = self.host.group_lookup(key)
-        self.log.append(("group", key, found))
+        self.answers.setdefault(("group", key), found)
         return found
 
-    def same_answers(self, lookups: tuple[Lookup, ...]) -> bool:
-        """Whether the databases still answer `lookups` the same way."""
-        for kind, key, answer in lookups:
+    def same_answers(self, answers: Answers) -> bool:
+        """Whether the databases still give these answers."""
+        for (kind, key), answer in answers.items():
             lookup = self.host.user_lookup if kind == "user" else self.host.group_lookup
             if lookup(key) != answer:
                 return False
@@ -97,16 +99,16 @@ class ResolveCache:
         None, and the lookups made until :meth:`keep` are the task's."""
         assert self._recorder is not None
         entry = self._previous.get(name)
-        if entry is not None and entry.task is task and self._recorder.same_answers(entry.lookups):
+        if entry is not None and entry.task is task and self._recorder.same_answers(entry.answers):
             self._entries[name] = entry
             return entry.spec
-        self._recorder.log = []
+        self._recorder.answers = {}
         return None
 
     def keep(self, name: str, task: TaskConfig, spec: TaskSpec) -> None:
         """Remember the spec just resolved for `name` from `task`."""
         assert self._recorder is not None
-        self._entries[name] = _Entry(task, spec, tuple(self._recorder.log))
+        self._entries[name] = _Entry(task, spec, self._recorder.answers)
 
 
 def _shared_inputs(
