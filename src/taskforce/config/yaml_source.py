@@ -10,9 +10,10 @@ from ``yaml.safe_load``:
   exact place of a problem.
 * Duplicate keys are errors rather than "last one wins".
 
-Plain JSON, the usual form of a generated configuration, takes a fast path
-(:mod:`taskforce.config.json_fast`) that gives the same data; its positions are found
-with the YAML loader only when a problem needs one.
+Positions are only needed to report problems, so they are not recorded while loading
+but found again, with the YAML loader, when a problem asks for one. Plain JSON, the
+usual form of a generated configuration, takes a fast path
+(:mod:`taskforce.config.json_fast`) that gives the same data.
 
 The specification also writes ``["-l": "{LOGFILE}"]`` and expects the two words ``-l`` and
 the file name. YAML reads a ``key: value`` pair inside a flow sequence as a one-pair mapping
@@ -130,8 +131,8 @@ except ImportError:  # PyYAML built without libyaml
 class Document:
     """A loaded configuration: its data and where each key and value was written.
 
-    Positions are only needed to report problems: a document loaded by the fast path
-    (plain JSON) finds them in its text, with the YAML loader, when first asked.
+    Positions are only needed to report problems: a document loaded without them finds
+    them in its text, with the YAML loader, when first asked.
     """
 
     __slots__ = ("_key_marks", "_text", "_use_libyaml", "_value_marks", "data", "source")
@@ -218,22 +219,41 @@ def load_document(
 ) -> Document:
     """Parse `text` (named `source` in problems) into a Document; raise ConfigError.
 
-    `fast`: plain JSON may take the fast path (False: always the YAML loader).
+    With `fast`, plain JSON takes the fast path, and positions are found only when first
+    asked for; without, every position is recorded while loading.
     """
     # libyaml does not count a byte order mark as a column and the Python parser does;
     # without it, columns mean the same to both and to the compact pair check.
     text = text.removeprefix("\ufeff")
-    if fast and use_libyaml:  # the fast path gives what libyaml would
+    if not fast:
+        return _load_with_positions(text, source, use_libyaml)
+    if use_libyaml:  # the fast path gives what libyaml would
         data = load_json(text, MAX_DEPTH)
         if data is not None:
             return Document(data, source, text=text, use_libyaml=use_libyaml)
-    return _load_with_positions(text, source, use_libyaml)
+    root = _compose_document(text, source, use_libyaml)
+    try:
+        # Without positions, which take a third of the time: read again if one is needed.
+        built = _Builder(text, source, positions=False).build(root, ())
+        if isinstance(built, dict):
+            return Document(built, source, text=text, use_libyaml=use_libyaml)
+    except _NeedPositions:
+        pass
+    return _build_with_positions(root, text, source)
 
 
 def _load_with_positions(text: str, source: str, use_libyaml: bool) -> Document:
+    return _build_with_positions(_compose_document(text, source, use_libyaml), text, source)
+
+
+def _compose_document(text: str, source: str, use_libyaml: bool) -> Node:
     root = _compose(text, source, use_libyaml)
     if root is None:
         raise ConfigError([Problem(source, Mark(1, 1), "", "the configuration is empty")])
+    return root
+
+
+def _build_with_positions(root: Node, text: str, source: str) -> Document:
     builder = _Builder(text, source)
     data = builder.build(root, ())
     if not isinstance(data, dict):
@@ -311,12 +331,22 @@ def _mark(yaml_mark: Any) -> Mark | None:
     return Mark(yaml_mark.line + 1, yaml_mark.column + 1)
 
 
-class _Builder:
-    """Turns the node graph into plain data, recording positions and problems on the way."""
+class _NeedPositions(Exception):  # noqa: N818 (not an error: a request)
+    """A builder without positions met a problem: build again with them to report it."""
 
-    def __init__(self, text: str, source: str) -> None:
-        self._lines = _LINE_BREAK.split(text)
+
+class _Builder:
+    """Turns the node graph into plain data, recording positions and problems on the way.
+
+    Without `positions`, no position is recorded and the first problem raises
+    _NeedPositions instead.
+    """
+
+    def __init__(self, text: str, source: str, *, positions: bool = True) -> None:
+        self._written = text
+        self._lines: list[str] | None = None  # split when a compact pair must be told
         self._source = source
+        self._positions = positions
         self._open: set[int] = set()  # nodes being built, to catch recursive aliases
         self._built: set[int] = set()  # nodes built once: building one again is an alias copy
         self._copying = 0  # > 0 while building an alias copy
@@ -327,6 +357,8 @@ class _Builder:
         self.problems: list[Problem] = []
 
     def problem(self, node: Node, message: str, path: Path = ()) -> None:
+        if not self._positions:
+            raise _NeedPositions
         self.problems.append(Problem(self._source, _node_mark(node), format_path(path), message))
 
     def build(self, node: Node, path: Path, depth: int = 0) -> Value:
@@ -335,7 +367,8 @@ class _Builder:
                 self._too_deep = True
                 self.problem(node, _too_deep(), path[:3])
             return None
-        self.value_marks[path] = _node_mark(node)
+        if self._positions:
+            self.value_marks[path] = _node_mark(node)
         if id(node) in self._open:
             self.problem(node, "an alias refers to a value that contains it", path)
             return None
@@ -374,6 +407,8 @@ class _Builder:
                 continue
             key_path = (*path, key)
             if key in result:
+                if not self._positions:
+                    raise _NeedPositions
                 first = self.key_marks[key_path]
                 self.problem(
                     key_node,
@@ -382,7 +417,8 @@ class _Builder:
                     key_path,
                 )
                 continue
-            self.key_marks[key_path] = _node_mark(key_node)
+            if self._positions:
+                self.key_marks[key_path] = _node_mark(key_node)
             result[key] = self.build(value_node, key_path, depth + 1)
         return result
 
@@ -417,6 +453,8 @@ class _Builder:
         """A `key: value` pair written in a flow sequence without braces."""
         if not (sequence.flow_style and isinstance(item, MappingNode) and len(item.value) == 1):
             return False
+        if self._lines is None:
+            self._lines = _LINE_BREAK.split(self._written)
         line, column = item.start_mark.line, item.start_mark.column
         written = self._lines[line][column : column + 1] if line < len(self._lines) else ""
         return written != "{"
