@@ -45,7 +45,15 @@ from taskforce.config.shapes import (
     did_you_mean,
     enum_choice,
 )
-from taskforce.config.shapes_compound import ExactlyOne, Field, ListOf, MapOf, OnlyWhen, Record
+from taskforce.config.shapes_compound import (
+    ExactlyOne,
+    Field,
+    ListOf,
+    MapOf,
+    OnlyWhen,
+    Record,
+    Remembered,
+)
 from taskforce.config.yaml_source import Path
 
 M = TypeVar("M")
@@ -412,7 +420,11 @@ CONFIG = Record(
         "role_defaults": Field(
             ROLE_CONTEXT_MAP, "Per-role context entries, used only where none is set yet."
         ),
-        "tasks": Field(MapOf(TASK, key=Name("task name")), "The tasks, by name."),
+        "tasks": Field(
+            # Remembered: a reload checks again only the tasks that changed.
+            MapOf(Remembered(TASK), key=Name("task name")),
+            "The tasks, by name.",
+        ),
         "settings": Field(SETTINGS, "Supervisor-wide settings (a taskforce extension)."),
     },
     _model(Config),

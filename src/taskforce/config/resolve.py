@@ -31,6 +31,7 @@ from taskforce.config.model import (
     Value,
 )
 from taskforce.config.output import resolve_output
+from taskforce.config.reuse import ResolveCache
 from taskforce.config.roles import Roles
 from taskforce.core.spec import (
     TASK_PID_MARKER,
@@ -51,13 +52,21 @@ MAX_COUNT = 10_000
 
 
 def resolve(
-    config: Config, roles: Roles | None, environ: Mapping[str, str], host: HostFacts
+    config: Config,
+    roles: Roles | None,
+    environ: Mapping[str, str],
+    host: HostFacts,
+    cache: ResolveCache | None = None,
 ) -> tuple[DesiredState, tuple[Problem, ...]]:
     """The desired state for this host, and the problems of the tasks left out of it.
 
-    `roles` is None when role processing is off: every task is then in scope.
+    `roles` is None when role processing is off: every task is then in scope. With a
+    `cache` (the same one for each load), a task whose spec cannot have changed since the
+    last resolve keeps it (see :mod:`taskforce.config.reuse`).
     """
-    shared = SharedContext(config, roles, environ, host)
+    if cache is not None:
+        host = cache.begin(config, roles, environ, host)
+    shared: SharedContext | None = None  # built when a task must be resolved
     active = None if roles is None else frozenset(roles.names)
     tasks: dict[str, TaskSpec] = {}
     out_of_scope: set[str] = set()
@@ -67,11 +76,20 @@ def resolve(
         if not in_scope(task, active):
             out_of_scope.add(name)
             continue
+        if cache is not None and (spec := cache.reuse(name, task)) is not None:
+            tasks[name] = spec
+            continue
+        if shared is None:
+            shared = SharedContext(config, roles, environ, host)
         try:
-            tasks[name] = _resolve_task(shared, name, task)
+            spec = _resolve_task(shared, name, task)
         except ContextError as err:
             problem = Problem(config.source, None, err.path or f"tasks.{name}", err.message)
             problems.setdefault((problem.path, problem.message), problem)
+            continue
+        tasks[name] = spec
+        if cache is not None:
+            cache.keep(name, task, spec)
     settings = config.settings
     policy = Policy(
         restart=settings.restart,

@@ -12,6 +12,7 @@ fixed keys are in :mod:`taskforce.config.shapes_compound`.
 from __future__ import annotations
 
 import math
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -39,15 +40,47 @@ class Invalid:
 INVALID = Invalid()
 
 
+class Memo:
+    """Results of checks that found no problem, kept from one validation to the next.
+
+    Entries are keyed by path and by the exact value checked, serialized so that (unlike
+    with ``==``) 1, 1.0 and True differ. Only the entries a validation used or made are
+    kept for the next one, so those of removed tasks go away.
+    """
+
+    def __init__(self) -> None:
+        self._previous: dict[tuple[Path, bytes], object] = {}
+        self._current: dict[tuple[Path, bytes], object] = {}
+
+    def get(self, key: tuple[Path, bytes]) -> object | None:
+        found = self._previous.get(key)
+        if found is not None:
+            self._current[key] = found
+        return found
+
+    def put(self, key: tuple[Path, bytes], result: object) -> None:
+        self._current[key] = result
+
+    def finish(self) -> None:
+        """End a validation: the next one finds what this one used or made."""
+        self._previous, self._current = self._current, {}
+
+
 class Reporter:
     """Collects problems, placing each at the value (or the key) its path names."""
 
     def __init__(
-        self, document: Document, problems: list[Problem] | None = None, *, at_keys: bool = False
+        self,
+        document: Document,
+        problems: list[Problem] | None = None,
+        *,
+        at_keys: bool = False,
+        memo: Memo | None = None,
     ) -> None:
         self.document = document
         self.problems: list[Problem] = [] if problems is None else problems
         self._at_keys = at_keys
+        self.memo = memo
 
     def error(self, at: Path, message: str) -> None:
         mark = self.document.key_mark_of(at) if self._at_keys else self.document.mark_of(at)
@@ -60,7 +93,7 @@ class Reporter:
 
     def for_keys(self) -> Reporter:
         """A reporter, sharing these problems, that places them at keys instead of values."""
-        return Reporter(self.document, self.problems, at_keys=True)
+        return Reporter(self.document, self.problems, at_keys=True, memo=self.memo)
 
 
 QUOTE_IT = "quote it if you mean the word"
@@ -149,8 +182,14 @@ class Name(Shape[str]):
         return {"type": "string", "pattern": r"^[^\s/\x00-\x1f\x7f-\x9f]+$"}
 
 
+# ASCII names without any of these are fine: the usual case, told with one search.
+_ASCII_FLAWS = re.compile(r"[\x00-\x20/\x7f]")
+
+
 def name_flaw(name: str) -> str:
     """Why `name` cannot be a name, or '' if it can."""
+    if name and name.isascii() and not _ASCII_FLAWS.search(name):
+        return ""
     if not name:
         return "is empty"
     if any(char.isspace() for char in name):

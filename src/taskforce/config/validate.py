@@ -18,14 +18,20 @@ from collections.abc import Iterator, Mapping
 from taskforce.config.description import BUILTIN_COMMANDS, CONFIG
 from taskforce.config.errors import ConfigError, Problem
 from taskforce.config.model import Config, Control
-from taskforce.config.shapes import Invalid, Reporter, did_you_mean
+from taskforce.config.shapes import Invalid, Memo, Reporter, did_you_mean
 from taskforce.config.yaml_source import Document, Path
 
 
-def validate_document(document: Document) -> Config:
-    """The configuration `document` describes; ConfigError listing every problem if invalid."""
-    report = Reporter(document)
+def validate_document(document: Document, memo: Memo | None = None) -> Config:
+    """The configuration `document` describes; ConfigError listing every problem if invalid.
+
+    `memo` keeps what this validation found for the next: give the same one to each
+    load of a file, and a task entry that did not change is not checked again.
+    """
+    report = Reporter(document, memo=memo)
     config = CONFIG.check(document.data, (), report)
+    if memo is not None:
+        memo.finish()
     check_links(document, report)
     if report.problems or isinstance(config, Invalid):
         raise ConfigError(sorted(report.problems, key=_position))
@@ -43,11 +49,16 @@ def check_links(document: Document, report: Reporter) -> None:
     tasks = _raw_tasks(document)
     for name, task in tasks.items():
         at: Path = ("tasks", name)
-        _check_requires(document, report, tasks, name)
-        _check_onexit(document, report, tasks, at)
-        _check_event_commands(document, report, task, at)
-        _check_daemon_pidfile(report, task, at)
-    _check_cycles(document, report, tasks)
+        # Each check only when its key is there: most tasks have none of them.
+        if "requires" in task:
+            _check_requires(report, tasks, name)
+        if "onexit" in task:
+            _check_onexit(report, tasks, at)
+        if "events" in task:
+            _check_event_commands(report, task, at)
+        if "control" in task:
+            _check_daemon_pidfile(report, task, at)
+    _check_cycles(report, tasks)
 
 
 RawTask = Mapping[str, object]
@@ -60,9 +71,11 @@ def _raw_tasks(document: Document) -> dict[str, RawTask]:
     return {name: task if isinstance(task, dict) else {} for name, task in tasks.items()}
 
 
-def _listed_names(document: Document, at: Path) -> Iterator[tuple[Path, str]]:
-    """The names in a 'name or list of names' value, each with the path it is written at."""
-    value = document.get(at)
+def _listed_names(tasks: dict[str, RawTask], at: Path) -> Iterator[tuple[Path, str]]:
+    """The names in a 'name or list of names' value of a task (`at` is its path: tasks,
+    name, key), each with the path it is written at."""
+    _, name, key = at
+    value = tasks[str(name)].get(str(key))
     if isinstance(value, str):
         yield at, value
     elif isinstance(value, list):
@@ -71,18 +84,18 @@ def _listed_names(document: Document, at: Path) -> Iterator[tuple[Path, str]]:
                 yield (*at, index), item
 
 
-def _check_requires(
-    document: Document, report: Reporter, tasks: dict[str, RawTask], name: str
-) -> None:
-    for at, required in _listed_names(document, ("tasks", name, "requires")):
+def _check_requires(report: Reporter, tasks: dict[str, RawTask], name: str) -> None:
+    for at, required in _listed_names(tasks, ("tasks", name, "requires")):
         if required == name:
             report.error(at, "a task cannot require itself")
         elif required not in tasks:
             report.error(at, f"there is no task {required!r}{did_you_mean(required, tasks)}")
 
 
-def _onexit_entries(document: Document, at: Path) -> Iterator[tuple[Path, dict[str, object]]]:
-    value = document.get((*at, "onexit"))
+def _onexit_entries(
+    tasks: dict[str, RawTask], at: Path
+) -> Iterator[tuple[Path, dict[str, object]]]:
+    value = tasks[str(at[-1])].get("onexit")
     if isinstance(value, dict):
         yield (*at, "onexit"), value
     elif isinstance(value, list):
@@ -91,10 +104,8 @@ def _onexit_entries(document: Document, at: Path) -> Iterator[tuple[Path, dict[s
                 yield (*at, "onexit", index), entry
 
 
-def _check_onexit(
-    document: Document, report: Reporter, tasks: dict[str, RawTask], at: Path
-) -> None:
-    for entry_at, entry in _onexit_entries(document, at):
+def _check_onexit(report: Reporter, tasks: dict[str, RawTask], at: Path) -> None:
+    for entry_at, entry in _onexit_entries(tasks, at):
         target = entry.get("task")
         if entry.get("type") != "start" or not isinstance(target, str):
             continue  # the shape check reports these
@@ -121,7 +132,7 @@ def _check_daemon_pidfile(report: Reporter, task: RawTask, at: Path) -> None:
         )
 
 
-def _check_event_commands(document: Document, report: Reporter, task: RawTask, at: Path) -> None:
+def _check_event_commands(report: Reporter, task: RawTask, at: Path) -> None:
     commands = task.get("commands")
     events = task.get("events")
     if not isinstance(commands, dict) or not isinstance(events, list):
@@ -137,15 +148,17 @@ def _check_event_commands(document: Document, report: Reporter, task: RawTask, a
             )
 
 
-def _check_cycles(document: Document, report: Reporter, tasks: dict[str, RawTask]) -> None:
+def _check_cycles(report: Reporter, tasks: dict[str, RawTask]) -> None:
     """Report each distinct requires cycle once, at its alphabetically first task."""
     edges = {
         name: [
             (at, required)
-            for at, required in _listed_names(document, ("tasks", name, "requires"))
+            for at, required in _listed_names(tasks, ("tasks", name, "requires"))
             if required in tasks and required != name  # reported on their own
         ]
-        for name in tasks
+        if "requires" in task
+        else []
+        for name, task in tasks.items()
     }
     reported: set[tuple[str, ...]] = set()
     for cycle, paths in _find_cycles(edges):
@@ -180,6 +193,6 @@ def _find_cycles(edges: dict[str, list[tuple[Path, str]]]) -> Iterator[Cycle]:
         stack.pop()
         done.add(name)
 
-    for name in edges:
-        if name not in done:
+    for name, required in edges.items():
+        if required and name not in done:  # a task requiring none is in no cycle
             yield from visit(name)

@@ -10,6 +10,11 @@ from ``yaml.safe_load``:
   exact place of a problem.
 * Duplicate keys are errors rather than "last one wins".
 
+Positions are only needed to report problems, so they are not recorded while loading
+but found again, with the YAML loader, when a problem asks for one. Plain JSON, the
+usual form of a generated configuration, takes a fast path
+(:mod:`taskforce.config.json_fast`) that gives the same data.
+
 The specification also writes ``["-l": "{LOGFILE}"]`` and expects the two words ``-l`` and
 the file name. YAML reads a ``key: value`` pair inside a flow sequence as a one-pair mapping
 written without braces; such compact pairs are loaded as two list items so that the
@@ -21,7 +26,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -33,6 +37,7 @@ from yaml.resolver import BaseResolver
 from yaml.scanner import Scanner
 
 from taskforce.config.errors import ConfigError, Mark, Problem, format_path
+from taskforce.config.json_fast import load_json
 from taskforce.config.model import Value
 
 # A key path into the document: map keys are strings, list positions are integers.
@@ -123,16 +128,60 @@ except ImportError:  # PyYAML built without libyaml
     HAVE_LIBYAML = False
 
 
-@dataclass(frozen=True, slots=True)
 class Document:
-    """A loaded configuration: its data and where each key and value was written."""
+    """A loaded configuration: its data and where each key and value was written.
 
-    data: dict[str, Value]
-    source: str
-    # Where each value starts; the root mapping is at ().
-    value_marks: Mapping[Path, Mark] = field(default_factory=dict)
-    # Where each map key is written, by the path of the value it introduces.
-    key_marks: Mapping[Path, Mark] = field(default_factory=dict)
+    Positions are only needed to report problems: a document loaded without them finds
+    them in its text, with the YAML loader, when first asked.
+    """
+
+    __slots__ = ("_key_marks", "_text", "_use_libyaml", "_value_marks", "data", "source")
+
+    def __init__(
+        self,
+        data: dict[str, Value],
+        source: str,
+        value_marks: Mapping[Path, Mark] | None = None,
+        key_marks: Mapping[Path, Mark] | None = None,
+        *,
+        text: str | None = None,
+        use_libyaml: bool = HAVE_LIBYAML,
+    ) -> None:
+        self.data = data
+        self.source = source
+        self._text = text  # with a text, the marks are read from it when first needed
+        self._use_libyaml = use_libyaml
+        self._value_marks: Mapping[Path, Mark] | None = None
+        self._key_marks: Mapping[Path, Mark] | None = None
+        if text is None:
+            self._value_marks = {} if value_marks is None else value_marks
+            self._key_marks = {} if key_marks is None else key_marks
+
+    @property
+    def value_marks(self) -> Mapping[Path, Mark]:
+        """Where each value starts; the root mapping is at ()."""
+        if self._value_marks is None:
+            self._read_marks()
+        assert self._value_marks is not None
+        return self._value_marks
+
+    @property
+    def key_marks(self) -> Mapping[Path, Mark]:
+        """Where each map key is written, by the path of the value it introduces."""
+        if self._key_marks is None:
+            self._read_marks()
+        assert self._key_marks is not None
+        return self._key_marks
+
+    def _read_marks(self) -> None:
+        assert self._text is not None
+        try:
+            full = _load_with_positions(self._text, self.source, self._use_libyaml)
+        except ConfigError:  # cannot happen: the fast path gives up on what YAML refuses
+            self._value_marks, self._key_marks = {}, {}
+        else:
+            self._value_marks, self._key_marks = full.value_marks, full.key_marks
+        self._text = None
 
     def mark_of(self, path: Sequence[str | int]) -> Mark | None:
         """The position of the value at `path`, or of its nearest ancestor that has one."""
@@ -165,14 +214,46 @@ def _prefixes(path: Path) -> Iterator[Path]:
         yield path[:end]
 
 
-def load_document(text: str, source: str, *, use_libyaml: bool = HAVE_LIBYAML) -> Document:
-    """Parse `text` (named `source` in problems) into a Document; raise ConfigError."""
+def load_document(
+    text: str, source: str, *, use_libyaml: bool = HAVE_LIBYAML, fast: bool = True
+) -> Document:
+    """Parse `text` (named `source` in problems) into a Document; raise ConfigError.
+
+    With `fast`, plain JSON takes the fast path, and positions are found only when first
+    asked for; without, every position is recorded while loading.
+    """
     # libyaml does not count a byte order mark as a column and the Python parser does;
     # without it, columns mean the same to both and to the compact pair check.
     text = text.removeprefix("\ufeff")
+    if not fast:
+        return _load_with_positions(text, source, use_libyaml)
+    if use_libyaml:  # the fast path gives what libyaml would
+        data = load_json(text, MAX_DEPTH)
+        if data is not None:
+            return Document(data, source, text=text, use_libyaml=use_libyaml)
+    root = _compose_document(text, source, use_libyaml)
+    try:
+        # Without positions, which take a third of the time: read again if one is needed.
+        built = _Builder(text, source, positions=False).build(root, ())
+        if isinstance(built, dict):
+            return Document(built, source, text=text, use_libyaml=use_libyaml)
+    except _NeedPositions:
+        pass
+    return _build_with_positions(root, text, source)
+
+
+def _load_with_positions(text: str, source: str, use_libyaml: bool) -> Document:
+    return _build_with_positions(_compose_document(text, source, use_libyaml), text, source)
+
+
+def _compose_document(text: str, source: str, use_libyaml: bool) -> Node:
     root = _compose(text, source, use_libyaml)
     if root is None:
         raise ConfigError([Problem(source, Mark(1, 1), "", "the configuration is empty")])
+    return root
+
+
+def _build_with_positions(root: Node, text: str, source: str) -> Document:
     builder = _Builder(text, source)
     data = builder.build(root, ())
     if not isinstance(data, dict):
@@ -250,12 +331,22 @@ def _mark(yaml_mark: Any) -> Mark | None:
     return Mark(yaml_mark.line + 1, yaml_mark.column + 1)
 
 
-class _Builder:
-    """Turns the node graph into plain data, recording positions and problems on the way."""
+class _NeedPositions(Exception):  # noqa: N818 (not an error: a request)
+    """A builder without positions met a problem: build again with them to report it."""
 
-    def __init__(self, text: str, source: str) -> None:
-        self._lines = _LINE_BREAK.split(text)
+
+class _Builder:
+    """Turns the node graph into plain data, recording positions and problems on the way.
+
+    Without `positions`, no position is recorded and the first problem raises
+    _NeedPositions instead.
+    """
+
+    def __init__(self, text: str, source: str, *, positions: bool = True) -> None:
+        self._written = text
+        self._lines: list[str] | None = None  # split when a compact pair must be told
         self._source = source
+        self._positions = positions
         self._open: set[int] = set()  # nodes being built, to catch recursive aliases
         self._built: set[int] = set()  # nodes built once: building one again is an alias copy
         self._copying = 0  # > 0 while building an alias copy
@@ -266,6 +357,8 @@ class _Builder:
         self.problems: list[Problem] = []
 
     def problem(self, node: Node, message: str, path: Path = ()) -> None:
+        if not self._positions:
+            raise _NeedPositions
         self.problems.append(Problem(self._source, _node_mark(node), format_path(path), message))
 
     def build(self, node: Node, path: Path, depth: int = 0) -> Value:
@@ -274,7 +367,8 @@ class _Builder:
                 self._too_deep = True
                 self.problem(node, _too_deep(), path[:3])
             return None
-        self.value_marks[path] = _node_mark(node)
+        if self._positions:
+            self.value_marks[path] = _node_mark(node)
         if id(node) in self._open:
             self.problem(node, "an alias refers to a value that contains it", path)
             return None
@@ -313,6 +407,8 @@ class _Builder:
                 continue
             key_path = (*path, key)
             if key in result:
+                if not self._positions:
+                    raise _NeedPositions
                 first = self.key_marks[key_path]
                 self.problem(
                     key_node,
@@ -321,7 +417,8 @@ class _Builder:
                     key_path,
                 )
                 continue
-            self.key_marks[key_path] = _node_mark(key_node)
+            if self._positions:
+                self.key_marks[key_path] = _node_mark(key_node)
             result[key] = self.build(value_node, key_path, depth + 1)
         return result
 
@@ -356,6 +453,8 @@ class _Builder:
         """A `key: value` pair written in a flow sequence without braces."""
         if not (sequence.flow_style and isinstance(item, MappingNode) and len(item.value) == 1):
             return False
+        if self._lines is None:
+            self._lines = _LINE_BREAK.split(self._written)
         line, column = item.start_mark.line, item.start_mark.column
         written = self._lines[line][column : column + 1] if line < len(self._lines) else ""
         return written != "{"

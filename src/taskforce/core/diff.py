@@ -32,22 +32,37 @@ class TaskChange:
 
 
 def diff_desired(old: DesiredState, new: DesiredState) -> list[TaskChange]:
-    changes = []
-    for name in sorted(old.tasks.keys() | new.tasks.keys()):
-        before = old.tasks.get(name)
-        after = new.tasks.get(name)
-        if before is None or before.control in _NOT_RUN:
-            if after is not None and after.control not in _NOT_RUN:
-                changes.append(TaskChange(name, ChangeKind.START))
-            elif after is not None and before is not None and before != after:
-                changes.append(TaskChange(name, ChangeKind.UPDATE, _task_fields(before, after)))
-            else:
-                changes.append(TaskChange(name, ChangeKind.UNTOUCHED))
-        elif after is None or after.control in _NOT_RUN:
-            changes.append(TaskChange(name, ChangeKind.STOP))
-        else:
-            changes.append(_compare(before, after))
-    return changes
+    """What changes for every task of either state, untouched ones included."""
+    return [
+        _change(name, old.tasks.get(name), new.tasks.get(name))
+        for name in sorted(old.tasks.keys() | new.tasks.keys())
+    ]
+
+
+def changed_tasks(old: DesiredState, new: DesiredState) -> list[TaskChange]:
+    """What changes for the tasks that are not untouched.
+
+    A reload keeps the very spec object of each task that did not change, so those are
+    passed over without comparing them field by field.
+    """
+    before, after = old.tasks, new.tasks
+    names = [
+        name for name in before.keys() | after.keys() if before.get(name) is not after.get(name)
+    ]
+    changes = (_change(name, before.get(name), after.get(name)) for name in sorted(names))
+    return [change for change in changes if change.kind is not ChangeKind.UNTOUCHED]
+
+
+def _change(name: str, before: TaskSpec | None, after: TaskSpec | None) -> TaskChange:
+    if before is None or before.control in _NOT_RUN:
+        if after is not None and after.control not in _NOT_RUN:
+            return TaskChange(name, ChangeKind.START)
+        if after is not None and before is not None and before != after:
+            return TaskChange(name, ChangeKind.UPDATE, _task_fields(before, after))
+        return TaskChange(name, ChangeKind.UNTOUCHED)
+    if after is None or after.control in _NOT_RUN:
+        return TaskChange(name, ChangeKind.STOP)
+    return _compare(before, after)
 
 
 def _compare(before: TaskSpec, after: TaskSpec) -> TaskChange:

@@ -24,11 +24,13 @@ from taskforce.config.host import HostFacts
 from taskforce.config.load import read_text
 from taskforce.config.model import Config, Control, EventType
 from taskforce.config.resolve import resolve
+from taskforce.config.reuse import ResolveCache
 from taskforce.config.roles import Roles, parse_roles
+from taskforce.config.shapes import Memo
 from taskforce.config.validate import validate_document
 from taskforce.config.yaml_source import Document, load_document
 from taskforce.core import snapshot
-from taskforce.core.diff import ChangeKind, diff_desired
+from taskforce.core.diff import changed_tasks
 from taskforce.core.spec import DesiredState, Policy
 from taskforce.runtime import memory, paths
 from taskforce.runtime.events import TaskEvents, python_script
@@ -96,6 +98,9 @@ class Legion:
         self._upgrade_timer: asyncio.TimerHandle | None = None
         self._upgrading = False
         self.loaded: Loaded | None = None
+        # What the last load validated and resolved: a reload redoes only what changed.
+        self._memo = Memo()
+        self._resolved = ResolveCache()
         # The most recent configuration that could not be applied, until one can.
         self.reload_error: ConfigError | None = None
         self.reloads = 0
@@ -165,9 +170,9 @@ class Legion:
         elif text is None:
             text = read_text(self.config_file)
         document = load_document(text, source.name if source is not None else self.config_file)
-        config = _with_overrides(validate_document(document), self.overrides)
+        config = _with_overrides(validate_document(document, self._memo), self.overrides)
         roles = self.read_roles(previous.roles if previous is not None else None)
-        desired, problems = resolve(config, roles, self.environ, self.host)
+        desired, problems = resolve(config, roles, self.environ, self.host, self._resolved)
         if self.desired_filter is not None:
             desired = self.desired_filter(desired)
         problems = (*_placed(problems, document, config), *self._advice(desired))
@@ -463,7 +468,7 @@ class Legion:
 
     @staticmethod
     def _log_changes(old: DesiredState, new: DesiredState) -> None:
-        changes = [c for c in diff_desired(old, new) if c.kind is not ChangeKind.UNTOUCHED]
+        changes = changed_tasks(old, new)
         if not changes:
             log.info("configuration reloaded: nothing changed")
             return

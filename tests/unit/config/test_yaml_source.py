@@ -190,6 +190,25 @@ def test_value_and_key_positions(use_libyaml: bool) -> None:
     assert document.key_mark_of(("tasks", "ntpd", "events", 0, "command")) == Mark(6, 11)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        POSITIONS_TEXT,
+        "tasks:\n  a:\n    commands: {start: [prog, -v]}\n    count: 2\n",
+        'x: &a [p, {"A": "a"}]\ny: *a\nz: ["-l": "{L}", k]\n',
+        "\ufeff# comment\r\ntasks:\r\n  \u00e9: {commands: {start: [\u00fc]}}\r\n",
+    ],
+)
+def test_positions_read_when_needed_are_those_read_while_loading(
+    text: str, use_libyaml: bool
+) -> None:
+    lazy = load_document(text, "t.conf", use_libyaml=use_libyaml)
+    eager = load_document(text, "t.conf", use_libyaml=use_libyaml, fast=False)
+    assert repr(lazy.data) == repr(eager.data)
+    assert lazy.value_marks == eager.value_marks
+    assert lazy.key_marks == eager.key_marks
+
+
 def test_positions_fall_back_to_the_nearest_ancestor(use_libyaml: bool) -> None:
     document = load(POSITIONS_TEXT, use_libyaml)
     missing = ("tasks", "ntpd", "events", 0, "signal", 3)
