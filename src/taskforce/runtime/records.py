@@ -18,7 +18,7 @@ import os
 import stat
 from dataclasses import dataclass
 
-from taskforce.runtime.identity import identify
+from taskforce.runtime.identity import start_ticks
 
 log = logging.getLogger("taskforce")
 
@@ -76,9 +76,9 @@ class Records:
         for pid, (task, slot) in running.items():
             known = self._current.get(pid)
             if known is None or (known.task, known.slot) != (task, slot):
-                identity = identify(pid)
-                if identity is not None:
-                    self._current[pid] = ProcessRecord(task, slot, pid, identity.start_ticks)
+                started = start_ticks(pid)
+                if started is not None:
+                    self._current[pid] = ProcessRecord(task, slot, pid, started)
         snapshot = frozenset(self._current.values())
         if snapshot == self._written:
             return
