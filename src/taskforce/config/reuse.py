@@ -99,7 +99,11 @@ class ResolveCache:
         None, and the lookups made until :meth:`keep` are the task's."""
         assert self._recorder is not None
         entry = self._previous.get(name)
-        if entry is not None and entry.task is task and self._recorder.same_answers(entry.answers):
+        if (
+            entry is not None
+            and entry.task is task
+            and (not entry.answers or self._recorder.same_answers(entry.answers))
+        ):
             self._entries[name] = entry
             return entry.spec
         self._recorder.answers = {}

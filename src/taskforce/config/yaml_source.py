@@ -177,7 +177,7 @@ class Document:
         assert self._text is not None
         try:
             full = _load_with_positions(self._text, self.source, self._use_libyaml)
-        except ConfigError:  # cannot happen: the fast path gives up on what YAML refuses
+        except ConfigError:  # cannot happen: only a text YAML accepts loads without them
             self._value_marks, self._key_marks = {}, {}
         else:
             self._value_marks, self._key_marks = full.value_marks, full.key_marks
