@@ -204,8 +204,13 @@ static PyObject *spawn(PyObject *self, PyObject *args) {
     volatile int failed_step = -1, failed_errno = 0;
     sigset_t all, old;
     sigfillset(&all);
+    pid_t pid;
+    int saved;
+    /* Without the GIL: the child touches only the C memory prepared above, so another
+       thread may run Python, or spawn too, while this one waits for the child's exec. */
+    Py_BEGIN_ALLOW_THREADS
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    pid_t pid = vfork();
+    pid = vfork();
     if (pid == 0) {
         int step = PREPARING;
         char pid_text[PID_DIGITS];
@@ -257,8 +262,9 @@ static PyObject *spawn(PyObject *self, PyObject *args) {
         failed_step = step;
         _exit(127);
     }
-    int saved = errno;
+    saved = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    Py_END_ALLOW_THREADS
     PyMem_Free(argv);
     PyMem_Free(envp);
     free_templates(argv_t, argc);

@@ -42,6 +42,7 @@ async def serve_with_api(
     before serving, for its `settings.http`; a ConfigError then means what one from
     serve() would.
     """
+    _hide_notify_socket(legion)  # before the configuration is resolved
     loaded = legion.load()
     required, best_effort = listeners_to_open(loaded.config.settings.http, pidfile, extra)
     if not required and not best_effort:
@@ -92,9 +93,14 @@ async def serve_hooked(
 
 
 def _systemd(legion: Legion) -> SystemdStatus | None:
+    notifier = _hide_notify_socket(legion)
+    return None if notifier is None else SystemdStatus(notifier)
+
+
+def _hide_notify_socket(legion: Legion) -> Notifier | None:
+    """systemd's notifier, if started by it, taken out of the tasks' environment: tasks
+    must not speak to systemd in our name (it would refuse them, and log it)."""
     notifier = Notifier.from_environ()
-    if notifier is None:
-        return None
-    # Tasks must not speak to systemd in our name: it would refuse them, and log it.
-    legion.environ.pop(NOTIFY_SOCKET, None)
-    return SystemdStatus(notifier)
+    if notifier is not None:
+        legion.environ.pop(NOTIFY_SOCKET, None)
+    return notifier

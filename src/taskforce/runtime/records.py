@@ -63,9 +63,10 @@ class Records:
             return []
 
     def begin(self) -> None:
-        """Write the records now (perhaps none), before anything starts: see load()."""
-        if self.path is not None:
-            self._write(frozenset(self._current.values()))
+        """Make the records file, if there is none, before anything starts: see load().
+        One left by an earlier taskforce stays as it is until update() replaces it."""
+        if self.path is not None and not os.path.lexists(self.path):
+            self._write(frozenset())
 
     def update(self, running: dict[int, tuple[str, int]]) -> None:
         """Write the records of the processes now running, if they changed."""

@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from taskforce.config.model import Control
@@ -36,13 +36,16 @@ from taskforce.core.state import Phase
 from taskforce.runtime import process, readiness
 from taskforce.runtime.foreign import ExitWatch, find_daemon
 from taskforce.runtime.identity import identify
-from taskforce.runtime.output import OutputCapture
+from taskforce.runtime.output import OutputCapture, Stdio
 from taskforce.runtime.process import SpawnError
 from taskforce.runtime.records import ProcessRecord, Records
 from taskforce.runtime.recovery import recover
 from taskforce.runtime.sweep import left_behind
 
 log = logging.getLogger("taskforce")
+
+# Starts prepared at once at most (each holds its output pipe until spawned).
+_START_SLICE = 128
 
 # Seconds from a task process's exit to the scan for what it left behind.
 _SWEEP_DELAY = 0.05
@@ -428,8 +431,13 @@ class Supervisor:
             plan = self.planner.plan(self._now())
             if not plan.actions:
                 break
+            starts: list[Start] = []
             for action in plan.actions:
-                self._execute(action)
+                if isinstance(action, Start):
+                    starts.append(action)  # together, last: a burst spawns in parallel
+                else:
+                    self._execute(action)
+            self._start_all(starts)
             self._report_recovered()
         # A pass with nothing to do may still find an instance steady again (its timer).
         self._report_recovered()
@@ -517,22 +525,43 @@ class Supervisor:
             self._run_helper(action.task, action.slot, launch, pid_value, action.reason)
 
     def _start(self, action: Start) -> None:
-        now = self._now()
-        stdio = self.output.stdio(action.spec.output, self._devnull)
-        try:
-            spawned = process.spawn(
-                action.spec.launch, stdin=self._devnull, stdout=stdio.stdout, stderr=stdio.stderr
-            )
-        except (SpawnError, OSError) as exc:
-            stdio.abandon()
-            outcome = self.planner.start_failed(
-                action.task, action.slot, now, time.time(), str(exc)
-            )
-            self._log_exit(None, outcome)
-            return
+        self._start_all([action])
+
+    def _start_all(self, actions: Sequence[Start]) -> None:
+        # In slices: each prepared start holds its output pipe open until it is spawned.
+        for first in range(0, len(actions), _START_SLICE):
+            prepared: list[tuple[Start, Stdio, process.Job]] = []
+            for action in actions[first : first + _START_SLICE]:
+                stdio = self.output.stdio(action.spec.output, self._devnull)
+                try:
+                    job = process.prepare(
+                        action.spec.launch,
+                        stdin=self._devnull,
+                        stdout=stdio.stdout,
+                        stderr=stdio.stderr,
+                    )
+                except (SpawnError, OSError) as exc:
+                    self._start_failed(action, stdio, exc)
+                    continue
+                prepared.append((action, stdio, job))
+            results = process.run_jobs([job for _, _, job in prepared])
+            for (action, stdio, _), result in zip(prepared, results, strict=True):
+                if isinstance(result, SpawnError):
+                    self._start_failed(action, stdio, result)
+                else:
+                    self._started(action, stdio, result)
+
+    def _start_failed(self, action: Start, stdio: Stdio, exc: Exception) -> None:
+        stdio.abandon()
+        outcome = self.planner.start_failed(
+            action.task, action.slot, self._now(), time.time(), str(exc)
+        )
+        self._log_exit(None, outcome)
+
+    def _started(self, action: Start, stdio: Stdio, spawned: process.Spawned) -> None:
         stdio.attach(action.task, action.slot, spawned.pid)
         self.planner.started(
-            action.task, action.slot, spawned.pid, now, time.time(), spawned.executable
+            action.task, action.slot, spawned.pid, self._now(), time.time(), spawned.executable
         )
         self._watch_error_fd(spawned)
         log.info(
