@@ -8,7 +8,6 @@ wakes up on a timer that is not a deadline, so an idle supervisor makes no syste
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import os
@@ -33,13 +32,14 @@ from taskforce.core.actions import (
 from taskforce.core.planner import ExitOutcome, Planner
 from taskforce.core.spec import DesiredState, LaunchSpec
 from taskforce.core.state import Phase
-from taskforce.runtime import process, readiness
+from taskforce.runtime import exit_log, process, readiness
 from taskforce.runtime.foreign import ExitWatch, find_daemon
 from taskforce.runtime.identity import identify
 from taskforce.runtime.output import OutputCapture, Stdio
 from taskforce.runtime.process import SpawnError
 from taskforce.runtime.records import ProcessRecord, Records
 from taskforce.runtime.recovery import recover
+from taskforce.runtime.spawn_reports import SpawnReports
 from taskforce.runtime.sweep import left_behind
 
 log = logging.getLogger("taskforce")
@@ -49,9 +49,6 @@ _START_SLICE = 128
 
 # Seconds from a task process's exit to the scan for what it left behind.
 _SWEEP_DELAY = 0.05
-# Log every one of the first few failures in a row, then one in this many.
-_FAILURE_LOG_FIRST = 3
-_FAILURE_LOG_EVERY = 10
 
 
 class Outcome(enum.Enum):
@@ -91,8 +88,7 @@ class Supervisor:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._helpers: dict[int, _Helper] = {}
-        self._spawn_errors: dict[int, str] = {}
-        self._error_fds: dict[int, int] = {}
+        self._spawn_reports = SpawnReports()
         self._done: asyncio.Future[Outcome] | None = None
         self._outcome = Outcome.STOPPED
         self._devnull = -1
@@ -128,6 +124,7 @@ class Supervisor:
         if process.become_subreaper():
             log.debug("acting as child subreaper: orphaned descendants are reaped here")
         self._exit_watch = ExitWatch(loop, self._foreign_exit)
+        self._spawn_reports.start(loop)
         try:
             self._reap()  # anything that exited before the handler was in place
             self._recover()
@@ -143,8 +140,7 @@ class Supervisor:
                 loop.remove_signal_handler(signum)
             if self._timer is not None:
                 self._timer.cancel()
-            for fd in list(self._error_fds.values()):
-                self._close_error_fd(fd)
+            self._spawn_reports.close()
             self.output.close()
             os.close(self._devnull)
             self._loop = None
@@ -348,7 +344,7 @@ class Supervisor:
         self._schedule()
 
     def _on_exit(self, pid: int, status: int) -> None:
-        error = self._take_spawn_error(pid)
+        error = self._spawn_reports.take(pid)
         helper = self._helpers.pop(pid, None)
         if helper is not None:
             if helper.timer is not None:
@@ -371,7 +367,9 @@ class Supervisor:
             return
         # The leader is gone; whatever it left in its process group goes with it.
         if process.signal_group(pid, signal.SIGKILL):
-            log.info("%s: killed what pid %d left in its process group", _label(outcome), pid)
+            log.info(
+                "%s: killed what pid %d left in its process group", exit_log.label(outcome), pid
+            )
         if self._leaves_nothing_behind(outcome):
             self._sweep_leaders.add(pid)
         self._log_exit(pid, outcome)
@@ -401,15 +399,6 @@ class Supervisor:
             )
             self._terminate_stray(pid)
         self._schedule()  # shutting down may have been waiting for this scan
-
-    def _take_spawn_error(self, pid: int) -> str | None:
-        fd = self._error_fds.pop(pid, None)
-        if fd is not None:
-            error = process.read_spawn_error(fd)
-            self._close_error_fd(fd)
-            if error is not None:
-                return error
-        return self._spawn_errors.pop(pid, None)
 
     # ----- the planning pass ----------------------------------------------------------
 
@@ -563,7 +552,7 @@ class Supervisor:
         self.planner.started(
             action.task, action.slot, spawned.pid, self._now(), time.time(), spawned.executable
         )
-        self._watch_error_fd(spawned)
+        self._spawn_reports.watch(spawned)
         log.info(
             "%s[%d]: started pid %d (%s): %s",
             action.task,
@@ -762,7 +751,7 @@ class Supervisor:
             log.error("%s[%d]: cannot run %s: %s", task, slot, what, exc)
             return None
         self._helpers[spawned.pid] = _Helper(task, slot, what, on_exit)
-        self._watch_error_fd(spawned)
+        self._spawn_reports.watch(spawned)
         return spawned.pid
 
     def _kill_hung_helper(self, pid: int) -> None:
@@ -784,29 +773,6 @@ class Supervisor:
                 log.warning("%s[%d]: killing its %s, pid %d", task, slot, helper.what, pid)
                 process.signal_group(pid, signal.SIGKILL)
 
-    def _watch_error_fd(self, spawned: process.Spawned) -> None:
-        assert self._loop is not None
-        if spawned.error_fd < 0:  # known already: the child exec'd, or failed and exits
-            if spawned.error is not None:
-                self._spawn_errors[spawned.pid] = spawned.error
-            return
-        self._error_fds[spawned.pid] = spawned.error_fd
-        self._loop.add_reader(spawned.error_fd, self._on_error_fd, spawned.pid, spawned.error_fd)
-
-    def _on_error_fd(self, pid: int, fd: int) -> None:
-        error = process.read_spawn_error(fd)
-        if error is not None:
-            self._spawn_errors[pid] = error
-        if self._error_fds.get(pid) == fd:
-            del self._error_fds[pid]
-        self._close_error_fd(fd)
-
-    def _close_error_fd(self, fd: int) -> None:
-        if self._loop is not None:
-            self._loop.remove_reader(fd)
-        with contextlib.suppress(OSError):
-            os.close(fd)
-
     # ----- logging --------------------------------------------------------------------
 
     def emit(self, event: str, task: str | None, detail: str, **extra: object) -> None:
@@ -825,44 +791,7 @@ class Supervisor:
                 log.exception("event listener failed")
 
     def _log_exit(self, pid: int | None, outcome: ExitOutcome) -> None:
-        record = outcome.record
-        label = _label(outcome)
-        if record.error is not None:
-            what = f"could not start: {record.error}"
-        else:
-            what = f"pid {pid} {process.describe_status(record.status)} after {record.uptime:.3g}s"
-        if record.expected:
-            log.info("%s: %s", label, what)
-            return
-        if not outcome.restarting:
-            log.info("%s: %s", label, what)
-            return
-        if outcome.failures == 0:
-            log.warning("%s: %s, restarting", label, what)
-            self.emit("exited", outcome.task, what, instance=outcome.slot, pid=pid)
-            return
-        if outcome.failures <= _FAILURE_LOG_FIRST or outcome.failures % _FAILURE_LOG_EVERY == 0:
-            event = "exited" if outcome.failures == 1 else "flapping"
-            self.emit(
-                event,
-                outcome.task,
-                what,
-                instance=outcome.slot,
-                pid=pid,
-                failures=outcome.failures,
-                retry_in=outcome.retry_in,
-            )
-            quiet = ""
-            if outcome.failures == _FAILURE_LOG_FIRST:
-                quiet = f"; further failures are logged one in {_FAILURE_LOG_EVERY}"
-            log.warning(
-                "%s: %s, failure %d in a row, retrying in %.3gs%s",
-                label,
-                what,
-                outcome.failures,
-                outcome.retry_in,
-                quiet,
-            )
+        exit_log.log_exit(pid, outcome, self.emit)
 
     def _log_helper_exit(self, pid: int, helper: _Helper, status: int, error: str | None) -> None:
         label = f"{helper.task}[{helper.slot}]"
@@ -875,7 +804,3 @@ class Supervisor:
         else:
             log.debug("%s: %s pid %d finished", label, helper.what, pid)
         self._schedule()
-
-
-def _label(outcome: ExitOutcome) -> str:
-    return f"{outcome.task}[{outcome.slot}]"
