@@ -14,7 +14,6 @@ import os
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 
 from taskforce.config.model import Control
 from taskforce.core.actions import (
@@ -34,6 +33,7 @@ from taskforce.core.spec import DesiredState, LaunchSpec
 from taskforce.core.state import Phase
 from taskforce.runtime import exit_log, process, readiness
 from taskforce.runtime.foreign import ExitWatch, find_daemon
+from taskforce.runtime.helpers import Helpers
 from taskforce.runtime.identity import identify
 from taskforce.runtime.output import OutputCapture, Stdio
 from taskforce.runtime.process import SpawnError
@@ -59,18 +59,6 @@ class Outcome(enum.Enum):
     UPGRADE = "upgrade"  # hand_over(): tasks left running for the re-executed image
 
 
-@dataclass(slots=True)
-class _Helper:
-    """A command run on behalf of a task instance (its stop command, an event command)."""
-
-    task: str
-    slot: int
-    what: str
-    # Told the wait status when the command ends (checks).
-    on_exit: Callable[[int], None] | None = None
-    timer: asyncio.TimerHandle | None = None
-
-
 class Supervisor:
     """Runs the tasks of a desired state until asked to stop.
 
@@ -87,8 +75,8 @@ class Supervisor:
         self._pass_scheduled = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        self._helpers: dict[int, _Helper] = {}
         self._spawn_reports = SpawnReports()
+        self._helpers = Helpers(self._spawn_reports)
         self._done: asyncio.Future[Outcome] | None = None
         self._outcome = Outcome.STOPPED
         self._devnull = -1
@@ -125,6 +113,7 @@ class Supervisor:
             log.debug("acting as child subreaper: orphaned descendants are reaped here")
         self._exit_watch = ExitWatch(loop, self._foreign_exit)
         self._spawn_reports.start(loop)
+        self._helpers.start(loop, self._devnull)
         try:
             self._reap()  # anything that exited before the handler was in place
             self._recover()
@@ -177,14 +166,8 @@ class Supervisor:
         """
         environ = os.environ if env is None else env
         launch = LaunchSpec(argv[0], argv, tuple(environ.items()))
-        pid = self._run_helper("taskforce", 0, launch, "", what, on_exit)
-        if pid is None:
-            return False
-        if timeout is not None and self._loop is not None:
-            self._helpers[pid].timer = self._loop.call_later(
-                timeout, process.signal_group, pid, signal.SIGKILL
-            )
-        return True
+        pid = self._helpers.run("taskforce", 0, launch, "", what, on_exit, deadline=timeout)
+        return pid is not None
 
     def hand_over(self) -> None:
         """End run() with Outcome.UPGRADE, leaving every process running."""
@@ -345,14 +328,8 @@ class Supervisor:
 
     def _on_exit(self, pid: int, status: int) -> None:
         error = self._spawn_reports.take(pid)
-        helper = self._helpers.pop(pid, None)
-        if helper is not None:
-            if helper.timer is not None:
-                helper.timer.cancel()
-            if helper.on_exit is not None:
-                helper.on_exit(status if error is None else -1)
-            else:
-                self._log_helper_exit(pid, helper, status, error)
+        if self._helpers.exited(pid, status, error):
+            self._schedule()
             return
         if self._exit_watch is not None:
             self._exit_watch.forget(pid)
@@ -478,7 +455,7 @@ class Supervisor:
                 "%s[%d]: pid %d %s: SIGKILL", action.task, action.slot, action.pid, action.reason
             )
             process.signal_group(action.pid, signal.SIGKILL, or_process=True)
-            self._kill_helpers(action.task, action.slot)
+            self._helpers.kill_for(action.task, action.slot)
         elif isinstance(action, SendSignal):
             log.info(
                 "%s[%d]: sending %s to pid %d (%s)",
@@ -511,7 +488,7 @@ class Supervisor:
                 action.argv[0], action.argv, base.env, base.cwd, base.user, base.group
             )
             pid_value = str(action.pid) if action.pid is not None else ""
-            self._run_helper(action.task, action.slot, launch, pid_value, action.reason)
+            self._helpers.run(action.task, action.slot, launch, pid_value, action.reason)
 
     def _start(self, action: Start) -> None:
         self._start_all([action])
@@ -620,21 +597,17 @@ class Supervisor:
             base = inst.spec.launch
             argv = action.command
             launch = LaunchSpec(argv[0], argv, base.env, base.cwd, base.user, base.group)
-            helper = self._run_helper(
+            helper = self._helpers.run(
                 action.task,
                 action.slot,
                 launch,
                 str(action.pid),
                 "ready probe",
                 lambda s: report(s == 0),
+                deadline=readiness.ATTEMPT_TIMEOUT * 5,
             )
             if helper is None:
                 report(False)
-            else:
-                assert self._loop is not None
-                self._helpers[helper].timer = self._loop.call_later(
-                    readiness.ATTEMPT_TIMEOUT * 5, process.signal_group, helper, signal.SIGKILL
-                )
 
     def _check(self, action: Check) -> None:
         def report(ok: bool, detail: str) -> None:
@@ -666,13 +639,7 @@ class Supervisor:
             ok = status == 0
             report(ok, "" if ok else f"check command {process.describe_status(status)}")
 
-        pid = self._run_helper(action.task, action.slot, launch, str(action.pid), "check", finished)
-        if pid is None:
-            report(False, "check command could not run")
-            return
-        assert self._loop is not None
-
-        def too_slow() -> None:
+        def too_slow(pid: int) -> None:
             log.warning(
                 "%s[%d]: check command took over %gs: killing it",
                 action.task,
@@ -681,7 +648,18 @@ class Supervisor:
             )
             process.signal_group(pid, signal.SIGKILL)
 
-        self._helpers[pid].timer = self._loop.call_later(action.timeout, too_slow)
+        pid = self._helpers.run(
+            action.task,
+            action.slot,
+            launch,
+            str(action.pid),
+            "check",
+            finished,
+            deadline=action.timeout,
+            on_late=too_slow,
+        )
+        if pid is None:
+            report(False, "check command could not run")
 
     def _stop(self, action: Stop) -> None:
         label = f"{action.task}[{action.slot}]"
@@ -704,17 +682,17 @@ class Supervisor:
                     action.pid,
                     action.reason,
                 )
-                helper = self._run_helper(
-                    action.task, action.slot, stopper, str(action.pid), "stop command"
+                helper = self._helpers.run(
+                    action.task,
+                    action.slot,
+                    stopper,
+                    str(action.pid),
+                    "stop command",
+                    # It may stop its task and then hang: it gets the stop timeout too.
+                    deadline=self.planner.desired.policy.stop_timeout,
+                    on_late=self._helpers.kill_hung,
                 )
                 if helper is not None:
-                    # It may stop its task and then hang: it gets the stop timeout too.
-                    assert self._loop is not None
-                    self._helpers[helper].timer = self._loop.call_later(
-                        self.planner.desired.policy.stop_timeout,
-                        self._kill_hung_helper,
-                        helper,
-                    )
                     return
         signum = action.signal if action.signal is not None else signal.SIGTERM
         log.info(
@@ -728,50 +706,6 @@ class Supervisor:
             process.signal_process(action.pid, signum)
         else:
             process.signal_group(action.pid, signum, or_process=True)
-
-    def _run_helper(
-        self,
-        task: str,
-        slot: int,
-        launch: LaunchSpec,
-        pid_value: str,
-        what: str,
-        on_exit: Callable[[int], None] | None = None,
-    ) -> int | None:
-        try:
-            spawned = process.spawn(
-                launch,
-                argv=launch.argv,
-                stdin=self._devnull,
-                stdout=self._devnull,
-                stderr=self._devnull,
-                pid_value=pid_value,
-            )
-        except (SpawnError, OSError) as exc:
-            log.error("%s[%d]: cannot run %s: %s", task, slot, what, exc)
-            return None
-        self._helpers[spawned.pid] = _Helper(task, slot, what, on_exit)
-        self._spawn_reports.watch(spawned)
-        return spawned.pid
-
-    def _kill_hung_helper(self, pid: int) -> None:
-        helper = self._helpers.get(pid)
-        if helper is not None:
-            helper.timer = None
-            log.warning(
-                "%s[%d]: its %s, pid %d, is still running: SIGKILL",
-                helper.task,
-                helper.slot,
-                helper.what,
-                pid,
-            )
-            process.signal_group(pid, signal.SIGKILL)
-
-    def _kill_helpers(self, task: str, slot: int) -> None:
-        for pid, helper in self._helpers.items():
-            if helper.task == task and helper.slot == slot:
-                log.warning("%s[%d]: killing its %s, pid %d", task, slot, helper.what, pid)
-                process.signal_group(pid, signal.SIGKILL)
 
     # ----- logging --------------------------------------------------------------------
 
@@ -792,15 +726,3 @@ class Supervisor:
 
     def _log_exit(self, pid: int | None, outcome: ExitOutcome) -> None:
         exit_log.log_exit(pid, outcome, self.emit)
-
-    def _log_helper_exit(self, pid: int, helper: _Helper, status: int, error: str | None) -> None:
-        label = f"{helper.task}[{helper.slot}]"
-        if error is not None:
-            log.error("%s: %s could not run: %s", label, helper.what, error)
-        elif status != 0:
-            log.warning(
-                "%s: %s pid %d %s", label, helper.what, pid, process.describe_status(status)
-            )
-        else:
-            log.debug("%s: %s pid %d finished", label, helper.what, pid)
-        self._schedule()

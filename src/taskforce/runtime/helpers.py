@@ -1,0 +1,132 @@
+"""Commands run on behalf of a task instance (its stop, check and ready-probe commands,
+event commands) or of taskforce itself: started, timed, killed, told of their end.
+
+They are not tasks: the planner never sees them. Each gets /dev/null for stdio, the task's
+environment with Task_pid naming the task's process, and a process group of its own, so
+that killing one reaches whatever it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from taskforce.core.spec import LaunchSpec
+from taskforce.runtime import process
+from taskforce.runtime.process import SpawnError
+from taskforce.runtime.spawn_reports import SpawnReports
+
+log = logging.getLogger("taskforce")
+
+
+@dataclass(slots=True)
+class _Helper:
+    task: str
+    slot: int
+    what: str
+    # Told the wait status when the command ends (checks, probes); else its end is logged.
+    on_exit: Callable[[int], None] | None = None
+    timer: asyncio.TimerHandle | None = None
+
+
+class Helpers:
+    def __init__(self, reports: SpawnReports) -> None:
+        self._reports = reports
+        self._running: dict[int, _Helper] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._devnull = -1
+
+    def start(self, loop: asyncio.AbstractEventLoop, devnull: int) -> None:
+        self._loop = loop
+        self._devnull = devnull
+
+    def __bool__(self) -> bool:
+        return bool(self._running)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._running)
+
+    def run(
+        self,
+        task: str,
+        slot: int,
+        launch: LaunchSpec,
+        pid_value: str,
+        what: str,
+        on_exit: Callable[[int], None] | None = None,
+        *,
+        deadline: float | None = None,
+        on_late: Callable[[int], None] | None = None,
+    ) -> int | None:
+        """Start `launch` (Task_pid replaced by `pid_value`); its pid, or None (logged).
+
+        After `deadline` seconds `on_late(pid)` runs, by default a silent SIGKILL of its
+        process group.
+        """
+        try:
+            spawned = process.spawn(
+                launch,
+                argv=launch.argv,
+                stdin=self._devnull,
+                stdout=self._devnull,
+                stderr=self._devnull,
+                pid_value=pid_value,
+            )
+        except (SpawnError, OSError) as exc:
+            log.error("%s[%d]: cannot run %s: %s", task, slot, what, exc)
+            return None
+        helper = _Helper(task, slot, what, on_exit)
+        self._running[spawned.pid] = helper
+        self._reports.watch(spawned)
+        if deadline is not None and self._loop is not None:
+            helper.timer = self._loop.call_later(deadline, on_late or _kill, spawned.pid)
+        return spawned.pid
+
+    def kill_hung(self, pid: int) -> None:
+        """An on_late for commands that should have ended: say so, then SIGKILL."""
+        helper = self._running.get(pid)
+        if helper is not None:
+            helper.timer = None
+            log.warning(
+                "%s[%d]: its %s, pid %d, is still running: SIGKILL",
+                helper.task,
+                helper.slot,
+                helper.what,
+                pid,
+            )
+            process.signal_group(pid, signal.SIGKILL)
+
+    def kill_for(self, task: str, slot: int) -> None:
+        """SIGKILL every command running on behalf of one task instance."""
+        for pid, helper in self._running.items():
+            if helper.task == task and helper.slot == slot:
+                log.warning("%s[%d]: killing its %s, pid %d", task, slot, helper.what, pid)
+                process.signal_group(pid, signal.SIGKILL)
+
+    def exited(self, pid: int, status: int, error: str | None) -> bool:
+        """Handle the end of `pid` if it is a helper (True), else leave it (False)."""
+        helper = self._running.pop(pid, None)
+        if helper is None:
+            return False
+        if helper.timer is not None:
+            helper.timer.cancel()
+        if helper.on_exit is not None:
+            helper.on_exit(status if error is None else -1)
+            return True
+        label = f"{helper.task}[{helper.slot}]"
+        if error is not None:
+            log.error("%s: %s could not run: %s", label, helper.what, error)
+        elif status != 0:
+            log.warning(
+                "%s: %s pid %d %s", label, helper.what, pid, process.describe_status(status)
+            )
+        else:
+            log.debug("%s: %s pid %d finished", label, helper.what, pid)
+        return True
+
+
+def _kill(pid: int) -> None:
+    process.signal_group(pid, signal.SIGKILL)
