@@ -18,10 +18,11 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from conftest import wait_for
 
 HERE = Path(__file__).resolve().parent
 MARKER = str(HERE / "marker.py")
@@ -31,16 +32,7 @@ VERBOSE_ENV = "TASKFORCE_FLEET_TEST_VERBOSE"
 
 def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
     """Poll `condition` until truthy; AssertionError after `timeout` seconds."""
-    end = time.monotonic() + timeout
-    delay = 0.005
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what}")
-        time.sleep(delay)  # the polling interval of a bounded wait
-        delay = min(delay * 2, 0.05)
+    return wait_for(condition, timeout, what)
 
 
 def free_ports(count: int) -> list[int]:
