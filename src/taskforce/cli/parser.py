@@ -27,10 +27,16 @@ def _columns() -> int:
 
 
 class HelpFormatter(argparse.HelpFormatter):
-    def __init__(self, prog: str, *args: Any, **kwargs: Any) -> None:
-        if len(args) < 3 and kwargs.get("width") is None:
-            kwargs["width"] = _columns() - 2  # as argparse does with shutil's answer
-        super().__init__(prog, *args, **kwargs)
+    def __init__(
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 24,
+        width: int | None = None,
+    ) -> None:
+        if width is None:
+            width = _columns() - 2  # as argparse does with shutil's answer
+        super().__init__(prog, indent_increment, max_help_position, width)
 
 
 class Parser(argparse.ArgumentParser):

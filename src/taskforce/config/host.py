@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import ModuleType
 
 # Overrides the host name (Task_host, and Task_fqdn) that taskforce reports and resolves with.
 HOST_ENV = "TASKFORCE_HOST"
@@ -49,7 +48,7 @@ class HostFacts:
         hostname = override or socket.gethostname()
         return cls(
             hostname=hostname.split(".", 1)[0],
-            fqdn=hostname if override else _fqdn(socket, hostname),
+            fqdn=hostname if override else _fqdn(hostname),
             pid=os.getpid(),
             uid=os.getuid(),
             gid=os.getgid(),
@@ -58,11 +57,14 @@ class HostFacts:
         )
 
 
-def _fqdn(socket: ModuleType, hostname: str) -> str:
+def _fqdn(hostname: str) -> str:
     """socket.getfqdn, asking with bytes: with a str, Python loads the idna codec, which
     imports unicodedata and stringprep (0.3 MB of a daemon's memory) for an ASCII name."""
+    import socket
+
     try:
-        primary, aliases, _ = socket.gethostbyaddr(hostname.encode())
+        # (typeshed says str; the C function takes bytes as they are)
+        primary, aliases, _ = socket.gethostbyaddr(hostname.encode())  # type: ignore[arg-type]
     except (OSError, UnicodeError):
         return hostname
     for name in (primary, *aliases):

@@ -192,6 +192,10 @@ def prepare(
     return functools.partial(_fork, executable, words, env, launch.cwd, creds, stdio)
 
 
+# Fewer starts than this at once run on the calling thread: a pool is not worth it.
+_PARALLEL_FROM = 16
+
+
 def run_jobs(jobs: Sequence[Job]) -> list[Spawned | SpawnError]:
     """Run `jobs`, in order; a burst of vfork jobs runs on two threads.
 
@@ -205,9 +209,6 @@ def run_jobs(jobs: Sequence[Job]) -> list[Spawned | SpawnError]:
 
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="taskforce-spawn") as pool:
         return list(pool.map(_run, jobs))
-
-
-_PARALLEL_FROM = 16
 
 
 def _run(job: Job) -> Spawned | SpawnError:
