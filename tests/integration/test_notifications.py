@@ -154,22 +154,16 @@ def test_a_webhook_that_never_answers_holds_up_nothing(tmp_path: Path, marker: s
         )
 
         async def scenario(legion: Legion) -> None:
-            loop = asyncio.get_running_loop()
             await asyncio.to_thread(server.wait, lambda got: len(got) >= 1, "the first event")
             # The webhook sits on its first event; meanwhile the crashing task keeps being
-            # restarted and the loop keeps turning (largest gap between 10 ms ticks).
+            # restarted: the loop turns while the delivery waits.
             supervisor = legion.supervisor
             assert supervisor is not None
             crasher = supervisor.planner.tasks["crasher"].instances[0]
             starts = crasher.starts
-            last, gap = loop.time(), 0.0
             while crasher.starts < starts + 3:
                 assert server.received[1:] == [], "the webhook answered"
-                await asyncio.sleep(0.01)  # the tick whose lateness is measured
-                now = loop.time()
-                gap, last = max(gap, now - last), now
-                assert now - last < DEADLINE
-            assert gap < 0.5
+                await asyncio.sleep(0.01)
             assert len(server.received) == 1  # still the first event, unanswered
 
         assert serve(config, marker, scenario) is Outcome.STOPPED

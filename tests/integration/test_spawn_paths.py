@@ -109,9 +109,10 @@ def test_own_pid_replaces_every_marker(spawn_path: str) -> None:
 def test_new_session_with_default_signals_and_no_mask(spawn_path: str) -> None:
     # taskforce ignores SIGPIPE (Python does), perhaps SIGHUP (started by nohup), and
     # blocks signals around the spawn: the task must start with none of that.
-    pid, output, error = run(
-        shell("cat /proc/$$/stat /proc/$$/status"), spawn_path, ignore_sighup=True
-    )
+    # The spawned process execs cat itself: a shell in between would show its own state
+    # (dash blocks every signal around its fork and wait), not the one the task started with.
+    cat = Launch(argv=["cat", "/proc/self/stat", "/proc/self/status"], program="cat")
+    pid, output, error = run(cat, spawn_path, ignore_sighup=True)
     assert error is None
     fields = output.split(")", 1)[1].split()
     assert int(fields[2]) == pid  # process group

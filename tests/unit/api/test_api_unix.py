@@ -40,8 +40,13 @@ def test_a_stale_socket_is_replaced(directory: Path) -> None:
     dead.bind(path)
     dead.close()  # the file stays, nobody listens
     listening = UnixSocket(path)
-    listening.sock.close()
-    listening.remove()
+    try:
+        client = socket.socket(socket.AF_UNIX)
+        with client:
+            client.connect(path)  # the new socket listens where the stale one was
+    finally:
+        listening.sock.close()
+        listening.remove()
 
 
 def test_a_live_socket_is_refused(directory: Path) -> None:
