@@ -8,8 +8,8 @@ import pytest
 
 pytest.importorskip("aetcd", reason="the fleet extra is not installed")
 
-from taskforce.config.model import Control
 from taskforce.core.spec import DesiredState, InstanceSpec, LaunchSpec, TaskSpec
+from taskforce.core.vocabulary import Control
 from taskforce.fleet.election import Election
 
 

@@ -16,13 +16,9 @@ from typing import Any, TypeVar
 from taskforce.config.listeners import HTTP_LISTENER, Flag
 from taskforce.config.model import (
     Config,
-    Control,
     EventConfig,
-    EventType,
     OnExitConfig,
-    Placement,
     ReadyConfig,
-    RestartPolicy,
     Settings,
     TaskConfig,
 )
@@ -55,6 +51,7 @@ from taskforce.config.shapes_compound import (
     Remembered,
 )
 from taskforce.config.yaml_source import Path
+from taskforce.core.vocabulary import Control, EventType, Placement, RestartPolicy
 
 M = TypeVar("M")
 

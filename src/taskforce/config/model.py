@@ -13,30 +13,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TypeAlias
 
+from taskforce.core.vocabulary import Control, EventType, Placement, RestartPolicy
+
 # A raw value as the YAML document gave it. Maps inside lists are conditionals.
 Value: TypeAlias = str | int | float | bool | list["Value"] | dict[str, "Value"] | None
-
-
-class Control(StrEnum):
-    WAIT = "wait"  # keep `count` processes running, restart on exit
-    ONCE = "once"  # run at start-up (or when onexit asks), never restarted
-    OFF = "off"  # configured but not run; tasks requiring it wait
-    SUSPEND = "suspend"  # not run; tasks requiring it proceed as if it had run
-    NOWAIT = "nowait"  # background process found through its pidfile (planned)
-    ADOPT = "adopt"  # like nowait, left running when taskforce stops (planned)
-    EVENT = "event"  # like once, but only run when an event starts it (planned)
-
-
-class Placement(StrEnum):
-    HOST = "host"  # on every host where the task is in scope
-    CLUSTER = "cluster"  # on one host of those (the fleet elects it through etcd)
-
-
-class EventType(StrEnum):
-    FILE_CHANGE = "file_change"
-    PYTHON = "python"
-    RESTART = "restart"
-    SELF = "self"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,21 +92,6 @@ class TaskConfig:
     ready: ReadyConfig | None = None
     output: OutputConfig | None = None
     placement: Placement = Placement.HOST
-
-
-@dataclass(frozen=True, slots=True)
-class RestartPolicy:
-    """How quickly a process that keeps failing is restarted.
-
-    A process that ran for at least `min_uptime` seconds is restarted at once. One
-    that exits sooner counts as a failure: the n-th failure in a row waits
-    ``initial_delay * factor ** (n - 1)`` seconds, capped at `max_delay`.
-    """
-
-    min_uptime: float = 1.0
-    initial_delay: float = 0.5
-    factor: float = 2.0
-    max_delay: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,15 +21,7 @@ from taskforce.config.context import (
 )
 from taskforce.config.errors import Problem
 from taskforce.config.host import HostFacts, UserInfo
-from taskforce.config.model import (
-    Config,
-    EventConfig,
-    EventType,
-    Placement,
-    ReadyConfig,
-    TaskConfig,
-    Value,
-)
+from taskforce.config.model import Config, EventConfig, ReadyConfig, TaskConfig, Value
 from taskforce.config.output import resolve_output
 from taskforce.config.reuse import ResolveCache
 from taskforce.config.roles import Roles
@@ -43,6 +35,7 @@ from taskforce.core.spec import (
     ReadySpec,
     TaskSpec,
 )
+from taskforce.core.vocabulary import EventType, Placement
 
 __all__ = ["MAX_COUNT", "HostFacts", "UserInfo", "resolve"]
 

@@ -17,9 +17,10 @@ from collections.abc import Iterator, Mapping
 
 from taskforce.config.description import BUILTIN_COMMANDS, CONFIG
 from taskforce.config.errors import ConfigError, Problem
-from taskforce.config.model import Config, Control
+from taskforce.config.model import Config
 from taskforce.config.shapes import Invalid, Memo, Reporter, did_you_mean
 from taskforce.config.yaml_source import Document, Path
+from taskforce.core.vocabulary import Control
 
 
 def validate_document(document: Document, memo: Memo | None = None) -> Config:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from enum import StrEnum
 
-from taskforce.config.model import Control
 from taskforce.core.spec import DesiredState, LaunchSpec, TaskSpec
+from taskforce.core.vocabulary import Control
 
 _NOT_RUN = frozenset({Control.OFF, Control.SUSPEND})
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from taskforce.config.model import Control, EventType
 from taskforce.core.actions import Action, Check, Kill, LookForPid, Probe, Release, Start, Stop
 from taskforce.core.spec import DesiredState, TaskSpec
 from taskforce.core.state import ExitRecord, HistoryEntry, Instance, Phase, TaskState
+from taskforce.core.vocabulary import Control, EventType
 
 # Controls whose processes are kept running and restarted when they exit.
 _KEEP_RUNNING = frozenset({Control.WAIT, Control.NOWAIT, Control.ADOPT})

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from taskforce.config.model import Control
 from taskforce.core.planner import Planner
 from taskforce.core.spec import InstanceSpec, LaunchSpec
 from taskforce.core.state import ExitRecord, HistoryEntry, Instance, Phase, TaskState
+from taskforce.core.vocabulary import Control
 
 FORMAT = 1
 

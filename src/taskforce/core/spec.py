@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from taskforce.config.model import Control, EventType, RestartPolicy
+from taskforce.core.vocabulary import Control, EventType, RestartPolicy
 
 # The process id is only known once the process exists. Resolution leaves this marker
 # wherever `{Task_pid}` was substituted; the process layer replaces it with the real pid

@@ -26,10 +26,10 @@ import logging
 import time
 from collections.abc import Iterable
 
-from taskforce.config.model import Control
 from taskforce.core.planner import Planner
 from taskforce.core.spec import DesiredState
 from taskforce.core.state import Phase
+from taskforce.core.vocabulary import Control
 from taskforce.fleet.session import Session
 
 log = logging.getLogger("taskforce.fleet")

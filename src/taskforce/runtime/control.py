@@ -20,10 +20,10 @@ from typing import Any
 
 from taskforce import __version__
 from taskforce.config.errors import ConfigError
-from taskforce.config.model import Control
 from taskforce.config.notify_targets import without_secrets
 from taskforce.core.diff import diff_desired
 from taskforce.core.state import Instance, Phase, TaskState
+from taskforce.core.vocabulary import Control
 from taskforce.runtime.legion import Legion
 from taskforce.runtime.output import Follower, OutputCapture
 from taskforce.runtime.process import describe_status

@@ -8,8 +8,8 @@ import os
 import re
 from collections.abc import Mapping
 
-from taskforce.config.model import EventType
 from taskforce.core.spec import EventSpec, LaunchSpec
+from taskforce.core.vocabulary import EventType
 from taskforce.runtime.supervisor import Supervisor
 from taskforce.watch import discover_modules_async, is_python_script
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from taskforce.config.errors import ConfigError, Mark, Problem
 from taskforce.config.host import HostFacts
 from taskforce.config.load import read_text
-from taskforce.config.model import Config, Control, EventType
+from taskforce.config.model import Config
 from taskforce.config.resolve import resolve
 from taskforce.config.reuse import ResolveCache
 from taskforce.config.roles import Roles, parse_roles
@@ -32,6 +32,7 @@ from taskforce.config.yaml_source import Document, load_document
 from taskforce.core import snapshot
 from taskforce.core.diff import changed_tasks
 from taskforce.core.spec import DesiredState, Policy
+from taskforce.core.vocabulary import Control, EventType
 from taskforce.runtime import memory, paths
 from taskforce.runtime.events import TaskEvents, python_script
 from taskforce.runtime.process import (

@@ -17,8 +17,8 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from taskforce.config.model import Control
 from taskforce.core.planner import Planner
+from taskforce.core.vocabulary import Control
 from taskforce.runtime.identity import identify, read_pidfile, runs_program, same_process
 from taskforce.runtime.process import SpawnError, find_program
 from taskforce.runtime.records import ProcessRecord

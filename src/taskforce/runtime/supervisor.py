@@ -15,7 +15,6 @@ import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from taskforce.config.model import Control
 from taskforce.core.actions import (
     Action,
     Check,
@@ -31,6 +30,7 @@ from taskforce.core.actions import (
 from taskforce.core.planner import ExitOutcome, Planner
 from taskforce.core.spec import DesiredState, LaunchSpec
 from taskforce.core.state import Phase
+from taskforce.core.vocabulary import Control
 from taskforce.runtime import exit_log, process, readiness
 from taskforce.runtime.foreign import ExitWatch, find_daemon
 from taskforce.runtime.helpers import Helpers

@@ -9,20 +9,11 @@ import pytest
 import yaml
 
 from taskforce.config.errors import Problem
-from taskforce.config.model import (
-    Config,
-    Control,
-    EventConfig,
-    EventType,
-    OnExitConfig,
-    RestartPolicy,
-    Settings,
-    TaskConfig,
-    Value,
-)
+from taskforce.config.model import Config, EventConfig, OnExitConfig, Settings, TaskConfig, Value
 from taskforce.config.resolve import MAX_COUNT, HostFacts, UserInfo, resolve
 from taskforce.config.roles import Roles
 from taskforce.core.spec import TASK_PID_MARKER, DesiredState, EventSpec, TaskSpec
+from taskforce.core.vocabulary import Control, EventType, RestartPolicy
 
 
 def find_user(key: str | int) -> UserInfo | None:

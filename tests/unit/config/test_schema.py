@@ -17,6 +17,7 @@ from taskforce.config.errors import ConfigError
 from taskforce.config.load import parse_config
 from taskforce.config.schema import config_schema, config_schema_json
 from taskforce.config.yaml_source import load_document
+from taskforce.core import vocabulary
 
 jsonschema = pytest.importorskip("jsonschema")
 
@@ -150,13 +151,13 @@ def test_schema_keys_are_the_model_fields() -> None:
     assert set(properties(SCHEMA)) == field_names(model.Config, "source")
     assert set(properties(SCHEMA, "tasks")) == field_names(model.TaskConfig, "name")
     assert set(properties(SCHEMA, "settings")) == field_names(model.Settings)
-    assert set(properties(SCHEMA, "settings", "restart")) == field_names(model.RestartPolicy)
+    assert set(properties(SCHEMA, "settings", "restart")) == field_names(vocabulary.RestartPolicy)
     assert set(event_schema()["properties"]) == field_names(model.EventConfig)
 
 
 def test_enums_come_from_the_model() -> None:
-    assert properties(SCHEMA, "tasks")["control"]["enum"] == [c.value for c in model.Control]
-    assert event_schema()["properties"]["type"]["enum"] == [t.value for t in model.EventType]
+    assert properties(SCHEMA, "tasks")["control"]["enum"] == [c.value for c in vocabulary.Control]
+    assert event_schema()["properties"]["type"]["enum"] == [t.value for t in vocabulary.EventType]
 
 
 def described_properties(schema: object) -> Iterator[tuple[str, bool]]:

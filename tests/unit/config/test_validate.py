@@ -13,15 +13,8 @@ from hypothesis import strategies as st
 
 from taskforce.config.errors import ConfigError
 from taskforce.config.load import load_config, parse_config
-from taskforce.config.model import (
-    Config,
-    Control,
-    EventConfig,
-    EventType,
-    OnExitConfig,
-    RestartPolicy,
-    Settings,
-)
+from taskforce.config.model import Config, EventConfig, OnExitConfig, Settings
+from taskforce.core.vocabulary import Control, EventType, RestartPolicy
 
 DATA = pathlib.Path(__file__).parent / "data"
 REPO = pathlib.Path(__file__).parents[3]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from taskforce.config.model import Control
 from taskforce.core.diff import ChangeKind, TaskChange, changed_tasks, diff_desired
 from taskforce.core.spec import DesiredState, InstanceSpec, LaunchSpec, TaskSpec
+from taskforce.core.vocabulary import Control
 
 
 def spec(name: str, *argv: str, control: Control = Control.WAIT, count: int = 1) -> TaskSpec:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from taskforce.config.model import Control, EventType, RestartPolicy
 from taskforce.core.actions import Kill, Start, Stop
 from taskforce.core.planner import Planner
 from taskforce.core.spec import DesiredState, EventSpec, InstanceSpec, LaunchSpec, Policy, TaskSpec
+from taskforce.core.vocabulary import Control, EventType, RestartPolicy
 
 
 def task(

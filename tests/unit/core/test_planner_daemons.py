@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from taskforce.config.model import Control
 from taskforce.core.actions import Check, LookForPid, Release, Start, Stop
 from taskforce.core.planner import Planner
 from taskforce.core.spec import DesiredState, InstanceSpec, LaunchSpec, Policy, TaskSpec
 from taskforce.core.state import Phase
+from taskforce.core.vocabulary import Control
 
 
 def daemon(name: str = "d", control: Control = Control.NOWAIT, check: bool = False) -> TaskSpec:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from taskforce.config.model import Control
 from taskforce.core.spec import DesiredState, InstanceSpec, LaunchSpec, OutputSpec, TaskSpec
+from taskforce.core.vocabulary import Control
 from taskforce.runtime.output import LINE_MAX, Capture, OutputCapture
 from taskforce.runtime.output_ring import FOLLOW_BYTES, RING_BYTES, Follower, Ring
 from taskforce.runtime.output_sinks import Origin

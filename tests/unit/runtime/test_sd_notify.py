@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from taskforce.config.model import Control
 from taskforce.core.planner import Planner
 from taskforce.core.spec import DesiredState, InstanceSpec, LaunchSpec, Policy, TaskSpec
+from taskforce.core.vocabulary import Control
 from taskforce.runtime.sd_notify import Notifier, SystemdStatus, status_line
 
 
