@@ -1,8 +1,9 @@
 """Observed state: what taskforce knows about each task's processes.
 
-Plain records. Only :mod:`taskforce.core.planner` changes them, in response to facts the
-runtime reports (a process started, exited, could not be started) and to the actions it
-decides; the runtime and the API only read them.
+Plain records. Only the planner (:mod:`taskforce.core.planner` and the modules it
+composes) changes them, in response to facts the runtime reports (a process started,
+exited, could not be started) and to the actions it decides; the runtime and the API only
+read them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,13 @@ class Phase(StrEnum):
     STOPPING = "stopping"  # asked to exit, waiting for it (SIGKILL at kill_at)
     # nowait/adopt: the start command exited; looking for the daemon in the pidfile.
     DAEMONIZING = "daemonizing"
+
+
+class Waiting(StrEnum):
+    """Why a task that should run has a slot not started (see TaskState.waiting_for)."""
+
+    BACKOFF = "backoff"  # a slot failed and waits out its restart delay
+    REQUIRES = "requires"  # a required task has not started, finished or become ready
 
 
 @dataclass(slots=True)
@@ -74,6 +82,24 @@ class Instance:
     probing: bool = False
     probes: int = 0
 
+    def ended(self, record: ExitRecord) -> None:
+        """The process of this slot ended (or never started): forget it, keep the counters."""
+        self.last_exit = record
+        self.phase = Phase.IDLE
+        self.pid = None
+        self.kill_at = None
+        self.killed = False
+        self.stop_reason = None
+        self.stop_request = None
+        self.executable = None
+        self.control = None
+        self.launcher = False
+        self.foreign = False
+        self.next_check = None
+        self.checking = False
+        self.ready = False
+        self.probing = False
+
 
 # Starts and exits remembered per task, for status timelines; bounded so that a flapping
 # task cannot grow memory.
@@ -102,7 +128,8 @@ class TaskState:
     up_since: float | None = None
     # Monotonic time the task became ready (started, or its probe first succeeded).
     ready_since: float | None = None
-    # Why the task is not running when it should (waiting for requires, backing off...).
+    # Why the task is not running when it should, and that reason in words for people.
+    waiting: Waiting | None = None
     waiting_for: str | None = None
     history: deque[HistoryEntry] = field(default_factory=lambda: deque(maxlen=HISTORY_LENGTH))
 

@@ -22,7 +22,7 @@ from taskforce import __version__
 from taskforce.config.errors import ConfigError
 from taskforce.config.notify_targets import without_secrets
 from taskforce.core.diff import diff_desired
-from taskforce.core.state import Instance, Phase, TaskState
+from taskforce.core.state import Instance, Phase, TaskState, Waiting
 from taskforce.core.vocabulary import Control
 from taskforce.runtime.legion import Legion
 from taskforce.runtime.output import Follower, OutputCapture
@@ -166,9 +166,9 @@ class Controller:
         phases = {i.phase for i in state.instances.values()}
         if Phase.STOPPING in phases:
             return "stopping"
-        if state.waiting_for:
-            if "backing off" in state.waiting_for:
-                return "backing off"
+        if state.waiting is Waiting.BACKOFF:
+            return "backing off"
+        if state.waiting is not None:
             return "waiting"
         spec = self._supervisor().planner.desired.tasks[state.name]
         if spec.control in (Control.OFF, Control.SUSPEND):

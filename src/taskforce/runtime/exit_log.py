@@ -34,7 +34,7 @@ def log_exit(pid: int | None, outcome: ExitOutcome, emit: Emit) -> None:
     if not outcome.restarting:
         log.info("%s: %s", name, what)
         return
-    if outcome.failures == 0:
+    if not outcome.failed:
         log.warning("%s: %s, restarting", name, what)
         emit("exited", outcome.task, what, instance=outcome.slot, pid=pid)
         return

@@ -396,6 +396,8 @@ class Supervisor:
         for _ in range(100):  # each round runs what the previous round's facts allow
             plan = self.planner.plan(self._now())
             if not plan.actions:
+                # A pass with nothing to do may still find an instance steady again.
+                self._report_recovered(plan.recovered)
                 break
             starts: list[Start] = []
             for action in plan.actions:
@@ -404,12 +406,10 @@ class Supervisor:
                 else:
                     self._execute(action)
             self._start_all(starts)
-            self._report_recovered()
-        # A pass with nothing to do may still find an instance steady again (its timer).
-        self._report_recovered()
+            self._report_recovered(plan.recovered)
         self._set_timer(plan.next_deadline)
-        if self.planner.pid_version != self._records_version:
-            self._records_version = self.planner.pid_version
+        if plan.pid_version != self._records_version:
+            self._records_version = plan.pid_version
             self.records.update(self.planner.pid_owners())
         if self.on_change is not None:
             self.on_change()
@@ -418,9 +418,8 @@ class Supervisor:
             if not self._done.done():
                 self._done.set_result(self._outcome)
 
-    def _report_recovered(self) -> None:
-        while self.planner.recovered:
-            task, slot = self.planner.recovered.pop()
+    def _report_recovered(self, recovered: Sequence[tuple[str, int]]) -> None:
+        for task, slot in recovered:
             log.info("%s[%d]: running steadily again", task, slot)
             self.emit("recovered", task, "running steadily again", instance=slot)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from taskforce.core.state import Waiting
 from taskforce.runtime.control import ControlError, Controller
 from taskforce.runtime.legion import Legion
 from taskforce.runtime.supervisor import Supervisor
@@ -95,3 +96,20 @@ def test_status_config_hides_the_listeners_tokens(tmp_path: Path) -> None:
     config.write_text(json.dumps({"settings": {"http": {"listen": "/x/y", "token": "s3cret"}}}))
     legion.loaded = legion.load()
     assert Controller(legion).config()["config"]["settings"]["http"]["token"] == "(hidden)"
+
+
+def test_task_state_comes_from_the_planner_state_not_its_words(legion: Legion) -> None:
+    assert legion.loaded is not None
+    supervisor = Supervisor(legion.loaded.desired)
+    legion._supervisor = supervisor  # as serve() sets it up
+    planner = supervisor.planner
+    planner.plan(0.0)  # asks for both starts; none is reported: a fake clock, no processes
+    planner.started("web", 0, 100, 0.0, 0.0)
+    planner.exited(100, 256, 0.1, 0.1)  # too soon: a failure, backing off
+    planner.plan(0.1)
+    web = planner.tasks["web"]
+    assert web.waiting is Waiting.BACKOFF
+    web.waiting_for = "resting"  # the words are for people; the state decides
+    assert Controller(legion).tasks()["web"]["state"] == "backing off"
+    web.waiting, web.waiting_for = Waiting.REQUIRES, "backing off, says the text"
+    assert Controller(legion).tasks()["web"]["state"] == "waiting"

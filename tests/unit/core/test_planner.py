@@ -1,10 +1,27 @@
-"""The reconciler as tables of facts and expected actions: no processes, no clock."""
+"""The reconciler as tables of facts and expected actions: no processes, no clock.
+
+The last part: what a pass returns and records (waiting as a state, recoveries and the pid
+version in the Plan), readiness and stop decisions."""
 
 from __future__ import annotations
 
-from taskforce.core.actions import Kill, Start, Stop
+import dataclasses
+
+import pytest
+
+from taskforce.core import stopping
+from taskforce.core.actions import Kill, Probe, Start, Stop
 from taskforce.core.planner import Planner
-from taskforce.core.spec import DesiredState, EventSpec, InstanceSpec, LaunchSpec, Policy, TaskSpec
+from taskforce.core.spec import (
+    DesiredState,
+    EventSpec,
+    InstanceSpec,
+    LaunchSpec,
+    Policy,
+    ReadySpec,
+    TaskSpec,
+)
+from taskforce.core.state import Instance, Phase, Waiting
 from taskforce.core.vocabulary import Control, EventType, RestartPolicy
 
 
@@ -271,3 +288,105 @@ def test_removed_task_is_stopped_and_forgotten_after_exit() -> None:
 def test_event_control_is_not_run_at_start_up() -> None:
     h = Harness(desired(task("ev", control=Control.EVENT)))
     assert h.starts() == []
+
+
+# ----- what a pass returns and records ------------------------------------------------
+
+
+def test_backing_off_is_a_state_and_ends_with_the_next_start() -> None:
+    h = Harness(desired(task("crash")))
+    h.starts(0.0)
+    h.exit("crash", status=1, at=0.1)
+    assert h.starts() == []
+    state = h.planner.tasks["crash"]
+    assert state.waiting is Waiting.BACKOFF
+    assert state.waiting_for == "backing off after failures"
+    assert h.starts(0.6) == [("crash", 0)]
+    assert state.waiting is None and state.waiting_for is None
+
+
+def test_waiting_for_requires_is_a_state_of_its_own() -> None:
+    h = Harness(desired(task("db", control=Control.OFF), task("app", requires=("db",))))
+    assert h.starts() == []
+    assert h.planner.tasks["app"].waiting is Waiting.REQUIRES
+    assert h.planner.tasks["db"].waiting is None
+
+
+def test_recovery_is_returned_in_the_plan_of_the_pass_that_found_it() -> None:
+    h = Harness(desired(task("svc"), min_uptime=1.0))
+    h.starts(0.0)
+    h.exit("svc", status=1, at=0.1)
+    h.starts(0.6)  # started again at 0.6: steady from 1.6
+    plan = h.planner.plan(1.0)
+    assert plan.recovered == () and plan.next_deadline == 1.6
+    plan = h.planner.plan(1.6)
+    assert plan.recovered == (("svc", 0),)
+    assert h.planner.plan(2.0).recovered == ()  # told once
+
+
+def test_the_plan_carries_a_pid_version_that_moves_with_the_pids() -> None:
+    h = Harness(desired(task("svc")))
+    before = h.planner.plan(0.0)  # asks for the start
+    h.planner.started("svc", 0, 100, 0.0, 0.0)
+    started = h.planner.plan(0.0)
+    assert started.pid_version != before.pid_version
+    assert h.planner.plan(0.5).pid_version == started.pid_version  # nothing changed
+    h.exit("svc", status=0, at=5.0)
+    assert h.planner.plan(5.0).pid_version != started.pid_version
+
+
+def test_a_process_not_ready_in_time_is_stopped_in_the_same_pass() -> None:
+    ready = ReadySpec("tcp", "127.0.0.1:1", interval=0.1, timeout=1.0)
+    web = dataclasses.replace(task("web"), ready=ready)
+    h = Harness(desired(web))
+    h.starts(0.0)
+    pid = h.pid("web")
+    (probe,) = h.step(0.1)
+    assert isinstance(probe, Probe) and probe.target == "127.0.0.1:1"
+    h.planner.probe_result("web", 0, pid, False, 0.2)
+    assert h.step(0.3) == []  # the next probe waits 0.1 * 2
+    assert isinstance(h.step(0.4)[0], Probe)
+    h.planner.probe_result("web", 0, pid, False, 0.5)
+    (stop,) = h.step(1.0)
+    assert stop == Stop("web", 0, pid, "not ready 1s after it started")
+
+
+RUNNING = Instance(0, phase=Phase.RUNNING, pid=100, started_at=0.0, control=Control.WAIT)
+LAUNCH = InstanceSpec(LaunchSpec("prog", ("prog",), ()))
+WAIT = TaskSpec("t", Control.WAIT, (LAUNCH,))
+
+
+@pytest.mark.parametrize(
+    ("spec", "inst", "shutting_down", "reason"),
+    [
+        (WAIT, RUNNING, False, None),
+        (None, RUNNING, False, "no longer in scope"),
+        (None, RUNNING, True, "taskforce is shutting down"),
+        (dataclasses.replace(WAIT, control=Control.OFF), RUNNING, False, "control is off"),
+        (dataclasses.replace(WAIT, instances=()), RUNNING, False, "count reduced to 0"),
+        (WAIT, dataclasses.replace(RUNNING, stop_request="file changed"), False, "file changed"),
+        (dataclasses.replace(WAIT, time_limit=5.0), RUNNING, False, "time limit of 5s reached"),
+        (
+            dataclasses.replace(WAIT, control=Control.ONCE),
+            RUNNING,
+            False,
+            "control changed from wait to once",
+        ),
+        (  # between controls that keep running, the process stays
+            dataclasses.replace(WAIT, control=Control.NOWAIT),
+            RUNNING,
+            False,
+            None,
+        ),
+        (
+            WAIT,
+            dataclasses.replace(RUNNING, spec=InstanceSpec(LaunchSpec("old", ("old",), ()))),
+            False,
+            "configuration changed",
+        ),
+    ],
+)
+def test_stop_reason(
+    spec: TaskSpec | None, inst: Instance, shutting_down: bool, reason: str | None
+) -> None:
+    assert stopping.stop_reason(spec, inst, 10.0, shutting_down) == reason

@@ -1,0 +1,56 @@
+"""The restart policy: which ends of a process are failures, and how long a slot that keeps
+failing waits before it is started again.
+
+Pure functions of the policy, the count of failures so far and the exit record; the
+planner keeps the count on each instance and passes ``now`` in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from taskforce.core.spec import TaskSpec
+from taskforce.core.state import ExitRecord
+from taskforce.core.vocabulary import KEEP_RUNNING, RestartPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What one end of a process means for its slot's restarts."""
+
+    failed: bool
+    # Failures in a row, this one included (0 after a run that was not a failure).
+    failures: int
+    # Seconds before the slot may start again (0: at once).
+    delay: float
+
+
+def is_failure(policy: RestartPolicy, record: ExitRecord) -> bool:
+    """A start that did not happen, or a run that ended by itself before min_uptime."""
+    return record.error is not None or (not record.expected and record.uptime < policy.min_uptime)
+
+
+def backoff_delay(policy: RestartPolicy, failures: int) -> float:
+    """Seconds the `failures`-th failure in a row waits before the next start."""
+    return min(policy.max_delay, policy.initial_delay * policy.factor ** (failures - 1))
+
+
+def judge(policy: RestartPolicy, failures: int, record: ExitRecord) -> Verdict:
+    """The verdict on an end of a process, after `failures` failures in a row."""
+    if is_failure(policy, record):
+        return Verdict(True, failures + 1, backoff_delay(policy, failures + 1))
+    return Verdict(False, 0, 0.0)
+
+
+def steady_at(policy: RestartPolicy, started_at: float) -> float:
+    """When a process started at `started_at` has run long enough to end its failures."""
+    return started_at + policy.min_uptime
+
+
+def restarts(spec: TaskSpec | None, slot: int, record: ExitRecord) -> bool:
+    """Whether the slot is started again after this end (a failed start is retried)."""
+    return (
+        spec is not None
+        and slot < spec.count
+        and (spec.control in KEEP_RUNNING or record.error is not None)
+    )
