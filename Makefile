@@ -22,6 +22,7 @@ run: venv
 lint: venv
 	$(BIN)/ruff check src tests examples/bin/procsim
 	$(BIN)/ruff format --check src tests
+	$(BIN)/lint-imports
 
 typecheck: venv
 	$(BIN)/mypy
