@@ -20,6 +20,7 @@ from typing import Any
 
 from taskforce import __version__
 from taskforce.cli.commands import CLIENT_COMMANDS, add_client_commands, run_client_command
+from taskforce.cli.completion import add_completion_command
 from taskforce.cli.parser import Parser
 from taskforce.fleet.cli import add_fleet_command
 from taskforce.fleet.urls import EtcdUrlError, is_etcd_url, parse_etcd_url
@@ -115,6 +116,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     sub.add_parser("schema", help="Print the JSON Schema of the configuration file")
     add_client_commands(sub)
     add_fleet_command(sub)
+    add_completion_command(sub)
     upgrade = sub.add_parser(
         "upgrade",
         help="Re-execute the running taskforce in place with its current code, keeping "
@@ -130,9 +132,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = os.path.basename(sys.argv[0]) if argv is None else "taskforce"
     if prog in ("__main__.py", "-c", ""):
         prog = "taskforce"
-    args = build_parser(prog).parse_args(argv)
+    parser = build_parser(prog)
+    if argv is None and "_ARGCOMPLETE" in os.environ:
+        from taskforce.cli.completion import complete
+
+        complete(parser)  # the shell's completion script is asking: answers and exits
+    args = parser.parse_args(argv)
     if args.command == "schema":
         return _print_schema()
+    if args.command == "completion":
+        from taskforce.cli.completion import print_script
+
+        return print_script(args.shell, prog)
     if args.command in CLIENT_COMMANDS:
         return run_client_command(args)
     if args.command == "fleet":
