@@ -5,6 +5,7 @@ Exit codes:
   1  -C found problems; or -S/-R found no running taskforce
   2  bad usage; or the pidfile is held by a running taskforce
   3  could not start (unusable configuration, pidfile not writable...)
+  N  with --exit-with TASK: the status TASK's process ended with (128+N for signal N)
 """
 
 from __future__ import annotations
@@ -111,6 +112,12 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--token-file", help="File holding the bearer token that -w listeners require"
+    )
+    parser.add_argument(
+        "--exit-with",
+        metavar="TASK",
+        help="When TASK's process exits on its own (a container's main process), stop "
+        "every task and exit with its status: its exit code, 128+N if killed by signal N",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("schema", help="Print the JSON Schema of the configuration file")
@@ -301,6 +308,7 @@ def _supervise(args: argparse.Namespace) -> int:
         upgrade_snapshot=os.environ.pop(SNAPSHOT_ENV, None),
         # Process records live beside the pidfile when there is one.
         state_file=default_state_file(pidfile.path, sources["config_file"]) if pidfile else "",
+        exit_with=args.exit_with,
     )
     serve = run_fleet if fleet else serve_with_api
     try:
@@ -330,6 +338,9 @@ def _supervise(args: argparse.Namespace) -> int:
         _reexec(pidfile, start_dir, legion.handover_snapshot)
     if pidfile is not None:
         pidfile.release()
+    if legion.exit_status is not None:
+        log.info("taskforce exiting with %s's status %d", args.exit_with, legion.exit_status)
+        return legion.exit_status
     log.info("taskforce exiting")
     return EXIT_OK
 
