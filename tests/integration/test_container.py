@@ -208,3 +208,22 @@ def test_pid_1_exits_with_its_main_task(
     assert init.proc.wait(30) == 42
     assert probes.records("term", task="sidecar")
     assert not processes_with_marker(taskforce.marker)
+
+
+# ----- the Dockerfile ---------------------------------------------------------------------
+
+
+def test_the_dockerfile_runs_taskforce_as_init_unprivileged() -> None:
+    import json
+
+    lines = (Path(__file__).parents[2] / "Dockerfile").read_text().splitlines()
+    instructions = [line.split(None, 1) for line in lines if line and not line[0].isspace()]
+    instructions = [i for i in instructions if i[0].isupper() and len(i) == 2]
+    final = max(i for i, (word, _) in enumerate(instructions) if word == "FROM")
+    image = instructions[final:]
+    assert image[0][1].startswith("python:3.11-slim")
+    users = [rest for word, rest in image if word == "USER"]
+    assert users and users[-1] not in ("root", "0")
+    (entrypoint,) = [json.loads(rest) for word, rest in image if word == "ENTRYPOINT"]
+    assert entrypoint[0] == "taskforce" and "-e" in entrypoint  # no syslog in a container
+    assert entrypoint[entrypoint.index("-p") + 1] == "-"
