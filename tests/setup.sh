@@ -3,7 +3,8 @@
 # the tests that need something unavailable skip and say why).
 set -u
 cd "$(dirname "$0")/.."
-for script in tests/browser/setup.sh tests/fleet/setup.sh tests/reliability/setup.sh; do
+for script in tests/browser/setup.sh tests/e2e/setup.sh tests/fleet/setup.sh \
+    tests/reliability/setup.sh; do
     if [ -f "$script" ]; then
         bash "$script" || echo "setup: $script failed; the tests that need it will skip"
     fi

@@ -5,6 +5,7 @@ STOPPING=1; its tasks do not inherit the socket. And the shipped unit file is so
 from __future__ import annotations
 
 import configparser
+import contextlib
 import shutil
 import signal
 import socket
@@ -16,7 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DEADLINE, Taskforce, proc_environ, task_processes, write_config
+from conftest import (
+    DEADLINE,
+    Taskforce,
+    proc_environ,
+    task_processes,
+    wait_for,
+    write_config,
+)
 
 REPO = Path(__file__).parents[2]
 UNIT = REPO / "systemd" / "taskforce.service"
@@ -90,6 +98,64 @@ def test_the_command_reports_to_systemd(
     systemd.until("STOPPING", "1")
 
 
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def test_the_watchdog_is_fed_while_the_loop_runs(
+    tmp_path: Path, taskforce: Taskforce, systemd: Systemd
+) -> None:
+    config = write_config(
+        tmp_path / "tf.conf",
+        {"sleeper": {"commands": {"start": ["sleep", "1000"]}}},
+        settings={"http": []},
+    )
+    taskforce.env.update(NOTIFY_SOCKET=str(systemd.path), WATCHDOG_USEC="200000")
+    taskforce.env.pop("WATCHDOG_PID", None)  # unset: the watchdog is the main process's
+    taskforce.start("-p", "-", "-f", str(config))
+    systemd.until("READY", "1")
+    systemd.until("WATCHDOG", "1")
+    systemd.until("WATCHDOG", "1")  # again: a timer, not a one-off
+    (pid,) = task_processes(taskforce.marker)["sleeper"]
+    assert not {"WATCHDOG_USEC", "WATCHDOG_PID"} & set(proc_environ(pid))
+
+    # A loop that does not run (here: a stopped process) feeds nothing, so systemd's
+    # timeout would fire; fed again once it runs.
+    taskforce.proc.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
+    try:
+        wait_for(lambda: _state(taskforce.pid) == "T", what="taskforce to be stopped")
+        systemd.sock.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            while systemd.sock.recv(65536):
+                pass  # sent before it stopped
+        with pytest.raises(TimeoutError):
+            systemd.next(timeout=0.5)
+    finally:
+        taskforce.proc.send_signal(signal.SIGCONT)  # type: ignore[union-attr]
+    systemd.until("WATCHDOG", "1")
+    assert taskforce.stop() == 0
+
+
+def test_no_watchdog_for_another_process(
+    tmp_path: Path, taskforce: Taskforce, systemd: Systemd
+) -> None:
+    config = write_config(
+        tmp_path / "tf.conf",
+        {"crasher": {"commands": {"start": CRASH}}},
+        settings={"http": [], "restart": {"initial_delay": 0.2, "max_delay": 0.4}},
+    )
+    # WATCHDOG_PID names another process (we inherited its variables): not ours to feed,
+    # although at every 10 ms a fed watchdog would show in every message below.
+    taskforce.env.update(NOTIFY_SOCKET=str(systemd.path), WATCHDOG_USEC="20000", WATCHDOG_PID="1")
+    taskforce.start("-p", "-", "-f", str(config))
+    systemd.until("READY", "1")
+    systemd.until("STATUS", "1 failing: crasher")
+    assert taskforce.stop() == 0
+    systemd.until("STOPPING", "1")
+    assert not [m for m in systemd.messages if "WATCHDOG" in m]
+
+
 # ----- the unit file ----------------------------------------------------------------------
 
 
@@ -116,6 +182,9 @@ def test_the_unit_file() -> None:
     assert "-b" not in service["ExecStart"].split()  # systemd must see the process it started
     assert service["KillMode"] == "mixed"
     assert service["Restart"] == "on-failure"
+    # An unusable configuration (exit 3) is not retried forever.
+    assert service["RestartPreventExitStatus"].split() == ["3"]
+    assert int(service["WatchdogSec"]) > 0
 
 
 def test_systemd_accepts_the_unit_file(tmp_path: Path) -> None:

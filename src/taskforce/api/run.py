@@ -16,7 +16,7 @@ from taskforce.config.model import HttpListener
 from taskforce.runtime.legion import Legion, Loaded
 from taskforce.runtime.notify import Notifications, attach_notifications
 from taskforce.runtime.sd_notify import ENV as NOTIFY_SOCKET
-from taskforce.runtime.sd_notify import Notifier, SystemdStatus
+from taskforce.runtime.sd_notify import WATCHDOG_ENV, Notifier, SystemdStatus, Watchdog
 from taskforce.runtime.supervisor import Outcome
 
 if TYPE_CHECKING:
@@ -68,6 +68,8 @@ async def serve_hooked(
     before its first planning pass: no event is missed, and READY=1 follows that pass.
     """
     systemd = _systemd(legion)
+    # Fed from this loop from now on: loading and starting count as much as running.
+    watchdog = Watchdog.start_if_asked(systemd.notifier) if systemd is not None else None
     notifications: list[Notifications] = []
 
     def ready() -> None:
@@ -84,6 +86,8 @@ async def serve_hooked(
         outcome = await legion.serve(ready, loaded)
         return outcome
     finally:
+        if watchdog is not None:
+            watchdog.stop()
         if systemd is not None:
             if outcome is not None:
                 systemd.ended(reexecuting=outcome is not Outcome.STOPPED)
@@ -98,9 +102,11 @@ def _systemd(legion: Legion) -> SystemdStatus | None:
 
 
 def _hide_notify_socket(legion: Legion) -> Notifier | None:
-    """systemd's notifier, if started by it, taken out of the tasks' environment: tasks
-    must not speak to systemd in our name (it would refuse them, and log it)."""
+    """systemd's notifier, if started by it, taken out of the tasks' environment (with the
+    watchdog's variables): tasks must not speak to systemd in our name (it would refuse
+    them, and log it)."""
     notifier = Notifier.from_environ()
     if notifier is not None:
-        legion.environ.pop(NOTIFY_SOCKET, None)
+        for name in (NOTIFY_SOCKET, *WATCHDOG_ENV):
+            legion.environ.pop(name, None)
     return notifier

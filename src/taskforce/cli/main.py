@@ -5,6 +5,7 @@ Exit codes:
   1  -C found problems; or -S/-R found no running taskforce
   2  bad usage; or the pidfile is held by a running taskforce
   3  could not start (unusable configuration, pidfile not writable...)
+  N  with --exit-with TASK: the status TASK's process ended with (128+N for signal N)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 from taskforce import __version__
 from taskforce.cli.commands import CLIENT_COMMANDS, add_client_commands, run_client_command
+from taskforce.cli.completion import add_completion_command
 from taskforce.cli.parser import Parser
 from taskforce.fleet.cli import add_fleet_command
 from taskforce.fleet.urls import EtcdUrlError, is_etcd_url, parse_etcd_url
@@ -111,10 +113,17 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--token-file", help="File holding the bearer token that -w listeners require"
     )
+    parser.add_argument(
+        "--exit-with",
+        metavar="TASK",
+        help="When TASK's process exits on its own (a container's main process), stop "
+        "every task and exit with its status: its exit code, 128+N if killed by signal N",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("schema", help="Print the JSON Schema of the configuration file")
     add_client_commands(sub)
     add_fleet_command(sub)
+    add_completion_command(sub)
     upgrade = sub.add_parser(
         "upgrade",
         help="Re-execute the running taskforce in place with its current code, keeping "
@@ -130,9 +139,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = os.path.basename(sys.argv[0]) if argv is None else "taskforce"
     if prog in ("__main__.py", "-c", ""):
         prog = "taskforce"
-    args = build_parser(prog).parse_args(argv)
+    parser = build_parser(prog)
+    if argv is None and "_ARGCOMPLETE" in os.environ:
+        from taskforce.cli.completion import complete
+
+        complete(parser)  # the shell's completion script is asking: answers and exits
+    args = parser.parse_args(argv)
     if args.command == "schema":
         return _print_schema()
+    if args.command == "completion":
+        from taskforce.cli.completion import print_script
+
+        return print_script(args.shell, prog)
     if args.command in CLIENT_COMMANDS:
         return run_client_command(args)
     if args.command == "fleet":
@@ -290,6 +308,7 @@ def _supervise(args: argparse.Namespace) -> int:
         upgrade_snapshot=os.environ.pop(SNAPSHOT_ENV, None),
         # Process records live beside the pidfile when there is one.
         state_file=default_state_file(pidfile.path, sources["config_file"]) if pidfile else "",
+        exit_with=args.exit_with,
     )
     serve = run_fleet if fleet else serve_with_api
     try:
@@ -319,6 +338,9 @@ def _supervise(args: argparse.Namespace) -> int:
         _reexec(pidfile, start_dir, legion.handover_snapshot)
     if pidfile is not None:
         pidfile.release()
+    if legion.exit_status is not None:
+        log.info("taskforce exiting with %s's status %d", args.exit_with, legion.exit_status)
+        return legion.exit_status
     log.info("taskforce exiting")
     return EXIT_OK
 

@@ -31,6 +31,7 @@ from taskforce.config.validate import validate_document
 from taskforce.config.yaml_source import Document, load_document
 from taskforce.core import snapshot
 from taskforce.core.diff import changed_tasks
+from taskforce.core.planner import ExitOutcome
 from taskforce.core.spec import DesiredState, Policy
 from taskforce.core.vocabulary import Control, EventType
 from taskforce.runtime import memory, paths
@@ -80,6 +81,7 @@ class Legion:
         upgrade_snapshot: str | None = None,
         config_source: TextSource | None = None,
         roles_source: TextSource | None = None,
+        exit_with: str | None = None,
     ) -> None:
         self.config_file = os.path.abspath(config_file)
         self.roles_file = os.path.abspath(roles_file) if roles_file is not None else None
@@ -121,6 +123,10 @@ class Legion:
         # Applied to every resolved desired state (the fleet keeps cluster-wide tasks to
         # the host that holds them).
         self.desired_filter: Callable[[DesiredState], DesiredState] | None = None
+        # The task whose own exit ends the legion (a container's main process), and the
+        # status it ended with, for taskforce to exit with.
+        self.exit_with = exit_with
+        self.exit_status: int | None = None
 
     # ----- loading --------------------------------------------------------------------
 
@@ -244,6 +250,19 @@ class Legion:
         """Supervise until stopped; `loaded` is the configuration if just read (once only)."""
         if loaded is None:
             loaded = self.load()
+        if self.exit_with is not None and self.exit_with not in loaded.desired.tasks:
+            in_scope = ", ".join(sorted(loaded.desired.tasks)) or "none"
+            raise ConfigError(
+                [
+                    Problem(
+                        "--exit-with",
+                        None,
+                        "",
+                        f"no task named {self.exit_with!r} in {self.config_file} "
+                        f"(tasks in scope: {in_scope})",
+                    )
+                ]
+            )
         self._report(loaded)
         self.loaded = loaded
         loop = asyncio.get_running_loop()
@@ -256,6 +275,8 @@ class Legion:
         self._watcher = FileWatcher(loop, self._on_files_changed, force_polling=self.force_polling)
         supervisor.on_change = self._refresh_watches
         supervisor.on_upgrade = self.upgrade
+        if self.exit_with is not None:
+            supervisor.on_exit = self._exited
         self._refresh_watches()
         memory.give_back()
         for source in (self.config_source, self.roles_source):
@@ -276,6 +297,23 @@ class Legion:
             self._watcher.close()
             self._watcher = None
             self._supervisor = None
+
+    def _exited(self, outcome: ExitOutcome) -> None:
+        """The --exit-with task's process ended on its own (not stopped by us): stop the
+        others, and exit with its status."""
+        if (
+            outcome.task != self.exit_with
+            or outcome.record.expected
+            or self.exit_status is not None
+        ):
+            return
+        self.exit_status = exit_status(outcome.record.status, outcome.record.error)
+        log.info(
+            "%s exited (exit status %d): stopping every task (--exit-with)",
+            outcome.task,
+            self.exit_status,
+        )
+        self.stop()
 
     def _state_path(self) -> str | None:
         if self.state_file != "":
@@ -486,6 +524,18 @@ class Legion:
             len(loaded.desired.tasks),
             f" for roles {names or '(none)'}" if loaded.roles is not None else "",
         )
+
+
+def exit_status(status: int, error: str | None = None) -> int:
+    """A process's wait status as a shell's exit status: its exit code, 128+N when killed
+    by signal N; 127 when it could not be started, 1 when its status is not known."""
+    if error is not None:
+        return 127
+    try:
+        code = os.waitstatus_to_exitcode(status)
+    except ValueError:
+        return 1
+    return code if code >= 0 else 128 - code
 
 
 def _with_overrides(config: Config, overrides: Mapping[str, Mapping[str, object]]) -> Config:

@@ -9,7 +9,10 @@ environment (a unix datagram socket; `@name` is an abstract one) and sends:
   most one every `interval` seconds (changes in between are folded into one); a timer
   exists only to space out two sends, so an idle taskforce sends nothing;
 - `STOPPING=1` when it exits, and `RELOADING=1` when it re-executes itself (a reset or an
-  upgrade), which the new image ends with its own `READY=1`.
+  upgrade), which the new image ends with its own `READY=1`;
+- `WATCHDOG=1` every half of `WATCHDOG_USEC` when the unit has `WatchdogSec=` (and
+  `WATCHDOG_PID`, if set, is our pid), from a timer of the event loop: a loop that hangs
+  stops sending, and systemd restarts the service. Without a watchdog there is no timer.
 Everything is best effort: a message that cannot be sent is dropped (logged once).
 """
 
@@ -29,6 +32,7 @@ from taskforce.core.planner import Planner
 log = logging.getLogger("taskforce")
 
 ENV = "NOTIFY_SOCKET"
+WATCHDOG_ENV = ("WATCHDOG_USEC", "WATCHDOG_PID")  # systemd's, for us alone
 INTERVAL = 1.0  # seconds, at least, between two STATUS updates
 MAX_NAMES = 3  # failing tasks named in the status line
 
@@ -182,3 +186,53 @@ class SystemdStatus:
         self.detach()
         with contextlib.suppress(OSError):
             self.notifier.close()
+
+
+def watchdog_interval(
+    environ: Mapping[str, str] | None = None, pid: int | None = None
+) -> float | None:
+    """Seconds between two `WATCHDOG=1`: half the timeout systemd gives in WATCHDOG_USEC;
+    None when systemd watches no process of ours (no timeout, or WATCHDOG_PID names another
+    process: a child that inherited the variables)."""
+    environ = os.environ if environ is None else environ
+    usec, watched = environ.get("WATCHDOG_USEC", ""), environ.get("WATCHDOG_PID", "")
+    if not usec:
+        return None
+    if watched and watched != str(os.getpid() if pid is None else pid):
+        return None
+    try:
+        timeout = int(usec)
+    except ValueError:
+        timeout = 0
+    if timeout <= 0:
+        log.warning("not feeding systemd's watchdog: WATCHDOG_USEC=%r is not a timeout", usec)
+        return None
+    return timeout / 2e6
+
+
+class Watchdog:
+    """Sends `WATCHDOG=1` every `interval` seconds from the running event loop."""
+
+    def __init__(self, notifier: Notifier, interval: float) -> None:
+        self.notifier = notifier
+        self.interval = interval
+        self._timer: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def start_if_asked(cls, notifier: Notifier) -> Watchdog | None:
+        """A started watchdog when systemd asks for one (call from the loop), else None."""
+        interval = watchdog_interval()
+        if interval is None:
+            return None
+        watchdog = cls(notifier, interval)
+        watchdog._feed()
+        return watchdog
+
+    def _feed(self) -> None:
+        self.notifier.send("WATCHDOG=1")
+        self._timer = asyncio.get_running_loop().call_later(self.interval, self._feed)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

@@ -96,6 +96,8 @@ class Supervisor:
         self.on_event: Callable[[dict[str, object]], None] | None = None
         # Called on SIGUSR2: re-execute in place, keeping the tasks.
         self.on_upgrade: Callable[[], object] | None = None
+        # Told of every task process's exit (and failed start), once it is logged.
+        self.on_exit: Callable[[ExitOutcome], None] | None = None
 
     # ----- public control -------------------------------------------------------------
 
@@ -725,3 +727,5 @@ class Supervisor:
 
     def _log_exit(self, pid: int | None, outcome: ExitOutcome) -> None:
         exit_log.log_exit(pid, outcome, self.emit)
+        if self.on_exit is not None:
+            self.on_exit(outcome)

@@ -14,7 +14,13 @@ import pytest
 from taskforce.core.planner import Planner
 from taskforce.core.spec import DesiredState, InstanceSpec, LaunchSpec, Policy, TaskSpec
 from taskforce.core.vocabulary import Control
-from taskforce.runtime.sd_notify import Notifier, SystemdStatus, status_line
+from taskforce.runtime.sd_notify import (
+    Notifier,
+    SystemdStatus,
+    Watchdog,
+    status_line,
+    watchdog_interval,
+)
 
 
 def receiver(address: str) -> socket.socket:
@@ -200,3 +206,53 @@ def test_reexecuting_says_reloading(systemd: tuple[socket.socket, str]) -> None:
     assert lines[0] == "RELOADING=1" and lines[2] == "STATUS=re-executing"
     assert lines[1].startswith("MONOTONIC_USEC=") and int(lines[1].split("=")[1]) > 0
     status.close()
+
+
+# ----- the watchdog -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("environ", "interval"),
+    [
+        ({}, None),  # no WatchdogSec=: no timer at all
+        ({"WATCHDOG_USEC": "30000000"}, 15.0),  # half the timeout
+        ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "4242"}, 15.0),  # for us
+        ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}, None),  # for our parent
+        ({"WATCHDOG_USEC": "soon"}, None),
+        ({"WATCHDOG_USEC": "0"}, None),
+    ],
+)
+def test_watchdog_interval(environ: dict[str, str], interval: float | None) -> None:
+    assert watchdog_interval(environ, pid=4242) == interval
+
+
+def test_no_watchdog_asked_no_timer(
+    systemd: tuple[socket.socket, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sock, path = systemd
+    monkeypatch.delenv("WATCHDOG_USEC", raising=False)
+
+    async def main() -> None:
+        assert Watchdog.start_if_asked(Notifier(path)) is None
+
+    asyncio.run(main())
+    assert received(sock) == []
+
+
+def test_the_watchdog_is_fed_from_the_loop_until_stopped(
+    systemd: tuple[socket.socket, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sock, path = systemd
+    monkeypatch.setenv("WATCHDOG_USEC", "20000")  # fed every 10 ms
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+
+    async def main() -> None:
+        watchdog = Watchdog.start_if_asked(Notifier(path))
+        assert watchdog is not None and watchdog.interval == 0.01
+        assert received(sock) == [b"WATCHDOG=1"]  # at once
+        assert set(await arrival(sock)) == {b"WATCHDOG=1"}  # and again, from the loop
+        watchdog.stop()
+        assert watchdog._timer is None
+        watchdog.notifier.close()
+
+    asyncio.run(main())
