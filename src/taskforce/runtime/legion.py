@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from taskforce.config.errors import ConfigError, Mark, Problem
 from taskforce.config.host import HostFacts
 from taskforce.config.load import read_text
-from taskforce.config.model import Config, Control, EventType
+from taskforce.config.model import Config, Control, EventType, Pick
 from taskforce.config.resolve import resolve
 from taskforce.config.reuse import ResolveCache
 from taskforce.config.roles import Roles, parse_roles
@@ -497,7 +497,7 @@ def _with_overrides(config: Config, overrides: Mapping[str, Mapping[str, object]
             continue
         control = changes.get("control", task.control)
         count = changes.get("count", task.count)
-        assert isinstance(control, Control) and isinstance(count, int | str)
+        assert isinstance(control, Control | Pick) and isinstance(count, int | str | Pick)
         tasks[name] = replace(task, control=control, count=count)
     return replace(config, tasks=tasks)
 

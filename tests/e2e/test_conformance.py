@@ -1,0 +1,62 @@
+"""Where taskforce follows the specification and the original's API (issue 12), end to end.
+
+Commands run as a user would run them; the tasks are probes (tests/programs/probe.py).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from test_cli import config
+
+from conftest import Probes, Taskforce, probe_task, task_processes
+
+# ----- conditional values where one value is expected ----------------------------------------
+
+
+def test_conditional_scalar_keys_choose_from_the_context(
+    tmp_path: Path, taskforce: Taskforce, probes: Probes
+) -> None:
+    (tmp_path / "staging").mkdir()
+    (tmp_path / "prod").mkdir()
+    roles = tmp_path / "roles"
+    roles.write_text("staging=eu\n")
+    conf = config(
+        tmp_path,
+        {
+            "web": probe_task(
+                cwd=[{"STAGE": "{base}/{STAGE}"}, {"PROD_ONLY": "{base}/prod"}],
+                procname={"Task_role_staging": "web-{Task_role_staging}"},
+                count={"NO_SUCH_NAME": 3},  # chooses nothing: as if not written
+            ),
+            # Both names are in the context here: two working directories.
+            "torn": probe_task(cwd={"STAGE": "/a", "base": "/b"}),
+        },
+        defines={"base": str(tmp_path)},
+        role_defines={"staging": {"STAGE": "staging"}},
+    )
+    taskforce.start("-f", conf, "-r", str(roles))
+    [record] = probes.wait(1, task="web")
+    pid = record["pid"]
+    assert os.readlink(f"/proc/{pid}/cwd") == str(tmp_path / "staging")
+    assert Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0] == b"web-eu"
+    log = taskforce.wait_log("tasks.torn.cwd")
+    assert "expands to 2 values ('/a', '/b') where one is expected" in log
+    assert taskforce.running()
+    assert set(task_processes(taskforce.marker)) == {"web"}
+
+
+def test_check_config_places_a_conditional_that_always_gives_several(
+    tmp_path: Path, taskforce: Taskforce
+) -> None:
+    conf = tmp_path / "taskforce.conf"
+    conf.write_text(
+        "tasks:\n"
+        "  web:\n"
+        "    commands: {start: [web]}\n"
+        "    pidfile: [/run/a.pid, {Task_name: /run/b.pid}]\n"
+    )
+    result = taskforce.run("-C", "-f", str(conf))
+    assert result.returncode == 1
+    assert f"{conf}:4:14: tasks.web.pidfile: gives 2 values in every context" in result.stderr
