@@ -563,8 +563,11 @@ class Planner:
         """Record the end of a process (or of a failed start) and its restart policy."""
         state = self.tasks[task]
         policy = self._desired.policy.restart
+        spec = self._desired.tasks.get(task)
+        # A task run to completion that exits 0 has done its job, however quickly.
+        succeeded = record.status == 0 and spec is not None and spec.control in _RUN_TO_COMPLETION
         failed = record.error is not None or (
-            not record.expected and record.uptime < policy.min_uptime
+            not record.expected and not succeeded and record.uptime < policy.min_uptime
         )
         if failed:
             inst.failures += 1
@@ -603,7 +606,6 @@ class Planner:
             state.ready_since = None
             self._fire_onexit(state)
         self._touch(task)
-        spec = self._desired.tasks.get(task)
         restarting = (
             spec is not None
             and inst.slot < spec.count
