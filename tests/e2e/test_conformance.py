@@ -5,12 +5,14 @@ Commands run as a user would run them; the tasks are probes (tests/programs/prob
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 from test_cli import config
 
-from conftest import Probes, Taskforce, probe_task, task_processes
+from conftest import Probes, Taskforce, probe_task, task_processes, wait_for
 
 # ----- conditional values where one value is expected ----------------------------------------
 
@@ -60,3 +62,27 @@ def test_check_config_places_a_conditional_that_always_gives_several(
     result = taskforce.run("-C", "-f", str(conf))
     assert result.returncode == 1
     assert f"{conf}:4:14: tasks.web.pidfile: gives 2 values in every context" in result.stderr
+
+
+# ----- once tasks that succeed ----------------------------------------------------------------
+
+
+def test_a_once_task_that_succeeds_at_once_is_not_a_failure(
+    tmp_path: Path, taskforce: Taskforce, probes: Probes
+) -> None:
+    # min_uptime is 0.5 s (FAST): the task exits 0 long before.
+    conf = config(tmp_path, {"setup": probe_task("--exit-after", "0", control="once")})
+    taskforce.start("-p", str(tmp_path / "tf.pid"), "-f", conf)
+    probes.wait(1, kind="exit", task="setup")
+    log = taskforce.wait_log("setup[0]: pid")
+
+    def status() -> dict[str, Any] | None:
+        result = taskforce.run("status", "--json", "--server", str(tmp_path / "tf.sock"))
+        tasks = json.loads(result.stdout) if result.returncode == 0 else {}
+        done = tasks.get("setup", {}).get("processes", [{}])[0].get("exit")
+        return tasks["setup"] if done else None
+
+    setup = wait_for(status, what="the status of setup after its exit")
+    assert [p["failures"] for p in setup["processes"]] == [0]
+    assert setup["state"] != "backing off"
+    assert "failure" not in log and "retrying" not in log
