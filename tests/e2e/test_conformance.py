@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from test_cli import config
+from test_cli import FAST, config
 
 from conftest import Probes, Taskforce, probe_task, task_processes, wait_for
 
@@ -38,7 +38,7 @@ def test_conditional_scalar_keys_choose_from_the_context(
         defines={"base": str(tmp_path)},
         role_defines={"staging": {"STAGE": "staging"}},
     )
-    taskforce.start("-f", conf, "-r", str(roles))
+    taskforce.start("-p", str(tmp_path / "tf.pid"), "-f", conf, "-r", str(roles))
     [record] = probes.wait(1, task="web")
     pid = record["pid"]
     assert os.readlink(f"/proc/{pid}/cwd") == str(tmp_path / "staging")
@@ -86,3 +86,35 @@ def test_a_once_task_that_succeeds_at_once_is_not_a_failure(
     assert [p["failures"] for p in setup["processes"]] == [0]
     assert setup["state"] != "backing off"
     assert "failure" not in log and "retrying" not in log
+
+
+# ----- settings.all_roles ---------------------------------------------------------------------
+
+
+def test_all_roles_moves_tasks_as_the_roles_file_changes(
+    tmp_path: Path, taskforce: Taskforce, probes: Probes
+) -> None:
+    roles = tmp_path / "roles"
+    roles.write_text("web\n")
+    conf = config(
+        tmp_path,
+        {
+            "front": probe_task(roles=["web"]),
+            "both": probe_task(roles=["web", "db"]),
+        },
+        settings={**FAST, "all_roles": True},
+    )
+    taskforce.start("-p", str(tmp_path / "tf.pid"), "-f", conf, "-r", str(roles))
+
+    def running(expected: set[str]) -> None:
+        wait_for(
+            lambda: set(task_processes(taskforce.marker)) == expected,
+            what=f"exactly the tasks {sorted(expected)}",
+        )
+
+    running({"front"})  # one of both's roles is not enough
+    roles.write_text("web\ndb\n")
+    running({"front", "both"})
+    roles.write_text("db\n")
+    running(set())
+    assert taskforce.running()

@@ -403,6 +403,11 @@ SETTINGS = Record(
             "The output of every task that does not set its own (key by key): stdout, "
             "stderr, max_bytes, backups, syslog_socket.",
         ),
+        "all_roles": Field(
+            Flag(),
+            "true: a task with `roles` runs only where every role it lists is active; "
+            "false (the default): one of them is enough.",
+        ),
     },
     _model(Settings),
 )

@@ -213,6 +213,9 @@ class Settings:
     notify: tuple[NotifyTarget, ...] = ()
     # The `output` of tasks that do not say (key by key).
     output: OutputConfig = field(default_factory=OutputConfig)
+    # True: a task with `roles` is in scope only when every role it lists is active
+    # (otherwise one of them is enough).
+    all_roles: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,7 +80,7 @@ def resolve(
     # Keyed by place and message: a top-level problem is met once per task.
     problems: dict[tuple[str, str], Problem] = {}
     for name, task in config.tasks.items():
-        if not in_scope(task, active):
+        if not in_scope(task, active, config.settings.all_roles):
             out_of_scope.add(name)
             continue
         if cache is not None and (spec := cache.reuse(name, task)) is not None:
@@ -108,10 +108,13 @@ def resolve(
     return DesiredState(tasks, policy, frozenset(out_of_scope)), tuple(problems.values())
 
 
-def in_scope(task: TaskConfig, active: frozenset[str] | None) -> bool:
-    """Whether a task runs with these active roles (None: role processing is off)."""
+def in_scope(task: TaskConfig, active: frozenset[str] | None, all_roles: bool = False) -> bool:
+    """Whether a task runs with these active roles (None: role processing is off): when
+    one role it lists is active, or with `all_roles` every one."""
     if active is None or not task.roles:  # no `roles` (or an empty list): always
         return True
+    if all_roles:
+        return all(role in active for role in task.roles)
     return any(role in active for role in task.roles)
 
 

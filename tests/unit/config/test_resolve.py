@@ -23,6 +23,7 @@ from taskforce.config.model import (
     Value,
 )
 from taskforce.config.resolve import MAX_COUNT, HostFacts, UserInfo, resolve
+from taskforce.config.reuse import ResolveCache
 from taskforce.config.roles import Roles
 from taskforce.core.spec import TASK_PID_MARKER, DesiredState, EventSpec, TaskSpec
 
@@ -173,6 +174,45 @@ def test_any_matching_role_brings_a_task_in_scope() -> None:
     state, _ = run(*SCOPED, roles=Roles(("db",)))
     assert set(state.tasks) == {"any", "both"}
     assert state.out_of_scope == {"web"}
+
+
+@pytest.mark.parametrize(
+    ("active", "one_is_enough", "all_needed"),
+    [
+        ((), {"any"}, {"any"}),
+        (("db",), {"any", "both"}, {"any"}),
+        (("frontend",), {"any", "web", "both"}, {"any", "web"}),
+        (("db", "frontend"), {"any", "web", "both"}, {"any", "web", "both"}),
+    ],
+)
+def test_all_roles_needs_every_listed_role(
+    active: tuple[str, ...], one_is_enough: set[str], all_needed: set[str]
+) -> None:
+    state, _ = run(*SCOPED, roles=Roles(active))
+    assert set(state.tasks) == one_is_enough
+    strict = Settings(all_roles=True)
+    state, _ = run(*SCOPED, roles=Roles(active), settings=strict)
+    assert set(state.tasks) == all_needed
+    assert state.out_of_scope == {"web", "both"} - all_needed
+    # Without role processing, every task runs either way.
+    state, _ = run(*SCOPED, roles=None, settings=strict)
+    assert set(state.tasks) == {"any", "web", "both"}
+
+
+def test_all_roles_on_a_roles_change_with_the_same_cache() -> None:
+    config = Config(source="tf.yaml", tasks={t.name: t for t in SCOPED})
+    strict = Config(source="tf.yaml", tasks=config.tasks, settings=Settings(all_roles=True))
+    cache = ResolveCache()
+    scopes = [
+        set(resolve(conf, Roles(active), {}, HOST, cache)[0].tasks)
+        for conf, active in [
+            (strict, ("frontend",)),
+            (strict, ("frontend", "db")),  # db joins: both comes into scope
+            (strict, ("db",)),  # frontend leaves: web and both go
+            (config, ("db",)),  # all_roles off again: one role is enough for both
+        ]
+    ]
+    assert scopes == [{"any", "web"}, {"any", "web", "both"}, {"any"}, {"any", "both"}]
 
 
 def test_an_empty_roles_list_means_always_in_scope() -> None:
