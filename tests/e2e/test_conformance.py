@@ -118,3 +118,36 @@ def test_all_roles_moves_tasks_as_the_roles_file_changes(
     roles.write_text("db\n")
     running(set())
     assert taskforce.running()
+
+
+# ----- -C: warnings for likely typos ---------------------------------------------------------
+
+
+def test_check_config_warns_of_likely_typos_and_still_passes(
+    tmp_path: Path, taskforce: Taskforce
+) -> None:
+    conf = tmp_path / "taskforce.conf"
+    conf.write_text(
+        "defines: {confdir: /etc/app}\n"
+        "tasks:\n"
+        "  app:\n"
+        '    commands: {start: [app, "{confdri}/app.conf", "{TF_TEST_MARKER}"]}\n'
+        '    pidfile: "${confdir}/app.pid"\n'
+    )
+    result = taskforce.run("-C", "-f", str(conf))
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"{conf}: configuration is valid"
+    assert result.stderr.splitlines() == [
+        f"{conf}:4:29: tasks.app.commands.start[1]: warning: {{confdri}} is defined by no "
+        "scope of the configuration nor by the environment: it stays as written (did you "
+        "mean 'confdir'?)",
+        f"{conf}:5:14: tasks.app.pidfile: warning: '${{confdir}}': substitution is written "
+        "{confdir}; the '$' stays in the value",
+    ]  # {TF_TEST_MARKER}: the environment of -C holds it
+
+
+def test_check_config_suggests_defines_for_env(tmp_path: Path, taskforce: Taskforce) -> None:
+    conf = config(tmp_path, {"app": probe_task(env={"A": "1"})})
+    result = taskforce.run("-C", "-f", conf)
+    assert result.returncode != 0
+    assert "tasks.app.env: unknown key 'env' (did you mean 'defines'?)" in result.stderr

@@ -47,7 +47,7 @@ from taskforce.core.spec import TASK_PID_MARKER
 
 T = TypeVar("T")
 
-_REFERENCE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+REFERENCE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 # Values generated per task or per instance: they override any define of the same name.
 _INSTANCE_KEYS = ("Task_name", "Task_instance", "Task_pid")
@@ -61,6 +61,8 @@ _ALWAYS_KEYS = frozenset((*_INSTANCE_KEYS, "Task_uid", "Task_gid"))  # in every 
 _TASK_KEYS = _ALWAYS_KEYS.union(_FIELD_KEYS.values())
 # Names in the context of every task, whatever the host, roles and environment.
 ALWAYS_PRESENT = _ALWAYS_KEYS.union(("Task_ppid", "Task_host", "Task_fqdn"))
+# Every name taskforce generates (those of fields only when the task sets the field).
+GENERATED = ALWAYS_PRESENT.union(_FIELD_KEYS.values())
 
 
 class ContextError(Exception):
@@ -92,7 +94,7 @@ def substitute(template: str, context: Mapping[str, str]) -> str:
     """Replace each ``{name}`` that `context` holds by its value, in one pass."""
     if "{" not in template:
         return template
-    return _REFERENCE.sub(lambda m: context.get(m[1], m[0]), template)
+    return REFERENCE.sub(lambda m: context.get(m[1], m[0]), template)
 
 
 def scalar_text(value: Value) -> str | None:
@@ -300,13 +302,13 @@ def _extend(text: str, key: str, own: str | None, context: Mapping[str, str]) ->
         found = own if match[1] == key else context.get(match[1])
         return match[0] if found is None else found
 
-    return _REFERENCE.sub(value, text)
+    return REFERENCE.sub(value, text)
 
 
 def _references(template: Template) -> list[str]:
     """The names a template refers to, last first (they are popped)."""
     text = template.text
-    return _REFERENCE.findall(text)[::-1] if "{" in text else []
+    return REFERENCE.findall(text)[::-1] if "{" in text else []
 
 
 def _template(key: str, value: Value, origin: str) -> Template:
@@ -493,7 +495,7 @@ class SharedContext:
         """The names the value of `key` refers to, with those of the values it extends."""
         template: str | Template | None = self.templates[key]
         while isinstance(template, Template):
-            refs = _REFERENCE.findall(template.text)
+            refs = REFERENCE.findall(template.text)
             yield from refs
             if not (template.extends and key in refs):
                 return

@@ -189,6 +189,8 @@ def _model(cls: Callable[..., M]) -> Callable[[Path, dict[str, Any]], M]:
 
 
 CONTEXT_MAP = MapOf(Scalar(), key=ContextName())
+# The context is the processes' environment, and `defines` sets it.
+ENVIRONMENT_HABITS = {"env": "defines", "environment": "defines"}
 ROLE_CONTEXT_MAP = MapOf(CONTEXT_MAP, key=Name("role name"))
 
 EVENT = Record(
@@ -346,6 +348,7 @@ TASK = Record(
     },
     _task,
     what="task (a map with at least 'commands')",
+    habits=ENVIRONMENT_HABITS,
 )
 
 RESTART = Record(
@@ -435,4 +438,5 @@ CONFIG = Record(
     },
     _model(Config),
     what="configuration map",
+    habits=ENVIRONMENT_HABITS,
 )
