@@ -227,9 +227,13 @@ def test_status_paths(tmp_path: Path, marker: str) -> None:
         assert tasks["later"]["state"] == "off" and tasks["sleeper"]["state"] == "running"
         status, version = await api("GET", "/status/version")
         assert status == 200 and set(version) == {"taskforce", "python", "platform"}
-        status, described = await api("GET", "/status/config?indent=2")
+        status, described = await api("GET", "/status/reload?indent=2")
         assert status == 200 and described["file"] == str(config)
-        assert described["config"]["tasks"]["pair"]["count"] == 2
+        # The document itself, as the original answers; only where control is allowed.
+        status, document = await api("GET", "/status/config")
+        assert status == 200 and document["tasks"]["pair"]["count"] == 2
+        status, error = await Api(tcp)("GET", "/status/config")
+        assert status == 401 and "holds secrets" in error["error"]
         status, metrics, response = await asyncio.to_thread(call, tcp, "GET", "/metrics")
         assert status == 200
         assert response.getheader("content-type") == "text/plain; version=0.0.4; charset=utf-8"
@@ -269,7 +273,7 @@ def test_control_paths(tmp_path: Path, marker: str) -> None:
         await api.until(lambda t: t["later"]["running"] == 1, "later to start")
         assert (await api("POST", "/manage/count?pair=1"))[0] == 200
         await api.until(lambda t: t["pair"]["running"] == 1, "pair to shrink")
-        status, described = await api("GET", "/status/config")
+        status, described = await api("GET", "/status/reload")
         assert described["overrides"] == {"later": {"control": "wait"}, "pair": {"count": "1"}}
         for path, expected in [
             ("/manage/count?pair=x", 400),

@@ -348,7 +348,8 @@ QUERY_INJECTIONS = [
     "&".join(f"k{i}=v" for i in range(1500)),
 ]  # fmt: skip
 PATHS = [
-    "/", "/status/tasks", "/status/config", "/status/version", "/status/access", "/metrics",
+    "/", "/status/tasks", "/status/config", "/status/reload", "/status/version", "/status/access",
+    "/metrics",
     "/manage/control", "/manage/count", "/manage/reload", "/manage/plan", "/manage/tasks/w/start",
     "/manage/tasks/w/signal", "/logs/w", "/static/x.js", "/nothing",
 ]  # fmt: skip
@@ -461,7 +462,7 @@ def test_fuzzed_http_requests_get_clean_answers_and_change_nothing(
     fuzz()
     assert taskforce.running()
     assert live_by_task(taskforce.marker) == before
-    reply = request(api[0], "GET", "/status/config", headers={"Authorization": f"Bearer {TOKEN}"})
+    reply = request(api[0], "GET", "/status/reload", headers={"Authorization": f"Bearer {TOKEN}"})
     assert reply.status == 200 and reply.json()["overrides"] == {}
     no_tracebacks(taskforce.log())
     assert "HTTP connection failed" not in taskforce.log()

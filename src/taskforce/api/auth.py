@@ -2,7 +2,8 @@
 
 A status path needs the token only on a private listener; a control path needs control to
 be allowed on the listener (403 otherwise, token or not) and the token when one is set
-(401). Tokens are compared in constant time.
+(401). The configuration (/status/config) needs either (401 otherwise). Tokens are
+compared in constant time.
 """
 
 from __future__ import annotations
@@ -61,6 +62,20 @@ def check_control(access: Access, authorization: bytes | None) -> Denied | None:
     if not authorized(access, authorization):
         return _unauthorized(authorization)
     return None
+
+
+def check_secrets(access: Access, authorization: bytes | None) -> Denied | None:
+    """Whether a request may read what holds secrets (the configuration: defines, argv):
+    only a caller that may also control, or that holds the listener's token."""
+    if access.token is not None:
+        return None if authorized(access, authorization) else _unauthorized(authorization)
+    if access.allow_control:
+        return None  # the owner's unix socket (TCP control always has a token)
+    return Denied(
+        401,
+        "this path shows the configuration, which holds secrets: it needs a listener "
+        "that allows control, or one with an access token",
+    )
 
 
 def _unauthorized(authorization: bytes | None) -> Denied:

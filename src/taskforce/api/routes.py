@@ -1,10 +1,13 @@
 """The paths of the service, each mapped to one Controller call; errors as JSON.
 
-Status paths answer GET: /status/version, /status/config, /status/tasks, /metrics,
-/events (a server-sent event stream), / (the dashboard) with its /static/NAME files, and
-/status/access (whether this request could use the control paths, so that the dashboard
-shows its buttons only where they work; and whether the fleet paths work). When the
-configuration comes from etcd, /status/fleet (every host of the fleet: its roles, its
+Status paths answer GET: /status/version, /status/reload (where the configuration comes
+from, the active roles, the latest reload error, temporary overrides), /status/tasks,
+/metrics, /events (a server-sent event stream), / (the dashboard) with its /static/NAME
+files, and /status/access (whether this request could use the control paths, so that the
+dashboard shows its buttons only where they work; and whether the fleet paths work).
+/status/config is the configuration document as loaded, as the original answers it; it
+holds secrets, so only callers that could control (or that hold the listener's token) get
+it. When the configuration comes from etcd, /status/fleet (every host of the fleet: its roles, its
 tasks' states) and /events/fleet (the same as an event stream); elsewhere these two
 answer 404. Control paths need control to
 be allowed on the listener: the original /manage/control?TASK=CONTROL,
@@ -31,7 +34,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote
 
-from taskforce.api.auth import CHALLENGE, Access, Denied, check_control, check_status
+from taskforce.api.auth import (
+    CHALLENGE,
+    Access,
+    Denied,
+    check_control,
+    check_secrets,
+    check_status,
+)
 from taskforce.api.logstream import LogFollow
 from taskforce.api.sse import Fleet, FleetFeed
 from taskforce.runtime.control import ControlError
@@ -64,6 +74,7 @@ class ControlSurface(Protocol):
 
     def version(self) -> dict[str, Any]: ...
     def config(self) -> dict[str, Any]: ...
+    def reload_status(self) -> dict[str, Any]: ...
     def tasks(self) -> dict[str, Any]: ...
     def metrics(self) -> str: ...
     def set_overrides(self, key: str, values: Mapping[str, str | int]) -> dict[str, Any]: ...
@@ -180,7 +191,8 @@ class Router:
         self._routes: dict[str, Route] = {
             "/": Route(GET, False, lambda call: dashboard()),
             "/status/version": Route(GET, False, lambda call: call.json(c.version())),
-            "/status/config": Route(GET, False, lambda call: call.json(c.config())),
+            "/status/config": Route(GET, False, self._config),
+            "/status/reload": Route(GET, False, lambda call: call.json(c.reload_status())),
             "/status/tasks": Route(GET, False, lambda call: call.json(c.tasks())),
             "/status/access": Route(GET, False, self._access),
             "/metrics": Route(GET, False, lambda call: Reply(200, c.metrics().encode(), METRICS)),
@@ -305,6 +317,13 @@ class Router:
             return call.json({"control": True, **fleet})
         why = {"status": denied.status, "why": denied.message}
         return call.json({"control": False, **why, **fleet})
+
+    def _config(self, call: Call) -> Reply:
+        # The document itself, as the original answers: it holds secrets (defines, argv).
+        denied = check_secrets(self.access, call.authorization)
+        if denied is not None:
+            return _refusal(denied)
+        return call.json(self.controller.config())
 
     def _override(self, key: str, call: Call) -> Reply:
         params = dict(call.params)

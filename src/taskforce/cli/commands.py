@@ -212,9 +212,37 @@ def _status(client: Client, args: argparse.Namespace) -> int:
         print(json.dumps(tasks, indent=2))
     else:
         sys.stdout.write(status_table(tasks, time.time(), colour=use_colour(sys.stdout)))
+        _reload_notes(client)
     for name in missing:
         _error(f"no task named {name!r}")
     return 1 if missing else 0
+
+
+def _reload_notes(client: Client) -> None:
+    """Say on stderr what the task table does not: a rejected configuration change, and
+    temporary overrides (control, count) in force."""
+    from taskforce.cli.client import RequestError
+
+    try:
+        facts = client.get("/status/reload")
+    except RequestError:
+        return  # an older taskforce, or a listener that does not say: the table is enough
+    if not isinstance(facts, dict):
+        return
+    problems = facts.get("reload_error")
+    if isinstance(problems, list) and problems:
+        _error(f"the latest change of {facts.get('file')} was rejected; the previous one runs:")
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+    overrides = facts.get("overrides")
+    if isinstance(overrides, dict) and overrides:
+        shown = ", ".join(
+            f"{task} {key}={value}"
+            for task, fields in sorted(overrides.items())
+            if isinstance(fields, dict)
+            for key, value in sorted(fields.items())
+        )
+        print(f"temporary overrides (until the next reload): {shown}", file=sys.stderr)
 
 
 def _each_task(client: Client, tasks: list[str], act: Callable[[str], str]) -> int:

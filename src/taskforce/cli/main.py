@@ -350,6 +350,8 @@ def _check(legion: object) -> int:
 
     assert isinstance(legion, Legion)
     problems = legion.check()
+    for warning in legion.warnings():  # likely typos: told, but the check still passes
+        print(f"{warning}", file=sys.stderr)
     for problem in problems:
         print(f"{problem}", file=sys.stderr)
     if problems:

@@ -38,14 +38,16 @@ import contextlib
 import re
 from collections import ChainMap
 from collections.abc import Container, Iterable, Iterator, Mapping
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar, cast
 
 from taskforce.config.host import HostFacts
-from taskforce.config.model import Config, TaskConfig, Value
+from taskforce.config.model import Config, Pick, TaskConfig, Value
 from taskforce.config.roles import Roles
 from taskforce.core.spec import TASK_PID_MARKER
 
-_REFERENCE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+T = TypeVar("T")
+
+REFERENCE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 # Values generated per task or per instance: they override any define of the same name.
 _INSTANCE_KEYS = ("Task_name", "Task_instance", "Task_pid")
@@ -57,6 +59,10 @@ _FIELD_KEYS = {
 }
 _ALWAYS_KEYS = frozenset((*_INSTANCE_KEYS, "Task_uid", "Task_gid"))  # in every context
 _TASK_KEYS = _ALWAYS_KEYS.union(_FIELD_KEYS.values())
+# Names in the context of every task, whatever the host, roles and environment.
+ALWAYS_PRESENT = _ALWAYS_KEYS.union(("Task_ppid", "Task_host", "Task_fqdn"))
+# Every name taskforce generates (those of fields only when the task sets the field).
+GENERATED = ALWAYS_PRESENT.union(_FIELD_KEYS.values())
 
 
 class ContextError(Exception):
@@ -88,7 +94,7 @@ def substitute(template: str, context: Mapping[str, str]) -> str:
     """Replace each ``{name}`` that `context` holds by its value, in one pass."""
     if "{" not in template:
         return template
-    return _REFERENCE.sub(lambda m: context.get(m[1], m[0]), template)
+    return REFERENCE.sub(lambda m: context.get(m[1], m[0]), template)
 
 
 def scalar_text(value: Value) -> str | None:
@@ -132,6 +138,20 @@ def select(value: Value, present: Container[str]) -> list[Value]:
 
 def _chosen(conditional: dict[str, Value], present: Container[str]) -> list[Value]:
     return [value for key, value in conditional.items() if key in present]
+
+
+def choose(value: T | Pick[T], present: Container[str], path: str) -> T | None:
+    """The value of a key that takes one, for a context holding the names in `present`.
+
+    A conditional (:class:`Pick`) that chooses nothing gives None: the key is as if not
+    written. One that chooses several is a :class:`MultipleValuesError` at `path`.
+    """
+    if not isinstance(value, Pick):
+        return value
+    leaves = select(value.tree, present)
+    if len(leaves) > 1:
+        raise MultipleValuesError([str(scalar_text(leaf)) for leaf in leaves], path)
+    return cast(T, leaves[0]) if leaves else None
 
 
 def expand(value: Value, context: Mapping[str, str]) -> list[str]:
@@ -282,13 +302,13 @@ def _extend(text: str, key: str, own: str | None, context: Mapping[str, str]) ->
         found = own if match[1] == key else context.get(match[1])
         return match[0] if found is None else found
 
-    return _REFERENCE.sub(value, text)
+    return REFERENCE.sub(value, text)
 
 
 def _references(template: Template) -> list[str]:
     """The names a template refers to, last first (they are popped)."""
     text = template.text
-    return _REFERENCE.findall(text)[::-1] if "{" in text else []
+    return REFERENCE.findall(text)[::-1] if "{" in text else []
 
 
 def _template(key: str, value: Value, origin: str) -> Template:
@@ -475,7 +495,7 @@ class SharedContext:
         """The names the value of `key` refers to, with those of the values it extends."""
         template: str | Template | None = self.templates[key]
         while isinstance(template, Template):
-            refs = _REFERENCE.findall(template.text)
+            refs = REFERENCE.findall(template.text)
             yield from refs
             if not (template.extends and key in refs):
                 return
@@ -495,7 +515,7 @@ class TaskContext:
         present = _Present(over, shared.templates, shared.done, _ALWAYS_KEYS)
         for field, key in _FIELD_KEYS.items():
             raw = getattr(task, field)
-            value = None if raw is None else self._select(field, raw, present)
+            value = None if raw is None else choose(raw, present, f"{self._origin}.{field}")
             if value is not None:
                 self._fields[field] = value
                 over[key] = Template(str(value), f"{self._origin}.{field}")
@@ -519,18 +539,6 @@ class TaskContext:
         for key in shared.reserved.intersection(over):
             del over[key]
         return over
-
-    def _select(self, field: str, value: Value, present: _Present) -> str | int | None:
-        leaves = select(value, present)
-        if not leaves:
-            return None  # not configured, or a conditional that chose nothing: unset
-        if len(leaves) > 1:
-            words = [str(scalar_text(leaf)) for leaf in leaves]
-            raise MultipleValuesError(words, f"{self._origin}.{field}")
-        leaf = leaves[0]
-        if isinstance(leaf, int) and not isinstance(leaf, bool) and field in ("user", "group"):
-            return leaf  # a numeric id
-        return str(scalar_text(leaf))
 
     def instance(self, number: int) -> InstanceContext:
         """The context of instance `number`; raises :class:`ContextError`."""

@@ -33,6 +33,7 @@ from taskforce.config.shapes import (
     JsonSchema,
     Name,
     Number,
+    OneOf,
     Reporter,
     Scalar,
     Shape,
@@ -185,6 +186,8 @@ def _model(cls: Callable[..., M]) -> Callable[[Path, dict[str, Any]], M]:
 
 
 CONTEXT_MAP = MapOf(Scalar(), key=ContextName())
+# The context is the processes' environment, and `defines` sets it.
+ENVIRONMENT_HABITS = {"env": "defines", "environment": "defines"}
 ROLE_CONTEXT_MAP = MapOf(CONTEXT_MAP, key=Name("role name"))
 
 EVENT = Record(
@@ -269,17 +272,17 @@ TASK = Record(
             required=True,
         ),
         "control": Field(
-            enum_choice(Control),
+            OneOf(enum_choice(Control)),
             "How the task is managed: wait (keep it running, restart it when it exits; the "
             "default), once (run once, never restarted), off (not run; tasks requiring it "
             "wait), suspend (not run; tasks requiring it go ahead), nowait, adopt, event.",
         ),
         "count": Field(
-            Count(),
+            OneOf(Count()),
             "How many processes of the task to run, 1 if not given. Each has its own "
             "Task_instance, from 0.",
         ),
-        "cwd": Field(Text(), "The working directory of the task's processes."),
+        "cwd": Field(OneOf(Text()), "The working directory of the task's processes."),
         "defaults": Field(
             CONTEXT_MAP, "Context entries for this task, used only where none is set yet."
         ),
@@ -294,18 +297,18 @@ TASK = Record(
             ListOf(EVENT),
             "What to do when something happens: run a command or send a signal.",
         ),
-        "group": Field(UserOrGroup(), "The group (name or gid) the processes run as."),
-        "user": Field(UserOrGroup(), "The user (name or uid) the processes run as."),
+        "group": Field(OneOf(UserOrGroup()), "The group (name or gid) the processes run as."),
+        "user": Field(OneOf(UserOrGroup()), "The user (name or uid) the processes run as."),
         "onexit": Field(
             ListOf(ONEXIT, single_ok=True),
             "What to do once every process of the task has exited after a stop: start a "
             "'once' task.",
         ),
         "pidfile": Field(
-            Text(),
+            OneOf(Text()),
             "Where the task's process writes its pid; also available as {Task_pidfile}.",
         ),
-        "procname": Field(Text(), "The argv[0] the start command's program is run with."),
+        "procname": Field(OneOf(Text()), "The argv[0] the start command's program is run with."),
         "requires": Field(
             ListOf(Text(), single_ok=True),
             "Tasks that must have run before this one starts: a 'once' task once it has "
@@ -316,11 +319,11 @@ TASK = Record(
             "The roles the task runs in; without this key it runs whatever the roles.",
         ),
         "start_delay": Field(
-            Number(minimum=0),
+            OneOf(Number(minimum=0)),
             "Seconds after this task starts before tasks requiring it may start.",
         ),
         "time_limit": Field(
-            Number(minimum=0, exclusive=True),
+            OneOf(Number(minimum=0, exclusive=True)),
             "Seconds a process of the task may run before it is stopped.",
         ),
         "ready": Field(
@@ -334,7 +337,7 @@ TASK = Record(
             "settings.output. A change applies to running processes without a restart.",
         ),
         "placement": Field(
-            enum_choice(Placement),
+            OneOf(enum_choice(Placement)),
             "Where the task runs: host (every host where it is in scope; the default) or "
             "cluster (one host of those, elected through etcd when the configuration comes "
             "from etcd; without etcd, this host is the whole cluster).",
@@ -342,6 +345,7 @@ TASK = Record(
     },
     _task,
     what="task (a map with at least 'commands')",
+    habits=ENVIRONMENT_HABITS,
 )
 
 RESTART = Record(
@@ -399,6 +403,11 @@ SETTINGS = Record(
             "The output of every task that does not set its own (key by key): stdout, "
             "stderr, max_bytes, backups, syslog_socket.",
         ),
+        "all_roles": Field(
+            Flag(),
+            "true: a task with `roles` runs only where every role it lists is active; "
+            "false (the default): one of them is enough.",
+        ),
     },
     _model(Settings),
 )
@@ -426,4 +435,5 @@ CONFIG = Record(
     },
     _model(Config),
     what="configuration map",
+    habits=ENVIRONMENT_HABITS,
 )

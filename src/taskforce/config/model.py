@@ -1,9 +1,9 @@
 """The validated configuration: typed and immutable, but not yet resolved.
 
 Values that the specification allows to be conditional (a map where a scalar is
-expected) or to contain ``{name}`` substitutions are kept as raw :data:`Value` trees;
-:mod:`taskforce.config.resolve` turns them into concrete strings for one host, one role
-set and one process instance.
+expected) or to contain ``{name}`` substitutions are kept as raw :data:`Value` trees (a
+:class:`Pick` for a key that takes one value); :mod:`taskforce.config.resolve` turns them
+into concrete values for one host, one role set and one process instance.
 """
 
 from __future__ import annotations
@@ -11,12 +11,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TypeAlias
+from typing import Generic, TypeAlias, TypeVar
 
 from taskforce.core.vocabulary import Control, EventType, Placement, RestartPolicy
 
 # A raw value as the YAML document gave it. Maps inside lists are conditionals.
 Value: TypeAlias = str | int | float | bool | list["Value"] | dict[str, "Value"] | None
+
+T_co = TypeVar("T_co", covariant=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Pick(Generic[T_co]):
+    """A key that takes one value, written conditionally ("Values and Lists" in the
+    specification): a map, or a list of values and maps, whose leaves are each a T_co.
+
+    Resolving for a task's context must choose one leaf (none: the key is as if not
+    written; several: an error for that task).
+    """
+
+    tree: Value
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,28 +84,28 @@ class TaskConfig:
     name: str
     # Command name -> argv list (raw, may hold conditionals). "start" is always present.
     commands: Mapping[str, Value]
-    control: Control = Control.WAIT
+    control: Control | Pick[Control] = Control.WAIT
     # An integer, or a string to substitute that must then give an integer.
-    count: int | str = 1
-    cwd: str | None = None
+    count: int | str | Pick[int | str] = 1
+    cwd: str | Pick[str] | None = None
     defaults: Mapping[str, Value] = field(default_factory=dict)
     defines: Mapping[str, Value] = field(default_factory=dict)
     role_defaults: Mapping[str, Mapping[str, Value]] = field(default_factory=dict)
     role_defines: Mapping[str, Mapping[str, Value]] = field(default_factory=dict)
     events: tuple[EventConfig, ...] = ()
-    user: str | int | None = None
-    group: str | int | None = None
+    user: str | int | Pick[str | int] | None = None
+    group: str | int | Pick[str | int] | None = None
     onexit: tuple[OnExitConfig, ...] = ()
-    pidfile: str | None = None
-    procname: str | None = None
+    pidfile: str | Pick[str] | None = None
+    procname: str | Pick[str] | None = None
     requires: tuple[str, ...] = ()
     # None: no `roles` key, the task is always in scope.
     roles: tuple[str, ...] | None = None
-    start_delay: float = 0.0
-    time_limit: float | None = None
+    start_delay: float | Pick[float] = 0.0
+    time_limit: float | Pick[float] | None = None
     ready: ReadyConfig | None = None
     output: OutputConfig | None = None
-    placement: Placement = Placement.HOST
+    placement: Placement | Pick[Placement] = Placement.HOST
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +178,9 @@ class Settings:
     notify: tuple[NotifyTarget, ...] = ()
     # The `output` of tasks that do not say (key by key).
     output: OutputConfig = field(default_factory=OutputConfig)
+    # True: a task with `roles` is in scope only when every role it lists is active
+    # (otherwise one of them is enough).
+    all_roles: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,19 +9,29 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TypeVar
 
 from taskforce.config.context import (
     ContextError,
     InstanceContext,
     MultipleValuesError,
     SharedContext,
+    choose,
     expand,
     expand_one,
     substitute,
 )
 from taskforce.config.errors import Problem
 from taskforce.config.host import HostFacts, UserInfo
-from taskforce.config.model import Config, EventConfig, ReadyConfig, TaskConfig, Value
+from taskforce.config.model import (
+    Config,
+    EventConfig,
+    Pick,
+    ReadyConfig,
+    TaskConfig,
+    Value,
+)
 from taskforce.config.output import resolve_output
 from taskforce.config.reuse import ResolveCache
 from taskforce.config.roles import Roles
@@ -35,13 +45,15 @@ from taskforce.core.spec import (
     ReadySpec,
     TaskSpec,
 )
-from taskforce.core.vocabulary import EventType, Placement
+from taskforce.core.vocabulary import Control, EventType, Placement
 
 __all__ = ["MAX_COUNT", "HostFacts", "UserInfo", "resolve"]
 
 # More processes than this for one task is a typo, not a plan: refuse it rather than
 # exhaust memory and pids.
 MAX_COUNT = 10_000
+
+T = TypeVar("T")
 
 
 def resolve(
@@ -66,7 +78,7 @@ def resolve(
     # Keyed by place and message: a top-level problem is met once per task.
     problems: dict[tuple[str, str], Problem] = {}
     for name, task in config.tasks.items():
-        if not in_scope(task, active):
+        if not in_scope(task, active, config.settings.all_roles):
             out_of_scope.add(name)
             continue
         if cache is not None and (spec := cache.reuse(name, task)) is not None:
@@ -94,19 +106,25 @@ def resolve(
     return DesiredState(tasks, policy, frozenset(out_of_scope)), tuple(problems.values())
 
 
-def in_scope(task: TaskConfig, active: frozenset[str] | None) -> bool:
-    """Whether a task runs with these active roles (None: role processing is off)."""
+def in_scope(task: TaskConfig, active: frozenset[str] | None, all_roles: bool = False) -> bool:
+    """Whether a task runs with these active roles (None: role processing is off): when
+    one role it lists is active, or with `all_roles` every one."""
     if active is None or not task.roles:  # no `roles` (or an empty list): always
         return True
+    if all_roles:
+        return all(role in active for role in task.roles)
     return any(role in active for role in task.roles)
 
 
 def _resolve_task(shared: SharedContext, name: str, task: TaskConfig) -> TaskSpec:
     context = shared.task(name, task)
     first = context.instance(0)
-    count = _count(task.count, first.values, f"tasks.{name}.count")
+    chosen = _chosen(task, first)
+    count = _count(chosen.count, first.values, f"tasks.{name}.count")
     instances = [
-        _instance(name, task, first if number == 0 else context.instance(number), shared.config)
+        _instance(
+            name, task, chosen, first if number == 0 else context.instance(number), shared.config
+        )
         for number in range(count)
     ]
     # Task-level values use instance 0's context: it exists even when count is 0.
@@ -116,16 +134,56 @@ def _resolve_task(shared: SharedContext, name: str, task: TaskConfig) -> TaskSpe
     ]
     return TaskSpec(
         name=name,
-        control=task.control,
+        control=chosen.control,
         instances=tuple(instances),
         requires=task.requires,
-        start_delay=task.start_delay,
-        time_limit=task.time_limit,
+        start_delay=chosen.start_delay,
+        time_limit=chosen.time_limit,
         onexit_start=tuple(item.task for item in task.onexit if item.type == "start"),
         events=tuple(events),
         ready=_ready(task.ready, first.values),
-        cluster=task.placement is Placement.CLUSTER,
+        cluster=chosen.placement is Placement.CLUSTER,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Chosen:
+    """The keys of a task that take one value and are not part of its context (those are
+    chosen with it), as chosen for that context."""
+
+    control: Control
+    count: int | str
+    procname: str | None
+    start_delay: float
+    time_limit: float | None
+    placement: Placement
+
+
+def _chosen(task: TaskConfig, first: InstanceContext) -> _Chosen:
+    """The value of each key of `task` that may be a conditional, for instance 0's context
+    (every instance's has the same names). A conditional that chooses nothing: the key is
+    as if it were not written."""
+
+    def one(key: str, value: T | Pick[T], default: T) -> T:
+        found = choose(value, first.values, f"tasks.{task.name}.{key}")
+        return default if found is None else found
+
+    one_process: int | str = 1
+
+    chosen = _Chosen(
+        control=one("control", task.control, Control.WAIT),
+        count=one("count", task.count, one_process),
+        procname=one("procname", task.procname, None),
+        start_delay=one("start_delay", task.start_delay, 0.0),
+        time_limit=one("time_limit", task.time_limit, None),
+        placement=one("placement", task.placement, Placement.HOST),
+    )
+    if chosen.control in (Control.NOWAIT, Control.ADOPT) and first.pidfile is None:
+        raise ContextError(
+            f"a {chosen.control} task is found through its pidfile, and none is chosen here",
+            f"tasks.{task.name}.pidfile",
+        )
+    return chosen
 
 
 def _ready(ready: ReadyConfig | None, context: Mapping[str, str]) -> ReadySpec | None:
@@ -159,7 +217,7 @@ def _count(count: int | str, context: Mapping[str, str], path: str) -> int:
 
 
 def _instance(
-    name: str, task: TaskConfig, context: InstanceContext, config: Config
+    name: str, task: TaskConfig, chosen: _Chosen, context: InstanceContext, config: Config
 ) -> InstanceSpec:
     values = context.values
     start_path = f"tasks.{name}.commands.start"
@@ -169,8 +227,8 @@ def _instance(
     if not argv[0]:
         raise ContextError("the program name expands to an empty string", start_path)
     program = argv[0]
-    if task.procname is not None:
-        procname = _one(task.procname, values, f"tasks.{name}.procname")
+    if chosen.procname is not None:
+        procname = _one(chosen.procname, values, f"tasks.{name}.procname")
         if procname is not None:
             argv[0] = procname
     commands: dict[str, tuple[str, ...]] = {}

@@ -14,13 +14,13 @@ from __future__ import annotations
 import math
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Generic, TypeGuard, TypeVar, cast
 
 from taskforce.config.errors import Problem, format_path
-from taskforce.config.model import Value
+from taskforce.config.model import Pick, Value
 from taskforce.config.yaml_source import Document, Path
 
 T = TypeVar("T")
@@ -333,3 +333,57 @@ class Conditional(Shape[Value]):
         if self.allow_scalar:
             outer.insert(0, {"type": ["string", "number"]})
         return {"anyOf": outer}
+
+
+@dataclass(frozen=True)
+class OneOf(Shape[T | Pick[T]]):
+    """`inner`, or a conditional that chooses one such value per task (a :class:`Pick`).
+
+    The specification lets a map stand wherever a scalar may ("Values and Lists"): each
+    of its keys that is in the task's context contributes its value, looked at again
+    (a list, another map). Every leaf must satisfy `inner`; which one is used, if any,
+    is decided when the task is resolved.
+    """
+
+    inner: Shape[T]
+
+    def check(self, value: object, at: Path, report: Reporter) -> T | Pick[T] | Invalid:
+        if not isinstance(value, list | dict):
+            return self.inner.check(value, at, report)
+        before = len(report.problems)
+        tree = self._check_tree(value, at, report)
+        return INVALID if len(report.problems) > before else Pick(tree)
+
+    def _check_tree(self, value: object, at: Path, report: Reporter) -> Value:
+        """The tree with its leaves converted by `inner` (recursion: the document's depth
+        is bounded by the loader)."""
+        if isinstance(value, list):
+            return [
+                self._check_tree(item, (*at, index), report) for index, item in enumerate(value)
+            ]
+        if isinstance(value, dict):
+            return {key: self._check_tree(item, (*at, key), report) for key, item in value.items()}
+        leaf = self.inner.check(value, at, report)
+        # Leaves of the model's scalar types (str, int, float and their enums) fit a Value.
+        return None if isinstance(leaf, Invalid) else cast(Value, leaf)
+
+    def json_schema(self, defs: Defs) -> JsonSchema:
+        inner = self.inner.json_schema(defs)
+        conditional = Conditional().json_schema(defs)
+        return {
+            "anyOf": [
+                inner,
+                {"type": "array", "items": conditional},
+                {"type": "object", "additionalProperties": conditional},
+            ]
+        }
+
+
+def certain_leaves(value: object, present: Container[str]) -> int:
+    """How many leaves a conditional gives at least, knowing only that the names in
+    `present` are in every context: more than one is an error found at load time."""
+    if isinstance(value, list):
+        return sum(certain_leaves(item, present) for item in value)
+    if isinstance(value, dict):
+        return sum(certain_leaves(item, present) for key, item in value.items() if key in present)
+    return 0 if value is None else 1

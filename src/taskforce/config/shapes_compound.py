@@ -199,6 +199,8 @@ class Record(Shape[T]):
     build: Callable[[Path, dict[str, Any]], T]
     rules: tuple[Rule, ...] = ()
     what: str = "map"  # for messages: "task", "event"...
+    # Keys people write by habit from elsewhere, and the key that does it here.
+    habits: Mapping[str, str] = field(default_factory=dict)
 
     def check(self, value: object, at: Path, report: Reporter) -> T | Invalid:
         if not isinstance(value, dict):
@@ -221,6 +223,8 @@ class Record(Shape[T]):
         for key in value:
             if key not in self.fields:
                 hint = did_you_mean(key, self.fields) or f" (known keys: {', '.join(self.fields)})"
+                if isinstance(key, str) and key in self.habits:
+                    hint = f" (did you mean {self.habits[key]!r}?)"
                 report.key_error((*at, key), f"unknown key {key!r}{hint}")
         for key, spec in self.fields.items():
             if spec.required and key not in value:

@@ -5,7 +5,9 @@ Two passes, both collecting every problem rather than stopping at the first:
 1. The shape of each value, from the declarative description in
    :mod:`taskforce.config.description` (unknown keys, types, ranges, enum words).
 2. The links between tasks: ``requires`` and ``onexit`` naming tasks that exist, onexit
-   starting only *once* tasks, events naming commands the task has, no ``requires`` cycles.
+   starting only *once* tasks, events naming commands the task has, no ``requires`` cycles;
+   and keys that take one value, written as a conditional that gives several whatever the
+   context.
    This pass reads the raw document, so that a mistake in one task does not hide a broken
    link in another.
 """
@@ -15,10 +17,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Mapping
 
-from taskforce.config.description import BUILTIN_COMMANDS, CONFIG
+from taskforce.config.context import ALWAYS_PRESENT
+from taskforce.config.description import BUILTIN_COMMANDS, CONFIG, TASK
 from taskforce.config.errors import ConfigError, Problem
 from taskforce.config.model import Config
-from taskforce.config.shapes import Invalid, Memo, Reporter, did_you_mean
+from taskforce.config.shapes import Invalid, Memo, OneOf, Reporter, certain_leaves, did_you_mean
 from taskforce.config.yaml_source import Document, Path
 from taskforce.core.vocabulary import Control
 
@@ -48,8 +51,11 @@ def _position(problem: Problem) -> tuple[int, int]:
 def check_links(document: Document, report: Reporter) -> None:
     """Report references between tasks that lead nowhere or in circles."""
     tasks = _raw_tasks(document)
+    top = document.data.get("defines")
+    certain = ALWAYS_PRESENT.union(top) if isinstance(top, dict) else ALWAYS_PRESENT
     for name, task in tasks.items():
         at: Path = ("tasks", name)
+        _check_one_values(report, task, at, certain)
         # Each check only when its key is there: most tasks have none of them.
         if "requires" in task:
             _check_requires(report, tasks, name)
@@ -83,6 +89,24 @@ def _listed_names(tasks: dict[str, RawTask], at: Path) -> Iterator[tuple[Path, s
         for index, item in enumerate(value):
             if isinstance(item, str):
                 yield (*at, index), item
+
+
+# The keys of a task that take one value, possibly chosen by a conditional.
+ONE_VALUE_KEYS = tuple(key for key, field in TASK.fields.items() if isinstance(field.shape, OneOf))
+
+
+def _check_one_values(report: Reporter, task: RawTask, at: Path, certain: frozenset[str]) -> None:
+    """A conditional gives several values in every context: say so now, not per host."""
+    defines = task.get("defines")
+    present = certain.union(defines) if isinstance(defines, dict) else certain
+    for key in ONE_VALUE_KEYS:
+        value = task.get(key)
+        if isinstance(value, list | dict) and (count := certain_leaves(value, present)) > 1:
+            report.error(
+                (*at, key),
+                f"gives {count} values in every context, where one is expected (a map "
+                "chooses the values of the names in the task's context; a list, all of them)",
+            )
 
 
 def _check_requires(report: Reporter, tasks: dict[str, RawTask], name: str) -> None:

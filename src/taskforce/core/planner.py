@@ -370,7 +370,8 @@ class Planner:
     def _settle(self, task: str, inst: Instance, record: ExitRecord, now: float) -> ExitOutcome:
         """Record the end of a process (or of a failed start) and its restart policy."""
         state = self.tasks[task]
-        verdict = restart.judge(self._desired.policy.restart, inst.failures, record)
+        spec = self._desired.tasks.get(task)
+        verdict = restart.judge(self._desired.policy.restart, inst.failures, spec, record)
         inst.failures = verdict.failures
         if record.error is not None and inst.ran_generation > 0:
             # A run that never happened does not count as the once run.
@@ -389,7 +390,7 @@ class Planner:
                 for target in ordering.onexit_runs(state, self._desired, self.tasks):
                     self._touch(target)
         self._touch(task)
-        restarting = restart.restarts(self._desired.tasks.get(task), inst.slot, record)
+        restarting = restart.restarts(spec, inst.slot, record)
         return ExitOutcome(
             task, inst.slot, record, inst.failures, verdict.delay, verdict.failed, restarting
         )

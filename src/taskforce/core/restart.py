@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from taskforce.core.spec import TaskSpec
 from taskforce.core.state import ExitRecord
-from taskforce.core.vocabulary import KEEP_RUNNING, RestartPolicy
+from taskforce.core.vocabulary import KEEP_RUNNING, RUN_TO_COMPLETION, RestartPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,9 +25,16 @@ class Verdict:
     delay: float
 
 
-def is_failure(policy: RestartPolicy, record: ExitRecord) -> bool:
-    """A start that did not happen, or a run that ended by itself before min_uptime."""
-    return record.error is not None or (not record.expected and record.uptime < policy.min_uptime)
+def is_failure(policy: RestartPolicy, spec: TaskSpec | None, record: ExitRecord) -> bool:
+    """A start that did not happen, or a run that ended by itself before min_uptime.
+
+    A task run to completion (once, event) that exits 0 has done its job, however quickly.
+    """
+    if record.error is not None:
+        return True
+    if record.status == 0 and spec is not None and spec.control in RUN_TO_COMPLETION:
+        return False
+    return not record.expected and record.uptime < policy.min_uptime
 
 
 def backoff_delay(policy: RestartPolicy, failures: int) -> float:
@@ -35,9 +42,11 @@ def backoff_delay(policy: RestartPolicy, failures: int) -> float:
     return min(policy.max_delay, policy.initial_delay * policy.factor ** (failures - 1))
 
 
-def judge(policy: RestartPolicy, failures: int, record: ExitRecord) -> Verdict:
-    """The verdict on an end of a process, after `failures` failures in a row."""
-    if is_failure(policy, record):
+def judge(
+    policy: RestartPolicy, failures: int, spec: TaskSpec | None, record: ExitRecord
+) -> Verdict:
+    """The verdict on an end of a process of `spec`, after `failures` failures in a row."""
+    if is_failure(policy, spec, record):
         return Verdict(True, failures + 1, backoff_delay(policy, failures + 1))
     return Verdict(False, 0, 0.0)
 

@@ -103,14 +103,23 @@ class Controller:
         }
 
     def config(self) -> JSON:
+        """The running configuration document, as loaded: what the original's
+        /status/config answers (the listeners' tokens and notification credentials
+        hidden)."""
         loaded = self.legion.loaded
-        data = _without_tokens(loaded.data) if loaded is not None else None
+        if loaded is None:
+            raise ControlError(503, "no configuration is loaded yet")
+        data = _without_tokens(loaded.data)
+        return data if isinstance(data, dict) else {}
+
+    def reload_status(self) -> JSON:
+        """Where the configuration comes from and how its latest change went."""
+        loaded = self.legion.loaded
         error = self.legion.reload_error
         return {
             "file": self.legion.config_file,
             "roles_file": self.legion.roles_file,
             "roles": list(loaded.roles.names) if loaded and loaded.roles is not None else None,
-            "config": data,
             "reload_error": [str(p) for p in error.problems] if error else None,
             "overrides": {
                 t: {k: str(v) for k, v in o.items()} for t, o in self.legion.overrides.items()

@@ -19,10 +19,11 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
+from taskforce.config import lint
 from taskforce.config.errors import ConfigError, Mark, Problem
 from taskforce.config.host import HostFacts
 from taskforce.config.load import read_text
-from taskforce.config.model import Config
+from taskforce.config.model import Config, Pick
 from taskforce.config.resolve import resolve
 from taskforce.config.reuse import ResolveCache
 from taskforce.config.roles import Roles, parse_roles
@@ -170,13 +171,25 @@ class Legion:
             if collecting:
                 gc.enable()
 
-    def _load(self, previous: Loaded | None, text: str | None) -> Loaded:
+    def _document(self, text: str | None = None) -> Document:
         source = self.config_source
         if text is None and source is not None:
             text = source.read().decode("utf-8", "replace")
         elif text is None:
             text = read_text(self.config_file)
-        document = load_document(text, source.name if source is not None else self.config_file)
+        return load_document(text, source.name if source is not None else self.config_file)
+
+    def warnings(self) -> tuple[Problem, ...]:
+        """Likely mistakes that do not stop the configuration from loading (see
+        :mod:`taskforce.config.lint`): what `-C` adds to the problems."""
+        try:
+            document = self._document()
+        except ConfigError:
+            return ()  # check() reports it
+        return tuple(lint.warnings(document, self.environ))
+
+    def _load(self, previous: Loaded | None, text: str | None) -> Loaded:
+        document = self._document(text)
         config = _with_overrides(validate_document(document, self._memo), self.overrides)
         roles = self.read_roles(previous.roles if previous is not None else None)
         desired, problems = resolve(config, roles, self.environ, self.host, self._resolved)
@@ -548,7 +561,7 @@ def _with_overrides(config: Config, overrides: Mapping[str, Mapping[str, object]
             continue
         control = changes.get("control", task.control)
         count = changes.get("count", task.count)
-        assert isinstance(control, Control) and isinstance(count, int | str)
+        assert isinstance(control, Control | Pick) and isinstance(count, int | str | Pick)
         tasks[name] = replace(task, control=control, count=count)
     return replace(config, tasks=tasks)
 

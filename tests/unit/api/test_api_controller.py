@@ -87,7 +87,7 @@ def test_status_config_hides_the_listeners_tokens(tmp_path: Path) -> None:
     config.write_text(json.dumps({"tasks": {}, "settings": {"http": http}}))
     legion = Legion(str(config))
     legion.loaded = legion.load()
-    shown = Controller(legion).config()["config"]["settings"]["http"]
+    shown = Controller(legion).config()["settings"]["http"]
     assert shown == [
         {"listen": "127.0.0.1:8080", "allow_control": True, "token": "(hidden)"},
         {"listen": "/run/tf.sock", "token_file": "/etc/tf.token"},
@@ -95,7 +95,7 @@ def test_status_config_hides_the_listeners_tokens(tmp_path: Path) -> None:
     assert "s3cret" not in json.dumps(Controller(legion).config())
     config.write_text(json.dumps({"settings": {"http": {"listen": "/x/y", "token": "s3cret"}}}))
     legion.loaded = legion.load()
-    assert Controller(legion).config()["config"]["settings"]["http"]["token"] == "(hidden)"
+    assert Controller(legion).config()["settings"]["http"]["token"] == "(hidden)"
 
 
 def test_task_state_comes_from_the_planner_state_not_its_words(legion: Legion) -> None:
@@ -113,3 +113,20 @@ def test_task_state_comes_from_the_planner_state_not_its_words(legion: Legion) -
     assert Controller(legion).tasks()["web"]["state"] == "backing off"
     web.waiting, web.waiting_for = Waiting.REQUIRES, "backing off, says the text"
     assert Controller(legion).tasks()["web"]["state"] == "waiting"
+
+
+def test_status_config_is_the_document_and_status_reload_the_facts(tmp_path: Path) -> None:
+    config = tmp_path / "taskforce.conf"
+    document = {"defines": {"PW": "x"}, "tasks": {"t": {"commands": {"start": ["t"]}}}}
+    config.write_text(json.dumps(document))
+    legion = Legion(str(config))
+    legion.loaded = legion.load()
+    controller = Controller(legion)
+    assert controller.config() == document
+    assert controller.reload_status() == {
+        "file": str(config),
+        "roles_file": None,
+        "roles": None,
+        "reload_error": None,
+        "overrides": {},
+    }

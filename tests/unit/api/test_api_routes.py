@@ -30,6 +30,9 @@ class FakeController:
         return {"taskforce": "test"}
 
     def config(self) -> dict[str, Any]:
+        return {"tasks": {"web": {"commands": {"start": ["web", "--password=x"]}}}}
+
+    def reload_status(self) -> dict[str, Any]:
         return {"file": "/etc/taskforce.conf"}
 
     def tasks(self) -> dict[str, Any]:
@@ -118,7 +121,8 @@ def data(reply: Reply) -> Any:
 
 def test_status_paths(fake: FakeController) -> None:
     assert data(handle(fake, "GET", "/status/version")) == {"taskforce": "test"}
-    assert data(handle(fake, "GET", "/status/config")) == {"file": "/etc/taskforce.conf"}
+    assert data(handle(fake, "GET", "/status/config")) == fake.config()
+    assert data(handle(fake, "GET", "/status/reload")) == {"file": "/etc/taskforce.conf"}
     reply = handle(fake, "GET", "/status/tasks")
     assert reply.status == 200 and reply.body == b'{"web":{"running":1},"db":{"running":1}}\n'
     metrics = handle(fake, "GET", "/metrics")
@@ -126,6 +130,29 @@ def test_status_paths(fake: FakeController) -> None:
     assert metrics.content_type == "text/plain; version=0.0.4; charset=utf-8"
     stream = Router(fake, Access()).handle(Request("GET", "/events"))
     assert stream is EVENT_STREAM
+
+
+@pytest.mark.parametrize(
+    ("access", "token", "status"),
+    [
+        (Access(), None, 401),  # status only, no token: nobody here may control
+        (Access(allow_control=True), None, 200),  # the owner's unix socket
+        (Access(allow_control=True, token=b"s3cret"), None, 401),
+        (Access(allow_control=True, token=b"s3cret"), "wrong", 401),
+        (Access(allow_control=True, token=b"s3cret"), "s3cret", 200),
+        (Access(token=b"s3cret"), "s3cret", 200),  # the token holder, control off
+    ],
+)
+def test_the_configuration_needs_a_caller_that_may_control(
+    fake: FakeController, access: Access, token: str | None, status: int
+) -> None:
+    reply = handle(fake, "GET", "/status/config", access, token=token)
+    assert reply.status == status
+    if status == 401:
+        assert "error" in data(reply) and "password" not in reply.body.decode()
+        assert ("WWW-Authenticate", 'Bearer realm="taskforce"') in reply.headers
+    # The other status paths stay open.
+    assert handle(fake, "GET", "/status/reload", access, token=token).status == 200
 
 
 def test_indent_pretty_prints(fake: FakeController) -> None:

@@ -190,12 +190,35 @@ def test_status_prints_the_table(capsys: pytest.CaptureFixture[str], unix: Any) 
     canned.route("GET", "/status/tasks", STATUS)
     code, out, err = run(capsys, "status", "--server", path)
     assert (code, err) == (0, "")
-    assert [(s.method, s.path, s.query) for s in canned.seen] == [("GET", "/status/tasks", {})]
+    assert [(s.method, s.path, s.query) for s in canned.seen] == [
+        ("GET", "/status/tasks", {}),
+        ("GET", "/status/reload", {}),  # unanswered (404) here: an older taskforce
+    ]
     lines = out.splitlines()
     assert lines[0].split()[:3] == ["TASK", "CONTROL", "STATE"]
     assert lines[1].split()[:5] == ["web", "wait", "running", "2/2", "301,302"]
     assert lines[2].split()[:4] == ["db", "wait", "stopped", "0/1"]
     assert "\033" not in out  # captured output is not a terminal
+
+
+def test_status_tells_of_a_rejected_reload_and_overrides(
+    capsys: pytest.CaptureFixture[str], unix: Any
+) -> None:
+    path, canned = unix
+    canned.route("GET", "/status/tasks", STATUS)
+    reload = {
+        "file": "/etc/tf.conf",
+        "reload_error": ["/etc/tf.conf:3:5: tasks.web.count: must be a number"],
+        "overrides": {"web": {"count": "1", "control": "off"}},
+    }
+    canned.route("GET", "/status/reload", reload)
+    code, out, err = run(capsys, "status", "--server", path)
+    assert code == 0 and out.startswith("TASK")
+    assert err.splitlines() == [
+        "taskforce: the latest change of /etc/tf.conf was rejected; the previous one runs:",
+        "  /etc/tf.conf:3:5: tasks.web.count: must be a number",
+        "temporary overrides (until the next reload): web control=off, web count=1",
+    ]
 
 
 def test_status_json_prints_the_servers_json(capsys: pytest.CaptureFixture[str], unix: Any) -> None:

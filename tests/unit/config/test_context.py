@@ -24,7 +24,7 @@ from taskforce.config.context import (
     substitute,
 )
 from taskforce.config.host import HostFacts, UserInfo
-from taskforce.config.model import Config, TaskConfig, Value
+from taskforce.config.model import Config, Pick, TaskConfig, Value
 from taskforce.config.roles import Roles
 from taskforce.core.spec import TASK_PID_MARKER
 
@@ -349,12 +349,13 @@ def test_roles_file_values_are_task_values() -> None:
     [({"P": "/run/{P}.pid"}, "/run/p.pid"), ({"NOPE": "/run/x.pid"}, None)],
 )
 def test_a_conditional_field_may_choose_nothing(pidfile: Value, expected: str | None) -> None:
-    assert context({"defines": {"P": "p"}}, pidfile=pidfile).get("Task_pidfile") == expected
+    chosen = context({"defines": {"P": "p"}}, pidfile=Pick(pidfile)).get("Task_pidfile")
+    assert chosen == expected
 
 
 def test_a_field_choosing_two_values_is_an_error() -> None:
     with pytest.raises(MultipleValuesError) as caught:
-        context(cwd=["/a", "/b"])
+        context(cwd=Pick(["/a", "/b"]))
     assert caught.value.path == "tasks.t.cwd"
 
 

@@ -9,8 +9,18 @@ import pytest
 import yaml
 
 from taskforce.config.errors import Problem
-from taskforce.config.model import Config, EventConfig, OnExitConfig, Settings, TaskConfig, Value
+from taskforce.config.model import (
+    Config,
+    EventConfig,
+    OnExitConfig,
+    Pick,
+    Placement,
+    Settings,
+    TaskConfig,
+    Value,
+)
 from taskforce.config.resolve import MAX_COUNT, HostFacts, UserInfo, resolve
+from taskforce.config.reuse import ResolveCache
 from taskforce.config.roles import Roles
 from taskforce.core.spec import TASK_PID_MARKER, DesiredState, EventSpec, TaskSpec
 from taskforce.core.vocabulary import Control, EventType, RestartPolicy
@@ -164,6 +174,45 @@ def test_any_matching_role_brings_a_task_in_scope() -> None:
     assert state.out_of_scope == {"web"}
 
 
+@pytest.mark.parametrize(
+    ("active", "one_is_enough", "all_needed"),
+    [
+        ((), {"any"}, {"any"}),
+        (("db",), {"any", "both"}, {"any"}),
+        (("frontend",), {"any", "web", "both"}, {"any", "web"}),
+        (("db", "frontend"), {"any", "web", "both"}, {"any", "web", "both"}),
+    ],
+)
+def test_all_roles_needs_every_listed_role(
+    active: tuple[str, ...], one_is_enough: set[str], all_needed: set[str]
+) -> None:
+    state, _ = run(*SCOPED, roles=Roles(active))
+    assert set(state.tasks) == one_is_enough
+    strict = Settings(all_roles=True)
+    state, _ = run(*SCOPED, roles=Roles(active), settings=strict)
+    assert set(state.tasks) == all_needed
+    assert state.out_of_scope == {"web", "both"} - all_needed
+    # Without role processing, every task runs either way.
+    state, _ = run(*SCOPED, roles=None, settings=strict)
+    assert set(state.tasks) == {"any", "web", "both"}
+
+
+def test_all_roles_on_a_roles_change_with_the_same_cache() -> None:
+    config = Config(source="tf.yaml", tasks={t.name: t for t in SCOPED})
+    strict = Config(source="tf.yaml", tasks=config.tasks, settings=Settings(all_roles=True))
+    cache = ResolveCache()
+    scopes = [
+        set(resolve(conf, Roles(active), {}, HOST, cache)[0].tasks)
+        for conf, active in [
+            (strict, ("frontend",)),
+            (strict, ("frontend", "db")),  # db joins: both comes into scope
+            (strict, ("db",)),  # frontend leaves: web and both go
+            (config, ("db",)),  # all_roles off again: one role is enough for both
+        ]
+    ]
+    assert scopes == [{"any", "web"}, {"any", "web", "both"}, {"any"}, {"any", "both"}]
+
+
 def test_an_empty_roles_list_means_always_in_scope() -> None:
     state, _ = run(task("t", roles=()), roles=Roles(("db",)))
     assert set(state.tasks) == {"t"}
@@ -288,13 +337,128 @@ def test_policy_comes_from_settings() -> None:
     assert (state.policy.restart, state.policy.stop_timeout) == (restart, 9.0)
 
 
+# --- conditional values for keys that take one value --------------------------------------
+
+# Each layer of the context, with the name it makes present.
+LAYERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "the environment": ("WHERE", {"env": {"WHERE": "x"}}),
+    "a top-level define": ("WHERE", {"defines": {"WHERE": "x"}}),
+    "a top-level default": ("WHERE", {"defaults": {"WHERE": "x"}}),
+    "a top-level role define": (
+        "WHERE",
+        {"role_defines": {"r": {"WHERE": "x"}}, "roles": Roles(("r",))},
+    ),
+    "a roles file value": ("Task_role_r", {"roles": Roles(("r",), {"r": "x"})}),
+}
+
+
+@pytest.mark.parametrize(("name", "layer"), LAYERS.values(), ids=LAYERS)
+def test_a_conditional_key_sees_every_layer_of_the_context(
+    name: str, layer: dict[str, Any]
+) -> None:
+    cwd = Pick({name: "/srv/{Task_name}", "ELSEWHERE": "/nowhere"})
+    assert one(task(cwd=cwd), **layer).instances[0].launch.cwd == "/srv/t"
+    # Without the layer, the conditional chooses nothing: no cwd at all.
+    assert one(task(cwd=cwd)).instances[0].launch.cwd is None
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"defines": {"WHERE": "x"}}, {"role_defines": {"r": {"WHERE": "x"}}}],
+    ids=["a task define", "a task role define"],
+)
+def test_a_conditional_key_sees_the_tasks_own_layers(fields: dict[str, Any]) -> None:
+    spec = one(task(pidfile=Pick([{"WHERE": "/run/{WHERE}.pid"}]), **fields), roles=Roles(("r",)))
+    assert spec.instances[0].pidfile == "/run/x.pid"
+
+
+def test_a_conditional_key_sees_task_values() -> None:
+    spec = one(task(procname=Pick({"Task_host": "{Task_name}@{Task_host}"}), count=2))
+    assert [argv(spec, n)[0] for n in (0, 1)] == ["t@box", "t@box"]
+
+
+def test_every_key_that_takes_one_value_may_be_conditional() -> None:
+    spec = one(
+        task(
+            control=Pick({"MANUAL": Control.OFF}),
+            count=Pick({"N": "{N}"}),
+            start_delay=Pick([{"SLOW": 2.0}]),
+            time_limit=Pick({"LIMIT": 9.0}),
+            placement=Pick({"CLUSTER": Placement.CLUSTER}),
+            user=Pick({"WEB": "www"}),
+            group=Pick({"STAFF": 7}),
+        ),
+        env={"MANUAL": "1", "N": "3", "SLOW": "", "LIMIT": "1", "CLUSTER": "1", "WEB": "1"},
+    )
+    assert (spec.control, len(spec.instances), spec.start_delay, spec.time_limit) == (
+        Control.OFF,
+        3,
+        2.0,
+        9.0,
+    )
+    assert spec.cluster
+    assert (spec.instances[0].launch.user, spec.instances[0].launch.group) == ("www", None)
+
+
+def test_a_conditional_that_chooses_nothing_is_as_if_not_written() -> None:
+    spec = one(
+        task(
+            control=Pick({"MANUAL": Control.OFF}),
+            count=Pick([]),
+            start_delay=Pick({"SLOW": 2.0}),
+            time_limit=Pick({"LIMIT": 9.0}),
+            procname=Pick({"NAME": "x"}),
+        )
+    )
+    assert (spec.control, len(spec.instances), spec.start_delay, spec.time_limit) == (
+        Control.WAIT,
+        1,
+        0.0,
+        None,
+    )
+    assert argv(spec) == ("prog",)
+
+
+def test_a_nested_conditional_chooses_through_every_level() -> None:
+    cwd = Pick([{"A": [{"B": "/a/b"}, {"C": "/a/c"}]}, {"D": "/d"}])
+    assert one(task(cwd=cwd), env={"A": "", "C": ""}).instances[0].launch.cwd == "/a/c"
+    assert one(task(cwd=cwd), env={"D": ""}).instances[0].launch.cwd == "/d"
+    assert one(task(cwd=cwd), env={"B": "", "D": ""}).instances[0].launch.cwd == "/d"
+
+
+@pytest.mark.parametrize("key", ["cwd", "procname", "control", "count", "user"])
+def test_a_conditional_giving_several_values_leaves_only_its_task_out(key: str) -> None:
+    values: dict[str, Any] = {
+        "cwd": ("/a", "/b"),
+        "procname": ("a", "b"),
+        "control": (Control.OFF, Control.ONCE),
+        "count": (1, 2),
+        "user": ("www", 33),
+    }
+    first, second = values[key]
+    bad = task("bad", **{key: Pick({"A": first, "B": [second]})})
+    state, problems = run(bad, task("ok"), env={"A": "1", "B": "1"})
+    assert set(state.tasks) == {"ok"}
+    assert [(p.path, p.message.split(" (")[0]) for p in problems] == [
+        (f"tasks.bad.{key}", "expands to 2 values")
+    ]
+
+
+def test_a_nowait_task_whose_pidfile_chooses_nothing_is_a_problem() -> None:
+    bad = task(control=Control.NOWAIT, pidfile=Pick({"RUN": "/run/t.pid"}))
+    state, problems = run(bad)
+    assert state.tasks == {}
+    assert [p.path for p in problems] == ["tasks.t.pidfile"]
+    assert one(bad, env={"RUN": ""}).instances[0].pidfile == "/run/t.pid"
+
+
 # --- problems ----------------------------------------------------------------------------
 
 
 def test_problems_leave_only_their_task_out() -> None:
     state, problems = run(
         task("loop", defines={"a": "{b}", "b": "{a}"}),
-        task("cwd", cwd={"A": "/a", "B": "/b"}),
+        task("cwd", cwd=Pick({"A": "/a", "B": "/b"})),
         task("ok"),
         env={"A": "1", "B": "1"},
     )

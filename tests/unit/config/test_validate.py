@@ -13,7 +13,13 @@ from hypothesis import strategies as st
 
 from taskforce.config.errors import ConfigError
 from taskforce.config.load import load_config, parse_config
-from taskforce.config.model import Config, EventConfig, OnExitConfig, Settings
+from taskforce.config.model import (
+    Config,
+    EventConfig,
+    OnExitConfig,
+    Pick,
+    Settings,
+)
 from taskforce.core.vocabulary import Control, EventType, RestartPolicy
 
 DATA = pathlib.Path(__file__).parent / "data"
@@ -358,8 +364,14 @@ def test_top_level_problems(text: str, expected: str) -> None:
          "substitution, got the string 'many'"),
         ('"cwd": ""', "must not be empty"),
         ('"cwd": 7', "expected a string, got the integer 7"),
-        ('"pidfile": ["a"]', "expected a string, got a list"),
-        ('"procname": {"A": "x"}', "expected a string, got a map"),
+        ('"pidfile": ["a", "b"]', "gives 2 values in every context, where one is expected "
+         "(a map chooses the values of the names in the task's context; a list, all of them)"),
+        ('"procname": {"A": 7}', "expected a string, got the integer 7"),
+        ('"control": {"A": "sometimes"}',
+         "'sometimes' is not one of wait, once, off, suspend, nowait, adopt, event"),
+        ('"start_delay": [{"A": -1}]', "must be at least 0, got -1"),
+        ('"user": {"A": [true]}',
+         "expected a name or a numeric id (0 or more), got the boolean true"),
         ('"defines": "A=1"', "expected a map, got the string 'A=1'"),
         ('"user": -1', "expected a name or a numeric id (0 or more), got the integer -1"),
         ('"group": false', "expected a name or a numeric id (0 or more), got the boolean false"),
@@ -470,6 +482,67 @@ def test_numbers_in_commands_and_paths_are_kept() -> None:
 def test_a_command_may_be_one_conditional_map() -> None:
     body = '"commands": {"start": ["p"], "debug": {"DEBUG": ["p", "-d"]}}'
     assert parse(task(body)).tasks["t"].commands["debug"] == {"DEBUG": ["p", "-d"]}
+
+
+# --- conditional values for keys that take one value ------------------------------------------
+
+
+def test_a_key_taking_one_value_may_be_conditional() -> None:
+    config = parse(
+        """
+        tasks:
+          t:
+            commands: {start: [prog]}
+            cwd: {STAGING: /srv/staging, PROD: [/srv/prod]}
+            user: [{WEB: www}, {DB: 70}]
+            count: {N: "{N}"}
+            control: {MANUAL: "off"}
+            start_delay: {SLOW: 2}
+            procname: "{Task_name}"
+        """
+    )
+    t = config.tasks["t"]
+    assert t.cwd == Pick({"STAGING": "/srv/staging", "PROD": ["/srv/prod"]})
+    assert t.user == Pick([{"WEB": "www"}, {"DB": 70}])
+    assert t.count == Pick({"N": "{N}"})
+    assert t.control == Pick({"MANUAL": Control.OFF})
+    assert t.start_delay == Pick({"SLOW": 2.0})
+    assert t.procname == "{Task_name}"  # a plain value stays plain
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        '["/a", "/b"]',  # a list: both, always
+        '["/a", {"Task_name": "/b"}]',  # Task_name is in every context
+        '{"Task_host": "/a", "TOP": "/b"}',  # TOP: a top-level define
+        '[{"MINE": ["/a", "/b"]}]',  # MINE: one of the task's defines, nested
+    ],
+)
+def test_a_conditional_giving_several_values_everywhere_is_an_error_at_load(value: str) -> None:
+    text = (
+        f'{{"defines": {{"TOP": "1"}}, "tasks": {{"t": {{{START}, '
+        f'"defines": {{"MINE": "1"}}, "cwd": {value}}}}}}}'
+    )
+    found = problems(text)
+    assert len(found) == 1 and "tasks.t.cwd: gives 2 values in every context" in found[0]
+    assert found[0].startswith("t.conf:1:")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        '{"A": "/a", "B": "/b"}',  # depends on the context: decided per host
+        '[{"ROLE": "/a"}, "/b"]',  # a role define: not always there
+        "[]",  # none: as if not written
+    ],
+)
+def test_a_conditional_that_may_give_one_value_loads(value: str) -> None:
+    text = (
+        f'{{"role_defines": {{"r": {{"ROLE": "1"}}}}, "tasks": {{"t": {{{START}, '
+        f'"cwd": {value}}}}}}}'
+    )
+    assert isinstance(parse(text).tasks["t"].cwd, Pick)
 
 
 # --- links between tasks ---------------------------------------------------------------------
@@ -638,3 +711,10 @@ def test_any_document_gives_a_config_or_positioned_problems(data: dict[str, obje
     except ConfigError as error:
         assert error.problems
         assert all(problem.mark is not None for problem in error.problems)
+
+
+def test_the_readme_example_of_conditional_scalar_keys_loads() -> None:
+    readme = (REPO / "README.md").read_text()
+    example = readme.split("not only in command lists.", 1)[1].split("```yaml\n", 1)[1]
+    config = parse(example.split("```", 1)[0])
+    assert isinstance(config.tasks["web"].cwd, Pick)

@@ -263,6 +263,31 @@ def test_time_limit_stops_a_hung_once_task_so_dependents_proceed() -> None:
     assert h.starts() == [("app", 0)]
 
 
+def test_a_once_task_that_succeeds_quickly_is_not_a_failure() -> None:
+    h = Harness(desired(task("setup", control=Control.ONCE), min_uptime=1.0))
+    assert h.starts(0.0) == [("setup", 0)]
+    pid = h.pid("setup")
+    outcome = h.planner.exited(pid, 0, 0.2, 0.2)  # exit 0 well before min_uptime
+    assert outcome is not None
+    assert (outcome.failures, outcome.retry_in, outcome.restarting) == (0, 0.0, False)
+    assert h.planner.tasks["setup"].instances[0].failures == 0
+    assert h.planner.once_done("setup")
+
+
+def test_a_once_task_that_fails_quickly_is_still_a_failure() -> None:
+    h = Harness(desired(task("setup", control=Control.ONCE), min_uptime=1.0))
+    h.starts(0.0)
+    outcome = h.planner.exited(h.pid("setup"), 1 << 8, 0.2, 0.2)  # exit status 1
+    assert outcome is not None and outcome.failures == 1
+
+
+def test_a_wait_task_that_exits_0_quickly_is_a_failure() -> None:
+    h = Harness(desired(task("web"), min_uptime=1.0))
+    h.starts(0.0)
+    outcome = h.planner.exited(h.pid("web"), 0, 0.2, 0.2)
+    assert outcome is not None and (outcome.failures, outcome.retry_in) == (1, 0.5)
+
+
 def test_failed_start_is_retried_with_backoff_even_for_once_tasks() -> None:
     h = Harness(desired(task("init", control=Control.ONCE)))
     (start,) = h.planner.plan(0.0).actions

@@ -12,8 +12,12 @@ from taskforce.core.vocabulary import Control, RestartPolicy
 POLICY = RestartPolicy(min_uptime=1.0, initial_delay=0.5, factor=2.0, max_delay=4.0)
 
 
-def ended(uptime: float, *, expected: bool = False, error: str | None = None) -> ExitRecord:
-    return ExitRecord(status=256, at=100.0, wall=0.0, uptime=uptime, expected=expected, error=error)
+def ended(
+    uptime: float, *, expected: bool = False, error: str | None = None, status: int = 256
+) -> ExitRecord:
+    return ExitRecord(
+        status=status, at=100.0, wall=0.0, uptime=uptime, expected=expected, error=error
+    )
 
 
 @pytest.mark.parametrize(
@@ -37,7 +41,16 @@ def ended(uptime: float, *, expected: bool = False, error: str | None = None) ->
     ],
 )
 def test_judge(record: ExitRecord, failures_before: int, verdict: restart.Verdict) -> None:
-    assert restart.judge(POLICY, failures_before, record) == verdict
+    assert restart.judge(POLICY, failures_before, spec(Control.WAIT), record) == verdict
+
+
+@pytest.mark.parametrize("control", [Control.ONCE, Control.EVENT])
+def test_a_run_to_completion_that_exits_0_is_done_however_quickly(control: Control) -> None:
+    done = restart.judge(POLICY, 2, spec(control), ended(0.01, status=0))
+    assert done == restart.Verdict(False, 0, 0.0)
+    # Exiting non-zero too soon is still a failure; a wait task exiting 0 too soon too.
+    assert restart.judge(POLICY, 0, spec(control), ended(0.01)).failed
+    assert restart.judge(POLICY, 0, spec(Control.WAIT), ended(0.01, status=0)).failed
 
 
 @pytest.mark.parametrize(

@@ -151,6 +151,44 @@
     }
   }
 
+  // /status/reload tells what the task table does not: the latest change of the
+  // configuration was rejected, temporary overrides are in force. Asked at start, every
+  // RELOAD_MS (a rejected change alters no task), and soon after the tasks change.
+  const RELOAD_MS = 10000;
+  let reloadSoon = null;
+
+  function askReload() {
+    if (reloadSoon === null) reloadSoon = setTimeout(loadReload, 1000);
+  }
+
+  async function loadReload() {
+    clearTimeout(reloadSoon);
+    reloadSoon = null;
+    try {
+      const reply = await fetch("/status/reload", { headers: headers() });
+      if (!reply.ok) return; // an older taskforce: nothing to add
+      const facts = await reply.json();
+      const notes = [];
+      if (Array.isArray(facts.reload_error) && facts.reload_error.length > 0) {
+        notes.push(
+          "The latest change of the configuration was rejected; the previous one runs: " +
+            facts.reload_error.join("; "),
+        );
+      }
+      const overrides = Object.entries(facts.overrides || {}).flatMap(([task, fields]) =>
+        Object.entries(fields).map(([key, value]) => `${task} ${key}=${value}`),
+      );
+      if (overrides.length > 0) {
+        notes.push(`Temporary overrides until the next reload: ${overrides.join(", ")}.`);
+      }
+      const note = $("reload-note");
+      setText(note, notes.join(" "));
+      note.hidden = notes.length === 0;
+    } catch (e) {
+      // offline for now: the event stream reports that
+    }
+  }
+
   // ----- control ------------------------------------------------------------------------
 
   async function act(name, action, label, button) {
@@ -441,6 +479,7 @@
     source.addEventListener("tasks", (event) => {
       connection("live", "live");
       render(JSON.parse(event.data));
+      askReload();
     });
     source.addEventListener("open", () => connection("live", "live"));
     // The browser reconnects by itself (taskforce restarting, say).
@@ -575,6 +614,8 @@
     readToken();
     loadVersion();
     loadAccess();
+    loadReload();
+    setInterval(loadReload, RELOAD_MS);
     setupTabs();
     listen();
     setInterval(() => {
