@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 
 from taskforce.config.errors import ConfigError, Mark, Problem
 from taskforce.config.host import HostFacts
-from taskforce.config.load import read_text
+from taskforce.config.load import is_dev_null, read_file, read_text
 from taskforce.config.model import Config, Control, EventType
 from taskforce.config.resolve import resolve
 from taskforce.config.reuse import ResolveCache
@@ -130,22 +130,13 @@ class Legion:
         if self.roles_file is None:
             return None
         try:
-            with open(self.roles_file, "rb") as f:
-                data = f.read()
+            data = read_file(self.roles_file)
         except FileNotFoundError:
             if previous is not None:
                 log.warning("roles file %s is missing: keeping roles as they were", self.roles_file)
                 return previous
             log.warning("roles file %s does not exist: no role is active", self.roles_file)
             return Roles(())
-        except IsADirectoryError:
-            raise ConfigError(
-                [Problem(self.roles_file, None, "", "is a directory, not a roles file")]
-            ) from None
-        except OSError as exc:
-            raise ConfigError(
-                [Problem(self.roles_file, None, "", f"cannot read roles file: {exc.strerror}")]
-            ) from None
         return parse_roles(data, self.roles_file)
 
     def load(self, previous: Loaded | None = None, text: str | None = None) -> Loaded:
@@ -354,7 +345,9 @@ class Legion:
         own = set() if self.config_source is not None else {self.config_file}
         if self.roles_file is not None and self.roles_source is None:
             own.add(self.roles_file)
-        return frozenset(own) | self._own_code
+        # /dev/null is read once as empty: every write to it by anyone would look like a
+        # change.
+        return frozenset(p for p in own if not is_dev_null(p)) | self._own_code
 
     def _refresh_watches(self) -> None:
         if self._watcher is None or self._events is None:
