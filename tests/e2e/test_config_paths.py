@@ -136,3 +136,16 @@ def test_dev_null_roles_is_read_once_as_empty_and_not_watched(
     probes.wait(1, kind="hup", task="common")
     assert "configuration or roles file changed" not in taskforce.log()
     assert pid_alive(taskforce.pid)
+
+
+@pytest.mark.parametrize("roles", [False, True], ids=["config", "roles"])
+def test_fleet_push_refuses_a_fifo_without_waiting_on_it(
+    tmp_path: Path, taskforce: Taskforce, roles: bool
+) -> None:
+    fifo = _special(tmp_path, "fifo")
+    # Nothing listens there: the file is refused before etcd is reached.
+    url = "etcd://127.0.0.1:9/taskforce/config"
+    pushed = taskforce.run("fleet", "push", "--etcd", url, *(["--roles"] if roles else []), fifo)
+    assert pushed.returncode == 1, pushed.stderr
+    assert f"{fifo}: cannot read the file: is a FIFO, not a regular file" in pushed.stderr
+    assert "not pushed" in pushed.stderr
