@@ -163,3 +163,36 @@ def test_check_against_a_running_instance_prints_the_plan(
     assert "start: e" in out
     assert "update: d (events)" in out
     assert len(probes.records("start")) == 5  # nothing was applied
+
+
+def test_a_reload_to_a_requires_chain_deeper_than_the_recursion_limit(
+    taskforce: Taskforce, probes: Probes, tmp_path: Path
+) -> None:
+    sock = str(tmp_path / "tf.sock")
+    settings = {**FAST, "http": {"listen": sock, "allow_control": True}}
+    conf = write_config(tmp_path / "tf.conf", {"a": probe_task()}, settings=settings)
+    taskforce.start("-f", str(conf))
+    probes.wait(1)
+    wait_for(lambda: os.path.exists(sock), what="the control socket")
+    length = 3000  # three times Python's default recursion limit
+
+    def chained(closed: bool) -> str:
+        tasks: dict[str, Any] = {"a": probe_task()}
+        for i in range(length):
+            tasks[f"t{i}"] = probe_task(control="off", requires=f"t{i + 1}")
+        tasks[f"t{length - 1}"]["requires"] = "t0" if closed else []
+        return json.dumps({"settings": settings, "tasks": tasks})
+
+    replace_file(conf, chained(closed=True))
+    refused = taskforce.run("reload", "--server", sock, timeout=60)
+    assert refused.returncode == 1, refused.stderr
+    assert f"requires cycle: t0 -> t1 -> t2 -> t3 -> t4 -> t5 -> ... ({length - 11} more)" in (
+        refused.stderr
+    )
+    replace_file(conf, chained(closed=False))
+    applied = taskforce.run("reload", "--server", sock, timeout=60)
+    assert applied.returncode == 0, applied.stderr
+    status = taskforce.run("status", "--json", "--server", sock, "t0", timeout=60)
+    assert json.loads(status.stdout)["t0"]["requires"] == ["t1"]
+    assert "Traceback" not in taskforce.log()
+    assert len(probes.records(task="a")) == 1

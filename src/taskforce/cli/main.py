@@ -311,13 +311,21 @@ def _supervise(args: argparse.Namespace) -> int:
         exit_with=args.exit_with,
     )
     serve = run_fleet if fleet else serve_with_api
+
+    def started() -> None:
+        # Problems that left the start going (a task that cannot be resolved) are
+        # printed by the command that detached, not only logged.
+        assert detached is not None
+        problems = legion.loaded.problems if legion.loaded is not None else ()
+        detached.report(notes="\n".join(f"taskforce: {p}" for p in problems))
+
     try:
         outcome = asyncio.run(
             serve(
                 legion,
                 pidfile=pidfile.path if pidfile else None,
                 extra=extra,
-                on_ready=detached.report if detached else None,
+                on_ready=started if detached else None,
             )
         )
     except (ConfigError, ApiConfigError) as exc:

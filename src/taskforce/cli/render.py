@@ -21,6 +21,7 @@ _STATE_COLOURS = {
     "waiting": _YELLOW,
     "stopping": _YELLOW,
     "backing off": _RED,
+    "invalid": _RED,
     "stopped": _DIM,
     "off": _DIM,
     "suspend": _DIM,

@@ -41,6 +41,8 @@ from taskforce.core.spec import (
 
 _WORDS = (NULL, STDERR, SYSLOG)
 _SUBSTITUTION = r"\{[^{}]+\}"
+# What makes a destination a file path rather than a word.
+_FILE_PATH = rf"[/.]|{_SUBSTITUTION}"
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 _SIZE = r"[0-9]+ *([kKmMgG]i?[bB]?)?"
 MAX_BACKUPS = 1000  # more rotated files than this is a typo
@@ -50,7 +52,9 @@ MAX_BACKUPS = 1000  # more rotated files than this is a typo
 class Destination(Shape[str]):
     """null (or YAML null), stderr, syslog, a file path, and for stderr also `stdout`.
 
-    A path is anything with a '/', or a {name} substitution that must give one.
+    A file path is anything with a '/', a '.' or a {name} substitution: `app.log` is a
+    file beside the configuration. A bare word is one of the words above, so that a
+    misspelt one (`sylog`) is an error rather than a file of that name.
     """
 
     for_stderr: bool = False
@@ -62,18 +66,17 @@ class Destination(Shape[str]):
     def check(self, value: object, at: Path, report: Reporter) -> str | Invalid:
         if value is None:
             return NULL
-        if isinstance(value, str) and (
-            value in self.words or "/" in value or re.search(_SUBSTITUTION, value)
-        ):
+        if isinstance(value, str) and (value in self.words or re.search(_FILE_PATH, value)):
             if "\0" in value:
                 report.error(at, "a file path cannot contain a NUL character")
                 return INVALID
             return value
         words = ", ".join(self.words)
-        hint = did_you_mean(value, self.words) if isinstance(value, str) else ""
-        report.error(
-            at, f"expected {words} or a file path (with a '/'), got {describe(value)}{hint}"
-        )
+        if isinstance(value, str) and value:
+            hint = did_you_mean(value, self.words) or f" (write ./{value} for a file of that name)"
+            report.error(at, f"expected {words} or a file path, got {describe(value)}{hint}")
+        else:
+            report.error(at, f"expected {words} or a file path, got {describe(value)}")
         return INVALID
 
     def json_schema(self, defs: Defs) -> JsonSchema:
@@ -81,7 +84,7 @@ class Destination(Shape[str]):
             "anyOf": [
                 {"type": "null"},
                 {"type": "string", "enum": list(self.words)},
-                {"type": "string", "pattern": f"/|{_SUBSTITUTION}"},
+                {"type": "string", "pattern": _FILE_PATH},
             ]
         }
 
@@ -134,8 +137,9 @@ OUTPUT = Record(
             Destination(),
             "Where the task's standard output goes: null (/dev/null, the default), stderr "
             "(taskforce's own stderr, each line prefixed with task[instance]), syslog, or a "
-            "file path (anything with a '/'; relative to the configuration file's directory) "
-            "which may use {name} substitutions such as {Task_instance}.",
+            "file path (anything with a '/', a '.' or a {name} substitution such as "
+            "{Task_instance}; a relative one is taken from the configuration file's "
+            "directory).",
         ),
         "stderr": Field(
             Destination(for_stderr=True),
@@ -201,8 +205,11 @@ def _target(value: str, context: Mapping[str, str], base_dir: str, path: str, er
     text = substitute(value, context)
     if text in _WORDS or (err and text == SAME_AS_STDOUT):
         return text
-    if "/" not in text:
-        raise ContextError(f"expands to {text!r}, which is neither a destination nor a path", path)
+    if not text:
+        raise ContextError("expands to an empty string", path)
+    unknown = re.search(_SUBSTITUTION, text)
+    if unknown is not None:
+        raise ContextError(f"expands to {text!r}: {unknown[0]} is not defined", path)
     if TASK_PID_MARKER in text:
         raise ContextError("cannot use {Task_pid}: it is not known before the start", path)
     return posixpath.normpath(posixpath.join(base_dir, text))

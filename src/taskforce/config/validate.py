@@ -173,6 +173,12 @@ def _check_event_commands(report: Reporter, task: RawTask, at: Path) -> None:
             )
 
 
+# Past this many, more cycles are the same mistake over again: each costs a walk round it.
+MAX_CYCLES = 20
+# A cycle longer than this is shown by its ends.
+_SHOWN_IN_CYCLE = 12
+
+
 def _check_cycles(report: Reporter, tasks: dict[str, RawTask]) -> None:
     """Report each distinct requires cycle once, at its alphabetically first task."""
     edges = {
@@ -192,7 +198,17 @@ def _check_cycles(report: Reporter, tasks: dict[str, RawTask]) -> None:
         cycle, paths = cycle[first:] + cycle[:first], paths[first:] + paths[:first]
         if cycle not in reported:
             reported.add(cycle)
-            report.error(paths[0], f"requires cycle: {' -> '.join((*cycle, cycle[0]))}")
+            report.error(paths[0], f"requires cycle: {_show_cycle(cycle)}")
+            if len(reported) == MAX_CYCLES:
+                return
+
+
+def _show_cycle(cycle: tuple[str, ...]) -> str:
+    names = [*cycle, cycle[0]]
+    if len(names) > _SHOWN_IN_CYCLE:
+        half = _SHOWN_IN_CYCLE // 2
+        names = [*names[:half], f"... ({len(names) - 2 * half} more)", *names[-half:]]
+    return " -> ".join(names)
 
 
 Cycle = tuple[tuple[str, ...], tuple[Path, ...]]
@@ -200,24 +216,34 @@ Cycle = tuple[tuple[str, ...], tuple[Path, ...]]
 
 def _find_cycles(edges: dict[str, list[tuple[Path, str]]]) -> Iterator[Cycle]:
     """Yield each cycle met by a depth-first search: its tasks, and the path of the
-    requirement leading from each task to the next."""
+    requirement leading from each task to the next.
+
+    The search keeps its own stack: a chain of requires may be far longer than Python's
+    recursion limit.
+    """
     done: set[str] = set()
-    stack: list[str] = []
-    via: list[Path] = []  # via[i]: the requirement that led from stack[i] to stack[i + 1]
-
-    def visit(name: str) -> Iterator[Cycle]:
-        stack.append(name)
-        for at, required in edges[name]:
-            if required in stack:
-                start = stack.index(required)
-                yield tuple(stack[start:]), (*via[start:], at)
-            elif required not in done:
-                via.append(at)
-                yield from visit(required)
-                via.pop()
-        stack.pop()
-        done.add(name)
-
-    for name, required in edges.items():
-        if required and name not in done:  # a task requiring none is in no cycle
-            yield from visit(name)
+    for root, required in edges.items():
+        if not required or root in done:  # a task requiring none is in no cycle
+            continue
+        stack = [root]
+        position = {root: 0}  # of each task on the stack
+        via: list[Path] = []  # via[i]: the requirement that led from stack[i] to stack[i + 1]
+        pending = [iter(edges[root])]  # the requirements of each task on the stack not yet seen
+        while pending:
+            for at, name in pending[-1]:
+                if name in position:
+                    start = position[name]
+                    yield tuple(stack[start:]), (*via[start:], at)
+                elif name not in done:
+                    position[name] = len(stack)
+                    stack.append(name)
+                    via.append(at)
+                    pending.append(iter(edges[name]))
+                    break
+            else:  # every requirement of the task on top seen: it is done
+                pending.pop()
+                name = stack.pop()
+                del position[name]
+                done.add(name)
+                if via:
+                    via.pop()

@@ -87,13 +87,13 @@ def _push(url: EtcdUrl, path: str, roles: bool) -> int:
     """Put a configuration (checked first: a bad one never reaches the fleet) or a roles
     file at the URL's key."""
     from taskforce.config.errors import ConfigError
+    from taskforce.config.load import read_file
     from taskforce.config.roles import parse_roles
     from taskforce.config.validate import validate_document
     from taskforce.config.yaml_source import load_document
 
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_file(path)
         if roles:
             parse_roles(data, path)
         else:

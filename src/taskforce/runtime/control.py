@@ -136,7 +136,31 @@ class Controller:
             state = planner.tasks.get(name)
             if state is not None:
                 out[name] = self._task(state)
+        # A task whose entry cannot be used is shown with why, never left out.
+        loaded = self.legion.loaded
+        for name, error in (loaded.refused if loaded is not None else {}).items():
+            if name in out and name in planner.desired.tasks:  # it ran before: kept as it was
+                out[name]["error"] = error
+                out[name]["why"] = f"new entry refused, kept as it was: {error}"
+            else:
+                out[name] = self._refused(name, error)
         return out
+
+    def _refused(self, name: str, error: str) -> JSON:
+        loaded = self.legion.loaded
+        task = loaded.config.tasks.get(name) if loaded is not None else None
+        return {
+            "control": str(task.control) if task is not None else None,
+            "count": 0,
+            "running": 0,
+            "state": "invalid",
+            "why": error,
+            "error": error,
+            "restarts": 0,
+            "requires": list(task.requires) if task is not None else [],
+            "processes": [],
+            "history": [],
+        }
 
     def _task(self, state: TaskState) -> JSON:
         spec = self._supervisor().planner.desired.tasks.get(state.name)
@@ -148,6 +172,7 @@ class Controller:
             "running": running,
             "state": self._task_state(state, running, spec is not None),
             "why": state.waiting_for,
+            "error": None,
             "restarts": sum(max(0, i.starts - 1) for i in state.instances.values()),
             "requires": list(spec.requires) if spec else [],
             "processes": processes,

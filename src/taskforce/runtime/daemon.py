@@ -13,11 +13,14 @@ class Detached:
     def __init__(self, fd: int) -> None:
         self._fd: int | None = fd
 
-    def report(self, error: str | None = None) -> None:
+    def report(self, error: str | None = None, notes: str = "") -> None:
+        """Start-up failed with `error`, or (None) went well; `notes` (problems that left
+        the start going, such as a task that cannot be resolved) are printed either way."""
         if self._fd is None:
             return
+        text = "\n".join(t for t in (notes, error or "") if t)
         with contextlib.suppress(OSError):
-            os.write(self._fd, (error or "").encode(errors="replace") or b"\n")
+            os.write(self._fd, (b"0" if error is None else b"3") + text.encode(errors="replace"))
         os.close(self._fd)
         self._fd = None
 
@@ -35,14 +38,14 @@ def detach() -> Detached:
         chunks = []
         while chunk := os.read(read_fd, 4096):
             chunks.append(chunk)
-        message = b"".join(chunks).decode(errors="replace").strip()
-        if not chunks:
+        data = b"".join(chunks)
+        if not data:
             sys.stderr.write("taskforce: the background process died during start-up\n")
             os._exit(3)
+        message = data[1:].decode(errors="replace").strip()
         if message:
             sys.stderr.write(f"{message}\n")
-            os._exit(3)
-        os._exit(0)
+        os._exit(0 if data[:1] == b"0" else 3)
     os.close(read_fd)
     os.setsid()
     if os.fork() > 0:

@@ -17,12 +17,12 @@ import gc
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from taskforce.config import lint
 from taskforce.config.errors import ConfigError, Mark, Problem
 from taskforce.config.host import HostFacts
-from taskforce.config.load import read_text
+from taskforce.config.load import is_dev_null, read_file, read_text
 from taskforce.config.model import Config, Pick
 from taskforce.config.resolve import resolve
 from taskforce.config.reuse import ResolveCache
@@ -59,6 +59,9 @@ class Loaded:
     desired: DesiredState
     problems: tuple[Problem, ...]  # tasks left out because they could not be resolved
     data: object = None  # the document as loaded (plain data), for status
+    # In-scope tasks whose entry could not be resolved, with why: shown in status. One
+    # that ran before keeps running as it was.
+    refused: Mapping[str, str] = field(default_factory=dict)
 
 
 class Legion:
@@ -138,22 +141,13 @@ class Legion:
         if self.roles_file is None:
             return None
         try:
-            with open(self.roles_file, "rb") as f:
-                data = f.read()
+            data = read_file(self.roles_file)
         except FileNotFoundError:
             if previous is not None:
                 log.warning("roles file %s is missing: keeping roles as they were", self.roles_file)
                 return previous
             log.warning("roles file %s does not exist: no role is active", self.roles_file)
             return Roles(())
-        except IsADirectoryError:
-            raise ConfigError(
-                [Problem(self.roles_file, None, "", "is a directory, not a roles file")]
-            ) from None
-        except OSError as exc:
-            raise ConfigError(
-                [Problem(self.roles_file, None, "", f"cannot read roles file: {exc.strerror}")]
-            ) from None
         return parse_roles(data, self.roles_file)
 
     def load(self, previous: Loaded | None = None, text: str | None = None) -> Loaded:
@@ -193,10 +187,13 @@ class Legion:
         config = _with_overrides(validate_document(document, self._memo), self.overrides)
         roles = self.read_roles(previous.roles if previous is not None else None)
         desired, problems = resolve(config, roles, self.environ, self.host, self._resolved)
+        refused = _refused(config, desired, problems)
+        if refused and previous is not None:
+            desired = _keep_previous(desired, previous.desired, refused)
         if self.desired_filter is not None:
             desired = self.desired_filter(desired)
         problems = (*_placed(problems, document, config), *self._advice(desired))
-        return Loaded(config, roles, desired, tuple(problems), document.data)
+        return Loaded(config, roles, desired, tuple(problems), document.data, refused)
 
     def _advice(self, desired: DesiredState) -> list[Problem]:
         """Problems that do not keep a task from being tried (it fails and is retried)."""
@@ -380,6 +377,9 @@ class Legion:
         for problem in loaded.problems:
             log.error("%s", problem)
         if previous is not None:
+            for name in loaded.refused:
+                if name in previous.desired.tasks:
+                    log.error("%s: its new entry cannot be used: it stays as it was", name)
             self._log_changes(previous.desired, loaded.desired)
         supervisor.set_desired(loaded.desired)
         return True
@@ -406,7 +406,9 @@ class Legion:
         own = set() if self.config_source is not None else {self.config_file}
         if self.roles_file is not None and self.roles_source is None:
             own.add(self.roles_file)
-        return frozenset(own) | self._own_code
+        # /dev/null is read once as empty: every write to it by anyone would look like a
+        # change.
+        return frozenset(p for p in own if not is_dev_null(p)) | self._own_code
 
     def _refresh_watches(self) -> None:
         if self._watcher is None or self._events is None:
@@ -570,16 +572,47 @@ def _placed(problems: Iterable[Problem], document: Document, config: Config) -> 
     """Give problems found while resolving the position of the task they concern."""
     placed = []
     for problem in problems:
-        if problem.mark is None and problem.path.startswith("tasks."):
+        if problem.mark is None and (name := _task_of(problem, config)) is not None:
             rest = problem.path[len("tasks.") :]
-            names = [n for n in config.tasks if rest == n or rest.startswith(n + ".")]
-            if names:
-                name = max(names, key=len)
-                tail = rest[len(name) + 1 :].split(".")[0].split("[")[0]
-                at: tuple[str | int, ...] = ("tasks", name, tail) if tail else ("tasks", name)
-                problem = replace(problem, mark=document.mark_of(at))
+            tail = rest[len(name) + 1 :].split(".")[0].split("[")[0]
+            at: tuple[str | int, ...] = ("tasks", name, tail) if tail else ("tasks", name)
+            problem = replace(problem, mark=document.mark_of(at))
         placed.append(problem)
     return placed
+
+
+def _task_of(problem: Problem, config: Config) -> str | None:
+    """The task a problem's key path is in (None for a top-level key)."""
+    if not problem.path.startswith("tasks."):
+        return None
+    rest = problem.path[len("tasks.") :]
+    names = [n for n in config.tasks if rest == n or rest.startswith(n + ".")]
+    return max(names, key=len) if names else None
+
+
+def _refused(config: Config, desired: DesiredState, problems: Iterable[Problem]) -> dict[str, str]:
+    """Each in-scope task that resolving left out, with its problems (a task without one
+    of its own was left out by a top-level key's)."""
+    missing = [n for n in config.tasks if n not in desired.tasks and n not in desired.out_of_scope]
+    if not missing:
+        return {}
+    own: dict[str | None, list[str]] = {}
+    for problem in problems:
+        own.setdefault(_task_of(problem, config), []).append(f"{problem.path}: {problem.message}")
+    return {
+        name: "; ".join(own.get(name) or own.get(None) or ["cannot resolve"]) for name in missing
+    }
+
+
+def _keep_previous(
+    desired: DesiredState, previous: DesiredState, refused: Mapping[str, str]
+) -> DesiredState:
+    """`desired` with the tasks it refused that ran before kept as they were: a mistake
+    in a task's new entry never stops what runs."""
+    kept = {name: previous.tasks[name] for name in refused if name in previous.tasks}
+    if not kept:
+        return desired
+    return replace(desired, tasks={**desired.tasks, **kept})
 
 
 __all__ = ["ConfigError", "Legion", "Loaded", "Mark", "Outcome", "Policy", "Problem"]

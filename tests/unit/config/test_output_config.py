@@ -67,6 +67,8 @@ def problems(output: Any) -> list[str]:
         {"stdout": "{LOGS}/app.log", "stderr": "null"},
         {"stdout": "{LOGFILE}"},  # a substitution must give a path: checked per instance
         {"stdout": "logs/app.log", "max_bytes": "10M", "backups": 0},
+        {"stdout": "app.log", "stderr": "./errors"},
+        {"stdout": "{Task_name}-{Task_instance}.log"},  # the README's example
         {"max_bytes": 0},
         {"max_bytes": "512k"},
         {"max_bytes": "1GiB"},
@@ -84,7 +86,8 @@ def test_valid_outputs_pass_validation_and_the_schema(output: dict[str, Any]) ->
     [
         ({"stdout": "sylog"}, "did you mean 'syslog'"),
         ({"stdout": "stdout"}, "expected null, stderr, syslog or a file path"),
-        ({"stdout": "app.log"}, "a file path (with a '/')"),
+        ({"stdout": "applog"}, "'applog' (write ./applog for a file of that name)"),
+        ({"stderr": ""}, "got the string ''"),
         ({"stderr": 3}, "got the integer 3"),
         ({"max_bytes": "ten"}, "expected a size in bytes"),
         ({"max_bytes": -1}, "expected a size in bytes"),
@@ -115,6 +118,13 @@ def test_file_paths_are_substituted_per_instance_and_relative_to_the_config() ->
     assert all(s.captured and s.stderr_target == s.stdout for s in specs)
 
 
+def test_a_relative_path_without_a_slash_is_a_file_beside_the_config() -> None:
+    specs = outputs(document({"stdout": "{Task_name}-{Task_instance}.log"}, count=2))
+    assert [s.stdout for s in specs] == ["/etc/tf/web-0.log", "/etc/tf/web-1.log"]
+    (spec,) = outputs(document({"stdout": "app.log", "stderr": "./errors"}))
+    assert (spec.stdout, spec.stderr) == ("/etc/tf/app.log", "/etc/tf/errors")
+
+
 def test_a_substitution_may_give_the_whole_path() -> None:
     (spec,) = outputs(document({"stdout": "{LOGS}/x/../app.log"}))
     assert spec.stdout == "/var/log/app/app.log"
@@ -141,12 +151,13 @@ def test_stderr_alone_can_be_captured() -> None:
     ("stdout", "message"),
     [
         ("{Task_pid}/x.log", "cannot use {Task_pid}"),
-        ("{NOT_DEFINED}", "neither a destination nor a path"),
+        ("{NOT_DEFINED}", "expands to '{NOT_DEFINED}': {NOT_DEFINED} is not defined"),
+        ("{EMPTY}", "expands to an empty string"),
     ],
 )
 def test_bad_substitutions_leave_the_task_out(stdout: str, message: str) -> None:
     config = parse_config(json.dumps(document({"stdout": stdout})), "/etc/tf/tf.conf")
-    desired, found = resolve(config, None, {}, HOST)
+    desired, found = resolve(config, None, {"EMPTY": ""}, HOST)
     assert "web" not in desired.tasks
     assert [p.path for p in found] == ["tasks.web.output.stdout"]
     assert message in found[0].message
