@@ -615,3 +615,33 @@ def test_oversized_and_slow_requests_are_cut_off(taskforce: Taskforce, api: list
     assert request(status, "GET", "/status/version").status == 200
     no_tracebacks(taskforce.log())
     assert taskforce.stop() == 0
+
+
+# Characters str.isdigit() and int() take for digits that are not ASCII: superscripts,
+# Arabic-Indic, fullwidth digits, and what int() forgives (signs, spaces, underscores).
+NOT_ASCII_NUMBERS = ["%C2%B2", "%D9%A3", "%EF%BC%93", "+3", "%203", "1_0", "3%20", "9" * 5000]
+
+
+def test_numeric_parameters_take_ascii_digits_only(taskforce: Taskforce, api: list[str]) -> None:
+    """Every numeric query parameter (?indent, ?n, ?signal, the count of /manage/count):
+    what is not plain ASCII digits is a 400 naming the parameter, never a 500 or a
+    traceback, and changes nothing."""
+    before = live_by_task(taskforce.marker)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    for number in NOT_ASCII_NUMBERS:
+        for method, path, name in [
+            ("GET", f"/status/tasks?indent={number}", "indent"),
+            ("GET", f"/logs/w?n={number}", "n"),
+            ("POST", f"/manage/tasks/w/signal?signal={number}", "signal"),
+            ("POST", f"/manage/count?w={number}", "count"),
+        ]:
+            reply = request(api[0], method, path, headers=auth)
+            assert reply.status == 400, (path, reply.status, reply.body[:200])
+            assert name in reply.json()["error"], (path, reply.body[:200])
+    # Plain digits still work.
+    assert request(api[0], "GET", "/status/tasks?indent=2", headers=auth).status == 200
+    assert request(api[0], "POST", "/manage/tasks/w/signal?signal=0", headers=auth).status == 400
+    assert live_by_task(taskforce.marker) == before
+    no_tracebacks(taskforce.log())
+    assert "internal error" not in taskforce.log()
+    assert taskforce.stop() == 0
