@@ -229,7 +229,7 @@ def test_tcp_and_tls_listeners_refuse_control_without_a_valid_token(
     port = tls.rsplit(":", 1)[1]
     data = exchange(
         f"http://127.0.0.1:{port}",
-        f"POST /manage/stop HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+        f"POST /manage/stop HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\n"
         "Content-Length: 0\r\n\r\n".encode(),
     )
     assert not data.startswith(b"HTTP/"), data[:200]
@@ -249,6 +249,58 @@ def test_tcp_and_tls_listeners_refuse_control_without_a_valid_token(
     assert reply.status == 200
     wait_for(lambda: taskforce.log().count("w[0]: started pid") == 2, what="restart with token")
     assert taskforce.stop() == 0
+
+
+def host_request(address: str, host: str | None, path: str = "/status/version") -> bytes:
+    """One request with this Host header (none: HTTP/1.0 without one); the raw reply."""
+    if host is None:
+        return exchange(address, f"GET {path} HTTP/1.0\r\n\r\n".encode())
+    return exchange(address, f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+
+
+def test_tcp_listeners_answer_only_their_own_host_names(
+    taskforce: Taskforce, tmp_path: Path
+) -> None:
+    """DNS rebinding: a web page whose name the attacker points at 127.0.0.1 reads the
+    service as a same-origin resource, but its Host header carries the attacker's name.
+    TCP listeners answer only their address, localhost names and their `hosts`; a unix
+    socket, which no browser reaches, answers any Host."""
+    sock = tmp_path / "run" / "tf.sock"
+    sock.parent.mkdir(mode=0o700)
+    http = [
+        {"listen": "127.0.0.1:0"},
+        {"listen": "127.0.0.1:0", "hosts": ["tf.example.com", "Other.Example"]},
+        {"listen": str(sock)},
+    ]
+    conf = write_config(tmp_path / "tf.conf", {"w": sleep_task()}, settings=tf_settings(http=http))
+    taskforce.start("-f", str(conf))
+    plain, named, unix = wait_listening(taskforce, 3)
+    port = plain.rsplit(":", 1)[1]
+    for path in ("/status/version", "/", "/events", "/metrics", "/manage/stop", "/nothing"):
+        for address in (plain, named):
+            data = host_request(address, "attacker.example", path)
+            assert data.startswith(b"HTTP/1.1 421 "), (address, path, data[:200])
+            assert b"attacker.example" in data and b"hosts" in data, data[:300]
+    for host in (
+        "attacker.example:" + port,
+        "127.0.0.1.attacker.example",
+        "localhost.x",
+        "tf.example.com.attacker.example",
+        "[::1",
+        "",
+        "127.0.0.1:" + port + "@x",
+    ):
+        assert host_request(plain, host).startswith(b"HTTP/1.1 4"), host
+    for host in ("127.0.0.1", f"127.0.0.1:{port}", "localhost", f"LOCALHOST:{port}",
+                 "dashboard.localhost", None):  # fmt: skip
+        assert host_request(plain, host).startswith(b"HTTP/1.1 200 "), host
+    for host in ("tf.example.com", f"TF.example.com:{port}", "other.example", "localhost"):
+        assert host_request(named, host).startswith(b"HTTP/1.1 200 "), host
+    assert host_request(plain, "tf.example.com").startswith(b"HTTP/1.1 421 ")
+    assert host_request(unix, "attacker.example").startswith(b"HTTP/1.1 200 ")
+    # What clients send by themselves is accepted.
+    assert request(plain, "GET", "/status/version").status == 200
+    assert taskforce.running() and taskforce.stop() == 0
 
 
 @pytest.fixture

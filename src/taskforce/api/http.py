@@ -6,6 +6,8 @@ h11 parses and frames; this module adds what a service facing untrusted clients 
   hold the service; a reply must be taken within it as well;
 - headers over 16 KiB get 431, bodies over 1 MiB get 413, malformed requests 400, each
   with a JSON error, and the connection is closed;
+- on a TCP listener, a request for a host name it does not answer to gets 421
+  (:mod:`taskforce.api.hosts`: DNS rebinding);
 - /events turns the connection into an event stream (:mod:`taskforce.api.sse`).
 Request contents are never logged above DEBUG.
 """
@@ -16,11 +18,15 @@ import asyncio
 import contextlib
 import logging
 from http import HTTPStatus
+from typing import TYPE_CHECKING
 
 import h11
 
 from taskforce.api.routes import Deferred, EventStream, Reply, Request, Router, error
 from taskforce.api.sse import EventFeed
+
+if TYPE_CHECKING:
+    from taskforce.api.hosts import HostCheck
 
 log = logging.getLogger("taskforce")
 
@@ -48,12 +54,14 @@ class HttpConnection:
         router: Router,
         feed: EventFeed,
         timeout: float,
+        hosts: HostCheck | None = None,
     ) -> None:
         self.reader = reader
         self.writer = writer
         self.router = router
         self.feed = feed
         self.timeout = timeout
+        self.hosts = hosts  # None: any Host (a unix socket)
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADERS)
         self._received = False  # bytes of the current request have arrived
         self._head = False  # the current request is a HEAD: replies carry no body
@@ -92,7 +100,7 @@ class HttpConnection:
                 return
             if request is None:
                 return
-            outcome = self.router.handle(request)
+            outcome = self._misdirected(request) or self.router.handle(request)
             if isinstance(outcome, Deferred):
                 outcome = await self.router.finish(outcome)
             if isinstance(outcome, EventStream):
@@ -103,6 +111,22 @@ class HttpConnection:
             if self.conn.our_state is not h11.DONE or self.conn.their_state is not h11.DONE:
                 return
             self.conn.start_next_cycle()
+
+    def _misdirected(self, request: Request) -> Reply | None:
+        """421 for a Host this listener does not answer to (see taskforce.api.hosts)."""
+        host = request.headers.get(b"host")
+        if self.hosts is None:
+            return None
+        sockname = self.writer.get_extra_info("sockname")
+        local = sockname[0] if isinstance(sockname, tuple) else None
+        if self.hosts.allows(host, local):
+            return None
+        shown = (host or b"").decode("ascii", "replace")[:200]
+        return error(
+            421,
+            f"this listener does not answer for the host {shown!r}: reach it by its address "
+            "or by localhost, or add the name to the listener's 'hosts' setting",
+        )
 
     async def _read_request(self) -> Request | None:
         """The next request, read whole; None if the client closed the connection first."""

@@ -27,6 +27,8 @@ from taskforce.runtime.legion import Legion
 if TYPE_CHECKING:
     import ssl
 
+    from taskforce.api.hosts import HostCheck
+
 log = logging.getLogger("taskforce")
 
 MAX_CONNECTIONS = 64  # per listener
@@ -44,6 +46,7 @@ class _Listening:
     router: Router
     unix: UnixSocket | None = None
     server: asyncio.Server | None = None
+    hosts: HostCheck | None = None  # TCP only
     connections: set[asyncio.Task[None]] = field(default_factory=set)
 
 
@@ -97,6 +100,9 @@ class ApiService:
                 unix.remove()
                 raise
         else:
+            from taskforce.api.hosts import HostCheck  # TCP only: ipaddress costs memory
+
+            listening.hosts = HostCheck(endpoint.host, listener.hosts)
             hosts = await _resolve(endpoint)
             try:
                 listening.server = await asyncio.start_server(
@@ -128,7 +134,9 @@ class ApiService:
         listening.connections.add(task)
         try:
             timeout = listening.endpoint.timeout
-            await HttpConnection(reader, writer, listening.router, self.feed, timeout).serve()
+            await HttpConnection(
+                reader, writer, listening.router, self.feed, timeout, listening.hosts
+            ).serve()
         finally:
             listening.connections.discard(task)
 

@@ -153,8 +153,8 @@ def test_requests_on_both_listeners(tmp_path: Path) -> None:
 
 def test_keep_alive_and_pipelining(tmp_path: Path) -> None:
     async def scenario(service: ApiService, fake: ChangingController) -> None:
-        request = b"GET /status/version HTTP/1.1\r\nHost: x\r\n\r\n"
-        last = b"GET /status/version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        request = b"GET /status/version HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        last = b"GET /status/version HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
         reply = await asyncio.to_thread(raw, service.addresses[0], request * 2 + last)
         assert reply.count(b"HTTP/1.1 200 OK\r\n") == 3
         assert reply.count(b'{"taskforce":"test"}') == 3
@@ -174,7 +174,9 @@ def test_malformed_requests_get_400(tmp_path: Path) -> None:
 
 def test_oversized_headers_get_431(tmp_path: Path) -> None:
     async def scenario(service: ApiService, fake: ChangingController) -> None:
-        huge = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * MAX_HEADERS * 2 + b"\r\n\r\n"
+        huge = (
+            b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: " + b"a" * MAX_HEADERS * 2 + b"\r\n\r\n"
+        )
         reply = await asyncio.to_thread(raw, service.addresses[0], huge)
         assert status_of(reply) == (431, {"error": "request headers too large"})
 
@@ -183,11 +185,13 @@ def test_oversized_headers_get_431(tmp_path: Path) -> None:
 
 def test_oversized_bodies_get_413(tmp_path: Path) -> None:
     async def scenario(service: ApiService, fake: ChangingController) -> None:
-        declared = b"POST /manage/plan HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+        declared = b"POST /manage/plan HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n"
         reply = await asyncio.to_thread(raw, service.addresses[0], declared % (MAX_BODY + 1))
         assert status_of(reply)[0] == 413
         chunk = b"a" * 65536
-        chunked = b"POST /manage/plan HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        chunked = (
+            b"POST /manage/plan HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
         chunked += b"%x\r\n%s\r\n" % (len(chunk), chunk) * (MAX_BODY // len(chunk) + 1)
         reply = await asyncio.to_thread(raw, service.addresses[1], chunked)
         assert status_of(reply) == (413, {"error": f"the request body is over {MAX_BODY} bytes"})
@@ -200,7 +204,7 @@ def test_slow_and_idle_clients_are_dropped(tmp_path: Path) -> None:
     async def scenario(service: ApiService, fake: ChangingController) -> None:
         def slowloris(address: str) -> bytes:
             sock = connect(address)
-            sock.sendall(b"GET /status/tasks HTTP/1.1\r\nHost: x\r\n")  # and never the rest
+            sock.sendall(b"GET /status/tasks HTTP/1.1\r\nHost: localhost\r\n")  # and never the rest
             return until_closed(sock)
 
         def idle(address: str) -> bytes:
@@ -228,7 +232,9 @@ def test_connections_beyond_the_limit_get_503(
                 response = await asyncio.to_thread(client.getresponse)
                 assert response.status == 200
                 response.read()
-            reply = await asyncio.to_thread(raw, address, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            reply = await asyncio.to_thread(
+                raw, address, b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
+            )
             assert status_of(reply) == (503, {"error": "too many connections; try again later"})
         finally:
             for client in held:
@@ -245,7 +251,7 @@ class Events:
 
     def __init__(self, address: str) -> None:
         self.sock = connect(address)
-        self.sock.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.sock.sendall(b"GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n")
         self.buffer = b""
         head = self._until(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200 OK\r\n"), head
@@ -297,7 +303,7 @@ def test_event_streams_are_bounded(tmp_path: Path) -> None:
         service.feed.max_clients = 1
         events = await asyncio.to_thread(Events, service.addresses[1])
         try:
-            request = b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n"
+            request = b"GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n"
             reply = await asyncio.to_thread(raw, service.addresses[0], request)
             status, body = status_of(reply)
             assert status == 503 and "too many event streams" in body["error"]
