@@ -18,7 +18,7 @@ from taskforce import lean_asyncio
 from taskforce.api.http import HttpConnection
 from taskforce.api.listen import ApiConfigError, Endpoint, prepare
 from taskforce.api.routes import Router
-from taskforce.api.sse import EventFeed, Fleet
+from taskforce.api.sse import EventFeed, Fleet, StreamSlots
 from taskforce.api.unix import UnixSocket
 from taskforce.config.model import HttpListener
 from taskforce.runtime.control import Controller
@@ -47,6 +47,7 @@ class _Listening:
     unix: UnixSocket | None = None
     server: asyncio.Server | None = None
     hosts: HostCheck | None = None  # TCP only
+    slots: StreamSlots = field(default_factory=lambda: StreamSlots(None))
     connections: set[asyncio.Task[None]] = field(default_factory=set)
 
 
@@ -59,6 +60,11 @@ class ApiService:
         self.feed = EventFeed(controller)
         self._listening: list[_Listening] = []
         self._quiet: _QuietAcceptErrors | None = None
+
+    @property
+    def streams(self) -> int:
+        """Event streams open, on every listener."""
+        return sum(each.slots.used for each in self._listening)
 
     @property
     def addresses(self) -> list[str]:
@@ -103,6 +109,7 @@ class ApiService:
             from taskforce.api.hosts import HostCheck  # TCP only: ipaddress costs memory
 
             listening.hosts = HostCheck(endpoint.host, listener.hosts)
+            listening.slots = StreamSlots(endpoint.access)
             hosts = await _resolve(endpoint)
             try:
                 listening.server = await asyncio.start_server(
@@ -135,7 +142,13 @@ class ApiService:
         try:
             timeout = listening.endpoint.timeout
             await HttpConnection(
-                reader, writer, listening.router, self.feed, timeout, listening.hosts
+                reader,
+                writer,
+                listening.router,
+                self.feed,
+                timeout,
+                listening.slots,
+                listening.hosts,
             ).serve()
         finally:
             listening.connections.discard(task)
