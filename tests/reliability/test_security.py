@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -26,8 +28,10 @@ from reliability_support import (  # noqa: F401 (fixtures)
     SLEEP,
     SYSTEM_PYTHON,
     _run_frozen_source,
+    connect,
     exchange,
     frozen_source,
+    live_by_task,
     need_root,
     nobody,
     python_as,
@@ -301,6 +305,73 @@ def test_tcp_listeners_answer_only_their_own_host_names(
     # What clients send by themselves is accepted.
     assert request(plain, "GET", "/status/version").status == 200
     assert taskforce.running() and taskforce.stop() == 0
+
+
+def open_files(pid: int) -> tuple[int, int]:
+    """The soft and hard RLIMIT_NOFILE of a process, from its /proc entry."""
+    with open(f"/proc/{pid}/limits") as f:
+        line = next(line for line in f if line.startswith("Max open files"))
+    soft, hard = line.split()[3:5]
+    return int(soft), int(hard)
+
+
+def test_silent_tls_clients_cannot_take_the_descriptors_taskforce_needs(
+    taskforce: Taskforce, tmp_path: Path, certificate: Path
+) -> None:
+    """Under a low open file limit (systemd's 1024, here 64 soft of 256 hard), connections
+    to a TLS port that never send a ClientHello are counted from accept and their
+    handshakes time out; taskforce raises its soft limit to the hard one (its tasks keep
+    the limit they would have had) and keeps a reserve the service never takes. So the
+    owner's unix socket answers, a task restarts, its output is captured and recorded."""
+    sock = tmp_path / "run" / "tf.sock"
+    sock.parent.mkdir(mode=0o700)
+    http = [
+        {"listen": "127.0.0.1:0", "certfile": str(certificate), "timeout": 60},
+        {"listen": "127.0.0.1:0", "certfile": str(certificate), "timeout": 0.5},
+        {"listen": str(sock), "allow_control": True},
+    ]
+    hello = "import os, time; print('hello', os.getpid(), flush=True); time.sleep(3600)"
+    task = {"commands": {"start": [sys.executable, "-c", hello]},
+            "output": {"stdout": str(tmp_path / "hello.log")}}  # fmt: skip
+    conf = write_config(tmp_path / "tf.conf", {"hello": task}, settings=tf_settings(http=http))
+    limited = "import os, resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (64, 256)); "
+    limited += "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+    taskforce.spawn([sys.executable, "-c", limited, "-m", "taskforce", "-e", "-v", "-f", str(conf)])
+    slow, quick, _ = wait_listening(taskforce, 3)
+    assert open_files(taskforce.pid) == (256, 256)
+    first = wait_for(lambda: live_by_task(taskforce.marker).get("hello"), what="hello")[0]
+    assert open_files(first) == (64, 256)  # the limit it was given, not taskforce's own
+    # A silent client of the quick listener is dropped once its handshake times out.
+    silent = connect(quick, timeout=30)
+    try:
+        assert silent.recv(1) == b""
+    finally:
+        silent.close()
+    # A flood of silent clients of the slow one, more than the hard limit.
+    host, port = slow.removeprefix("https://").rsplit(":", 1)
+    flood: list[socket.socket] = []
+    try:
+        for _ in range(400):
+            flood.append(socket.create_connection((host, int(port)), timeout=30))
+        reply = request(f"unix:{sock}", "GET", "/status/version")
+        assert reply.status == 200
+        descriptors = len(os.listdir(f"/proc/{taskforce.pid}/fd"))
+        assert descriptors <= 256 - 32, descriptors
+        os.kill(first, signal.SIGKILL)
+        second = wait_for(
+            lambda: [p for p in live_by_task(taskforce.marker).get("hello", []) if p != first],
+            what="hello restarted",
+        )[0]
+        wait_for(lambda: f"hello {second}" in (tmp_path / "hello.log").read_text(),
+                 what="the new process's output")  # fmt: skip
+        lines = request(f"unix:{sock}", "GET", "/logs/hello").json()["lines"]
+        assert [line["text"] for line in lines] == [f"hello {first}", f"hello {second}"]
+        assert "Too many open files" not in taskforce.log()
+    finally:
+        for each in flood:
+            each.close()
+    assert request(f"unix:{sock}", "GET", "/status/version").status == 200
+    assert taskforce.stop() == 0
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from taskforce.api.unix import UnixSocket
 from taskforce.config.model import HttpListener
 from taskforce.runtime.control import Controller
 from taskforce.runtime.legion import Legion
+from taskforce.runtime.limits import in_reserve
 
 if TYPE_CHECKING:
     import ssl
@@ -31,7 +32,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("taskforce")
 
-MAX_CONNECTIONS = 64  # per listener
+# Per listener, counted from accept; the service also leaves the descriptors of
+# runtime.limits' reserve alone, whatever the count.
+MAX_CONNECTIONS = 64
 _BUSY_BODY = b'{"error":"too many connections; try again later"}\n'
 # Sent, unread, to a client over the connection limit: nothing is spent parsing its request.
 BUSY = (
@@ -46,6 +49,7 @@ class _Listening:
     router: Router
     unix: UnixSocket | None = None
     server: asyncio.Server | None = None
+    tls: ssl.SSLContext | None = None  # the handshake follows accept (see _connection)
     hosts: HostCheck | None = None  # TCP only
     slots: StreamSlots = field(default_factory=lambda: StreamSlots(None))
     connections: set[asyncio.Task[None]] = field(default_factory=set)
@@ -85,9 +89,9 @@ class ApiService:
         if self._quiet is None:
             self._quiet = _QuietAcceptErrors(asyncio.get_running_loop())
         endpoint = prepare(listener)
-        tls = _tls_context(endpoint.listener.certfile) if endpoint.tls else None
-        handshake = endpoint.timeout if tls else None
         listening = _Listening(endpoint, Router(self.controller, endpoint.access, self.fleet))
+        if endpoint.tls:
+            listening.tls = _tls_context(endpoint.listener.certfile)
 
         async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             # Only close() cancels a connection; asyncio 3.11 would log a cancelled one as
@@ -98,9 +102,7 @@ class ApiService:
         if endpoint.path is not None:
             unix = listening.unix = UnixSocket(endpoint.path)
             try:
-                listening.server = await asyncio.start_unix_server(
-                    on_connect, sock=unix.sock, ssl=tls, ssl_handshake_timeout=handshake
-                )
+                listening.server = await asyncio.start_unix_server(on_connect, sock=unix.sock)
             except BaseException:
                 unix.sock.close()
                 unix.remove()
@@ -117,8 +119,6 @@ class ApiService:
                     hosts,
                     endpoint.port,
                     reuse_address=True,
-                    ssl=tls,
-                    ssl_handshake_timeout=handshake,
                 )
             except OSError as exc:
                 what = listener.listen
@@ -131,9 +131,15 @@ class ApiService:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
     ) -> None:
-        if len(listening.connections) >= MAX_CONNECTIONS:
+        # Counted from accept, before any TLS handshake: a client that never says a word
+        # holds a descriptor as surely as one that does.
+        sock = writer.get_extra_info("socket")
+        if len(listening.connections) >= MAX_CONNECTIONS or (
+            sock is not None and in_reserve(sock.fileno())
+        ):
             with contextlib.suppress(OSError):
-                writer.write(BUSY)
+                if listening.tls is None:
+                    writer.write(BUSY)
                 writer.close()
             return
         task = asyncio.current_task()
@@ -141,6 +147,15 @@ class ApiService:
         listening.connections.add(task)
         try:
             timeout = listening.endpoint.timeout
+            if listening.tls is not None:
+                # The first thing done, before anything is read: the ClientHello must not
+                # land in the plaintext reader.
+                try:
+                    await writer.start_tls(listening.tls, ssl_handshake_timeout=timeout)
+                except (OSError, TimeoutError) as exc:
+                    log.debug("TLS handshake failed: %s", exc or type(exc).__name__)
+                    writer.transport.abort()
+                    return
             await HttpConnection(
                 reader,
                 writer,
