@@ -200,6 +200,22 @@ def test_oversized_bodies_get_413(tmp_path: Path) -> None:
     run(tmp_path, scenario)
 
 
+def test_a_chunk_without_its_line_ending_is_refused(tmp_path: Path) -> None:
+    """CVE-2025-43859: h11 before 0.16 took any two bytes after a chunk for its CRLF, so a
+    proxy and taskforce could disagree on where a request ends (request smuggling)."""
+
+    async def scenario(service: ApiService, fake: ChangingController) -> None:
+        smuggled = (
+            b"POST /status/tasks HTTP/1.1\r\nHost: localhost\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n"
+        )
+        for address in service.addresses:
+            status, body = status_of(await asyncio.to_thread(raw, address, smuggled))
+            assert status == 400 and body["error"].startswith("bad request"), body
+
+    run(tmp_path, scenario)
+
+
 def test_slow_and_idle_clients_are_dropped(tmp_path: Path) -> None:
     async def scenario(service: ApiService, fake: ChangingController) -> None:
         def slowloris(address: str) -> bytes:
