@@ -28,6 +28,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -143,6 +144,21 @@ static void close_others(void) {
     for (int fd = 3; fd < limit; fd++) close(fd);
 }
 
+/* The open file limit children get back (taskforce raises its own): set by
+   child_open_files(), applied in the child before exec when `child_nofile_set`. */
+static struct rlimit child_nofile;
+static int child_nofile_set = 0;
+
+static PyObject *child_open_files(PyObject *self, PyObject *args) {
+    (void)self;
+    long long soft, hard;
+    if (!PyArg_ParseTuple(args, "LL", &soft, &hard)) return NULL;
+    child_nofile_set = soft >= 0 && hard >= 0;
+    child_nofile.rlim_cur = (rlim_t)soft;
+    child_nofile.rlim_max = (rlim_t)hard;
+    Py_RETURN_NONE;
+}
+
 static PyObject *spawn(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *path_obj, *argv_obj, *envp_obj, *cwd_obj, *groups_obj;
@@ -244,6 +260,8 @@ static PyObject *spawn(PyObject *self, PyObject *args) {
             }
         }
         close_others();
+        /* Lowering a limit is always allowed; should it fail, the task runs with ours. */
+        if (child_nofile_set) setrlimit(RLIMIT_NOFILE, &child_nofile);
         if (cwd != NULL) {
             step = CHANGING_DIRECTORY;
             if (chdir(cwd) < 0) goto failed;
@@ -324,6 +342,8 @@ static PyMethodDef methods[] = {
     {"trim", trim, METH_NOARGS, "malloc_trim(0): whether memory went back to the system"},
     {"become_subreaper", become_subreaper, METH_NOARGS,
      "Make orphaned descendants children of this process (prctl PR_SET_CHILD_SUBREAPER)."},
+    {"child_open_files", child_open_files, METH_VARARGS,
+     "child_open_files(soft, hard): the RLIMIT_NOFILE spawned children get; -1, -1: ours"},
     {"spawn", spawn, METH_VARARGS,
      "spawn(path, argv, envp, cwd, uid, gid, groups, stdin, stdout, stderr)\n"
      "-> (pid, failed step or -1, errno)\n"

@@ -137,7 +137,7 @@ class Events:
         self.sock = socket.socket(socket.AF_UNIX)
         self.sock.settimeout(DEADLINE)
         self.sock.connect(address[len("unix:") :])
-        self.sock.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.sock.sendall(b"GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n")
         self.buffer = b""
 
     def _until(self, end: bytes) -> bytes:

@@ -52,6 +52,11 @@ args = json.loads(sys.argv[1])
 process.use_vfork = args["path"] == "vfork"
 if args["ignore_sighup"]:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+if args["open_files"]:
+    import resource
+    from taskforce.runtime import limits
+    resource.setrlimit(resource.RLIMIT_NOFILE, tuple(args["open_files"]))
+    limits.raise_open_files()
 os.set_inheritable(os.open(os.devnull, os.O_RDONLY), True)
 read_out, write_out = os.pipe()
 spawned = process.spawn(
@@ -71,9 +76,21 @@ print(json.dumps({"pid": spawned.pid, "output": output.decode(), "error": error,
 """
 
 
-def run(launch: Launch, path: str, *, ignore_sighup: bool = False) -> tuple[int, str, str | None]:
-    """Spawn through `path` (fork or vfork), wait, and return (pid, output, spawn error)."""
-    args = {"path": path, "ignore_sighup": ignore_sighup, "launch": asdict(launch)}
+def run(
+    launch: Launch,
+    path: str,
+    *,
+    ignore_sighup: bool = False,
+    open_files: tuple[int, int] | None = None,
+) -> tuple[int, str, str | None]:
+    """Spawn through `path` (fork or vfork), wait, and return (pid, output, spawn error).
+    `open_files`: the RLIMIT_NOFILE the spawner is given (it raises it, as taskforce does)."""
+    args = {
+        "path": path,
+        "ignore_sighup": ignore_sighup,
+        "open_files": open_files,
+        "launch": asdict(launch),
+    }
     done = subprocess.run(
         [sys.executable, "-c", _RUNNER, json.dumps(args)],
         capture_output=True,
@@ -157,3 +174,11 @@ def test_exec_failure_is_reported_in_words(spawn_path: str, tmp_path: Path) -> N
         program.chmod(0)  # root may execute any file that has an execute bit; none here
     _, _, error = run(Launch(argv=[str(program)], program=str(program)), spawn_path)
     assert error == f"executing {str(program)!r}: Permission denied"
+
+
+def test_the_child_gets_the_open_file_limit_taskforce_was_given(spawn_path: str) -> None:
+    """taskforce raises its soft limit to the hard one; its tasks get the one it was given
+    (programs using select() break past 1024)."""
+    _, output, error = run(shell("ulimit -Sn; ulimit -Hn"), spawn_path, open_files=(64, 256))
+    assert error is None
+    assert output.split() == ["64", "256"]

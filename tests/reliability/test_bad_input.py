@@ -368,7 +368,8 @@ def http_requests(draw: st.DrawFn) -> bytes:
     target = draw(st.sampled_from([target, target.replace("/", "//"), "*", "http://x" + target,
                                    target + " HTTP/1.1 extra", target + "\r\nX: y"]))  # fmt: skip
     version = draw(st.sampled_from(["HTTP/1.1", "HTTP/1.0", "HTTP/2.0", "HTTP/1.1 ", "", "HTTP/9"]))
-    headers = [("Host", "x")] if draw(st.booleans()) else []
+    hosts = st.sampled_from(["localhost", "127.0.0.1", "x", "localhost:1", "[::1]:"])
+    headers = [("Host", draw(hosts))] if draw(st.booleans()) else []
     if draw(st.booleans()):
         credentials = draw(st.sampled_from([
             f"Bearer {TOKEN}x", "Bearer", "Basic " + base64.b64encode(b"a:b").decode(),
@@ -406,7 +407,7 @@ def http_requests(draw: st.DrawFn) -> bytes:
 
 
 # A reply is nothing (connection closed) or HTTP responses with a status we mean to send.
-ALLOWED = {100, 200, 400, 401, 403, 404, 405, 408, 409, 413, 422, 431, 501, 503, 505}
+ALLOWED = {100, 200, 400, 401, 403, 404, 405, 408, 409, 413, 421, 422, 431, 501, 503, 505}
 STATUS_LINE = re.compile(rb"HTTP/1\.[01] (\d{3}) ")
 KNOWN_HEADERS = {
     "content-type", "content-length", "cache-control", "x-content-type-options", "connection",
@@ -448,7 +449,7 @@ def test_fuzzed_http_requests_get_clean_answers_and_change_nothing(
     # HEAD: an answer without a body (h11 refuses to send one), whatever the path.
     for target in ("/", "/status/tasks", "/nothing", "/manage/reload"):
         for address in api:
-            data = exchange(address, f"HEAD {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            data = exchange(address, f"HEAD {target} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
             check_reply(data)
             head, _, body = data.partition(b"\r\n\r\n")
             assert head.startswith(b"HTTP/1.1 4") and body == b"", (target, data[:300])
@@ -481,7 +482,7 @@ def test_unknown_tasks_and_injections_with_the_token_are_refused(
         quoted = name.replace("\x00", "%00").replace("?", "%3F").replace("#", "%23")
         quoted = quoted.replace(" ", "%20").replace("\u202e", "%E2%80%AE")
         for action in ("start", "stop", "restart", "signal?signal=TERM"):
-            raw = f"POST /manage/tasks/{quoted}/{action} HTTP/1.1\r\nHost: x\r\n"
+            raw = f"POST /manage/tasks/{quoted}/{action} HTTP/1.1\r\nHost: localhost\r\n"
             raw += f"Authorization: Bearer {TOKEN}\r\nContent-Length: 0\r\n\r\n"
             data = exchange(api[0], raw.encode("utf-8", "surrogateescape"))
             check_reply(data)
@@ -494,8 +495,8 @@ def test_unknown_tasks_and_injections_with_the_token_are_refused(
         for path in ("/manage/tasks/w/signal", "/logs/w", "/status/tasks", "/manage/control"):
             data = exchange(
                 api[0],
-                f"POST {path}?{query} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
-                "Content-Length: 0\r\n\r\n".encode(),
+                f"POST {path}?{query} HTTP/1.1\r\nHost: localhost\r\n"
+                f"Authorization: Bearer {TOKEN}\r\nContent-Length: 0\r\n\r\n".encode(),
             )
             check_reply(data)
             status = int(STATUS_LINE.match(data).group(1)) if STATUS_LINE.match(data) else None
@@ -593,19 +594,25 @@ def test_oversized_and_slow_requests_are_cut_off(taskforce: Taskforce, api: list
     """Headers over 16 KiB get 431, bodies over 1 MiB 413 (declared or sent), a body that
     trickles in 408; the service answers the next client as before."""
     status = api[1]
-    huge_header = f"GET / HTTP/1.1\r\nHost: x\r\nX-Big: {'a' * 70000}\r\n\r\n".encode()
+    huge_header = f"GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: {'a' * 70000}\r\n\r\n".encode()
     assert exchange(status, huge_header).startswith(b"HTTP/1.1 431 ")
     many_headers = "GET / HTTP/1.1\r\n" + "".join(f"X-{i}: {i}\r\n" for i in range(5000))
     assert exchange(status, many_headers.encode() + b"\r\n").startswith(b"HTTP/1.1 431 ")
     body = b"x" * (2 * 1024 * 1024)
-    sent = b"POST /status/tasks HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+    sent = b"POST /status/tasks HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n" % len(
+        body
+    )
     assert exchange(status, sent + body).startswith(b"HTTP/1.1 413 ")
-    chunked = b"POST /status/tasks HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    chunked = (
+        b"POST /status/tasks HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
     chunks = b"".join(b"%x\r\n%s\r\n" % (65536, b"y" * 65536) for _ in range(20)) + b"0\r\n\r\n"
     assert exchange(status, chunked + chunks).startswith(b"HTTP/1.1 413 ")
     sock = connect(status, timeout=10)
     try:
-        sock.sendall(b"POST /status/tasks HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nab")
+        sock.sendall(
+            b"POST /status/tasks HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\nab"
+        )
         data = b""
         with contextlib.suppress(ConnectionResetError):
             while chunk := sock.recv(65536):
@@ -615,4 +622,34 @@ def test_oversized_and_slow_requests_are_cut_off(taskforce: Taskforce, api: list
     assert data.startswith(b"HTTP/1.1 408 "), data[:200]
     assert request(status, "GET", "/status/version").status == 200
     no_tracebacks(taskforce.log())
+    assert taskforce.stop() == 0
+
+
+# Characters str.isdigit() and int() take for digits that are not ASCII: superscripts,
+# Arabic-Indic, fullwidth digits, and what int() forgives (signs, spaces, underscores).
+NOT_ASCII_NUMBERS = ["%C2%B2", "%D9%A3", "%EF%BC%93", "+3", "%203", "1_0", "3%20", "9" * 5000]
+
+
+def test_numeric_parameters_take_ascii_digits_only(taskforce: Taskforce, api: list[str]) -> None:
+    """Every numeric query parameter (?indent, ?n, ?signal, the count of /manage/count):
+    what is not plain ASCII digits is a 400 naming the parameter, never a 500 or a
+    traceback, and changes nothing."""
+    before = live_by_task(taskforce.marker)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    for number in NOT_ASCII_NUMBERS:
+        for method, path, name in [
+            ("GET", f"/status/tasks?indent={number}", "indent"),
+            ("GET", f"/logs/w?n={number}", "n"),
+            ("POST", f"/manage/tasks/w/signal?signal={number}", "signal"),
+            ("POST", f"/manage/count?w={number}", "count"),
+        ]:
+            reply = request(api[0], method, path, headers=auth)
+            assert reply.status == 400, (path, reply.status, reply.body[:200])
+            assert name in reply.json()["error"], (path, reply.body[:200])
+    # Plain digits still work.
+    assert request(api[0], "GET", "/status/tasks?indent=2", headers=auth).status == 200
+    assert request(api[0], "POST", "/manage/tasks/w/signal?signal=0", headers=auth).status == 400
+    assert live_by_task(taskforce.marker) == before
+    no_tracebacks(taskforce.log())
+    assert "internal error" not in taskforce.log()
     assert taskforce.stop() == 0

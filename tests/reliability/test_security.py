@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -26,8 +28,10 @@ from reliability_support import (  # noqa: F401 (fixtures)
     SLEEP,
     SYSTEM_PYTHON,
     _run_frozen_source,
+    connect,
     exchange,
     frozen_source,
+    live_by_task,
     need_root,
     nobody,
     python_as,
@@ -232,7 +236,7 @@ def test_tcp_and_tls_listeners_refuse_control_without_a_valid_token(
     port = tls.rsplit(":", 1)[1]
     data = exchange(
         f"http://127.0.0.1:{port}",
-        f"POST /manage/stop HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+        f"POST /manage/stop HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\n"
         "Content-Length: 0\r\n\r\n".encode(),
     )
     assert not data.startswith(b"HTTP/"), data[:200]
@@ -251,6 +255,125 @@ def test_tcp_and_tls_listeners_refuse_control_without_a_valid_token(
     )
     assert reply.status == 200
     wait_for(lambda: taskforce.log().count("w[0]: started pid") == 2, what="restart with token")
+    assert taskforce.stop() == 0
+
+
+def host_request(address: str, host: str | None, path: str = "/status/version") -> bytes:
+    """One request with this Host header (none: HTTP/1.0 without one); the raw reply."""
+    if host is None:
+        return exchange(address, f"GET {path} HTTP/1.0\r\n\r\n".encode())
+    return exchange(address, f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+
+
+def test_tcp_listeners_answer_only_their_own_host_names(
+    taskforce: Taskforce, tmp_path: Path
+) -> None:
+    """DNS rebinding: a web page whose name the attacker points at 127.0.0.1 reads the
+    service as a same-origin resource, but its Host header carries the attacker's name.
+    TCP listeners answer only their address, localhost names and their `hosts`; a unix
+    socket, which no browser reaches, answers any Host."""
+    sock = tmp_path / "run" / "tf.sock"
+    sock.parent.mkdir(mode=0o700)
+    http = [
+        {"listen": "127.0.0.1:0"},
+        {"listen": "127.0.0.1:0", "hosts": ["tf.example.com", "Other.Example"]},
+        {"listen": str(sock)},
+    ]
+    conf = write_config(tmp_path / "tf.conf", {"w": sleep_task()}, settings=tf_settings(http=http))
+    taskforce.start("-f", str(conf))
+    plain, named, unix = wait_listening(taskforce, 3)
+    port = plain.rsplit(":", 1)[1]
+    for path in ("/status/version", "/", "/events", "/metrics", "/manage/stop", "/nothing"):
+        for address in (plain, named):
+            data = host_request(address, "attacker.example", path)
+            assert data.startswith(b"HTTP/1.1 421 "), (address, path, data[:200])
+            assert b"attacker.example" in data and b"hosts" in data, data[:300]
+    for host in (
+        "attacker.example:" + port,
+        "127.0.0.1.attacker.example",
+        "localhost.x",
+        "tf.example.com.attacker.example",
+        "[::1",
+        "",
+        "127.0.0.1:" + port + "@x",
+    ):
+        assert host_request(plain, host).startswith(b"HTTP/1.1 4"), host
+    for host in ("127.0.0.1", f"127.0.0.1:{port}", "localhost", f"LOCALHOST:{port}",
+                 "dashboard.localhost", None):  # fmt: skip
+        assert host_request(plain, host).startswith(b"HTTP/1.1 200 "), host
+    for host in ("tf.example.com", f"TF.example.com:{port}", "other.example", "localhost"):
+        assert host_request(named, host).startswith(b"HTTP/1.1 200 "), host
+    assert host_request(plain, "tf.example.com").startswith(b"HTTP/1.1 421 ")
+    assert host_request(unix, "attacker.example").startswith(b"HTTP/1.1 200 ")
+    # What clients send by themselves is accepted.
+    assert request(plain, "GET", "/status/version").status == 200
+    assert taskforce.running() and taskforce.stop() == 0
+
+
+def open_files(pid: int) -> tuple[int, int]:
+    """The soft and hard RLIMIT_NOFILE of a process, from its /proc entry."""
+    with open(f"/proc/{pid}/limits") as f:
+        line = next(line for line in f if line.startswith("Max open files"))
+    soft, hard = line.split()[3:5]
+    return int(soft), int(hard)
+
+
+def test_silent_tls_clients_cannot_take_the_descriptors_taskforce_needs(
+    taskforce: Taskforce, tmp_path: Path, certificate: Path
+) -> None:
+    """Under a low open file limit (systemd's 1024, here 64 soft of 256 hard), connections
+    to a TLS port that never send a ClientHello are counted from accept and their
+    handshakes time out; taskforce raises its soft limit to the hard one (its tasks keep
+    the limit they would have had) and keeps a reserve the service never takes. So the
+    owner's unix socket answers, a task restarts, its output is captured and recorded."""
+    sock = tmp_path / "run" / "tf.sock"
+    sock.parent.mkdir(mode=0o700)
+    http = [
+        {"listen": "127.0.0.1:0", "certfile": str(certificate), "timeout": 60},
+        {"listen": "127.0.0.1:0", "certfile": str(certificate), "timeout": 0.5},
+        {"listen": str(sock), "allow_control": True},
+    ]
+    hello = "import os, time; print('hello', os.getpid(), flush=True); time.sleep(3600)"
+    task = {"commands": {"start": [sys.executable, "-c", hello]},
+            "output": {"stdout": str(tmp_path / "hello.log")}}  # fmt: skip
+    conf = write_config(tmp_path / "tf.conf", {"hello": task}, settings=tf_settings(http=http))
+    limited = "import os, resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (64, 256)); "
+    limited += "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+    taskforce.spawn([sys.executable, "-c", limited, "-m", "taskforce", "-e", "-v", "-f", str(conf)])
+    slow, quick, _ = wait_listening(taskforce, 3)
+    assert open_files(taskforce.pid) == (256, 256)
+    first = wait_for(lambda: live_by_task(taskforce.marker).get("hello"), what="hello")[0]
+    assert open_files(first) == (64, 256)  # the limit it was given, not taskforce's own
+    # A silent client of the quick listener is dropped once its handshake times out.
+    silent = connect(quick, timeout=30)
+    try:
+        assert silent.recv(1) == b""
+    finally:
+        silent.close()
+    # A flood of silent clients of the slow one, more than the hard limit.
+    host, port = slow.removeprefix("https://").rsplit(":", 1)
+    flood: list[socket.socket] = []
+    try:
+        for _ in range(400):
+            flood.append(socket.create_connection((host, int(port)), timeout=30))
+        reply = request(f"unix:{sock}", "GET", "/status/version")
+        assert reply.status == 200
+        descriptors = len(os.listdir(f"/proc/{taskforce.pid}/fd"))
+        assert descriptors <= 256 - 32, descriptors
+        os.kill(first, signal.SIGKILL)
+        second = wait_for(
+            lambda: [p for p in live_by_task(taskforce.marker).get("hello", []) if p != first],
+            what="hello restarted",
+        )[0]
+        wait_for(lambda: f"hello {second}" in (tmp_path / "hello.log").read_text(),
+                 what="the new process's output")  # fmt: skip
+        lines = request(f"unix:{sock}", "GET", "/logs/hello").json()["lines"]
+        assert [line["text"] for line in lines] == [f"hello {first}", f"hello {second}"]
+        assert "Too many open files" not in taskforce.log()
+    finally:
+        for each in flood:
+            each.close()
+    assert request(f"unix:{sock}", "GET", "/status/version").status == 200
     assert taskforce.stop() == 0
 
 

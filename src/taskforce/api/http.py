@@ -6,7 +6,11 @@ h11 parses and frames; this module adds what a service facing untrusted clients 
   hold the service; a reply must be taken within it as well;
 - headers over 16 KiB get 431, bodies over 1 MiB get 413, malformed requests 400, each
   with a JSON error, and the connection is closed;
-- /events turns the connection into an event stream (:mod:`taskforce.api.sse`).
+- on a TCP listener, a request for a host name it does not answer to gets 421
+  (:mod:`taskforce.api.hosts`: DNS rebinding);
+- /events turns the connection into an event stream (:mod:`taskforce.api.sse`), if the
+  listener has a slot left for the client; an anonymous one ends after ANONYMOUS_IDLE
+  seconds without an event.
 Request contents are never logged above DEBUG.
 """
 
@@ -16,11 +20,16 @@ import asyncio
 import contextlib
 import logging
 from http import HTTPStatus
+from typing import TYPE_CHECKING
 
 import h11
 
+from taskforce.api import sse
 from taskforce.api.routes import Deferred, EventStream, Reply, Request, Router, error
-from taskforce.api.sse import EventFeed
+from taskforce.api.sse import EventFeed, StreamSlots
+
+if TYPE_CHECKING:
+    from taskforce.api.hosts import HostCheck
 
 log = logging.getLogger("taskforce")
 
@@ -48,12 +57,16 @@ class HttpConnection:
         router: Router,
         feed: EventFeed,
         timeout: float,
+        slots: StreamSlots,
+        hosts: HostCheck | None = None,
     ) -> None:
         self.reader = reader
         self.writer = writer
         self.router = router
         self.feed = feed
         self.timeout = timeout
+        self.slots = slots  # the listener's event streams
+        self.hosts = hosts  # None: any Host (a unix socket)
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADERS)
         self._received = False  # bytes of the current request have arrived
         self._head = False  # the current request is a HEAD: replies carry no body
@@ -92,17 +105,33 @@ class HttpConnection:
                 return
             if request is None:
                 return
-            outcome = self.router.handle(request)
+            outcome = self._misdirected(request) or self.router.handle(request)
             if isinstance(outcome, Deferred):
                 outcome = await self.router.finish(outcome)
             if isinstance(outcome, EventStream):
-                await self._stream(outcome)
+                await self._stream(outcome, request)
                 return
             log.debug("HTTP %s %s: %d", request.method, _path(request), outcome.status)
             await self._reply(outcome)
             if self.conn.our_state is not h11.DONE or self.conn.their_state is not h11.DONE:
                 return
             self.conn.start_next_cycle()
+
+    def _misdirected(self, request: Request) -> Reply | None:
+        """421 for a Host this listener does not answer to (see taskforce.api.hosts)."""
+        host = request.headers.get(b"host")
+        if self.hosts is None:
+            return None
+        sockname = self.writer.get_extra_info("sockname")
+        local = sockname[0] if isinstance(sockname, tuple) else None
+        if self.hosts.allows(host, local):
+            return None
+        shown = (host or b"").decode("ascii", "replace")[:200]
+        return error(
+            421,
+            f"this listener does not answer for the host {shown!r}: reach it by its address "
+            "or by localhost, or add the name to the listener's 'hosts' setting",
+        )
 
     async def _read_request(self) -> Request | None:
         """The next request, read whole; None if the client closed the connection first."""
@@ -193,8 +222,9 @@ class HttpConnection:
                 while dropped <= MAX_BODY and (data := await self.reader.read(READ_SIZE)):
                     dropped += len(data)
 
-    async def _stream(self, outcome: EventStream) -> None:
-        if not self.feed.admit():
+    async def _stream(self, outcome: EventStream, request: Request) -> None:
+        anonymous = self.slots.is_anonymous(request.headers.get(b"authorization"))
+        if not self.slots.take(anonymous):
             await self._fail(503, "too many event streams are open; try again later")
             return
         try:
@@ -206,16 +236,26 @@ class HttpConnection:
             await self._write(
                 self.conn.send(h11.Response(status_code=200, headers=headers, reason=b"OK"))
             )
-            log.debug("HTTP event stream opened (%d open)", self.feed.clients)
+            log.debug("HTTP event stream opened (%d open here)", self.slots.used)
+            loop = asyncio.get_running_loop()
+            idle = sse.ANONYMOUS_IDLE if anonymous else None
+            try:
+                async with asyncio.timeout(idle) as quiet:
 
-            async def send(payload: bytes) -> None:
-                await self._write(self.conn.send(h11.Data(data=payload)))
+                    async def send(payload: bytes) -> None:
+                        await self._write(self.conn.send(h11.Data(data=payload)))
+                        if idle is not None:
+                            quiet.reschedule(loop.time() + idle)
 
-            await (outcome.events or self.feed.stream)(send, self.reader)
+                    await (outcome.events or self.feed.stream)(send, self.reader)
+            except TimeoutError:
+                if not quiet.expired():
+                    raise  # a write that was not taken in time: not ours to end cleanly
+                log.debug("HTTP event stream ended: nothing to send for %gs", idle)
             with contextlib.suppress(h11.LocalProtocolError):
                 await self._write(self.conn.send(h11.EndOfMessage()))
         finally:
-            self.feed.leave()
+            self.slots.give_back(anonymous)
 
     async def _close(self, clean: bool) -> None:
         if not clean:

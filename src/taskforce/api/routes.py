@@ -44,7 +44,7 @@ from taskforce.api.auth import (
 )
 from taskforce.api.logstream import LogFollow
 from taskforce.api.sse import Fleet, FleetFeed
-from taskforce.runtime.control import ControlError
+from taskforce.runtime.control import ControlError, whole_number
 from taskforce.runtime.output import Follower
 
 log = logging.getLogger("taskforce")
@@ -57,6 +57,7 @@ DASHBOARD = os.path.join(STATIC, "dashboard.html")
 STATIC_PREFIX = "/static/"
 LOGS_PREFIX = "/logs/"
 DEFAULT_LOG_LINES = 100
+MAX_LOG_LINES = 1_000_000_000  # more than any task's captured output holds
 # The dashboard's own files; a name is checked against this before any file is opened.
 STATIC_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*\.(js|css)")
 STATIC_TYPES = {"js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8"}
@@ -159,10 +160,7 @@ class Call:
     def json(self, data: object) -> Reply:
         indent = None
         if "indent" in self.params:
-            text = self.one("indent")
-            if not text.isdigit() or int(text) > MAX_INDENT:
-                raise ControlError(400, f"indent must be a number from 0 to {MAX_INDENT}")
-            indent = int(text)
+            indent = whole_number(self.one("indent"), "indent", MAX_INDENT)
         separators = (",", ":") if indent is None else None
         body = json.dumps(data, indent=indent, separators=separators)
         return Reply(200, body.encode() + b"\n")
@@ -274,10 +272,7 @@ class Router:
         """
         n = DEFAULT_LOG_LINES
         if "n" in call.params:
-            text = call.one("n")
-            if not text.isdigit():
-                raise ControlError(400, "n must be a whole number of lines")
-            n = int(text)
+            n = whole_number(call.one("n"), "n (a number of lines)", MAX_LOG_LINES)
         follow = call.params.get("follow", ["0"])[-1] not in ("0", "false", "no")
         answer = self.controller.logs(call.task, n)  # refuses unknown or uncaptured tasks
         if not follow:

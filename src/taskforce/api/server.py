@@ -8,34 +8,48 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from taskforce import lean_asyncio
 from taskforce.api.http import HttpConnection
 from taskforce.api.listen import ApiConfigError, Endpoint, prepare
 from taskforce.api.routes import Router
-from taskforce.api.sse import EventFeed, Fleet
+from taskforce.api.sse import EventFeed, Fleet, StreamSlots
 from taskforce.api.unix import UnixSocket
 from taskforce.config.model import HttpListener
 from taskforce.runtime.control import Controller
 from taskforce.runtime.legion import Legion
+from taskforce.runtime.limits import in_reserve
 
 if TYPE_CHECKING:
     import ssl
 
+    from taskforce.api.hosts import HostCheck
+
 log = logging.getLogger("taskforce")
 
-MAX_CONNECTIONS = 64  # per listener
+# Per listener, counted from accept; the service also leaves the descriptors of
+# runtime.limits' reserve alone, whatever the count.
+MAX_CONNECTIONS = 64
+BACKLOG = 64  # connections the kernel holds for us while we are busy
 _BUSY_BODY = b'{"error":"too many connections; try again later"}\n'
 # Sent, unread, to a client over the connection limit: nothing is spent parsing its request.
 BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
     b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY)
 )
+# accept() failing for want of descriptors or memory: wait this long before the next try,
+# and say so in the log at most once every SHORTAGE_EVERY seconds.
+_SHORTAGES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+# accept() failing for what a client did (gone before it was accepted): the next one.
+_CLIENT_GONE = (errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EAGAIN, errno.EINTR)
+SHORTAGE_RETRY = 1.0
+SHORTAGE_EVERY = 60.0
 
 
 @dataclass(slots=True)
@@ -43,19 +57,35 @@ class _Listening:
     endpoint: Endpoint
     router: Router
     unix: UnixSocket | None = None
-    server: asyncio.Server | None = None
+    sockets: list[socket.socket] = field(default_factory=list)  # the listening ones
+    accepting: list[asyncio.Task[None]] = field(default_factory=list)  # one per socket
+    tls: ssl.SSLContext | None = None
+    hosts: HostCheck | None = None  # TCP only
+    slots: StreamSlots = field(default_factory=lambda: StreamSlots(None))
     connections: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 class ApiService:
-    """The running listeners; `addresses` says where they are, `close()` stops them all."""
+    """The running listeners; `addresses` says where they are, `close()` stops them all.
+
+    Each listening socket has an accept loop of its own (not asyncio's servers): a
+    connection is counted from the moment it is accepted, and one over the limit is
+    closed before the next is accepted, so clients that connect and say nothing (before
+    a TLS handshake, say) can never hold more descriptors than the limit.
+    """
 
     def __init__(self, controller: Controller, fleet: Fleet | None = None) -> None:
         self.controller = controller
         self.fleet = fleet
         self.feed = EventFeed(controller)
         self._listening: list[_Listening] = []
-        self._quiet: _QuietAcceptErrors | None = None
+        self._shortage_said: float | None = None
+        self._shortage_missed = 0
+
+    @property
+    def streams(self) -> int:
+        """Event streams open, on every listener."""
+        return sum(each.slots.used for each in self._listening)
 
     @property
     def addresses(self) -> list[str]:
@@ -66,133 +96,129 @@ class ApiService:
                 found.append(f"unix:{listening.unix.path}")
                 continue
             scheme = "https" if listening.endpoint.tls else "http"
-            sockets = listening.server.sockets if listening.server is not None else ()
-            for sock in sockets:
+            for sock in listening.sockets:
                 host, port = sock.getsockname()[:2]
                 found.append(f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}")
         return found
 
     async def open(self, listener: HttpListener) -> None:
-        if self._quiet is None:
-            self._quiet = _QuietAcceptErrors(asyncio.get_running_loop())
         endpoint = prepare(listener)
-        tls = _tls_context(endpoint.listener.certfile) if endpoint.tls else None
-        handshake = endpoint.timeout if tls else None
         listening = _Listening(endpoint, Router(self.controller, endpoint.access, self.fleet))
-
-        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            # Only close() cancels a connection; asyncio 3.11 would log a cancelled one as
-            # an error, so it ends here, quietly.
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._connection(listening, reader, writer)
-
+        if endpoint.tls:
+            listening.tls = _tls_context(endpoint.listener.certfile)
         if endpoint.path is not None:
             unix = listening.unix = UnixSocket(endpoint.path)
-            try:
-                listening.server = await asyncio.start_unix_server(
-                    on_connect, sock=unix.sock, ssl=tls, ssl_handshake_timeout=handshake
-                )
-            except BaseException:
-                unix.sock.close()
-                unix.remove()
-                raise
+            listening.sockets.append(unix.sock)
         else:
-            hosts = await _resolve(endpoint)
+            from taskforce.api.hosts import HostCheck  # TCP only: ipaddress costs memory
+
+            listening.hosts = HostCheck(endpoint.host, listener.hosts)
+            listening.slots = StreamSlots(endpoint.access)
             try:
-                listening.server = await asyncio.start_server(
-                    on_connect,
-                    hosts,
-                    endpoint.port,
-                    reuse_address=True,
-                    ssl=tls,
-                    ssl_handshake_timeout=handshake,
-                )
+                for host in await _resolve(endpoint):
+                    listening.sockets.append(_bind(host, endpoint.port))
             except OSError as exc:
+                for sock in listening.sockets:
+                    sock.close()
                 what = listener.listen
                 raise ApiConfigError(f"cannot listen on {what}: {exc.strerror}") from None
+        for sock in listening.sockets:
+            sock.setblocking(False)
+            listening.accepting.append(asyncio.create_task(self._accept(listening, sock)))
         self._listening.append(listening)
 
-    async def _connection(
-        self,
-        listening: _Listening,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-    ) -> None:
-        if len(listening.connections) >= MAX_CONNECTIONS:
-            with contextlib.suppress(OSError):
-                writer.write(BUSY)
-                writer.close()
+    async def _accept(self, listening: _Listening, listener: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(listener)
+            except OSError as exc:
+                if exc.errno in _SHORTAGES:
+                    self._shortage(exc)
+                    await asyncio.sleep(SHORTAGE_RETRY)
+                elif exc.errno not in _CLIENT_GONE:
+                    log.error("HTTP service stops accepting connections: %s", exc)
+                    return
+                continue
+            # Counted from here, before any TLS handshake: a client that never says a
+            # word holds a descriptor as surely as one that does.
+            if len(listening.connections) >= MAX_CONNECTIONS or in_reserve(conn.fileno()):
+                with contextlib.suppress(OSError):
+                    if listening.tls is None:
+                        conn.setblocking(False)
+                        conn.send(BUSY)  # best effort: it fits in any socket buffer
+                conn.close()
+                continue
+            task = asyncio.create_task(self._connection(listening, conn))
+            listening.connections.add(task)
+            task.add_done_callback(listening.connections.discard)
+
+    def _shortage(self, exc: OSError) -> None:
+        """Out of descriptors (or memory): say it once a minute, in one line, with what
+        to do; clients wait in the backlog meanwhile."""
+        now = asyncio.get_running_loop().time()
+        if self._shortage_said is not None and now - self._shortage_said < SHORTAGE_EVERY:
+            self._shortage_missed += 1
             return
-        task = asyncio.current_task()
-        assert task is not None
-        listening.connections.add(task)
+        self._shortage_said = now
+        extra = f" ({self._shortage_missed} more since)" if self._shortage_missed else ""
+        self._shortage_missed = 0
+        log.error(
+            "HTTP service cannot accept connections: %s%s; clients wait until it can "
+            "(raise the open file limit, `ulimit -n`)",
+            exc.strerror or exc,
+            extra,
+        )
+
+    async def _connection(self, listening: _Listening, conn: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        timeout = listening.endpoint.timeout
+        reader = asyncio.StreamReader(loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
         try:
-            timeout = listening.endpoint.timeout
-            await HttpConnection(reader, writer, listening.router, self.feed, timeout).serve()
-        finally:
-            listening.connections.discard(task)
+            # With TLS, the handshake: it must end within the listener's timeout.
+            transport, _ = await loop.connect_accepted_socket(
+                lambda: protocol,
+                conn,
+                ssl=listening.tls,
+                ssl_handshake_timeout=timeout if listening.tls is not None else None,
+            )
+        except asyncio.CancelledError:
+            conn.close()
+            return  # close(): asyncio 3.11 would log a cancelled connection as an error
+        except (OSError, TimeoutError) as exc:
+            log.debug("HTTP connection not set up: %s", exc or type(exc).__name__)
+            conn.close()
+            return
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        connection = HttpConnection(
+            reader, writer, listening.router, self.feed, timeout, listening.slots, listening.hosts
+        )
+        with contextlib.suppress(asyncio.CancelledError):
+            await connection.serve()
 
     async def close(self) -> None:
         """Stop listening, end every connection, remove the unix sockets."""
         listening, self._listening = self._listening, []
-        servers = [each.server for each in listening if each.server is not None]
-        for server in servers:
-            server.close()
+        accepting = [task for each in listening for task in each.accepting]
+        for task in accepting:
+            task.cancel()
+        await asyncio.gather(*accepting, return_exceptions=True)
+        for sock in (sock for each in listening for sock in each.sockets):
+            sock.close()
         tasks = [task for each in listening for task in each.connections]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for server in servers:
-            await server.wait_closed()
         for each in listening:
             if each.unix is not None:
                 each.unix.remove()
-        if self._quiet is not None:
-            self._quiet.restore()
-            self._quiet = None
 
 
-class _QuietAcceptErrors:
-    """Out of file descriptors (or memory), asyncio's accept loop reports every failed
-    accept() (up to a backlog's worth each second) as an error with a traceback. Say it
-    once a minute, in one line, with what to do; leave every other report as it was."""
-
-    EVERY = 60.0
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._previous = loop.get_exception_handler()
-        self._said_at: float | None = None
-        self._missed = 0
-        loop.set_exception_handler(self._handle)
-
-    def restore(self) -> None:
-        if self._loop.get_exception_handler() == self._handle:
-            self._loop.set_exception_handler(self._previous)
-
-    def _handle(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        exc = context.get("exception")
-        if context.get("message") == "socket.accept() out of system resource" and isinstance(
-            exc, OSError
-        ):
-            now = loop.time()
-            if self._said_at is None or now - self._said_at >= self.EVERY:
-                self._said_at = now
-                extra = f" ({self._missed} more since)" if self._missed else ""
-                self._missed = 0
-                log.error(
-                    "HTTP service cannot accept connections: %s%s; clients wait until it "
-                    "can (raise the open file limit, `ulimit -n`)",
-                    exc.strerror or exc,
-                    extra,
-                )
-            else:
-                self._missed += 1
-            return
-        if self._previous is not None:
-            self._previous(loop, context)
-        else:
-            loop.default_exception_handler(context)
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on `host` (an address), as asyncio's servers make them."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=BACKLOG)
 
 
 async def start_api(

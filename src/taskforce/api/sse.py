@@ -16,10 +16,19 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from taskforce.api.auth import Access, authorized
 from taskforce.runtime.control import ControlError
 
-MAX_CLIENTS = 32
 INTERVAL = 0.1  # seconds, at least, between two events to one client
+# Event streams of every kind (/events, /events/fleet, /logs/TASK?follow=1), per listener:
+MAX_STREAMS = 32
+# of which anonymous clients of a TCP listener may not take these: they are kept for
+# clients with the listener's token.
+RESERVED_STREAMS = 8
+# Seconds an anonymous stream may go without an event before it is ended: a client that
+# vanished without a word (nothing was written to find out) frees its slot. A browser's
+# EventSource reconnects by itself.
+ANONYMOUS_IDLE = 300.0
 
 
 class Changes(Protocol):
@@ -35,24 +44,10 @@ class Changes(Protocol):
 class EventFeed:
     """The event streams of one service: admission, the shared payload, the send loop."""
 
-    def __init__(
-        self, controller: Changes, max_clients: int = MAX_CLIENTS, interval: float = INTERVAL
-    ) -> None:
+    def __init__(self, controller: Changes, interval: float = INTERVAL) -> None:
         self.controller = controller
-        self.max_clients = max_clients
         self.interval = interval
-        self.clients = 0
         self._cached: tuple[int, bytes] | None = None
-
-    def admit(self) -> bool:
-        """Take a client slot (False when all are taken); give it back with leave()."""
-        if self.clients >= self.max_clients:
-            return False
-        self.clients += 1
-        return True
-
-    def leave(self) -> None:
-        self.clients -= 1
 
     def payload(self) -> bytes | None:
         """The current event, or None when there are no tasks to show (not running)."""
@@ -78,6 +73,41 @@ class EventFeed:
             await serve_events(self.payload, changed, send, reader, self.interval)
         finally:
             self.controller.unsubscribe(changed)
+
+
+class StreamSlots:
+    """The event streams one listener may hold: `size` in all, of which anonymous clients
+    may not take the last `reserved`. A client is anonymous on a TCP listener (`access`)
+    unless it sends the listener's token; the unix socket (`access` None), which only its
+    owner reaches, has no anonymous clients."""
+
+    def __init__(
+        self, access: Access | None, size: int = MAX_STREAMS, reserved: int = RESERVED_STREAMS
+    ) -> None:
+        self.access = access
+        self.size = size
+        self.reserved = reserved
+        self.used = 0
+        self.anonymous = 0
+
+    def is_anonymous(self, authorization: bytes | None) -> bool:
+        access = self.access
+        return access is not None and (
+            access.token is None or not authorized(access, authorization)
+        )
+
+    def take(self, anonymous: bool) -> bool:
+        """Take a slot (False when none is left for this client); give it back with
+        give_back()."""
+        if self.used >= self.size or (anonymous and self.anonymous >= self.size - self.reserved):
+            return False
+        self.used += 1
+        self.anonymous += anonymous
+        return True
+
+    def give_back(self, anonymous: bool) -> None:
+        self.used -= 1
+        self.anonymous -= anonymous
 
 
 class Fleet(Protocol):

@@ -1,10 +1,10 @@
 """Owner-only unix sockets, created and removed without trusting the file system.
 
 The socket file is made with mode 0600 (through the umask, so it is never more open, not
-even for an instant) in a directory nobody else can write to, so nobody else can replace
-it. A socket left by a dead process is replaced; a live one, or anything that is not a
-socket (a symlink planted there, say), is refused. On close the file is removed only if it
-is still the one we made.
+even for an instant) in a directory nobody else (not even its group) can write to, so
+nobody else can replace it. A socket left by a dead process is replaced; a live one, or
+anything that is not a socket (a symlink planted there, say), is refused. On close the
+file is removed only if it is still the one we made.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import stat
 
 from taskforce.api.listen import ApiConfigError
 from taskforce.api.paths import private_tmp_dir
+from taskforce.runtime.paths import replaceable_by_others
 
 BACKLOG = 64
 
@@ -79,11 +80,8 @@ def _check_directory(directory: str, path: str) -> None:
         raise ApiConfigError(f"cannot listen on {path}: {directory}: {exc.strerror}") from None
     if not stat.S_ISDIR(info.st_mode):
         raise ApiConfigError(f"cannot listen on {path}: {directory} is not a directory")
-    if info.st_uid not in (0, os.geteuid()):
-        flaw = f"{directory} belongs to another user"
-    elif info.st_mode & stat.S_IWOTH:
-        flaw = f"others can write to {directory}"
-    else:
+    flaw = replaceable_by_others(directory, info, sticky_protects=False)
+    if flaw is None:
         return
     raise ApiConfigError(
         f"will not listen on {path}: {flaw}, who could replace the socket; put it in a "

@@ -225,12 +225,14 @@ def _supervise(args: argparse.Namespace) -> int:
     from taskforce.api.run import serve_with_api
     from taskforce.config.errors import ConfigError
     from taskforce.runtime.legion import Legion
+    from taskforce.runtime.limits import raise_open_files
     from taskforce.runtime.paths import default_state_file
     from taskforce.runtime.pidfile import Pidfile, PidfileError
     from taskforce.runtime.supervisor import Outcome
     from taskforce.runtime.upgrade import SNAPSHOT_ENV
 
     resuming = os.environ.pop(_RESET_MARKER, None) is not None
+    raise_open_files()  # room for many tasks and clients; tasks get back the limit given
     # Relative paths on the command line are relative to this directory: a reset
     # re-executes from it (a background taskforce has moved to / meanwhile).
     start_dir = os.getcwd()
@@ -429,6 +431,7 @@ def _upgrade(args: argparse.Namespace) -> int:
 
 
 def _reexec(pidfile: object, start_dir: str, snapshot: str | None = None) -> None:
+    from taskforce.runtime.limits import restore_open_files
     from taskforce.runtime.pidfile import Pidfile
     from taskforce.runtime.upgrade import SNAPSHOT_ENV
 
@@ -442,6 +445,7 @@ def _reexec(pidfile: object, start_dir: str, snapshot: str | None = None) -> Non
     with contextlib.suppress(OSError):  # gone: relative paths will be reported missing
         os.chdir(start_dir)
     argv = [sys.executable, *sys.orig_argv[1:]]
+    restore_open_files()  # the new image raises it again, knowing what tasks get
     os.execv(sys.executable, argv)
 
 

@@ -22,7 +22,7 @@ from taskforce.config.shapes import (
     Text,
     describe,
 )
-from taskforce.config.shapes_compound import Field, Record, Rule
+from taskforce.config.shapes_compound import Field, ListOf, Record, Rule
 from taskforce.config.yaml_source import Path
 
 DEFAULT_HTTP_HOST = "127.0.0.1"  # `:port` alone listens on loopback, never everywhere
@@ -169,6 +169,25 @@ class SafeListener(Rule):
         return {"not": {"required": ["token", "token_file"]}}
 
 
+_HOST_NAME = re.compile(r"\*|[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?|\[[0-9A-Fa-f:.]+\]")
+
+
+@dataclass(frozen=True)
+class HostName(Shape[str]):
+    """A name as clients write it in a Host header, without the port; or '*'."""
+
+    def check(self, value: object, at: Path, report: Reporter) -> str | Invalid:
+        if isinstance(value, str) and _HOST_NAME.fullmatch(value):
+            return value.strip("[]")
+        report.error(
+            at, f"expected a host name or address without a port (or '*'), got {describe(value)}"
+        )
+        return INVALID
+
+    def json_schema(self, defs: Defs) -> JsonSchema:
+        return {"type": "string", "pattern": f"^(?:{_HOST_NAME.pattern})$"}
+
+
 def _parses(listen: str) -> bool:
     try:
         parse_listen(listen)
@@ -203,6 +222,12 @@ HTTP_LISTENER = Record(
         ),
         "token_file": Field(Text(), "A file holding the access token, read at start."),
         "private": Field(Flag(), "Require the token for status paths too."),
+        "hosts": Field(
+            ListOf(HostName()),
+            "Names clients reach a TCP listener by, beyond its own address, IP addresses "
+            "and localhost: requests with another Host header get 421 (a defence against "
+            "DNS rebinding). '*' answers any name.",
+        ),
     },
     lambda at, values: HttpListener(**values),
     rules=(SafeListener(),),

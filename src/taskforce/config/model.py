@@ -128,6 +128,9 @@ class HttpListener:
     token_file: str | None = None
     # Status paths need the token too.
     private: bool = False
+    # Names clients may reach a TCP listener by, beyond its address and localhost (the
+    # Host header is checked against DNS rebinding; "*" answers any name).
+    hosts: tuple[str, ...] = ()
 
 
 class NotifyEvent(StrEnum):

@@ -428,20 +428,35 @@ def _control(control: str | int) -> Control:
         raise ControlError(400, f"{control!r} is not a control (one of {choices})") from None
 
 
-def _count(count: str | int) -> int:
-    try:
-        value = int(count)
-    except (TypeError, ValueError):
-        raise ControlError(400, f"count must be a whole number, got {count!r}") from None
-    if value < 0 or value > 10_000:
-        raise ControlError(400, f"count must be between 0 and 10000, got {value}")
+_MAX_DIGITS = 20  # int() of a long enough string is slow, or refused (sys.int_info)
+
+
+def whole_number(text: str | int, name: str, maximum: int) -> int:
+    """`text` as a number from 0 to `maximum`, written in ASCII digits only; else 400.
+
+    str.isdigit() and int() also take superscripts, other scripts' digits, signs, spaces
+    and underscores (and int() fails on what isdigit() lets through, such as "²").
+    """
+    if isinstance(text, int):
+        value = text
+    elif text.isascii() and text.isdigit() and len(text) <= _MAX_DIGITS:
+        value = int(text)
+    else:
+        shown = text if len(text) <= _MAX_DIGITS else text[:_MAX_DIGITS] + "..."
+        raise ControlError(400, f"{name} must be a whole number in ASCII digits, got {shown!r}")
+    if not 0 <= value <= maximum:
+        raise ControlError(400, f"{name} must be between 0 and {maximum}, got {value}")
     return value
 
 
+def _count(count: str | int) -> int:
+    return whole_number(count, "count", 10_000)
+
+
 def parse_signal(sig: str | int) -> int:
-    text = str(sig).strip().upper()
-    if text.isdigit():
-        number = int(text)
+    text = str(sig).upper()
+    if text[:1].isdigit() or not text.isascii():
+        number = whole_number(text, "signal", max(signal.valid_signals()))
     else:
         name = text if text.startswith("SIG") else f"SIG{text}"
         try:
@@ -478,4 +493,4 @@ def _labels(task: str, slot: int) -> str:
     return f'task="{escaped}",instance="{slot}"'
 
 
-__all__ = ["JSON", "ControlError", "Controller", "Outcome", "iso", "parse_signal"]
+__all__ = ["JSON", "ControlError", "Controller", "Outcome", "iso", "parse_signal", "whole_number"]

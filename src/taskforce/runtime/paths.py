@@ -39,10 +39,9 @@ def ensure_private_dir(path: str) -> str:
         above = os.stat(parent)
     except OSError as exc:
         raise UnsafePathError(f"{parent}: {exc.strerror}") from None
-    if above.st_uid not in (0, os.geteuid()):
-        raise UnsafePathError(f"{parent} is owned by uid {above.st_uid}, not by us or root")
-    if above.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not above.st_mode & stat.S_ISVTX:
-        raise UnsafePathError(f"others can write to {parent}, and could replace {path}")
+    flaw = replaceable_by_others(parent, above)
+    if flaw is not None:
+        raise UnsafePathError(f"{flaw}, and could replace {path}")
     with contextlib.suppress(FileExistsError):
         os.mkdir(path, 0o700)
     info = os.lstat(path)
@@ -53,6 +52,21 @@ def ensure_private_dir(path: str) -> str:
     if info.st_mode & 0o077:
         os.chmod(path, 0o700)
     return path
+
+
+def replaceable_by_others(
+    directory: str, info: os.stat_result, *, sticky_protects: bool = True
+) -> str | None:
+    """Why others could replace a file in `directory` (its stat `info`), or None: it
+    belongs to another user than us or root, or its group or others can write to it.
+    The sticky bit keeps them from renaming or removing our files, where that is enough
+    (`sticky_protects`); it is not for a socket, whose name they could take first."""
+    if info.st_uid not in (0, os.geteuid()):
+        return f"{directory} is owned by uid {info.st_uid}, not by us or root"
+    writable = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    if writable and not (sticky_protects and info.st_mode & stat.S_ISVTX):
+        return f"others can write to {directory}"
+    return None
 
 
 def instance_base(pidfile: str | None, config_file: str) -> str:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from taskforce.core.spec import TASK_PID_MARKER, LaunchSpec
+from taskforce.runtime import limits
 
 try:
     from taskforce import _syscalls as _vfork
@@ -188,8 +189,22 @@ def prepare(
         env = {k: v.replace(TASK_PID_MARKER, pid_value) for k, v in env.items()}
     stdio = (stdin, stdout, stderr)
     if _vfork is not None and use_vfork:
+        _give_children_their_limit()
         return _vfork_job(executable, words, env, launch.cwd, creds, stdio)
     return functools.partial(_fork, executable, words, env, launch.cwd, creds, stdio)
+
+
+_children_limit: tuple[int, int] | None = None  # what the C spawner was last told
+
+
+def _give_children_their_limit() -> None:
+    """Tell the C spawner the open file limit children get (taskforce raised its own)."""
+    global _children_limit
+    limit = limits.for_children()
+    if limit != _children_limit:
+        assert _vfork is not None
+        _vfork.child_open_files(*(limit or (-1, -1)))
+        _children_limit = limit
 
 
 # Fewer starts than this at once run on the calling thread: a pool is not worth it.
@@ -344,6 +359,9 @@ def _become(
                 os.dup2(fd, target)
         os.closerange(3, error_fd)
         os.closerange(error_fd + 1, _fd_limit())
+        given = limits.for_children()
+        if given is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, given)
         if cwd is not None:
             step = f"changing directory to {cwd!r}"
             os.chdir(cwd)

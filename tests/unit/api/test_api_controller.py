@@ -29,7 +29,9 @@ def legion(tmp_path: Path) -> Legion:
     [
         ("control", {"web": "off", "nope": "off"}, 404, "no task named 'nope'"),
         ("control", {"web": "off", "db": "of"}, 400, "'of' is not a control"),
-        ("count", {"web": "2", "db": "-1"}, 400, "count must be between 0 and 10000"),
+        ("count", {"web": "2", "db": "10001"}, 400, "count must be between 0 and 10000"),
+        ("count", {"web": "2", "db": "-1"}, 400, "count must be a whole number"),
+        ("count", {"web": "\u0663"}, 400, "count must be a whole number in ASCII digits"),
         ("count", {"web": "x"}, 400, "count must be a whole number"),
         ("count", {}, 400, "name at least one task"),
         ("user", {"web": "root"}, 400, "cannot be overridden"),

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 from test_api_routes import FakeController
 
-from taskforce.api import server
+from taskforce.api import server, sse
 from taskforce.api.http import MAX_BODY, MAX_HEADERS
 from taskforce.api.server import ApiService
 from taskforce.config.model import HttpListener
@@ -153,8 +153,8 @@ def test_requests_on_both_listeners(tmp_path: Path) -> None:
 
 def test_keep_alive_and_pipelining(tmp_path: Path) -> None:
     async def scenario(service: ApiService, fake: ChangingController) -> None:
-        request = b"GET /status/version HTTP/1.1\r\nHost: x\r\n\r\n"
-        last = b"GET /status/version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        request = b"GET /status/version HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        last = b"GET /status/version HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
         reply = await asyncio.to_thread(raw, service.addresses[0], request * 2 + last)
         assert reply.count(b"HTTP/1.1 200 OK\r\n") == 3
         assert reply.count(b'{"taskforce":"test"}') == 3
@@ -174,7 +174,9 @@ def test_malformed_requests_get_400(tmp_path: Path) -> None:
 
 def test_oversized_headers_get_431(tmp_path: Path) -> None:
     async def scenario(service: ApiService, fake: ChangingController) -> None:
-        huge = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * MAX_HEADERS * 2 + b"\r\n\r\n"
+        huge = (
+            b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: " + b"a" * MAX_HEADERS * 2 + b"\r\n\r\n"
+        )
         reply = await asyncio.to_thread(raw, service.addresses[0], huge)
         assert status_of(reply) == (431, {"error": "request headers too large"})
 
@@ -183,11 +185,13 @@ def test_oversized_headers_get_431(tmp_path: Path) -> None:
 
 def test_oversized_bodies_get_413(tmp_path: Path) -> None:
     async def scenario(service: ApiService, fake: ChangingController) -> None:
-        declared = b"POST /manage/plan HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+        declared = b"POST /manage/plan HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n"
         reply = await asyncio.to_thread(raw, service.addresses[0], declared % (MAX_BODY + 1))
         assert status_of(reply)[0] == 413
         chunk = b"a" * 65536
-        chunked = b"POST /manage/plan HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        chunked = (
+            b"POST /manage/plan HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
         chunked += b"%x\r\n%s\r\n" % (len(chunk), chunk) * (MAX_BODY // len(chunk) + 1)
         reply = await asyncio.to_thread(raw, service.addresses[1], chunked)
         assert status_of(reply) == (413, {"error": f"the request body is over {MAX_BODY} bytes"})
@@ -196,11 +200,27 @@ def test_oversized_bodies_get_413(tmp_path: Path) -> None:
     run(tmp_path, scenario)
 
 
+def test_a_chunk_without_its_line_ending_is_refused(tmp_path: Path) -> None:
+    """CVE-2025-43859: h11 before 0.16 took any two bytes after a chunk for its CRLF, so a
+    proxy and taskforce could disagree on where a request ends (request smuggling)."""
+
+    async def scenario(service: ApiService, fake: ChangingController) -> None:
+        smuggled = (
+            b"POST /status/tasks HTTP/1.1\r\nHost: localhost\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n"
+        )
+        for address in service.addresses:
+            status, body = status_of(await asyncio.to_thread(raw, address, smuggled))
+            assert status == 400 and body["error"].startswith("bad request"), body
+
+    run(tmp_path, scenario)
+
+
 def test_slow_and_idle_clients_are_dropped(tmp_path: Path) -> None:
     async def scenario(service: ApiService, fake: ChangingController) -> None:
         def slowloris(address: str) -> bytes:
             sock = connect(address)
-            sock.sendall(b"GET /status/tasks HTTP/1.1\r\nHost: x\r\n")  # and never the rest
+            sock.sendall(b"GET /status/tasks HTTP/1.1\r\nHost: localhost\r\n")  # and never the rest
             return until_closed(sock)
 
         def idle(address: str) -> bytes:
@@ -228,7 +248,9 @@ def test_connections_beyond_the_limit_get_503(
                 response = await asyncio.to_thread(client.getresponse)
                 assert response.status == 200
                 response.read()
-            reply = await asyncio.to_thread(raw, address, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            reply = await asyncio.to_thread(
+                raw, address, b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
+            )
             assert status_of(reply) == (503, {"error": "too many connections; try again later"})
         finally:
             for client in held:
@@ -245,7 +267,7 @@ class Events:
 
     def __init__(self, address: str) -> None:
         self.sock = connect(address)
-        self.sock.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.sock.sendall(b"GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n")
         self.buffer = b""
         head = self._until(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200 OK\r\n"), head
@@ -283,10 +305,10 @@ def test_events_are_sent_on_connect_and_on_changes_coalesced(tmp_path: Path) -> 
             fake.table = {"db": {"running": 0}}
             fake.changed()
             assert await asyncio.to_thread(events.next) == {"db": {"running": 0}}
-            assert service.feed.clients == 1
+            assert service.streams == 1
         finally:
             events.close()
-        await eventually(lambda: service.feed.clients == 0, "the stream to end")
+        await eventually(lambda: service.streams == 0, "the stream to end")
         assert fake.subscribers == set()
 
     run(tmp_path, scenario)
@@ -294,15 +316,101 @@ def test_events_are_sent_on_connect_and_on_changes_coalesced(tmp_path: Path) -> 
 
 def test_event_streams_are_bounded(tmp_path: Path) -> None:
     async def scenario(service: ApiService, fake: ChangingController) -> None:
-        service.feed.max_clients = 1
-        events = await asyncio.to_thread(Events, service.addresses[1])
+        unix_slots = service._listening[0].slots
+        unix_slots.size = 1
+        events = await asyncio.to_thread(Events, service.addresses[0])
+        other: Events | None = None
         try:
-            request = b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n"
+            request = b"GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n"
             reply = await asyncio.to_thread(raw, service.addresses[0], request)
             status, body = status_of(reply)
             assert status == 503 and "too many event streams" in body["error"]
+            # Each listener has slots of its own.
+            other = await asyncio.to_thread(Events, service.addresses[1])
         finally:
             events.close()
+            if other is not None:
+                other.close()
+
+    run(tmp_path, scenario)
+
+
+def stream_status(address: str, headers: str = "") -> tuple[int, socket.socket]:
+    """Open /events; the reply's status and the connection (a 200 stays open)."""
+    sock = connect(address)
+    sock.sendall(f"GET /events HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n".encode())
+    head = b""
+    while b"\r\n" not in head:
+        chunk = sock.recv(4096)
+        assert chunk, "closed before a reply"
+        head += chunk
+    return int(head.split(b" ")[1]), sock
+
+
+def test_anonymous_streams_leave_slots_to_the_unix_socket_and_to_tokens(tmp_path: Path) -> None:
+    """Anonymous clients of a TCP listener fill only what anonymous clients may take: the
+    owner's unix socket keeps its own streams, and a client with the token gets one of
+    the slots kept for it (it was: 32 anonymous streams, and `logs -f` got 503)."""
+    directory = tmp_path / "run"
+    directory.mkdir(mode=0o700)
+
+    async def main() -> None:
+        fake = ChangingController()
+        service = ApiService(cast(Controller, fake))
+        held: list[socket.socket] = []
+        try:
+            await service.open(HttpListener(listen=str(directory / "api.sock")))
+            await service.open(HttpListener(listen="127.0.0.1:0"))
+            await service.open(HttpListener(listen="127.0.0.1:0", token="s3cret"))
+            unix_address, open_tcp, token_tcp = service.addresses
+            for address in (open_tcp, token_tcp):
+                while True:  # anonymous streams until they are refused
+                    status, sock = await asyncio.to_thread(stream_status, address)
+                    held.append(sock)
+                    if status != 200:
+                        assert status == 503
+                        break
+                    assert len(held) <= 2 * sse.MAX_STREAMS, "anonymous streams are unbounded"
+            assert service.streams == 2 * (sse.MAX_STREAMS - sse.RESERVED_STREAMS)
+            for _ in range(sse.RESERVED_STREAMS):
+                status, sock = await asyncio.to_thread(
+                    stream_status, token_tcp, "Authorization: Bearer s3cret\r\n"
+                )
+                held.append(sock)
+                assert status == 200
+            for _ in range(sse.MAX_STREAMS):
+                status, sock = await asyncio.to_thread(stream_status, unix_address)
+                held.append(sock)
+                assert status == 200
+        finally:
+            for sock in held:
+                sock.close()
+            await service.close()
+
+    asyncio.run(main())
+
+
+def test_idle_anonymous_streams_are_ended(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An anonymous stream with nothing to send for IDLE seconds is ended (a browser's
+    EventSource reconnects by itself); one with events, or from the unix socket, stays."""
+    monkeypatch.setattr(sse, "ANONYMOUS_IDLE", 0.5)
+
+    async def scenario(service: ApiService, fake: ChangingController) -> None:
+        unix_address, tcp_address = service.addresses
+        quiet = await asyncio.to_thread(Events, tcp_address)
+        owner = await asyncio.to_thread(Events, unix_address)
+        try:
+            await asyncio.to_thread(quiet.next)
+            await asyncio.to_thread(owner.next)
+            # Ended cleanly: the last chunk of the chunked body, then the close.
+            assert (await asyncio.to_thread(until_closed, quiet.sock)).endswith(b"0\r\n\r\n")
+            await eventually(lambda: service.streams == 1, "the idle stream to end")
+            fake.table = {"web": {"running": 2}}
+            fake.changed()
+            assert await asyncio.to_thread(owner.next) == {"web": {"running": 2}}
+        finally:
+            quiet.close()
+            owner.close()
 
     run(tmp_path, scenario)
 
@@ -319,7 +427,7 @@ def test_closing_the_service_ends_streams(tmp_path: Path) -> None:
         await asyncio.to_thread(events.next)
         await service.close()
         assert await asyncio.to_thread(until_closed, events.sock) == b""
-        assert service.feed.clients == 0 and service.addresses == []
+        assert service.streams == 0 and service.addresses == []
 
     asyncio.run(main())
 

@@ -211,7 +211,8 @@ def test_http_settings() -> None:
     assert settings('{"http": {"listen": "/run/tf.sock"}}') == (HttpListener("/run/tf.sock"),)
     listeners = settings(
         '{"http": [{"listen": "0.0.0.0:443", "certfile": "/etc/tf.pem", "allow_control": true,'
-        ' "token_file": "/etc/tf.token", "timeout": 3, "private": true}]}'
+        ' "token_file": "/etc/tf.token", "timeout": 3, "private": true,'
+        ' "hosts": ["tf.example.com", "[::1]", "*"]}]}'
     )
     assert listeners == (
         HttpListener(
@@ -221,6 +222,7 @@ def test_http_settings() -> None:
             timeout=3.0,
             token_file="/etc/tf.token",
             private=True,
+            hosts=("tf.example.com", "::1", "*"),
         ),
     )
 
@@ -242,3 +244,9 @@ def test_http_settings_problems() -> None:
         "settings.http.timeout: must be greater than 0, got 0",
         "settings.http.privat: unknown key 'privat' (did you mean 'private'?)",
     ]
+
+
+def test_hosts_are_names_without_ports() -> None:
+    for bad in ('"tf.example.com:443"', '"a b"', '""', '"http://x"', "3", '"-x"'):
+        found = problems('{"http": {"listen": ":80", "hosts": [' + bad + "]}}")
+        assert len(found) == 1 and "without a port" in found[0], (bad, found)

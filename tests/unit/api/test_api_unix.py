@@ -125,3 +125,15 @@ def test_a_planted_private_directory_is_refused(
     private.mkdir(mode=0o755)
     with pytest.raises(ApiConfigError, match="make it mode 0700"):
         UnixSocket(str(private / "taskforce.sock"))
+
+
+@pytest.mark.parametrize("mode", [0o770, 0o775, 0o3775])
+def test_a_directory_its_group_can_write_is_refused(tmp_path: Path, mode: int) -> None:
+    """Anyone in the group could replace the socket file (sticky or not: the setgid bit
+    does not help either), as runtime.paths refuses for its own files."""
+    shared = tmp_path / "group"
+    shared.mkdir()
+    shared.chmod(mode)
+    with pytest.raises(ApiConfigError, match="others can write to"):
+        UnixSocket(str(shared / "api.sock"))
+    assert not (shared / "api.sock").exists()
