@@ -527,8 +527,16 @@ def test_broken_configuration_and_roles_files_keep_everything_running(
         assert taskforce.running()
 
     for path, directory, unreadable in (
-        (conf, "cannot read the file: Is a directory", "cannot read the file: Permission denied"),
-        (roles, "is a directory, not a roles file", "cannot read roles file: Permission denied"),
+        (
+            conf,
+            "cannot read the file: is a directory, not a regular file",
+            "cannot read the file: Permission denied",
+        ),
+        (
+            roles,
+            "cannot read the file: is a directory, not a regular file",
+            "cannot read the file: Permission denied",
+        ),
     ):
         # Replaced by a directory, then put back.
         path.rename(tmp_path / "aside")
