@@ -70,9 +70,16 @@ def identify(pid: int) -> ProcessIdentity | None:
         exe = None
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            argv = tuple(a.decode(errors="replace") for a in f.read().split(b"\0") if a)
+            raw = f.read()
     except OSError:
-        argv = ()
+        raw = b""
+    # Each word ends in a NUL (unless the process rewrote its command line). Empty words
+    # stay (redis's `--save ""`), and bytes that are not UTF-8 decode as they were encoded
+    # for exec, so that the command compares equal to the task's, exactly.
+    words = raw.split(b"\0")
+    if not words[-1]:
+        words.pop()
+    argv = tuple(os.fsdecode(word) for word in words)
     return ProcessIdentity(pid, started, exe, argv)
 
 
