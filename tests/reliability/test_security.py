@@ -397,6 +397,27 @@ def test_a_task_pidfile_naming_another_process_of_the_same_interpreter_is_left_a
         assert f"found pid {victim.pid}" not in taskforce.log()
 
 
+def test_a_wait_tasks_pidfile_naming_a_process_of_its_program_is_left_alone(
+    taskforce: Taskforce, tmp_path: Path
+) -> None:
+    """A clean first start: a wait task's pidfile names an unrelated `sleep 600`, the same
+    program the task runs. Only processes our records name are stopped as leftovers of an
+    earlier run; for a wait task a pidfile is no evidence at all."""
+    pidfile = tmp_path / "w.pid"
+    with stranger() as victim:
+        pidfile.write_text(f"{victim.pid}\n")
+        conf = write_config(
+            tmp_path / "tf.conf",
+            {"w": sleep_task(pidfile=str(pidfile))},
+            settings=tf_settings(),
+        )
+        taskforce.start("-f", str(conf))
+        taskforce.wait_log("w[0]: started pid")
+        assert taskforce.stop() == 0
+        assert victim.poll() is None
+        assert f"pid {victim.pid}" not in taskforce.log()
+
+
 PY = os.path.realpath(sys.executable)
 
 

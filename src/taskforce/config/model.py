@@ -27,6 +27,10 @@ class Control(StrEnum):
     EVENT = "event"  # like once, but only run when an event starts it (planned)
 
 
+# Controls whose process is a daemon: the start command exits, its pidfile names it.
+DAEMON_CONTROLS = frozenset({Control.NOWAIT, Control.ADOPT})
+
+
 class Placement(StrEnum):
     HOST = "host"  # on every host where the task is in scope
     CLUSTER = "cluster"  # on one host of those (the fleet elects it through etcd)

@@ -15,15 +15,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from taskforce.config.model import Control, EventType
+from taskforce.config.model import DAEMON_CONTROLS, Control, EventType
 from taskforce.core.actions import Action, Check, Kill, LookForPid, Probe, Release, Start, Stop
 from taskforce.core.spec import DesiredState, TaskSpec
 from taskforce.core.state import ExitRecord, HistoryEntry, Instance, Phase, TaskState
 
 # Controls whose processes are kept running and restarted when they exit.
 _KEEP_RUNNING = frozenset({Control.WAIT, Control.NOWAIT, Control.ADOPT})
-# Controls whose process is a daemon found through its pidfile, and checked by probes.
-_DAEMON = frozenset({Control.NOWAIT, Control.ADOPT})
 # The pidfile is looked at again after these many seconds, doubling up to the last.
 _LOOK_FIRST, _LOOK_MAX = 0.01, 0.5
 # Readiness probes back off from the task's interval up to this many seconds.
@@ -103,7 +101,7 @@ class Planner:
         inst.pid = pid
         inst.executable = executable
         inst.control = state.spec.control if state.spec is not None else None
-        inst.launcher = inst.control in _DAEMON
+        inst.launcher = inst.control in DAEMON_CONTROLS
         inst.foreign = False
         inst.started_at = now
         inst.started_wall = wall
@@ -361,7 +359,7 @@ class Planner:
         if inst.phase is Phase.DAEMONIZING:
             # Even when the task is going away, the daemon must be found: to be stopped.
             # But not for longer than a stop may take.
-            if spec is None or inst.slot >= spec.count or spec.control not in _DAEMON:
+            if spec is None or inst.slot >= spec.count or spec.control not in DAEMON_CONTROLS:
                 inst.look_deadline = min(
                     inst.look_deadline, now + self._desired.policy.stop_timeout
                 )
@@ -397,7 +395,7 @@ class Planner:
                     inst.spec = spec.instances[inst.slot]
                     if spec.time_limit is not None:
                         deadline = _earliest(deadline, inst.started_at + spec.time_limit)
-                    if spec.control in _DAEMON and not inst.launcher:
+                    if spec.control in DAEMON_CONTROLS and not inst.launcher:
                         deadline = _earliest(deadline, self._plan_check(state, inst, now, actions))
                     if not inst.ready:
                         deadline = _earliest(deadline, self._plan_probe(state, inst, now, actions))

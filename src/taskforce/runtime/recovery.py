@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from taskforce.config.model import Control
+from taskforce.config.model import DAEMON_CONTROLS, Control
 from taskforce.core.planner import Planner
 from taskforce.runtime.identity import identify, read_pidfile, runs_program, same_process
 from taskforce.runtime.process import SpawnError, find_program
@@ -71,6 +71,8 @@ def recover(
         found[(task, slot)] = _found(spec.control, task, slot, orphan)
         claimed.add(orphan)
     for name, spec in desired.items():
+        if spec.control not in DAEMON_CONTROLS:
+            continue  # a pidfile alone is no evidence: anyone may name any process in one
         for slot, instance in enumerate(spec.instances):
             state = planner.tasks.get(name)
             running = state is not None and slot in state.instances and state.instances[slot].pid

@@ -15,7 +15,7 @@ import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from taskforce.config.model import Control
+from taskforce.config.model import DAEMON_CONTROLS, Control
 from taskforce.core.actions import (
     Action,
     Check,
@@ -362,7 +362,7 @@ class Supervisor:
             return False
         state = self.planner.tasks.get(outcome.task)
         control = state.spec.control if state is not None and state.spec is not None else None
-        if control in (Control.NOWAIT, Control.ADOPT):
+        if control in DAEMON_CONTROLS:
             return False
         return outcome.record.expected or control is Control.WAIT
 
