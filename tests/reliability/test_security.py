@@ -10,8 +10,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pwd
+import signal
 import stat
 import subprocess
 import sys
@@ -28,6 +31,7 @@ from reliability_support import (  # noqa: F401 (fixtures)
     _run_frozen_source,
     exchange,
     frozen_source,
+    live_by_task,
     need_root,
     nobody,
     python_as,
@@ -514,6 +518,88 @@ def test_process_records_planted_by_another_user_are_not_trusted(
         assert victim.poll() is None and stray.poll() is None
         assert f"pid {victim.pid}" not in taskforce.log()
         assert f"pid {stray.pid}" not in taskforce.log()
+
+
+@contextlib.contextmanager
+def forged_task_process(
+    user: pwd.struct_passwd, task: str, parent: int, *argv: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A process of `user` that carries the Task_* variables taskforce gives its tasks,
+    naming a gone taskforce `parent` as the one that started it."""
+    script = f'exec env Task_pid=$$ Task_name={task} Task_instance=0 Task_ppid={parent} "$@"'
+    proc = subprocess.Popen(
+        ["sh", "-c", script, "sh", *argv],
+        user=user.pw_uid,
+        group=user.pw_gid,
+        extra_groups=[],
+        start_new_session=True,
+        cwd="/",
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    try:
+        wait_for(lambda: f"Task_pid={proc.pid}" in proc_environ_text(proc.pid), what="forgery")
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+def recorded(state: Path) -> list[dict[str, Any]]:
+    try:
+        return list(json.loads(state.read_text())["processes"])
+    except (OSError, ValueError, KeyError):
+        return []
+
+
+def proc_environ_text(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes().replace(b"\0", b"\n").decode()
+    except OSError:
+        return ""
+
+
+def test_processes_of_another_user_forging_task_variables_are_not_taken(
+    taskforce: Taskforce, tmp_path: Path
+) -> None:
+    """taskforce (root) was SIGKILLed before recording its task processes. The next one
+    takes a process as its own only when its records name it, or when it runs as the
+    task's user and started after the earlier taskforce did: processes of nobody carrying
+    forged Task_* variables are neither adopted nor stopped, whether the task runs as
+    root or as nobody (then the forgery predates the earlier taskforce)."""
+    need_root()
+    user = nobody()
+    tasks = {"x": sleep_task(), "y": sleep_task(user=user.pw_name)}
+    conf = write_config(tmp_path / "tf.conf", tasks, settings=tf_settings())
+    pidfile = tmp_path / "tf.pid"
+    state = Path(runtime_paths.default_state_file(str(pidfile), str(conf)))
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that no longer runs
+    with forged_task_process(user, "y", gone.pid, SLEEP, "3600") as before:
+        taskforce.start("-p", str(pidfile), "-f", str(conf))
+        earlier = taskforce.pid
+        running = wait_for(
+            lambda: (found := live_by_task(taskforce.marker)).keys() >= {"x", "y"} and found,
+            what="x and y running",
+        )
+        wait_for(lambda: len(recorded(state)) == 2, what="records of x and y")
+        assert taskforce.proc is not None
+        taskforce.proc.kill()
+        taskforce.proc.wait(10)
+        records = json.loads(state.read_text())
+        records["processes"] = []  # as if killed before recording them
+        state.write_text(json.dumps(records))
+        with forged_task_process(user, "x", earlier, SLEEP, "3600") as after:
+            taskforce.start("-p", str(pidfile), "-f", str(conf))
+            for task in ("x", "y"):
+                (pid,) = running[task]
+                taskforce.wait_log(f"{task}[0]: found pid {pid} still running: stopping it")
+            wait_for(lambda: all(len(live_by_task(taskforce.marker).get(t, ())) == 1
+                                 for t in ("x", "y")), what="x and y started afresh")  # fmt: skip
+            assert taskforce.stop() == 0
+            assert before.poll() is None and after.poll() is None
+            assert f"pid {before.pid}" not in taskforce.log()
+            assert f"pid {after.pid}" not in taskforce.log()
 
 
 # ----- a task with `user`: none of taskforce's privileges ---------------------------------

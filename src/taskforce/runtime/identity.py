@@ -83,6 +83,20 @@ def identify(pid: int) -> ProcessIdentity | None:
     return ProcessIdentity(pid, started, exe, argv)
 
 
+def real_uid(pid: int) -> int | None:
+    """The real uid of process `pid`: the user who started it (a process of another user
+    cannot take it on, unlike the owner of /proc/<pid>, which is root for a process that
+    made itself undumpable)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Uid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def read_pidfile(path: str) -> int | None:
     """The pid a pidfile names, or None when it is absent, empty or not a pid."""
     try:

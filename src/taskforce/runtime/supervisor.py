@@ -192,8 +192,7 @@ class Supervisor:
     # ----- processes we did not start ------------------------------------------------
 
     def _recover(self) -> None:
-        records = self.records.load()
-        found, strays = recover(self.planner, records or [], unclean=records is not None)
+        found, strays = recover(self.planner, self.records.load())
         found = [f for f in found if self.planner.owner(f.pid) is None]
         now, wall = self._now(), time.time()
         for item in found:
