@@ -767,3 +767,69 @@ def test_task_output_files_are_private_and_never_opened_through_links(
     assert taskforce.stop() == 0
     assert victim.read_text() == "precious\n"
     assert (logs / "planted.log").is_symlink()
+
+
+# The task writes a line, waits for a file to appear, then writes far more than max_bytes.
+WRITER = 'echo first; while [ ! -e "$1" ]; do sleep 0.05; done; seq 1 500; exec sleep 600'
+# Run as the task's user: `link` to root's directory in the box, and a real `sub`.
+PLANT = (
+    "import os, sys\nos.mkdir(sys.argv[1] + '/sub')\n"
+    "os.symlink(sys.argv[2], sys.argv[1] + '/link')\n"
+)
+# ... then, while the task runs, `sub` swapped for a link to root's directory.
+SWAP = (
+    "import os, sys\nos.rename(sys.argv[1] + '/sub', sys.argv[1] + '/old')\n"
+    "os.symlink(sys.argv[2], sys.argv[1] + '/sub')\n"
+)
+
+
+def test_task_output_never_goes_through_a_directory_link_its_user_planted(
+    taskforce: Taskforce, tmp_path: Path, shared: Path
+) -> None:
+    """A task running as nobody can write to a directory on its output paths: there it
+    plants links to a directory of root's, before taskforce starts (for `planted.log`)
+    and while it runs (for `swapped.log`, before a rotation). taskforce (root) must
+    neither create, append to, rename nor delete anything there."""
+    need_root()
+    user = nobody()
+    box = shared / "box"
+    box.mkdir()
+    os.chown(box, user.pw_uid, user.pw_gid)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    names = ("planted.log", "swapped.log", "swapped.log.1", "swapped.log.2")
+    precious = {name: f"precious {name}\n" for name in names}
+    for name, text in precious.items():
+        (victim / name).write_text(text)
+    python_as(user, PLANT, str(box), str(victim))
+    go = box / "go"
+
+    def writer(path: Path) -> dict[str, Any]:
+        return {
+            "commands": {"start": ["sh", "-c", WRITER, "sh", str(go)]},
+            "user": user.pw_name,
+            "cwd": "/",
+            "output": {"stdout": str(path), "max_bytes": 1000, "backups": 2},
+        }
+
+    tasks = {
+        "planted": writer(box / "link" / "planted.log"),
+        "swapped": writer(box / "sub" / "swapped.log"),
+    }
+    conf = write_config(tmp_path / "tf.conf", tasks, settings=tf_settings())
+    taskforce.start("-f", str(conf))
+    wait_for(lambda: "first" in read_text(box / "sub" / "swapped.log"), what="swapped.log written")
+    python_as(user, SWAP, str(box), str(victim))
+    go.touch()
+    taskforce.wait_log(f"output to {box / 'link' / 'planted.log'}: cannot open it")
+    taskforce.wait_log(f"output to {box / 'sub' / 'swapped.log'}: cannot rotate it")
+    assert taskforce.stop() == 0
+    assert {p.name: p.read_text() for p in victim.iterdir()} == precious
+    assert "first" in read_text(box / "old" / "swapped.log")
+
+
+def read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
