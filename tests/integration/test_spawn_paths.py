@@ -34,6 +34,7 @@ class Launch:
     cwd: str | None = None
     user: str | int | None = None
     group: str | int | None = None
+    no_new_privs: bool = False
 
 
 @pytest.fixture(params=PATHS)
@@ -109,8 +110,10 @@ def test_own_pid_replaces_every_marker(spawn_path: str) -> None:
 def test_new_session_with_default_signals_and_no_mask(spawn_path: str) -> None:
     # taskforce ignores SIGPIPE (Python does), perhaps SIGHUP (started by nohup), and
     # blocks signals around the spawn: the task must start with none of that.
+    # exec: a shell that forks blocks every signal meanwhile (dash does), which a read of
+    # its status could catch.
     pid, output, error = run(
-        shell("cat /proc/$$/stat /proc/$$/status"), spawn_path, ignore_sighup=True
+        shell("exec cat /proc/$$/stat /proc/$$/status"), spawn_path, ignore_sighup=True
     )
     assert error is None
     fields = output.split(")", 1)[1].split()
@@ -146,6 +149,15 @@ def test_cwd_and_credentials(spawn_path: str, tmp_path: Path) -> None:
         str(nobody.pw_gid),
         *(str(g) for g in sorted(set(os.getgrouplist("nobody", nobody.pw_gid)))),
     ]
+
+
+@pytest.mark.parametrize("wanted", [False, True])
+def test_no_new_privs_when_asked(spawn_path: str, wanted: bool) -> None:
+    # Without it, setuid helpers (ping, sudo) keep working: it is off unless asked for.
+    _, output, error = run(shell("exec cat /proc/$$/status", no_new_privs=wanted), spawn_path)
+    assert error is None
+    status = dict(line.split(":\t", 1) for line in output.splitlines() if ":\t" in line)
+    assert status["NoNewPrivs"].strip() == ("1" if wanted else "0")
 
 
 def test_exec_failure_is_reported_in_words(spawn_path: str, tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ from reliability_support import (
     settings as tf_settings,
 )
 
-from conftest import Probes, Taskforce, probe_task, wait_for, write_config
+from conftest import Probes, Taskforce, probe_task, proc_environ, wait_for, write_config
 from taskforce.api.auth import Access
 from taskforce.api.routes import Request, Router
 from taskforce.config.host import HostFacts, UserInfo
@@ -680,6 +680,57 @@ def test_a_task_with_a_user_gets_none_of_taskforces_privileges(
         assert not set(leaked.values()) & ours, (name, leaked)
         # Beyond stdio only the directory being listed (and the output file) may be open.
         assert all(t.startswith(("/proc/", str(out))) for t in leaked.values()), (name, leaked)
+
+
+def proc_status(pid: int) -> dict[str, str]:
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return {k: v.strip() for k, v in (line.split(":\t", 1) for line in lines if ":\t" in line)}
+
+
+def test_a_task_with_a_user_gets_its_context_and_that_users_account_not_our_secrets(
+    taskforce: Taskforce, tmp_path: Path
+) -> None:
+    """taskforce runs as root with its token and other variables of its own in its
+    environment: a task running as nobody gets none of them, and HOME, USER, LOGNAME and
+    SHELL from nobody's entry (a define still wins). `no_new_privs: true` shows as
+    NoNewPrivs in the task's status; without it, setuid programs keep working."""
+    need_root()
+    user = nobody()
+    taskforce.env.update(
+        TASKFORCE_TOKEN=TOKEN,
+        TASKFORCE_ETCD_PASSWORD="hunter2",
+        HOME="/root",
+        USER="root",
+        LOGNAME="root",
+        SHELL="/bin/bash",
+        KEPT="context",
+    )
+    tasks = {
+        "plain": sleep_task(user=user.pw_name),
+        "locked": sleep_task(user=user.pw_name, no_new_privs=True),
+        "defined": sleep_task(user=user.pw_name, defines={"HOME": "/srv/data"}),
+        "own": sleep_task(),
+    }
+    conf = write_config(tmp_path / "tf.conf", tasks, settings=tf_settings())
+    taskforce.start("-f", str(conf))
+    found = wait_for(
+        lambda: (live := live_by_task(taskforce.marker)).keys() == tasks.keys() and live,
+        what="every task running",
+    )
+    envs = {task: proc_environ(pid) for task, (pid,) in found.items()}
+    for task, env in envs.items():
+        assert not [k for k in env if k.startswith("TASKFORCE_")], (task, env)
+        assert TOKEN not in Path(f"/proc/{found[task][0]}/environ").read_text(), task
+        assert env["KEPT"] == "context", task
+    account = {"HOME": user.pw_dir, "USER": user.pw_name, "LOGNAME": user.pw_name,
+               "SHELL": user.pw_shell}  # fmt: skip
+    for task in ("plain", "locked"):
+        assert {k: envs[task][k] for k in account} == account, task
+    assert envs["defined"]["HOME"] == "/srv/data" and envs["defined"]["USER"] == user.pw_name
+    assert envs["own"]["HOME"] == "/root" and envs["own"]["USER"] == "root"
+    nnp = {task: proc_status(pid)["NoNewPrivs"] for task, (pid,) in found.items()}
+    assert nnp == {"plain": "0", "locked": "1", "defined": "0", "own": "0"}
+    assert taskforce.stop() == 0
 
 
 # ----- files taskforce creates ------------------------------------------------------------
