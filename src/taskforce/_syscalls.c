@@ -3,6 +3,7 @@
  * it needs neither fork from Python nor ctypes (1.5 MB of a daemon's memory):
  *   spawn             vfork+exec, the fast path of runtime/process.py;
  *   become_subreaper  prctl(PR_SET_CHILD_SUBREAPER);
+ *   set_no_new_privs  prctl(PR_SET_NO_NEW_PRIVS), for the fork path's child;
  *   inotify_*         the three inotify calls, for watch/inotify.py;
  *   trim              malloc_trim(0): give the heap freed after a load back to the system.
  *
@@ -43,7 +44,7 @@ typedef struct {
 
 #define PID_DIGITS 24
 /* What the child was doing when it failed (process.py has the words for each). */
-enum { PREPARING, REDIRECTING, CHANGING_DIRECTORY, SWITCHING_USER, EXECUTING };
+enum { PREPARING, REDIRECTING, CHANGING_DIRECTORY, SWITCHING_USER, NO_NEW_PRIVS, EXECUTING };
 
 static void free_templates(Template *items, Py_ssize_t n) {
     if (items == NULL) return;
@@ -163,9 +164,10 @@ static PyObject *spawn(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *path_obj, *argv_obj, *envp_obj, *cwd_obj, *groups_obj;
     long uid, gid;
-    int stdio[3];
-    if (!PyArg_ParseTuple(args, "O!OOOllOiii", &PyBytes_Type, &path_obj, &argv_obj, &envp_obj,
-                          &cwd_obj, &uid, &gid, &groups_obj, &stdio[0], &stdio[1], &stdio[2]))
+    int stdio[3], no_new_privs;
+    if (!PyArg_ParseTuple(args, "O!OOOllOiiip", &PyBytes_Type, &path_obj, &argv_obj, &envp_obj,
+                          &cwd_obj, &uid, &gid, &groups_obj, &stdio[0], &stdio[1], &stdio[2],
+                          &no_new_privs))
         return NULL;
     const char *cwd = NULL;
     if (cwd_obj != Py_None) {
@@ -272,6 +274,9 @@ static PyObject *spawn(PyObject *self, PyObject *args) {
         if (groups != NULL && syscall(SYS_setgroups, (size_t)group_count, groups) < 0) goto failed;
         if (gid >= 0 && syscall(SYS_setresgid, (gid_t)gid, (gid_t)gid, (gid_t)gid) < 0) goto failed;
         if (uid >= 0 && syscall(SYS_setresuid, (uid_t)uid, (uid_t)uid, (uid_t)uid) < 0) goto failed;
+        /* No setuid or file capability gains from here on, for the task and its children. */
+        step = NO_NEW_PRIVS;
+        if (no_new_privs && syscall(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1L, 0L, 0L, 0L) < 0) goto failed;
         step = EXECUTING;
         execve(path, argv, envp);
     failed:
@@ -298,6 +303,13 @@ static PyObject *become_subreaper(PyObject *self, PyObject *unused) {
     (void)self;
     (void)unused;
     if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) return PyErr_SetFromErrno(PyExc_OSError);
+    Py_RETURN_NONE;
+}
+
+static PyObject *set_no_new_privs(PyObject *self, PyObject *unused) {
+    (void)self;
+    (void)unused;
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return PyErr_SetFromErrno(PyExc_OSError);
     Py_RETURN_NONE;
 }
 
@@ -344,8 +356,10 @@ static PyMethodDef methods[] = {
      "Make orphaned descendants children of this process (prctl PR_SET_CHILD_SUBREAPER)."},
     {"child_open_files", child_open_files, METH_VARARGS,
      "child_open_files(soft, hard): the RLIMIT_NOFILE spawned children get; -1, -1: ours"},
+    {"set_no_new_privs", set_no_new_privs, METH_NOARGS,
+     "This process and its children gain no privilege at exec (prctl PR_SET_NO_NEW_PRIVS)."},
     {"spawn", spawn, METH_VARARGS,
-     "spawn(path, argv, envp, cwd, uid, gid, groups, stdin, stdout, stderr)\n"
+     "spawn(path, argv, envp, cwd, uid, gid, groups, stdin, stdout, stderr, no_new_privs)\n"
      "-> (pid, failed step or -1, errno)\n"
      "vfork and exec in a new session; tuples in argv/envp are joined with the child's pid."},
     {NULL, NULL, 0, NULL},

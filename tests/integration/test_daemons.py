@@ -127,15 +127,14 @@ def test_orphans_of_a_killed_taskforce_are_not_duplicated(
 def test_a_pidfile_naming_an_unrelated_process_is_left_alone(
     taskforce: Taskforce, probes: Probes, tmp_path: Path
 ) -> None:
+    """A daemon's pidfile is looked at on start-up (it may name the daemon an earlier
+    taskforce started), and what it names must run the daemon's program."""
     stranger = subprocess.Popen(["sleep", "300"])
     try:
-        pidfile = tmp_path / "w.pid"
-        pidfile.write_text(f"{stranger.pid}\n")
-        conf = write_config(
-            tmp_path / "tf.conf", {"w": probe_task(pidfile=str(pidfile))}, settings=FAST
-        )
+        (tmp_path / "d.pid").write_text(f"{stranger.pid}\n")
+        conf = write_config(tmp_path / "tf.conf", {"d": daemon_task(tmp_path, "d")}, settings=FAST)
         taskforce.start("-f", str(conf))
-        probes.wait(1, task="w")
+        probes.wait(1, task="d")
         taskforce.wait_log("which does not run")
         assert taskforce.stop() == 0
         assert stranger.poll() is None

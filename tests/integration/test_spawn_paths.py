@@ -34,6 +34,7 @@ class Launch:
     cwd: str | None = None
     user: str | int | None = None
     group: str | int | None = None
+    no_new_privs: bool = False
 
 
 @pytest.fixture(params=PATHS)
@@ -164,6 +165,15 @@ def test_cwd_and_credentials(spawn_path: str, tmp_path: Path) -> None:
         str(nobody.pw_gid),
         *(str(g) for g in sorted(set(os.getgrouplist("nobody", nobody.pw_gid)))),
     ]
+
+
+@pytest.mark.parametrize("wanted", [False, True])
+def test_no_new_privs_when_asked(spawn_path: str, wanted: bool) -> None:
+    # Without it, setuid helpers (ping, sudo) keep working: it is off unless asked for.
+    _, output, error = run(shell("exec cat /proc/$$/status", no_new_privs=wanted), spawn_path)
+    assert error is None
+    status = dict(line.split(":\t", 1) for line in output.splitlines() if ":\t" in line)
+    assert status["NoNewPrivs"].strip() == ("1" if wanted else "0")
 
 
 def test_exec_failure_is_reported_in_words(spawn_path: str, tmp_path: Path) -> None:

@@ -51,6 +51,7 @@ from conftest import (
     write_config,
     zombies_of,
 )
+from taskforce.runtime import paths as runtime_paths
 from taskforce.runtime import process
 from taskforce.runtime.records import Records
 
@@ -198,6 +199,45 @@ def test_task_processes_started_but_not_yet_recorded_are_recognised(
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
+
+
+# A task process as redis runs with `--save ""`: an empty word, and words that are not
+# UTF-8 or very long, must come back from /proc exactly as they were given.
+ODD_WORDS = {"empty": "", "not-utf-8": "\udcff\udcfe-\udce9", "long": "x" * 100_000}
+SLEEPER = "import time\ntime.sleep(3600)"
+
+
+@pytest.mark.parametrize("word", list(ODD_WORDS.values()), ids=list(ODD_WORDS))
+def test_an_unrecorded_process_with_odd_arguments_is_recognised(
+    taskforce: Taskforce, tmp_path: Path, word: str
+) -> None:
+    """taskforce SIGKILLed after starting a process but before recording it (its records
+    name nothing): the next one must recognise the process by its environment and exact
+    command line, never start a second one beside it."""
+    # Through the environment: a configuration file is UTF-8 text, an environment is bytes.
+    taskforce.env["ODD_WORD"] = word
+    task = {"commands": {"start": [sys.executable, "-c", SLEEPER, "a", "{ODD_WORD}", "b"]}}
+    conf = write_config(tmp_path / "tf.conf", {"w": task}, settings=settings())
+    pidfile = tmp_path / "tf.pid"
+    taskforce.start("-p", str(pidfile), "-f", str(conf))
+    (first,) = wait_for(lambda: live_by_task(taskforce.marker).get("w"), what="w running")
+    given = Path(f"/proc/{first}/cmdline").read_bytes().split(b"\0")[3:6]
+    assert given == [b"a", os.fsencode(word), b"b"]  # the word reached the process as is
+    assert taskforce.proc is not None
+    taskforce.proc.kill()
+    taskforce.proc.wait(10)
+    # As if it had died before recording `first`.
+    state = Path(runtime_paths.default_state_file(str(pidfile), str(conf)))
+    records = json.loads(state.read_text())
+    records["processes"] = []
+    state.write_text(json.dumps(records))
+    with DuplicateWatch(taskforce.marker, set()) as watch:
+        taskforce.start("-p", str(pidfile), "-f", str(conf))
+        taskforce.wait_log(f"w[0]: found pid {first} still running: stopping it")
+        wait_for(lambda: not pid_alive(first), what="the earlier process stopped")
+        wait_for(lambda: len(live_by_task(taskforce.marker).get("w", ())) == 1, what="w again")
+    assert watch.duplicates == {}
+    assert taskforce.stop() == 0
 
 
 # ----- escaping task processes --------------------------------------------------------------

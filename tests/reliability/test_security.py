@@ -10,8 +10,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pwd
 import signal
 import socket
 import stat
@@ -47,7 +49,7 @@ from reliability_support import (
     settings as tf_settings,
 )
 
-from conftest import Probes, Taskforce, probe_task, wait_for, write_config
+from conftest import Probes, Taskforce, probe_task, proc_environ, wait_for, write_config
 from taskforce.api.auth import Access
 from taskforce.api.routes import Request, Router
 from taskforce.config.host import HostFacts, UserInfo
@@ -523,6 +525,27 @@ def test_a_task_pidfile_naming_another_process_of_the_same_interpreter_is_left_a
         assert f"found pid {victim.pid}" not in taskforce.log()
 
 
+def test_a_wait_tasks_pidfile_naming_a_process_of_its_program_is_left_alone(
+    taskforce: Taskforce, tmp_path: Path
+) -> None:
+    """A clean first start: a wait task's pidfile names an unrelated `sleep 600`, the same
+    program the task runs. Only processes our records name are stopped as leftovers of an
+    earlier run; for a wait task a pidfile is no evidence at all."""
+    pidfile = tmp_path / "w.pid"
+    with stranger() as victim:
+        pidfile.write_text(f"{victim.pid}\n")
+        conf = write_config(
+            tmp_path / "tf.conf",
+            {"w": sleep_task(pidfile=str(pidfile))},
+            settings=tf_settings(),
+        )
+        taskforce.start("-f", str(conf))
+        taskforce.wait_log("w[0]: started pid")
+        assert taskforce.stop() == 0
+        assert victim.poll() is None
+        assert f"pid {victim.pid}" not in taskforce.log()
+
+
 PY = os.path.realpath(sys.executable)
 
 
@@ -621,6 +644,88 @@ def test_process_records_planted_by_another_user_are_not_trusted(
         assert f"pid {stray.pid}" not in taskforce.log()
 
 
+@contextlib.contextmanager
+def forged_task_process(
+    user: pwd.struct_passwd, task: str, parent: int, *argv: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A process of `user` that carries the Task_* variables taskforce gives its tasks,
+    naming a gone taskforce `parent` as the one that started it."""
+    script = f'exec env Task_pid=$$ Task_name={task} Task_instance=0 Task_ppid={parent} "$@"'
+    proc = subprocess.Popen(
+        ["sh", "-c", script, "sh", *argv],
+        user=user.pw_uid,
+        group=user.pw_gid,
+        extra_groups=[],
+        start_new_session=True,
+        cwd="/",
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    try:
+        wait_for(lambda: f"Task_pid={proc.pid}" in proc_environ_text(proc.pid), what="forgery")
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+def recorded(state: Path) -> list[dict[str, Any]]:
+    try:
+        return list(json.loads(state.read_text())["processes"])
+    except (OSError, ValueError, KeyError):
+        return []
+
+
+def proc_environ_text(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes().replace(b"\0", b"\n").decode()
+    except OSError:
+        return ""
+
+
+def test_processes_of_another_user_forging_task_variables_are_not_taken(
+    taskforce: Taskforce, tmp_path: Path
+) -> None:
+    """taskforce (root) was SIGKILLed before recording its task processes. The next one
+    takes a process as its own only when its records name it, or when it runs as the
+    task's user and started after the earlier taskforce did: processes of nobody carrying
+    forged Task_* variables are neither adopted nor stopped, whether the task runs as
+    root or as nobody (then the forgery predates the earlier taskforce)."""
+    need_root()
+    user = nobody()
+    tasks = {"x": sleep_task(), "y": sleep_task(user=user.pw_name)}
+    conf = write_config(tmp_path / "tf.conf", tasks, settings=tf_settings())
+    pidfile = tmp_path / "tf.pid"
+    state = Path(runtime_paths.default_state_file(str(pidfile), str(conf)))
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that no longer runs
+    with forged_task_process(user, "y", gone.pid, SLEEP, "3600") as before:
+        taskforce.start("-p", str(pidfile), "-f", str(conf))
+        earlier = taskforce.pid
+        running = wait_for(
+            lambda: (found := live_by_task(taskforce.marker)).keys() >= {"x", "y"} and found,
+            what="x and y running",
+        )
+        wait_for(lambda: len(recorded(state)) == 2, what="records of x and y")
+        assert taskforce.proc is not None
+        taskforce.proc.kill()
+        taskforce.proc.wait(10)
+        records = json.loads(state.read_text())
+        records["processes"] = []  # as if killed before recording them
+        state.write_text(json.dumps(records))
+        with forged_task_process(user, "x", earlier, SLEEP, "3600") as after:
+            taskforce.start("-p", str(pidfile), "-f", str(conf))
+            for task in ("x", "y"):
+                (pid,) = running[task]
+                taskforce.wait_log(f"{task}[0]: found pid {pid} still running: stopping it")
+            wait_for(lambda: all(len(live_by_task(taskforce.marker).get(t, ())) == 1
+                                 for t in ("x", "y")), what="x and y started afresh")  # fmt: skip
+            assert taskforce.stop() == 0
+            assert before.poll() is None and after.poll() is None
+            assert f"pid {before.pid}" not in taskforce.log()
+            assert f"pid {after.pid}" not in taskforce.log()
+
+
 # ----- a task with `user`: none of taskforce's privileges ---------------------------------
 
 # Records who the process is: ids, groups, capabilities and open descriptors.
@@ -699,6 +804,57 @@ def test_a_task_with_a_user_gets_none_of_taskforces_privileges(
         assert not set(leaked.values()) & ours, (name, leaked)
         # Beyond stdio only the directory being listed (and the output file) may be open.
         assert all(t.startswith(("/proc/", str(out))) for t in leaked.values()), (name, leaked)
+
+
+def proc_status(pid: int) -> dict[str, str]:
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return {k: v.strip() for k, v in (line.split(":\t", 1) for line in lines if ":\t" in line)}
+
+
+def test_a_task_with_a_user_gets_its_context_and_that_users_account_not_our_secrets(
+    taskforce: Taskforce, tmp_path: Path
+) -> None:
+    """taskforce runs as root with its token and other variables of its own in its
+    environment: a task running as nobody gets none of them, and HOME, USER, LOGNAME and
+    SHELL from nobody's entry (a define still wins). `no_new_privs: true` shows as
+    NoNewPrivs in the task's status; without it, setuid programs keep working."""
+    need_root()
+    user = nobody()
+    taskforce.env.update(
+        TASKFORCE_TOKEN=TOKEN,
+        TASKFORCE_ETCD_PASSWORD="hunter2",
+        HOME="/root",
+        USER="root",
+        LOGNAME="root",
+        SHELL="/bin/bash",
+        KEPT="context",
+    )
+    tasks = {
+        "plain": sleep_task(user=user.pw_name),
+        "locked": sleep_task(user=user.pw_name, no_new_privs=True),
+        "defined": sleep_task(user=user.pw_name, defines={"HOME": "/srv/data"}),
+        "own": sleep_task(),
+    }
+    conf = write_config(tmp_path / "tf.conf", tasks, settings=tf_settings())
+    taskforce.start("-f", str(conf))
+    found = wait_for(
+        lambda: (live := live_by_task(taskforce.marker)).keys() == tasks.keys() and live,
+        what="every task running",
+    )
+    envs = {task: proc_environ(pid) for task, (pid,) in found.items()}
+    for task, env in envs.items():
+        assert not [k for k in env if k.startswith("TASKFORCE_")], (task, env)
+        assert TOKEN not in Path(f"/proc/{found[task][0]}/environ").read_text(), task
+        assert env["KEPT"] == "context", task
+    account = {"HOME": user.pw_dir, "USER": user.pw_name, "LOGNAME": user.pw_name,
+               "SHELL": user.pw_shell}  # fmt: skip
+    for task in ("plain", "locked"):
+        assert {k: envs[task][k] for k in account} == account, task
+    assert envs["defined"]["HOME"] == "/srv/data" and envs["defined"]["USER"] == user.pw_name
+    assert envs["own"]["HOME"] == "/root" and envs["own"]["USER"] == "root"
+    nnp = {task: proc_status(pid)["NoNewPrivs"] for task, (pid,) in found.items()}
+    assert nnp == {"plain": "0", "locked": "1", "defined": "0", "own": "0"}
+    assert taskforce.stop() == 0
 
 
 # ----- files taskforce creates ------------------------------------------------------------
@@ -786,3 +942,69 @@ def test_task_output_files_are_private_and_never_opened_through_links(
     assert taskforce.stop() == 0
     assert victim.read_text() == "precious\n"
     assert (logs / "planted.log").is_symlink()
+
+
+# The task writes a line, waits for a file to appear, then writes far more than max_bytes.
+WRITER = 'echo first; while [ ! -e "$1" ]; do sleep 0.05; done; seq 1 500; exec sleep 600'
+# Run as the task's user: `link` to root's directory in the box, and a real `sub`.
+PLANT = (
+    "import os, sys\nos.mkdir(sys.argv[1] + '/sub')\n"
+    "os.symlink(sys.argv[2], sys.argv[1] + '/link')\n"
+)
+# ... then, while the task runs, `sub` swapped for a link to root's directory.
+SWAP = (
+    "import os, sys\nos.rename(sys.argv[1] + '/sub', sys.argv[1] + '/old')\n"
+    "os.symlink(sys.argv[2], sys.argv[1] + '/sub')\n"
+)
+
+
+def test_task_output_never_goes_through_a_directory_link_its_user_planted(
+    taskforce: Taskforce, tmp_path: Path, shared: Path
+) -> None:
+    """A task running as nobody can write to a directory on its output paths: there it
+    plants links to a directory of root's, before taskforce starts (for `planted.log`)
+    and while it runs (for `swapped.log`, before a rotation). taskforce (root) must
+    neither create, append to, rename nor delete anything there."""
+    need_root()
+    user = nobody()
+    box = shared / "box"
+    box.mkdir()
+    os.chown(box, user.pw_uid, user.pw_gid)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    names = ("planted.log", "swapped.log", "swapped.log.1", "swapped.log.2")
+    precious = {name: f"precious {name}\n" for name in names}
+    for name, text in precious.items():
+        (victim / name).write_text(text)
+    python_as(user, PLANT, str(box), str(victim))
+    go = box / "go"
+
+    def writer(path: Path) -> dict[str, Any]:
+        return {
+            "commands": {"start": ["sh", "-c", WRITER, "sh", str(go)]},
+            "user": user.pw_name,
+            "cwd": "/",
+            "output": {"stdout": str(path), "max_bytes": 1000, "backups": 2},
+        }
+
+    tasks = {
+        "planted": writer(box / "link" / "planted.log"),
+        "swapped": writer(box / "sub" / "swapped.log"),
+    }
+    conf = write_config(tmp_path / "tf.conf", tasks, settings=tf_settings())
+    taskforce.start("-f", str(conf))
+    wait_for(lambda: "first" in read_text(box / "sub" / "swapped.log"), what="swapped.log written")
+    python_as(user, SWAP, str(box), str(victim))
+    go.touch()
+    taskforce.wait_log(f"output to {box / 'link' / 'planted.log'}: cannot open it")
+    taskforce.wait_log(f"output to {box / 'sub' / 'swapped.log'}: cannot rotate it")
+    assert taskforce.stop() == 0
+    assert {p.name: p.read_text() for p in victim.iterdir()} == precious
+    assert "first" in read_text(box / "old" / "swapped.log")
+
+
+def read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""

@@ -40,7 +40,7 @@ from collections import ChainMap
 from collections.abc import Container, Iterable, Iterator, Mapping
 from typing import NamedTuple, TypeVar, cast
 
-from taskforce.config.host import HostFacts
+from taskforce.config.host import HostFacts, UserInfo
 from taskforce.config.model import Config, Pick, TaskConfig, Value
 from taskforce.config.roles import Roles
 from taskforce.core.spec import TASK_PID_MARKER
@@ -63,6 +63,11 @@ _TASK_KEYS = _ALWAYS_KEYS.union(_FIELD_KEYS.values())
 ALWAYS_PRESENT = _ALWAYS_KEYS.union(("Task_ppid", "Task_host", "Task_fqdn"))
 # Every name taskforce generates (those of fields only when the task sets the field).
 GENERATED = ALWAYS_PRESENT.union(_FIELD_KEYS.values())
+# taskforce's own variables (its token, etcd password, internal state) are not inherited.
+_OWN_PREFIX = "TASKFORCE_"
+# Describe the user a process runs as: a task with `user` gets them from the user's entry
+# (over the environment and defaults, not over defines), as login and su do.
+_ACCOUNT_KEYS = ("HOME", "USER", "LOGNAME", "SHELL")
 
 
 class ContextError(Exception):
@@ -381,10 +386,11 @@ def _layers(
     return defines, defaults
 
 
-def _generated(key: str) -> bool:
-    """Names taskforce generates are never inherited: in the environment they describe
-    another process (taskforce started by a taskforce task)."""
-    return key in _TASK_KEYS or key.startswith("Task_role_")
+def _withheld(key: str) -> bool:
+    """Names never inherited from the environment: those taskforce generates (there they
+    describe another process: taskforce started by a taskforce task), and taskforce's own,
+    which may hold its secrets."""
+    return key in _TASK_KEYS or key.startswith(("Task_role_", _OWN_PREFIX))
 
 
 class _Present:
@@ -434,7 +440,7 @@ class SharedContext:
             f"Task_role_{name}": Template(value, f"roles.{name}")
             for name, value in (roles.values.items() if roles is not None else ())
         }
-        inherited = {k: v for k, v in environ.items() if not _generated(k)}
+        inherited = {k: v for k, v in environ.items() if not _withheld(k)}
         raw: dict[str, str | Template] = {
             **defaults,
             **inherited,
@@ -467,7 +473,7 @@ class SharedContext:
         A template is kept unless it refers, at any depth, to a name that some task
         defines or that differs per task (Task_name...). Those are expanded per instance.
         """
-        volatile = set(_TASK_KEYS)
+        volatile = set(_TASK_KEYS).union(_ACCOUNT_KEYS)
         for task in self.config.tasks.values():
             volatile.update(task.defines, task.defaults)
             for maps in (task.role_defines, task.role_defaults):
@@ -536,6 +542,7 @@ class TaskContext:
         # Task defaults come before the top-level ones but after everything else.
         over = {k: t for k, t in defaults.items() if k not in shared.defined}
         over.update(defines)
+        self._defines = frozenset(defines)
         for key in shared.reserved.intersection(over):
             del over[key]
         return over
@@ -580,6 +587,7 @@ class TaskContext:
             # later, so starting the task fails (and is retried) until it exists.
             if info is not None:
                 done["Task_uid"], gid = str(info.uid), info.gid
+                self._account(done, info)
         if group is not None:
             expansion.blocked = frozenset(("Task_gid",))
             text = str(self._text(expansion, "group"))
@@ -593,6 +601,13 @@ class TaskContext:
         if user is None or "Task_uid" in done:
             done["Task_gid"] = str(gid)
         return user, group
+
+    def _account(self, done: dict[str, str], info: UserInfo) -> None:
+        """HOME, USER, LOGNAME and SHELL of the task's user, where no define sets them."""
+        values = (info.home, info.name, info.name, info.shell)
+        for key, value in zip(_ACCOUNT_KEYS, values, strict=True):
+            if key not in self._shared.defines and key not in self._defines:
+                done[key] = value
 
     def _text(self, expansion: _Expansion, field: str) -> str | None:
         if field not in self._fields:

@@ -299,6 +299,11 @@ TASK = Record(
         ),
         "group": Field(OneOf(UserOrGroup()), "The group (name or gid) the processes run as."),
         "user": Field(OneOf(UserOrGroup()), "The user (name or uid) the processes run as."),
+        "no_new_privs": Field(
+            Flag(),
+            "true: the processes (and everything they run) can gain no privileges through "
+            "setuid programs or file capabilities (Linux no_new_privs). Default false.",
+        ),
         "onexit": Field(
             ListOf(ONEXIT, single_ok=True),
             "What to do once every process of the task has exited after a stop: start a "

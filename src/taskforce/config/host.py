@@ -19,6 +19,8 @@ class UserInfo:
     name: str
     uid: int
     gid: int  # primary group
+    home: str = "/"  # the home directory and login shell of the user's entry
+    shell: str = "/bin/sh"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +91,9 @@ def _system_user(key: str | int) -> UserInfo | None:
             entry = pwd.getpwuid(key)
     except (KeyError, ValueError, OverflowError):
         return None
-    return UserInfo(entry.pw_name, entry.pw_uid, entry.pw_gid)
+    return UserInfo(
+        entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir or "/", entry.pw_shell or "/bin/sh"
+    )
 
 
 def _system_group(key: str | int) -> int | None:

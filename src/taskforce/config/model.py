@@ -95,6 +95,9 @@ class TaskConfig:
     events: tuple[EventConfig, ...] = ()
     user: str | int | Pick[str | int] | None = None
     group: str | int | Pick[str | int] | None = None
+    # Set PR_SET_NO_NEW_PRIVS in the process before exec: setuid programs and file
+    # capabilities then grant nothing to the task or its descendants.
+    no_new_privs: bool = False
     onexit: tuple[OnExitConfig, ...] = ()
     pidfile: str | Pick[str] | None = None
     procname: str | Pick[str] | None = None

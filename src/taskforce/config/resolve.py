@@ -244,6 +244,7 @@ def _instance(
         cwd=context.cwd,
         user=context.user,
         group=context.group,
+        no_new_privs=task.no_new_privs,
     )
     ready_command = None
     if task.ready is not None and task.ready.command is not None:

@@ -34,6 +34,7 @@ class LaunchSpec:
     cwd: str | None = None
     user: str | int | None = None
     group: str | int | None = None
+    no_new_privs: bool = False
 
     def env_value(self, key: str) -> str | None:
         for k, v in self.env:

@@ -70,10 +70,31 @@ def identify(pid: int) -> ProcessIdentity | None:
         exe = None
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            argv = tuple(a.decode(errors="replace") for a in f.read().split(b"\0") if a)
+            raw = f.read()
     except OSError:
-        argv = ()
+        raw = b""
+    # Each word ends in a NUL (unless the process rewrote its command line). Empty words
+    # stay (redis's `--save ""`), and bytes that are not UTF-8 decode as they were encoded
+    # for exec, so that the command compares equal to the task's, exactly.
+    words = raw.split(b"\0")
+    if not words[-1]:
+        words.pop()
+    argv = tuple(os.fsdecode(word) for word in words)
     return ProcessIdentity(pid, started, exe, argv)
+
+
+def real_uid(pid: int) -> int | None:
+    """The real uid of process `pid`: the user who started it (a process of another user
+    cannot take it on, unlike the owner of /proc/<pid>, which is root for a process that
+    made itself undumpable)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Uid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def read_pidfile(path: str) -> int | None:

@@ -27,6 +27,8 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
+from taskforce.runtime.safe_path import UnsafePathError, open_directory_of
+
 log = logging.getLogger("taskforce")
 
 SYSLOG_SOCKETS = ("/dev/log", "/var/run/syslog", "/var/run/log")
@@ -120,19 +122,25 @@ class FileSink(Sink):
             return True
         if time.monotonic() < self._retry_at:
             return False
-        # O_NOFOLLOW: the directory may belong to the task's user, and taskforce is often
-        # root; a symlink planted there must not make it append to another file.
+        # The directories may belong to the task's user, and taskforce is often root: a
+        # link planted there, in any component, must not make it write to another file.
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            fd = os.open(self.path, flags | os.O_NOCTTY | os.O_NONBLOCK, 0o640)
+            directory, name = open_directory_of(self.path)
+            try:
+                fd = os.open(name, flags | os.O_NOCTTY | os.O_NONBLOCK, 0o640, dir_fd=directory)
+            finally:
+                os.close(directory)
             info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):
+            problem = "not a regular file" if not stat.S_ISREG(info.st_mode) else None
+            if info.st_nlink > 1:  # a hard link to someone else's file, made by the task
+                problem = "it has other hard links"
+            if problem is not None:
                 os.close(fd)
-                raise OSError(errno.EINVAL, "not a regular file")
+                raise OSError(errno.EINVAL, problem)
         except OSError as exc:
             self._retry_at = time.monotonic() + _RETRY_AFTER
-            reason = "it is a symbolic link" if exc.errno == errno.ELOOP else _reason(exc)
-            self.trouble.failed(f"cannot open it: {reason}", 0)
+            self.trouble.failed(f"cannot open it: {_open_failure(exc)}", 0)
             return False
         self.fd, self.size = fd, info.st_size
         return True
@@ -175,16 +183,14 @@ class FileSink(Sink):
     def _rotate(self) -> bool:
         self.close()
         try:
-            if self.backups == 0:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.path)
-            else:
-                for number in range(self.backups - 1, 0, -1):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.rename(f"{self.path}.{number}", f"{self.path}.{number + 1}")
-                os.rename(self.path, f"{self.path}.1")
+            # Renamed and unlinked within the directory reached as _open() reaches it.
+            directory, name = open_directory_of(self.path)
+            try:
+                _shift(directory, name, self.backups)
+            finally:
+                os.close(directory)
         except OSError as exc:
-            self.trouble.failed(f"cannot rotate it: {_reason(exc)}", 0)
+            self.trouble.failed(f"cannot rotate it: {_open_failure(exc)}", 0)
         self.size = 0
         return self._open()
 
@@ -193,6 +199,29 @@ class FileSink(Sink):
             with contextlib.suppress(OSError):
                 os.close(self.fd)
             self.fd = -1
+
+
+def _shift(directory: int, name: str, backups: int) -> None:
+    """Rotate file `name` of `directory` (a descriptor): NAME.1 ... NAME.`backups`."""
+    if backups == 0:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name, dir_fd=directory)
+        return
+    for number in range(backups - 1, 0, -1):
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(
+                f"{name}.{number}",
+                f"{name}.{number + 1}",
+                src_dir_fd=directory,
+                dst_dir_fd=directory,
+            )
+    os.rename(name, f"{name}.1", src_dir_fd=directory, dst_dir_fd=directory)
+
+
+def _open_failure(exc: OSError) -> str:
+    if exc.errno == errno.ELOOP and not isinstance(exc, UnsafePathError):
+        return "it is a symbolic link"  # the file itself (opened with O_NOFOLLOW)
+    return _reason(exc)
 
 
 class SyslogSink(Sink):

@@ -188,10 +188,12 @@ def prepare(
         words = [w.replace(TASK_PID_MARKER, pid_value) for w in words]
         env = {k: v.replace(TASK_PID_MARKER, pid_value) for k, v in env.items()}
     stdio = (stdin, stdout, stderr)
+    no_new_privs = launch.no_new_privs
     if _vfork is not None and use_vfork:
         _give_children_their_limit()
-        return _vfork_job(executable, words, env, launch.cwd, creds, stdio)
-    return functools.partial(_fork, executable, words, env, launch.cwd, creds, stdio)
+        return _vfork_job(executable, words, env, launch.cwd, creds, stdio, no_new_privs)
+    drop = _no_new_privs_setter() if no_new_privs else None
+    return functools.partial(_fork, executable, words, env, launch.cwd, creds, stdio, drop)
 
 
 _children_limit: tuple[int, int] | None = None  # what the C spawner was last told
@@ -240,6 +242,7 @@ def _fork(
     cwd: str | None,
     creds: Credentials | None,
     stdio: tuple[int, int, int],
+    no_new_privs: Callable[[], None] | None = None,
 ) -> Spawned:
     marked = any(TASK_PID_MARKER in w for w in words) or any(
         TASK_PID_MARKER in v for v in env.values()
@@ -256,7 +259,7 @@ def _fork(
             os.close(read_fd)
             raise SpawnError(f"cannot fork: {_shortage(exc)}") from None
         if pid == 0:  # pragma: no cover - runs in the child, which execs or exits
-            _become(executable, words, env, marked, cwd, creds, write_fd, stdio)
+            _become(executable, words, env, marked, cwd, creds, write_fd, stdio, no_new_privs)
     finally:
         _sigmask(signal.SIG_SETMASK, old_mask)
         os.close(write_fd)
@@ -291,6 +294,7 @@ def _vfork_job(
     cwd: str | None,
     creds: Credentials | None,
     stdio: tuple[int, int, int],
+    no_new_privs: bool,
 ) -> Job:
     assert _vfork is not None
     spawn_c = _vfork.spawn
@@ -303,6 +307,7 @@ def _vfork_job(
         -1 if creds is None else creds.gid,
         None if creds is None else creds.groups,
         *stdio,
+        no_new_privs,
     )
 
     def job() -> Spawned:
@@ -320,6 +325,7 @@ def _vfork_job(
             "redirecting stdio",
             f"changing directory to {cwd!r}",
             "" if creds is None else f"switching to uid {creds.uid} gid {creds.gid}",
+            "setting no_new_privs",
             f"executing {executable!r}",
         )[step]
         return Spawned(pid, -1, executable, f"{doing}: {os.strerror(err)}")
@@ -336,6 +342,7 @@ def _become(
     creds: Credentials | None,
     error_fd: int,
     stdio: tuple[int, int, int],
+    no_new_privs: Callable[[], None] | None,
 ) -> None:  # pragma: no cover - child side
     """In the child: become the task, or report why not and exit 127."""
     step = "preparing"
@@ -370,6 +377,9 @@ def _become(
             os.setgroups(list(creds.groups))
             os.setgid(creds.gid)
             os.setuid(creds.uid)
+        if no_new_privs is not None:
+            step = "setting no_new_privs"
+            no_new_privs()
         step = f"executing {executable!r}"
         os.execve(executable, argv, env)
     except BaseException as exc:
@@ -378,6 +388,24 @@ def _become(
             os.write(error_fd, f"{step}: {reason}".encode(errors="replace")[:_MAX_ERROR])
     finally:
         os._exit(127)
+
+
+def _no_new_privs_setter() -> Callable[[], None]:
+    """prctl(PR_SET_NO_NEW_PRIVS) for the fork path's child: from the C extension, else
+    through ctypes (loaded here, in the parent: a child must not import)."""
+    if _vfork is not None:
+        return _vfork.set_no_new_privs
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_no_new_privs = 38
+
+    def set_no_new_privs() -> None:
+        if libc.prctl(pr_set_no_new_privs, 1, 0, 0, 0) != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, os.strerror(error))
+
+    return set_no_new_privs
 
 
 def _shortage(exc: OSError) -> str:

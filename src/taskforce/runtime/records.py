@@ -31,13 +31,24 @@ class ProcessRecord:
     start_ticks: int
 
 
+@dataclass(frozen=True, slots=True)
+class Earlier:
+    """What an earlier taskforce that did not stop cleanly left behind."""
+
+    processes: list[ProcessRecord]
+    # When it started (clock ticks since boot, as ProcessRecord.start_ticks): the processes
+    # it started but did not record can only have started since. None: unknown.
+    started: int | None
+
+
 class Records:
     def __init__(self, path: str | None) -> None:
         self.path = path
         self._current: dict[int, ProcessRecord] = {}
         self._written: frozenset[ProcessRecord] | None = None
+        self._started = start_ticks(os.getpid())
 
-    def load(self) -> list[ProcessRecord] | None:
+    def load(self) -> Earlier | None:
         """Records left by an earlier taskforce (an unreadable file counts as none).
 
         None when there is no file: the last taskforce with these records stopped cleanly
@@ -45,22 +56,26 @@ class Records:
         one that died at any point, even before its first record, leaves it behind.
         """
         if self.path is None:
-            return []
+            return Earlier([], None)
         self._remove_leftover_temporaries()
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
             with os.fdopen(fd, "rb") as f:
                 _check_trusted(os.fstat(fd))
                 data = json.loads(f.read(16 * 1024 * 1024))
-            return [
-                ProcessRecord(str(r["task"]), int(r["slot"]), int(r["pid"]), int(r["start"]))
-                for r in data.get("processes", [])
-            ]
+            started = data.get("started")
+            return Earlier(
+                [
+                    ProcessRecord(str(r["task"]), int(r["slot"]), int(r["pid"]), int(r["start"]))
+                    for r in data.get("processes", [])
+                ],
+                None if started is None else int(started),
+            )
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             log.warning("ignoring unusable process records %s: %s", self.path, exc)
-            return []
+            return Earlier([], None)
 
     def begin(self) -> None:
         """Make the records file, if there is none, before anything starts: see load().
@@ -94,10 +109,13 @@ class Records:
     def _write(self, snapshot: frozenset[ProcessRecord]) -> None:
         assert self.path is not None
         data = {
+            # When this taskforce started: what it runs but has not recorded yet (it may be
+            # killed in between) started since.
+            "started": self._started,
             "processes": [
                 {"task": r.task, "slot": r.slot, "pid": r.pid, "start": r.start_ticks}
                 for r in sorted(snapshot, key=lambda r: (r.task, r.slot))
-            ]
+            ],
         }
         directory, name = os.path.split(self.path)
         tmp: str | None = None

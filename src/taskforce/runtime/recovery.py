@@ -1,13 +1,15 @@
 """At start-up: recognise task processes that outlived an earlier taskforce.
 
-Three sources name them: the process records the earlier taskforce kept (pid and start
-time, so a recycled pid is never mistaken for one of ours); the task processes it
-started after it last wrote its records (it was killed in between), recognised by the
-environment taskforce gives each one (Task_name, Task_instance, Task_pid its own pid,
-Task_ppid a taskforce that is gone) and by their command line; and the tasks' pidfiles
-(checked against the task's program). What is found is adopted (adopt tasks), stopped
-and started afresh (wait and nowait tasks), or, when no task claims it any more,
-terminated.
+A process is taken as ours only on evidence another user cannot forge. Three sources:
+the process records the earlier taskforce kept (pid and start time, so a recycled pid is
+never mistaken for one of ours); the task processes it started after it last wrote its
+records (it was killed in between), recognised by the environment taskforce gives each
+one (Task_name, Task_instance, Task_pid its own pid, Task_ppid a taskforce that is gone)
+and their exact command line, but only when they run as the task's user and started
+after the earlier taskforce did (anyone can put Task_* variables in an environment); and
+the pidfiles of nowait and adopt tasks (checked against the task's program). What is
+found is adopted (adopt tasks), stopped and started afresh (wait and nowait tasks), or,
+when no task claims it any more, terminated.
 """
 
 from __future__ import annotations
@@ -18,10 +20,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from taskforce.core.planner import Planner
-from taskforce.core.vocabulary import Control
-from taskforce.runtime.identity import identify, read_pidfile, runs_program, same_process
-from taskforce.runtime.process import SpawnError, find_program
-from taskforce.runtime.records import ProcessRecord
+from taskforce.core.spec import LaunchSpec
+from taskforce.core.vocabulary import DAEMON, Control
+from taskforce.runtime.identity import (
+    identify,
+    read_pidfile,
+    real_uid,
+    runs_program,
+    same_process,
+)
+from taskforce.runtime.process import SpawnError, find_program, lookup_credentials
+from taskforce.runtime.records import Earlier
 
 log = logging.getLogger("taskforce")
 
@@ -36,19 +45,20 @@ class Found:
     leftover: str | None  # None: adopt and keep; else stop it, with this reason
 
 
-def recover(
-    planner: Planner, records: list[ProcessRecord], *, unclean: bool = True
-) -> tuple[list[Found], list[int]]:
+def recover(planner: Planner, earlier: Earlier | None) -> tuple[list[Found], list[int]]:
     """(processes for the planner to take charge of, stray pids to terminate).
 
-    `unclean`: an earlier taskforce may have died with processes not yet recorded, so
-    look for them through /proc (reading every process's environment: costly on a
-    busy host, so skipped when it is known that the last one stopped cleanly).
+    `earlier`: what an earlier taskforce that did not stop cleanly left; it may have
+    died with processes not yet recorded, so they are looked for through /proc (reading
+    every process's environment: costly on a busy host, so skipped when it is known that
+    the last one stopped cleanly, `earlier` None).
     """
     found: dict[tuple[str, int], Found] = {}
     claimed: set[int] = set()
     strays: list[int] = []
     desired = planner.desired.tasks
+    records = earlier.processes if earlier is not None else []
+    since = earlier.started if earlier is not None else None
     for record in records:
         if planner.owner(record.pid) is not None:
             continue  # already ours (handed over by a re-exec)
@@ -63,7 +73,7 @@ def recover(
             spec.control, record.task, record.slot, record.pid
         )
         claimed.add(record.pid)
-    for task, slot, orphan in _unrecorded(planner, claimed) if unclean else ():
+    for task, slot, orphan in _unrecorded(planner, claimed, since) if since is not None else ():
         spec = desired[task]
         if (task, slot) in found:
             strays.append(orphan)  # a second process for one instance: never two at once
@@ -71,6 +81,8 @@ def recover(
         found[(task, slot)] = _found(spec.control, task, slot, orphan)
         claimed.add(orphan)
     for name, spec in desired.items():
+        if spec.control not in DAEMON:
+            continue  # a pidfile alone is no evidence: anyone may name any process in one
         for slot, instance in enumerate(spec.instances):
             state = planner.tasks.get(name)
             running = state is not None and slot in state.instances and state.instances[slot].pid
@@ -101,9 +113,10 @@ def recover(
     return list(found.values()), strays
 
 
-def _unrecorded(planner: Planner, claimed: set[int]) -> Iterator[tuple[str, int, int]]:
-    """(task, slot, pid) of task processes an earlier taskforce started but had not yet
-    recorded when it died: one pass over /proc, reading environments."""
+def _unrecorded(planner: Planner, claimed: set[int], since: int) -> Iterator[tuple[str, int, int]]:
+    """(task, slot, pid) of task processes an earlier taskforce, started at `since`
+    (clock ticks), started but had not yet recorded when it died: one pass over /proc,
+    reading environments."""
     desired = planner.desired.tasks
     if not desired:
         return
@@ -145,7 +158,18 @@ def _unrecorded(planner: Planner, claimed: set[int]) -> Iterator[tuple[str, int,
         launch = spec.instances[slot].launch
         if identity is None or identity.argv != launch.argv:
             continue  # not (or no longer) the command this task runs
+        if identity.start_ticks < since or real_uid(pid) != _task_uid(launch):
+            continue  # the variables are forged: not started by that taskforce for the task
         yield spec.name, slot, pid
+
+
+def _task_uid(launch: LaunchSpec) -> int | None:
+    """The uid the task's processes run as; None if its user is unknown (none ran)."""
+    try:
+        credentials = lookup_credentials(launch.user, launch.group)
+    except SpawnError:
+        return None
+    return os.getuid() if credentials is None else credentials.uid
 
 
 def _found(control: Control, task: str, slot: int, pid: int) -> Found:

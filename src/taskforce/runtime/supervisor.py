@@ -30,7 +30,7 @@ from taskforce.core.actions import (
 from taskforce.core.planner import ExitOutcome, Planner
 from taskforce.core.spec import DesiredState, LaunchSpec
 from taskforce.core.state import Phase
-from taskforce.core.vocabulary import Control
+from taskforce.core.vocabulary import DAEMON, Control
 from taskforce.runtime import exit_log, process, readiness
 from taskforce.runtime.foreign import ExitWatch, find_daemon
 from taskforce.runtime.helpers import Helpers
@@ -194,8 +194,7 @@ class Supervisor:
     # ----- processes we did not start ------------------------------------------------
 
     def _recover(self) -> None:
-        records = self.records.load()
-        found, strays = recover(self.planner, records or [], unclean=records is not None)
+        found, strays = recover(self.planner, self.records.load())
         found = [f for f in found if self.planner.owner(f.pid) is None]
         now, wall = self._now(), time.time()
         for item in found:
@@ -364,7 +363,7 @@ class Supervisor:
             return False
         state = self.planner.tasks.get(outcome.task)
         control = state.spec.control if state is not None and state.spec is not None else None
-        if control in (Control.NOWAIT, Control.ADOPT):
+        if control in DAEMON:
             return False
         return outcome.record.expected or control is Control.WAIT
 

@@ -737,3 +737,51 @@ def test_layers_agree_with_the_recursive_rule(
         defaults=task_defaults,
     )
     assert {k: v for k, v in ctx.items() if k in ("a", "b", "c")} == expected
+
+
+# --- what a task inherits ------------------------------------------------------------------
+
+ROOTS_ENV = {
+    "HOME": "/root",
+    "USER": "root",
+    "LOGNAME": "root",
+    "SHELL": "/bin/bash",
+    "TASKFORCE_TOKEN": "s3cret",
+    "TASKFORCE_ETCD_PASSWORD": "hunter2",
+    "LANG": "C.UTF-8",
+}
+ACCOUNT = ("HOME", "USER", "LOGNAME", "SHELL")
+
+
+def test_taskforces_own_variables_are_never_inherited() -> None:
+    ctx = context(env=ROOTS_ENV)
+    assert not [k for k in ctx if k.startswith("TASKFORCE_")]
+    assert ctx["LANG"] == "C.UTF-8" and ctx["HOME"] == "/root"
+    # A define may still give one to a task (it is the configuration's own choice).
+    assert context(env=ROOTS_ENV, defines={"TASKFORCE_SERVER": "x"})["TASKFORCE_SERVER"] == "x"
+
+
+def test_a_task_with_a_user_gets_that_users_account_variables() -> None:
+    USERS["svc"] = UserInfo("svc", 900, 900, "/srv/svc", "/usr/sbin/nologin")
+    try:
+        ctx = context(env=ROOTS_ENV, user="svc", defines={"CACHE": "{HOME}/cache"})
+        assert [ctx[k] for k in ACCOUNT] == ["/srv/svc", "svc", "svc", "/usr/sbin/nologin"]
+        assert ctx["CACHE"] == "/srv/svc/cache"
+        # Also under a top-level define that refers to HOME, shared by every task.
+        top = {"defines": {"CACHE": "{HOME}/cache"}}
+        assert context(top, env=ROOTS_ENV, user="svc")["CACHE"] == "/srv/svc/cache"
+        # Over the environment and defaults, not over defines.
+        ctx = context(env=ROOTS_ENV, user="svc", defines={"HOME": "/data"})
+        assert ctx["HOME"] == "/data" and ctx["USER"] == "svc"
+        top = {"defines": {"SHELL": "/bin/zsh"}}
+        assert context(top, env={}, user="svc", defaults={"HOME": "/x"})["HOME"] == "/srv/svc"
+        assert context(top, env={}, user="svc")["SHELL"] == "/bin/zsh"
+        # Without `user`, the environment's.
+        assert [context(env=ROOTS_ENV)[k] for k in ACCOUNT] == [
+            "/root",
+            "root",
+            "root",
+            "/bin/bash",
+        ]
+    finally:
+        del USERS["svc"]

@@ -43,7 +43,7 @@ BASE: dict[str, Any] = {
     "defaults": {"LEVEL": "info"},
     "tasks": {
         "web": {"commands": {"start": ["web", "--log={LOG}", "--level={LEVEL}"]}},
-        "db": {"commands": {"start": ["db", "{HOME}", "{Task_uid}"]}, "user": "www"},
+        "db": {"commands": {"start": ["db", "{DATA}", "{Task_uid}"]}, "user": "www"},
         "plain": {"commands": {"start": ["plain", 1]}, "count": 2},
         "worker": {"commands": {"start": ["worker", {"debug": "-v"}]}, "roles": "batch"},
     },
@@ -65,7 +65,7 @@ class Loader:
         source: str = "/etc/tf.conf",
     ) -> tuple[Config, DesiredState, tuple[Problem, ...]]:
         config = validate_document(load_document(json.dumps(data), source), self.memo)
-        desired, problems = resolve(config, roles, env or {"HOME": "/root"}, HOST, self.cache)
+        desired, problems = resolve(config, roles, env or {"DATA": "/root"}, HOST, self.cache)
         return config, desired, problems
 
 
@@ -76,7 +76,7 @@ def fresh(
     source: str = "/etc/tf.conf",
 ) -> tuple[DesiredState, tuple[Problem, ...]]:
     config = validate_document(load_document(json.dumps(data), source))
-    return resolve(config, roles, env or {"HOME": "/root"}, HOST)
+    return resolve(config, roles, env or {"DATA": "/root"}, HOST)
 
 
 def changed(**edits: Any) -> dict[str, Any]:
@@ -148,9 +148,9 @@ def test_a_roles_change_resolves_again() -> None:
 def test_an_environment_change_resolves_again() -> None:
     loader = Loader()
     loader.load(BASE)
-    _, desired, problems = loader.load(BASE, env={"HOME": "/home/x"})
+    _, desired, problems = loader.load(BASE, env={"DATA": "/home/x"})
     assert desired.tasks["db"].instances[0].launch.argv[1] == "/home/x"
-    assert (desired, problems) == fresh(BASE, env={"HOME": "/home/x"})
+    assert (desired, problems) == fresh(BASE, env={"DATA": "/home/x"})
 
 
 def test_a_source_change_resolves_again() -> None:
@@ -204,7 +204,7 @@ def test_a_replaced_task_config_is_resolved_again() -> None:
     tasks = dict(config.tasks)
     tasks["web"] = dataclasses.replace(tasks["web"], count=3)
     desired, _ = resolve(
-        dataclasses.replace(config, tasks=tasks), None, {"HOME": "/root"}, HOST, loader.cache
+        dataclasses.replace(config, tasks=tasks), None, {"DATA": "/root"}, HOST, loader.cache
     )
     assert desired.tasks["web"].count == 3
     assert desired.tasks["db"] is before.tasks["db"]
@@ -226,7 +226,7 @@ EDITS = st.sampled_from(
         {},
         {"defines": {"ROOT": "/opt", "LOG": "{ROOT}/log"}},
         {"defines": {"ROOT": "/srv", "LOG": "{ROOT}/log", "LEVEL": "{LOG}"}},
-        {"defaults": {"LEVEL": "warning", "HOME": "/nowhere"}},
+        {"defaults": {"LEVEL": "warning", "DATA": "/nowhere"}},
         {"role_defines": {"debug": {"LEVEL": "trace"}, "batch": {"ROOT": "/b"}}},
         {"task_web": {"commands": {"start": ["web", "{Task_host}"]}, "roles": ["debug"]}},
         {"task_db": {"commands": {"start": ["db", "{Task_gid}"]}, "group": "staff"}},
@@ -236,7 +236,7 @@ EDITS = st.sampled_from(
     ]
 )
 ROLES = st.sampled_from([None, Roles(()), Roles(("debug",)), Roles(("batch", "debug"))])
-ENVS = st.sampled_from([{"HOME": "/root"}, {"HOME": "/home/x", "LEVEL": "env"}])
+ENVS = st.sampled_from([{"DATA": "/root"}, {"DATA": "/home/x", "LEVEL": "env"}])
 
 
 @settings(max_examples=60, deadline=None)

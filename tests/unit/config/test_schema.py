@@ -253,6 +253,7 @@ def task(requirable: list[str]) -> st.SearchStrategy[dict[str, Any]]:
             "procname": st.sampled_from(["{Task_name}-{Task_instance}"]),
             "user": NAME_OR_ID,
             "group": NAME_OR_ID,
+            "no_new_privs": st.booleans(),
             "defines": CONTEXT,
             "defaults": CONTEXT,
             "role_defines": ROLE_CONTEXT,

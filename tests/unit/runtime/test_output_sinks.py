@@ -88,6 +88,19 @@ def test_a_symlink_is_never_followed(tmp_path: Path, caplog: pytest.LogCaptureFi
     assert sink.trouble.dropped == 5
 
 
+def test_a_hard_link_to_another_file_is_never_written(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    target = tmp_path / "shadow"
+    target.write_bytes(b"root\n")
+    os.link(target, tmp_path / "a.log")  # where protected_hardlinks does not prevent it
+    sink = FileSink(str(tmp_path / "a.log"), max_bytes=0, backups=0)
+    with caplog.at_level(logging.ERROR, "taskforce"):
+        sink.write(b"evil\n", WEB)
+    assert target.read_bytes() == b"root\n"
+    assert "it has other hard links" in caplog.text
+
+
 def test_a_missing_directory_is_reported_then_used_once_it_exists(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from taskforce.runtime.records import ProcessRecord, Records
+from taskforce.runtime.identity import start_ticks
+from taskforce.runtime.records import Earlier, ProcessRecord, Records
 
 
 def test_no_file_means_the_last_one_stopped_cleanly(tmp_path: Path) -> None:
@@ -15,8 +16,9 @@ def test_no_file_means_the_last_one_stopped_cleanly(tmp_path: Path) -> None:
 def test_begin_leaves_a_file_before_anything_starts(tmp_path: Path) -> None:
     path = tmp_path / "tf.state"
     Records(str(path)).begin()
-    # Killed now, before recording any process: the next taskforce knows to look for them.
-    assert Records(str(path)).load() == []
+    # Killed now, before recording any process: the next taskforce knows to look for them,
+    # among the processes started since this one started.
+    assert Records(str(path)).load() == Earlier([], start_ticks(os.getpid()))
 
 
 def test_records_survive_and_clean_stop_removes_them(tmp_path: Path) -> None:
@@ -24,7 +26,9 @@ def test_records_survive_and_clean_stop_removes_them(tmp_path: Path) -> None:
     records = Records(str(path))
     records.begin()
     records.update({os.getpid(): ("web", 0)})
-    (found,) = Records(str(path)).load() or []
+    earlier = Records(str(path)).load()
+    assert earlier is not None
+    (found,) = earlier.processes
     assert isinstance(found, ProcessRecord)
     assert (found.task, found.slot, found.pid) == ("web", 0, os.getpid())
     records.remove()
@@ -34,4 +38,5 @@ def test_records_survive_and_clean_stop_removes_them(tmp_path: Path) -> None:
 def test_without_a_path_nothing_is_known(tmp_path: Path) -> None:
     records = Records(None)
     records.begin()
-    assert records.load() == []  # unknown, not "stopped cleanly": look through /proc
+    # Unknown, not "stopped cleanly"; but neither is when an earlier taskforce started.
+    assert records.load() == Earlier([], None)
