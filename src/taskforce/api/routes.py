@@ -33,6 +33,7 @@ from urllib.parse import parse_qs, unquote
 
 from taskforce.api.auth import CHALLENGE, Access, Denied, check_control, check_status
 from taskforce.api.logstream import LogFollow
+from taskforce.api.metrics import exposition
 from taskforce.api.sse import Fleet, FleetFeed
 from taskforce.runtime.control import ControlError
 from taskforce.runtime.output import Follower
@@ -64,8 +65,8 @@ class ControlSurface(Protocol):
 
     def version(self) -> dict[str, Any]: ...
     def config(self) -> dict[str, Any]: ...
-    def tasks(self) -> dict[str, Any]: ...
-    def metrics(self) -> str: ...
+    def tasks(self, *, usage: bool = False) -> dict[str, Any]: ...
+    def counters(self) -> dict[str, Any]: ...
     def set_overrides(self, key: str, values: Mapping[str, str | int]) -> dict[str, Any]: ...
     def start(self, task: str) -> dict[str, Any]: ...
     def stop(self, task: str) -> dict[str, Any]: ...
@@ -181,9 +182,9 @@ class Router:
             "/": Route(GET, False, lambda call: dashboard()),
             "/status/version": Route(GET, False, lambda call: call.json(c.version())),
             "/status/config": Route(GET, False, lambda call: call.json(c.config())),
-            "/status/tasks": Route(GET, False, lambda call: call.json(c.tasks())),
+            "/status/tasks": Route(GET, False, lambda call: call.json(c.tasks(usage=True))),
             "/status/access": Route(GET, False, self._access),
-            "/metrics": Route(GET, False, lambda call: Reply(200, c.metrics().encode(), METRICS)),
+            "/metrics": Route(GET, False, lambda call: Reply(200, exposition(c).encode(), METRICS)),
             "/events": Route(GET, False, lambda call: EVENT_STREAM),
             "/status/fleet": Route(GET, False, self._fleet),
             "/events/fleet": Route(GET, False, self._fleet_events),
