@@ -152,6 +152,8 @@ class Controller:
             "why": state.waiting_for,
             "restarts": sum(max(0, i.starts - 1) for i in state.instances.values()),
             "requires": list(spec.requires) if spec else [],
+            # Whether /logs/TASK has anything to show (the dashboard asks only then).
+            "output_captured": self._supervisor().output.captured(state.name),
             "processes": processes,
             "history": [
                 {
