@@ -4,7 +4,9 @@ taskforce runs as the command, with two loopback listeners: one allowing control
 token, as TCP control must have) and one status-only. The page gets the token as
 /#token=TOKEN. The tests check that the table shows every task (a name that looks like
 markup stays text), that the restart button restarts a task (new pids, seen through
-/status/tasks), that details open, that read-only listeners hide the buttons, and take
+/status/tasks), that details open, that CPU and memory show per task and per process,
+that a task's details follow its output (and say that it needs control access where
+control is not allowed), that read-only listeners hide the buttons, and take
 screenshots, light and dark, into tests/browser/out/ (git-ignored) for a person to look at.
 
 Chromium comes from Debian's packages (tests/browser/setup.sh installs it); without it
@@ -32,12 +34,22 @@ TOKEN = "browser-test-token-0123456789"
 MARKUP = "<img_src=x_onerror=alert(1)>"
 SLEEP = ["sleep", "1000"]
 CRASH = [sys.executable, "-c", "import sys; sys.exit(1)"]
+# Prints to stdout and stderr (markup included: it must stay text), then sleeps.
+TALK = [
+    "sh",
+    "-c",
+    "echo hello from talker; echo '<b>not markup</b>'; echo trouble >&2; exec sleep 1000",
+]
 TASKS: dict[str, Any] = {
     "web": {"commands": {"start": SLEEP}, "count": 2},
     "worker": {"commands": {"start": SLEEP}},
     "flaky": {"commands": {"start": CRASH}},
     "reports": {"commands": {"start": SLEEP}, "control": "off"},
     MARKUP: {"commands": {"start": SLEEP}},
+    "talker": {
+        "commands": {"start": TALK},
+        "output": {"stdout": "./talker.out", "stderr": "./talker.err"},
+    },
 }
 LISTENING = re.compile(r"HTTP service listening on (http://127\.0\.0\.1:\d+)")
 
@@ -102,6 +114,7 @@ def everything_started(table: dict[str, Any]) -> bool:
         table["web"]["running"] == 2
         and table["worker"]["running"] == 1
         and table[MARKUP]["running"] == 1
+        and table["talker"]["running"] == 1
         and table["flaky"]["restarts"] >= 1
     )
 
@@ -109,7 +122,7 @@ def everything_started(table: dict[str, Any]) -> bool:
 def open_dashboard(browser: Browser, url: str) -> Page:
     page = browser.new_page()
     page.goto(url)
-    page.wait_for("document.querySelectorAll('tr.task').length === 5", "the five task rows")
+    page.wait_for(f"document.querySelectorAll('tr.task').length === {len(TASKS)}", "the task rows")
     return page
 
 
@@ -205,4 +218,81 @@ def test_read_only_pages_have_no_buttons(browser: Browser, service: tuple[str, s
     )
     assert "#token=TOKEN" in note
     assert page.evaluate(f"{visible} === 0") is True
+
+    # Task output needs control: the pane says so (and how to get it) instead of showing it.
+    page.click(f"{row('talker')} button.expander")
+    refused = page.wait_for(
+        "document.querySelector('.output-note.needs-control')?.textContent", "the output refusal"
+    )
+    assert "Needs control access" in refused and "#token=TOKEN" in refused
+    assert page.evaluate("document.querySelectorAll('.output .line').length") == 0
+    assert page.problems() == []
+
+
+PERCENT = r"^\d+(\.\d)?%$"
+
+
+def test_cpu_memory_and_output(browser: Browser, service: tuple[str, str]) -> None:
+    control, _ = service
+    page = open_dashboard(browser, f"{control}/#token={TOKEN}")
+
+    # Memory: the task's processes summed, as /proc says (sleep's memory stands still).
+    rss = sum(p["rss_bytes"] for p in tasks(control)["web"]["processes"])
+    page.wait_for(
+        f"document.querySelector('{row('web')} td.memory').dataset.bytes === '{rss}'",
+        "web's memory",
+    )
+    assert re.fullmatch(
+        r"\d+(\.\d)? MiB",
+        page.evaluate(f"document.querySelector('{row('web')} td.memory').textContent"),
+    )
+    # CPU: a share, once two readings are in.
+    page.wait_for(
+        f"/{PERCENT}/.test(document.querySelector('{row('web')} td.cpu').textContent)",
+        "web's CPU share",
+    )
+
+    # The output pane follows the task whose details open: each line as text, stderr marked.
+    page.click(f"{row('talker')} button.expander")
+    lines = page.wait_for(
+        "document.querySelectorAll('.output .line').length >= 3 && "
+        "[...document.querySelectorAll('.output .line')].map(l => l.textContent)",
+        "talker's output",
+    )
+    assert any(line.endswith("[0] hello from talker") for line in lines)
+    assert any(line.endswith("[0] <b>not markup</b>") for line in lines)
+    assert page.evaluate("document.querySelectorAll('.output b').length") == 0
+    stderr = page.evaluate(
+        "[...document.querySelectorAll('.output .line.stderr')].map(l => l.textContent)"
+    )
+    assert len(stderr) == 1 and stderr[0].endswith("trouble")
+    heading = page.evaluate("document.querySelector('.output-pane h3').textContent")
+    assert heading == "Recent output of talker"
+
+    # Per process: CPU and memory in the details' table.
+    resident = tasks(control)["talker"]["processes"][0]["rss_bytes"]
+    page.wait_for(
+        f"document.querySelector('{row('talker')} + tr.details tr[data-instance=\"0\"] td.memory')"
+        f"?.dataset.bytes === '{resident}'",
+        "talker's process memory",
+    )
+    OUT.mkdir(exist_ok=True)
+    page.evaluate("document.querySelector('.output-pane').scrollIntoView() || true")
+    page.screenshot(OUT / "dashboard-output.png")
+
+    # Another task's details take the pane: web's output is not captured, and it says so.
+    page.click(f"{row('web')} button.expander")
+    note = page.wait_for(
+        "document.querySelector('.output-pane h3').textContent === 'Recent output of web' && "
+        "document.querySelector('.output-note').textContent",
+        "web's output note",
+    )
+    assert "not captured" in note
+    # talker's details, still open, offer to show its output again.
+    page.click(f"{row('talker')} + tr.details button.show-output")
+    page.wait_for(
+        "document.querySelector('.output-pane h3').textContent === 'Recent output of talker' && "
+        "document.querySelectorAll('.output .line').length >= 3",
+        "talker's output again",
+    )
     assert page.problems() == []

@@ -237,7 +237,7 @@ def test_status_paths(tmp_path: Path, marker: str) -> None:
         status, metrics, response = await asyncio.to_thread(call, tcp, "GET", "/metrics")
         assert status == 200
         assert response.getheader("content-type") == "text/plain; version=0.0.4; charset=utf-8"
-        assert b'taskforce_up{task="pair",instance="1"} 1\n' in metrics
+        assert b'taskforce_up{task="pair",index="1"} 1\n' in metrics
         status, page, response = await asyncio.to_thread(call, tcp, "GET", "/")
         assert status == 200 and b"<html" in page.lower()
         assert response.getheader("content-type") == "text/html; charset=utf-8"

@@ -28,6 +28,7 @@ from taskforce.runtime.legion import Legion
 from taskforce.runtime.output import Follower, OutputCapture
 from taskforce.runtime.process import describe_status
 from taskforce.runtime.supervisor import Outcome, Supervisor
+from taskforce.runtime.usage import process_usage
 
 JSON = dict[str, Any]
 
@@ -43,6 +44,13 @@ def iso(wall: float | None) -> str | None:
     if not wall:
         return None
     return datetime.fromtimestamp(wall, UTC).isoformat(timespec="milliseconds")
+
+
+# Every state of a task in Controller.tasks() (the metrics have a 0/1 series for each).
+TASK_STATES = (
+    "running", "starting", "stopping", "stopped", "waiting", "backing off",
+    "off", "suspend", "pending", "done", "removed", "invalid",
+)  # fmt: skip
 
 
 class Controller:
@@ -126,7 +134,10 @@ class Controller:
             },
         }
 
-    def tasks(self) -> JSON:
+    def tasks(self, *, usage: bool = False) -> JSON:
+        """Every task's state and processes; with `usage`, each running process's CPU
+        seconds and resident bytes too (read from /proc now: the event stream and the
+        fleet's status go without, as they are made on every change)."""
         supervisor = self._supervisor()
         planner = supervisor.planner
         out: JSON = {}
@@ -135,7 +146,7 @@ class Controller:
         for name in names:
             state = planner.tasks.get(name)
             if state is not None:
-                out[name] = self._task(state)
+                out[name] = self._task(state, usage)
         # A task whose entry cannot be used is shown with why, never left out.
         loaded = self.legion.loaded
         for name, error in (loaded.refused if loaded is not None else {}).items():
@@ -158,13 +169,14 @@ class Controller:
             "error": error,
             "restarts": 0,
             "requires": list(task.requires) if task is not None else [],
+            "output_captured": False,
             "processes": [],
             "history": [],
         }
 
-    def _task(self, state: TaskState) -> JSON:
+    def _task(self, state: TaskState, usage: bool) -> JSON:
         spec = self._supervisor().planner.desired.tasks.get(state.name)
-        processes = [self._process(i) for _, i in sorted(state.instances.items())]
+        processes = [self._process(i, usage) for _, i in sorted(state.instances.items())]
         running = sum(1 for p in processes if p["pid"] is not None)
         return {
             "control": str(spec.control) if spec else None,
@@ -175,6 +187,8 @@ class Controller:
             "error": None,
             "restarts": sum(max(0, i.starts - 1) for i in state.instances.values()),
             "requires": list(spec.requires) if spec else [],
+            # Whether /logs/TASK has anything to show (the dashboard asks only then).
+            "output_captured": self._supervisor().output.captured(state.name),
             "processes": processes,
             "history": [
                 {
@@ -222,8 +236,15 @@ class Controller:
         return "starting" if running else "stopped"
 
     @staticmethod
-    def _process(inst: Instance) -> JSON:
+    def _process(inst: Instance, usage: bool = False) -> JSON:
         last = inst.last_exit
+        facts: JSON = {}
+        if usage:
+            used = process_usage(inst.pid) if inst.pid else None
+            facts = {
+                "cpu_seconds": round(used.cpu_seconds, 2) if used else None,
+                "rss_bytes": used.rss_bytes if used else None,
+            }
         return {
             "instance": inst.slot,
             "pid": inst.pid,
@@ -240,41 +261,17 @@ class Controller:
             "starts": inst.starts,
             "failures": inst.failures,
             "ready": inst.ready if inst.pid else None,
+            **facts,
         }
 
-    def metrics(self) -> str:
-        """Prometheus text exposition format."""
-        planner = self._supervisor().planner
-        rows = [
-            (_labels(name, slot), inst)
-            for name, state in sorted(planner.tasks.items())
-            for slot, inst in sorted(state.instances.items())
-        ]
+    def counters(self) -> JSON:
+        """taskforce's own counts, for the metrics: reloads applied and refused, files watched."""
         watcher = self.legion.watcher
-        families: list[tuple[str, str, str, list[str]]] = [
-            ("up", "gauge", "Whether the task instance has a running process.",
-             [f"{{{lbl}}} {1 if i.pid else 0}" for lbl, i in rows]),
-            ("starts_total", "counter", "Processes started for the task instance.",
-             [f"{{{lbl}}} {i.starts}" for lbl, i in rows]),
-            ("restarts_total", "counter", "Restarts of the task instance.",
-             [f"{{{lbl}}} {max(0, i.starts - 1)}" for lbl, i in rows]),
-            ("last_exit_status", "gauge", "Wait status of the last exit.",
-             [f"{{{lbl}}} {i.last_exit.status}" for lbl, i in rows if i.last_exit]),
-            ("start_time_seconds", "gauge", "Unix time the running process started.",
-             [f"{{{lbl}}} {i.started_wall:.3f}" for lbl, i in rows if i.pid]),
-            ("uptime_seconds", "gauge", "Seconds since taskforce started.",
-             [f" {self._clock() - self.started_wall:.3f}"]),
-            ("reloads_total", "counter", "Configuration reloads applied.",
-             [f" {self.legion.reloads}"]),
-            ("reload_errors_total", "counter", "Configuration reloads rejected.",
-             [f" {self.legion.reload_errors}"]),
-            ("watches", "gauge", "Files watched.", [f" {len(watcher.paths) if watcher else 0}"]),
-        ]  # fmt: skip
-        lines = []
-        for name, kind, text, samples in families:
-            lines += [f"# HELP taskforce_{name} {text}", f"# TYPE taskforce_{name} {kind}"]
-            lines += [f"taskforce_{name}{sample}" for sample in samples]
-        return "\n".join(lines) + "\n"
+        return {
+            "reloads": self.legion.reloads,
+            "reload_errors": self.legion.reload_errors,
+            "watches": len(watcher.paths) if watcher else 0,
+        }
 
     # ----- control --------------------------------------------------------------------
 
@@ -486,11 +483,6 @@ def _without_tokens(data: object) -> object:
     if "notify" in settings:
         settings["notify"] = without_secrets(settings["notify"])
     return {**data, "settings": settings}
-
-
-def _labels(task: str, slot: int) -> str:
-    escaped = task.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'task="{escaped}",instance="{slot}"'
 
 
 __all__ = ["JSON", "ControlError", "Controller", "Outcome", "iso", "parse_signal", "whole_number"]

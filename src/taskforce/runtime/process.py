@@ -485,6 +485,18 @@ def become_subreaper() -> bool:
         return False
 
 
+def split_status(status: int) -> tuple[int | None, int | None]:
+    """A wait status as (exit code, terminating signal): one of them is None, or both
+    when the status is unknown (a process that was not our child) or neither."""
+    if status < 0:
+        return None, None
+    if os.WIFSIGNALED(status):
+        return None, os.WTERMSIG(status)
+    if os.WIFEXITED(status):
+        return os.WEXITSTATUS(status), None
+    return None, None
+
+
 def describe_status(status: int) -> str:
     """A wait status in words: 'exited 2', 'killed by SIGKILL'."""
     if status < 0:

@@ -34,7 +34,7 @@ class ChangingController(FakeController):
         self.changes = 0
         self.subscribers: set[asyncio.Event] = set()
 
-    def tasks(self) -> dict[str, Any]:
+    def tasks(self, *, usage: bool = False) -> dict[str, Any]:
         return dict(self.table)
 
     def subscribe(self) -> asyncio.Event:

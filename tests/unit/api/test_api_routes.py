@@ -35,11 +35,11 @@ class FakeController:
     def reload_status(self) -> dict[str, Any]:
         return {"file": "/etc/taskforce.conf"}
 
-    def tasks(self) -> dict[str, Any]:
+    def tasks(self, *, usage: bool = False) -> dict[str, Any]:
         return {name: {"running": 1} for name in TASKS}
 
-    def metrics(self) -> str:
-        return "taskforce_up 1\n"
+    def counters(self) -> dict[str, Any]:
+        return {"reloads": 3}
 
     def set_overrides(self, key: str, values: Mapping[str, str | int]) -> dict[str, Any]:
         if not values:
@@ -126,7 +126,7 @@ def test_status_paths(fake: FakeController) -> None:
     reply = handle(fake, "GET", "/status/tasks")
     assert reply.status == 200 and reply.body == b'{"web":{"running":1},"db":{"running":1}}\n'
     metrics = handle(fake, "GET", "/metrics")
-    assert (metrics.status, metrics.body) == (200, b"taskforce_up 1\n")
+    assert metrics.status == 200 and b"\ntaskforce_reloads_total 3\n" in metrics.body
     assert metrics.content_type == "text/plain; version=0.0.4; charset=utf-8"
     stream = Router(fake, Access()).handle(Request("GET", "/events"))
     assert stream is EVENT_STREAM

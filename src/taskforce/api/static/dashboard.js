@@ -4,6 +4,14 @@
 // page through textContent and attributes only, never as markup. The page is served with
 // a Content-Security-Policy that forbids inline scripts as a second line of defence.
 //
+// CPU and memory: /status/tasks, read every USAGE_MS while the page shows (taskforce reads
+// /proc only when asked); a CPU share is the CPU time spent between two readings.
+//
+// Output: a task's details follow its recent output (/logs/NAME?follow=1, read as a
+// stream through fetch, which can send the token where EventSource cannot). Output often
+// holds secrets, so taskforce shows it only to callers with control access; the pane says
+// so otherwise. One task's output is followed at a time.
+//
 // Control: buttons POST to /manage/tasks/NAME/ACTION. /status/access says whether this
 // listener (and our token) allows it; a token is given once as /#token=TOKEN, kept for
 // the browser tab in sessionStorage and removed from the address bar.
@@ -15,6 +23,8 @@
   const HEIGHT = 24;
   const RECENT_EXITS = 10;
   const REFRESH_MS = 15000; // moves timelines and ages along while nothing changes
+  const USAGE_MS = 2000; // CPU and memory are read this often while the page shows
+  const OUTPUT_LINES = 200; // lines of output the pane keeps
   const TOKEN_KEY = "taskforce-token";
   const SVG = "http://www.w3.org/2000/svg";
   const ACTIONS = [
@@ -35,6 +45,8 @@
   let token = null;
   let latest = null; // the last task table received
   let rowIds = 0;
+  const usage = new Map(); // pid -> { cpu, rss, at, percent } from the last reading
+  const output = { task: null, abort: null }; // the one output pane (built when first shown)
 
   // ----- small helpers --------------------------------------------------------------------
 
@@ -69,6 +81,22 @@
     if (s < 3600) return `${Math.floor(s / 60)} min ago`;
     if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
     return `${Math.floor(s / 86400)} d ago`;
+  }
+
+  function bytes(n) {
+    if (n == null) return "—";
+    const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let value = n;
+    let unit = 0;
+    while (value >= 1024 && unit < units.length - 1) {
+      value /= 1024;
+      unit += 1;
+    }
+    return unit ? `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}` : `${n} B`;
+  }
+
+  function percent(p) {
+    return p == null ? "—" : `${p.toFixed(p < 10 ? 1 : 0)}%`;
   }
 
   function plural(n, one, many) {
@@ -235,6 +263,8 @@
     const why = el("span", { class: "why" });
     const processes = el("td", { class: "num processes" });
     const restarts = el("td", { class: "num restarts" });
+    const cpu = el("td", { class: "num cpu" });
+    const memory = el("td", { class: "num memory" });
     const timeline = el("td", { class: "timeline" });
     const actions = el("td", { class: "actions" });
     const buttons = {};
@@ -255,17 +285,31 @@
       el("td", { class: "state" }, badge, why),
       processes,
       restarts,
+      cpu,
+      memory,
       timeline,
       actions,
     );
-    const body = el("td", { colspan: "6" });
+    // The details' facts are rebuilt on every change; the output pane's place is not, so
+    // that its lines and scroll position stay.
+    const info = el("div");
+    const slot = el("div", { class: "output-slot" });
+    const body = el("td", { colspan: "8" }, info, slot);
     const details = el("tr", { class: "details", id: `${id}-details`, hidden: "" }, body);
-    const entry = { row, details, body, badge, why, processes, restarts, timeline, buttons };
+    const entry = {
+      row, details, info, slot, badge, why, processes, restarts, cpu, memory, timeline, buttons,
+    };
     expander.addEventListener("click", () => {
       const open = expander.getAttribute("aria-expanded") !== "true";
       expander.setAttribute("aria-expanded", String(open));
       details.hidden = !open;
-      if (open && entry.task) body.replaceChildren(detailsOf(entry.task));
+      if (open) {
+        if (entry.task) entry.info.replaceChildren(detailsOf(entry.task));
+        showOutput(name);
+      } else {
+        if (output.task === name) stopOutput();
+        slot.replaceChildren();
+      }
     });
     return entry;
   }
@@ -278,6 +322,10 @@
     setText(entry.why, reason(task, state));
     setText(entry.processes, `${task.running}/${task.count}`);
     setText(entry.restarts, String(task.restarts));
+    const used = taskUsage(task);
+    setText(entry.cpu, percent(used.percent));
+    setText(entry.memory, bytes(used.rss));
+    entry.memory.dataset.bytes = used.rss == null ? "" : String(used.rss);
     entry.row.classList.toggle("failing", failing(task));
     entry.timeline.replaceChildren(timeline(name, task));
     for (const [action, button] of Object.entries(entry.buttons)) {
@@ -285,7 +333,10 @@
       button.disabled = button.dataset.busy === "1" || POINTLESS[action].has(state);
     }
     // Closed details are built when opened.
-    if (!entry.details.hidden) entry.body.replaceChildren(detailsOf(task));
+    if (!entry.details.hidden) {
+      entry.info.replaceChildren(detailsOf(task));
+      placeOutput(entry, name);
+    }
   }
 
   // What the state badge does not say already.
@@ -376,7 +427,7 @@
         el(
           "tr",
           {},
-          ...["Instance", "PID", "State", "Started", "Last exit", "Starts", "Failures"].map((h) =>
+          ...["Instance", "PID", "State", "CPU", "Memory", "Started", "Last exit", "Starts", "Failures"].map((h) =>
             el("th", { scope: "col" }, h),
           ),
         ),
@@ -388,13 +439,23 @@
       if (p.started_t) started.title = when(p.started_t);
       const exit = el("td", {}, p.exit ? `${p.exit}${p.exited_t ? `, ${ago(p.exited_t)}` : ""}` : "—");
       if (p.exited_t) exit.title = when(p.exited_t);
+      const used = (p.pid && usage.get(p.pid)) || null;
+      const cpu = el("td", { class: "num cpu" }, percent(used && used.percent));
+      if (used) cpu.title = `${used.cpu.toFixed(2)} s of CPU time`;
+      const memory = el("td", { class: "num memory" }, bytes(used && used.rss));
+      if (used && used.rss != null) {
+        memory.dataset.bytes = String(used.rss);
+        memory.title = `${used.rss} bytes resident`;
+      }
       body.append(
         el(
           "tr",
-          {},
+          { "data-instance": String(p.instance) },
           el("td", { class: "num" }, String(p.instance)),
           el("td", { class: "num" }, p.pid ? String(p.pid) : "—"),
           el("td", {}, p.state),
+          cpu,
+          memory,
           started,
           exit,
           el("td", { class: "num" }, String(p.starts)),
@@ -403,7 +464,7 @@
       );
     }
     if (!task.processes.length) {
-      body.append(el("tr", {}, el("td", { colspan: "7" }, "No process.")));
+      body.append(el("tr", {}, el("td", { colspan: "9" }, "No process.")));
     }
     table.append(body);
     box.append(table);
@@ -427,6 +488,184 @@
     return box;
   }
 
+  // ----- CPU and memory -------------------------------------------------------------------
+
+  // The task's processes together: memory summed, CPU shares summed (null: not read yet).
+  function taskUsage(task) {
+    let rss = null;
+    let share = null;
+    for (const p of task.processes) {
+      const used = p.pid && usage.get(p.pid);
+      if (!used) continue;
+      if (used.rss != null) rss = (rss || 0) + used.rss;
+      if (used.percent != null) share = (share || 0) + used.percent;
+    }
+    return { rss, percent: share };
+  }
+
+  async function loadUsage() {
+    if (document.hidden) return;
+    try {
+      const reply = await fetch("/status/tasks", { headers: headers() });
+      if (!reply.ok) return;
+      const table = await reply.json();
+      const now = performance.now() / 1000;
+      const seen = new Set();
+      for (const task of Object.values(table)) {
+        for (const p of task.processes || []) {
+          if (!p.pid || p.cpu_seconds == null) continue;
+          seen.add(p.pid);
+          const before = usage.get(p.pid);
+          const share =
+            before && now > before.at ? Math.max(0, (100 * (p.cpu_seconds - before.cpu)) / (now - before.at)) : null;
+          usage.set(p.pid, { cpu: p.cpu_seconds, rss: p.rss_bytes, at: now, percent: share });
+        }
+      }
+      for (const pid of [...usage.keys()]) if (!seen.has(pid)) usage.delete(pid);
+      if (latest) render(latest);
+    } catch (e) {
+      // offline for now: the event stream reports that
+    }
+  }
+
+  // ----- a task's recent output -------------------------------------------------------------
+
+  function outputPane() {
+    if (!output.section) {
+      output.heading = el("h3", {}, "Recent output");
+      output.note = el("p", { class: "output-note", role: "status" });
+      output.log = el("div", { class: "output", role: "log", tabindex: "0" });
+      output.section = el("section", { class: "output-pane" }, output.heading, output.note, output.log);
+    }
+    return output.section;
+  }
+
+  function outputNote(text, kind = "") {
+    output.note.hidden = !text;
+    output.note.className = `output-note ${kind}`;
+    setText(output.note, text);
+  }
+
+  function needsControl(why) {
+    output.log.hidden = true;
+    const how = why ? ` ${why}` : "";
+    outputNote(
+      "Needs control access: a task's output can hold secrets, so taskforce shows it only to " +
+        `callers allowed to control it.${how}`,
+      "needs-control",
+    );
+  }
+
+  // The pane sits in the details of the task it follows; other open details offer to move it.
+  function placeOutput(entry, name) {
+    if (output.task === name) {
+      if (entry.slot.firstChild !== output.section) entry.slot.replaceChildren(output.section);
+      return;
+    }
+    if (entry.slot.firstChild && entry.slot.firstChild.dataset.show === name) return;
+    const show = el("button", { type: "button", class: "show-output", "data-show": name }, "Show recent output");
+    show.addEventListener("click", () => showOutput(name));
+    entry.slot.replaceChildren(show);
+  }
+
+  function stopOutput() {
+    if (output.abort) output.abort.abort();
+    output.abort = null;
+    output.task = null;
+  }
+
+  async function showOutput(name) {
+    stopOutput();
+    outputPane();
+    output.task = name;
+    for (const [task, entry] of rows) if (!entry.details.hidden) placeOutput(entry, task);
+    setText(output.heading, `Recent output of ${name}`);
+    output.log.replaceChildren();
+    output.log.hidden = false;
+    if (latest && latest[name] && latest[name].output_captured === false) {
+      outputNote("No output to show: it is not captured (its output is null). Set `output` in the configuration to keep it.", "quiet");
+      return;
+    }
+    if (control === false) {
+      needsControl($("control-note").textContent);
+      return;
+    }
+    const abort = new AbortController();
+    output.abort = abort;
+    outputNote("Loading…");
+    try {
+      const path = `/logs/${encodeURIComponent(name)}?follow=1&n=${OUTPUT_LINES}`;
+      const reply = await fetch(path, { headers: headers(), signal: abort.signal });
+      if (!reply.ok) {
+        let why = `HTTP ${reply.status}`;
+        try {
+          why = (await reply.json()).error || why;
+        } catch (e) {
+          // not JSON: the status says enough
+        }
+        if (output.abort !== abort) return;
+        if (reply.status === 401 || reply.status === 403) needsControl(refusal(reply.status, why));
+        else outputNote(`No output to show: ${why}`, "problem");
+        return;
+      }
+      await readEvents(reply.body, (event, data) => {
+        if (event === "lines") appendLines(data);
+        else if (event === "skipped") appendLines([{ skipped: data.lines }]);
+      });
+      if (output.abort === abort) outputNote("The output stream ended: close and open the task to follow again.", "problem");
+    } catch (e) {
+      if (!abort.signal.aborted) outputNote("The output cannot be followed: taskforce cannot be reached.", "problem");
+    }
+  }
+
+  // Server-sent events from a fetched body: `event:` and `data:` lines, blank-line separated.
+  async function readEvents(body, onEvent) {
+    const reader = body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += decoder.decode(value, { stream: true });
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        let event = "message";
+        const data = [];
+        for (const line of block.split("\n")) {
+          if (line.startsWith("event:")) event = line.slice(6).trim();
+          else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+        }
+        if (data.length) onEvent(event, JSON.parse(data.join("\n")));
+      }
+    }
+  }
+
+  function appendLines(lines) {
+    const log = output.log;
+    const atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+    for (const line of lines) {
+      if (line.skipped) {
+        log.append(el("div", { class: "line skipped" }, `… ${plural(line.skipped, "line", "lines")} skipped`));
+        continue;
+      }
+      const stamp = line.time ? clock(line.time) : "";
+      log.append(
+        el(
+          "div",
+          { class: `line ${line.stream === "stderr" ? "stderr" : "stdout"}` },
+          el("span", { class: "origin" }, `${stamp} [${line.instance}] `),
+          line.text,
+        ),
+      );
+    }
+    while (log.childElementCount > OUTPUT_LINES) log.firstElementChild.remove();
+    if (log.childElementCount) outputNote("");
+    else outputNote("No output yet.", "quiet");
+    if (atEnd) log.scrollTop = log.scrollHeight;
+  }
+
   // ----- the whole table ------------------------------------------------------------------
 
   function render(tasks) {
@@ -435,6 +674,7 @@
     const names = Object.keys(tasks);
     for (const [name, entry] of rows) {
       if (!(name in tasks)) {
+        if (output.task === name) stopOutput();
         entry.row.remove();
         entry.details.remove();
         rows.delete(name);
@@ -618,9 +858,12 @@
     setInterval(loadReload, RELOAD_MS);
     setupTabs();
     listen();
+    loadUsage();
     setInterval(() => {
       if (latest) render(latest);
     }, REFRESH_MS);
+    setInterval(loadUsage, USAGE_MS);
+    document.addEventListener("visibilitychange", loadUsage);
   }
 
   if (document.readyState === "loading") {
