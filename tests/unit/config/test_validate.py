@@ -18,9 +18,10 @@ from taskforce.config.model import (
     EventConfig,
     OnExitConfig,
     Pick,
+    RestartConfig,
     Settings,
 )
-from taskforce.core.vocabulary import Control, EventType, RestartPolicy
+from taskforce.core.vocabulary import Control, EventType
 
 DATA = pathlib.Path(__file__).parent / "data"
 REPO = pathlib.Path(__file__).parents[3]
@@ -216,7 +217,7 @@ def test_block_style_config() -> None:
     assert web.onexit == (OnExitConfig("start", "setup"),)
     assert web.commands == {"start": ["web", "--port", 8000], "stop": ["webctl", "stop"]}
     assert config.role_defaults == {"backend": {"DB": "main"}}
-    assert config.settings == Settings(RestartPolicy(2.0, 0.1, 1.5, 10.0), stop_timeout=2.5)
+    assert config.settings == Settings(RestartConfig(2.0, 0.1, 1.5, 10.0), stop_timeout=2.5)
 
 
 def test_json_config() -> None:
@@ -377,7 +378,7 @@ def test_top_level_problems(text: str, expected: str) -> None:
         ('"group": false', "expected a name or a numeric id (0 or more), got the boolean false"),
         ('"user": ""', "expected a name or a numeric id (0 or more), got the string ''"),
         ('"requires": [1]', "expected a string, got the integer 1"),
-        ('"requires": {"a": 1}', "expected a string, got a map"),
+        ('"requires": {"a": 1}', "requires.a: expected a string, got the integer 1"),
         ('"roles": ["front end"]', "the role name 'front end' contains whitespace"),
         ('"roles": [true]', "a role name must be a string, got the boolean true"),
         ('"start_delay": -1', "must be at least 0, got -1"),
@@ -639,7 +640,7 @@ def test_links_are_checked_even_when_another_task_is_invalid() -> None:
 
 def test_settings_defaults_and_partial_restart_policy() -> None:
     config = parse(f'{{"settings": {{"restart": {{"factor": 3}}}}, "tasks": {{"t": {{{START}}}}}}}')
-    assert config.settings == Settings(RestartPolicy(factor=3.0))
+    assert config.settings == Settings(RestartConfig(factor=3.0))
 
 
 @pytest.mark.parametrize(
