@@ -8,13 +8,15 @@ then checked for every family: one value, none, several, nested, and each contex
 
 from __future__ import annotations
 
+import pathlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from test_resolve import run, task
+from test_resolve import HOST, run, task
 
+from taskforce.config.load import parse_config
 from taskforce.config.model import (
     EventConfig,
     OnExitConfig,
@@ -26,6 +28,7 @@ from taskforce.config.model import (
     TaskConfig,
     Value,
 )
+from taskforce.config.resolve import resolve
 from taskforce.config.roles import Roles
 from taskforce.core.spec import DesiredState, TaskSpec
 from taskforce.core.vocabulary import Control, EventType
@@ -443,3 +446,28 @@ def test_a_temporary_control_override_does_not_undo_onexit() -> None:
     # replaces it for a while and must not make the task with the onexit go.
     state, problems = onexit_case(Control.WAIT)
     assert problems == () and "t" in state.tasks
+
+
+# --- the README's example ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("canary", [True, False])
+def test_the_readme_example_of_nested_conditionals(canary: bool) -> None:
+    readme = (pathlib.Path(__file__).parents[3] / "README.md").read_text()
+    example = readme.split("The same holds below the task level", 1)[1].split("```yaml\n", 1)[1]
+    config = parse_config(example.split("```", 1)[0], "/etc/tf.conf")
+    roles = Roles(("canary",) if canary else ())
+    state, problems = resolve(config, roles, {}, HOST)
+    assert problems == ()
+    app = state.tasks["app"]
+    if canary:
+        assert app.requires == ("db", "metrics")
+        assert [(e.signal, e.command) for e in app.events] == [(10, None), (None, "reload")]
+        assert app.instances[0].output.stdout == "/var/log/app-canary.log"
+        assert app.ready is not None and app.ready.target == "127.0.0.1:8081"
+        assert app.onexit_start == ("report",)
+    else:
+        assert app.requires == ("db",)
+        assert app.events == ()  # STEADY is not defined either
+        assert app.instances[0].output.stdout == "null"
+        assert (app.ready, app.onexit_start) == (None, ())

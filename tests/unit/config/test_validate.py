@@ -852,3 +852,13 @@ def test_the_readme_example_of_conditional_scalar_keys_loads() -> None:
     example = readme.split("not only in command lists.", 1)[1].split("```yaml\n", 1)[1]
     config = parse(example.split("```", 1)[0])
     assert isinstance(config.tasks["web"].cwd, Pick)
+
+
+def test_the_readme_example_of_nested_conditionals_loads() -> None:
+    readme = (REPO / "README.md").read_text()
+    example = readme.split("The same holds below the task level", 1)[1].split("```yaml\n", 1)[1]
+    config = parse(example.split("```", 1)[0])
+    app = config.tasks["app"]
+    assert app.requires == ("db", {"CANARY": "metrics"})
+    assert app.events[0].signal == Pick({"CANARY": 10, "STEADY": 1})
+    assert isinstance(app.onexit[0].task, Pick)
