@@ -37,6 +37,8 @@ from taskforce.config.model import (
 from taskforce.config.output import resolve_output
 from taskforce.config.reuse import ResolveCache
 from taskforce.config.roles import Roles
+from taskforce.config.validate import find_cycles
+from taskforce.config.yaml_source import Path
 from taskforce.core.spec import (
     TASK_PID_MARKER,
     DesiredState,
@@ -97,7 +99,7 @@ def resolve(
         tasks[name] = spec
         if cache is not None:
             cache.keep(name, task, spec)
-    for problem in _check_onexit_targets(config, tasks):
+    for problem in (*_check_onexit_targets(config, tasks), *_check_cycles(config, tasks)):
         problems.setdefault((problem.path, problem.message), problem)
     top: Container[str] = ()
     if _has_conditionals(config.settings):
@@ -200,6 +202,25 @@ def _check_onexit_targets(config: Config, tasks: dict[str, TaskSpec]) -> Iterato
                 )
                 del tasks[name]
                 break
+
+
+def _check_cycles(config: Config, tasks: dict[str, TaskSpec]) -> list[Problem]:
+    """Leave out (with a problem) the tasks of each requires cycle that conditionals make
+    here. (A cycle of plain names is refused when the file is loaded.)"""
+    if all(isinstance(item, str) for task in config.tasks.values() for item in task.requires):
+        return []
+    edges: dict[str, list[tuple[Path, str]]] = {
+        name: [(("tasks", name, "requires"), other) for other in spec.requires if other in tasks]
+        for name, spec in tasks.items()
+    }
+    found: dict[str, Problem] = {}
+    for cycle, _ in find_cycles(edges):
+        message = f"requires cycle here: {' -> '.join((*cycle, cycle[0]))}"
+        for name in cycle:
+            found.setdefault(name, Problem(config.source, None, f"tasks.{name}.requires", message))
+    for name in found:
+        del tasks[name]
+    return list(found.values())
 
 
 def _onexit_path(task: TaskConfig, target: str) -> str:

@@ -244,7 +244,7 @@ def _check_cycles(report: Reporter, tasks: dict[str, RawTask]) -> None:
         for name, task in tasks.items()
     }
     reported: set[tuple[str, ...]] = set()
-    for cycle, paths in _find_cycles(edges):
+    for cycle, paths in find_cycles(edges):
         # The same loop can be met from different starting points: name it one way.
         first = cycle.index(min(cycle))
         cycle, paths = cycle[first:] + cycle[:first], paths[first:] + paths[:first]
@@ -256,7 +256,7 @@ def _check_cycles(report: Reporter, tasks: dict[str, RawTask]) -> None:
 Cycle = tuple[tuple[str, ...], tuple[Path, ...]]
 
 
-def _find_cycles(edges: dict[str, list[tuple[Path, str]]]) -> Iterator[Cycle]:
+def find_cycles(edges: dict[str, list[tuple[Path, str]]]) -> Iterator[Cycle]:
     """Yield each cycle met by a depth-first search: its tasks, and the path of the
     requirement leading from each task to the next."""
     done: set[str] = set()

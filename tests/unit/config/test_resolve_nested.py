@@ -406,6 +406,22 @@ def test_a_conditional_requirement_of_itself_is_a_problem() -> None:
     ]
 
 
+def test_a_requires_cycle_made_by_conditionals_leaves_its_tasks_out() -> None:
+    tasks = (
+        task("a", requires=({"LOOP": "b"},)),
+        task("b", requires=("a",)),
+        task("c", requires=("a",)),
+        task("d"),
+    )
+    state, problems = run(*tasks, env={"LOOP": ""})
+    assert [(p.path, p.message) for p in problems] == [
+        ("tasks.a.requires", "requires cycle here: a -> b -> a"),
+        ("tasks.b.requires", "requires cycle here: a -> b -> a"),
+    ]
+    assert set(state.tasks) == {"c", "d"}  # c waits for nothing that will run here
+    assert set(run(*tasks)[0].tasks) == {"a", "b", "c", "d"}
+
+
 # --- onexit: the target must be a once task, decided once its control is resolved ------------
 
 
