@@ -99,7 +99,10 @@ def resolve(
         tasks[name] = spec
         if cache is not None:
             cache.keep(name, task, spec)
-    for problem in (*_check_onexit_targets(config, tasks), *_check_cycles(config, tasks)):
+    # Checks between tasks, on the specs as resolved or reused (a reused spec's links may
+    # lead to tasks since removed or changed).
+    checks = (_check_links, _check_onexit_targets, _check_cycles)
+    for problem in (problem for check in checks for problem in check(config, tasks)):
         problems.setdefault((problem.path, problem.message), problem)
     top: Container[str] = ()
     if _has_conditionals(config.settings):
@@ -131,7 +134,7 @@ def _resolve_task(shared: SharedContext, name: str, task: TaskConfig) -> TaskSpe
         for number in range(count)
     ]
     # Task-level values use instance 0's context: it exists even when count is 0.
-    values, at, tasks = first.values, f"tasks.{name}", shared.config.tasks
+    values, at = first.values, f"tasks.{name}"
     events = (
         _event(event, values, f"{at}.events[{index}]", task)
         for index, event in enumerate(task.events)
@@ -140,46 +143,53 @@ def _resolve_task(shared: SharedContext, name: str, task: TaskConfig) -> TaskSpe
         name=name,
         control=chosen.control,
         instances=tuple(instances),
-        requires=_requires(task, values, tasks, f"{at}.requires") if task.requires else (),
+        requires=_requires(task, values, f"{at}.requires") if task.requires else (),
         start_delay=chosen.start_delay,
         time_limit=chosen.time_limit,
-        onexit_start=_onexit(task, values, tasks, at) if task.onexit else (),
+        onexit_start=_onexit(task, values, at) if task.onexit else (),
         events=tuple(event for event in events if event is not None),
         ready=_ready(task.ready, values, f"{at}.ready"),
         cluster=chosen.placement is Placement.CLUSTER,
     )
 
 
-def _requires(
-    task: TaskConfig, context: Mapping[str, str], tasks: Mapping[str, TaskConfig], path: str
-) -> tuple[str, ...]:
-    """The tasks `task` requires here: a list whose conditionals give any number of names."""
+def _requires(task: TaskConfig, context: Mapping[str, str], path: str) -> tuple[str, ...]:
+    """The tasks `task` requires here: a list whose conditionals give any number of names.
+    (That they exist is checked once all are resolved: see :func:`_check_links`.)"""
     names = expand(list(task.requires), context)
-    for required in names:
-        if required == task.name:
-            raise ContextError("a task cannot require itself", path)
-        if required not in tasks:
-            raise ContextError(f"there is no task {required!r}", path)
+    if task.name in names:
+        raise ContextError("a task cannot require itself", path)
     return tuple(dict.fromkeys(names))
 
 
-def _onexit(
-    task: TaskConfig, context: Mapping[str, str], tasks: Mapping[str, TaskConfig], at: str
-) -> tuple[str, ...]:
+def _onexit(task: TaskConfig, context: Mapping[str, str], at: str) -> tuple[str, ...]:
     """The tasks to start when `task` has exited: an entry whose target chooses nothing
-    here is as if not written. (That each is a once task is checked once all are
-    resolved: see :func:`_check_onexit_targets`.)"""
+    here is as if not written. (That each exists and is a once task is checked once all
+    are resolved.)"""
     targets = []
     for index, entry in enumerate(task.onexit):
-        path = f"{at}.onexit[{index}].task"
-        target = choose(entry.task, context, path)
-        if entry.type != "start" or target is None:
-            continue
-        target = substitute(target, context)
-        if target not in tasks:
-            raise ContextError(f"there is no task {target!r}", path)
-        targets.append(target)
+        target = choose(entry.task, context, f"{at}.onexit[{index}].task")
+        if entry.type == "start" and target is not None:
+            targets.append(substitute(target, context))
     return tuple(targets)
+
+
+def _check_links(config: Config, tasks: dict[str, TaskSpec]) -> Iterator[Problem]:
+    """Leave out (with a problem) each task that requires or starts a task that does not
+    exist: a name that substitution gave, or that a reload removed."""
+    for name, spec in list(tasks.items()):
+        for required in spec.requires:
+            if required not in config.tasks:
+                path = f"tasks.{name}.requires"
+                break
+        else:
+            missing = [target for target in spec.onexit_start if target not in config.tasks]
+            if not missing:
+                continue
+            required = missing[0]
+            path = _onexit_path(config.tasks[name], required)
+        yield Problem(config.source, None, path, f"there is no task {required!r}")
+        del tasks[name]
 
 
 def _check_onexit_targets(config: Config, tasks: dict[str, TaskSpec]) -> Iterator[Problem]:
@@ -189,7 +199,7 @@ def _check_onexit_targets(config: Config, tasks: dict[str, TaskSpec]) -> Iterato
     for name, spec in list(tasks.items()):
         for target in spec.onexit_start:
             other = tasks.get(target)
-            configured = config.tasks[target].control
+            configured = config.tasks[target].control  # it exists: see _check_links
             if other is None or not isinstance(configured, Pick):
                 continue  # out of scope or left out: nothing will be started
             if other.control is not Control.ONCE:
@@ -225,10 +235,14 @@ def _check_cycles(config: Config, tasks: dict[str, TaskSpec]) -> list[Problem]:
 
 def _onexit_path(task: TaskConfig, target: str) -> str:
     """Where `task`'s onexit entry for `target` is written (the first that may give it)."""
-    for index, entry in enumerate(task.onexit):
-        if entry.task == target or isinstance(entry.task, Pick):
-            return f"tasks.{task.name}.onexit[{index}].task"
-    return f"tasks.{task.name}.onexit"
+    found = [index for index, entry in enumerate(task.onexit) if entry.task == target]
+    # Else one whose target is chosen or substituted.
+    found += [
+        index
+        for index, entry in enumerate(task.onexit)
+        if isinstance(entry.task, Pick) or "{" in entry.task
+    ]
+    return f"tasks.{task.name}.onexit[{found[0]}].task" if found else f"tasks.{task.name}.onexit"
 
 
 _SETTINGS_DEFAULTS = Settings()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pathlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -18,6 +18,7 @@ from test_resolve import HOST, run, task
 
 from taskforce.config.load import parse_config
 from taskforce.config.model import (
+    Config,
     EventConfig,
     OnExitConfig,
     OutputConfig,
@@ -29,6 +30,7 @@ from taskforce.config.model import (
     Value,
 )
 from taskforce.config.resolve import resolve
+from taskforce.config.reuse import ResolveCache
 from taskforce.config.roles import Roles
 from taskforce.core.spec import DesiredState, TaskSpec
 from taskforce.core.vocabulary import Control, EventType
@@ -363,6 +365,21 @@ def test_a_substituted_name_that_names_nothing_is_a_problem(
     state, problems = run(TaskConfig("t", COMMANDS, **fields), *OTHERS, env={"X": "nope"})
     assert [(p.path, p.message) for p in problems] == [(path, message)]
     assert "t" not in state.tasks
+
+
+def test_a_reused_spec_whose_substituted_link_was_removed_is_a_problem() -> None:
+    # The task entry is unchanged (its spec is reused), but the task its names give is gone.
+    t = task(requires=("{NEED}",), onexit=(OnExitConfig("start", "{NEXT}"),))
+    cache = ResolveCache()
+    env = {"NEED": "a", "NEXT": "b"}
+    config = Config(source="tf.yaml", tasks={"t": t, "a": OTHERS[0], "b": OTHERS[1]})
+    state, problems = resolve(config, None, env, HOST, cache)
+    assert problems == () and state.tasks["t"].requires == ("a",)
+    for gone, path in (("a", "tasks.t.requires"), ("b", "tasks.t.onexit[0].task")):
+        kept = {name: other for name, other in config.tasks.items() if name != gone}
+        state, problems = resolve(replace(config, tasks=kept), None, env, HOST, cache)
+        assert [(p.path, p.message) for p in problems] == [(path, f"there is no task {gone!r}")]
+        assert "t" not in state.tasks
 
 
 def test_a_ready_command_that_gives_nothing_means_no_probe() -> None:
