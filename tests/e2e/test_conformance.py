@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,76 @@ def test_check_config_places_a_conditional_that_always_gives_several(
     result = taskforce.run("-C", "-f", str(conf))
     assert result.returncode == 1
     assert f"{conf}:4:14: tasks.web.pidfile: gives 2 values in every context" in result.stderr
+
+
+# Prints each SIGHUP and SIGUSR1 it gets, on its stdout.
+SIGNAL_ECHO = (
+    "import signal, sys, time\n"
+    "def on(sig, frame): print('got', signal.Signals(sig).name, flush=True)\n"
+    "signal.signal(signal.SIGHUP, on)\n"
+    "signal.signal(signal.SIGUSR1, on)\n"
+    "print('started', flush=True)\n"
+    "while True: time.sleep(60)\n"
+)
+
+
+def test_an_event_signal_and_an_output_path_chosen_by_a_role(
+    tmp_path: Path, taskforce: Taskforce
+) -> None:
+    watched = tmp_path / "app.conf"
+    watched.write_text("0")
+    roles = tmp_path / "roles"
+    roles.write_text("canary\n")
+    logs = {role: tmp_path / f"{role}.log" for role in ("canary", "steady")}
+    conf = config(
+        tmp_path,
+        {
+            "app": {
+                "commands": {"start": [sys.executable, "-c", SIGNAL_ECHO]},
+                "events": [
+                    {
+                        "type": "file_change",
+                        "path": str(watched),
+                        "signal": {"CANARY": "USR1", "STEADY": "HUP"},
+                    }
+                ],
+                "output": {
+                    "stdout": [{"CANARY": "{logs}/canary.log"}, {"STEADY": "{logs}/steady.log"}]
+                },
+            },
+        },
+        defines={"logs": str(tmp_path)},
+        role_defines={"canary": {"CANARY": "1"}, "steady": {"STEADY": "1"}},
+        settings=FAST,
+    )
+    taskforce.start("-p", str(tmp_path / "tf.pid"), "-f", conf, "-r", str(roles))
+
+    def signalled(role: str, name: str) -> None:
+        wait_for(lambda: "started" in read(logs[role]), what=f"the app started as {role}")
+        changes = iter(range(10_000))
+
+        def echoed() -> bool:
+            # Changed again on each look: a change made before the watch began is not lost.
+            watched.write_text(str(next(changes)))
+            return f"got {name}" in read(logs[role])
+
+        wait_for(echoed, what=f"{name} reported in {logs[role]}")
+
+    signalled("canary", "SIGUSR1")
+    assert not logs["steady"].exists()
+    roles.write_text("steady\n")  # the context changes: the app restarts, writing elsewhere
+    signalled("steady", "SIGHUP")
+    assert "SIGHUP" not in read(logs["canary"])
+    # (The first process's last words may follow it to its new destination.)
+    assert "SIGUSR1" not in read(logs["steady"]).split("started")[-1]
+    assert taskforce.running()
+
+
+def read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""
 
 
 # ----- once tasks that succeed ----------------------------------------------------------------

@@ -59,8 +59,10 @@ _FIELD_KEYS = {
 }
 _ALWAYS_KEYS = frozenset((*_INSTANCE_KEYS, "Task_uid", "Task_gid"))  # in every context
 _TASK_KEYS = _ALWAYS_KEYS.union(_FIELD_KEYS.values())
-# Names in the context of every task, whatever the host, roles and environment.
-ALWAYS_PRESENT = _ALWAYS_KEYS.union(("Task_ppid", "Task_host", "Task_fqdn"))
+# Names in the top-level context (that of settings), whatever the host, roles and environment.
+SHARED_FACTS = frozenset(("Task_ppid", "Task_host", "Task_fqdn"))
+# Names in the context of every task, likewise.
+ALWAYS_PRESENT = _ALWAYS_KEYS.union(SHARED_FACTS)
 # Every name taskforce generates (those of fields only when the task sets the field).
 GENERATED = ALWAYS_PRESENT.union(_FIELD_KEYS.values())
 # taskforce's own variables (its token, etcd password, internal state) are not inherited.
@@ -461,6 +463,11 @@ class SharedContext:
         self.reserved = _ALWAYS_KEYS.union(facts, role_values)
         literals = {k: v for k, v in raw.items() if isinstance(v, str)}
         self.done, self.unstable = self._expand(literals)
+
+    def names(self) -> Container[str]:
+        """The names in the top-level context (no task's): the environment, the top-level
+        defines and defaults, role values and host facts."""
+        return _Present(self.templates, self.done)
 
     def task(self, name: str, task: TaskConfig | None = None) -> TaskContext:
         if self.error is not None:

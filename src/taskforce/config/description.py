@@ -19,6 +19,7 @@ from taskforce.config.model import (
     EventConfig,
     OnExitConfig,
     ReadyConfig,
+    RestartConfig,
     Settings,
     TaskConfig,
 )
@@ -27,6 +28,7 @@ from taskforce.config.output import OUTPUT
 from taskforce.config.shapes import (
     INVALID,
     Choice,
+    Choices,
     Conditional,
     Defs,
     Invalid,
@@ -52,7 +54,7 @@ from taskforce.config.shapes_compound import (
     Remembered,
 )
 from taskforce.config.yaml_source import Path
-from taskforce.core.vocabulary import Control, EventType, Placement, RestartPolicy
+from taskforce.core.vocabulary import Control, EventType, Placement
 
 M = TypeVar("M")
 
@@ -205,12 +207,12 @@ EVENT = Record(
             "and conditional maps.",
         ),
         "command": Field(
-            Text(),
+            OneOf(Text()),
             "The command to run when the event fires: one of the task's `commands` or the "
             "built-in `stop`.",
         ),
         "signal": Field(
-            SignalNumber(),
+            OneOf(SignalNumber()),
             "The signal to send to the task's processes when the event fires: HUP, SIGHUP, "
             "1 and '1' all mean the same.",
         ),
@@ -228,7 +230,7 @@ ONEXIT = Record(
         "type": Field(
             Choice(("start",), str), "The operation: only 'start' is defined.", required=True
         ),
-        "task": Field(Text(), "The task to start; it must be a 'once' task.", required=True),
+        "task": Field(OneOf(Text()), "The task to start; it must be a 'once' task.", required=True),
     },
     _model(OnExitConfig),
     what="onexit entry (a map with 'type' and 'task')",
@@ -240,16 +242,18 @@ READY = Record(
             Conditional(allow_scalar=False, non_empty=True),
             "A command (a list, with {name} substitutions) whose exit status 0 means ready.",
         ),
-        "tcp": Field(Text(), "[host]:port: ready once it accepts a TCP connection."),
-        "http": Field(Text(), "An http:// or https:// URL: ready once it answers 2xx."),
-        "pidfile": Field(Flag(), "true: ready once the task's pidfile names a live process."),
+        "tcp": Field(OneOf(Text()), "[host]:port: ready once it accepts a TCP connection."),
+        "http": Field(OneOf(Text()), "An http:// or https:// URL: ready once it answers 2xx."),
+        "pidfile": Field(
+            OneOf(Flag()), "true: ready once the task's pidfile names a live process."
+        ),
         "interval": Field(
-            Number(minimum=0, exclusive=True),
+            OneOf(Number(minimum=0, exclusive=True)),
             "Seconds before the first probe and between probes (doubling up to 2 s); 0.1 "
             "if not given.",
         ),
         "timeout": Field(
-            Number(minimum=0, exclusive=True),
+            OneOf(Number(minimum=0, exclusive=True)),
             "Seconds the process has to become ready before it is stopped and started again.",
         ),
     },
@@ -315,7 +319,7 @@ TASK = Record(
         ),
         "procname": Field(OneOf(Text()), "The argv[0] the start command's program is run with."),
         "requires": Field(
-            ListOf(Text(), single_ok=True),
+            ListOf(Choices(Text()), single_ok=True),
             "Tasks that must have run before this one starts: a 'once' task once it has "
             "exited, others once started and past their start_delay.",
         ),
@@ -356,17 +360,20 @@ TASK = Record(
 RESTART = Record(
     {
         "min_uptime": Field(
-            Number(minimum=0), "Seconds a process must run for its exit not to count as a failure."
+            OneOf(Number(minimum=0)),
+            "Seconds a process must run for its exit not to count as a failure.",
         ),
         "initial_delay": Field(
-            Number(minimum=0), "Seconds before restarting after a first failure."
+            OneOf(Number(minimum=0)), "Seconds before restarting after a first failure."
         ),
         "factor": Field(
-            Number(minimum=1), "How much the delay grows with each further failure in a row."
+            OneOf(Number(minimum=1)), "How much the delay grows with each further failure in a row."
         ),
-        "max_delay": Field(Number(minimum=0), "The longest delay before a restart, in seconds."),
+        "max_delay": Field(
+            OneOf(Number(minimum=0)), "The longest delay before a restart, in seconds."
+        ),
     },
-    _model(RestartPolicy),
+    _model(RestartConfig),
 )
 
 # Supervisor-wide settings: a new one is a line here plus a field of model.Settings.
@@ -374,21 +381,21 @@ SETTINGS = Record(
     {
         "restart": Field(RESTART, "How quickly processes that keep failing are restarted."),
         "stop_timeout": Field(
-            Number(minimum=0, exclusive=True),
+            OneOf(Number(minimum=0, exclusive=True)),
             "Seconds between asking a process to stop and killing it with SIGKILL.",
         ),
         "check_interval": Field(
-            Number(minimum=0, exclusive=True),
+            OneOf(Number(minimum=0, exclusive=True)),
             "nowait and adopt tasks: seconds between health checks (the check command, or "
             "signal 0 to the pid).",
         ),
         "check_timeout": Field(
-            Number(minimum=0, exclusive=True),
+            OneOf(Number(minimum=0, exclusive=True)),
             "nowait and adopt tasks: seconds a check command may take before it is killed "
             "and counted as failed.",
         ),
         "start_timeout": Field(
-            Number(minimum=0, exclusive=True),
+            OneOf(Number(minimum=0, exclusive=True)),
             "nowait and adopt tasks: seconds after the start command exits for the pidfile "
             "to name a live daemon.",
         ),

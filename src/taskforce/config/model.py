@@ -38,15 +38,15 @@ class EventConfig:
     type: EventType
     # `path` for file_change: a string or list, possibly conditional; None otherwise.
     path: Value = None
-    # Exactly one of command/signal is set.
-    command: str | None = None
-    signal: int | None = None
+    # Exactly one of command/signal is written; either may be conditional (a Pick).
+    command: str | Pick[str] | None = None
+    signal: int | Pick[int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class OnExitConfig:
     type: str  # only "start" is defined
-    task: str
+    task: str | Pick[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,13 +54,13 @@ class ReadyConfig:
     """How to tell a started task is ready: exactly one of the probes."""
 
     command: Value = None  # an argv list: exit 0 means ready
-    tcp: str | None = None  # "[host]:port" accepting connections
-    http: str | None = None  # a URL answering 2xx
-    pidfile: bool = False  # the task's pidfile names a live process
+    tcp: str | Pick[str] | None = None  # "[host]:port" accepting connections
+    http: str | Pick[str] | None = None  # a URL answering 2xx
+    pidfile: bool | Pick[bool] = False  # the task's pidfile names a live process
     # Seconds before the first probe and between probes (doubling up to 2 s).
-    interval: float = 0.1
+    interval: float | Pick[float] = 0.1
     # Seconds to become ready before the process is stopped (and started again).
-    timeout: float | None = None
+    timeout: float | Pick[float] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +72,11 @@ class OutputConfig:
     (stderr only) or a file path, possibly with {name} substitutions.
     """
 
-    stdout: str | None = None
-    stderr: str | None = None
-    max_bytes: int | None = None
-    backups: int | None = None
-    syslog_socket: str | None = None
+    stdout: str | Pick[str] | None = None
+    stderr: str | Pick[str] | None = None
+    max_bytes: int | Pick[int] | None = None
+    backups: int | Pick[int] | None = None
+    syslog_socket: str | Pick[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +101,8 @@ class TaskConfig:
     onexit: tuple[OnExitConfig, ...] = ()
     pidfile: str | Pick[str] | None = None
     procname: str | Pick[str] | None = None
-    requires: tuple[str, ...] = ()
+    # Task names, or conditionals giving any number of them (like a command list's words).
+    requires: tuple[Value, ...] = ()
     # None: no `roles` key, the task is always in scope.
     roles: tuple[str, ...] | None = None
     start_delay: float | Pick[float] = 0.0
@@ -167,17 +168,34 @@ class NotifyTarget:
     queue: int = 100
 
 
+_RESTART = RestartPolicy()
+
+
+@dataclass(frozen=True, slots=True)
+class RestartConfig:
+    """`settings.restart` as written: a :class:`RestartPolicy` whose values may be
+    conditional, chosen in the top-level context when the configuration is resolved."""
+
+    min_uptime: float | Pick[float] = _RESTART.min_uptime
+    initial_delay: float | Pick[float] = _RESTART.initial_delay
+    factor: float | Pick[float] = _RESTART.factor
+    max_delay: float | Pick[float] = _RESTART.max_delay
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
-    restart: RestartPolicy = field(default_factory=RestartPolicy)
+    """Supervisor-wide settings. The timing values may be conditional: they are chosen in
+    the top-level context (environment, top-level defines and defaults, role values)."""
+
+    restart: RestartConfig = field(default_factory=RestartConfig)
     # Seconds between the stop request (SIGTERM or the stop command) and SIGKILL.
-    stop_timeout: float = 5.0
+    stop_timeout: float | Pick[float] = 5.0
     # nowait/adopt tasks: seconds between health checks, and how long one may take.
-    check_interval: float = 10.0
-    check_timeout: float = 5.0
+    check_interval: float | Pick[float] = 10.0
+    check_timeout: float | Pick[float] = 5.0
     # nowait/adopt tasks: seconds after the start command exits for the pidfile to name a
     # live daemon.
-    start_timeout: float = 10.0
+    start_timeout: float | Pick[float] = 10.0
     # None: not configured, so the default unix socket is offered; () turns HTTP off.
     http: tuple[HttpListener, ...] | None = None
     # Where task state changes are reported (webhooks, commands).

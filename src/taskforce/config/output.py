@@ -14,13 +14,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from taskforce.config.context import ContextError, substitute
+from taskforce.config.context import ContextError, choose, substitute
 from taskforce.config.model import OutputConfig
 from taskforce.config.shapes import (
     INVALID,
     Defs,
     Invalid,
     JsonSchema,
+    OneOf,
     Reporter,
     Shape,
     Text,
@@ -134,7 +135,7 @@ def _build(at: Path, values: dict[str, Any]) -> OutputConfig:
 OUTPUT = Record(
     {
         "stdout": Field(
-            Destination(),
+            OneOf(Destination()),
             "Where the task's standard output goes: null (/dev/null, the default), stderr "
             "(taskforce's own stderr, each line prefixed with task[instance]), syslog, or a "
             "file path (anything with a '/', a '.' or a {name} substitution such as "
@@ -142,21 +143,21 @@ OUTPUT = Record(
             "directory).",
         ),
         "stderr": Field(
-            Destination(for_stderr=True),
+            OneOf(Destination(for_stderr=True)),
             "Where the task's standard error goes: the same choices as stdout, or stdout "
             "(the default: into the same pipe, in order, wherever stdout goes).",
         ),
         "max_bytes": Field(
-            ByteSize(),
+            OneOf(ByteSize()),
             "A file destination is rotated when it would grow past this size (bytes, or "
             "with a k, M or G suffix); 0 never rotates. Default 10M.",
         ),
         "backups": Field(
-            WholeNumber(MAX_BACKUPS),
+            OneOf(WholeNumber(MAX_BACKUPS)),
             "How many rotated files to keep, as PATH.1 (the newest) to PATH.N. Default 5.",
         ),
         "syslog_socket": Field(
-            Text(),
+            OneOf(Text()),
             "The syslog socket for the syslog destination; default the first of /dev/log, "
             "/var/run/syslog and /var/run/log that exists.",
         ),
@@ -175,16 +176,20 @@ def resolve_output(
 ) -> OutputSpec:
     """The output of one instance: `own` keys over `default` ones, paths substituted.
 
-    A relative file path is taken from `base_dir` (the configuration file's directory,
-    as event paths are). Raises ContextError with the key path of a bad value.
+    A conditional value (of the task's or of the default) is chosen in the instance's
+    context; one that chooses nothing is as if not written. A relative file path is taken
+    from `base_dir` (the configuration file's directory, as event paths are). Raises
+    ContextError with the key path of a bad value.
     """
     if own is None and default == NO_OUTPUT_CONFIG:
         return NO_OUTPUT  # the usual case, without work
     own = own or NO_OUTPUT_CONFIG
 
     def pick(key: str) -> Any:
-        value = getattr(own, key)
-        return getattr(default, key) if value is None else value
+        value = choose(getattr(own, key), context, f"{path}.{key}")
+        if value is None:
+            value = choose(getattr(default, key), context, f"settings.output.{key}")
+        return value
 
     stdout = _target(pick("stdout") or NULL, context, base_dir, f"{path}.stdout", False)
     stderr = _target(pick("stderr") or SAME_AS_STDOUT, context, base_dir, f"{path}.stderr", True)

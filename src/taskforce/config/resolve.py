@@ -8,8 +8,8 @@ leaves that task out and is returned with the task's key path; it never raises.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Container, Iterator, Mapping
+from dataclasses import dataclass, fields
 from typing import TypeVar
 
 from taskforce.config.context import (
@@ -22,6 +22,7 @@ from taskforce.config.context import (
     expand_one,
     substitute,
 )
+from taskforce.config.description import BUILTIN_COMMANDS
 from taskforce.config.errors import Problem
 from taskforce.config.host import HostFacts, UserInfo
 from taskforce.config.model import (
@@ -29,12 +30,15 @@ from taskforce.config.model import (
     EventConfig,
     Pick,
     ReadyConfig,
+    Settings,
     TaskConfig,
     Value,
 )
 from taskforce.config.output import resolve_output
 from taskforce.config.reuse import ResolveCache
 from taskforce.config.roles import Roles
+from taskforce.config.validate import find_cycles
+from taskforce.config.yaml_source import Path
 from taskforce.core.spec import (
     TASK_PID_MARKER,
     DesiredState,
@@ -45,7 +49,7 @@ from taskforce.core.spec import (
     ReadySpec,
     TaskSpec,
 )
-from taskforce.core.vocabulary import Control, EventType, Placement
+from taskforce.core.vocabulary import Control, EventType, Placement, RestartPolicy
 
 __all__ = ["MAX_COUNT", "HostFacts", "UserInfo", "resolve"]
 
@@ -95,14 +99,16 @@ def resolve(
         tasks[name] = spec
         if cache is not None:
             cache.keep(name, task, spec)
-    settings = config.settings
-    policy = Policy(
-        restart=settings.restart,
-        stop_timeout=settings.stop_timeout,
-        check_interval=settings.check_interval,
-        check_timeout=settings.check_timeout,
-        start_timeout=settings.start_timeout,
-    )
+    # Checks between tasks, on the specs as resolved or reused (a reused spec's links may
+    # lead to tasks since removed or changed).
+    checks = (_check_links, _check_onexit_targets, _check_cycles)
+    for problem in (problem for check in checks for problem in check(config, tasks)):
+        problems.setdefault((problem.path, problem.message), problem)
+    top: Container[str] = ()
+    if _has_conditionals(config.settings):
+        shared = shared or SharedContext(config, roles, environ, host)
+        top = shared.names()
+    policy = _policy(config, top, problems)
     return DesiredState(tasks, policy, frozenset(out_of_scope)), tuple(problems.values())
 
 
@@ -128,22 +134,156 @@ def _resolve_task(shared: SharedContext, name: str, task: TaskConfig) -> TaskSpe
         for number in range(count)
     ]
     # Task-level values use instance 0's context: it exists even when count is 0.
-    events = [
-        _event(event, first.values, f"tasks.{name}.events[{index}].path")
+    values, at = first.values, f"tasks.{name}"
+    events = (
+        _event(event, values, f"{at}.events[{index}]", task)
         for index, event in enumerate(task.events)
-    ]
+    )
     return TaskSpec(
         name=name,
         control=chosen.control,
         instances=tuple(instances),
-        requires=task.requires,
+        requires=_requires(task, values, f"{at}.requires") if task.requires else (),
         start_delay=chosen.start_delay,
         time_limit=chosen.time_limit,
-        onexit_start=tuple(item.task for item in task.onexit if item.type == "start"),
-        events=tuple(events),
-        ready=_ready(task.ready, first.values),
+        onexit_start=_onexit(task, values, at) if task.onexit else (),
+        events=tuple(event for event in events if event is not None),
+        ready=_ready(task.ready, values, f"{at}.ready"),
         cluster=chosen.placement is Placement.CLUSTER,
     )
+
+
+def _requires(task: TaskConfig, context: Mapping[str, str], path: str) -> tuple[str, ...]:
+    """The tasks `task` requires here: a list whose conditionals give any number of names.
+    (That they exist is checked once all are resolved: see :func:`_check_links`.)"""
+    names = expand(list(task.requires), context)
+    if task.name in names:
+        raise ContextError("a task cannot require itself", path)
+    return tuple(dict.fromkeys(names))
+
+
+def _onexit(task: TaskConfig, context: Mapping[str, str], at: str) -> tuple[str, ...]:
+    """The tasks to start when `task` has exited: an entry whose target chooses nothing
+    here is as if not written. (That each exists and is a once task is checked once all
+    are resolved.)"""
+    targets = []
+    for index, entry in enumerate(task.onexit):
+        target = choose(entry.task, context, f"{at}.onexit[{index}].task")
+        if entry.type == "start" and target is not None:
+            targets.append(substitute(target, context))
+    return tuple(targets)
+
+
+def _check_links(config: Config, tasks: dict[str, TaskSpec]) -> Iterator[Problem]:
+    """Leave out (with a problem) each task that requires or starts a task that does not
+    exist: a name that substitution gave, or that a reload removed."""
+    for name, spec in list(tasks.items()):
+        for required in spec.requires:
+            if required not in config.tasks:
+                path = f"tasks.{name}.requires"
+                break
+        else:
+            missing = [target for target in spec.onexit_start if target not in config.tasks]
+            if not missing:
+                continue
+            required = missing[0]
+            path = _onexit_path(config.tasks[name], required)
+        yield Problem(config.source, None, path, f"there is no task {required!r}")
+        del tasks[name]
+
+
+def _check_onexit_targets(config: Config, tasks: dict[str, TaskSpec]) -> Iterator[Problem]:
+    """Leave out (with a problem) each task whose onexit starts a task that is not a once
+    task here. Only a target whose `control` is conditional is looked at: a plain one is
+    checked when the file is loaded (and a temporary control override does not count)."""
+    for name, spec in list(tasks.items()):
+        for target in spec.onexit_start:
+            other = tasks.get(target)
+            configured = config.tasks[target].control  # it exists: see _check_links
+            if other is None or not isinstance(configured, Pick):
+                continue  # out of scope or left out: nothing will be started
+            if other.control is not Control.ONCE:
+                yield Problem(
+                    config.source,
+                    None,
+                    _onexit_path(config.tasks[name], target),
+                    f"onexit can only start a 'once' task, and {target!r} has control "
+                    f"{other.control.value!r} here",
+                )
+                del tasks[name]
+                break
+
+
+def _check_cycles(config: Config, tasks: dict[str, TaskSpec]) -> list[Problem]:
+    """Leave out (with a problem) the tasks of each requires cycle that conditionals make
+    here. (A cycle of plain names is refused when the file is loaded.)"""
+    if all(isinstance(item, str) for task in config.tasks.values() for item in task.requires):
+        return []
+    edges: dict[str, list[tuple[Path, str]]] = {
+        name: [(("tasks", name, "requires"), other) for other in spec.requires if other in tasks]
+        for name, spec in tasks.items()
+    }
+    found: dict[str, Problem] = {}
+    for cycle, _ in find_cycles(edges):
+        message = f"requires cycle here: {' -> '.join((*cycle, cycle[0]))}"
+        for name in cycle:
+            found.setdefault(name, Problem(config.source, None, f"tasks.{name}.requires", message))
+    for name in found:
+        del tasks[name]
+    return list(found.values())
+
+
+def _onexit_path(task: TaskConfig, target: str) -> str:
+    """Where `task`'s onexit entry for `target` is written (the first that may give it)."""
+    found = [index for index, entry in enumerate(task.onexit) if entry.task == target]
+    # Else one whose target is chosen or substituted.
+    found += [
+        index
+        for index, entry in enumerate(task.onexit)
+        if isinstance(entry.task, Pick) or "{" in entry.task
+    ]
+    return f"tasks.{task.name}.onexit[{found[0]}].task" if found else f"tasks.{task.name}.onexit"
+
+
+_SETTINGS_DEFAULTS = Settings()
+_POLICY_KEYS = ("stop_timeout", "check_interval", "check_timeout", "start_timeout")
+_RESTART_KEYS = tuple(field.name for field in fields(RestartPolicy))
+
+
+def _has_conditionals(settings: Settings) -> bool:
+    return any(isinstance(getattr(settings, key), Pick) for key in _POLICY_KEYS) or any(
+        isinstance(getattr(settings.restart, key), Pick) for key in _RESTART_KEYS
+    )
+
+
+def _policy(
+    config: Config, top: Container[str], problems: dict[tuple[str, str], Problem]
+) -> Policy:
+    """The supervisor-wide settings, conditionals chosen with the names of the top-level
+    context (`top`): settings belong to no task. One that gives several values is a
+    problem, and its default is used."""
+
+    def one(owner: object, default: object, key: str, path: str) -> float:
+        value = getattr(owner, key)
+        try:
+            found = choose(value, top, path)
+        except ContextError as err:
+            problem = Problem(config.source, None, err.path, err.message)
+            problems.setdefault((problem.path, problem.message), problem)
+            found = None
+        return float(getattr(default, key) if found is None else found)
+
+    settings = config.settings
+    restart = RestartPolicy(
+        **{
+            key: one(settings.restart, _SETTINGS_DEFAULTS.restart, key, f"settings.restart.{key}")
+            for key in _RESTART_KEYS
+        }
+    )
+    timing = {
+        key: one(settings, _SETTINGS_DEFAULTS, key, f"settings.{key}") for key in _POLICY_KEYS
+    }
+    return Policy(restart=restart, **timing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,18 +326,31 @@ def _chosen(task: TaskConfig, first: InstanceContext) -> _Chosen:
     return chosen
 
 
-def _ready(ready: ReadyConfig | None, context: Mapping[str, str]) -> ReadySpec | None:
+def _ready(ready: ReadyConfig | None, context: Mapping[str, str], at: str) -> ReadySpec | None:
+    """The readiness probe: none when the probe's key chooses nothing here (a command,
+    nothing at all), as if `ready` were not written."""
     if ready is None:
         return None
-    if ready.tcp is not None:
-        kind, target = "tcp", substitute(ready.tcp, context)
-    elif ready.http is not None:
-        kind, target = "http", substitute(ready.http, context)
-    elif ready.pidfile:
+    tcp = choose(ready.tcp, context, f"{at}.tcp")
+    http = choose(ready.http, context, f"{at}.http")
+    if tcp is not None:
+        kind, target = "tcp", substitute(tcp, context)
+    elif http is not None:
+        kind, target = "http", substitute(http, context)
+    elif choose(ready.pidfile, context, f"{at}.pidfile"):
         kind, target = "pidfile", ""
-    else:
+    elif ready.command is not None and expand(ready.command, context):
         kind, target = "command", ""
-    return ReadySpec(kind, target, ready.interval, ready.timeout)
+    else:
+        return None
+    interval = choose(ready.interval, context, f"{at}.interval")
+    timeout = choose(ready.timeout, context, f"{at}.timeout")
+    return ReadySpec(
+        kind, target, _DEFAULT_READY.interval if interval is None else interval, timeout
+    )
+
+
+_DEFAULT_READY = ReadySpec("command")  # its interval
 
 
 def _count(count: int | str, context: Mapping[str, str], path: str) -> int:
@@ -276,7 +429,20 @@ def _one(value: Value, context: Mapping[str, str], path: str) -> str | None:
     return text
 
 
-def _event(event: EventConfig, context: Mapping[str, str], path: str) -> EventSpec:
+def _event(
+    event: EventConfig, context: Mapping[str, str], at: str, task: TaskConfig
+) -> EventSpec | None:
+    """The event as it applies here; None when its command or signal chooses nothing (the
+    event then does nothing)."""
+    command = choose(event.command, context, f"{at}.command")
+    signal = choose(event.signal, context, f"{at}.signal")
+    if command is None and signal is None:
+        return None
+    if command is not None:
+        command = substitute(command, context)
+        if command not in task.commands and command not in BUILTIN_COMMANDS:
+            raise ContextError(f"the task has no command {command!r}", f"{at}.command")
+    path = f"{at}.path"
     paths: tuple[str, ...] = ()
     if event.type is EventType.FILE_CHANGE:
         paths = tuple(expand(event.path, context))
@@ -285,4 +451,4 @@ def _event(event: EventConfig, context: Mapping[str, str], path: str) -> EventSp
                 raise ContextError("a path expands to an empty string", path)
             if TASK_PID_MARKER in item:
                 raise ContextError("cannot use {Task_pid}: it is not known before the start", path)
-    return EventSpec(type=event.type, paths=paths, command=event.command, signal=event.signal)
+    return EventSpec(type=event.type, paths=paths, command=command, signal=signal)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Container, Iterable
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Generic, TypeGuard, TypeVar, cast
@@ -335,6 +335,31 @@ class Conditional(Shape[Value]):
         return {"anyOf": outer}
 
 
+def _checked_tree(inner: Shape[Any], value: object, at: Path, report: Reporter) -> Value:
+    """A conditional with its leaves converted by `inner`, each checked (recursion: the
+    document's depth is bounded by the loader)."""
+    if isinstance(value, list):
+        return [
+            _checked_tree(inner, item, (*at, index), report) for index, item in enumerate(value)
+        ]
+    if isinstance(value, dict):
+        return {key: _checked_tree(inner, item, (*at, key), report) for key, item in value.items()}
+    leaf = inner.check(value, at, report)
+    # Leaves of the model's scalar types (str, int, float, bool and their enums) fit a Value.
+    return None if isinstance(leaf, Invalid) else cast(Value, leaf)
+
+
+def _tree_schema(inner: Shape[Any], defs: Defs) -> JsonSchema:
+    conditional = Conditional().json_schema(defs)
+    return {
+        "anyOf": [
+            inner.json_schema(defs),
+            {"type": "array", "items": conditional},
+            {"type": "object", "additionalProperties": conditional},
+        ]
+    }
+
+
 @dataclass(frozen=True)
 class OneOf(Shape[T | Pick[T]]):
     """`inner`, or a conditional that chooses one such value per task (a :class:`Pick`).
@@ -351,32 +376,27 @@ class OneOf(Shape[T | Pick[T]]):
         if not isinstance(value, list | dict):
             return self.inner.check(value, at, report)
         before = len(report.problems)
-        tree = self._check_tree(value, at, report)
+        tree = _checked_tree(self.inner, value, at, report)
         return INVALID if len(report.problems) > before else Pick(tree)
 
-    def _check_tree(self, value: object, at: Path, report: Reporter) -> Value:
-        """The tree with its leaves converted by `inner` (recursion: the document's depth
-        is bounded by the loader)."""
-        if isinstance(value, list):
-            return [
-                self._check_tree(item, (*at, index), report) for index, item in enumerate(value)
-            ]
-        if isinstance(value, dict):
-            return {key: self._check_tree(item, (*at, key), report) for key, item in value.items()}
-        leaf = self.inner.check(value, at, report)
-        # Leaves of the model's scalar types (str, int, float and their enums) fit a Value.
-        return None if isinstance(leaf, Invalid) else cast(Value, leaf)
+    def json_schema(self, defs: Defs) -> JsonSchema:
+        return _tree_schema(self.inner, defs)
+
+
+@dataclass(frozen=True)
+class Choices(Shape[Value]):
+    """An element of a list key (`requires`): `inner`, or a conditional giving any number
+    of such values, each of its leaves checked by `inner`; kept as written."""
+
+    inner: Shape[Any]
+
+    def check(self, value: object, at: Path, report: Reporter) -> Value | Invalid:
+        before = len(report.problems)
+        tree = _checked_tree(self.inner, value, at, report)
+        return INVALID if len(report.problems) > before else tree
 
     def json_schema(self, defs: Defs) -> JsonSchema:
-        inner = self.inner.json_schema(defs)
-        conditional = Conditional().json_schema(defs)
-        return {
-            "anyOf": [
-                inner,
-                {"type": "array", "items": conditional},
-                {"type": "object", "additionalProperties": conditional},
-            ]
-        }
+        return _tree_schema(self.inner, defs)
 
 
 def certain_leaves(value: object, present: Container[str]) -> int:
@@ -387,3 +407,15 @@ def certain_leaves(value: object, present: Container[str]) -> int:
     if isinstance(value, dict):
         return sum(certain_leaves(item, present) for key, item in value.items() if key in present)
     return 0 if value is None else 1
+
+
+def every_leaf(value: object, at: Path) -> Iterator[tuple[Path, object]]:
+    """Each leaf of a conditional, whatever the context, with the path it is written at."""
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from every_leaf(item, (*at, index))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from every_leaf(item, (*at, key))
+    elif value is not None:
+        yield at, value

@@ -16,12 +16,23 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Mapping
+from typing import Any
 
-from taskforce.config.context import ALWAYS_PRESENT
-from taskforce.config.description import BUILTIN_COMMANDS, CONFIG, TASK
+from taskforce.config.context import ALWAYS_PRESENT, REFERENCE, SHARED_FACTS
+from taskforce.config.description import BUILTIN_COMMANDS, CONFIG, SETTINGS, TASK
 from taskforce.config.errors import ConfigError, Problem
 from taskforce.config.model import Config
-from taskforce.config.shapes import Invalid, Memo, OneOf, Reporter, certain_leaves, did_you_mean
+from taskforce.config.shapes import (
+    Invalid,
+    Memo,
+    OneOf,
+    Reporter,
+    Shape,
+    certain_leaves,
+    did_you_mean,
+    every_leaf,
+)
+from taskforce.config.shapes_compound import ListOf, Record, Remembered
 from taskforce.config.yaml_source import Document, Path
 from taskforce.core.vocabulary import Control
 
@@ -52,10 +63,24 @@ def check_links(document: Document, report: Reporter) -> None:
     """Report references between tasks that lead nowhere or in circles."""
     tasks = _raw_tasks(document)
     top = document.data.get("defines")
-    certain = ALWAYS_PRESENT.union(top) if isinstance(top, dict) else ALWAYS_PRESENT
+    defined = frozenset(top) if isinstance(top, dict) else frozenset()
+    certain = ALWAYS_PRESENT.union(defined)
+    settings = document.data.get("settings")
+    if isinstance(settings, dict):
+        # Settings are chosen in the top-level context, but for `output`: in each task's.
+        for key_at, value in _one_values(SETTINGS, settings, ("settings",)):
+            if key_at[1] == "output":
+                _check_one_value(report, key_at, value, certain, "each task's")
+            else:
+                _check_one_value(
+                    report, key_at, value, SHARED_FACTS.union(defined), "the top-level"
+                )
     for name, task in tasks.items():
         at: Path = ("tasks", name)
-        _check_one_values(report, task, at, certain)
+        defines = task.get("defines")
+        present = certain.union(defines) if isinstance(defines, dict) else certain
+        for key_at, value in _one_values(TASK, task, at):
+            _check_one_value(report, key_at, value, present, "the task's")
         # Each check only when its key is there: most tasks have none of them.
         if "requires" in task:
             _check_requires(report, tasks, name)
@@ -91,26 +116,49 @@ def _listed_names(tasks: dict[str, RawTask], at: Path) -> Iterator[tuple[Path, s
                 yield (*at, index), item
 
 
-# The keys of a task that take one value, possibly chosen by a conditional.
-ONE_VALUE_KEYS = tuple(key for key, field in TASK.fields.items() if isinstance(field.shape, OneOf))
+def _one_values(shape: Shape[Any], value: object, at: Path) -> Iterator[tuple[Path, object]]:
+    """The conditionals written (at any depth below `at`) for keys that take one value."""
+    if isinstance(shape, Remembered):
+        shape = shape.shape
+    if isinstance(shape, Record) and isinstance(value, dict):
+        for key, item in value.items():
+            field = shape.fields.get(key)
+            if field is not None and isinstance(field.shape, OneOf):
+                if isinstance(item, list | dict):
+                    yield (*at, key), item
+            elif field is not None:
+                yield from _one_values(field.shape, item, (*at, key))
+    elif isinstance(shape, ListOf):
+        if isinstance(value, list):
+            for index, item in enumerate(value):
+                yield from _one_values(shape.item, item, (*at, index))
+        elif shape.single_ok:
+            yield from _one_values(shape.item, value, at)
 
 
-def _check_one_values(report: Reporter, task: RawTask, at: Path, certain: frozenset[str]) -> None:
-    """A conditional gives several values in every context: say so now, not per host."""
-    defines = task.get("defines")
-    present = certain.union(defines) if isinstance(defines, dict) else certain
-    for key in ONE_VALUE_KEYS:
-        value = task.get(key)
-        if isinstance(value, list | dict) and (count := certain_leaves(value, present)) > 1:
-            report.error(
-                (*at, key),
-                f"gives {count} values in every context, where one is expected (a map "
-                "chooses the values of the names in the task's context; a list, all of them)",
-            )
+def _check_one_value(
+    report: Reporter, at: Path, value: object, present: frozenset[str], scope: str
+) -> None:
+    """A conditional gives several values in every context: say so now, not per host.
+    (`scope` names the context the values are chosen in.)"""
+    if (count := certain_leaves(value, present)) > 1:
+        report.error(
+            at,
+            f"gives {count} values in every context, where one is expected (a map chooses "
+            f"the values of the names in {scope} context; a list, all of them)",
+        )
+
+
+def _names(value: object, at: Path) -> Iterator[tuple[Path, str]]:
+    """The task (or command) names a value may give, each with where it is written; those
+    with a {name} substitution are left to the resolution, which knows their value."""
+    for leaf_at, leaf in every_leaf(value, at):
+        if isinstance(leaf, str) and not REFERENCE.search(leaf):
+            yield leaf_at, leaf
 
 
 def _check_requires(report: Reporter, tasks: dict[str, RawTask], name: str) -> None:
-    for at, required in _listed_names(tasks, ("tasks", name, "requires")):
+    for at, required in _names(tasks[name].get("requires"), ("tasks", name, "requires")):
         if required == name:
             report.error(at, "a task cannot require itself")
         elif required not in tasks:
@@ -131,20 +179,29 @@ def _onexit_entries(
 
 def _check_onexit(report: Reporter, tasks: dict[str, RawTask], at: Path) -> None:
     for entry_at, entry in _onexit_entries(tasks, at):
-        target = entry.get("task")
-        if entry.get("type") != "start" or not isinstance(target, str):
-            continue  # the shape check reports these
-        if target not in tasks:
-            report.error(
-                (*entry_at, "task"), f"there is no task {target!r}{did_you_mean(target, tasks)}"
-            )
-            continue
-        control = tasks[target].get("control", Control.WAIT.value)
-        if isinstance(control, str) and control != Control.ONCE.value:
-            report.error(
-                (*entry_at, "task"),
-                f"onexit can only start a 'once' task, and {target!r} has control {control!r}",
-            )
+        if entry.get("type") != "start":
+            continue  # the shape check reports it
+        # Each task the entry may start (a conditional: each of its values).
+        for target_at, target in _names(entry.get("task"), (*entry_at, "task")):
+            if target not in tasks:
+                report.error(target_at, f"there is no task {target!r}{did_you_mean(target, tasks)}")
+                continue
+            control = tasks[target].get("control", Control.WAIT.value)
+            once = Control.ONCE.value
+            if isinstance(control, str) and control != once:
+                report.error(
+                    target_at,
+                    f"onexit can only start a 'once' task, and {target!r} has control {control!r}",
+                )
+            elif isinstance(control, list | dict) and all(
+                leaf != once for _, leaf in every_leaf(control, ())
+            ):
+                # Otherwise it depends on the context: checked when resolved.
+                report.error(
+                    target_at,
+                    f"onexit can only start a 'once' task, and no value of {target!r}'s "
+                    "conditional control is 'once'",
+                )
 
 
 def _check_daemon_pidfile(report: Reporter, task: RawTask, at: Path) -> None:
@@ -165,12 +222,13 @@ def _check_event_commands(report: Reporter, task: RawTask, at: Path) -> None:
     known = [*commands, *(name for name in BUILTIN_COMMANDS if name not in commands)]
     for index, event in enumerate(events):
         command = event.get("command") if isinstance(event, dict) else None
-        if isinstance(command, str) and command not in known:
-            report.error(
-                (*at, "events", index, "command"),
-                f"the task has no command {command!r}{did_you_mean(command, known)}; "
-                f"it has {', '.join(known)}",
-            )
+        for command_at, name in _names(command, (*at, "events", index, "command")):
+            if name not in known:
+                report.error(
+                    command_at,
+                    f"the task has no command {name!r}{did_you_mean(name, known)}; "
+                    f"it has {', '.join(known)}",
+                )
 
 
 # Past this many, more cycles are the same mistake over again: each costs a walk round it.
@@ -192,7 +250,7 @@ def _check_cycles(report: Reporter, tasks: dict[str, RawTask]) -> None:
         for name, task in tasks.items()
     }
     reported: set[tuple[str, ...]] = set()
-    for cycle, paths in _find_cycles(edges):
+    for cycle, paths in find_cycles(edges):
         # The same loop can be met from different starting points: name it one way.
         first = cycle.index(min(cycle))
         cycle, paths = cycle[first:] + cycle[:first], paths[first:] + paths[:first]
@@ -214,7 +272,7 @@ def _show_cycle(cycle: tuple[str, ...]) -> str:
 Cycle = tuple[tuple[str, ...], tuple[Path, ...]]
 
 
-def _find_cycles(edges: dict[str, list[tuple[Path, str]]]) -> Iterator[Cycle]:
+def find_cycles(edges: dict[str, list[tuple[Path, str]]]) -> Iterator[Cycle]:
     """Yield each cycle met by a depth-first search: its tasks, and the path of the
     requirement leading from each task to the next.
 

@@ -577,6 +577,9 @@ def _placed(problems: Iterable[Problem], document: Document, config: Config) -> 
             tail = rest[len(name) + 1 :].split(".")[0].split("[")[0]
             at: tuple[str | int, ...] = ("tasks", name, tail) if tail else ("tasks", name)
             problem = replace(problem, mark=document.mark_of(at))
+        elif problem.mark is None and problem.path.startswith("settings."):
+            # settings.stop_timeout, settings.restart.factor: no list indexes there.
+            problem = replace(problem, mark=document.mark_of(tuple(problem.path.split("."))))
         placed.append(problem)
     return placed
 

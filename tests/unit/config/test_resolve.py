@@ -15,6 +15,7 @@ from taskforce.config.model import (
     OnExitConfig,
     Pick,
     Placement,
+    RestartConfig,
     Settings,
     TaskConfig,
     Value,
@@ -332,9 +333,9 @@ def test_file_change_paths_are_expanded_with_conditionals() -> None:
 
 
 def test_policy_comes_from_settings() -> None:
-    restart = RestartPolicy(min_uptime=2.0)
+    restart = RestartConfig(min_uptime=2.0)
     state, _ = run(task(), settings=Settings(restart=restart, stop_timeout=9.0))
-    assert (state.policy.restart, state.policy.stop_timeout) == (restart, 9.0)
+    assert (state.policy.restart, state.policy.stop_timeout) == (RestartPolicy(2.0), 9.0)
 
 
 # --- conditional values for keys that take one value --------------------------------------

@@ -92,6 +92,21 @@ VALID_CONFIGS = [
         start_delay: {SLOW: 2}
         placement: []
     """,
+    """
+    settings:
+      stop_timeout: {Task_role_slow: 30}
+      restart: {max_delay: [{PROD: 60}]}
+      output: {stdout: {LOGS: "{LOGS}/{Task_name}.log"}}
+    tasks:
+      o: {commands: {start: [o]}, control: {BATCH: once}}
+      t:
+        commands: {start: [t], reload: [t, -r]}
+        requires: [o, {DB: [o]}]
+        events: [{type: self, command: {DEV: reload}}, {type: self, signal: [{DEV: HUP}]}]
+        ready: {tcp: {PORT: ":{PORT}"}, interval: {SLOW: 2}, timeout: [{SLOW: 9}]}
+        output: {stdout: {LOGS: "{LOGS}/t.log"}, max_bytes: {BIG: 10M}, backups: {BIG: 9}}
+        onexit: {type: start, task: {BATCH: o}}
+    """,
 ]
 
 

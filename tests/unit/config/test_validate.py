@@ -18,9 +18,10 @@ from taskforce.config.model import (
     EventConfig,
     OnExitConfig,
     Pick,
+    RestartConfig,
     Settings,
 )
-from taskforce.core.vocabulary import Control, EventType, RestartPolicy
+from taskforce.core.vocabulary import Control, EventType
 
 DATA = pathlib.Path(__file__).parent / "data"
 REPO = pathlib.Path(__file__).parents[3]
@@ -216,7 +217,7 @@ def test_block_style_config() -> None:
     assert web.onexit == (OnExitConfig("start", "setup"),)
     assert web.commands == {"start": ["web", "--port", 8000], "stop": ["webctl", "stop"]}
     assert config.role_defaults == {"backend": {"DB": "main"}}
-    assert config.settings == Settings(RestartPolicy(2.0, 0.1, 1.5, 10.0), stop_timeout=2.5)
+    assert config.settings == Settings(RestartConfig(2.0, 0.1, 1.5, 10.0), stop_timeout=2.5)
 
 
 def test_json_config() -> None:
@@ -377,7 +378,7 @@ def test_top_level_problems(text: str, expected: str) -> None:
         ('"group": false', "expected a name or a numeric id (0 or more), got the boolean false"),
         ('"user": ""', "expected a name or a numeric id (0 or more), got the string ''"),
         ('"requires": [1]', "expected a string, got the integer 1"),
-        ('"requires": {"a": 1}', "expected a string, got a map"),
+        ('"requires": {"a": 1}', "requires.a: expected a string, got the integer 1"),
         ('"roles": ["front end"]', "the role name 'front end' contains whitespace"),
         ('"roles": [true]', "a role name must be a string, got the boolean true"),
         ('"start_delay": -1', "must be at least 0, got -1"),
@@ -545,6 +546,139 @@ def test_a_conditional_that_may_give_one_value_loads(value: str) -> None:
     assert isinstance(parse(text).tasks["t"].cwd, Pick)
 
 
+# --- conditional values below the task level ---------------------------------------------------
+
+NESTED_KEYS = {
+    "an event command": ('"events": [{"type": "self", "command": %s}]', "events[0].command"),
+    "an event signal": ('"events": [{"type": "self", "signal": %s}]', "events[0].signal"),
+    "a readiness address": ('"ready": {"tcp": %s}', "ready.tcp"),
+    "a readiness interval": ('"ready": {"pidfile": true, "interval": %s}', "ready.interval"),
+    "an output path": ('"output": {"stdout": %s}', "output.stdout"),
+    "an output size": ('"output": {"max_bytes": %s}', "output.max_bytes"),
+    "an onexit task": ('"onexit": {"type": "start", "task": %s}', "onexit.task"),
+}
+# Two values of each, and a third that is wrong for it.
+NESTED_VALUES = {
+    "an event command": ('"stop"', '"start"', "7"),
+    "an event signal": ('"HUP"', "10", '"HUPP"'),
+    "a readiness address": ('":80"', '":81"', "7"),
+    "a readiness interval": ("1", "2", '"1s"'),
+    "an output path": ('"/a"', '"/b"', '"here"'),
+    "an output size": ('"1k"', "2", '"much"'),
+    "an onexit task": ('"o"', '"o"', "7"),
+}
+ONCE = f', "o": {{{START}, "control": "once"}}'
+
+
+@pytest.mark.parametrize("key", NESTED_KEYS)
+def test_a_nested_key_may_be_conditional(key: str) -> None:
+    written, _ = NESTED_KEYS[key]
+    first, second, _ = NESTED_VALUES[key]
+    value = f'[{{"A": {first}}}, {{"B": [{second}]}}]'
+    parse(task(f"{START}, " + written % value, ONCE))  # loads
+
+
+@pytest.mark.parametrize("key", NESTED_KEYS)
+def test_a_nested_conditional_giving_several_everywhere_is_an_error_at_load(key: str) -> None:
+    written, path = NESTED_KEYS[key]
+    first, second, _ = NESTED_VALUES[key]
+    value = f'[{first}, {{"Task_name": {second}}}]'
+    assert task_problems(f"{START}, " + written % value, ONCE) == [
+        f"tasks.t.{path}: gives 2 values in every context, where one is expected (a map "
+        "chooses the values of the names in the task's context; a list, all of them)"
+    ]
+
+
+@pytest.mark.parametrize("key", NESTED_KEYS)
+def test_each_value_of_a_nested_conditional_is_checked(key: str) -> None:
+    written, path = NESTED_KEYS[key]
+    first, _, wrong = NESTED_VALUES[key]
+    found = task_problems(f"{START}, " + written % f'{{"A": {first}, "B": {wrong}}}', ONCE)
+    assert len(found) == 1 and found[0].startswith(f"tasks.t.{path}.B: ")
+
+
+def test_a_settings_conditional_giving_several_everywhere_is_an_error_at_load() -> None:
+    # Settings are chosen in the top-level context: Task_name is not in it, Task_host is.
+    text = """\
+        defines: {TOP: "1"}
+        settings:
+          stop_timeout: [{Task_name: 1}, {Task_host: 2}]
+          restart: {max_delay: {TOP: 1, Task_host: 2}}
+          output: {stdout: [{Task_name: /a}, {Task_host: /b}]}
+    """
+    found = problems(text)
+    assert [problem.split(": ")[1] for problem in found] == [
+        "settings.restart.max_delay",
+        "settings.output.stdout",
+    ]
+    assert "names in the top-level context" in found[0]
+    assert "names in each task's context" in found[1]
+    config = parse("settings: {stop_timeout: [{Task_name: 1}, {Task_host: 2}]}")
+    assert config.settings.stop_timeout == Pick([{"Task_name": 1.0}, {"Task_host": 2.0}])
+
+
+def test_requires_may_hold_conditionals() -> None:
+    text = f"""\
+        tasks:
+          t:
+            {START}
+            requires: [a, {{DB: [b, {{REPLICA: c}}]}}]
+          a: {{{START}}}
+          b: {{{START}}}
+          c: {{{START}}}
+    """
+    assert parse(text).tasks["t"].requires == ("a", {"DB": ["b", {"REPLICA": "c"}]})
+
+
+def test_each_name_of_a_conditional_requirement_is_checked() -> None:
+    found = task_problems(f'{START}, "requires": {{"A": ["t", "nobdy"], "B": "{{X}}"}}', ONCE)
+    assert found == [
+        "tasks.t.requires.A[0]: a task cannot require itself",
+        "tasks.t.requires.A[1]: there is no task 'nobdy'",
+    ]  # {X} is known only when resolved
+
+
+def test_each_command_of_a_conditional_event_is_checked() -> None:
+    event = '{"type": "self", "command": {"A": "stop", "B": "reloda"}}'
+    assert task_problems(
+        f'"commands": {{"start": ["p"], "reload": ["r"]}}, "events": [{event}]'
+    ) == [
+        "tasks.t.events[0].command.B: the task has no command 'reloda' (did you mean "
+        "'reload'?); it has start, reload, stop"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("control", "error"),
+    [
+        ('{"BATCH": "once", "DAEMON": "wait"}', False),  # decided per host
+        ('{"DAEMON": "wait", "MANUAL": "off"}', True),  # never once
+        ('["wait"]', True),
+    ],
+)
+def test_onexit_to_a_conditional_control(control: str, error: bool) -> None:
+    text = task(
+        f'{START}, "onexit": {{"type": "start", "task": "o"}}',
+        f', "o": {{{START}, "control": {control}}}',
+    )
+    if not error:
+        parse(text)
+        return
+    assert [problem.split(": ", 1)[1] for problem in problems(text)] == [
+        "tasks.t.onexit.task: onexit can only start a 'once' task, and no value of 'o''s "
+        "conditional control is 'once'"
+    ]
+
+
+def test_each_task_a_conditional_onexit_may_start_is_checked() -> None:
+    body = f'{START}, "onexit": {{"type": "start", "task": {{"A": "o", "B": "w", "C": "x"}}}}'
+    found = task_problems(body, f'{ONCE}, "w": {{{START}}}')
+    assert found == [
+        "tasks.t.onexit.task.B: onexit can only start a 'once' task, and 'w' has control 'wait'",
+        "tasks.t.onexit.task.C: there is no task 'x'",
+    ]
+
+
 # --- links between tasks ---------------------------------------------------------------------
 
 
@@ -639,7 +773,7 @@ def test_links_are_checked_even_when_another_task_is_invalid() -> None:
 
 def test_settings_defaults_and_partial_restart_policy() -> None:
     config = parse(f'{{"settings": {{"restart": {{"factor": 3}}}}, "tasks": {{"t": {{{START}}}}}}}')
-    assert config.settings == Settings(RestartPolicy(factor=3.0))
+    assert config.settings == Settings(RestartConfig(factor=3.0))
 
 
 @pytest.mark.parametrize(
@@ -718,3 +852,13 @@ def test_the_readme_example_of_conditional_scalar_keys_loads() -> None:
     example = readme.split("not only in command lists.", 1)[1].split("```yaml\n", 1)[1]
     config = parse(example.split("```", 1)[0])
     assert isinstance(config.tasks["web"].cwd, Pick)
+
+
+def test_the_readme_example_of_nested_conditionals_loads() -> None:
+    readme = (REPO / "README.md").read_text()
+    example = readme.split("The same holds below the task level", 1)[1].split("```yaml\n", 1)[1]
+    config = parse(example.split("```", 1)[0])
+    app = config.tasks["app"]
+    assert app.requires == ("db", {"CANARY": "metrics"})
+    assert app.events[0].signal == Pick({"CANARY": 10, "STEADY": 1})
+    assert isinstance(app.onexit[0].task, Pick)
