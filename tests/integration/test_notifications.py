@@ -6,19 +6,13 @@ answers holds up neither the restarts nor the event loop."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
-import signal
 import sys
-import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from conftest import processes_with_marker
 from taskforce.api.run import serve_with_api
 from taskforce.runtime.legion import Legion
 from taskforce.runtime.supervisor import Outcome
@@ -48,18 +42,6 @@ RECORDER = (
 )
 CRASH = [sys.executable, "-c", "import sys; sys.exit(1)"]
 SLEEP = ["sleep", "1000"]
-
-
-@pytest.fixture
-def marker() -> Iterator[str]:
-    """Marks the tasks' environment; whatever a failed test leaves running is killed."""
-    value = uuid.uuid4().hex
-    try:
-        yield value
-    finally:
-        for pid in processes_with_marker(value):
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
 
 
 def write_config(path: Path, tasks: dict[str, Any], notify: list[dict[str, Any]]) -> Path:

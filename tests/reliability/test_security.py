@@ -34,7 +34,6 @@ from reliability_support import (  # noqa: F401 (fixtures)
     request,
     shared_directory,
     sleep_task,
-    start_ticks,
     stranger,
     taskforce_argv,
     wait_listening,
@@ -43,7 +42,12 @@ from reliability_support import (
     settings as tf_settings,
 )
 
-from conftest import Probes, Taskforce, probe_task, wait_for, write_config
+from support.config import write_config
+from support.probes import Probes, probe_task
+from support.procfs import start_ticks
+from support.runner import Taskforce
+from support.tls import Certificate
+from support.wait import wait_for
 from taskforce.api.auth import Access
 from taskforce.api.routes import Request, Router
 from taskforce.config.host import HostFacts, UserInfo
@@ -195,7 +199,7 @@ def test_no_control_call_without_the_token_on_any_path(
 
 
 def test_tcp_and_tls_listeners_refuse_control_without_a_valid_token(
-    taskforce: Taskforce, tmp_path: Path, certificate: Path
+    taskforce: Taskforce, tmp_path: Path, certificate: Certificate
 ) -> None:
     """Over real sockets: the token listener, a private one and a TLS one. Refused requests
     change nothing; plaintext to the TLS port is never served, token or not."""
@@ -203,7 +207,7 @@ def test_tcp_and_tls_listeners_refuse_control_without_a_valid_token(
         {"listen": "127.0.0.1:0", "allow_control": True, "token": TOKEN, "timeout": 2},
         {"listen": "127.0.0.1:0", "token": TOKEN, "private": True, "timeout": 2},
         {"listen": "127.0.0.1:0", "allow_control": True, "token": TOKEN,
-         "certfile": str(certificate), "timeout": 2},
+         "certfile": str(certificate.combined), "timeout": 2},
     ]  # fmt: skip
     conf = write_config(
         tmp_path / "tf.conf",
@@ -249,25 +253,6 @@ def test_tcp_and_tls_listeners_refuse_control_without_a_valid_token(
     assert reply.status == 200
     wait_for(lambda: taskforce.log().count("w[0]: started pid") == 2, what="restart with token")
     assert taskforce.stop() == 0
-
-
-@pytest.fixture
-def certificate(tmp_path: Path) -> Path:
-    """A self-signed certificate for 127.0.0.1, with its key in the same PEM file."""
-    import shutil
-
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    combined = tmp_path / "server.pem"
-    combined.write_bytes(cert.read_bytes() + key.read_bytes())
-    return combined
 
 
 # ----- substitution: argv words stay words ------------------------------------------------

@@ -14,8 +14,8 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 import pytest
-from test_api_routes import FakeController
 
+from support.fakes import FakeController, Subscribers
 from taskforce.api import server
 from taskforce.api.http import MAX_BODY, MAX_HEADERS
 from taskforce.api.server import ApiService
@@ -25,30 +25,16 @@ from taskforce.runtime.control import Controller
 DEADLINE = 10.0  # seconds any client waits on a socket before the test fails
 
 
-class ChangingController(FakeController):
+class ChangingController(FakeController, Subscribers):
     """A fake whose task table the test changes, telling subscribers as the real one does."""
 
     def __init__(self) -> None:
-        super().__init__()
+        FakeController.__init__(self)
+        Subscribers.__init__(self)
         self.table: dict[str, Any] = {"web": {"running": 1}}
-        self.changes = 0
-        self.subscribers: set[asyncio.Event] = set()
 
     def tasks(self) -> dict[str, Any]:
         return dict(self.table)
-
-    def subscribe(self) -> asyncio.Event:
-        event = asyncio.Event()
-        self.subscribers.add(event)
-        return event
-
-    def unsubscribe(self, event: asyncio.Event) -> None:
-        self.subscribers.discard(event)
-
-    def changed(self) -> None:
-        self.changes += 1
-        for event in self.subscribers:
-            event.set()
 
 
 # --- clients (blocking: run them with asyncio.to_thread) --------------------------------
