@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from support.wait import until
 from taskforce.api.run import serve_with_api
 from taskforce.runtime.legion import Legion
 from taskforce.runtime.supervisor import Outcome
@@ -65,14 +66,6 @@ def serve(config: Path, marker: str, scenario: Callable[[Legion], Awaitable[None
         return outcome
 
     return asyncio.run(main())
-
-
-async def until(condition: Callable[[], object], what: str) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + DEADLINE
-    while not condition():
-        assert loop.time() < end, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)  # polling interval of a deadline-bounded wait
 
 
 def test_webhook_and_command_hear_a_task_fail_and_recover(tmp_path: Path, marker: str) -> None:

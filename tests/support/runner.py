@@ -24,6 +24,12 @@ class Taskforce:
         self.log_path = tmp / "taskforce.log"
         self.env = dict(os.environ, TF_TEST_MARKER=marker, PROBE_DIR=str(tmp / "probes"))
         self.env["PATH"] = f"{Path(sys.executable).parent}:{self.env.get('PATH', '/usr/bin:/bin')}"
+        # The default API socket in a directory of this test's own, not /run/taskforce.sock:
+        # a taskforce that another test (or another suite on this machine) left there would
+        # answer this test's commands.
+        runtime = tmp / "runtime"
+        runtime.mkdir(mode=0o700, exist_ok=True)
+        self.env["XDG_RUNTIME_DIR"] = str(runtime)
 
     def command(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "taskforce", *args]

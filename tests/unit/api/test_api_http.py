@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from support.fakes import FakeController, Subscribers
+from support.wait import until
 from taskforce.api import server
 from taskforce.api.http import MAX_BODY, MAX_HEADERS
 from taskforce.api.server import ApiService
@@ -272,7 +273,7 @@ def test_events_are_sent_on_connect_and_on_changes_coalesced(tmp_path: Path) -> 
             assert service.feed.clients == 1
         finally:
             events.close()
-        await eventually(lambda: service.feed.clients == 0, "the stream to end")
+        await until(lambda: service.feed.clients == 0, "the stream to end")
         assert fake.subscribers == set()
 
     run(tmp_path, scenario)
@@ -308,11 +309,3 @@ def test_closing_the_service_ends_streams(tmp_path: Path) -> None:
         assert service.feed.clients == 0 and service.addresses == []
 
     asyncio.run(main())
-
-
-async def eventually(condition: Callable[[], bool], what: str) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + DEADLINE
-    while not condition():
-        assert loop.time() < end, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)  # polling interval of a deadline-bounded wait

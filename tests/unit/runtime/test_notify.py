@@ -13,6 +13,7 @@ from typing import TypeVar
 
 import pytest
 
+from support.wait import until
 from taskforce.config.model import NotifyEvent, NotifyTarget
 from taskforce.runtime.notify import (
     Notifications,
@@ -49,14 +50,6 @@ def run(main: Callable[[], Awaitable[T]]) -> T:
             return await main()
 
     return asyncio.run(bounded())
-
-
-async def until(condition: Callable[[], bool], what: str) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + DEADLINE
-    while not condition():
-        assert loop.time() < end, f"timed out waiting for {what}"
-        await asyncio.sleep(0.005)  # polling interval of a deadline-bounded wait
 
 
 def fixed(*targets: NotifyTarget) -> Callable[[], tuple[NotifyTarget, ...]]:
