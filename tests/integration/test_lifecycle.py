@@ -11,25 +11,15 @@ import os
 import re
 import signal
 import sys
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from support.config import fast_config
 from support.probes import PROBE, Probes, probe_task
-from support.procfs import pid_alive, task_processes
+from support.procfs import pid_alive, start_ticks, task_processes
 from support.runner import Taskforce
 from support.wait import wait_for
-
-
-def log_times(log: str, text: str) -> list[datetime]:
-    """The timestamps of the log lines that contain `text`."""
-    stamps = []
-    for line in log.splitlines():
-        if text in line:
-            stamps.append(datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f"))
-    return stamps
 
 
 def started_lines(log: str, task: str) -> list[str]:
@@ -157,12 +147,14 @@ def test_requires_waits_for_start_delay(
         },
     )
     taskforce.start("-f", conf)
-    probes.wait(1, task="app")
+    (app,) = probes.wait(1, task="app")
+    (db,) = probes.wait(1, task="db")
     log = taskforce.wait_log("app[0]: started pid")
-    (db_started,) = log_times(log, "db[0]: started pid")
-    (app_started,) = log_times(log, "app[0]: started pid")
-    # The delay counts from just before db's start was logged: allow for that spawn.
-    assert (app_started - db_started).total_seconds() >= 1.5 - 0.25
+    # The delay counts from when taskforce saw db spawned, so db's process was created
+    # before it and app's at least 1.5 s after it: a lower bound that load cannot break,
+    # read from the kernel's creation times (in clock ticks, hence the one tick).
+    ticks = start_ticks(app["pid"]) - start_ticks(db["pid"])
+    assert ticks >= 1.5 * os.sysconf("SC_CLK_TCK") - 1
     assert "independent[0]: started pid" in log
     assert taskforce.stop() == 0
 
