@@ -183,26 +183,25 @@ def test_logs_shows_and_follows_output(taskforce: Taskforce, tmp_path: Path) -> 
     assert record["instance"] == 0 and record["stream"] == "stdout"
     assert record["text"].startswith("tick ")
 
-    follower = subprocess.Popen(
+    with subprocess.Popen(
         taskforce.command("logs", "--server", str(tmp_path / "tf.sock"), "-f", "-n", "1", "ticker"),
         env=taskforce.env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
-    )
-    try:
-        assert follower.stdout is not None
-        numbers = []
-        for _ in range(6):  # the recent line, then new ones as they are written
-            readable, _, _ = select.select([follower.stdout], [], [], DEADLINE)
-            assert readable, "no output from taskforce logs -f"
-            line = follower.stdout.readline().decode()
-            assert line.startswith("ticker[0]: tick ")
-            numbers.append(int(line.split()[-1]))
-        assert numbers == list(range(numbers[0], numbers[0] + 6))
-    finally:
-        follower.terminate()
-        follower.wait(DEADLINE)
+    ) as follower:
+        try:
+            assert follower.stdout is not None
+            numbers = []
+            for _ in range(6):  # the recent line, then new ones as they are written
+                readable, _, _ = select.select([follower.stdout], [], [], DEADLINE)
+                assert readable, "no output from taskforce logs -f"
+                line = follower.stdout.readline().decode()
+                assert line.startswith("ticker[0]: tick ")
+                numbers.append(int(line.split()[-1]))
+            assert numbers == list(range(numbers[0], numbers[0] + 6))
+        finally:
+            follower.terminate()  # leaving the block closes its pipes and reaps it
 
 
 def test_a_new_destination_applies_without_a_restart(taskforce: Taskforce, tmp_path: Path) -> None:

@@ -346,22 +346,21 @@ def test_our_own_pidfile_naming_a_stranger_is_never_signalled(
         # Locked by a process that is not the one the file names (a planted or rewritten
         # file): still never signalled.
         pidfile.write_text(f"{holder_target.pid}\n")
-        locker = subprocess.Popen(
+        with subprocess.Popen(
             [sys.executable, "-c",
              "import fcntl, sys, time\nf = open(sys.argv[1])\nfcntl.flock(f, fcntl.LOCK_EX)\n"
              "print('locked', flush=True)\nsys.stdin.read()\n", str(pidfile)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        try:
-            assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
-            for command in (("-S",), ("-R",), ("upgrade", "-p", str(pidfile))):
-                argv = command if command[0] == "upgrade" else (*command, "-p", str(pidfile))
-                result = taskforce.run(*argv)
-                assert result.returncode == 1, (command, result.stdout, result.stderr)
-                assert holder_target.poll() is None, command
-        finally:
-            locker.kill()
-            locker.wait(10)
+        ) as locker:  # fmt: skip
+            try:
+                assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
+                for command in (("-S",), ("-R",), ("upgrade", "-p", str(pidfile))):
+                    argv = command if command[0] == "upgrade" else (*command, "-p", str(pidfile))
+                    result = taskforce.run(*argv)
+                    assert result.returncode == 1, (command, result.stdout, result.stderr)
+                    assert holder_target.poll() is None, command
+            finally:
+                locker.kill()  # leaving the block closes its pipes and reaps it
 
 
 def test_a_task_pidfile_naming_another_process_of_the_same_interpreter_is_left_alone(
