@@ -19,14 +19,15 @@ import json
 import re
 import sys
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cdp import Browser, Page, find_chromium
 
-from conftest import Taskforce, wait_for, write_config
+from browser.cdp import Browser, Page
+from support.config import write_config
+from support.runner import Taskforce
+from support.wait import wait_for
 
 OUT = Path(__file__).parent / "out"
 TOKEN = "browser-test-token-0123456789"
@@ -52,25 +53,6 @@ TASKS: dict[str, Any] = {
     },
 }
 LISTENING = re.compile(r"HTTP service listening on (http://127\.0\.0\.1:\d+)")
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    found = find_chromium()
-    if found is None:
-        pytest.skip("chromium is not installed (tests/browser/setup.sh installs it)")
-    return found
-
-
-@pytest.fixture
-def browser(chromium: str, tmp_path: Path) -> Iterator[Browser]:
-    profile = tmp_path / "chromium-profile"
-    profile.mkdir()
-    started = Browser(chromium, profile, tmp_path / "chromium.log")
-    try:
-        yield started
-    finally:
-        started.close()
 
 
 @pytest.fixture

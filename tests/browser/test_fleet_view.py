@@ -12,61 +12,15 @@ saying so, without either.
 from __future__ import annotations
 
 import json
-import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from cdp import Browser, Page, find_chromium
-
-from fleet.conftest import Fleet
-from fleet.harness import ETCD, EtcdCluster, wait_until
+from browser.cdp import Browser, Page
+from fleet.harness import wait_until
+from fleet.scenario import Fleet
 
 OUT = Path(__file__).parent / "out"
 LISTENING = re.compile(r"HTTP service listening on (http://127\.0\.0\.1:\d+)")
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    found = find_chromium()
-    if found is None:
-        pytest.skip("chromium is not installed (tests/browser/setup.sh installs it)")
-    return found
-
-
-@pytest.fixture(scope="module")
-def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
-    if not os.access(ETCD, os.X_OK):
-        pytest.skip("etcd is not installed: run tests/fleet/setup.sh (Debian's etcd-server)")
-    pytest.importorskip("aetcd", reason="the fleet extra is not installed: pip install '.[fleet]'")
-    cluster = EtcdCluster(tmp_path_factory.mktemp("etcd"))
-    try:
-        cluster.start()
-        cluster.wait_healthy(timeout=30)
-        yield cluster
-    finally:
-        cluster.stop_all()
-
-
-@pytest.fixture
-def fleet(etcd: EtcdCluster, tmp_path: Path) -> Iterator[Fleet]:
-    hosts = Fleet(etcd, tmp_path)
-    try:
-        yield hosts
-    finally:
-        hosts.close()
-
-
-@pytest.fixture
-def browser(chromium: str, tmp_path: Path) -> Iterator[Browser]:
-    profile = tmp_path / "chromium-profile"
-    profile.mkdir()
-    started = Browser(chromium, profile, tmp_path / "chromium.log")
-    try:
-        yield started
-    finally:
-        started.close()
 
 
 def cell(host: str, task: str, which: str) -> str:

@@ -17,33 +17,23 @@ from typing import Any
 import pytest
 
 import taskforce as taskforce_package
-from conftest import (
-    Probes,
-    Taskforce,
+from support.config import fast_config
+from support.probes import Probes, probe_task
+from support.procfs import (
     pid_alive,
-    probe_task,
     proc_cmdline,
     proc_environ,
     processes_with_marker,
     task_processes,
-    wait_for,
-    write_config,
 )
+from support.runner import Taskforce
+from support.wait import wait_for
 
-FAST: dict[str, Any] = {
-    "stop_timeout": 1,
-    "restart": {"min_uptime": 0.5, "initial_delay": 0.1, "factor": 2, "max_delay": 1},
-}
 DEFAULT_ROLES_FILES = ("/var/local/etc/tf_roles.conf", "/usr/local/etc/tf_roles.conf")
 # file:line:col: key.path: message
 PROBLEM_LINE = re.compile(
     r"^(?P<file>/[^:]+):(?P<line>\d+):(?P<col>\d+): (?P<path>\S+): (?P<msg>.+)$"
 )
-
-
-def config(tmp_path: Path, tasks: dict[str, Any], name: str = "taskforce.conf", **top: Any) -> str:
-    top.setdefault("settings", FAST)
-    return str(write_config(tmp_path / name, tasks, **top))
 
 
 def output(result: Any) -> str:
@@ -95,7 +85,7 @@ def test_schema_subcommand_prints_json(taskforce: Taskforce) -> None:
 
 def _noisy_config(tmp_path: Path) -> str:
     """A task that starts (INFO) and one that cannot (WARNING)."""
-    return config(
+    return fast_config(
         tmp_path, {"good": probe_task(), "ghost": {"commands": {"start": ["no-such-program-x"]}}}
     )
 
@@ -174,7 +164,7 @@ def test_pidfile_holds_the_pid_while_running(
     tmp_path: Path, taskforce: Taskforce, probes: Probes
 ) -> None:
     pidfile = tmp_path / "tf.pid"
-    taskforce.start("-p", str(pidfile), "-f", config(tmp_path, {"svc": probe_task()}))
+    taskforce.start("-p", str(pidfile), "-f", fast_config(tmp_path, {"svc": probe_task()}))
     probes.wait(1, task="svc")
     wait_for(lambda: read_pid(pidfile) == taskforce.pid, what="the pidfile to hold our pid")
     assert taskforce.stop() == 0
@@ -185,7 +175,7 @@ def test_second_instance_refuses_a_held_pidfile(
     tmp_path: Path, taskforce: Taskforce, probes: Probes
 ) -> None:
     pidfile = tmp_path / "tf.pid"
-    conf = config(tmp_path, {"svc": probe_task()})
+    conf = fast_config(tmp_path, {"svc": probe_task()})
     taskforce.start("-p", str(pidfile), "-f", conf)
     probes.wait(1, task="svc")
     wait_for(lambda: read_pid(pidfile) == taskforce.pid, what="the pidfile")
@@ -202,7 +192,7 @@ def test_pidfile_is_claimed_atomically(
 ) -> None:
     """Instances started together on one pidfile: exactly one runs, the others exit 2."""
     pidfile = tmp_path / "tf.pid"
-    conf = config(tmp_path, {"svc": probe_task()})
+    conf = fast_config(tmp_path, {"svc": probe_task()})
     racers = [
         subprocess.Popen(
             taskforce.command("-e", "-p", str(pidfile), "-f", conf),
@@ -242,14 +232,14 @@ def test_pidfile_is_claimed_atomically(
 def test_stale_pidfile_is_taken_over(tmp_path: Path, taskforce: Taskforce, probes: Probes) -> None:
     pidfile = tmp_path / "tf.pid"
     pidfile.write_text("999999\n")  # left by an instance that crashed
-    taskforce.start("-p", str(pidfile), "-f", config(tmp_path, {"svc": probe_task()}))
+    taskforce.start("-p", str(pidfile), "-f", fast_config(tmp_path, {"svc": probe_task()}))
     probes.wait(1, task="svc")
     wait_for(lambda: read_pid(pidfile) == taskforce.pid, what="the pidfile to be taken over")
     assert taskforce.stop() == 0
 
 
 def test_pidfile_dash_means_none(tmp_path: Path, taskforce: Taskforce, probes: Probes) -> None:
-    conf = config(tmp_path, {"svc": probe_task()})
+    conf = fast_config(tmp_path, {"svc": probe_task()})
     before = set(tmp_path.iterdir())
     default_existed = os.path.exists("/var/run/taskforce.pid")
     result = taskforce.run("-e", "-b", "-p", "-", "-f", conf)
@@ -273,7 +263,9 @@ def test_pidfile_symlink_is_refused(tmp_path: Path, taskforce: Taskforce) -> Non
     target.write_text("precious\n")
     link = tmp_path / "tf.pid"
     link.symlink_to(target)
-    result = taskforce.run("-e", "-p", str(link), "-f", config(tmp_path, {"svc": probe_task()}))
+    result = taskforce.run(
+        "-e", "-p", str(link), "-f", fast_config(tmp_path, {"svc": probe_task()})
+    )
     assert result.returncode == 2
     assert "symbolic link" in result.stderr
     assert target.read_text() == "precious\n"
@@ -281,7 +273,9 @@ def test_pidfile_symlink_is_refused(tmp_path: Path, taskforce: Taskforce) -> Non
 
 def test_pidfile_that_cannot_be_created_exits_3(tmp_path: Path, taskforce: Taskforce) -> None:
     pidfile = tmp_path / "no-such-dir" / "tf.pid"
-    result = taskforce.run("-e", "-p", str(pidfile), "-f", config(tmp_path, {"s": probe_task()}))
+    result = taskforce.run(
+        "-e", "-p", str(pidfile), "-f", fast_config(tmp_path, {"s": probe_task()})
+    )
     assert result.returncode == 3
     assert "cannot create pidfile" in result.stderr
     assert "Traceback" not in output(result)
@@ -445,7 +439,7 @@ def test_unreadable_config_file(tmp_path: Path, taskforce: Taskforce, kind: str)
 def test_problems_in_some_tasks_leave_the_others_running(
     tmp_path: Path, taskforce: Taskforce, probes: Probes
 ) -> None:
-    conf = config(
+    conf = fast_config(
         tmp_path,
         {
             "good": probe_task(),
@@ -464,7 +458,7 @@ def test_problems_in_some_tasks_leave_the_others_running(
 
 
 def test_check_config_valid(tmp_path: Path, taskforce: Taskforce, probes: Probes) -> None:
-    conf = config(tmp_path, {"svc": probe_task(), "once": probe_task(control="once")})
+    conf = fast_config(tmp_path, {"svc": probe_task(), "once": probe_task(control="once")})
     result = taskforce.run("-C", "-f", conf)
     assert result.returncode == 0
     assert result.stdout.strip() == f"{conf}: configuration is valid"
@@ -505,7 +499,7 @@ def test_check_config_reports_every_problem_at_once(tmp_path: Path, taskforce: T
 def test_check_config_reports_problems_found_when_resolving(
     tmp_path: Path, taskforce: Taskforce
 ) -> None:
-    conf = config(
+    conf = fast_config(
         tmp_path,
         {
             "alien": probe_task(user="no-such-user-for-taskforce"),
@@ -520,7 +514,7 @@ def test_check_config_reports_problems_found_when_resolving(
 
 
 def test_check_config_checks_the_roles_file(tmp_path: Path, taskforce: Taskforce) -> None:
-    conf = config(tmp_path, {"svc": probe_task(roles=["web"])})
+    conf = fast_config(tmp_path, {"svc": probe_task(roles=["web"])})
     roles = tmp_path / "roles"
     roles.write_text("web\ntwo words\n")
     result = taskforce.run("-C", "-f", conf, "-r", str(roles))
@@ -534,7 +528,7 @@ def test_check_config_checks_the_roles_file(tmp_path: Path, taskforce: Taskforce
 
 
 def _roles_config(tmp_path: Path) -> str:
-    return config(
+    return fast_config(
         tmp_path,
         {
             "common": probe_task(),
@@ -613,7 +607,7 @@ def test_background_stop_and_second_instance(
     tmp_path: Path, taskforce: Taskforce, probes: Probes
 ) -> None:
     pidfile = tmp_path / "pidfile"
-    conf = config(tmp_path, {"svc": probe_task(count=2), "other": probe_task()})
+    conf = fast_config(tmp_path, {"svc": probe_task(count=2), "other": probe_task()})
     result = taskforce.run("-e", "-b", "-p", str(pidfile), "-f", conf, timeout=30)
     assert result.returncode == 0, output(result)
     pid = read_pid(pidfile)
@@ -657,7 +651,7 @@ def test_background_config_error_exits_3(tmp_path: Path, taskforce: Taskforce) -
 def test_background_with_relative_paths_and_reset(
     tmp_path: Path, taskforce: Taskforce, probes: Probes
 ) -> None:
-    config(tmp_path, {"svc": probe_task(roles=["web"]), "db": probe_task(roles=["db"])})
+    fast_config(tmp_path, {"svc": probe_task(roles=["web"]), "db": probe_task(roles=["db"])})
     (tmp_path / "roles").write_text("web\n")
     args = ["-e", "-p", "tf.pid", "-f", "taskforce.conf", "-r", "roles"]
     result = taskforce.run("-b", *args, cwd=tmp_path, timeout=30)
@@ -691,7 +685,7 @@ def test_reset_of_a_foreground_instance(
     tmp_path: Path, taskforce: Taskforce, probes: Probes
 ) -> None:
     pidfile = tmp_path / "tf.pid"
-    taskforce.start("-p", str(pidfile), "-f", config(tmp_path, {"svc": probe_task(count=2)}))
+    taskforce.start("-p", str(pidfile), "-f", fast_config(tmp_path, {"svc": probe_task(count=2)}))
     first = probes.wait(2)
     wait_for(lambda: read_pid(pidfile) == taskforce.pid, what="the pidfile")
     result = taskforce.run("-e", "--reset", "-p", str(pidfile))

@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Probes, Taskforce, probe_task, wait_for, write_config
+from support.config import write_config
+from support.probes import Probes, probe_task
+from support.runner import Taskforce
+from support.wait import wait_for
 from taskforce.cli.client import default_socket
 
 # What bash does on TAB: the words of the line to COMP_WORDS..., then the function that

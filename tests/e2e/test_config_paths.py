@@ -17,7 +17,11 @@ from typing import Any
 
 import pytest
 
-from conftest import Probes, Taskforce, pid_alive, probe_task, wait_for, write_config
+from support.config import write_config
+from support.probes import Probes, probe_task
+from support.procfs import pid_alive
+from support.runner import Taskforce
+from support.wait import wait_for
 
 FAST: dict[str, Any] = {"stop_timeout": 1, "restart": {"min_uptime": 0.2, "initial_delay": 0.1}}
 # Before the fix a read of /dev/zero grew without bound: a bounded address space turns

@@ -11,9 +11,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from test_cli import FAST, config
-
-from conftest import Probes, Taskforce, probe_task, task_processes, wait_for
+from support.config import FAST, fast_config
+from support.probes import Probes, probe_task
+from support.procfs import task_processes
+from support.runner import Taskforce
+from support.wait import wait_for
 
 # ----- conditional values where one value is expected ----------------------------------------
 
@@ -25,7 +27,7 @@ def test_conditional_scalar_keys_choose_from_the_context(
     (tmp_path / "prod").mkdir()
     roles = tmp_path / "roles"
     roles.write_text("staging=eu\n")
-    conf = config(
+    conf = fast_config(
         tmp_path,
         {
             "web": probe_task(
@@ -84,7 +86,7 @@ def test_an_event_signal_and_an_output_path_chosen_by_a_role(
     roles = tmp_path / "roles"
     roles.write_text("canary\n")
     logs = {role: tmp_path / f"{role}.log" for role in ("canary", "steady")}
-    conf = config(
+    conf = fast_config(
         tmp_path,
         {
             "app": {
@@ -142,7 +144,7 @@ def test_a_once_task_that_succeeds_at_once_is_not_a_failure(
     tmp_path: Path, taskforce: Taskforce, probes: Probes
 ) -> None:
     # min_uptime is 0.5 s (FAST): the task exits 0 long before.
-    conf = config(tmp_path, {"setup": probe_task("--exit-after", "0", control="once")})
+    conf = fast_config(tmp_path, {"setup": probe_task("--exit-after", "0", control="once")})
     taskforce.start("-p", str(tmp_path / "tf.pid"), "-f", conf)
     probes.wait(1, kind="exit", task="setup")
     log = taskforce.wait_log("setup[0]: pid")
@@ -167,7 +169,7 @@ def test_all_roles_moves_tasks_as_the_roles_file_changes(
 ) -> None:
     roles = tmp_path / "roles"
     roles.write_text("web\n")
-    conf = config(
+    conf = fast_config(
         tmp_path,
         {
             "front": probe_task(roles=["web"]),
@@ -218,7 +220,7 @@ def test_check_config_warns_of_likely_typos_and_still_passes(
 
 
 def test_check_config_suggests_defines_for_env(tmp_path: Path, taskforce: Taskforce) -> None:
-    conf = config(tmp_path, {"app": probe_task(env={"A": "1"})})
+    conf = fast_config(tmp_path, {"app": probe_task(env={"A": "1"})})
     result = taskforce.run("-C", "-f", conf)
     assert result.returncode != 0
     assert "tasks.app.env: unknown key 'env' (did you mean 'defines'?)" in result.stderr

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Taskforce, pid_alive, proc_cmdline, task_processes, wait_for
+from support.procfs import pid_alive, proc_cmdline, task_processes
+from support.runner import Taskforce
+from support.wait import wait_for
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -16,7 +16,10 @@ from typing import Any
 
 import pytest
 
-from conftest import Probes, Taskforce, probe_task, wait_for, write_config
+from support.config import write_config
+from support.probes import Probes, probe_task
+from support.runner import Taskforce
+from support.wait import wait_for
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 TALK = "import sys, time\nwhile True:\n    print('hello', flush=True)\n    time.sleep(0.1)\n"

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from conftest import wait_for
+from support.wait import wait_for
 
 HERE = Path(__file__).resolve().parent
 MARKER = str(HERE / "marker.py")

@@ -6,33 +6,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fleet.conftest import TTL, Fleet
 from fleet.harness import wait_until
-
-
-def holder(fleet: Fleet, task: str = "sched") -> str | None:
-    """The one host running `task` (None: none); fails if several do."""
-    live = [h for h, tasks in fleet.live().items() if task in tasks]
-    assert len(live) <= 1, f"{task} runs on {live}"
-    return live[0] if live else None
-
-
-def start_three(fleet: Fleet, cut_off: bool = False) -> str:
-    fleet.put_config(
-        {"sched": fleet.task("sched", placement="cluster"), "common": fleet.task("common")}
-    )
-    for name in ("h1", "h2", "h3"):
-        fleet.start(name, cut_off=cut_off)
-    wait_until(lambda: holder(fleet), 15, "one host to run sched")
-    fleet.wait_live({h: {"common"} | ({"sched"} if h == holder(fleet) else set())
-                     for h in ("h1", "h2", "h3")})  # fmt: skip
-    first = holder(fleet)
-    assert first is not None
-    return first
-
-
-def sched_runs(fleet: Fleet) -> list[dict[str, Any]]:
-    return sorted(fleet.markers.runs("sched"), key=lambda r: r["start"])
+from fleet.scenario import TTL, Fleet, holder, sched_runs, start_three
 
 
 def test_a_cluster_task_runs_on_one_host_and_fails_over_when_its_holder_is_killed(

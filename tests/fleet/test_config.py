@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fleet.conftest import Fleet
 from fleet.harness import config_text, wait_until
+from fleet.scenario import Fleet
 
 
 def three_hosts(fleet: Fleet) -> dict[str, set[str]]:

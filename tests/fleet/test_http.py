@@ -9,11 +9,11 @@ import re
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
-from fleet.conftest import Fleet
 from fleet.harness import wait_until
+from fleet.scenario import Fleet
 
 LISTENING = re.compile(r"HTTP service listening on http://127\.0\.0\.1:(\d+)")
 HTTP = [{"listen": "127.0.0.1:0"}]
@@ -48,7 +48,7 @@ def tasks_of(document: dict[str, Any], host: str) -> dict[str, str]:
     return {name: task["state"] for name, task in (status.get("tasks") or {}).items()}
 
 
-def events(port: int, path: str, deadline: float) -> Iterator[dict[str, Any]]:
+def events(port: int, path: str, deadline: float) -> Generator[dict[str, Any]]:
     """The data of each event of a stream, until the deadline (then AssertionError)."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=deadline)
     try:

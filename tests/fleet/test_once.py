@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fleet.conftest import TTL, Fleet
 from fleet.harness import wait_until
+from fleet.scenario import TTL, Fleet
 
 
 def config(fleet: Fleet, exit_code: int = 0, **extra: Any) -> dict[str, Any]:

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import re
 
-from fleet.conftest import TTL, Fleet
 from fleet.harness import wait_until
-from fleet.test_cluster import holder, sched_runs, start_three
+from fleet.scenario import TTL, Fleet, holder, sched_runs, start_three
 
 
 def test_one_etcd_member_down_changes_nothing(fleet: Fleet) -> None:
@@ -57,8 +56,8 @@ def test_all_etcd_members_down_hosts_keep_running_and_recover(fleet: Fleet) -> N
     fleet.hosts[restarted].start()
     wait_until(lambda: "common" in fleet.live().get(restarted, {}), 45,
                f"{restarted} to start from its copy")  # fmt: skip
-    for name, host in fleet.hosts.items():
-        outages = re.findall(r"taskforce\[(\d+)\]: WARNING etcd is unreachable", host.read_log())
+    for name, member in fleet.hosts.items():
+        outages = re.findall(r"taskforce\[(\d+)\]: WARNING etcd is unreachable", member.read_log())
         assert len(outages) == len(set(outages)), f"{name} logged the outage repeatedly"
     assert "etcd is unreachable" in fleet.hosts[first].read_log()
 
@@ -73,5 +72,5 @@ def test_all_etcd_members_down_hosts_keep_running_and_recover(fleet: Fleet) -> N
          "more": fleet.task("more")}
     )  # fmt: skip
     wait_until(lambda: all("more" in t for t in fleet.live().values()), 45, "the new task")
-    for name, host in fleet.hosts.items():
-        assert "etcd is reachable again" in host.read_log() or name == restarted
+    for name, member in fleet.hosts.items():
+        assert "etcd is reachable again" in member.read_log() or name == restarted

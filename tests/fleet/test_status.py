@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from fleet.conftest import TTL, Fleet
 from fleet.harness import wait_until
+from fleet.scenario import TTL, Fleet
 
 
 def test_a_killed_host_leaves_the_fleet_status_after_its_lease(fleet: Fleet) -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 import signal
 
-from fleet.conftest import Fleet
 from fleet.harness import wait_until
+from fleet.scenario import Fleet
 
 
 def test_an_in_place_upgrade_restarts_no_task(fleet: Fleet) -> None:

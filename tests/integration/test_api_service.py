@@ -12,12 +12,8 @@ import contextlib
 import http.client
 import json
 import os
-import shutil
-import signal
 import socket
 import ssl
-import subprocess
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +21,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import processes_with_marker
+from support.procfs import processes_with_marker
+from support.tls import Certificate
 from taskforce.api.listen import ApiConfigError, listener_from_flags
 from taskforce.api.run import serve_with_api
 from taskforce.api.server import ApiService, start_api
@@ -155,18 +152,6 @@ class Events:
 
 
 # --- running a legion with the service --------------------------------------------------
-
-
-@pytest.fixture
-def marker() -> Iterator[str]:
-    """Marks the tasks' environment; whatever a failed test leaves running is killed."""
-    value = uuid.uuid4().hex
-    try:
-        yield value
-    finally:
-        for pid in processes_with_marker(value):
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
 
 
 def private_dir(tmp_path: Path) -> Path:
@@ -392,26 +377,9 @@ def test_tokens_on_loopback_tcp(tmp_path: Path, marker: str) -> None:
         raise
 
 
-@pytest.fixture
-def certificate(tmp_path: Path) -> Path:
-    """A self-signed certificate for 127.0.0.1, with its key in the same PEM file."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    combined = tmp_path / "server.pem"
-    combined.write_bytes(cert.read_bytes() + key.read_bytes())
-    return combined
-
-
-def test_tls(tmp_path: Path, marker: str, certificate: Path) -> None:
+def test_tls(tmp_path: Path, marker: str, certificate: Certificate) -> None:
     config = write_config(tmp_path)
-    trust = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+    trust = ssl.create_default_context(cafile=str(certificate.cert))
 
     async def scenario(legion: Legion, service: ApiService) -> None:
         (address,) = service.addresses
@@ -426,12 +394,12 @@ def test_tls(tmp_path: Path, marker: str, certificate: Path) -> None:
             await asyncio.to_thread(call, address.replace("https", "http"), "GET", "/")
 
     listener = HttpListener(
-        listen="127.0.0.1:0", certfile=str(certificate), allow_control=True, token=TOKEN
+        listen="127.0.0.1:0", certfile=str(certificate.combined), allow_control=True, token=TOKEN
     )
     assert serve(config, marker, [listener], scenario) is Outcome.STOPPED
 
 
-def test_refusals(tmp_path: Path, certificate: Path) -> None:
+def test_refusals(tmp_path: Path, certificate: Certificate) -> None:
     legion = Legion(str(write_config(tmp_path)))
 
     async def start(listener: HttpListener) -> None:
@@ -442,11 +410,11 @@ def test_refusals(tmp_path: Path, certificate: Path) -> None:
         (HttpListener(listen="127.0.0.1:0", allow_control=True), "needs an access token"),
         (HttpListener(listen="0.0.0.0:0", allow_control=True, token=TOKEN), "needs TLS"),
         (HttpListener(listen=str(tmp_path / "none" / "x.sock")), "No such file or directory"),
-        (HttpListener(listen=":0", certfile=str(tmp_path / "key.pem")), "certificate file"),
+        (HttpListener(listen=":0", certfile=str(certificate.key)), "certificate file"),
     ]:
         with pytest.raises(ApiConfigError, match=message):
             asyncio.run(start(listener))
-    asyncio.run(start(HttpListener(listen="0.0.0.0:0", certfile=str(certificate))))
+    asyncio.run(start(HttpListener(listen="0.0.0.0:0", certfile=str(certificate.combined))))
 
 
 def test_serve_with_api_uses_the_settings_and_removes_its_socket(

@@ -19,16 +19,11 @@ from typing import Any
 
 import pytest
 
-from conftest import (
-    Probes,
-    Taskforce,
-    parent_pid,
-    probe_task,
-    processes_with_marker,
-    wait_for,
-    write_config,
-    zombies_of,
-)
+from support.config import write_config
+from support.probes import Probes, probe_task
+from support.procfs import parent_pid, processes_with_marker, zombies_of
+from support.runner import Taskforce
+from support.wait import wait_for
 
 SETTINGS: dict[str, Any] = {
     "http": [],

@@ -10,12 +10,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from conftest import PROBE, Probes, Taskforce, pid_alive, probe_task, wait_for, write_config
-
-FAST = {
-    "stop_timeout": 2,
-    "restart": {"min_uptime": 0.2, "initial_delay": 0.1},
-}
+from support.config import FAST, write_config
+from support.probes import PROBE, Probes, probe_task
+from support.procfs import pid_alive
+from support.runner import Taskforce
+from support.wait import wait_for
 
 
 def live_pids(probes: Probes, task: str) -> set[int]:

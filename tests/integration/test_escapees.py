@@ -5,7 +5,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from conftest import Probes, Taskforce, pid_alive, probe_task, wait_for, write_config
+from support.config import write_config
+from support.probes import Probes, probe_task
+from support.procfs import pid_alive
+from support.runner import Taskforce
+from support.wait import wait_for
 
 # Forks a grandchild that daemonizes (setsid + fork, ignoring SIGTERM), records its pid,
 # then waits: stopping the task must not leave the grandchild behind.

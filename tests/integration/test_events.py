@@ -7,9 +7,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from conftest import PROBE, Probes, Taskforce, probe_task, wait_for, write_config
-
-FAST = {"stop_timeout": 2, "restart": {"min_uptime": 0.2, "initial_delay": 0.1}}
+from support.config import FAST, write_config
+from support.probes import PROBE, Probes, probe_task
+from support.runner import Taskforce
+from support.wait import wait_for
 
 
 def pids(probes: Probes, task: str) -> set[int]:

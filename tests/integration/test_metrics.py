@@ -20,7 +20,9 @@ from typing import Any
 
 import pytest
 
-from conftest import Taskforce, wait_for, write_config
+from support.config import write_config
+from support.runner import Taskforce
+from support.wait import wait_for
 from taskforce import __version__
 
 parser = pytest.importorskip("prometheus_client.parser")

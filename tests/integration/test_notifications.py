@@ -6,19 +6,14 @@ answers holds up neither the restarts nor the event loop."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
-import signal
 import sys
-import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from conftest import processes_with_marker
+from support.wait import until
 from taskforce.api.run import serve_with_api
 from taskforce.runtime.legion import Legion
 from taskforce.runtime.supervisor import Outcome
@@ -50,18 +45,6 @@ CRASH = [sys.executable, "-c", "import sys; sys.exit(1)"]
 SLEEP = ["sleep", "1000"]
 
 
-@pytest.fixture
-def marker() -> Iterator[str]:
-    """Marks the tasks' environment; whatever a failed test leaves running is killed."""
-    value = uuid.uuid4().hex
-    try:
-        yield value
-    finally:
-        for pid in processes_with_marker(value):
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-
-
 def write_config(path: Path, tasks: dict[str, Any], notify: list[dict[str, Any]]) -> Path:
     path.write_text(json.dumps({"tasks": tasks, "settings": {**SETTINGS, "notify": notify}}))
     return path
@@ -83,14 +66,6 @@ def serve(config: Path, marker: str, scenario: Callable[[Legion], Awaitable[None
         return outcome
 
     return asyncio.run(main())
-
-
-async def until(condition: Callable[[], object], what: str) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + DEADLINE
-    while not condition():
-        assert loop.time() < end, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)  # polling interval of a deadline-bounded wait
 
 
 def test_webhook_and_command_hear_a_task_fail_and_recover(tmp_path: Path, marker: str) -> None:

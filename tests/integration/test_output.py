@@ -20,7 +20,10 @@ from typing import Any
 
 import pytest
 
-from conftest import DEADLINE, Taskforce, pid_alive, wait_for, write_config
+from support.config import write_config
+from support.procfs import pid_alive
+from support.runner import Taskforce
+from support.wait import DEADLINE, wait_for
 
 PY = sys.executable
 
@@ -90,7 +93,11 @@ def test_file_destination_rotates_and_keeps_backups(taskforce: Taskforce, tmp_pa
     expected = b"".join(f"line {n:04d} ".ljust(49, ".").encode() + b"\n" for n in range(500))
     for slot in (0, 1):
         path = tmp_path / "logs" / f"writer-{slot}.log"
-        wait_for(lambda p=path: read_file(p).endswith(expected[-50:]), what=f"{path} written")
+
+        def written(p: Path = path) -> bool:
+            return read_file(p).endswith(expected[-50:])
+
+        wait_for(written, what=f"{path} written")
         files = [Path(f"{path}.2"), Path(f"{path}.1"), path]
         assert not Path(f"{path}.3").exists()
         for file in files:
@@ -176,26 +183,25 @@ def test_logs_shows_and_follows_output(taskforce: Taskforce, tmp_path: Path) -> 
     assert record["instance"] == 0 and record["stream"] == "stdout"
     assert record["text"].startswith("tick ")
 
-    follower = subprocess.Popen(
+    with subprocess.Popen(
         taskforce.command("logs", "--server", str(tmp_path / "tf.sock"), "-f", "-n", "1", "ticker"),
         env=taskforce.env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
-    )
-    try:
-        assert follower.stdout is not None
-        numbers = []
-        for _ in range(6):  # the recent line, then new ones as they are written
-            readable, _, _ = select.select([follower.stdout], [], [], DEADLINE)
-            assert readable, "no output from taskforce logs -f"
-            line = follower.stdout.readline().decode()
-            assert line.startswith("ticker[0]: tick ")
-            numbers.append(int(line.split()[-1]))
-        assert numbers == list(range(numbers[0], numbers[0] + 6))
-    finally:
-        follower.terminate()
-        follower.wait(DEADLINE)
+    ) as follower:
+        try:
+            assert follower.stdout is not None
+            numbers = []
+            for _ in range(6):  # the recent line, then new ones as they are written
+                readable, _, _ = select.select([follower.stdout], [], [], DEADLINE)
+                assert readable, "no output from taskforce logs -f"
+                line = follower.stdout.readline().decode()
+                assert line.startswith("ticker[0]: tick ")
+                numbers.append(int(line.split()[-1]))
+            assert numbers == list(range(numbers[0], numbers[0] + 6))
+        finally:
+            follower.terminate()  # leaving the block closes its pipes and reaps it
 
 
 def test_a_new_destination_applies_without_a_restart(taskforce: Taskforce, tmp_path: Path) -> None:
@@ -265,7 +271,11 @@ def test_a_flooding_task_neither_stalls_nor_bloats_taskforce(
         assert status == 200 and tasks["flood"]["state"] == "running"
         status, recent = api(tmp_path, "/logs/flood?n=5")
         assert status == 200 and recent["lines"][-1]["text"] == "x" * 99
-        wait_for(lambda b=before: file_version(path) != b, what="the flood to go on")
+
+        def grown(b: tuple[int, int] = before) -> bool:
+            return file_version(path) != b
+
+        wait_for(grown, what="the flood to go on")
         highest = max(highest, rss_kib(taskforce.pid))
     wait_for(Path(f"{path}.1").exists, what="the log to be rotated")
     highest = max(highest, rss_kib(taskforce.pid))

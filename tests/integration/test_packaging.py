@@ -21,7 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Probes, Taskforce, probe_task, write_config
+from support.config import write_config
+from support.probes import Probes, probe_task
+from support.runner import Taskforce
 
 pytestmark = [pytest.mark.build, pytest.mark.timeout(300)]
 

@@ -19,32 +19,16 @@ from typing import Any
 
 import pytest
 
-from conftest import (
-    PROBE,
-    Probes,
-    Taskforce,
-    parent_pid,
-    pid_alive,
-    probe_task,
-    proc_cmdline,
-    wait_for,
-    write_config,
-    zombies_of,
-)
+from support.config import fast_config
+from support.probes import PROBE, Probes, probe_task
+from support.procfs import parent_pid, pid_alive, proc_cmdline, zombies_of
+from support.runner import Taskforce
+from support.wait import wait_for
 
-FAST: dict[str, Any] = {
-    "stop_timeout": 1,
-    "restart": {"min_uptime": 0.5, "initial_delay": 0.1, "factor": 2, "max_delay": 1},
-}
 # An interpreter that any user may run (the test venv's may live under /root).
 SYSTEM_PYTHON = next(
     (p for p in ("/usr/bin/python3", "/usr/local/bin/python3") if os.access(p, os.X_OK)), None
 )
-
-
-def config(tmp_path: Path, tasks: dict[str, Any], **top: Any) -> str:
-    top.setdefault("settings", FAST)
-    return str(write_config(tmp_path / "taskforce.conf", tasks, **top))
 
 
 # ----- the context as the environment -----------------------------------------------
@@ -57,7 +41,7 @@ def test_whole_context_becomes_the_environment(
     roles.write_text("web\ndc=east-1\n")
     workdir = tmp_path / "work"
     workdir.mkdir()
-    conf = config(
+    conf = fast_config(
         tmp_path,
         {
             "svc": probe_task(
@@ -98,7 +82,7 @@ def test_whole_context_becomes_the_environment(
 def test_task_pid_in_arguments_is_the_real_pid(
     tmp_path: Path, taskforce: Taskforce, probes: Probes
 ) -> None:
-    conf = config(tmp_path, {"svc": probe_task("--tag", "pid={Task_pid}")})
+    conf = fast_config(tmp_path, {"svc": probe_task("--tag", "pid={Task_pid}")})
     taskforce.start("-f", conf)
     rec = probes.wait(1, task="svc")[0]
     assert rec["argv"][1:] == ["--tag", f"pid={rec['pid']}"]
@@ -107,7 +91,7 @@ def test_task_pid_in_arguments_is_the_real_pid(
 def test_stdin_is_dev_null_and_own_session(
     tmp_path: Path, taskforce: Taskforce, probes: Probes
 ) -> None:
-    conf = config(tmp_path, {"svc": probe_task()})
+    conf = fast_config(tmp_path, {"svc": probe_task()})
     taskforce.start("-f", conf)
     rec = probes.wait(1, task="svc")[0]
     assert rec["stdio"] == ["/dev/null", "/dev/null", "/dev/null"]
@@ -124,7 +108,7 @@ def test_program_name_is_looked_up_in_the_context_path(
     script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{PROBE}" "$@"\n')
     script.chmod(0o755)
     assert shutil.which("my-probe", path=taskforce.env["PATH"]) is None
-    conf = config(
+    conf = fast_config(
         tmp_path,
         {
             "svc": {
@@ -146,7 +130,7 @@ def test_program_name_is_looked_up_in_the_context_path(
 def test_cwd(tmp_path: Path, taskforce: Taskforce, probes: Probes) -> None:
     workdir = tmp_path / "work dir"
     workdir.mkdir()
-    conf = config(tmp_path, {"svc": probe_task(cwd=str(workdir)), "plain": probe_task()})
+    conf = fast_config(tmp_path, {"svc": probe_task(cwd=str(workdir)), "plain": probe_task()})
     taskforce.start("-f", conf, cwd=tmp_path)
     assert probes.wait(1, task="svc")[0]["cwd"] == str(workdir)
     assert probes.wait(1, task="plain")[0]["cwd"] == str(tmp_path)
@@ -155,7 +139,7 @@ def test_cwd(tmp_path: Path, taskforce: Taskforce, probes: Probes) -> None:
 def test_missing_cwd_is_reported_and_retried(
     tmp_path: Path, taskforce: Taskforce, probes: Probes
 ) -> None:
-    conf = config(
+    conf = fast_config(
         tmp_path, {"svc": probe_task(cwd=str(tmp_path / "missing")), "good": probe_task()}
     )
     taskforce.start("-f", conf)
@@ -167,7 +151,9 @@ def test_missing_cwd_is_reported_and_retried(
 
 
 def test_procname_sets_argv0(tmp_path: Path, taskforce: Taskforce, probes: Probes) -> None:
-    conf = config(tmp_path, {"pool": probe_task(count=2, procname="{Task_name}-{Task_instance}")})
+    conf = fast_config(
+        tmp_path, {"pool": probe_task(count=2, procname="{Task_name}-{Task_instance}")}
+    )
     taskforce.start("-f", conf)
     for rec in probes.wait(2, task="pool"):
         expected = f"pool-{rec['env']['Task_instance']}"
@@ -220,7 +206,7 @@ def test_user_sets_uid_gid_and_groups(
     tmp_path: Path, taskforce: Taskforce, shared_probes: Probes
 ) -> None:
     nobody = named("nobody", "user")
-    conf = config(tmp_path, {"svc": user_task(shared_probes, user="nobody")})
+    conf = fast_config(tmp_path, {"svc": user_task(shared_probes, user="nobody")})
     taskforce.start("-f", conf)
     rec = shared_probes.wait(1, task="svc")[0]
     assert (rec["uid"], rec["gid"]) == (nobody.pw_uid, nobody.pw_gid)
@@ -240,7 +226,7 @@ def test_supplementary_groups_come_from_the_user(
     account = _account_with_supplementary_groups()
     if account is None:
         pytest.skip("no account with supplementary groups on this host")
-    conf = config(tmp_path, {"svc": user_task(shared_probes, user=account.pw_uid)})
+    conf = fast_config(tmp_path, {"svc": user_task(shared_probes, user=account.pw_uid)})
     taskforce.start("-f", conf)
     rec = shared_probes.wait(1, task="svc")[0]
     assert rec["uid"] == account.pw_uid and rec["gid"] == account.pw_gid
@@ -253,7 +239,7 @@ def test_user_and_group(tmp_path: Path, taskforce: Taskforce, shared_probes: Pro
     nobody = named("nobody", "user")
     nogroup = named("nogroup", "group")
     root_group = grp.getgrgid(0).gr_name
-    conf = config(
+    conf = fast_config(
         tmp_path,
         {
             "both": user_task(shared_probes, user="nobody", group=root_group),
@@ -288,7 +274,7 @@ def test_stop_command_runs_as_the_task_user(
     stopper_uid = shared_probes.dir / "stopper-uid"
     task = user_task(shared_probes, user="nobody")
     task["commands"]["stop"] = [SYSTEM_PYTHON, "-c", stopper, "{Task_pid}", str(stopper_uid)]
-    conf = config(tmp_path, {"svc": task})
+    conf = fast_config(tmp_path, {"svc": task})
     taskforce.start("-f", conf)
     rec = shared_probes.wait(1, task="svc")[0]
     assert rec["uid"] == nobody.pw_uid
@@ -304,7 +290,7 @@ def test_stop_command_runs_as_the_task_user(
 def test_orphaned_grandchildren_are_reaped(
     tmp_path: Path, taskforce: Taskforce, probes: Probes
 ) -> None:
-    conf = config(tmp_path, {"forker": probe_task("--orphan", "--orphan-life", "1", count=2)})
+    conf = fast_config(tmp_path, {"forker": probe_task("--orphan", "--orphan-life", "1", count=2)})
     taskforce.start("-f", conf)
     records = probes.wait(2, task="forker")
     for rec in records:
@@ -322,7 +308,7 @@ def test_orphaned_grandchildren_are_reaped(
 def test_process_group_is_killed_when_the_task_exits(
     tmp_path: Path, taskforce: Taskforce, probes: Probes
 ) -> None:
-    conf = config(
+    conf = fast_config(
         tmp_path, {"leader": probe_task("--grandchild", "--exit-after", "0.5", control="once")}
     )
     taskforce.start("-f", conf)

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from conftest import PROBE, Probes, Taskforce, probe_task, write_config
-
-FAST = {"stop_timeout": 2, "restart": {"min_uptime": 0.2, "initial_delay": 0.1}}
+from support.config import FAST, write_config
+from support.probes import PROBE, Probes, probe_task
+from support.runner import Taskforce
 
 # A server that becomes ready (listens / answers) only after `delay` seconds, then waits.
 SERVER = r"""

@@ -21,7 +21,8 @@ import pytest
 from taskforce.core.spec import TASK_PID_MARKER
 from taskforce.runtime import process
 
-PATHS = ["fork"] + (["vfork"] if process._vfork is not None else [])
+# _vfork: the C extension as process.py imported it, None where it could not be built.
+PATHS = ["fork"] + (["vfork"] if process._vfork is not None else [])  # type: ignore[attr-defined]
 
 
 @dataclass

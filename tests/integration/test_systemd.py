@@ -17,14 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (
-    DEADLINE,
-    Taskforce,
-    proc_environ,
-    task_processes,
-    wait_for,
-    write_config,
-)
+from support.config import write_config
+from support.procfs import proc_environ, task_processes
+from support.runner import Taskforce
+from support.wait import DEADLINE, wait_for
 
 REPO = Path(__file__).parents[2]
 UNIT = REPO / "systemd" / "taskforce.service"

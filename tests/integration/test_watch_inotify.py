@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from watch_support import Recorder, run
 
+from support.watching import Recorder, watching
 from taskforce.watch import FileWatcher
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="inotify is Linux only")
@@ -28,7 +28,8 @@ def inotify_calls(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
 
     if request.param == "inotify_simple":
         monkeypatch.setattr(inotify, "_syscalls", None)
-    elif inotify._syscalls is None:
+    # The C extension as inotify.py imported it (not re-exported: a private name).
+    elif inotify._syscalls is None:  # type: ignore[attr-defined]
         pytest.skip("taskforce._syscalls was not built")
     return str(request.param)
 
@@ -61,10 +62,8 @@ def test_in_place_write_is_reported_and_neighbours_are_not(tmp_path: Path) -> No
     conf.write_text("a")
     other.write_text("a")
 
-    async def test(loop: asyncio.AbstractEventLoop) -> None:
-        rec = Recorder()
-        w = FileWatcher(loop, rec)
-        try:
+    async def test() -> None:
+        async with watching() as (w, rec):
             assert w.backend == "inotify"
             w.set_paths([conf, sentinel])
             other.write_text("b")
@@ -74,20 +73,16 @@ def test_in_place_write_is_reported_and_neighbours_are_not(tmp_path: Path) -> No
             await barrier(rec, sentinel)
             assert str(other) not in rec.seen()
             assert rec.calls[0] == {str(conf)}
-        finally:
-            w.close()
 
-    run(test)
+    asyncio.run(test())
 
 
 def test_atomic_rename_over_is_reported(tmp_path: Path) -> None:
     conf = tmp_path / "app.conf"
     conf.write_text("old")
 
-    async def test(loop: asyncio.AbstractEventLoop) -> None:
-        rec = Recorder()
-        w = FileWatcher(loop, rec)
-        try:
+    async def test() -> None:
+        async with watching() as (w, rec):
             w.set_paths([conf])
             new = tmp_path / ".app.conf.tmp"
             new.write_text("new")
@@ -98,57 +93,45 @@ def test_atomic_rename_over_is_reported(tmp_path: Path) -> None:
             start = len(rec.calls)
             conf.write_text("newer")
             await rec.expect(conf, start=start)
-        finally:
-            w.close()
 
-    run(test)
+    asyncio.run(test())
 
 
 def test_delete_and_recreate(tmp_path: Path) -> None:
     conf = tmp_path / "app.conf"
     conf.write_text("a")
 
-    async def test(loop: asyncio.AbstractEventLoop) -> None:
-        rec = Recorder()
-        w = FileWatcher(loop, rec)
-        try:
+    async def test() -> None:
+        async with watching() as (w, rec):
             w.set_paths([conf])
             conf.unlink()
             await rec.expect(conf)
             start = len(rec.calls)
             conf.write_text("again")
             await rec.expect(conf, start=start)
-        finally:
-            w.close()
 
-    run(test)
+    asyncio.run(test())
 
 
 def test_path_that_does_not_exist_yet(tmp_path: Path) -> None:
     conf = tmp_path / "later.conf"
 
-    async def test(loop: asyncio.AbstractEventLoop) -> None:
-        rec = Recorder()
-        w = FileWatcher(loop, rec)
-        try:
+    async def test() -> None:
+        async with watching() as (w, rec):
             w.set_paths([str(conf)])
             assert w.watch_count == watches_to(tmp_path)
             conf.write_text("here")
             await rec.expect(conf)
-        finally:
-            w.close()
 
-    run(test)
+    asyncio.run(test())
 
 
 def test_directories_created_later_are_armed(tmp_path: Path) -> None:
     conf = tmp_path / "a" / "b" / "c" / "app.conf"
     sentinel = tmp_path / "sentinel"
 
-    async def test(loop: asyncio.AbstractEventLoop) -> None:
-        rec = Recorder()
-        w = FileWatcher(loop, rec)
-        try:
+    async def test() -> None:
+        async with watching() as (w, rec):
             w.set_paths([conf, sentinel])
             assert w.watch_count == watches_to(tmp_path)
             (tmp_path / "a").mkdir()
@@ -162,10 +145,8 @@ def test_directories_created_later_are_armed(tmp_path: Path) -> None:
             start = len(rec.calls)
             conf.write_text("y")
             await rec.expect(conf, start=start)
-        finally:
-            w.close()
 
-    run(test)
+    asyncio.run(test())
 
 
 def test_directory_removed_and_recreated(tmp_path: Path) -> None:
@@ -173,10 +154,8 @@ def test_directory_removed_and_recreated(tmp_path: Path) -> None:
     conf.parent.mkdir()
     conf.write_text("a")
 
-    async def test(loop: asyncio.AbstractEventLoop) -> None:
-        rec = Recorder()
-        w = FileWatcher(loop, rec)
-        try:
+    async def test() -> None:
+        async with watching() as (w, rec):
             w.set_paths([conf])
             conf.unlink()
             conf.parent.rmdir()
@@ -185,10 +164,8 @@ def test_directory_removed_and_recreated(tmp_path: Path) -> None:
             conf.parent.mkdir()
             conf.write_text("b")
             await rec.expect(conf, start=start)
-        finally:
-            w.close()
 
-    run(test)
+    asyncio.run(test())
 
 
 def test_directory_replaced_by_rename(tmp_path: Path) -> None:
@@ -199,10 +176,8 @@ def test_directory_replaced_by_rename(tmp_path: Path) -> None:
     staged.mkdir()
     (staged / "app.conf").write_text("b")
 
-    async def test(loop: asyncio.AbstractEventLoop) -> None:
-        rec = Recorder()
-        w = FileWatcher(loop, rec)
-        try:
+    async def test() -> None:
+        async with watching() as (w, rec):
             w.set_paths([conf])
             os.rename(conf.parent, tmp_path / "old")
             os.rename(staged, conf.parent)
@@ -212,10 +187,8 @@ def test_directory_replaced_by_rename(tmp_path: Path) -> None:
             (tmp_path / "old" / "app.conf").write_text("ignored")
             conf.write_text("c")
             await rec.expect(conf, start=start)
-        finally:
-            w.close()
 
-    run(test)
+    asyncio.run(test())
 
 
 def test_ancestor_directory_replaced_by_rename(tmp_path: Path) -> None:
@@ -226,10 +199,8 @@ def test_ancestor_directory_replaced_by_rename(tmp_path: Path) -> None:
     staged.mkdir(parents=True)
     (staged / "app.conf").write_text("v2")
 
-    async def test(loop: asyncio.AbstractEventLoop) -> None:
-        rec = Recorder()
-        w = FileWatcher(loop, rec)
-        try:
+    async def test() -> None:
+        async with watching() as (w, rec):
             w.set_paths([conf])
             # A deployment swapping whole trees: nothing happens inside app/etc itself.
             os.rename(tmp_path / "app", tmp_path / "app.old")
@@ -240,27 +211,21 @@ def test_ancestor_directory_replaced_by_rename(tmp_path: Path) -> None:
             conf.write_text("v3")
             await rec.expect(conf, start=start)
             assert w.watch_count == watches_to(conf.parent)
-        finally:
-            w.close()
 
-    run(test)
+    asyncio.run(test())
 
 
 def test_chmod_is_reported(tmp_path: Path) -> None:
     prog = tmp_path / "prog"
     prog.write_text("#!/bin/sh\n")
 
-    async def test(loop: asyncio.AbstractEventLoop) -> None:
-        rec = Recorder()
-        w = FileWatcher(loop, rec)
-        try:
+    async def test() -> None:
+        async with watching() as (w, rec):
             w.set_paths([prog])
             prog.chmod(0o755)
             await rec.expect(prog)
-        finally:
-            w.close()
 
-    run(test)
+    asyncio.run(test())
 
 
 def test_symlink_swap_and_link_target(tmp_path: Path) -> None:
@@ -272,10 +237,8 @@ def test_symlink_swap_and_link_target(tmp_path: Path) -> None:
     conf = current / "app.conf"
     sentinel = tmp_path / "sentinel"
 
-    async def test(loop: asyncio.AbstractEventLoop) -> None:
-        rec = Recorder()
-        w = FileWatcher(loop, rec)
-        try:
+    async def test() -> None:
+        async with watching() as (w, rec):
             w.set_paths([conf, sentinel])
             (tmp_path / "v1" / "app.conf").write_text("edited")
             await rec.expect(conf)
@@ -290,19 +253,15 @@ def test_symlink_swap_and_link_target(tmp_path: Path) -> None:
             assert str(conf) not in rec.seen(start)
             (tmp_path / "v2" / "app.conf").write_text("edited")
             await rec.expect(conf, start=start)
-        finally:
-            w.close()
 
-    run(test)
+    asyncio.run(test())
 
 
 def test_burst_is_delivered_in_one_callback(tmp_path: Path) -> None:
     conf, sentinel = tmp_path / "app.conf", tmp_path / "sentinel"
 
-    async def test(loop: asyncio.AbstractEventLoop) -> None:
-        rec = Recorder()
-        w = FileWatcher(loop, rec)
-        try:
+    async def test() -> None:
+        async with watching() as (w, rec):
             w.set_paths([conf, sentinel])
             # Written without yielding to the loop: all events wait in one read.
             for i in range(100):
@@ -310,20 +269,16 @@ def test_burst_is_delivered_in_one_callback(tmp_path: Path) -> None:
             await rec.expect(conf)
             await barrier(rec, sentinel)
             assert len(rec.calls) == 2
-        finally:
-            w.close()
 
-    run(test)
+    asyncio.run(test())
 
 
 def test_debounce_coalesces_a_spread_out_burst(tmp_path: Path) -> None:
     paths = [tmp_path / f"f{i}" for i in range(10)]
     sentinel = tmp_path / "sentinel"
 
-    async def test(loop: asyncio.AbstractEventLoop) -> None:
-        rec = Recorder()
-        w = FileWatcher(loop, rec, debounce=1.0)
-        try:
+    async def test() -> None:
+        async with watching(debounce=1.0) as (w, rec):
             w.set_paths([*paths, sentinel])
             for i in range(100):
                 paths[i % 10].write_text(str(i))
@@ -332,20 +287,16 @@ def test_debounce_coalesces_a_spread_out_burst(tmp_path: Path) -> None:
             await barrier(rec, sentinel)
             assert rec.calls[0] == {str(p) for p in paths}
             assert len(rec.calls) == 2
-        finally:
-            w.close()
 
-    run(test)
+    asyncio.run(test())
 
 
 def test_paths_in_one_directory_share_a_watch(tmp_path: Path) -> None:
     a, b, sentinel = tmp_path / "a", tmp_path / "b", tmp_path / "sub" / "sentinel"
     sentinel.parent.mkdir()
 
-    async def test(loop: asyncio.AbstractEventLoop) -> None:
-        rec = Recorder()
-        w = FileWatcher(loop, rec)
-        try:
+    async def test() -> None:
+        async with watching() as (w, rec):
             here = watches_to(tmp_path)
             w.set_paths([a, b])
             assert w.watch_count == here
@@ -362,10 +313,8 @@ def test_paths_in_one_directory_share_a_watch(tmp_path: Path) -> None:
             assert w.watch_count == here + 1
             w.set_paths([])
             assert w.watch_count == 0
-        finally:
-            w.close()
 
-    run(test)
+    asyncio.run(test())
 
 
 def test_ten_thousand_paths_in_a_hundred_directories(tmp_path: Path) -> None:
@@ -379,10 +328,8 @@ def test_ten_thousand_paths_in_a_hundred_directories(tmp_path: Path) -> None:
                 path.write_text("")
             paths.append(str(path))
 
-    async def test(loop: asyncio.AbstractEventLoop) -> None:
-        rec = Recorder()
-        w = FileWatcher(loop, rec)
-        try:
+    async def test() -> None:
+        async with watching() as (w, rec):
             w.set_paths(paths)
             assert w.watch_count == watches_to(tmp_path) + 100
             assert not w.polled_paths
@@ -392,23 +339,21 @@ def test_ten_thousand_paths_in_a_hundred_directories(tmp_path: Path) -> None:
             assert rec.seen() == {paths[5742], paths[9999]}
             w.set_paths(paths[:5000])
             assert w.watch_count == watches_to(tmp_path) + 50
-        finally:
-            w.close()
 
-    run(test)
+    asyncio.run(test())
 
 
 def test_callback_errors_do_not_stop_watching(tmp_path: Path) -> None:
     conf = tmp_path / "app.conf"
 
-    async def test(loop: asyncio.AbstractEventLoop) -> None:
+    async def test() -> None:
         rec = Recorder()
 
         def failing(paths: frozenset[str]) -> None:
             rec(paths)
             raise RuntimeError("callback bug")
 
-        w = FileWatcher(loop, failing)
+        w = FileWatcher(asyncio.get_running_loop(), failing)
         try:
             w.set_paths([conf])
             conf.write_text("1")
@@ -419,13 +364,13 @@ def test_callback_errors_do_not_stop_watching(tmp_path: Path) -> None:
         finally:
             w.close()
 
-    run(test)
+    asyncio.run(test())
 
 
 def test_close_releases_the_descriptor(tmp_path: Path) -> None:
-    async def test(loop: asyncio.AbstractEventLoop) -> None:
+    async def test() -> None:
         before = inotify_fds()
-        w = FileWatcher(loop, Recorder())
+        w = FileWatcher(asyncio.get_running_loop(), Recorder())
         w.set_paths([tmp_path / "x"])
         assert inotify_fds() == before + 1
         w.close()
@@ -435,7 +380,7 @@ def test_close_releases_the_descriptor(tmp_path: Path) -> None:
         with pytest.raises(RuntimeError):
             w.set_paths([tmp_path / "x"])
 
-    run(test)
+    asyncio.run(test())
 
 
 def test_relative_paths_are_reported_absolute(
@@ -443,18 +388,14 @@ def test_relative_paths_are_reported_absolute(
 ) -> None:
     monkeypatch.chdir(tmp_path)
 
-    async def test(loop: asyncio.AbstractEventLoop) -> None:
-        rec = Recorder()
-        w = FileWatcher(loop, rec)
-        try:
+    async def test() -> None:
+        async with watching() as (w, rec):
             w.set_paths(["conf/../app.conf"])
             assert w.paths == {str(tmp_path / "app.conf")}
             (tmp_path / "app.conf").write_text("x")
             await rec.expect(tmp_path / "app.conf")
-        finally:
-            w.close()
 
-    run(test)
+    asyncio.run(test())
 
 
 def test_an_idle_watcher_has_no_timer(tmp_path: Path) -> None:
@@ -464,17 +405,13 @@ def test_an_idle_watcher_has_no_timer(tmp_path: Path) -> None:
         scheduled: list[asyncio.TimerHandle] = loop._scheduled  # type: ignore[attr-defined]
         return [t for t in scheduled if not t.cancelled()]
 
-    async def test(loop: asyncio.AbstractEventLoop) -> None:
-        rec = Recorder()
-        w = FileWatcher(loop, rec, debounce=0.05)
-        try:
+    async def test() -> None:
+        async with watching(debounce=0.05) as (w, rec):
             w.set_paths([conf, tmp_path / "missing" / "x"])
-            assert not timers(loop)
+            assert not timers(asyncio.get_running_loop())
             conf.write_text("x")
             await rec.expect(conf)
             # The debounce timer existed only while the change was pending.
-            assert not timers(loop)
-        finally:
-            w.close()
+            assert not timers(asyncio.get_running_loop())
 
-    run(test)
+    asyncio.run(test())

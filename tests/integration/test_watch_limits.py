@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from watch_support import Recorder, run
 
+from support.watching import watching
 from taskforce.watch import FileWatcher
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="inotify is Linux only")
@@ -39,10 +39,8 @@ def test_watch_limit_falls_back_to_polling(
     polled = [tmp_path / "full" / f"f{i}" for i in range(3)]
     watched = tmp_path / "fine" / "app.conf"
 
-    async def test(loop: asyncio.AbstractEventLoop) -> None:
-        rec = Recorder()
-        w = FileWatcher(loop, rec, poll_interval=0.02)
-        try:
+    async def test() -> None:
+        async with watching(poll_interval=0.02) as (w, rec):
             refuse_watches(w, lambda path: path.endswith("full"))
             w.set_paths([*polled, watched])
             assert w.backend == "inotify"
@@ -53,11 +51,9 @@ def test_watch_limit_falls_back_to_polling(
             await rec.expect(polled[1], watched)
             w.set_paths([watched])
             assert not w.polled_paths
-        finally:
-            w.close()
 
     with caplog.at_level(logging.WARNING, logger="taskforce.watch"):
-        run(test)
+        asyncio.run(test())
     limit = [r for r in caplog.records if "fs.inotify.max_user_watches" in r.getMessage()]
     assert len(limit) == 1
 
@@ -65,10 +61,8 @@ def test_watch_limit_falls_back_to_polling(
 def test_watch_limit_while_rearming(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     conf = tmp_path / "later" / "app.conf"
 
-    async def test(loop: asyncio.AbstractEventLoop) -> None:
-        rec = Recorder()
-        w = FileWatcher(loop, rec, poll_interval=0.02)
-        try:
+    async def test() -> None:
+        async with watching(poll_interval=0.02) as (w, rec):
             refuse_watches(w, lambda path: path.endswith("later"))
             w.set_paths([conf])
             assert not w.polled_paths
@@ -79,11 +73,9 @@ def test_watch_limit_while_rearming(tmp_path: Path, caplog: pytest.LogCaptureFix
             start = len(rec.calls)
             conf.write_text("longer")
             await rec.expect(conf, start=start)
-        finally:
-            w.close()
 
     with caplog.at_level(logging.WARNING, logger="taskforce.watch"):
-        run(test)
+        asyncio.run(test())
     assert any("fs.inotify.max_user_watches" in r.getMessage() for r in caplog.records)
 
 
@@ -98,19 +90,15 @@ def test_no_inotify_instance_falls_back_to_polling(
     monkeypatch.setattr(inotify, "_open_inotify", too_many)
     conf = tmp_path / "app.conf"
 
-    async def test(loop: asyncio.AbstractEventLoop) -> None:
-        rec = Recorder()
-        w = FileWatcher(loop, rec, poll_interval=0.02)
-        try:
+    async def test() -> None:
+        async with watching(poll_interval=0.02) as (w, rec):
             assert w.backend == "polling"
             w.set_paths([conf])
             conf.write_text("x")
             await rec.expect(conf)
-        finally:
-            w.close()
 
     with caplog.at_level(logging.WARNING, logger="taskforce.watch"):
-        run(test)
+        asyncio.run(test())
     assert any("max_user_instances" in r.getMessage() for r in caplog.records)
 
 
@@ -118,10 +106,8 @@ def test_queue_overflow_reports_everything_and_rebuilds(tmp_path: Path) -> None:
     a, b = tmp_path / "a" / "x", tmp_path / "b" / "y"
     a.parent.mkdir()
 
-    async def test(loop: asyncio.AbstractEventLoop) -> None:
-        rec = Recorder()
-        w = FileWatcher(loop, rec)
-        try:
+    async def test() -> None:
+        async with watching() as (w, rec):
             w.set_paths([a, b])
             ino: Any = w._kernel._ino  # type: ignore[union-attr]
             real = ino.read
@@ -144,7 +130,5 @@ def test_queue_overflow_reports_everything_and_rebuilds(tmp_path: Path) -> None:
             start = len(rec.calls)
             b.write_text("2")
             await rec.expect(b, start=start)
-        finally:
-            w.close()
 
-    run(test)
+    asyncio.run(test())

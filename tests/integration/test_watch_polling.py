@@ -9,9 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from watch_support import Recorder, run
 
-from taskforce.watch import FileWatcher
+from support.watching import watching
 
 INTERVAL = 0.02
 
@@ -21,10 +20,8 @@ def test_polling_sees_each_kind_of_change(tmp_path: Path, caplog: pytest.LogCapt
     conf.write_text("a")
     later = tmp_path / "later" / "new.conf"
 
-    async def test(loop: asyncio.AbstractEventLoop) -> None:
-        rec = Recorder()
-        w = FileWatcher(loop, rec, force_polling=True, poll_interval=INTERVAL)
-        try:
+    async def test() -> None:
+        async with watching(force_polling=True, poll_interval=INTERVAL) as (w, rec):
             assert w.backend == "polling"
             w.set_paths([conf, later])
             assert w.watch_count == 0
@@ -51,20 +48,16 @@ def test_polling_sees_each_kind_of_change(tmp_path: Path, caplog: pytest.LogCapt
                 later.write_text("x")
 
             await step(create_later, later)
-        finally:
-            w.close()
 
     with caplog.at_level(logging.WARNING, logger="taskforce.watch"):
-        run(test)
+        asyncio.run(test())
     warnings = [r for r in caplog.records if "polling" in r.getMessage()]
     assert len(warnings) == 1
 
 
 def test_polling_timer_runs_only_while_there_are_paths(tmp_path: Path) -> None:
-    async def test(loop: asyncio.AbstractEventLoop) -> None:
-        rec = Recorder()
-        w = FileWatcher(loop, rec, force_polling=True, poll_interval=INTERVAL)
-        try:
+    async def test() -> None:
+        async with watching(force_polling=True, poll_interval=INTERVAL) as (w, _):
             w.set_paths([])
             assert w._poller is None
             w.set_paths([tmp_path / "a"])
@@ -73,26 +66,20 @@ def test_polling_timer_runs_only_while_there_are_paths(tmp_path: Path) -> None:
             assert w._poller._timer is None
             w.set_paths([tmp_path / "a"])
             assert w._poller._timer is not None
-        finally:
-            w.close()
         assert w._poller is not None and w._poller._timer is None
 
-    run(test)
+    asyncio.run(test())
 
 
 def test_polling_with_debounce_coalesces(tmp_path: Path) -> None:
     paths = [tmp_path / f"f{i}" for i in range(5)]
 
-    async def test(loop: asyncio.AbstractEventLoop) -> None:
-        rec = Recorder()
-        w = FileWatcher(loop, rec, force_polling=True, poll_interval=INTERVAL, debounce=0.5)
-        try:
+    async def test() -> None:
+        async with watching(force_polling=True, poll_interval=INTERVAL, debounce=0.5) as (w, rec):
             w.set_paths(paths)
             for p in paths:
                 p.write_text("x")
             await rec.expect(*paths)
             assert rec.calls[0] == {str(p) for p in paths}
-        finally:
-            w.close()
 
-    run(test)
+    asyncio.run(test())

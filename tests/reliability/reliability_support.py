@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from conftest import Taskforce, pid_alive, proc_environ, processes_with_marker, wait_for
+from support.runner import Taskforce
+from support.wait import wait_for
 
 # A system interpreter other users can run (the virtualenv lives under /work, private).
 SYSTEM_PYTHON = next(
@@ -48,27 +49,6 @@ def sleep_task(seconds: int = 3600, **keys: Any) -> dict[str, Any]:
     return task
 
 
-def live_by_task(marker: str) -> dict[str, list[int]]:
-    """Live (not zombie) processes of one test, by Task_name, each list sorted."""
-    found: dict[str, list[int]] = {}
-    for pid in processes_with_marker(marker):
-        env = proc_environ(pid)
-        name = env.get("Task_name")
-        if name is not None and pid_alive(pid):
-            found.setdefault(name, []).append(pid)
-    return {name: sorted(pids) for name, pids in found.items()}
-
-
-def live_by_instance(marker: str, task: str) -> dict[int, list[int]]:
-    """Live processes of one task, by Task_instance."""
-    found: dict[int, list[int]] = {}
-    for pid in processes_with_marker(marker):
-        env = proc_environ(pid)
-        if env.get("Task_name") == task and pid_alive(pid):
-            found.setdefault(int(env.get("Task_instance", "0")), []).append(pid)
-    return found
-
-
 def started_pids(log: str, task: str) -> list[int]:
     """Pids the log says were started for `task`, in order."""
     return [int(m) for m in re.findall(rf"\b{re.escape(task)}\[\d+\]: started pid (\d+)", log)]
@@ -80,10 +60,11 @@ def http_addresses(log: str) -> list[str]:
 
 
 def wait_listening(tf: Taskforce, count: int) -> list[str]:
-    return wait_for(
+    addresses: list[str] = wait_for(
         lambda: len(found := http_addresses(tf.log())) >= count and found,
         what=f"{count} HTTP listener(s)",
     )
+    return addresses
 
 
 class Reply:
@@ -174,11 +155,6 @@ def stranger(*argv: str) -> Iterator[subprocess.Popen[bytes]]:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
-
-
-def start_ticks(pid: int) -> int:
-    with open(f"/proc/{pid}/stat") as f:
-        return int(f.read().rsplit(")", 1)[1].split()[19])
 
 
 def nobody() -> pwd.struct_passwd:

@@ -30,7 +30,6 @@ from reliability_support import (  # noqa: F401 (fixtures)
     connect,
     exchange,
     frozen_source,
-    live_by_task,
     no_tracebacks,
     request,
     sleep_task,
@@ -38,7 +37,10 @@ from reliability_support import (  # noqa: F401 (fixtures)
 )
 from reliability_support import settings as tf_settings
 
-from conftest import Taskforce, wait_for, write_config
+from support.config import write_config
+from support.procfs import task_processes
+from support.runner import Taskforce
+from support.wait import wait_for
 from taskforce.config.errors import ConfigError
 from taskforce.config.host import HostFacts, UserInfo
 from taskforce.config.resolve import resolve
@@ -307,8 +309,8 @@ def test_odd_roles_files_are_refused_with_their_position_and_change_nothing(
     tasks = {"w": sleep_task(roles="web"), "d": sleep_task(roles="db"), "all": sleep_task()}
     conf = write_config(tmp_path / "tf.conf", tasks, settings=tf_settings())
     taskforce.start("-f", str(conf), "-r", str(roles))
-    wait_for(lambda: set(live_by_task(taskforce.marker)) == {"w", "all"}, what="web tasks")
-    before = live_by_task(taskforce.marker)
+    wait_for(lambda: set(task_processes(taskforce.marker)) == {"w", "all"}, what="web tasks")
+    before = task_processes(taskforce.marker)
     bad = {
         b"web\ndb\xff\n": "2:3: invalid UTF-8 byte 0xFF",
         b"web\n" + b"x" * 4_000_000 + b" y\n": "2:4000001:",
@@ -318,16 +320,19 @@ def test_odd_roles_files_are_refused_with_their_position_and_change_nothing(
     }
     for number, (content, where) in enumerate(bad.items(), start=1):
         roles.write_bytes(content)
-        wait_for(lambda n=number: taskforce.log().count("new configuration not applied") >= n,
-                 what=f"refusal {number}")  # fmt: skip
+
+        def refused(n: int = number) -> bool:
+            return taskforce.log().count("new configuration not applied") >= n
+
+        wait_for(refused, what=f"refusal {number}")
         assert where in taskforce.log(), where
-        assert live_by_task(taskforce.marker) == before
+        assert task_processes(taskforce.marker) == before
     # Every log line stays brief, however long the bad line was.
     assert max(len(line) for line in taskforce.log().splitlines()) < 2000
     # No final newline, CRLF line ends, a byte order mark, comments: all fine.
     roles.write_bytes(b"\xef\xbb\xbfweb\r\n# a comment\r\ndb")
-    wait_for(lambda: set(live_by_task(taskforce.marker)) == {"w", "d", "all"}, what="db too")
-    assert live_by_task(taskforce.marker)["w"] == before["w"]
+    wait_for(lambda: set(task_processes(taskforce.marker)) == {"w", "d", "all"}, what="db too")
+    assert task_processes(taskforce.marker)["w"] == before["w"]
     no_tracebacks(taskforce.log())
     assert taskforce.stop() == 0
 
@@ -438,14 +443,14 @@ def api(taskforce: Taskforce, tmp_path: Path) -> list[str]:
     conf = write_config(tmp_path / "tf.conf", {"w": sleep_task()}, settings=tf_settings(http=http))
     taskforce.start("-f", str(conf), flags=("-e",))  # not -v: requests are logged at debug
     addresses = wait_listening(taskforce, 2)
-    wait_for(lambda: "w" in live_by_task(taskforce.marker), what="w running")
+    wait_for(lambda: "w" in task_processes(taskforce.marker), what="w running")
     return addresses
 
 
 def test_fuzzed_http_requests_get_clean_answers_and_change_nothing(
     taskforce: Taskforce, api: list[str]
 ) -> None:
-    before = live_by_task(taskforce.marker)
+    before = task_processes(taskforce.marker)
     # HEAD: an answer without a body (h11 refuses to send one), whatever the path.
     for target in ("/", "/status/tasks", "/nothing", "/manage/reload"):
         for address in api:
@@ -462,7 +467,7 @@ def test_fuzzed_http_requests_get_clean_answers_and_change_nothing(
 
     fuzz()
     assert taskforce.running()
-    assert live_by_task(taskforce.marker) == before
+    assert task_processes(taskforce.marker) == before
     reply = request(api[0], "GET", "/status/reload", headers={"Authorization": f"Bearer {TOKEN}"})
     assert reply.status == 200 and reply.json()["overrides"] == {}
     no_tracebacks(taskforce.log())
@@ -476,7 +481,7 @@ def test_unknown_tasks_and_injections_with_the_token_are_refused(
 ) -> None:
     """With a valid token: task names and query strings carrying injections name no task
     (404), or are refused as bad requests; nothing runs, nothing stops."""
-    before = live_by_task(taskforce.marker)
+    before = task_processes(taskforce.marker)
     auth = {"Authorization": f"Bearer {TOKEN}"}
     for name in INJECTIONS:
         quoted = name.replace("\x00", "%00").replace("?", "%3F").replace("#", "%23")
@@ -486,7 +491,7 @@ def test_unknown_tasks_and_injections_with_the_token_are_refused(
             raw += f"Authorization: Bearer {TOKEN}\r\nContent-Length: 0\r\n\r\n"
             data = exchange(api[0], raw.encode("utf-8", "surrogateescape"))
             check_reply(data)
-            status = int(STATUS_LINE.match(data).group(1)) if STATUS_LINE.match(data) else None
+            status = int(m.group(1)) if (m := STATUS_LINE.match(data)) else None
             assert status in (None, 400, 404), (name, action, data[:300])
         for key in ("control", "count"):
             reply = request(api[0], "POST", f"/manage/{key}?{quoted}=off", headers=auth)
@@ -499,10 +504,10 @@ def test_unknown_tasks_and_injections_with_the_token_are_refused(
                 f"Authorization: Bearer {TOKEN}\r\nContent-Length: 0\r\n\r\n".encode(),
             )
             check_reply(data)
-            status = int(STATUS_LINE.match(data).group(1)) if STATUS_LINE.match(data) else None
+            status = int(m.group(1)) if (m := STATUS_LINE.match(data)) else None
             if path == "/manage/tasks/w/signal":
                 assert status in (400, 413, 431), (path, query, data[:300])
-    assert live_by_task(taskforce.marker) == before
+    assert task_processes(taskforce.marker) == before
     assert not Path("/tmp/tf-pwned").exists()
     no_tracebacks(taskforce.log())
     assert taskforce.stop() == 0
@@ -542,9 +547,9 @@ def test_slow_clients_cannot_hold_the_service_or_the_supervisor(
         wait_for(lambda: len(opened) >= 64, what="the listener full of slow clients")
         # The other listener still answers; the supervisor still restarts tasks.
         assert request(other, "GET", "/status/version").status == 200
-        (pid,) = live_by_task(taskforce.marker)["w"]
+        (pid,) = task_processes(taskforce.marker)["w"]
         os.kill(pid, 9)
-        wait_for(lambda: live_by_task(taskforce.marker).get("w", [pid]) != [pid], what="restart")
+        wait_for(lambda: task_processes(taskforce.marker).get("w", [pid]) != [pid], what="restart")
         # A slow client is dropped after the timeout (1s) however much it dribbles.
         dropped = _dribble_until_dropped(other)
         assert dropped.startswith(b"HTTP/1.1 408 ") or dropped == b"", dropped[:200]
@@ -559,7 +564,7 @@ def test_slow_clients_cannot_hold_the_service_or_the_supervisor(
     assert taskforce.stop() == 0
 
 
-def _dribble_until_dropped(address: str) -> bool | bytes:
+def _dribble_until_dropped(address: str) -> bytes:
     sock = connect(address, timeout=10)
     data = b""
     try:
@@ -634,7 +639,7 @@ def test_numeric_parameters_take_ascii_digits_only(taskforce: Taskforce, api: li
     """Every numeric query parameter (?indent, ?n, ?signal, the count of /manage/count):
     what is not plain ASCII digits is a 400 naming the parameter, never a 500 or a
     traceback, and changes nothing."""
-    before = live_by_task(taskforce.marker)
+    before = task_processes(taskforce.marker)
     auth = {"Authorization": f"Bearer {TOKEN}"}
     for number in NOT_ASCII_NUMBERS:
         for method, path, name in [
@@ -649,7 +654,7 @@ def test_numeric_parameters_take_ascii_digits_only(taskforce: Taskforce, api: li
     # Plain digits still work.
     assert request(api[0], "GET", "/status/tasks?indent=2", headers=auth).status == 200
     assert request(api[0], "POST", "/manage/tasks/w/signal?signal=0", headers=auth).status == 400
-    assert live_by_task(taskforce.marker) == before
+    assert task_processes(taskforce.marker) == before
     no_tracebacks(taskforce.log())
     assert "internal error" not in taskforce.log()
     assert taskforce.stop() == 0

@@ -33,8 +33,6 @@ from reliability_support import (  # noqa: F401 (fixtures)
     SLEEP,
     _run_frozen_source,
     frozen_source,
-    live_by_instance,
-    live_by_task,
     need_root,
     no_tracebacks,
     settings,
@@ -42,15 +40,11 @@ from reliability_support import (  # noqa: F401 (fixtures)
     taskforce_argv,
 )
 
-from conftest import (
-    Probes,
-    Taskforce,
-    pid_alive,
-    probe_task,
-    wait_for,
-    write_config,
-    zombies_of,
-)
+from support.config import write_config
+from support.probes import Probes, probe_task
+from support.procfs import pid_alive, task_instances, task_processes, zombies_of
+from support.runner import Taskforce
+from support.wait import wait_for
 from taskforce.runtime import paths as runtime_paths
 from taskforce.runtime import process
 from taskforce.runtime.records import Records
@@ -95,7 +89,7 @@ class DuplicateWatch:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            for task, pids in live_by_task(self.marker).items():
+            for task, pids in task_processes(self.marker).items():
                 if len(pids) > 1 and task not in self.exclude:
                     self.duplicates.setdefault(task, pids)
             self._stop.wait(0.02)
@@ -110,7 +104,7 @@ def test_sigkill_with_100_tasks_running_then_start_again(
     everything = set(tasks)
 
     def one_each() -> dict[str, list[int]] | None:
-        found = live_by_task(taskforce.marker)
+        found = task_processes(taskforce.marker)
         if set(found) == everything and all(len(p) == 1 for p in found.values()):
             return found
         return None
@@ -123,7 +117,7 @@ def test_sigkill_with_100_tasks_running_then_start_again(
         assert taskforce.proc is not None
         taskforce.proc.kill()
         taskforce.proc.wait(10)
-        assert live_by_task(taskforce.marker) == before  # the tasks outlive taskforce
+        assert task_processes(taskforce.marker) == before  # the tasks outlive taskforce
         # Start again, and SIGKILL it once more in the middle of recovering.
         taskforce.start("-f", str(conf), flags=("-e", "-v"))
         taskforce.wait_log("stopping it to start afresh")
@@ -133,7 +127,7 @@ def test_sigkill_with_100_tasks_running_then_start_again(
         fresh = everything - adopt - {"once0", "once1", "once2"}
 
         def recovered() -> dict[str, list[int]] | None:
-            found = live_by_task(taskforce.marker)
+            found = task_processes(taskforce.marker)
             missing = {(t, len(found.get(t, ()))) for t in everything if len(found.get(t, ())) != 1}
             stale = {t for t in fresh - {m for m, _ in missing} if found[t] == before[t]}
             recovered.state = (sorted(missing), sorted(stale))  # type: ignore[attr-defined]
@@ -152,7 +146,7 @@ def test_sigkill_with_100_tasks_running_then_start_again(
     kept = {pid for task in adopt | {"once0", "once1", "once2"} for pid in before[task]}
     assert not {pid for pid in old - kept if pid_alive(pid)}
     assert taskforce.stop() == 0
-    left = live_by_task(taskforce.marker)
+    left = task_processes(taskforce.marker)
     assert set(left) == adopt and all(left[t] == before[t] for t in adopt)  # adopt outlives us
 
 
@@ -176,7 +170,7 @@ def test_task_processes_started_but_not_yet_recorded_are_recognised(
     alive_parent = look_alike("x", os.getpid(), SLEEP, "3600")  # its "taskforce" lives
     other = look_alike("y", gone.pid, SLEEP, "1234")  # not y's command
     try:
-        wait_for(lambda: all(len(live_by_task(taskforce.marker).get(t, ())) == 1 for t in "wxy"),
+        wait_for(lambda: all(len(task_processes(taskforce.marker).get(t, ())) == 1 for t in "wxy"),
                  what="look-alikes running")  # fmt: skip
         tasks = {"w": sleep_task(), "x": sleep_task(), "y": sleep_task()}
         conf = write_config(tmp_path / "tf.conf", tasks, settings=settings())
@@ -187,8 +181,8 @@ def test_task_processes_started_but_not_yet_recorded_are_recognised(
         taskforce.start("-p", str(pidfile), "-f", str(conf))
         taskforce.wait_log(f"w[0]: found pid {orphan.pid} still running: stopping it")
         wait_for(lambda: orphan.poll() is not None, what="the orphan stopped")
-        wait_for(lambda: len(live_by_task(taskforce.marker).get("y", ())) == 2, what="y")
-        found = live_by_task(taskforce.marker)
+        wait_for(lambda: len(task_processes(taskforce.marker).get("y", ())) == 2, what="y")
+        found = task_processes(taskforce.marker)
         assert len(found["w"]) == 1 and found["w"] != [orphan.pid]
         assert alive_parent.pid in found["x"] and other.pid in found["y"]  # left alone
         assert f"pid {alive_parent.pid}" not in taskforce.log()
@@ -220,7 +214,7 @@ def test_an_unrecorded_process_with_odd_arguments_is_recognised(
     conf = write_config(tmp_path / "tf.conf", {"w": task}, settings=settings())
     pidfile = tmp_path / "tf.pid"
     taskforce.start("-p", str(pidfile), "-f", str(conf))
-    (first,) = wait_for(lambda: live_by_task(taskforce.marker).get("w"), what="w running")
+    (first,) = wait_for(lambda: task_processes(taskforce.marker).get("w"), what="w running")
     given = Path(f"/proc/{first}/cmdline").read_bytes().split(b"\0")[3:6]
     assert given == [b"a", os.fsencode(word), b"b"]  # the word reached the process as is
     assert taskforce.proc is not None
@@ -235,7 +229,7 @@ def test_an_unrecorded_process_with_odd_arguments_is_recognised(
         taskforce.start("-p", str(pidfile), "-f", str(conf))
         taskforce.wait_log(f"w[0]: found pid {first} still running: stopping it")
         wait_for(lambda: not pid_alive(first), what="the earlier process stopped")
-        wait_for(lambda: len(live_by_task(taskforce.marker).get("w", ())) == 1, what="w again")
+        wait_for(lambda: len(task_processes(taskforce.marker).get("w", ())) == 1, what="w again")
     assert watch.duplicates == {}
     assert taskforce.stop() == 0
 
@@ -325,7 +319,7 @@ def test_escapees_of_every_kind_are_stopped_and_reaped(
     wait_for(lambda: not zombies_of(taskforce.pid), what="no zombies under taskforce")
     assert taskforce.stop() == 0
     assert not any(pid_alive(p) for p in second)
-    assert not live_by_task(taskforce.marker)
+    assert not task_processes(taskforce.marker)
 
 
 # ----- a thousand children exiting at once --------------------------------------------------
@@ -344,7 +338,7 @@ def test_a_thousand_children_exiting_at_once_are_all_restarted(
     taskforce.start("-f", str(conf), flags=("-e", "-q"))
 
     def all_running() -> dict[int, list[int]] | None:
-        found = live_by_instance(taskforce.marker, "many")
+        found = task_instances(taskforce.marker, "many")
         ok = len(found) == count and all(len(p) == 1 for p in found.values())
         return found if ok else None
 
@@ -361,7 +355,7 @@ def test_a_thousand_children_exiting_at_once_are_all_restarted(
     wait_for(lambda: not zombies_of(taskforce.pid), what="every exit reaped")
     assert taskforce.running()
     assert taskforce.stop(timeout=120) == 0
-    assert not live_by_task(taskforce.marker)
+    assert not task_processes(taskforce.marker)
 
 
 SIGCHLD_BURST = r"""
@@ -409,7 +403,7 @@ def test_tasks_ignoring_sigterm_and_stop_commands_that_hang(
     conf = write_config(tmp_path / "tf.conf", tasks, settings=settings(stop_timeout=1))
     taskforce.start("-f", str(conf))
     (stubborn,) = probes.wait(1, task="stubborn")
-    wait_for(lambda: "hangs" in live_by_task(taskforce.marker), what="tasks")
+    wait_for(lambda: "hangs" in task_processes(taskforce.marker), what="tasks")
     # A change of its command restarts the stubborn task: SIGTERM, then SIGKILL.
     tasks["stubborn"] = probe_task("--ignore-term", "--changed")
     write_config(tmp_path / "tf.conf", tasks, settings=settings(stop_timeout=1))
@@ -419,7 +413,7 @@ def test_tasks_ignoring_sigterm_and_stop_commands_that_hang(
     # Stopping everything: the hung stop command goes with its task.
     assert taskforce.stop(timeout=20) == 0
     assert "hangs[0]: killing its stop command" in taskforce.log()
-    assert not live_by_task(taskforce.marker)
+    assert not task_processes(taskforce.marker)
     no_tracebacks(taskforce.log())
 
 
@@ -433,9 +427,9 @@ def test_a_stop_command_that_stops_its_task_then_hangs_does_not_hold_taskforce(
     tasks = {"stops": sleep_task(commands={"start": [SLEEP, "3600"], "stop": kill_then_hang})}
     conf = write_config(tmp_path / "tf.conf", tasks, settings=settings(stop_timeout=1))
     taskforce.start("-f", str(conf))
-    wait_for(lambda: "stops" in live_by_task(taskforce.marker), what="the task")
+    wait_for(lambda: "stops" in task_processes(taskforce.marker), what="the task")
     assert taskforce.stop(timeout=5) == 0  # the stop timeout is 1s
-    assert not live_by_task(taskforce.marker)
+    assert not task_processes(taskforce.marker)
 
 
 # ----- a full disk --------------------------------------------------------------------------
@@ -553,8 +547,8 @@ def test_broken_configuration_and_roles_files_keep_everything_running(
         ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--",
          *taskforce_argv("-f", str(conf), "-r", str(roles))]
     )  # fmt: skip
-    wait_for(lambda: set(live_by_task(taskforce.marker)) == {"a", "b"}, what="a and b")
-    running = live_by_task(taskforce.marker)
+    wait_for(lambda: set(task_processes(taskforce.marker)) == {"a", "b"}, what="a and b")
+    running = task_processes(taskforce.marker)
     mark = 0
 
     def then(text: str) -> None:
@@ -563,7 +557,7 @@ def test_broken_configuration_and_roles_files_keep_everything_running(
         found = wait_for(lambda: (at := taskforce.log().find(text, mark)) >= 0 and at + 1,
                          what=repr(text))  # fmt: skip
         mark = found - 1 + len(text)
-        assert live_by_task(taskforce.marker) == running, text
+        assert task_processes(taskforce.marker) == running, text
         assert taskforce.running()
 
     for path, directory, unreadable in (
@@ -600,15 +594,15 @@ def test_broken_configuration_and_roles_files_keep_everything_running(
     then("found unexpected end of stream")
     then("new configuration not applied")
     conf.write_text(complete)
-    wait_for(lambda: set(live_by_task(taskforce.marker)) == {"a", "b", "c"}, what="c started")
-    running = live_by_task(taskforce.marker)
+    wait_for(lambda: set(task_processes(taskforce.marker)) == {"a", "b", "c"}, what="c started")
+    running = task_processes(taskforce.marker)
     mark = len(taskforce.log())
     # The roles file truncated mid-write: whatever it says meanwhile, the end state holds.
     roles.write_text("web\nd")
     then("configuration reloaded")
     roles.write_text("web\ndb\n")
-    wait_for(lambda: set(live_by_task(taskforce.marker)) == {"a", "b", "c", "d"}, what="db")
-    after = live_by_task(taskforce.marker)
+    wait_for(lambda: set(task_processes(taskforce.marker)) == {"a", "b", "c", "d"}, what="db")
+    after = task_processes(taskforce.marker)
     assert all(after[t] == running[t] for t in ("a", "b", "c"))
     running = after
     mark = len(taskforce.log())
@@ -640,27 +634,27 @@ def test_running_out_of_file_descriptors_degrades_and_recovers(
 
     write(20)
     taskforce.start("-p", str(pidfile), "-f", str(tmp_path / "tf.conf"))
-    wait_for(lambda: len(live_by_task(taskforce.marker)) == 20, what="20 tasks")
+    wait_for(lambda: len(task_processes(taskforce.marker)) == 20, what="20 tasks")
     sock = f"unix:{tmp_path / 'tf.sock'}"
     assert _answers(sock)
     pid = taskforce.pid
     soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
     # Not one descriptor more: the lowest free one is already over the limit.
     resource.prlimit(pid, resource.RLIMIT_NOFILE, (3, hard))
-    victims = [live_by_task(taskforce.marker)[f"t{i}"][0] for i in range(3)]
+    victims = [task_processes(taskforce.marker)[f"t{i}"][0] for i in range(3)]
     for victim in victims:
         os.kill(victim, signal.SIGKILL)
-    if process._vfork is not None:
+    if process._vfork is not None:  # type: ignore[attr-defined]  # the C extension, if built
         # vfork needs no new descriptor: the three are started again, but they inherit the
         # limit of 3, so their dynamic loader cannot open libc: they exit 127, are retried.
         wait_for(lambda: taskforce.log().count("exited 127") >= 6, what="retries")
-        assert len(live_by_task(taskforce.marker)) == 17
+        assert len(task_processes(taskforce.marker)) == 17
     else:
         # fork from Python needs a pipe for the child's error report.
         taskforce.wait_log("Too many open files: taskforce has reached its limit")
         # It keeps retrying; the other tasks keep running.
         wait_for(lambda: taskforce.log().count("Too many open files") >= 6, what="retries")
-        assert len(live_by_task(taskforce.marker)) == 17
+        assert len(task_processes(taskforce.marker)) == 17
     assert taskforce.running()
     # A client meanwhile: its connection waits (taskforce cannot accept it), said once.
     assert not _answers(sock, timeout=1)
@@ -673,10 +667,10 @@ def test_running_out_of_file_descriptors_degrades_and_recovers(
     # The limit is lifted: the missing tasks start, the change is applied once it is
     # noticed again, the socket answers.
     resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
-    wait_for(lambda: len(live_by_task(taskforce.marker)) >= 20, what="the three restarted")
-    if len(live_by_task(taskforce.marker)) < 21:
+    wait_for(lambda: len(task_processes(taskforce.marker)) >= 20, what="the three restarted")
+    if len(task_processes(taskforce.marker)) < 21:
         write(21)
-    wait_for(lambda: len(live_by_task(taskforce.marker)) == 21, what="t20 from the new config")
+    wait_for(lambda: len(task_processes(taskforce.marker)) == 21, what="t20 from the new config")
     wait_for(lambda: _answers(sock), what="the control socket answering")
     assert taskforce.stop() == 0
     no_tracebacks(taskforce.log())
@@ -749,7 +743,7 @@ def test_running_out_of_inotify_degrades_to_polling_and_keeps_working(
     wait_for(lambda: taskforce.log().count("sending SIGHUP") > hups, what="the event")
     tasks["more"] = sleep_task()
     write_config(conf, tasks, settings=settings())
-    wait_for(lambda: "more" in live_by_task(taskforce.marker), what="reload")
+    wait_for(lambda: "more" in task_processes(taskforce.marker), what="reload")
     # The limit lifted: everything goes on working.
     inner = int(
         taskforce.wait_log("acting as child subreaper").split("taskforce[")[1].split("]")[0]
@@ -760,7 +754,7 @@ def test_running_out_of_inotify_degrades_to_polling_and_keeps_working(
     wait_for(lambda: taskforce.log().count("sending SIGHUP") > hups, what="the event again")
     del tasks["more"]
     write_config(conf, tasks, settings=settings())
-    wait_for(lambda: "more" not in live_by_task(taskforce.marker), what="second reload")
+    wait_for(lambda: "more" not in task_processes(taskforce.marker), what="second reload")
     assert taskforce.stop() == 0
     no_tracebacks(taskforce.log())
 
@@ -813,14 +807,18 @@ def test_wall_clock_jumps_neither_fire_nor_hold_timers(
         return taskforce.log().count("flap[0]: started pid")
 
     wait_for(lambda: restarts() >= 2, what="flap restarting")
-    steady = live_by_task(taskforce.marker)
+    steady = task_processes(taskforce.marker)
     for jump in ("-2d", "+3d", "-10y", "+20y"):
         offset.write_text(f"{jump}\n")
         seen = restarts()
         # Backoff timers still fire (a clock set back holds nothing)...
-        wait_for(lambda s=seen: restarts() >= s + 2, what=f"restarts after {jump}")
+
+        def restarted(s: int = seen) -> bool:
+            return restarts() >= s + 2
+
+        wait_for(restarted, what=f"restarts after {jump}")
         # ...and long timers do not fire early (a clock set forward fires nothing).
-        now = live_by_task(taskforce.marker)
+        now = task_processes(taskforce.marker)
         assert "late" not in now, jump
         assert now["base"] == steady["base"] and now["limited"] == steady["limited"], jump
     assert "time limit" not in taskforce.log()

@@ -33,14 +33,12 @@ from reliability_support import (  # noqa: F401 (fixtures)
     connect,
     exchange,
     frozen_source,
-    live_by_task,
     need_root,
     nobody,
     python_as,
     request,
     shared_directory,
     sleep_task,
-    start_ticks,
     stranger,
     taskforce_argv,
     wait_listening,
@@ -49,7 +47,12 @@ from reliability_support import (
     settings as tf_settings,
 )
 
-from conftest import Probes, Taskforce, probe_task, proc_environ, wait_for, write_config
+from support.config import write_config
+from support.probes import Probes, probe_task
+from support.procfs import proc_environ, start_ticks, task_processes
+from support.runner import Taskforce
+from support.tls import Certificate
+from support.wait import wait_for
 from taskforce.api.auth import Access
 from taskforce.api.routes import Request, Router
 from taskforce.config.host import HostFacts, UserInfo
@@ -202,7 +205,7 @@ def test_no_control_call_without_the_token_on_any_path(
 
 
 def test_tcp_and_tls_listeners_refuse_control_without_a_valid_token(
-    taskforce: Taskforce, tmp_path: Path, certificate: Path
+    taskforce: Taskforce, tmp_path: Path, certificate: Certificate
 ) -> None:
     """Over real sockets: the token listener, a private one and a TLS one. Refused requests
     change nothing; plaintext to the TLS port is never served, token or not."""
@@ -210,7 +213,7 @@ def test_tcp_and_tls_listeners_refuse_control_without_a_valid_token(
         {"listen": "127.0.0.1:0", "allow_control": True, "token": TOKEN, "timeout": 2},
         {"listen": "127.0.0.1:0", "token": TOKEN, "private": True, "timeout": 2},
         {"listen": "127.0.0.1:0", "allow_control": True, "token": TOKEN,
-         "certfile": str(certificate), "timeout": 2},
+         "certfile": str(certificate.combined), "timeout": 2},
     ]  # fmt: skip
     conf = write_config(
         tmp_path / "tf.conf",
@@ -298,9 +301,9 @@ def test_tcp_listeners_answer_only_their_own_host_names(
         "127.0.0.1:" + port + "@x",
     ):
         assert host_request(plain, host).startswith(b"HTTP/1.1 4"), host
-    for host in ("127.0.0.1", f"127.0.0.1:{port}", "localhost", f"LOCALHOST:{port}",
-                 "dashboard.localhost", None):  # fmt: skip
-        assert host_request(plain, host).startswith(b"HTTP/1.1 200 "), host
+    for answered in ("127.0.0.1", f"127.0.0.1:{port}", "localhost", f"LOCALHOST:{port}",
+                     "dashboard.localhost", None):  # fmt: skip
+        assert host_request(plain, answered).startswith(b"HTTP/1.1 200 "), answered
     for host in ("tf.example.com", f"TF.example.com:{port}", "other.example", "localhost"):
         assert host_request(named, host).startswith(b"HTTP/1.1 200 "), host
     assert host_request(plain, "tf.example.com").startswith(b"HTTP/1.1 421 ")
@@ -342,7 +345,7 @@ def test_silent_tls_clients_cannot_take_the_descriptors_taskforce_needs(
     taskforce.spawn([sys.executable, "-c", limited, "-m", "taskforce", "-e", "-v", "-f", str(conf)])
     slow, quick, _ = wait_listening(taskforce, 3)
     assert open_files(taskforce.pid) == (256, 256)
-    first = wait_for(lambda: live_by_task(taskforce.marker).get("hello"), what="hello")[0]
+    first = wait_for(lambda: task_processes(taskforce.marker).get("hello"), what="hello")[0]
     assert open_files(first) == (64, 256)  # the limit it was given, not taskforce's own
     # A silent client of the quick listener is dropped once its handshake times out.
     silent = connect(quick, timeout=30)
@@ -362,7 +365,7 @@ def test_silent_tls_clients_cannot_take_the_descriptors_taskforce_needs(
         assert descriptors <= 256 - 32, descriptors
         os.kill(first, signal.SIGKILL)
         second = wait_for(
-            lambda: [p for p in live_by_task(taskforce.marker).get("hello", []) if p != first],
+            lambda: [p for p in task_processes(taskforce.marker).get("hello", []) if p != first],
             what="hello restarted",
         )[0]
         wait_for(lambda: f"hello {second}" in (tmp_path / "hello.log").read_text(),
@@ -487,22 +490,21 @@ def test_our_own_pidfile_naming_a_stranger_is_never_signalled(
         # Locked by a process that is not the one the file names (a planted or rewritten
         # file): still never signalled.
         pidfile.write_text(f"{holder_target.pid}\n")
-        locker = subprocess.Popen(
+        with subprocess.Popen(
             [sys.executable, "-c",
              "import fcntl, sys, time\nf = open(sys.argv[1])\nfcntl.flock(f, fcntl.LOCK_EX)\n"
              "print('locked', flush=True)\nsys.stdin.read()\n", str(pidfile)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        try:
-            assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
-            for command in (("-S",), ("-R",), ("upgrade", "-p", str(pidfile))):
-                argv = command if command[0] == "upgrade" else (*command, "-p", str(pidfile))
-                result = taskforce.run(*argv)
-                assert result.returncode == 1, (command, result.stdout, result.stderr)
-                assert holder_target.poll() is None, command
-        finally:
-            locker.kill()
-            locker.wait(10)
+        ) as locker:  # fmt: skip
+            try:
+                assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
+                for command in (("-S",), ("-R",), ("upgrade", "-p", str(pidfile))):
+                    argv = command if command[0] == "upgrade" else (*command, "-p", str(pidfile))
+                    result = taskforce.run(*argv)
+                    assert result.returncode == 1, (command, result.stdout, result.stderr)
+                    assert holder_target.poll() is None, command
+            finally:
+                locker.kill()  # leaving the block closes its pipes and reaps it
 
 
 def test_a_task_pidfile_naming_another_process_of_the_same_interpreter_is_left_alone(
@@ -701,7 +703,7 @@ def test_processes_of_another_user_forging_task_variables_are_not_taken(
         taskforce.start("-p", str(pidfile), "-f", str(conf))
         earlier = taskforce.pid
         running = wait_for(
-            lambda: (found := live_by_task(taskforce.marker)).keys() >= {"x", "y"} and found,
+            lambda: (found := task_processes(taskforce.marker)).keys() >= {"x", "y"} and found,
             what="x and y running",
         )
         wait_for(lambda: len(recorded(state)) == 2, what="records of x and y")
@@ -716,7 +718,7 @@ def test_processes_of_another_user_forging_task_variables_are_not_taken(
             for task in ("x", "y"):
                 (pid,) = running[task]
                 taskforce.wait_log(f"{task}[0]: found pid {pid} still running: stopping it")
-            wait_for(lambda: all(len(live_by_task(taskforce.marker).get(t, ())) == 1
+            wait_for(lambda: all(len(task_processes(taskforce.marker).get(t, ())) == 1
                                  for t in ("x", "y")), what="x and y started afresh")  # fmt: skip
             assert taskforce.stop() == 0
             assert before.poll() is None and after.poll() is None
@@ -836,7 +838,7 @@ def test_a_task_with_a_user_gets_its_context_and_that_users_account_not_our_secr
     conf = write_config(tmp_path / "tf.conf", tasks, settings=tf_settings())
     taskforce.start("-f", str(conf))
     found = wait_for(
-        lambda: (live := live_by_task(taskforce.marker)).keys() == tasks.keys() and live,
+        lambda: (live := task_processes(taskforce.marker)).keys() == tasks.keys() and live,
         what="every task running",
     )
     envs = {task: proc_environ(pid) for task, (pid,) in found.items()}

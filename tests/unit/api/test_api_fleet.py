@@ -6,8 +6,7 @@ import asyncio
 import json
 from typing import Any
 
-from test_api_routes import FakeController
-
+from support.fakes import FakeController, Subscribers
 from taskforce.api.auth import Access
 from taskforce.api.routes import Deferred, EventStream, Reply, Request, Router
 from taskforce.api.sse import FleetFeed
@@ -16,11 +15,10 @@ from taskforce.runtime.control import ControlError
 HOSTS = {"h1": {"roles": ["web"], "tasks": {"nginx": {"state": "running"}}}}
 
 
-class FakeFleet:
+class FakeFleet(Subscribers):
     def __init__(self, error: ControlError | None = None) -> None:
-        self.changes = 0
+        super().__init__()
         self.error = error
-        self.subscribers: set[asyncio.Event] = set()
 
     def document(self) -> dict[str, Any]:
         return {"fleet": True, "host": "h1", "current": True, "error": None, "hosts": HOSTS}
@@ -29,14 +27,6 @@ class FakeFleet:
         if self.error is not None:
             raise self.error
         return self.document()
-
-    def subscribe(self) -> asyncio.Event:
-        event = asyncio.Event()
-        self.subscribers.add(event)
-        return event
-
-    def unsubscribe(self, event: asyncio.Event) -> None:
-        self.subscribers.discard(event)
 
 
 def get(router: Router, target: str) -> Reply:
@@ -96,9 +86,7 @@ def test_the_fleet_event_stream_sends_each_change() -> None:
             sent.append(payload)
             if len(sent) == 1:  # a change after the first event: a second one
                 HOSTS["h3"] = {}
-                fleet.changes += 1
-                for event in fleet.subscribers:
-                    event.set()
+                fleet.changed()
             else:
                 reader.feed_eof()  # the client leaves
 

@@ -14,8 +14,9 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 import pytest
-from test_api_routes import FakeController
 
+from support.fakes import FakeController, Subscribers
+from support.wait import until
 from taskforce.api import server, sse
 from taskforce.api.http import MAX_BODY, MAX_HEADERS
 from taskforce.api.server import ApiService
@@ -25,30 +26,16 @@ from taskforce.runtime.control import Controller
 DEADLINE = 10.0  # seconds any client waits on a socket before the test fails
 
 
-class ChangingController(FakeController):
+class ChangingController(FakeController, Subscribers):
     """A fake whose task table the test changes, telling subscribers as the real one does."""
 
     def __init__(self) -> None:
-        super().__init__()
+        FakeController.__init__(self)
+        Subscribers.__init__(self)
         self.table: dict[str, Any] = {"web": {"running": 1}}
-        self.changes = 0
-        self.subscribers: set[asyncio.Event] = set()
 
     def tasks(self, *, usage: bool = False) -> dict[str, Any]:
         return dict(self.table)
-
-    def subscribe(self) -> asyncio.Event:
-        event = asyncio.Event()
-        self.subscribers.add(event)
-        return event
-
-    def unsubscribe(self, event: asyncio.Event) -> None:
-        self.subscribers.discard(event)
-
-    def changed(self) -> None:
-        self.changes += 1
-        for event in self.subscribers:
-            event.set()
 
 
 # --- clients (blocking: run them with asyncio.to_thread) --------------------------------
@@ -308,7 +295,7 @@ def test_events_are_sent_on_connect_and_on_changes_coalesced(tmp_path: Path) -> 
             assert service.streams == 1
         finally:
             events.close()
-        await eventually(lambda: service.streams == 0, "the stream to end")
+        await until(lambda: service.streams == 0, "the stream to end")
         assert fake.subscribers == set()
 
     run(tmp_path, scenario)
@@ -404,7 +391,7 @@ def test_idle_anonymous_streams_are_ended(tmp_path: Path, monkeypatch: pytest.Mo
             await asyncio.to_thread(owner.next)
             # Ended cleanly: the last chunk of the chunked body, then the close.
             assert (await asyncio.to_thread(until_closed, quiet.sock)).endswith(b"0\r\n\r\n")
-            await eventually(lambda: service.streams == 1, "the idle stream to end")
+            await until(lambda: service.streams == 1, "the idle stream to end")
             fake.table = {"web": {"running": 2}}
             fake.changed()
             assert await asyncio.to_thread(owner.next) == {"web": {"running": 2}}
@@ -430,11 +417,3 @@ def test_closing_the_service_ends_streams(tmp_path: Path) -> None:
         assert service.streams == 0 and service.addresses == []
 
     asyncio.run(main())
-
-
-async def eventually(condition: Callable[[], bool], what: str) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + DEADLINE
-    while not condition():
-        assert loop.time() < end, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)  # polling interval of a deadline-bounded wait

@@ -10,7 +10,7 @@ import pytest
 
 from taskforce.api.auth import Access
 from taskforce.api.logstream import LogFollow
-from taskforce.api.routes import EventStream, Reply, Request, Router
+from taskforce.api.routes import Deferred, EventStream, Reply, Request, Router
 from taskforce.runtime.control import ControlError
 from taskforce.runtime.output_ring import Follower, Ring
 
@@ -41,7 +41,10 @@ class FakeOutput:
         self.ring.followers.discard(follower)
 
 
-def handle(fake: FakeOutput, target: str, access: Access | None = None) -> Reply | EventStream:
+def handle(
+    fake: FakeOutput, target: str, access: Access | None = None
+) -> Reply | EventStream | Deferred:
+    # FakeOutput has only the log routes' part of the ControlSurface.
     router = Router(fake, access or Access(allow_control=True))  # type: ignore[arg-type]
     return router.handle(Request("GET", target))
 

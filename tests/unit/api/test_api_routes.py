@@ -3,91 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
+from support.fakes import FakeController
 from taskforce.api import routes
 from taskforce.api.auth import Access
 from taskforce.api.routes import EVENT_STREAM, Reply, Request, Router
-from taskforce.runtime.control import ControlError, parse_signal
-
-TASKS = ("web", "db")
-
-
-class FakeController:
-    """Answers like the Controller, and records the changes asked of it."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[Any, ...]] = []
-
-    def _known(self, task: str) -> None:
-        if task not in TASKS:
-            raise ControlError(404, f"no task named {task!r}")
-
-    def version(self) -> dict[str, Any]:
-        return {"taskforce": "test"}
-
-    def config(self) -> dict[str, Any]:
-        return {"tasks": {"web": {"commands": {"start": ["web", "--password=x"]}}}}
-
-    def reload_status(self) -> dict[str, Any]:
-        return {"file": "/etc/taskforce.conf"}
-
-    def tasks(self, *, usage: bool = False) -> dict[str, Any]:
-        return {name: {"running": 1} for name in TASKS}
-
-    def counters(self) -> dict[str, Any]:
-        return {"reloads": 3}
-
-    def set_overrides(self, key: str, values: Mapping[str, str | int]) -> dict[str, Any]:
-        if not values:
-            raise ControlError(400, "name at least one task")
-        for task, value in values.items():
-            self._known(task)
-            if key == "count" and not str(value).isdigit():
-                raise ControlError(400, f"count must be a whole number, got {value!r}")
-        self.calls.append(("override", key, dict(values)))
-        return {task: {"task": task, key: str(value)} for task, value in values.items()}
-
-    def _action(self, action: str, task: str) -> dict[str, Any]:
-        self._known(task)
-        self.calls.append((action, task))
-        return {"task": task, "action": action}
-
-    def start(self, task: str) -> dict[str, Any]:
-        return self._action("start", task)
-
-    def stop(self, task: str) -> dict[str, Any]:
-        return self._action("stop", task)
-
-    def restart(self, task: str) -> dict[str, Any]:
-        return self._action("restart", task)
-
-    def signal(self, task: str, sig: str | int) -> dict[str, Any]:
-        self._known(task)
-        self.calls.append(("signal", task, parse_signal(sig)))
-        return {"task": task, "signal": str(sig)}
-
-    def reload(self) -> dict[str, Any]:
-        self.calls.append(("reload",))
-        return {"reloaded": True}
-
-    def plan(self, text: str) -> dict[str, Any]:
-        if "bad" in text:
-            raise ControlError(422, "t.conf:1:1: bad")
-        self.calls.append(("plan", text))
-        return {"changes": [], "problems": []}
-
-    def shutdown(self) -> dict[str, Any]:
-        self.calls.append(("shutdown",))
-        return {"stopping": True}
-
-    def reset(self) -> dict[str, Any]:
-        self.calls.append(("reset",))
-        return {"resetting": True}
-
 
 CONTROL = Access(allow_control=True)
 

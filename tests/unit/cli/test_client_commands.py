@@ -28,6 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from support.tls import Certificate
 from taskforce.cli import main as cli_main
 from taskforce.cli.client import Endpoint, default_socket, parse_server
 from taskforce.cli.commands import (
@@ -36,6 +37,7 @@ from taskforce.cli.commands import (
     run_client_command,
     socket_candidates,
 )
+from taskforce.cli.parser import Parser
 
 HANG_UP = object()  # a route that closes the connection without answering
 STATUS = {
@@ -168,7 +170,7 @@ def tcp() -> Iterator[tuple[str, Canned]]:
 
 def parser() -> argparse.ArgumentParser:
     """Shaped like the `taskforce` parser: -p on the main parser, the commands below."""
-    main = argparse.ArgumentParser(prog="taskforce")
+    main = Parser(prog="taskforce")
     main.add_argument("-p", "--pidfile")
     add_client_commands(main.add_subparsers(dest="command", metavar="COMMAND"))
     return main
@@ -602,28 +604,10 @@ def test_a_closed_pipe_ends_quietly(
 # ----- TLS ------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl is needed to make a test certificate")
-    directory = tmp_path_factory.mktemp("tls")
-    cert, key = str(directory / "cert.pem"), str(directory / "key.pem")
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )  # fmt: skip
-    return cert, key
-
-
 @pytest.fixture
-def tls(certificate: tuple[str, str]) -> Iterator[tuple[str, Canned]]:
+def tls(certificate: Certificate) -> Iterator[tuple[str, Canned]]:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(*certificate)
+    context.load_cert_chain(certificate.cert, certificate.key)
     server = TcpServer(("127.0.0.1", 0), Handler)
     server.socket = context.wrap_socket(server.socket, server_side=True)
     with serving(server) as canned:
@@ -632,10 +616,10 @@ def tls(certificate: tuple[str, str]) -> Iterator[tuple[str, Canned]]:
 
 
 def test_tls_with_the_servers_ca(
-    capsys: pytest.CaptureFixture[str], tls: Any, certificate: tuple[str, str]
+    capsys: pytest.CaptureFixture[str], tls: Any, certificate: Certificate
 ) -> None:
     url, canned = tls
-    code, out, err = run(capsys, "reload", "--server", url, "--cafile", certificate[0])
+    code, out, err = run(capsys, "reload", "--server", url, "--cafile", str(certificate.cert))
     assert (code, out, err) == (0, "configuration reloaded\n", "")
     assert len(canned.seen) == 1
 

@@ -320,7 +320,8 @@ def test_group_alone_keeps_taskforces_uid() -> None:
 def test_unknown_user_or_group_leaves_the_ids_unset(field: str, value: str) -> None:
     # Not a configuration error: the account may appear later; starting the task fails
     # (and is retried with backoff) until it does.
-    ctx = context(**{field: value})
+    keys: dict[str, Any] = {field: value}  # Any: either keyword of TaskConfig
+    ctx = context(**keys)
     assert ctx[f"Task_{field}"] == value
     assert "Task_gid" not in ctx
     if field == "user":

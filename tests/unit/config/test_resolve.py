@@ -14,7 +14,6 @@ from taskforce.config.model import (
     EventConfig,
     OnExitConfig,
     Pick,
-    Placement,
     RestartConfig,
     Settings,
     TaskConfig,
@@ -24,7 +23,7 @@ from taskforce.config.resolve import MAX_COUNT, HostFacts, UserInfo, resolve
 from taskforce.config.reuse import ResolveCache
 from taskforce.config.roles import Roles
 from taskforce.core.spec import TASK_PID_MARKER, DesiredState, EventSpec, TaskSpec
-from taskforce.core.vocabulary import Control, EventType, RestartPolicy
+from taskforce.core.vocabulary import Control, EventType, Placement, RestartPolicy
 
 
 def find_user(key: str | int) -> UserInfo | None:
@@ -357,7 +356,7 @@ LAYERS: dict[str, tuple[str, dict[str, Any]]] = {
 def test_a_conditional_key_sees_every_layer_of_the_context(
     name: str, layer: dict[str, Any]
 ) -> None:
-    cwd = Pick({name: "/srv/{Task_name}", "ELSEWHERE": "/nowhere"})
+    cwd: Pick[str] = Pick({name: "/srv/{Task_name}", "ELSEWHERE": "/nowhere"})
     assert one(task(cwd=cwd), **layer).instances[0].launch.cwd == "/srv/t"
     # Without the layer, the conditional chooses nothing: no cwd at all.
     assert one(task(cwd=cwd)).instances[0].launch.cwd is None
@@ -421,7 +420,7 @@ def test_a_conditional_that_chooses_nothing_is_as_if_not_written() -> None:
 
 
 def test_a_nested_conditional_chooses_through_every_level() -> None:
-    cwd = Pick([{"A": [{"B": "/a/b"}, {"C": "/a/c"}]}, {"D": "/d"}])
+    cwd: Pick[str] = Pick([{"A": [{"B": "/a/b"}, {"C": "/a/c"}]}, {"D": "/d"}])
     assert one(task(cwd=cwd), env={"A": "", "C": ""}).instances[0].launch.cwd == "/a/c"
     assert one(task(cwd=cwd), env={"D": ""}).instances[0].launch.cwd == "/d"
     assert one(task(cwd=cwd), env={"B": "", "D": ""}).instances[0].launch.cwd == "/d"

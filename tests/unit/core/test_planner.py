@@ -10,7 +10,7 @@ import dataclasses
 import pytest
 
 from taskforce.core import stopping
-from taskforce.core.actions import Kill, Probe, Start, Stop
+from taskforce.core.actions import Action, Kill, Probe, Start, Stop
 from taskforce.core.planner import Planner
 from taskforce.core.spec import (
     DesiredState,
@@ -68,7 +68,7 @@ class Harness:
         self.next_pid = 100
         self.now = 0.0
 
-    def step(self, at: float | None = None) -> list[object]:
+    def step(self, at: float | None = None) -> list[Action]:
         if at is not None:
             self.now = at
         plan = self.planner.plan(self.now)
@@ -304,7 +304,7 @@ def test_removed_task_is_stopped_and_forgotten_after_exit() -> None:
     h.planner.set_desired(desired(task("a")))
     actions = h.step(1.0)
     assert [(type(a).__name__, a.task) for a in actions] == [("Stop", "b")]
-    assert actions[0].reason == "no longer in scope"  # type: ignore[attr-defined]
+    assert isinstance(actions[0], Stop) and actions[0].reason == "no longer in scope"
     h.exit("b", at=1.5)
     h.step()
     assert "b" not in h.planner.tasks

@@ -40,6 +40,7 @@ def test_start_command_exiting_zero_leads_to_looking_for_the_pidfile() -> None:
     (again,) = p.plan(plan.next_deadline).actions
     assert isinstance(again, LookForPid)
     p.found_pid("d", 0, 200, 0.2, 0.2, child=False)
+    inst = p.tasks["d"].instances[0]  # read again: mypy keeps the narrowing above
     assert inst.phase is Phase.RUNNING and inst.pid == 200 and inst.foreign
     assert p.owner(200) == ("d", 0)
 

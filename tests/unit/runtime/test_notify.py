@@ -13,6 +13,7 @@ from typing import TypeVar
 
 import pytest
 
+from support.wait import until
 from taskforce.config.model import NotifyEvent, NotifyTarget
 from taskforce.runtime.notify import (
     Notifications,
@@ -49,14 +50,6 @@ def run(main: Callable[[], Awaitable[T]]) -> T:
             return await main()
 
     return asyncio.run(bounded())
-
-
-async def until(condition: Callable[[], bool], what: str) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + DEADLINE
-    while not condition():
-        assert loop.time() < end, f"timed out waiting for {what}"
-        await asyncio.sleep(0.005)  # polling interval of a deadline-bounded wait
 
 
 def fixed(*targets: NotifyTarget) -> Callable[[], tuple[NotifyTarget, ...]]:
@@ -289,7 +282,11 @@ def test_a_failing_command_is_retried(caplog: pytest.LogCaptureFixture) -> None:
         notifications.attach(runner)
         notifications.notify(EXITED)
         for attempt, status in enumerate((1 << 8, 9, -1)):  # exit 1, SIGKILL, exec failed
-            await until(lambda n=attempt: len(runner.commands) > n, f"attempt {attempt + 1}")
+
+            def tried(n: int = attempt) -> bool:
+                return len(runner.commands) > n
+
+            await until(tried, f"attempt {attempt + 1}")
             runner.end(attempt, status)
         await until(lambda: notifications.failed == 1, "giving up")
         return notifications
@@ -353,7 +350,11 @@ def test_a_full_queue_drops_the_oldest(caplog: pytest.LogCaptureFixture) -> None
         # 0 is being delivered; 1 to 3 were dropped as 4 and 5 came.
         assert "dropping the oldest" in caplog.text
         for index in range(3):
-            await until(lambda n=index: len(runner.commands) > n, "the next command")
+
+            def ran(n: int = index) -> bool:
+                return len(runner.commands) > n
+
+            await until(ran, "the next command")
             runner.end(index, 0)
         await until(lambda: notifications.delivered == 3, "the deliveries")
 

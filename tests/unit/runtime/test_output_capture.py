@@ -14,7 +14,7 @@ from taskforce.core.spec import DesiredState, InstanceSpec, LaunchSpec, OutputSp
 from taskforce.core.vocabulary import Control
 from taskforce.runtime.output import LINE_MAX, Capture, OutputCapture
 from taskforce.runtime.output_ring import FOLLOW_BYTES, RING_BYTES, Follower, Ring
-from taskforce.runtime.output_sinks import Origin
+from taskforce.runtime.output_sinks import Origin, Sink
 
 LAUNCH = LaunchSpec("prog", ("prog",), ())
 
@@ -228,14 +228,12 @@ def test_pipes_and_recent_output_are_handed_over(tmp_path: Path) -> None:
         os.fstat(read_fd)  # closed at EOF by the new image
 
 
-class RecordingSink:
+class RecordingSink(Sink):
     """A sink that keeps what it is given (registered in place of a real one)."""
 
     def __init__(self, key: str) -> None:
-        self.key = key
+        super().__init__(key, "the test's sink")
         self.users = 1_000  # never closed by release()
-        self.waiters: list[object] = []
-        self.blocked = False
         self.data = b""
 
     def write(self, data: bytes, origin: Origin) -> None:

@@ -116,7 +116,7 @@ def planner_with(*specs: TaskSpec) -> Planner:
     pid = 100
     for action in planner.plan(0.0).actions:
         pid += 1
-        task, slot = action.task, action.slot  # type: ignore[attr-defined]
+        task, slot = action.task, action.slot
         planner.started(task, slot, pid, 0.0, 0.0)
     return planner
 

@@ -1,10 +1,13 @@
-"""Shared by the FileWatcher tests: a recording callback and an asyncio runner."""
+"""The FileWatcher tests' setup: a watcher on the running loop reporting to a recorder."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
+
+from taskforce.watch import FileWatcher
 
 DEADLINE = 10.0
 
@@ -38,8 +41,21 @@ class Recorder:
         await asyncio.wait_for(reported(), DEADLINE)
 
 
-def run(test: Callable[[asyncio.AbstractEventLoop], Awaitable[None]]) -> None:
-    async def main() -> None:
-        await test(asyncio.get_running_loop())
-
-    asyncio.run(main())
+@contextlib.asynccontextmanager
+async def watching(
+    *, debounce: float = 0.0, force_polling: bool = False, poll_interval: float = 1.0
+) -> AsyncIterator[tuple[FileWatcher, Recorder]]:
+    """A FileWatcher on the running loop reporting to a Recorder; closed on the way out,
+    whatever happens."""
+    rec = Recorder()
+    watcher = FileWatcher(
+        asyncio.get_running_loop(),
+        rec,
+        debounce=debounce,
+        force_polling=force_polling,
+        poll_interval=poll_interval,
+    )
+    try:
+        yield watcher, rec
+    finally:
+        watcher.close()

@@ -1,0 +1,1 @@
+"""The browser tests: the dashboard driven by a headless chromium."""

@@ -1,0 +1,105 @@
+"""Taskforce run as a user runs it: a command with its log captured, cleaned up always."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from support.procfs import kill_marked
+from support.wait import DEADLINE, wait_for
+
+
+class Taskforce:
+    """A taskforce command run as a user would, with its log captured."""
+
+    def __init__(self, tmp: Path, marker: str) -> None:
+        self.tmp = tmp
+        self.marker = marker
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = tmp / "taskforce.log"
+        self.env = dict(os.environ, TF_TEST_MARKER=marker, PROBE_DIR=str(tmp / "probes"))
+        self.env["PATH"] = f"{Path(sys.executable).parent}:{self.env.get('PATH', '/usr/bin:/bin')}"
+        # The default API socket in a directory of this test's own, not /run/taskforce.sock:
+        # a taskforce that another test (or another suite on this machine) left there would
+        # answer this test's commands.
+        runtime = tmp / "runtime"
+        runtime.mkdir(mode=0o700, exist_ok=True)
+        self.env["XDG_RUNTIME_DIR"] = str(runtime)
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "taskforce", *args]
+
+    def run(
+        self, *args: str, timeout: float = 60, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a taskforce command to completion (-C, -S, -b...), capturing its output."""
+        return subprocess.run(
+            self.command(*args),
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
+        )
+
+    def start(
+        self, *args: str, flags: Sequence[str] = ("-e", "-v"), cwd: Path | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start taskforce in the foreground, its output going to the log; `flags` come
+        before `args` (logging to stderr, verbose, by default)."""
+        return self.spawn(self.command(*flags, *args), cwd=cwd)
+
+    def spawn(
+        self, argv: Sequence[str], cwd: Path | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start a command that runs taskforce (a wrapper script...) as start() does."""
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        self.proc = subprocess.Popen(
+            list(argv),
+            env=self.env if env is None else env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
+        )
+        log.close()
+        return self.proc
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_log(self, text: str, timeout: float = DEADLINE) -> str:
+        log: str = wait_for(lambda: text in self.log() and self.log(), timeout, f"log {text!r}")
+        return log
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = DEADLINE) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+    def cleanup(self) -> None:
+        """Kill everything this test started, including detached (-b) instances."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        # Repeat: a background taskforce may start a process while the others are killed.
+        end = time.monotonic() + 10
+        while kill_marked(self.marker) and time.monotonic() < end:
+            time.sleep(0.01)  # polling interval while the kills land
