@@ -22,7 +22,12 @@ from taskforce import __version__
 from taskforce.cli.commands import CLIENT_COMMANDS, add_client_commands, run_client_command
 from taskforce.cli.parser import Parser
 from taskforce.fleet.cli import add_fleet_command
-from taskforce.fleet.urls import EtcdUrlError, is_etcd_url, parse_etcd_url
+from taskforce.fleet.urls import (
+    EtcdUrlError,
+    is_etcd_url,
+    missing_fleet_extra,
+    parse_etcd_url,
+)
 
 log = logging.getLogger("taskforce")
 
@@ -135,6 +140,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _print_schema()
     if args.command in CLIENT_COMMANDS:
         return run_client_command(args)
+    needs_etcd = is_etcd_url(args.config_file) or is_etcd_url(args.roles_file)
+    if args.command == "fleet" or (needs_etcd and not (args.stop or args.reset)):
+        missing = missing_fleet_extra()
+        if missing is not None:
+            print(f"taskforce: {missing}", file=sys.stderr)
+            return EXIT_USAGE
     if args.command == "fleet":
         from taskforce.fleet.cli import run_fleet_command
 
