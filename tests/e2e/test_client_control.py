@@ -8,11 +8,30 @@ where it listens meets another test's, or another user's.
 
 from __future__ import annotations
 
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from conftest import Taskforce
+from conftest import Taskforce, probe_task, wait_for, write_config
+
+FAST: dict[str, Any] = {
+    "stop_timeout": 2,
+    "restart": {"min_uptime": 0.5, "initial_delay": 0.1, "factor": 2, "max_delay": 1},
+}
+
+
+def config(tmp_path: Path, tasks: dict[str, Any], name: str = "taskforce.conf", **top: Any) -> str:
+    top.setdefault("settings", FAST)
+    return str(write_config(tmp_path / name, tasks, **top))
+
+
+def output(result: Any) -> str:
+    return f"{result.stdout}{result.stderr}"
 
 
 @pytest.mark.parametrize(
@@ -40,3 +59,113 @@ def test_the_fleet_without_its_extra_says_what_to_install(
     assert result.stderr.count("\n") == 1
     assert "pip install 'taskforce[fleet]'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# ----- 1. never the wrong instance --------------------------------------------------------
+
+
+@pytest.fixture
+def runtime(taskforce: Taskforce) -> Iterator[Path]:
+    """A private XDG_RUNTIME_DIR for this test's taskforces and clients."""
+    path = Path(tempfile.mkdtemp(prefix="tfx-"))
+    taskforce.env["XDG_RUNTIME_DIR"] = str(path)
+    taskforce.env.pop("TASKFORCE_SERVER", None)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _serve(taskforce: Taskforce, conf: str, *args: str) -> str:
+    """Start taskforce; the client command it logs as the one that reaches it."""
+    taskforce.start("-f", conf, *args)
+    log = taskforce.wait_log("clients reach this taskforce with: ")
+    return log.split("clients reach this taskforce with: ")[1].splitlines()[0]
+
+
+def test_status_finds_an_instance_by_its_pidfile_wherever_it_listens(
+    tmp_path: Path, runtime: Path, taskforce: Taskforce
+) -> None:
+    own = runtime / "ctl"
+    own.mkdir(mode=0o700)
+    http = [{"listen": str(own / "api.sock"), "allow_control": True}]
+    conf = config(tmp_path, {"svc": probe_task()}, settings={**FAST, "http": http})
+    pidfile = runtime / "tf.pid"
+    command = _serve(taskforce, conf, "-p", str(pidfile))
+    assert command == f"taskforce -p {pidfile} status"
+    wait_for(lambda: _state(taskforce, "-p", str(pidfile)) == "running", what="svc running")
+    # The command logged works as it is, and so does a plain one: it is the only instance.
+    for argv in (command.split()[1:], ["status"]):
+        result = taskforce.run(*argv)
+        assert result.returncode == 0, output(result)
+        assert result.stdout.splitlines()[1].split()[0] == "svc"
+    # A failure names the server asked, and how it was found.
+    result = taskforce.run("status", "-p", str(pidfile), "nosuch")
+    assert result.returncode == 1
+    assert "no task named 'nosuch'" in result.stderr
+    assert f"server: {own / 'api.sock'} (recorded beside -p {pidfile})" in result.stderr
+
+
+def test_several_instances_are_never_guessed_between(
+    tmp_path: Path, runtime: Path, taskforce: Taskforce
+) -> None:
+    conf = config(tmp_path, {"svc": probe_task()})
+    first = _serve(taskforce, conf, "-p", str(runtime / "a.pid"))
+    other = Taskforce(tmp_path / "other", taskforce.marker)
+    (tmp_path / "other").mkdir()
+    other.env = taskforce.env
+    second = _serve(other, conf, "-p", str(runtime / "b.pid"))
+    try:
+        result = taskforce.run("status")
+        assert result.returncode == 2
+        assert "2 taskforce instances are running" in result.stderr
+        assert f"-p {runtime / 'a.pid'}" in result.stderr
+        assert f"-p {runtime / 'b.pid'}" in result.stderr
+        for command in (first, second):
+            assert taskforce.run(*command.split()[1:]).returncode == 0
+    finally:
+        other.cleanup()
+
+
+def test_upgrade_goes_to_the_named_server_only(
+    tmp_path: Path, runtime: Path, taskforce: Taskforce
+) -> None:
+    conf = config(tmp_path, {"svc": probe_task()})
+    assert _serve(taskforce, conf) == "taskforce status"  # at the default socket
+    elsewhere = runtime / "elsewhere.sock"
+    taskforce.env["TASKFORCE_SERVER"] = str(elsewhere)
+    for argv in (["upgrade"], ["upgrade", "--server", str(elsewhere)]):
+        result = taskforce.run(*argv)
+        assert result.returncode == 4, output(result)
+        assert f"cannot reach taskforce at {elsewhere} (" in result.stderr
+    taskforce.env.pop("TASKFORCE_SERVER")
+    assert "upgrade" not in taskforce.log()
+    result = taskforce.run("upgrade")
+    assert result.returncode == 0, output(result)
+    taskforce.wait_log("upgrade: took over")
+
+
+def test_check_with_no_pidfile_plans_against_no_instance(
+    tmp_path: Path, runtime: Path, taskforce: Taskforce
+) -> None:
+    conf = config(tmp_path, {"svc": probe_task()})
+    _serve(taskforce, conf)  # at the default socket
+    other = config(tmp_path, {"svc": probe_task(), "new": probe_task()}, name="other.conf")
+    result = taskforce.run("-C", "-f", other, "-p", "-")
+    assert result.returncode == 0, output(result)
+    assert "applied to" not in result.stdout and "plan" not in result.stdout
+    # Found only by default, an instance running another file is not compared with.
+    result = taskforce.run("-C", "-f", other)
+    assert result.stdout == f"{other}: configuration is valid\n"
+    # Named, it is.
+    socket = runtime / "taskforce.sock"
+    result = taskforce.run("-C", "-f", other, "--server", str(socket))
+    assert f"applied to the taskforce running at {socket} (given by --server)" in result.stdout
+    assert "  start: new" in result.stdout
+
+
+def _state(taskforce: Taskforce, *argv: str, task: str = "svc") -> str | None:
+    result = taskforce.run("status", "--json", *argv)
+    if result.returncode not in (0, 3):
+        return None
+    return str(json.loads(result.stdout)[task]["state"])

@@ -8,10 +8,14 @@ as it starts.
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from taskforce.api.listen import listeners_to_open
+from taskforce.api.paths import default_socket_path
+from taskforce.api.servers import Published, ServerRecord, client_command
 from taskforce.config.model import HttpListener
 from taskforce.runtime.legion import Legion, Loaded
 from taskforce.runtime.notify import Notifications, attach_notifications
@@ -20,7 +24,10 @@ from taskforce.runtime.sd_notify import Notifier, SystemdStatus
 from taskforce.runtime.supervisor import Outcome
 
 if TYPE_CHECKING:
+    from taskforce.api.server import ApiService
     from taskforce.api.sse import Fleet
+
+log = logging.getLogger("taskforce")
 
 
 async def serve_with_api(
@@ -53,10 +60,26 @@ async def serve_with_api(
     service = await start_api(
         legion, Controller(legion), required, best_effort=best_effort, fleet=fleet
     )
+    published = _publish(service, pidfile, legion.config_file)
     try:
         return await serve_hooked(legion, on_ready, loaded)
     finally:
+        published.remove()
         await service.close()
+
+
+def _publish(service: ApiService, pidfile: str | None, config_file: str) -> Published:
+    """Record where clients reach the service (see :mod:`taskforce.api.servers`), and log
+    the client command that does."""
+    servers = service.client_servers()
+    command = client_command(pidfile, servers, default_socket_path(None))
+    record = ServerRecord(os.getpid(), tuple(servers), pidfile, config_file, command)
+    published = Published(record)
+    for problem in published.problems:
+        log.warning("clients may not find this taskforce: cannot record its servers: %s", problem)
+    if command:
+        log.info("clients reach this taskforce with: %s", command)
+    return published
 
 
 async def serve_hooked(

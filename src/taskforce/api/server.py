@@ -38,6 +38,10 @@ BUSY = (
 )
 
 
+# A client reaches a listener on every address through the loopback one.
+_WILDCARD_TO_LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+
+
 @dataclass(slots=True)
 class _Listening:
     endpoint: Endpoint
@@ -71,6 +75,25 @@ class ApiService:
                 host, port = sock.getsockname()[:2]
                 found.append(f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}")
         return found
+
+    def client_servers(self) -> list[str]:
+        """Where a client command can reach this service (as `--server` takes it), best
+        first: listeners that allow control before the others, unix sockets before TCP."""
+        ranked = []
+        for listening in self._listening:
+            control = not listening.endpoint.access.allow_control
+            if listening.unix is not None:
+                ranked.append((control, 0, listening.unix.path))
+                continue
+            scheme = "https" if listening.endpoint.tls else "http"
+            sockets = listening.server.sockets if listening.server is not None else ()
+            for sock in sockets:
+                host, port = sock.getsockname()[:2]
+                host = _WILDCARD_TO_LOOPBACK.get(host, host)
+                ranked.append(
+                    (control, 1, f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}")
+                )
+        return [server for *_, server in sorted(ranked, key=lambda r: r[:2])]
 
     async def open(self, listener: HttpListener) -> None:
         if self._quiet is None:

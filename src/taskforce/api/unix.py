@@ -16,6 +16,7 @@ import stat
 
 from taskforce.api.listen import ApiConfigError
 from taskforce.api.paths import private_tmp_dir
+from taskforce.api.servers import socket_live
 
 BACKLOG = 64
 
@@ -44,7 +45,7 @@ class UnixSocket:
         with contextlib.suppress(OSError):
             info = os.lstat(self.path)
             # An inode number can be reused: a file that is someone's live socket is theirs.
-            if (info.st_dev, info.st_ino) == self._identity and not _live(self.path):
+            if (info.st_dev, info.st_ino) == self._identity and not socket_live(self.path):
                 os.unlink(self.path)
 
 
@@ -100,21 +101,6 @@ def _clear_stale(path: str) -> None:
         raise ApiConfigError(f"cannot listen on {path}: {exc.strerror}") from None
     if not stat.S_ISSOCK(info.st_mode):
         raise ApiConfigError(f"will not listen on {path}: it exists and is not a socket")
-    if _live(path):
+    if socket_live(path):
         raise ApiConfigError(f"cannot listen on {path}: another process is listening on it")
     os.unlink(path)  # nobody listens: left behind by a process that died
-
-
-def _live(path: str) -> bool:
-    """Whether a process listens on the socket at `path`."""
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.setblocking(False)
-        probe.connect(path)
-    except (ConnectionRefusedError, FileNotFoundError):
-        return False
-    except OSError:
-        return True  # listening, but its backlog is full: as good as taken
-    finally:
-        probe.close()
-    return True

@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -33,13 +34,25 @@ if TYPE_CHECKING:
     from taskforce.cli.client import Client
 
 CLIENT_COMMANDS = frozenset(
-    {"status", "start", "stop", "restart", "signal", "scale", "control", "reload", "logs"}
+    {
+        "status",
+        "start",
+        "stop",
+        "restart",
+        "signal",
+        "scale",
+        "control",
+        "reload",
+        "logs",
+        "upgrade",
+    }
 )
 
 _EPILOG = (
     "exit status: 0 done, 1 refused or failed by the server, 2 bad usage, "
     "4 the server cannot be reached"
 )
+_EXIT_FAILED = 1
 _EXIT_BROKEN_PIPE = 141  # what a shell reports for a command killed by SIGPIPE
 _EXIT_INTERRUPTED = 130
 
@@ -80,16 +93,24 @@ def add_client_commands(subparsers: argparse._SubParsersAction[Parser]) -> None:
         "-n", "--lines", type=_count, default=10, metavar="N", help="Recent lines (default 10)"
     )
     p.add_argument("--json", action="store_true", help="One JSON object per line")
+    command(
+        "upgrade",
+        "Re-execute the running taskforce in place with its current code, keeping every "
+        "task running (with -p PIDFILE, SIGUSR2 through the pidfile if its socket is silent)",
+    )
 
 
 def _common_options() -> Parser:
     common = Parser(add_help=False)
     group = common.add_argument_group("connection")
+    # SUPPRESS: when not given here, the main parser's option holds (`taskforce
+    # --server X status` as well as `taskforce status --server X`).
     group.add_argument(
         "--server",
         metavar="URL_OR_SOCKET",
+        default=argparse.SUPPRESS,
         help="A unix socket path (with a '/'), http://HOST:PORT or https://HOST:PORT; "
-        "default $TASKFORCE_SERVER, else the default socket",
+        "default $TASKFORCE_SERVER, else -p PIDFILE's, else the default socket",
     )
     group.add_argument(
         "--token",
@@ -100,12 +121,12 @@ def _common_options() -> Parser:
     group.add_argument(
         "--insecure", action="store_true", help="Do not check the https server's certificate"
     )
-    # SUPPRESS: when not given here, `taskforce -p FILE status` (the main parser's -p) holds.
     group.add_argument(
         "-p",
         "--pidfile",
         default=argparse.SUPPRESS,
-        help="Pidfile of the taskforce to talk to: its socket is next to it (NAME.sock)",
+        help="Pidfile of the taskforce to talk to: the server it recorded beside it "
+        "(PIDFILE.server), else its socket next to it (NAME.sock)",
     )
     group.add_argument(
         "--timeout",
@@ -138,13 +159,20 @@ def _positive_float(text: str) -> float:
 
 
 def run_client_command(args: argparse.Namespace) -> int:
-    """Run the client command in `args.command`; report failures in one line on stderr."""
+    """Run the client command in `args.command`; report failures in one line on stderr,
+    naming the server asked and how it was chosen."""
     from taskforce.cli.client import ClientError
 
+    client = None
     try:
-        return _HANDLERS[args.command](_client(args), args)
+        client = _client(args)
+        code = _HANDLERS[args.command](client, args)
     except ClientError as exc:
-        _error(exc.message)
+        where = client.endpoint if client is not None else None
+        if where is not None and str(where) not in exc.message:
+            _error(f"{exc.message} [server: {where.described}]")
+        else:
+            _error(exc.message)
         return exc.exit_code
     except KeyboardInterrupt:
         return _EXIT_INTERRUPTED
@@ -159,33 +187,21 @@ def run_client_command(args: argparse.Namespace) -> int:
             finally:
                 os.close(devnull)
         return _EXIT_BROKEN_PIPE
-
-
-def socket_candidates(pidfile: str | None) -> list[str]:
-    """Sockets to try, in order, when no --server is given."""
-    from taskforce.cli.client import default_socket
-
-    if pidfile in ("-", ""):  # the main parser's "no pidfile"
-        return [default_socket(None)]
-    if pidfile is not None:
-        return [default_socket(pidfile)]
-    # Imported here: the main module imports this one.
-    from taskforce.cli.main import DEFAULT_PIDFILE
-
-    # A foreground taskforce has no pidfile, a background one (-b) has the default one.
-    return [default_socket(None), default_socket(DEFAULT_PIDFILE)]
+    if code == _EXIT_FAILED:
+        _error(f"server: {client.endpoint.described}")
+    return code
 
 
 def _client(args: argparse.Namespace) -> Client:
-    from taskforce.cli.client import DEFAULT_TIMEOUT, Client, Endpoint, parse_server
+    from taskforce.cli.client import DEFAULT_TIMEOUT, Client
+    from taskforce.cli.main import DEFAULT_PIDFILE  # here: the main module imports this one
+    from taskforce.cli.server import resolve
 
-    server = args.server or os.environ.get("TASKFORCE_SERVER")
-    if server:
-        endpoint = parse_server(server)
-    else:
-        candidates = socket_candidates(getattr(args, "pidfile", None))
-        path = next((c for c in candidates if os.path.exists(c)), candidates[0])
-        endpoint = Endpoint("unix", path)
+    endpoint = resolve(
+        getattr(args, "server", None),
+        getattr(args, "pidfile", None),
+        default_pidfile=DEFAULT_PIDFILE,
+    )
     return Client(
         endpoint,
         token=args.token or os.environ.get("TASKFORCE_TOKEN") or None,
@@ -203,7 +219,9 @@ def _status(client: Client, args: argparse.Namespace) -> int:
 
     tasks = client.get("/status/tasks")
     if not isinstance(tasks, dict):
-        raise RequestError(f"taskforce at {client.endpoint} sent an unexpected status answer")
+        raise RequestError(
+            f"taskforce at {client.endpoint.described} sent an unexpected status answer"
+        )
     missing = []
     if args.tasks:
         missing = [t for t in dict.fromkeys(args.tasks) if t not in tasks]
@@ -277,6 +295,33 @@ def _reload(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def _upgrade(client: Client, args: argparse.Namespace) -> int:
+    """Ask the running taskforce to re-execute itself: through its API; with -p PIDFILE,
+    by SIGUSR2 through the pidfile when nothing answers there."""
+    from taskforce.cli.client import UnreachableError
+    from taskforce.cli.server import SERVER_ENV
+
+    pidfile: str | None = getattr(args, "pidfile", None)
+    # The signal goes only where the user pointed: -p, with no server named before it.
+    by_pidfile = pidfile and not getattr(args, "server", None) and not os.environ.get(SERVER_ENV)
+    try:
+        client.post("/manage/upgrade")
+    except UnreachableError:
+        if not by_pidfile or pidfile is None:
+            raise
+        from taskforce.runtime.pidfile import PidfileError, signal_running
+
+        try:
+            pid = signal_running(pidfile, signal.SIGUSR2)
+        except PidfileError as exc:
+            _error(str(exc))
+            return _EXIT_FAILED
+        print(f"taskforce pid {pid}: upgrade requested")
+        return 0
+    print(f"taskforce at {client.endpoint}: upgrade requested")
+    return 0
+
+
 def _logs(client: Client, args: argparse.Namespace) -> int:
     from taskforce.cli.follow import show
 
@@ -309,6 +354,7 @@ _HANDLERS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "control": _control,
     "reload": _reload,
     "logs": _logs,
+    "upgrade": _upgrade,
 }
 
-__all__ = ["CLIENT_COMMANDS", "add_client_commands", "run_client_command", "socket_candidates"]
+__all__ = ["CLIENT_COMMANDS", "add_client_commands", "run_client_command"]
