@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Taskforce, probe_task, wait_for, write_config
+from conftest import Probes, Taskforce, pid_alive, probe_task, wait_for, write_config
 
 FAST: dict[str, Any] = {
     "stop_timeout": 2,
@@ -165,7 +165,78 @@ def test_check_with_no_pidfile_plans_against_no_instance(
 
 
 def _state(taskforce: Taskforce, *argv: str, task: str = "svc") -> str | None:
-    result = taskforce.run("status", "--json", *argv)
+    result = taskforce.run("status", "--json", *argv, task)
     if result.returncode not in (0, 3):
         return None
     return str(json.loads(result.stdout)[task]["state"])
+
+
+# ----- 2. commands that finish what they say ----------------------------------------------
+
+
+def test_stop_and_restart_return_once_done(
+    tmp_path: Path, runtime: Path, taskforce: Taskforce, probes: Probes
+) -> None:
+    # SIGTERM is ignored: each stop lasts until taskforce's SIGKILL, stop_timeout later.
+    tasks = {"slow": probe_task("--ignore-term", count=2), "quick": probe_task()}
+    _serve(taskforce, config(tmp_path, tasks))
+    probes.wait(1, task="quick")
+    first = {r["pid"] for r in probes.wait(2, task="slow")}
+    result = taskforce.run("restart", "slow")
+    assert result.returncode == 0, output(result)
+    assert result.stdout == "slow: restarted\n"
+    slow = json.loads(taskforce.run("status", "--json", "slow").stdout)["slow"]
+    now = {p["pid"] for p in slow["processes"]}
+    assert len(now) == 2 and now.isdisjoint(first) and all(map(pid_alive, now))
+    assert not any(map(pid_alive, first))
+
+    result = taskforce.run("stop", "all")
+    assert result.returncode == 0, output(result)
+    assert sorted(result.stdout.splitlines()) == ["quick: stopped", "slow: stopped"]
+    assert not any(pid_alive(r["pid"]) for r in probes.records())
+    # Stopped on purpose: the wanted state.
+    assert taskforce.run("status").returncode == 0
+    result = taskforce.run("start", "all")
+    assert result.returncode == 0, output(result)
+    wait_for(lambda: taskforce.run("status").returncode == 0 and len(probes.live()) == 3)
+
+
+def test_a_stop_past_its_timeout_says_what_is_left(
+    tmp_path: Path, runtime: Path, taskforce: Taskforce, probes: Probes
+) -> None:
+    settings = {**FAST, "stop_timeout": 60}
+    _serve(taskforce, config(tmp_path, {"svc": probe_task("--ignore-term")}, settings=settings))
+    pid = probes.wait(1)[0]["pid"]
+    result = taskforce.run("stop", "--timeout", "0.5", "svc")
+    assert result.returncode == 1
+    assert f"svc: still running: pid {pid} (stopping) after 0.5s" in result.stderr
+    # --no-wait returns at once, as before.
+    result = taskforce.run("restart", "--no-wait", "svc")
+    assert (result.returncode, result.stdout) == (0, "svc: restart requested\n")
+
+
+def test_scale_relative_and_status_exit_codes(
+    tmp_path: Path, runtime: Path, taskforce: Taskforce, probes: Probes
+) -> None:
+    tasks = {
+        "svc": probe_task(count=2),
+        "crash": probe_task("--exit-code", "1", "--exit-after", "0"),
+    }
+    _serve(taskforce, config(tmp_path, tasks))
+    wait_for(lambda: _state(taskforce) == "running", what="svc running")
+    wait_for(lambda: _state(taskforce, task="crash") == "backing off", what="crash backing off")
+    assert taskforce.run("status", "svc").returncode == 0
+    result = taskforce.run("status", "crash", "svc")
+    assert result.returncode == 3, output(result)
+    result = taskforce.run("status", "nosuch")
+    assert (result.returncode, result.stdout) == (1, "")
+    assert "no task named 'nosuch'" in result.stderr
+
+    result = taskforce.run("scale", "svc", "+1")
+    assert (result.returncode, result.stdout) == (0, "svc: count set to 3\n"), output(result)
+    result = taskforce.run("scale", "svc", "-2")
+    assert (result.returncode, result.stdout) == (0, "svc: count set to 1\n"), output(result)
+    result = taskforce.run("scale", "svc", "-2")
+    assert result.returncode == 1
+    assert "cannot remove 2 of its 1 process(es)" in result.stderr
+    wait_for(lambda: len(probes.live("svc")) == 1, what="svc scaled to 1")

@@ -187,7 +187,7 @@ def test_status_prints_the_table(capsys: pytest.CaptureFixture[str], unix: Any) 
     path, canned = unix
     canned.route("GET", "/status/tasks", STATUS)
     code, out, err = run(capsys, "status", "--server", path)
-    assert (code, err) == (0, "")
+    assert (code, err) == (3, "")  # db is stopped, and should run
     assert [(s.method, s.path, s.query) for s in canned.seen] == [("GET", "/status/tasks", {})]
     lines = out.splitlines()
     assert lines[0].split()[:3] == ["TASK", "CONTROL", "STATE"]
@@ -200,15 +200,17 @@ def test_status_json_prints_the_servers_json(capsys: pytest.CaptureFixture[str],
     path, canned = unix
     canned.route("GET", "/status/tasks", STATUS)
     code, out, _ = run(capsys, "status", "--json", "--server", path)
-    assert code == 0
+    assert code == 3
     assert json.loads(out) == STATUS
+    code, out, _ = run(capsys, "status", "--json", "--server", path, "web")
+    assert code == 0
 
 
 def test_status_of_some_tasks(capsys: pytest.CaptureFixture[str], unix: Any) -> None:
     path, canned = unix
     canned.route("GET", "/status/tasks", STATUS)
     code, out, err = run(capsys, "status", "--json", "--server", path, "db")
-    assert (code, err) == (0, "")
+    assert (code, err) == (3, "")
     assert list(json.loads(out)) == ["db"]
     code, out, err = run(capsys, "status", "--server", path, "db", "nosuch")
     assert code == 1
@@ -221,7 +223,8 @@ def test_task_actions(capsys: pytest.CaptureFixture[str], unix: Any, action: str
     path, canned = unix
     for name in ("web", "db"):
         canned.route("POST", f"/manage/tasks/{name}/{action}", {"task": name, "action": action})
-    code, out, err = run(capsys, action, "--server", path, "web", "db")
+    no_wait = [] if action == "start" else ["--no-wait"]
+    code, out, err = run(capsys, action, *no_wait, "--server", path, "web", "db")
     assert (code, err) == (0, "")
     assert [(s.method, s.path) for s in canned.seen] == [
         ("POST", f"/manage/tasks/web/{action}"),
@@ -531,7 +534,7 @@ def test_one_unknown_task_does_not_stop_the_others(
 ) -> None:
     path, canned = unix
     canned.route("POST", "/manage/tasks/web/restart", {})
-    code, out, err = run(capsys, "restart", "--server", path, "nosuch", "web")
+    code, out, err = run(capsys, "restart", "--no-wait", "--server", path, "nosuch", "web")
     assert code == 1
     assert len(canned.seen) == 2
     assert out == "web: restart requested\n"
@@ -554,7 +557,7 @@ def test_unauthorized_is_said_once(capsys: pytest.CaptureFixture[str], unix: Any
 @pytest.mark.parametrize(
     "argv",
     [
-        ["scale", "web", "-1"],
+        ["scale", "web", "--1"],
         ["scale", "web", "many"],
         ["stop"],
         ["signal", "HUP"],
@@ -685,5 +688,5 @@ def test_status_imports_nothing_of_the_daemon(sockdir: Path) -> None:
             text=True,
             timeout=60,
         )
-    assert result.stderr == "0 []\n"
+    assert result.stderr == "3 []\n"  # db is stopped
     assert result.stdout.splitlines()[1].split()[0] == "web"
