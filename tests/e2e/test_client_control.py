@@ -9,8 +9,10 @@ where it listens meets another test's, or another user's.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from typing import Any
 import pytest
 
 from conftest import Probes, Taskforce, pid_alive, probe_task, wait_for, write_config
+from taskforce.cli.client import Client, ClientError, Endpoint
 
 FAST: dict[str, Any] = {
     "stop_timeout": 2,
@@ -240,3 +243,49 @@ def test_scale_relative_and_status_exit_codes(
     assert result.returncode == 1
     assert "cannot remove 2 of its 1 process(es)" in result.stderr
     wait_for(lambda: len(probes.live("svc")) == 1, what="svc scaled to 1")
+
+
+# ----- 20. no gap in the control socket across a restart in place -------------------------
+
+
+def test_clients_are_answered_throughout_an_upgrade(
+    tmp_path: Path, runtime: Path, taskforce: Taskforce, probes: Probes
+) -> None:
+    pidfile = runtime / "tf.pid"
+    taskforce.start("-f", config(tmp_path, {"svc": probe_task()}), "-p", str(pidfile))
+    line = "HTTP service listening on"
+    taskforce.wait_log(line)
+    first = probes.wait(1)[0]["pid"]
+    client = Client(Endpoint("unix", str(runtime / "tf.sock")), timeout=30)
+    failures: list[str] = []
+    answered = [0]
+    done = threading.Event()
+
+    def ask() -> None:
+        while not done.is_set():
+            try:
+                client.get("/status/version")
+                answered[0] += 1
+            except ClientError as exc:
+                failures.append(exc.message)
+            done.wait(0.005)  # a client asking about 200 times a second
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    try:
+        result = taskforce.run("upgrade", "-p", str(pidfile))
+        assert result.returncode == 0, output(result)
+        wait_for(lambda: taskforce.log().count(line) >= 2, what="the upgrade")
+        seen = answered[0]
+        wait_for(lambda: answered[0] > seen + 5, what="answers after the re-exec")
+        # The task kept running through it, untouched.
+        assert [r["pid"] for r in probes.records()] == [first] and pid_alive(first)
+    finally:
+        done.set()
+        asker.join(30)
+    assert failures == []
+    # The socket handed over is not handed on to the tasks the new image starts.
+    assert taskforce.run("scale", "-p", str(pidfile), "svc", "+1").returncode == 0
+    pid = probes.wait(2)[-1]["pid"]
+    links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+    assert not [link for link in links if link.startswith("socket:")]

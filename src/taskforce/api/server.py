@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 from taskforce import lean_asyncio
 from taskforce.api.http import HttpConnection
 from taskforce.api.listen import ApiConfigError, Endpoint, prepare
+from taskforce.api.paths import INHERITED_ENV
 from taskforce.api.routes import Router
 from taskforce.api.sse import EventFeed, Fleet
-from taskforce.api.unix import UnixSocket
+from taskforce.api.unix import UnixSocket, close_inherited
 from taskforce.config.model import HttpListener
 from taskforce.runtime.control import Controller
 from taskforce.runtime.legion import Legion
@@ -30,6 +33,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("taskforce")
 
 MAX_CONNECTIONS = 64  # per listener
+HAND_OVER_GRACE = 1.0  # seconds the requests under way get to finish before a re-exec
+_TURNS_TO_START = 10
 _BUSY_BODY = b'{"error":"too many connections; try again later"}\n'
 # Sent, unread, to a client over the connection limit: nothing is spent parsing its request.
 BUSY = (
@@ -155,20 +160,34 @@ class ApiService:
         finally:
             listening.connections.discard(task)
 
-    async def close(self) -> None:
-        """Stop listening, end every connection, remove the unix sockets."""
+    async def close(self, hand_over: bool = False) -> None:
+        """Stop listening, end every connection, remove the unix sockets; or, with
+        `hand_over` (taskforce is about to re-execute itself), leave the unix sockets
+        listening for the next image, named in the environment it inherits."""
         listening, self._listening = self._listening, []
+        if hand_over:
+            kept = {each.unix.path: each.unix.hand_over() for each in listening if each.unix}
+            os.environ[INHERITED_ENV] = json.dumps(kept)
         servers = [each.server for each in listening if each.server is not None]
         for server in servers:
             server.close()
+        if hand_over:
+            # A connection accepted just now gets its task a few turns of the loop later
+            # (transport, then protocol, then task): let them all start, to be answered.
+            for _ in range(_TURNS_TO_START):
+                await asyncio.sleep(0)
         tasks = [task for each in listening for task in each.connections]
+        if hand_over and tasks:
+            # Requests under way are answered (the next image answers the ones after);
+            # only what outlasts the grace, an event stream say, is cut.
+            await asyncio.wait(tasks, timeout=HAND_OVER_GRACE)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         for server in servers:
             await server.wait_closed()
         for each in listening:
-            if each.unix is not None:
+            if each.unix is not None and not hand_over:
                 each.unix.remove()
         if self._quiet is not None:
             self._quiet.restore()
@@ -243,6 +262,8 @@ async def start_api(
     except BaseException:
         await service.close()
         raise
+    finally:
+        close_inherited()
     controller.attach()
     for address in service.addresses:
         log.info("HTTP service listening on %s", address)

@@ -211,6 +211,7 @@ def _supervise(args: argparse.Namespace) -> int:
     import asyncio
 
     from taskforce.api.listen import ApiConfigError, listener_from_flags
+    from taskforce.api.paths import claim_handed_over
     from taskforce.api.run import serve_with_api
     from taskforce.config.errors import ConfigError
     from taskforce.runtime.legion import Legion
@@ -220,6 +221,7 @@ def _supervise(args: argparse.Namespace) -> int:
     from taskforce.runtime.upgrade import SNAPSHOT_ENV
 
     resuming = os.environ.pop(_RESET_MARKER, None) is not None
+    claim_handed_over()  # the sockets of the image we re-executed from
     # Relative paths on the command line are relative to this directory: a reset
     # re-executes from it (a background taskforce has moved to / meanwhile).
     start_dir = os.getcwd()
@@ -306,6 +308,7 @@ def _supervise(args: argparse.Namespace) -> int:
                 pidfile=pidfile.path if pidfile else None,
                 extra=extra,
                 on_ready=detached.report if detached else None,
+                reexec=True,  # on a reset or an upgrade: see _reexec()
             )
         )
     except (ConfigError, ApiConfigError) as exc:
