@@ -289,3 +289,21 @@ def test_clients_are_answered_throughout_an_upgrade(
     pid = probes.wait(2)[-1]["pid"]
     links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
     assert not [link for link in links if link.startswith("socket:")]
+
+
+# ----- 3. logs that say what happened -----------------------------------------------------
+
+
+def test_control_actions_are_logged_as_such_with_their_origin(
+    tmp_path: Path, runtime: Path, taskforce: Taskforce, probes: Probes
+) -> None:
+    _serve(taskforce, config(tmp_path, {"svc": probe_task(count=2)}))
+    probes.wait(2)
+    socket = runtime / "taskforce.sock"
+    for argv in (["stop", "svc"], ["start", "svc"], ["scale", "svc", "3"], ["restart", "svc"]):
+        result = taskforce.run(*argv)
+        assert result.returncode == 0, output(result)
+    log = taskforce.wait_log(f"restart: svc (requested over unix:{socket})")
+    for line in ("stop: svc", "start: svc", "scale: svc to 3"):
+        assert f"{line} (requested over unix:{socket})" in log
+    assert "configuration reloaded" not in log

@@ -77,6 +77,9 @@ class ControlSurface(Protocol):
     def reset(self) -> dict[str, Any]: ...
 
     def upgrade(self) -> dict[str, Any]: ...
+
+    origin: str  # who asked for the control action being handled
+
     def logs(self, task: str, n: int) -> dict[str, Any]: ...
     def follow_logs(self, task: str) -> Follower: ...
     def unfollow_logs(self, task: str, follower: Follower) -> None: ...
@@ -171,9 +174,14 @@ class Router:
     """Answers the requests of one listener (its access rules) from one controller."""
 
     def __init__(
-        self, controller: ControlSurface, access: Access, fleet: Fleet | None = None
+        self,
+        controller: ControlSurface,
+        access: Access,
+        fleet: Fleet | None = None,
+        origin: str = "the control API",
     ) -> None:
         self.access = access
+        self.origin = origin  # this listener, as the log names it: "unix:/run/tf.sock"
         c = controller
         self.controller = c
         self.fleet = fleet
@@ -230,6 +238,9 @@ class Router:
             denied = check_control(self.access, authorization)
             if denied is not None:
                 return _refusal(denied)
+            # Handlers run to completion here, one request at a time: the controller
+            # logs this origin with what it does.
+            self.controller.origin = self.origin
         if request.method not in route.methods:
             allowed = ", ".join(route.methods)
             return error(405, f"{path} takes {allowed}", (("Allow", allowed),))

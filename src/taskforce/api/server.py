@@ -106,7 +106,9 @@ class ApiService:
         endpoint = prepare(listener)
         tls = _tls_context(endpoint.listener.certfile) if endpoint.tls else None
         handshake = endpoint.timeout if tls else None
-        listening = _Listening(endpoint, Router(self.controller, endpoint.access, self.fleet))
+        origin = f"unix:{endpoint.path}" if endpoint.path is not None else listener.listen
+        router = Router(self.controller, endpoint.access, self.fleet, origin)
+        listening = _Listening(endpoint, router)
 
         async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             # Only close() cancels a connection; asyncio 3.11 would log a cancelled one as
