@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -307,3 +308,37 @@ def test_control_actions_are_logged_as_such_with_their_origin(
     for line in ("stop: svc", "start: svc", "scale: svc to 3"):
         assert f"{line} (requested over unix:{socket})" in log
     assert "configuration reloaded" not in log
+
+
+def test_a_log_file_in_json_reopened_after_rotation(
+    tmp_path: Path, runtime: Path, taskforce: Taskforce, probes: Probes
+) -> None:
+    log_file = tmp_path / "tf.log"
+    conf = config(tmp_path, {"svc": probe_task()})
+    taskforce.start("-f", conf, "--log-file", str(log_file), "--log-format", "json")
+    wait_for(lambda: log_file.exists() and "clients reach" in log_file.read_text(), what="log")
+    probes.wait(1)
+    lines = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert {"time", "level", "name", "pid", "message"} <= set(lines[0])
+    assert any(line["message"].startswith("svc[0]: started pid") for line in lines)
+    # Rotated (renamed away, as logrotate does), then SIGUSR1: a new file at the path.
+    log_file.rename(tmp_path / "tf.log.1")
+    os.kill(taskforce.pid, signal.SIGUSR1)
+    wait_for(lambda: log_file.exists() and "SIGUSR1 received" in log_file.read_text())
+    assert taskforce.run("stop", "svc").returncode == 0
+    wait_for(lambda: "stop: svc (requested over" in log_file.read_text(), what="stop logged")
+    assert all(json.loads(line) for line in log_file.read_text().splitlines())
+
+
+@pytest.mark.skipif(
+    any(os.path.exists(p) for p in ("/dev/log", "/var/run/syslog")),
+    reason="a syslog socket may be there: this is about hosts without one",
+)
+def test_a_daemon_without_syslog_keeps_its_log(tmp_path: Path, taskforce: Taskforce) -> None:
+    pidfile = tmp_path / "tf.pid"
+    conf = config(tmp_path, {"svc": probe_task()})
+    result = taskforce.run("-b", "-p", str(pidfile), "-f", conf)
+    assert result.returncode == 0, output(result)
+    assert f"logging to {pidfile}.log" in result.stderr
+    wait_for(lambda: "svc[0]: started pid" in Path(f"{pidfile}.log").read_text(), what="log")
+    assert taskforce.run("-S", "-p", str(pidfile)).returncode == 0

@@ -59,6 +59,17 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "-e", "--log-stderr", action="store_true", help="Log to stderr instead of syslog"
     )
+    parser.add_argument(
+        "--log-file",
+        metavar="PATH",
+        help="Log to this file (reopened when rotated away, and on SIGUSR1)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="json: one JSON object a line, for log shippers",
+    )
     parser.add_argument("-b", "--background", action="store_true", help="Run in the background")
     parser.add_argument(
         "-p",
@@ -153,7 +164,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # -C, -S and -R talk to the person at the terminal, not to syslog.
     to_stderr = args.log_stderr or args.check_config or args.stop or args.reset
-    setup_logging(name, to_stderr=to_stderr, verbose=args.verbose, quiet=args.quiet)
+    fallback = None
+    if args.background and not to_stderr:
+        pidfile = _pidfile_path(args, needed=True)
+        fallback = f"{pidfile}.log" if pidfile else None
+    setup_logging(
+        name,
+        to_stderr=to_stderr,
+        verbose=args.verbose,
+        quiet=args.quiet,
+        log_file=None if args.check_config or args.stop or args.reset else args.log_file,
+        json_format=args.log_format == "json",
+        fallback_file=fallback,
+    )
     if args.stop or args.reset:
         return _signal_instance(args)
     return _supervise(args)
