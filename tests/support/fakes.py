@@ -40,6 +40,7 @@ class FakeController:
 
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
+        self.origin = ""
 
     def _known(self, task: str) -> None:
         if task not in TASKS:

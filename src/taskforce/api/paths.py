@@ -35,3 +35,22 @@ def default_socket_path(pidfile: str | None, environ: dict[str, str] | None = No
 def private_tmp_dir(uid: int) -> str:
     """The directory of our own under /tmp: /tmp is writable by all, this one by us only."""
     return f"/tmp/taskforce-{uid}"
+
+
+# Listening sockets handed from one image of taskforce to the next across a re-exec
+# (reset, upgrade), as JSON {path: fd}: clients never meet a missing or dead socket.
+INHERITED_ENV = "TASKFORCE_INHERITED_SOCKETS"
+_handed_over: dict[str, str] = {}
+
+
+def claim_handed_over(environ: dict[str, str] | None = None) -> None:
+    """Take the hand-over out of the environment, before anything copies it (the tasks'
+    environment must not change across a re-exec); :mod:`taskforce.api.unix` uses it."""
+    text = (os.environ if environ is None else environ).pop(INHERITED_ENV, None)
+    if text is not None:
+        _handed_over["sockets"] = text
+
+
+def handed_over() -> str:
+    """The hand-over claimed (once: later callers get "")."""
+    return _handed_over.pop("sockets", "")

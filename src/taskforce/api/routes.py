@@ -74,6 +74,8 @@ TASK_ACTIONS = ("start", "stop", "restart", "signal")
 class ControlSurface(Protocol):
     """What the routes need of :class:`taskforce.runtime.control.Controller`."""
 
+    origin: str  # who asked for the control action being handled
+
     def version(self) -> dict[str, Any]: ...
     def config(self) -> dict[str, Any]: ...
     def reload_status(self) -> dict[str, Any]: ...
@@ -88,7 +90,6 @@ class ControlSurface(Protocol):
     def plan(self, text: str) -> dict[str, Any]: ...
     def shutdown(self) -> dict[str, Any]: ...
     def reset(self) -> dict[str, Any]: ...
-
     def upgrade(self) -> dict[str, Any]: ...
     def logs(self, task: str, n: int) -> dict[str, Any]: ...
     def follow_logs(self, task: str) -> Follower: ...
@@ -181,9 +182,14 @@ class Router:
     """Answers the requests of one listener (its access rules) from one controller."""
 
     def __init__(
-        self, controller: ControlSurface, access: Access, fleet: Fleet | None = None
+        self,
+        controller: ControlSurface,
+        access: Access,
+        fleet: Fleet | None = None,
+        origin: str = "the control API",
     ) -> None:
         self.access = access
+        self.origin = origin  # this listener, as the log names it: "unix:/run/tf.sock"
         c = controller
         self.controller = c
         self.fleet = fleet
@@ -241,6 +247,9 @@ class Router:
             denied = check_control(self.access, authorization)
             if denied is not None:
                 return _refusal(denied)
+            # Handlers run to completion here, one request at a time: the controller
+            # logs this origin with what it does.
+            self.controller.origin = self.origin
         if request.method not in route.methods:
             allowed = ", ".join(route.methods)
             return error(405, f"{path} takes {allowed}", (("Allow", allowed),))

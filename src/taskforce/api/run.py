@@ -8,10 +8,15 @@ as it starts.
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from taskforce.api.listen import listeners_to_open
+from taskforce.api.paths import default_socket_path
+from taskforce.api.servers import Published, ServerRecord, client_command
+from taskforce.api.unix import close_inherited
 from taskforce.config.model import HttpListener
 from taskforce.runtime.legion import Legion, Loaded
 from taskforce.runtime.notify import Notifications, attach_notifications
@@ -20,7 +25,10 @@ from taskforce.runtime.sd_notify import WATCHDOG_ENV, Notifier, SystemdStatus, W
 from taskforce.runtime.supervisor import Outcome
 
 if TYPE_CHECKING:
+    from taskforce.api.server import ApiService
     from taskforce.api.sse import Fleet
+
+log = logging.getLogger("taskforce")
 
 
 async def serve_with_api(
@@ -30,6 +38,7 @@ async def serve_with_api(
     extra: Sequence[HttpListener] = (),
     on_ready: Callable[[], None] | None = None,
     fleet: Fleet | None = None,
+    reexec: bool = False,
 ) -> Outcome:
     """legion.serve(on_ready), with the listeners of its `settings.http` and `extra`
     (and `fleet`, the fleet's statuses, for them to show).
@@ -40,12 +49,15 @@ async def serve_with_api(
     listeners close when serve() ends, whatever its outcome (a reset or an upgrade
     re-executes taskforce, which opens them again). The configuration is read once
     before serving, for its `settings.http`; a ConfigError then means what one from
-    serve() would.
+    serve() would. `reexec`: the caller re-executes taskforce on a reset or an upgrade
+    (the command does); the unix sockets are then handed over to the next image,
+    listening all along, rather than closed.
     """
     _hide_notify_socket(legion)  # before the configuration is resolved
     loaded = legion.load()
     required, best_effort = listeners_to_open(loaded.config.settings.http, pidfile, extra)
     if not required and not best_effort:
+        close_inherited()  # sockets an earlier image served, not wanted now
         return await serve_hooked(legion, on_ready, loaded)
     from taskforce.api.server import start_api
     from taskforce.runtime.control import Controller
@@ -53,10 +65,32 @@ async def serve_with_api(
     service = await start_api(
         legion, Controller(legion), required, best_effort=best_effort, fleet=fleet
     )
+    published = _publish(service, pidfile, legion.config_file)
+    outcome: Outcome | None = None
     try:
-        return await serve_hooked(legion, on_ready, loaded)
+        outcome = await serve_hooked(legion, on_ready, loaded)
+        return outcome
     finally:
-        await service.close()
+        # Re-executing (same pid): the next image takes the sockets over, and rewrites
+        # the records.
+        reexecuting = reexec and outcome in (Outcome.RESET, Outcome.UPGRADE)
+        if not reexecuting:
+            published.remove()
+        await service.close(hand_over=reexecuting)
+
+
+def _publish(service: ApiService, pidfile: str | None, config_file: str) -> Published:
+    """Record where clients reach the service (see :mod:`taskforce.api.servers`), and log
+    the client command that does."""
+    servers = service.client_servers()
+    command = client_command(pidfile, servers, default_socket_path(None))
+    record = ServerRecord(os.getpid(), tuple(servers), pidfile, config_file, command)
+    published = Published(record)
+    for problem in published.problems:
+        log.warning("clients may not find this taskforce: cannot record its servers: %s", problem)
+    if command:
+        log.info("clients reach this taskforce with: %s", command)
+    return published
 
 
 async def serve_hooked(

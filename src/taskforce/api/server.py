@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import json
 import logging
+import os
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,9 +20,10 @@ from typing import TYPE_CHECKING
 from taskforce import lean_asyncio
 from taskforce.api.http import HttpConnection
 from taskforce.api.listen import ApiConfigError, Endpoint, prepare
+from taskforce.api.paths import INHERITED_ENV
 from taskforce.api.routes import Router
 from taskforce.api.sse import EventFeed, Fleet, StreamSlots
-from taskforce.api.unix import UnixSocket
+from taskforce.api.unix import UnixSocket, close_inherited
 from taskforce.config.model import HttpListener
 from taskforce.runtime.control import Controller
 from taskforce.runtime.legion import Legion
@@ -37,6 +40,9 @@ log = logging.getLogger("taskforce")
 # runtime.limits' reserve alone, whatever the count.
 MAX_CONNECTIONS = 64
 BACKLOG = 64  # connections the kernel holds for us while we are busy
+HAND_OVER_GRACE = 1.0  # seconds the requests under way get to finish before a re-exec
+# A client reaches a listener on every address through the loopback one.
+_WILDCARD_TO_LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1"}
 _BUSY_BODY = b'{"error":"too many connections; try again later"}\n'
 # Sent, unread, to a client over the connection limit: nothing is spent parsing its request.
 BUSY = (
@@ -101,9 +107,29 @@ class ApiService:
                 found.append(f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}")
         return found
 
+    def client_servers(self) -> list[str]:
+        """Where a client command can reach this service (as `--server` takes it), best
+        first: listeners that allow control before the others, unix sockets before TCP."""
+        ranked = []
+        for listening in self._listening:
+            control = not listening.endpoint.access.allow_control
+            if listening.unix is not None:
+                ranked.append((control, 0, listening.unix.path))
+                continue
+            scheme = "https" if listening.endpoint.tls else "http"
+            for sock in listening.sockets:
+                host, port = sock.getsockname()[:2]
+                host = _WILDCARD_TO_LOOPBACK.get(host, host)
+                ranked.append(
+                    (control, 1, f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}")
+                )
+        return [server for *_, server in sorted(ranked, key=lambda r: r[:2])]
+
     async def open(self, listener: HttpListener) -> None:
         endpoint = prepare(listener)
-        listening = _Listening(endpoint, Router(self.controller, endpoint.access, self.fleet))
+        origin = f"unix:{endpoint.path}" if endpoint.path is not None else listener.listen
+        router = Router(self.controller, endpoint.access, self.fleet, origin)
+        listening = _Listening(endpoint, router)
         if endpoint.tls:
             listening.tls = _tls_context(endpoint.listener.certfile)
         if endpoint.path is not None:
@@ -197,9 +223,15 @@ class ApiService:
         with contextlib.suppress(asyncio.CancelledError):
             await connection.serve()
 
-    async def close(self) -> None:
-        """Stop listening, end every connection, remove the unix sockets."""
+    async def close(self, hand_over: bool = False) -> None:
+        """Stop listening, end every connection, remove the unix sockets; or, with
+        `hand_over` (taskforce is about to re-execute itself), leave the unix sockets
+        listening for the next image, named in the environment it inherits: the clients
+        that connect meanwhile wait in their backlog for the next image to accept them."""
         listening, self._listening = self._listening, []
+        if hand_over:
+            kept = {each.unix.path: each.unix.hand_over() for each in listening if each.unix}
+            os.environ[INHERITED_ENV] = json.dumps(kept)
         accepting = [task for each in listening for task in each.accepting]
         for task in accepting:
             task.cancel()
@@ -207,11 +239,15 @@ class ApiService:
         for sock in (sock for each in listening for sock in each.sockets):
             sock.close()
         tasks = [task for each in listening for task in each.connections]
+        if hand_over and tasks:
+            # Requests under way are answered (the next image answers the ones after);
+            # only what outlasts the grace, an event stream say, is cut.
+            await asyncio.wait(tasks, timeout=HAND_OVER_GRACE)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         for each in listening:
-            if each.unix is not None:
+            if each.unix is not None and not hand_over:
                 each.unix.remove()
 
 
@@ -246,6 +282,8 @@ async def start_api(
     except BaseException:
         await service.close()
         raise
+    finally:
+        close_inherited()
     controller.attach()
     for address in service.addresses:
         log.info("HTTP service listening on %s", address)

@@ -12,7 +12,7 @@ import json
 import os
 import socket
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -68,12 +68,21 @@ class Endpoint:
     address: str  # the socket path, or the host name
     port: int = 0
     prefix: str = ""  # a path the API is mounted under (behind a reverse proxy)
+    # How the client came to this server (--server, a pidfile...), for its messages.
+    origin: str = field(default="", compare=False)
+    # Whether the user named it (--server, $TASKFORCE_SERVER, -p) rather than a default.
+    named: bool = field(default=False, compare=False)
 
     def __str__(self) -> str:
         if self.scheme == "unix":
             return self.address
         host = f"[{self.address}]" if ":" in self.address else self.address
         return f"{self.scheme}://{host}:{self.port}{self.prefix}"
+
+    @property
+    def described(self) -> str:
+        """The address, and how it was chosen."""
+        return f"{self} ({self.origin})" if self.origin else str(self)
 
 
 def parse_server(text: str) -> Endpoint:
@@ -157,12 +166,13 @@ class Client:
             data = response.read()
         except http.client.HTTPException as exc:
             # Something answered, but not in HTTP (or hung up): a failure, not absence.
+            problem = _http_problem(exc)
             raise RequestError(
-                f"taskforce at {self.endpoint} sent no valid HTTP answer ({_http_problem(exc)})"
+                f"taskforce at {self.endpoint.described} sent no valid HTTP answer ({problem})"
             ) from None
         except OSError as exc:
             raise UnreachableError(
-                f"cannot reach taskforce at {self.endpoint}: {self._why(exc)}"
+                f"cannot reach taskforce at {self.endpoint.described}: {self._why(exc)}"
             ) from None
         finally:
             conn.close()
@@ -220,7 +230,7 @@ class Client:
         if 200 <= status < 300:
             if not decoded:
                 raise RequestError(
-                    f"taskforce at {self.endpoint} sent an answer that is not JSON: "
+                    f"taskforce at {self.endpoint.described} sent an answer that is not JSON: "
                     f"{_snippet(data)}",
                     status,
                 )

@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -33,13 +34,30 @@ if TYPE_CHECKING:
     from taskforce.cli.client import Client
 
 CLIENT_COMMANDS = frozenset(
-    {"status", "start", "stop", "restart", "signal", "scale", "control", "reload", "logs"}
+    {
+        "status",
+        "start",
+        "stop",
+        "restart",
+        "signal",
+        "scale",
+        "control",
+        "reload",
+        "logs",
+        "upgrade",
+    }
 )
 
 _EPILOG = (
-    "exit status: 0 done, 1 refused or failed by the server, 2 bad usage, "
-    "4 the server cannot be reached"
+    "exit status: 0 done, 1 refused or failed by the server (or not done in time), "
+    "2 bad usage, 3 (status) a task is not in its wanted state, 4 the server cannot be reached"
 )
+_TASKS_HELP = "Task names, or 'all' for every task"
+WAIT_DEFAULT = 60.0  # seconds stop and restart wait for the processes, without --timeout
+# Task states that are what was asked for; anything else makes `status` exit 3.
+WANTED_STATES = frozenset({"running", "off", "suspend", "done", "pending", "removed"})
+_EXIT_NOT_WANTED = 3
+_EXIT_FAILED = 1
 _EXIT_BROKEN_PIPE = 141  # what a shell reports for a command killed by SIGPIPE
 _EXIT_INTERRUPTED = 130
 
@@ -53,22 +71,36 @@ def add_client_commands(subparsers: argparse._SubParsersAction[Parser]) -> None:
             name, parents=[common], help=what, description=what, epilog=_EPILOG
         )
 
-    p = command("status", "Show the tasks of the running taskforce")
+    p = command(
+        "status",
+        "Show the tasks of the running taskforce; exit 3 when one is not in its wanted "
+        "state (stopped, backing off, failed...)",
+    )
     p.add_argument("--json", action="store_true", help="Print the status as JSON")
     p.add_argument("tasks", nargs="*", metavar="TASK", help="Only these tasks (default all)")
     for action, what in (
         ("start", "Start tasks (also undoing a stop)"),
-        ("stop", "Stop tasks: their control becomes 'off' until started again"),
-        ("restart", "Stop and start the processes of tasks"),
-    ):
+        ("stop", "Stop tasks, and wait until their processes are gone: their control "
+                 "becomes 'off' until started again"),
+        ("restart", "Stop and start the processes of tasks, and wait until new ones run"),
+    ):  # fmt: skip
         p = command(action, what)
-        p.add_argument("tasks", nargs="+", metavar="TASK")
+        p.add_argument("tasks", nargs="+", metavar="TASK", help=_TASKS_HELP)
+        if action != "start":
+            p.add_argument(
+                "--no-wait", action="store_true", help="Return once the request is accepted"
+            )
     p = command("signal", "Send a signal to the processes of tasks")
     p.add_argument("signal", metavar="SIG", help="Signal name or number: HUP, SIGUSR1, 15")
-    p.add_argument("tasks", nargs="+", metavar="TASK")
+    p.add_argument("tasks", nargs="+", metavar="TASK", help=_TASKS_HELP)
     p = command("scale", "Set the number of processes of a task")
     p.add_argument("task", metavar="TASK")
-    p.add_argument("count", metavar="N", type=_count, help="Processes wanted (0 stops the task)")
+    p.add_argument(
+        "count",
+        metavar="N",
+        type=_scale,
+        help="Processes wanted (0 stops the task); +N or -N: that many more, or fewer",
+    )
     p = command("control", "Set the control of a task until the next reload")
     p.add_argument("task", metavar="TASK")
     p.add_argument("control", metavar="CONTROL", help="wait, once, off, suspend...")
@@ -80,16 +112,24 @@ def add_client_commands(subparsers: argparse._SubParsersAction[Parser]) -> None:
         "-n", "--lines", type=_count, default=10, metavar="N", help="Recent lines (default 10)"
     )
     p.add_argument("--json", action="store_true", help="One JSON object per line")
+    command(
+        "upgrade",
+        "Re-execute the running taskforce in place with its current code, keeping every "
+        "task running (with -p PIDFILE, SIGUSR2 through the pidfile if its socket is silent)",
+    )
 
 
 def _common_options() -> Parser:
     common = Parser(add_help=False)
     group = common.add_argument_group("connection")
+    # SUPPRESS: when not given here, the main parser's option holds (`taskforce
+    # --server X status` as well as `taskforce status --server X`).
     group.add_argument(
         "--server",
         metavar="URL_OR_SOCKET",
+        default=argparse.SUPPRESS,
         help="A unix socket path (with a '/'), http://HOST:PORT or https://HOST:PORT; "
-        "default $TASKFORCE_SERVER, else the default socket",
+        "default $TASKFORCE_SERVER, else -p PIDFILE's, else the default socket",
     )
     group.add_argument(
         "--token",
@@ -100,19 +140,20 @@ def _common_options() -> Parser:
     group.add_argument(
         "--insecure", action="store_true", help="Do not check the https server's certificate"
     )
-    # SUPPRESS: when not given here, `taskforce -p FILE status` (the main parser's -p) holds.
     group.add_argument(
         "-p",
         "--pidfile",
         default=argparse.SUPPRESS,
-        help="Pidfile of the taskforce to talk to: its socket is next to it (NAME.sock)",
+        help="Pidfile of the taskforce to talk to: the server it recorded beside it "
+        "(PIDFILE.server), else its socket next to it (NAME.sock)",
     )
     group.add_argument(
         "--timeout",
         type=_positive_float,
         default=None,
         metavar="SECONDS",
-        help="Give up after this long (default 10)",
+        help="Give up after this long: each request (default 10), and the wait of stop "
+        f"and restart (default {WAIT_DEFAULT:g})",
     )
     return common
 
@@ -127,6 +168,18 @@ def _count(text: str) -> int:
     return value
 
 
+def _scale(text: str) -> tuple[bool, int]:
+    """N, or +N / -N (relative): (relative, value)."""
+    relative = text[:1] in ("+", "-")
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0 and not relative:
+        raise argparse.ArgumentTypeError(f"must not be negative: {value}")
+    return relative, value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -138,13 +191,20 @@ def _positive_float(text: str) -> float:
 
 
 def run_client_command(args: argparse.Namespace) -> int:
-    """Run the client command in `args.command`; report failures in one line on stderr."""
+    """Run the client command in `args.command`; report failures in one line on stderr,
+    naming the server asked and how it was chosen."""
     from taskforce.cli.client import ClientError
 
+    client = None
     try:
-        return _HANDLERS[args.command](_client(args), args)
+        client = _client(args)
+        code = _HANDLERS[args.command](client, args)
     except ClientError as exc:
-        _error(exc.message)
+        where = client.endpoint if client is not None else None
+        if where is not None and str(where) not in exc.message:
+            _error(f"{exc.message} [server: {where.described}]")
+        else:
+            _error(exc.message)
         return exc.exit_code
     except KeyboardInterrupt:
         return _EXIT_INTERRUPTED
@@ -159,33 +219,21 @@ def run_client_command(args: argparse.Namespace) -> int:
             finally:
                 os.close(devnull)
         return _EXIT_BROKEN_PIPE
-
-
-def socket_candidates(pidfile: str | None) -> list[str]:
-    """Sockets to try, in order, when no --server is given."""
-    from taskforce.cli.client import default_socket
-
-    if pidfile in ("-", ""):  # the main parser's "no pidfile"
-        return [default_socket(None)]
-    if pidfile is not None:
-        return [default_socket(pidfile)]
-    # Imported here: the main module imports this one.
-    from taskforce.cli.main import DEFAULT_PIDFILE
-
-    # A foreground taskforce has no pidfile, a background one (-b) has the default one.
-    return [default_socket(None), default_socket(DEFAULT_PIDFILE)]
+    if code == _EXIT_FAILED:
+        _error(f"server: {client.endpoint.described}")
+    return code
 
 
 def _client(args: argparse.Namespace) -> Client:
-    from taskforce.cli.client import DEFAULT_TIMEOUT, Client, Endpoint, parse_server
+    from taskforce.cli.client import DEFAULT_TIMEOUT, Client
+    from taskforce.cli.main import DEFAULT_PIDFILE  # here: the main module imports this one
+    from taskforce.cli.server import resolve
 
-    server = args.server or os.environ.get("TASKFORCE_SERVER")
-    if server:
-        endpoint = parse_server(server)
-    else:
-        candidates = socket_candidates(getattr(args, "pidfile", None))
-        path = next((c for c in candidates if os.path.exists(c)), candidates[0])
-        endpoint = Endpoint("unix", path)
+    endpoint = resolve(
+        getattr(args, "server", None),
+        getattr(args, "pidfile", None),
+        default_pidfile=DEFAULT_PIDFILE,
+    )
     return Client(
         endpoint,
         token=args.token or os.environ.get("TASKFORCE_TOKEN") or None,
@@ -195,27 +243,58 @@ def _client(args: argparse.Namespace) -> Client:
     )
 
 
+def _tasks(client: Client) -> dict[str, Any]:
+    from taskforce.cli.client import RequestError
+
+    tasks = client.get("/status/tasks")
+    if not isinstance(tasks, dict) or not all(isinstance(t, dict) for t in tasks.values()):
+        raise RequestError(
+            f"taskforce at {client.endpoint.described} sent an unexpected status answer"
+        )
+    return tasks
+
+
+def in_wanted_state(task: dict[str, Any]) -> bool:
+    """Whether a task (from /status/tasks) is as asked: running, done, stopped on purpose..."""
+    if task.get("state") not in WANTED_STATES:
+        return False
+    # A run-to-completion task that failed is done, but not as wanted.
+    return not (
+        task.get("state") == "done"
+        and any(p.get("status") not in (0, None) for p in task.get("processes") or ())
+    )
+
+
 def _status(client: Client, args: argparse.Namespace) -> int:
     import time
 
-    from taskforce.cli.client import RequestError
     from taskforce.cli.render import status_table, use_colour
 
-    tasks = client.get("/status/tasks")
-    if not isinstance(tasks, dict):
-        raise RequestError(f"taskforce at {client.endpoint} sent an unexpected status answer")
+    tasks = _tasks(client)
     missing = []
     if args.tasks:
         missing = [t for t in dict.fromkeys(args.tasks) if t not in tasks]
         tasks = {name: task for name, task in tasks.items() if name in args.tasks}
     if args.json:
         print(json.dumps(tasks, indent=2))
-    else:
+    elif tasks or not missing:
         sys.stdout.write(status_table(tasks, time.time(), colour=use_colour(sys.stdout)))
         _reload_notes(client)
     for name in missing:
         _error(f"no task named {name!r}")
-    return 1 if missing else 0
+    if missing:
+        return _EXIT_FAILED
+    return 0 if all(in_wanted_state(t) for t in tasks.values()) else _EXIT_NOT_WANTED
+
+
+def _names(client: Client, tasks: list[str], status: dict[str, Any] | None = None) -> list[str]:
+    """The tasks named, 'all' standing for every one (in `status`, else asked for)."""
+    if "all" in tasks and status is None:
+        status = _tasks(client)
+    names: list[str] = []
+    for name in tasks:
+        names.extend(status or () if name == "all" else [name])
+    return list(dict.fromkeys(names))
 
 
 def _reload_notes(client: Client) -> None:
@@ -247,28 +326,103 @@ def _reload_notes(client: Client) -> None:
 
 def _each_task(client: Client, tasks: list[str], act: Callable[[str], str]) -> int:
     """Run `act` for every task, reporting each; failures do not stop the others."""
+    failed = _request_each(client, tasks, act)
+    return 1 if failed else 0
+
+
+def _request_each(client: Client, tasks: list[str], act: Callable[[str], str]) -> list[str]:
+    """Run `act` for every task, printing what it says; the tasks it failed for."""
     from taskforce.cli.client import RequestError
 
-    failed = False
+    failed = []
     for task in tasks:
         try:
-            print(f"{task}: {act(task)}", flush=True)
+            said = act(task)
         except RequestError as exc:
             if exc.status == 401:
                 raise  # the same for every task: say it once
             _error(f"{task}: {exc.message}")
-            failed = True
-    return 1 if failed else 0
+            failed.append(task)
+            continue
+        if said:
+            print(f"{task}: {said}", flush=True)
+    return failed
 
 
 def _action(client: Client, args: argparse.Namespace) -> int:
     from taskforce.cli.client import task_path
 
+    waits = args.command in ("stop", "restart") and not args.no_wait
+    before = _tasks(client) if waits else None  # what a restart must see replaced
+    names = _names(client, args.tasks, before)
+
     def act(task: str) -> str:
         client.post(task_path(task, args.command))
-        return f"{args.command} requested"
+        return "" if waits else f"{args.command} requested"
 
-    return _each_task(client, args.tasks, act)
+    failed = _request_each(client, names, act)
+    if not waits:
+        return 1 if failed else 0
+    asked = [t for t in names if t not in failed]
+    left = _wait(client, args, asked, before or {})
+    for task in asked:
+        if task not in left:
+            print(f"{task}: {'stopped' if args.command == 'stop' else 'restarted'}", flush=True)
+    for task, what in left.items():
+        _error(f"{task}: {what}")
+    return 1 if failed or left else 0
+
+
+def _wait(
+    client: Client, args: argparse.Namespace, tasks: list[str], before: dict[str, Any]
+) -> dict[str, str]:
+    """Poll the status until the tasks have stopped (or, restarted, run new processes);
+    past the deadline, what is left of each task that has not."""
+    import time
+
+    timeout = args.timeout or WAIT_DEFAULT
+    deadline = time.monotonic() + timeout
+    old = {t: _pids(before.get(t, {})) for t in tasks}
+    delay = 0.05
+    while True:
+        status = _tasks(client)
+        left = {}
+        for task in tasks:
+            now = status.get(task)
+            if now is None:
+                continue  # gone from the configuration meanwhile: nothing to wait for
+            what = _unfinished(args.command, now, old[task])
+            if what is not None:
+                left[task] = what
+        if not left:
+            return {}
+        if time.monotonic() >= deadline:
+            return {task: f"{what} after {timeout:g}s" for task, what in left.items()}
+        time.sleep(delay)  # the server has no "wait for" request: poll it, gently
+        delay = min(delay * 2, 0.5)
+
+
+def _unfinished(command: str, task: dict[str, Any], old: set[int]) -> str | None:
+    """What keeps a stop or restart of this task from being done; None once it is."""
+    pids = _pids(task)
+    if command == "stop":
+        if pids or task.get("state") == "stopping":
+            return f"still running: pid {_listed(pids)} ({task.get('state')})"
+        return None
+    if pids & old:
+        return f"still running its old processes: pid {_listed(pids & old)}"
+    if not in_wanted_state(task) or task.get("state") == "starting":
+        why = f": {task['why']}" if task.get("why") else ""
+        return f"not running again: {task.get('state')}{why}"
+    return None
+
+
+def _pids(task: dict[str, Any]) -> set[int]:
+    return {p["pid"] for p in task.get("processes") or () if isinstance(p.get("pid"), int)}
+
+
+def _listed(pids: set[int]) -> str:
+    return ", ".join(str(p) for p in sorted(pids)) or "-"
 
 
 def _signal(client: Client, args: argparse.Namespace) -> int:
@@ -280,13 +434,25 @@ def _signal(client: Client, args: argparse.Namespace) -> int:
         name = _field(answer, "signal") or args.signal
         return f"{name} sent"
 
-    return _each_task(client, args.tasks, act)
+    return _each_task(client, _names(client, args.tasks), act)
 
 
-def _scale(client: Client, args: argparse.Namespace) -> int:
+def _scale_task(client: Client, args: argparse.Namespace) -> int:
+    from taskforce.cli.client import RequestError
+
+    relative, value = args.count
+
     def act(task: str) -> str:
-        answer = client.post("/manage/count", {task: str(args.count)})
-        return f"count set to {_echo(answer, task, 'count') or args.count}"
+        count = value
+        if relative:
+            current = _tasks(client).get(task)
+            if current is None:
+                raise RequestError(f"no task named {task!r}")
+            count = int(current.get("count") or 0) + value
+            if count < 0:
+                raise RequestError(f"cannot remove {-value} of its {count - value} process(es)")
+        answer = client.post("/manage/count", {task: str(count)})
+        return f"count set to {_echo(answer, task, 'count') or count}"
 
     return _each_task(client, [args.task], act)
 
@@ -302,6 +468,33 @@ def _control(client: Client, args: argparse.Namespace) -> int:
 def _reload(client: Client, args: argparse.Namespace) -> int:
     client.post("/manage/reload")
     print("configuration reloaded")
+    return 0
+
+
+def _upgrade(client: Client, args: argparse.Namespace) -> int:
+    """Ask the running taskforce to re-execute itself: through its API; with -p PIDFILE,
+    by SIGUSR2 through the pidfile when nothing answers there."""
+    from taskforce.cli.client import UnreachableError
+    from taskforce.cli.server import SERVER_ENV
+
+    pidfile: str | None = getattr(args, "pidfile", None)
+    # The signal goes only where the user pointed: -p, with no server named before it.
+    by_pidfile = pidfile and not getattr(args, "server", None) and not os.environ.get(SERVER_ENV)
+    try:
+        client.post("/manage/upgrade")
+    except UnreachableError:
+        if not by_pidfile or pidfile is None:
+            raise
+        from taskforce.runtime.pidfile import PidfileError, signal_running
+
+        try:
+            pid = signal_running(pidfile, signal.SIGUSR2)
+        except PidfileError as exc:
+            _error(str(exc))
+            return _EXIT_FAILED
+        print(f"taskforce pid {pid}: upgrade requested")
+        return 0
+    print(f"taskforce at {client.endpoint}: upgrade requested")
     return 0
 
 
@@ -333,10 +526,11 @@ _HANDLERS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "stop": _action,
     "restart": _action,
     "signal": _signal,
-    "scale": _scale,
+    "scale": _scale_task,
     "control": _control,
     "reload": _reload,
     "logs": _logs,
+    "upgrade": _upgrade,
 }
 
-__all__ = ["CLIENT_COMMANDS", "add_client_commands", "run_client_command", "socket_candidates"]
+__all__ = ["CLIENT_COMMANDS", "add_client_commands", "run_client_command"]

@@ -24,7 +24,9 @@ def show(client: Client, task: str, lines: int, as_json: bool, follow: bool) -> 
     if not follow:
         answer = client.get(logs_path(task), {"n": str(lines)})
         if not isinstance(answer, dict) or not isinstance(answer.get("lines"), list):
-            raise RequestError(f"taskforce at {client.endpoint} sent an unexpected logs answer")
+            raise RequestError(
+                f"taskforce at {client.endpoint.described} sent an unexpected logs answer"
+            )
         _print(task, answer["lines"], as_json, sys.stdout)
         return 0
     return _follow(client, task, lines, as_json)
@@ -53,11 +55,11 @@ def _follow(client: Client, task: str, lines: int, as_json: bool) -> int:
             response = conn.getresponse()
         except OSError as exc:
             raise UnreachableError(
-                f"cannot reach taskforce at {client.endpoint}: {client._why(exc)}"
+                f"cannot reach taskforce at {client.endpoint.described}: {client._why(exc)}"
             ) from None
         if response.status != 200:
             client._decode(response.status, response.reason, response.read())  # raises
-            raise RequestError(f"taskforce at {client.endpoint} did not start the stream")
+            raise RequestError(f"taskforce at {client.endpoint.described} did not start the stream")
         if conn.sock is not None:
             conn.sock.settimeout(None)  # a quiet task is no reason to give up
         _events(task, response, as_json)

@@ -1,4 +1,7 @@
-"""Where taskforce's own log goes: syslog by default, stderr with -e."""
+"""Where taskforce's own log goes: syslog by default, stderr with -e, a file with
+--log-file (reopened when rotated away, and on SIGUSR1); one JSON object a line with
+--log-format json. A daemon (-b) with no syslog to log to logs to a file beside its
+pidfile rather than to the /dev/null its stderr becomes."""
 
 from __future__ import annotations
 
@@ -11,14 +14,64 @@ import sys
 _SYSLOG_SOCKETS = ("/dev/log", "/var/run/syslog", "/var/run/log")
 
 
-def setup_logging(name: str, *, to_stderr: bool, verbose: bool, quiet: bool) -> None:
+def setup_logging(
+    name: str,
+    *,
+    to_stderr: bool,
+    verbose: bool,
+    quiet: bool,
+    log_file: str | None = None,
+    json_format: bool = False,
+    fallback_file: str | None = None,
+) -> None:
+    """`fallback_file`: where to log when syslog was asked for and there is none (a
+    daemon's stderr leads nowhere)."""
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    handler = _stderr_handler(name) if to_stderr else _syslog_handler(name)
+    if log_file is not None:
+        handler = _file_handler(log_file)
+    elif to_stderr:
+        handler = _stderr_handler(name)
+    else:
+        handler = _syslog_handler(name, fallback_file)
+    if json_format:
+        handler.setFormatter(JsonFormatter(name))
     root.addHandler(handler)
     root.setLevel(level)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line, for log shippers."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+        from datetime import UTC, datetime
+
+        data = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "name": self.name,
+            "pid": record.process,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return json.dumps(data)
+
+
+def _file_handler(path: str) -> logging.Handler:
+    import logging.handlers
+
+    # Watched: a file moved away (rotated) is noticed at the next record, and reopened.
+    handler = logging.handlers.WatchedFileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    return handler
 
 
 def _tag(name: str) -> str:
@@ -32,7 +85,7 @@ def _stderr_handler(name: str) -> logging.Handler:
     return handler
 
 
-def _syslog_handler(name: str) -> logging.Handler:
+def _syslog_handler(name: str, fallback_file: str | None = None) -> logging.Handler:
     for path in _SYSLOG_SOCKETS:
         if _reachable(path):
             try:
@@ -45,7 +98,11 @@ def _syslog_handler(name: str) -> logging.Handler:
                 continue
             handler.setFormatter(logging.Formatter(f"{_tag(name)} %(levelname)s %(message)s"))
             return handler
-    # No local syslog (a container, a minimal system): say so once, then log to stderr.
+    # No local syslog (a container, a minimal system): say so once, then log to stderr,
+    # or to a file when stderr will lead nowhere.
+    if fallback_file is not None:
+        sys.stderr.write(f"{name}: no syslog socket found, logging to {fallback_file}\n")
+        return _file_handler(fallback_file)
     sys.stderr.write(f"{name}: no syslog socket found, logging to stderr\n")
     return _stderr_handler(name)
 

@@ -24,7 +24,12 @@ from taskforce.cli.commands import CLIENT_COMMANDS, add_client_commands, run_cli
 from taskforce.cli.completion import add_completion_command
 from taskforce.cli.parser import Parser
 from taskforce.fleet.cli import add_fleet_command
-from taskforce.fleet.urls import EtcdUrlError, is_etcd_url, parse_etcd_url
+from taskforce.fleet.urls import (
+    EtcdUrlError,
+    is_etcd_url,
+    missing_fleet_extra,
+    parse_etcd_url,
+)
 
 log = logging.getLogger("taskforce")
 
@@ -55,6 +60,17 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "-e", "--log-stderr", action="store_true", help="Log to stderr instead of syslog"
+    )
+    parser.add_argument(
+        "--log-file",
+        metavar="PATH",
+        help="Log to this file (reopened when rotated away, and on SIGUSR1)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="json: one JSON object a line, for log shippers",
     )
     parser.add_argument("-b", "--background", action="store_true", help="Run in the background")
     parser.add_argument(
@@ -119,19 +135,17 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         help="When TASK's process exits on its own (a container's main process), stop "
         "every task and exit with its status: its exit code, 128+N if killed by signal N",
     )
+    parser.add_argument(
+        "--server",
+        metavar="URL_OR_SOCKET",
+        help="The running taskforce that -C compares with, and the client commands talk "
+        "to (before $TASKFORCE_SERVER and -p)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("schema", help="Print the JSON Schema of the configuration file")
     add_client_commands(sub)
     add_fleet_command(sub)
     add_completion_command(sub)
-    upgrade = sub.add_parser(
-        "upgrade",
-        help="Re-execute the running taskforce in place with its current code, keeping "
-        "every task running",
-    )
-    upgrade.add_argument(
-        "-p", "--pidfile", dest="upgrade_pidfile", help="find the running taskforce by its pidfile"
-    )
     return parser
 
 
@@ -153,18 +167,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         return print_script(args.shell, prog)
     if args.command in CLIENT_COMMANDS:
         return run_client_command(args)
+    needs_etcd = is_etcd_url(args.config_file) or is_etcd_url(args.roles_file)
+    if args.command == "fleet" or (needs_etcd and not (args.stop or args.reset)):
+        missing = missing_fleet_extra()
+        if missing is not None:
+            print(f"taskforce: {missing}", file=sys.stderr)
+            return EXIT_USAGE
     if args.command == "fleet":
         from taskforce.fleet.cli import run_fleet_command
 
         return run_fleet_command(args)
-    if args.command == "upgrade":
-        return _upgrade(args)
     name = args.logging_name or os.path.splitext(prog)[0]
     from taskforce.cli.logs import setup_logging
 
     # -C, -S and -R talk to the person at the terminal, not to syslog.
     to_stderr = args.log_stderr or args.check_config or args.stop or args.reset
-    setup_logging(name, to_stderr=to_stderr, verbose=args.verbose, quiet=args.quiet)
+    fallback = None
+    if args.background and not to_stderr:
+        pidfile = _pidfile_path(args, needed=True)
+        fallback = f"{pidfile}.log" if pidfile else None
+    setup_logging(
+        name,
+        to_stderr=to_stderr,
+        verbose=args.verbose,
+        quiet=args.quiet,
+        log_file=None if args.check_config or args.stop or args.reset else args.log_file,
+        json_format=args.log_format == "json",
+        fallback_file=fallback,
+    )
     if args.stop or args.reset:
         return _signal_instance(args)
     return _supervise(args)
@@ -222,6 +252,7 @@ def _supervise(args: argparse.Namespace) -> int:
     import asyncio
 
     from taskforce.api.listen import ApiConfigError, listener_from_flags
+    from taskforce.api.paths import claim_handed_over
     from taskforce.api.run import serve_with_api
     from taskforce.config.errors import ConfigError
     from taskforce.runtime.legion import Legion
@@ -233,6 +264,7 @@ def _supervise(args: argparse.Namespace) -> int:
 
     resuming = os.environ.pop(_RESET_MARKER, None) is not None
     raise_open_files()  # room for many tasks and clients; tasks get back the limit given
+    claim_handed_over()  # the sockets of the image we re-executed from
     # Relative paths on the command line are relative to this directory: a reset
     # re-executes from it (a background taskforce has moved to / meanwhile).
     start_dir = os.getcwd()
@@ -261,7 +293,7 @@ def _supervise(args: argparse.Namespace) -> int:
             return _check(legion_for_check(config_file, roles_file))
         status = _check(Legion(config_file, roles_file))
         if status == EXIT_OK:
-            _print_plan(config_file, _pidfile_path(args, needed=False))
+            _print_plan(args, config_file)
         return status
     try:
         extra = [
@@ -328,6 +360,7 @@ def _supervise(args: argparse.Namespace) -> int:
                 pidfile=pidfile.path if pidfile else None,
                 extra=extra,
                 on_ready=started if detached else None,
+                reexec=True,  # on a reset or an upgrade: see _reexec()
             )
         )
     except (ConfigError, ApiConfigError) as exc:
@@ -371,63 +404,37 @@ def _check(legion: object) -> int:
     return EXIT_OK
 
 
-def _print_plan(config_file: str, pidfile: str | None) -> None:
-    """With a taskforce running (found by its control socket), say what applying
-    `config_file` to it would do, task by task."""
-    from taskforce.cli.client import (
-        Client,
-        ClientError,
-        Endpoint,
-        UnreachableError,
-        default_socket,
-    )
+def _print_plan(args: argparse.Namespace, config_file: str) -> None:
+    """With a taskforce running, say what applying `config_file` to it would do, task by
+    task. The taskforce is found as the client commands find theirs; found only by
+    default, it must be running this very file (another one's plan would mislead)."""
+    from taskforce.cli.client import Client, ClientError, UnreachableError
+    from taskforce.cli.server import SERVER_ENV, resolve
 
-    socket_path = default_socket(pidfile)
-    if not os.path.exists(socket_path):
-        return
+    if args.pidfile in ("-", "") and not (args.server or os.environ.get(SERVER_ENV)):
+        return  # -p -: no taskforce named, none to compare with
     try:
+        endpoint = resolve(args.server, args.pidfile, default_pidfile=DEFAULT_PIDFILE)
+        client = Client(endpoint, token=os.environ.get("TASKFORCE_TOKEN") or None)
+        if not endpoint.named and client.get("/status/config").get("file") != config_file:
+            return  # found by default, and running another file: no plan, as with none
         with open(config_file, "rb") as f:
             text = f.read()
-        reply = Client(Endpoint("unix", socket_path)).post("/manage/plan", body=text)
-    except UnreachableError:
-        return  # a socket left by a taskforce that is gone: nothing runs there
-    except (OSError, ClientError) as exc:
-        print(f"(no plan: the taskforce at {socket_path} refused: {exc})")
+        reply = client.post("/manage/plan", body=text)
+    except UnreachableError as exc:
+        if endpoint.named:  # the user named it: say it is not there
+            print(f"(no plan: {exc.message})")
+        return  # nothing runs at the default places
+    except (OSError, ClientError, AttributeError) as exc:
+        print(f"(no plan: {getattr(exc, 'message', exc)})")
         return
     changes = [c for c in reply.get("changes", []) if c.get("change") != "untouched"]
     untouched = len(reply.get("changes", [])) - len(changes)
-    print(f"applied to the taskforce running at {socket_path}, this configuration would:")
+    print(f"applied to the taskforce running at {endpoint.described}, this configuration would:")
     for change in changes:
         fields = f" ({', '.join(change['fields'])})" if change.get("fields") else ""
         print(f"  {change['change']}: {change['task']}{fields}")
     print(f"  leave {untouched} task(s) untouched")
-
-
-def _upgrade(args: argparse.Namespace) -> int:
-    """Ask the running taskforce to re-execute itself: through its control socket, or
-    with SIGUSR2 through its pidfile when the socket does not answer."""
-    from taskforce.cli.client import Client, ClientError, Endpoint, default_socket
-    from taskforce.runtime.pidfile import PidfileError, signal_running
-
-    path = args.upgrade_pidfile or args.pidfile
-    pidfile = None if path in ("-", "") else path
-    socket_path = default_socket(pidfile)
-    if os.path.exists(socket_path):
-        try:
-            Client(Endpoint("unix", socket_path)).post("/manage/upgrade")
-            print(f"taskforce at {socket_path}: upgrade requested")
-            return EXIT_OK
-        except ClientError as exc:
-            if pidfile is None:
-                print(f"taskforce: {exc}", file=sys.stderr)
-                return EXIT_PROBLEMS
-    try:
-        pid = signal_running(pidfile or DEFAULT_PIDFILE, signal.SIGUSR2)
-    except PidfileError as exc:
-        print(f"taskforce: {exc}", file=sys.stderr)
-        return EXIT_PROBLEMS
-    print(f"taskforce pid {pid}: upgrade requested")
-    return EXIT_OK
 
 
 def _reexec(pidfile: object, start_dir: str, snapshot: str | None = None) -> None:

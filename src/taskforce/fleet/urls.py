@@ -174,3 +174,20 @@ def _password(password_file: str | None, user: str | None) -> str | None:
 
 def _netloc(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+FLEET_EXTRA = "pip install 'taskforce[fleet]'"
+
+
+def missing_fleet_extra() -> str | None:
+    """A one-line reason when the etcd client (the `fleet` extra) cannot be imported.
+
+    Asked only once an etcd URL or the fleet command is in play: plain hosts never pay
+    for the import.
+    """
+    try:
+        import aetcd  # type: ignore[import-untyped]  # noqa: F401
+    except ImportError as exc:
+        what = f"{exc.name} is missing" if exc.name else str(exc)
+        return f"the fleet needs the etcd client ({what}): {FLEET_EXTRA}"
+    return None

@@ -100,6 +100,7 @@ async def run_fleet(
     pidfile: str | None = None,
     extra: Sequence[HttpListener] = (),
     on_ready: Callable[[], None] | None = None,
+    reexec: bool = False,
 ) -> Outcome:
     """serve_with_api(legion, ...) as a member of the fleet (see the module's doc)."""
     from taskforce.api.run import serve_with_api
@@ -122,7 +123,7 @@ async def run_fleet(
                 on_ready()
 
         outcome = await serve_with_api(
-            legion, pidfile=pidfile, extra=extra, on_ready=ready, fleet=fleet.view
+            legion, pidfile=pidfile, extra=extra, on_ready=ready, fleet=fleet.view, reexec=reexec
         )
     except BaseException:
         await fleet.stop(None)

@@ -11,6 +11,7 @@ Watchers of the state (the API's event stream) :meth:`Controller.subscribe` to a
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
 import time
@@ -31,6 +32,8 @@ from taskforce.runtime.supervisor import Outcome, Supervisor
 from taskforce.runtime.usage import process_usage
 
 JSON = dict[str, Any]
+
+log = logging.getLogger("taskforce")
 
 
 class ControlError(Exception):
@@ -63,6 +66,9 @@ class Controller:
         self.changes = 0
         self._subscribers: set[asyncio.Event] = set()
         self._hooked: Supervisor | None = None
+        # Where the request being handled came from (the API sets it for each control
+        # request: "unix:/run/taskforce.sock"), for the log to say who asked.
+        self.origin = "the control API"
 
     # ----- change notification ------------------------------------------------------------
 
@@ -304,14 +310,19 @@ class Controller:
             raise ControlError(400, f"name at least one task, as in ?TASK={key.upper()}")
         for task in values:
             self._known(task)
-        return dict(self._override({task: {key: parse(value)} for task, value in values.items()}))
+        changes = {task: {key: parse(value)} for task, value in values.items()}
+        what = "scale" if key == "count" else key
+        for task, fields in changes.items():
+            self._requested(f"{what}: {task} to {fields[key]}")
+        return dict(self._override(changes))
 
     def _override(self, changes: Mapping[str, Mapping[str, object]]) -> dict[str, JSON]:
         overrides = self.legion.overrides
         previous = {task: dict(overrides[task]) for task in changes if task in overrides}
         for task, fields in changes.items():
             overrides.setdefault(task, {}).update(fields)
-        if not self.legion.reload(keep_overrides=True):
+        # Announced as the action it is (by the caller), not as a configuration reload.
+        if not self.legion.reload(keep_overrides=True, announce=False):
             for task in changes:
                 if task in previous:
                     overrides[task] = previous[task]
@@ -325,33 +336,42 @@ class Controller:
 
     def start(self, task: str) -> JSON:
         self._known(task)
+        self._requested(f"start: {task}")
         overrides = self.legion.overrides.get(task, {})
         if overrides.get("control") in (Control.OFF, Control.SUSPEND):
             del overrides["control"]
-            self.legion.reload(keep_overrides=True)
+            self.legion.reload(keep_overrides=True, announce=False)
         supervisor = self._supervisor()
-        supervisor.event_start(task, "start requested through the control API")
+        supervisor.event_start(task, f"start requested over {self.origin}")
         return {"task": task, "action": "start"}
 
     def stop(self, task: str) -> JSON:
         self._known(task)
+        self._requested(f"stop: {task}")
         self._override({task: {"control": Control.OFF}})
         return {"task": task, "action": "stop"}
 
     def restart(self, task: str) -> JSON:
         self._known(task)
+        self._requested(f"restart: {task}")
         supervisor = self._supervisor()
-        supervisor.event_stop(task, "restart requested through the control API")
-        supervisor.event_start(task, "restart requested through the control API")
+        supervisor.event_stop(task, f"restart requested over {self.origin}")
+        supervisor.event_start(task, f"restart requested over {self.origin}")
         return {"task": task, "action": "restart"}
 
     def signal(self, task: str, sig: str | int) -> JSON:
         self._known(task)
         signum = parse_signal(sig)
-        self._supervisor().event_signal(task, signum, "signal requested through the control API")
-        return {"task": task, "signal": signal.Signals(signum).name}
+        name = signal.Signals(signum).name
+        self._requested(f"signal {name}: {task}")
+        self._supervisor().event_signal(task, signum, f"signal requested over {self.origin}")
+        return {"task": task, "signal": name}
+
+    def _requested(self, action: str) -> None:
+        log.info("%s (requested over %s)", action, self.origin)
 
     def reload(self) -> JSON:
+        self._requested("reload")
         ok = self.legion.reload()
         if not ok:
             error = self.legion.reload_error
@@ -374,15 +394,18 @@ class Controller:
         return {"changes": changes, "problems": [str(p) for p in new.problems]}
 
     def shutdown(self) -> JSON:
+        self._requested("stop all tasks and exit")
         self.legion.stop()
         return {"stopping": True}
 
     def reset(self) -> JSON:
+        self._requested("reset")
         self.legion.reset()
         return {"resetting": True}
 
     def upgrade(self) -> JSON:
         """Re-execute in place keeping the tasks (the new code is checked first)."""
+        self._requested("upgrade")
         if not self.legion.upgrade():
             raise ControlError(409, "an upgrade is already under way, or taskforce is stopping")
         return {"upgrading": True}

@@ -343,11 +343,12 @@ class Legion:
         """Stop all tasks and make manage() return Outcome.RESET."""
         self._request(Outcome.RESET)
 
-    def reload(self, keep_overrides: bool = False) -> bool:
+    def reload(self, keep_overrides: bool = False, announce: bool = True) -> bool:
         """Load the configuration and roles again and apply the difference.
 
         Returns False (and keeps the running configuration) when the new one is unusable.
-        Overrides made through the control API are dropped unless `keep_overrides`.
+        Overrides made through the control API are dropped unless `keep_overrides`. Without
+        `announce`, the changes are not logged as a reload: the caller logs what it did.
         """
         supervisor = self._supervisor
         if supervisor is None or supervisor.planner.shutting_down:
@@ -380,6 +381,7 @@ class Legion:
             for name in loaded.refused:
                 if name in previous.desired.tasks:
                     log.error("%s: its new entry cannot be used: it stays as it was", name)
+        if previous is not None and announce:
             self._log_changes(previous.desired, loaded.desired)
         supervisor.set_desired(loaded.desired)
         return True

@@ -8,6 +8,7 @@ wakes up on a timer that is not a deadline, so an idle supervisor makes no syste
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import os
@@ -286,13 +287,23 @@ class Supervisor:
 
     # ----- signals and reaping --------------------------------------------------------
 
+    def _on_usr1(self) -> None:
+        # The files taskforce logs to (--log-file), reopened after a rotation.
+        reopened = 0
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.FileHandler):
+                with contextlib.suppress(OSError):
+                    handler.close()  # the next record opens the file at its path again
+                reopened += 1
+        log.info("SIGUSR1 received: %d log file(s) reopened", reopened)
+
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> list[int]:
         handlers: dict[int, Callable[[], None]] = {
             signal.SIGCHLD: self._reap,
             signal.SIGTERM: lambda: self._on_stop_signal("SIGTERM", Outcome.STOPPED),
             signal.SIGINT: lambda: self._on_stop_signal("SIGINT", Outcome.STOPPED),
             signal.SIGHUP: lambda: self._on_stop_signal("SIGHUP", Outcome.RESET),
-            signal.SIGUSR1: lambda: log.info("SIGUSR1 ignored"),
+            signal.SIGUSR1: self._on_usr1,
             signal.SIGUSR2: self._on_usr2,
         }
         if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:

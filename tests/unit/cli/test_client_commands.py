@@ -31,14 +31,11 @@ import pytest
 from support.tls import Certificate
 from taskforce.cli import main as cli_main
 from taskforce.cli.client import Endpoint, default_socket, parse_server
-from taskforce.cli.commands import (
-    CLIENT_COMMANDS,
-    add_client_commands,
-    run_client_command,
-    socket_candidates,
-)
+from taskforce.cli.commands import CLIENT_COMMANDS, add_client_commands, run_client_command
 from taskforce.cli.parser import Parser
+from taskforce.cli.server import resolve
 
+GIVEN = " (given by --server)"  # how the tests name their servers, as error messages say
 HANG_UP = object()  # a route that closes the connection without answering
 STATUS = {
     "web": {
@@ -172,6 +169,7 @@ def parser() -> argparse.ArgumentParser:
     """Shaped like the `taskforce` parser: -p on the main parser, the commands below."""
     main = Parser(prog="taskforce")
     main.add_argument("-p", "--pidfile")
+    main.add_argument("--server")
     add_client_commands(main.add_subparsers(dest="command", metavar="COMMAND"))
     return main
 
@@ -191,7 +189,7 @@ def test_status_prints_the_table(capsys: pytest.CaptureFixture[str], unix: Any) 
     path, canned = unix
     canned.route("GET", "/status/tasks", STATUS)
     code, out, err = run(capsys, "status", "--server", path)
-    assert (code, err) == (0, "")
+    assert (code, err) == (3, "")  # db is stopped, and should run
     assert [(s.method, s.path, s.query) for s in canned.seen] == [
         ("GET", "/status/tasks", {}),
         ("GET", "/status/reload", {}),  # unanswered (404) here: an older taskforce
@@ -227,20 +225,22 @@ def test_status_json_prints_the_servers_json(capsys: pytest.CaptureFixture[str],
     path, canned = unix
     canned.route("GET", "/status/tasks", STATUS)
     code, out, _ = run(capsys, "status", "--json", "--server", path)
-    assert code == 0
+    assert code == 3
     assert json.loads(out) == STATUS
+    code, out, _ = run(capsys, "status", "--json", "--server", path, "web")
+    assert code == 0
 
 
 def test_status_of_some_tasks(capsys: pytest.CaptureFixture[str], unix: Any) -> None:
     path, canned = unix
     canned.route("GET", "/status/tasks", STATUS)
     code, out, err = run(capsys, "status", "--json", "--server", path, "db")
-    assert (code, err) == (0, "")
+    assert (code, err) == (3, "")
     assert list(json.loads(out)) == ["db"]
     code, out, err = run(capsys, "status", "--server", path, "db", "nosuch")
     assert code == 1
     assert [line.split()[0] for line in out.splitlines()] == ["TASK", "db"]
-    assert err == "taskforce: no task named 'nosuch'\n"
+    assert err == f"taskforce: no task named 'nosuch'\ntaskforce: server: {path}{GIVEN}\n"
 
 
 @pytest.mark.parametrize("action", ["start", "stop", "restart"])
@@ -248,7 +248,8 @@ def test_task_actions(capsys: pytest.CaptureFixture[str], unix: Any, action: str
     path, canned = unix
     for name in ("web", "db"):
         canned.route("POST", f"/manage/tasks/{name}/{action}", {"task": name, "action": action})
-    code, out, err = run(capsys, action, "--server", path, "web", "db")
+    no_wait = [] if action == "start" else ["--no-wait"]
+    code, out, err = run(capsys, action, *no_wait, "--server", path, "web", "db")
     assert (code, err) == (0, "")
     assert [(s.method, s.path) for s in canned.seen] == [
         ("POST", f"/manage/tasks/web/{action}"),
@@ -385,16 +386,25 @@ def test_the_default_socket_is_the_servers(monkeypatch: pytest.MonkeyPatch) -> N
     assert default_socket(None) == default_socket_path(None)
 
 
-def test_socket_candidates(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_RUNTIME_DIR", "/xdg")
-    monkeypatch.setattr(cli_main, "DEFAULT_PIDFILE", "/var/run/taskforce.pid")
-    # Without -p: a foreground taskforce's socket, then a background one's (-b).
-    assert socket_candidates(None) == [
-        "/xdg/taskforce.sock",
-        default_socket("/var/run/taskforce.pid"),
-    ]
-    assert socket_candidates("-") == ["/xdg/taskforce.sock"]
-    assert socket_candidates("/a/tf.pid") == [default_socket("/a/tf.pid")]
+def test_one_order_finds_the_server(sockdir: Path) -> None:
+    """--server, then $TASKFORCE_SERVER, then -p PIDFILE, then the default."""
+    default = str(sockdir / "default.pid")
+    env = {"TASKFORCE_SERVER": "/env/tf.sock"}
+    found = resolve("/opt/tf.sock", "/a/tf.pid", default_pidfile=default, environ=env)
+    assert (found.address, found.origin, found.named) == ("/opt/tf.sock", "given by --server", True)
+    found = resolve(None, "/a/tf.pid", default_pidfile=default, environ=env)
+    assert (found.address, found.origin) == ("/env/tf.sock", "from $TASKFORCE_SERVER")
+    found = resolve(None, "/a/tf.pid", default_pidfile=default, environ={})
+    assert (found.address, found.origin) == ("/a/tf.sock", "the socket beside -p /a/tf.pid")
+    found = resolve(None, None, default_pidfile=default, environ={})
+    assert found.address == default_socket(None) and not found.named
+    assert found.origin.startswith("the default socket; no running taskforce is recorded in ")
+
+
+def test_a_pidfile_of_none_names_no_server(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "-p", "-", "status")
+    assert (code, out) == (2, "")
+    assert err.startswith("taskforce: -p - names no pidfile, so no taskforce to talk to")
 
 
 @pytest.mark.parametrize(
@@ -437,8 +447,8 @@ def test_nothing_listening_on_the_socket(capsys: pytest.CaptureFixture[str], soc
         stale.bind(path)  # the file of a socket nobody listens on any more
     code, out, err = run(capsys, "status", "--server", path)
     assert (code, out) == (4, "")
-    assert (
-        err == f"taskforce: cannot reach taskforce at {path}: connection refused (is it running?)\n"
+    assert err == (
+        f"taskforce: cannot reach taskforce at {path}{GIVEN}: connection refused (is it running?)\n"
     )
 
 
@@ -446,7 +456,10 @@ def test_no_socket_at_the_default_place(capsys: pytest.CaptureFixture[str], sock
     code, _, err = run(capsys, "status")
     assert code == 4
     where = sockdir / "runtime" / "taskforce.sock"
-    assert err == f"taskforce: cannot reach taskforce at {where}: no such socket (is it running?)\n"
+    assert err == (
+        f"taskforce: cannot reach taskforce at {where} (the default socket; no running taskforce "
+        f"is recorded in {sockdir / 'runtime' / 'taskforce'}): no such socket (is it running?)\n"
+    )
 
 
 def test_nothing_listening_on_the_port(capsys: pytest.CaptureFixture[str]) -> None:
@@ -456,7 +469,7 @@ def test_nothing_listening_on_the_port(capsys: pytest.CaptureFixture[str]) -> No
     code, _, err = run(capsys, "reload", "--server", f"http://127.0.0.1:{port}")
     assert code == 4
     assert err == (
-        f"taskforce: cannot reach taskforce at http://127.0.0.1:{port}: "
+        f"taskforce: cannot reach taskforce at http://127.0.0.1:{port}{GIVEN}: "
         "connection refused (is it running?)\n"
     )
 
@@ -468,7 +481,7 @@ def test_a_server_that_never_answers(capsys: pytest.CaptureFixture[str], sockdir
         mute.listen()  # connections queue up, nobody reads them
         code, _, err = run(capsys, "status", "--server", path, "--timeout", "0.2")
     assert code == 4
-    assert err == f"taskforce: cannot reach taskforce at {path}: no answer within 0.2s\n"
+    assert err == f"taskforce: cannot reach taskforce at {path}{GIVEN}: no answer within 0.2s\n"
 
 
 @pytest.mark.parametrize(
@@ -507,7 +520,7 @@ def test_error_answers(
     canned.route("POST", "/manage/reload", body, status)
     code, out, err = run(capsys, "reload", "--server", path)
     assert (code, out) == (1, "")
-    assert err == f"taskforce: {message}\n"
+    assert err == f"taskforce: {message} [server: {path}{GIVEN}]\n"
 
 
 def test_a_body_that_is_not_json(capsys: pytest.CaptureFixture[str], unix: Any) -> None:
@@ -517,7 +530,8 @@ def test_a_body_that_is_not_json(capsys: pytest.CaptureFixture[str], unix: Any) 
     assert (code, out) == (1, "")
     # Quoted with repr: the server's bytes never reach the terminal as they are.
     assert err == (
-        f"taskforce: taskforce at {path} sent an answer that is not JSON: '\ufffdgar\\x1bbage...'\n"
+        f"taskforce: taskforce at {path}{GIVEN} sent an answer that is not JSON: "
+        "'\ufffdgar\\x1bbage...'\n"
     )
 
 
@@ -526,7 +540,7 @@ def test_json_of_the_wrong_shape(capsys: pytest.CaptureFixture[str], unix: Any) 
     canned.route("GET", "/status/tasks", [1, 2, 3])
     code, _, err = run(capsys, "status", "--server", path)
     assert code == 1
-    assert err == f"taskforce: taskforce at {path} sent an unexpected status answer\n"
+    assert err == f"taskforce: taskforce at {path}{GIVEN} sent an unexpected status answer\n"
 
 
 def test_a_server_that_hangs_up(capsys: pytest.CaptureFixture[str], unix: Any) -> None:
@@ -534,9 +548,9 @@ def test_a_server_that_hangs_up(capsys: pytest.CaptureFixture[str], unix: Any) -
     canned.route("GET", "/status/tasks", HANG_UP)
     code, _, err = run(capsys, "status", "--server", path)
     assert code == 1
-    assert (
-        err
-        == f"taskforce: taskforce at {path} sent no valid HTTP answer (it closed the connection)\n"
+    assert err == (
+        f"taskforce: taskforce at {path}{GIVEN} sent no valid HTTP answer "
+        "(it closed the connection)\n"
     )
 
 
@@ -545,11 +559,14 @@ def test_one_unknown_task_does_not_stop_the_others(
 ) -> None:
     path, canned = unix
     canned.route("POST", "/manage/tasks/web/restart", {})
-    code, out, err = run(capsys, "restart", "--server", path, "nosuch", "web")
+    code, out, err = run(capsys, "restart", "--no-wait", "--server", path, "nosuch", "web")
     assert code == 1
     assert len(canned.seen) == 2
     assert out == "web: restart requested\n"
-    assert err == "taskforce: nosuch: no route /manage/tasks/nosuch/restart (HTTP 404)\n"
+    assert err == (
+        "taskforce: nosuch: no route /manage/tasks/nosuch/restart (HTTP 404)\n"
+        f"taskforce: server: {path}{GIVEN}\n"
+    )
 
 
 def test_unauthorized_is_said_once(capsys: pytest.CaptureFixture[str], unix: Any) -> None:
@@ -565,7 +582,7 @@ def test_unauthorized_is_said_once(capsys: pytest.CaptureFixture[str], unix: Any
 @pytest.mark.parametrize(
     "argv",
     [
-        ["scale", "web", "-1"],
+        ["scale", "web", "--1"],
         ["scale", "web", "many"],
         ["stop"],
         ["signal", "HUP"],
@@ -628,7 +645,7 @@ def test_tls_with_an_untrusted_certificate(capsys: pytest.CaptureFixture[str], t
     url, canned = tls
     code, _, err = run(capsys, "reload", "--server", url)
     assert code == 4
-    assert err.startswith(f"taskforce: cannot reach taskforce at {url}: its TLS certificate")
+    assert err.startswith(f"taskforce: cannot reach taskforce at {url}{GIVEN}: its TLS certificate")
     assert err.endswith("; use --cafile, or --insecure\n")
     assert canned.seen == []
 
@@ -655,11 +672,14 @@ import argparse, sys
 from taskforce.cli.commands import add_client_commands, run_client_command
 main = argparse.ArgumentParser(prog="taskforce")
 main.add_argument("-p", "--pidfile")
+main.add_argument("--server")
 add_client_commands(main.add_subparsers(dest="command"))
 code = run_client_command(main.parse_args(["status"]))
 heavy = ("asyncio", "yaml", "rich", "h11", "taskforce.runtime", "taskforce.config",
          "taskforce.core", "taskforce.watch", "taskforce.api.")
-cheap = {"taskforce.api.paths"}  # the server's socket rule, written to be imported here
+# The server's socket rule and its records of where it listens, written to be imported here.
+cheap = {"taskforce.api.paths", "taskforce.api.servers", "taskforce.runtime",
+         "taskforce.runtime.paths"}
 loaded = sorted(m for m in set(sys.modules) - cheap if m.startswith(heavy))
 print(code, loaded, file=sys.stderr)
 """
@@ -675,5 +695,5 @@ def test_status_imports_nothing_of_the_daemon(sockdir: Path) -> None:
             text=True,
             timeout=60,
         )
-    assert result.stderr == "0 []\n"
+    assert result.stderr == "3 []\n"  # db is stopped
     assert result.stdout.splitlines()[1].split()[0] == "web"
