@@ -120,7 +120,6 @@ def test_several_instances_are_never_guessed_between(
     conf = config(tmp_path, {"svc": probe_task()})
     first = _serve(taskforce, conf, "-p", str(runtime / "a.pid"))
     other = Taskforce(tmp_path / "other", taskforce.marker)
-    (tmp_path / "other").mkdir()
     other.env = taskforce.env
     second = _serve(other, conf, "-p", str(runtime / "b.pid"))
     try:

@@ -28,7 +28,7 @@ class Taskforce:
         # a taskforce that another test (or another suite on this machine) left there would
         # answer this test's commands.
         runtime = tmp / "runtime"
-        runtime.mkdir(mode=0o700, exist_ok=True)
+        runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.env["XDG_RUNTIME_DIR"] = str(runtime)
 
     def command(self, *args: str) -> list[str]:

@@ -232,10 +232,15 @@ def test_no_watchdog_asked_no_timer(
     sock, path = systemd
     monkeypatch.delenv("WATCHDOG_USEC", raising=False)
 
-    async def main() -> None:
-        assert Watchdog.start_if_asked(Notifier(path)) is None
+    notifier = Notifier(path)
 
-    asyncio.run(main())
+    async def main() -> None:
+        assert Watchdog.start_if_asked(notifier) is None
+
+    try:
+        asyncio.run(main())
+    finally:
+        notifier.sock.close()
     assert received(sock) == []
 
 
