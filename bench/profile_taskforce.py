@@ -205,9 +205,9 @@ legion.manage()
 
 _SPAWN = """
 import json, os, signal, statistics, subprocess, sys, time
-import taskforce.cli.main, taskforce.runtime.supervisor, taskforce.runtime.legion  # real size
+import taskforce.cli.main, taskforce.runtime.loop.supervisor, taskforce.runtime.legion  # real size
 from taskforce.core.spec import TASK_PID_MARKER, LaunchSpec
-from taskforce.runtime import process
+from taskforce.runtime.processes import spawn as process
 
 child, ts = sys.argv[1], sys.argv[2]
 env = {**os.environ, "Task_pid": TASK_PID_MARKER}

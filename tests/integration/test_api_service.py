@@ -29,7 +29,7 @@ from taskforce.api.server import ApiService, start_api
 from taskforce.config.model import HttpListener
 from taskforce.runtime.control import Controller
 from taskforce.runtime.legion import Legion
-from taskforce.runtime.supervisor import Outcome
+from taskforce.runtime.loop.supervisor import Outcome
 
 DEADLINE = 20.0
 TOKEN = "integration-token-0123456789"

@@ -16,7 +16,7 @@ from typing import Any
 from support.wait import until
 from taskforce.api.run import serve_with_api
 from taskforce.runtime.legion import Legion
-from taskforce.runtime.supervisor import Outcome
+from taskforce.runtime.loop.supervisor import Outcome
 from webhook_server import WebhookServer
 
 DEADLINE = 20.0

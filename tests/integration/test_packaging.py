@@ -178,7 +178,8 @@ def test_an_installed_wheel_supervises(
         [
             python,
             "-c",
-            "import taskforce.runtime.process as p; print(p.__file__, p._vfork is not None)",
+            "import taskforce.runtime.processes.spawn as p; "
+            "print(p.__file__, p._vfork is not None)",
         ],
         capture_output=True,
         text=True,

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from taskforce.core.spec import TASK_PID_MARKER
-from taskforce.runtime import process
+from taskforce.runtime.processes import spawn as process
 
 # _vfork: the C extension as process.py imported it, None where it could not be built.
 PATHS = ["fork"] + (["vfork"] if process._vfork is not None else [])  # type: ignore[attr-defined]
@@ -49,14 +49,14 @@ def spawn_path(request: pytest.FixtureRequest) -> str:
 _RUNNER = """
 import json, os, signal, sys
 from types import SimpleNamespace
-from taskforce.runtime import process
+from taskforce.runtime.processes import spawn as process
 args = json.loads(sys.argv[1])
 process.use_vfork = args["path"] == "vfork"
 if args["ignore_sighup"]:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
 if args["open_files"]:
     import resource
-    from taskforce.runtime import limits
+    from taskforce.runtime.own import open_files as limits
     resource.setrlimit(resource.RLIMIT_NOFILE, tuple(args["open_files"]))
     limits.raise_open_files()
 os.set_inheritable(os.open(os.devnull, os.O_RDONLY), True)

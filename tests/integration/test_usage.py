@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from taskforce.runtime.usage import own_descriptors, process_usage
+from taskforce.runtime.processes.usage import own_descriptors, process_usage
 
 
 def test_a_command_name_with_a_parenthesis_and_spaces(tmp_path: Path) -> None:

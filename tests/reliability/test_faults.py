@@ -45,9 +45,9 @@ from support.probes import Probes, probe_task
 from support.procfs import pid_alive, task_instances, task_processes, zombies_of
 from support.runner import Taskforce
 from support.wait import wait_for
-from taskforce.runtime import paths as runtime_paths
-from taskforce.runtime import process
-from taskforce.runtime.records import Records
+from taskforce.runtime.own import paths as runtime_paths
+from taskforce.runtime.processes import spawn as process
+from taskforce.runtime.processes.records import Records
 
 # ----- taskforce killed while 100 tasks run -------------------------------------------------
 
@@ -361,7 +361,7 @@ def test_a_thousand_children_exiting_at_once_are_all_restarted(
 SIGCHLD_BURST = r"""
 import asyncio, os, signal
 from taskforce.core.spec import DesiredState
-from taskforce.runtime.supervisor import Supervisor
+from taskforce.runtime.loop.supervisor import Supervisor
 
 async def main():
     supervisor = Supervisor(DesiredState())

@@ -60,8 +60,8 @@ from taskforce.config.load import parse_config
 from taskforce.config.resolve import resolve
 from taskforce.config.roles import Roles
 from taskforce.core.spec import TASK_PID_MARKER
-from taskforce.runtime import paths as runtime_paths
-from taskforce.runtime.identity import ProcessIdentity, runs_program
+from taskforce.runtime.own import paths as runtime_paths
+from taskforce.runtime.processes.identity import ProcessIdentity, runs_program
 
 PROBE_PATH = str(Path(__file__).parents[1] / "programs" / "probe.py")
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from taskforce.runtime.control import ControlError, parse_signal
-from taskforce.runtime.output import Follower
+from taskforce.runtime.output.capture import Follower
 
 
 class Subscribers:

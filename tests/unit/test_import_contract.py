@@ -65,7 +65,7 @@ def test_the_source_keeps_the_contract(source: Path, tmp_path: Path) -> None:
         ),
         (
             "config/model.py",
-            "from taskforce.runtime import records",
+            "from taskforce.runtime.processes import records",
             "config and watch sit below the runtime and what runs on it",
             "taskforce.config is not allowed to import taskforce.runtime",
         ),

@@ -15,7 +15,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from taskforce.runtime.output import Follower
+from taskforce.runtime.output.capture import Follower
 
 Send = Callable[[bytes], Awaitable[None]]
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from taskforce.runtime.control import TASK_STATES, ControlError
-from taskforce.runtime.process import split_status
-from taskforce.runtime.usage import own_descriptors, process_usage
+from taskforce.runtime.processes.spawn import split_status
+from taskforce.runtime.processes.usage import own_descriptors, process_usage
 
 
 class MetricSource(Protocol):

@@ -46,7 +46,7 @@ from taskforce.api.logstream import LogFollow
 from taskforce.api.metrics import exposition
 from taskforce.api.sse import Fleet, FleetFeed
 from taskforce.runtime.control import ControlError, whole_number
-from taskforce.runtime.output import Follower
+from taskforce.runtime.output.capture import Follower
 
 log = logging.getLogger("taskforce")
 

@@ -27,7 +27,7 @@ from taskforce.api.unix import UnixSocket, close_inherited
 from taskforce.config.model import HttpListener
 from taskforce.runtime.control import Controller
 from taskforce.runtime.legion import Legion
-from taskforce.runtime.limits import in_reserve
+from taskforce.runtime.own.open_files import in_reserve
 
 if TYPE_CHECKING:
     import ssl

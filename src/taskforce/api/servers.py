@@ -24,7 +24,7 @@ import stat
 from dataclasses import dataclass
 from typing import Any
 
-from taskforce.runtime import paths
+from taskforce.runtime.own import paths
 
 RECORD_SUFFIX = ".server"
 _PREFIX = "instance-"

@@ -18,7 +18,7 @@ import stat
 from taskforce.api.listen import ApiConfigError
 from taskforce.api.paths import claim_handed_over, handed_over, private_tmp_dir
 from taskforce.api.servers import socket_live
-from taskforce.runtime.paths import replaceable_by_others
+from taskforce.runtime.own.paths import replaceable_by_others
 
 BACKLOG = 64
 

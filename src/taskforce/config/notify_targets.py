@@ -1,7 +1,7 @@
 """The `settings.notify` targets: webhooks and commands that hear about task state changes.
 
-Checked here, once, so that delivery (:mod:`taskforce.runtime.notify`) never meets a URL
-it cannot parse or a header that would break the request.
+Checked here, once, so that delivery (:mod:`taskforce.runtime.notify.notifications`) never
+meets a URL it cannot parse or a header that would break the request.
 """
 
 from __future__ import annotations

@@ -26,10 +26,10 @@ from taskforce.core.diff import diff_desired
 from taskforce.core.state import Instance, Phase, TaskState, Waiting
 from taskforce.core.vocabulary import Control
 from taskforce.runtime.legion import Legion
-from taskforce.runtime.output import Follower, OutputCapture
-from taskforce.runtime.process import describe_status
-from taskforce.runtime.supervisor import Outcome, Supervisor
-from taskforce.runtime.usage import process_usage
+from taskforce.runtime.loop.supervisor import Outcome, Supervisor
+from taskforce.runtime.output.capture import Follower, OutputCapture
+from taskforce.runtime.processes.spawn import describe_status
+from taskforce.runtime.processes.usage import process_usage
 
 JSON = dict[str, Any]
 
@@ -410,7 +410,7 @@ class Controller:
             raise ControlError(409, "an upgrade is already under way, or taskforce is stopping")
         return {"upgrading": True}
 
-    # ----- task output (see taskforce.runtime.output) -----------------------------------
+    # ----- task output (see taskforce.runtime.output.capture) ----------------------------
 
     def logs(self, task: str, n: int) -> JSON:
         """The last `n` lines a task wrote; 409 when its output is not captured."""

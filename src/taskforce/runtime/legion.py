@@ -35,17 +35,17 @@ from taskforce.core.diff import changed_tasks
 from taskforce.core.planner import ExitOutcome
 from taskforce.core.spec import DesiredState, Policy
 from taskforce.core.vocabulary import Control, EventType
-from taskforce.runtime import memory, paths
-from taskforce.runtime.events import TaskEvents, python_script
-from taskforce.runtime.process import (
+from taskforce.runtime.loop.supervisor import Outcome, Supervisor
+from taskforce.runtime.loop.task_events import TaskEvents, python_script
+from taskforce.runtime.own import memory, paths
+from taskforce.runtime.processes.records import Records
+from taskforce.runtime.processes.spawn import (
     SpawnError,
     find_program,
     forget_programs,
     lookup_credentials,
 )
-from taskforce.runtime.records import Records
 from taskforce.runtime.sources import TextSource
-from taskforce.runtime.supervisor import Outcome, Supervisor
 from taskforce.runtime.upgrade import precheck_argv, read_snapshot, taskforce_files, write_snapshot
 from taskforce.watch import FileWatcher
 

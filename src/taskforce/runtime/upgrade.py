@@ -17,7 +17,7 @@ from typing import Any
 
 from taskforce.core import snapshot
 from taskforce.core.planner import Planner
-from taskforce.runtime import paths
+from taskforce.runtime.own import paths
 
 log = logging.getLogger("taskforce")
 

@@ -11,7 +11,7 @@ import pytest
 from taskforce.core.state import Waiting
 from taskforce.runtime.control import ControlError, Controller
 from taskforce.runtime.legion import Legion
-from taskforce.runtime.supervisor import Supervisor
+from taskforce.runtime.loop.supervisor import Supervisor
 
 
 @pytest.fixture

@@ -679,7 +679,7 @@ heavy = ("asyncio", "yaml", "rich", "h11", "taskforce.runtime", "taskforce.confi
          "taskforce.core", "taskforce.watch", "taskforce.api.")
 # The server's socket rule and its records of where it listens, written to be imported here.
 cheap = {"taskforce.api.paths", "taskforce.api.servers", "taskforce.runtime",
-         "taskforce.runtime.paths"}
+         "taskforce.runtime.own", "taskforce.runtime.own.paths"}
 loaded = sorted(m for m in set(sys.modules) - cheap if m.startswith(heavy))
 print(code, loaded, file=sys.stderr)
 """

@@ -15,14 +15,14 @@ import pytest
 
 from support.wait import until
 from taskforce.config.model import NotifyEvent, NotifyTarget
-from taskforce.runtime.notify import (
+from taskforce.runtime.notify.notifications import (
     Notifications,
     document,
     environment,
     label,
     message,
 )
-from taskforce.runtime.webhook import request_parts
+from taskforce.runtime.notify.webhook import request_parts
 from webhook_server import WebhookServer
 
 T = TypeVar("T")

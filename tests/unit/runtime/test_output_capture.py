@@ -12,9 +12,9 @@ import pytest
 
 from taskforce.core.spec import DesiredState, InstanceSpec, LaunchSpec, OutputSpec, TaskSpec
 from taskforce.core.vocabulary import Control
-from taskforce.runtime.output import LINE_MAX, Capture, OutputCapture
-from taskforce.runtime.output_ring import FOLLOW_BYTES, RING_BYTES, Follower, Ring
-from taskforce.runtime.output_sinks import Origin, Sink
+from taskforce.runtime.output.capture import LINE_MAX, Capture, OutputCapture
+from taskforce.runtime.output.ring import FOLLOW_BYTES, RING_BYTES, Follower, Ring
+from taskforce.runtime.output.sinks import Origin, Sink
 
 LAUNCH = LaunchSpec("prog", ("prog",), ())
 

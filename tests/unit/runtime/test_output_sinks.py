@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from taskforce.runtime import output_sinks
-from taskforce.runtime.output_sinks import FileSink, Origin, StderrSink, SyslogSink, Trouble
+from taskforce.runtime.output import sinks as output_sinks
+from taskforce.runtime.output.sinks import FileSink, Origin, StderrSink, SyslogSink, Trouble
 
 WEB = Origin("web", 0, 123, "stdout")
 

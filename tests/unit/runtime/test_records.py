@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from taskforce.runtime.identity import start_ticks
-from taskforce.runtime.records import Earlier, ProcessRecord, Records
+from taskforce.runtime.processes.identity import start_ticks
+from taskforce.runtime.processes.records import Earlier, ProcessRecord, Records
 
 
 def test_no_file_means_the_last_one_stopped_cleanly(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from taskforce.runtime.safe_path import UnsafePathError, open_directory_of
+from taskforce.runtime.output.safe_path import UnsafePathError, open_directory_of
 
 
 def directory_of(path: Path) -> tuple[str, str]:

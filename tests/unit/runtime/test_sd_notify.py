@@ -14,7 +14,7 @@ import pytest
 from taskforce.core.planner import Planner
 from taskforce.core.spec import DesiredState, InstanceSpec, LaunchSpec, Policy, TaskSpec
 from taskforce.core.vocabulary import Control
-from taskforce.runtime.sd_notify import (
+from taskforce.runtime.notify.systemd import (
     Notifier,
     SystemdStatus,
     Watchdog,

@@ -18,7 +18,7 @@ import os
 import stat
 from dataclasses import dataclass
 
-from taskforce.runtime.identity import start_ticks
+from taskforce.runtime.processes.identity import start_ticks
 
 log = logging.getLogger("taskforce")
 

@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from taskforce.core.spec import LaunchSpec
-from taskforce.runtime import process
-from taskforce.runtime.process import SpawnError
-from taskforce.runtime.spawn_reports import SpawnReports
+from taskforce.runtime.processes import spawn
+from taskforce.runtime.processes.spawn import SpawnError
+from taskforce.runtime.processes.spawn_reports import SpawnReports
 
 log = logging.getLogger("taskforce")
 
@@ -67,7 +67,7 @@ class Helpers:
         process group.
         """
         try:
-            spawned = process.spawn(
+            spawned = spawn.spawn(
                 launch,
                 argv=launch.argv,
                 stdin=self._devnull,
@@ -97,14 +97,14 @@ class Helpers:
                 helper.what,
                 pid,
             )
-            process.signal_group(pid, signal.SIGKILL)
+            spawn.signal_group(pid, signal.SIGKILL)
 
     def kill_for(self, task: str, slot: int) -> None:
         """SIGKILL every command running on behalf of one task instance."""
         for pid, helper in self._running.items():
             if helper.task == task and helper.slot == slot:
                 log.warning("%s[%d]: killing its %s, pid %d", task, slot, helper.what, pid)
-                process.signal_group(pid, signal.SIGKILL)
+                spawn.signal_group(pid, signal.SIGKILL)
 
     def exited(self, pid: int, status: int, error: str | None) -> bool:
         """Handle the end of `pid` if it is a helper (True), else leave it (False)."""
@@ -120,13 +120,11 @@ class Helpers:
         if error is not None:
             log.error("%s: %s could not run: %s", label, helper.what, error)
         elif status != 0:
-            log.warning(
-                "%s: %s pid %d %s", label, helper.what, pid, process.describe_status(status)
-            )
+            log.warning("%s: %s pid %d %s", label, helper.what, pid, spawn.describe_status(status))
         else:
             log.debug("%s: %s pid %d finished", label, helper.what, pid)
         return True
 
 
 def _kill(pid: int) -> None:
-    process.signal_group(pid, signal.SIGKILL)
+    spawn.signal_group(pid, signal.SIGKILL)

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import os
 
-from taskforce.runtime import process
+from taskforce.runtime.processes import spawn
 
 
 class SpawnReports:
@@ -23,7 +23,7 @@ class SpawnReports:
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
-    def watch(self, spawned: process.Spawned) -> None:
+    def watch(self, spawned: spawn.Spawned) -> None:
         if spawned.error_fd < 0:  # known already: the child exec'd, or failed and exits
             if spawned.error is not None:
                 self._errors[spawned.pid] = spawned.error
@@ -36,7 +36,7 @@ class SpawnReports:
         """The reason `pid` (reaped now) never became its task, if it did not."""
         fd = self._fds.pop(pid, None)
         if fd is not None:
-            error = process.read_spawn_error(fd)
+            error = spawn.read_spawn_error(fd)
             self._close(fd)
             if error is not None:
                 return error
@@ -49,7 +49,7 @@ class SpawnReports:
         self._loop = None
 
     def _on_readable(self, pid: int, fd: int) -> None:
-        error = process.read_spawn_error(fd)
+        error = spawn.read_spawn_error(fd)
         if error is not None:
             self._errors[pid] = error
         if self._fds.get(pid) == fd:

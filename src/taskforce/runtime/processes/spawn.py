@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from taskforce.core.spec import TASK_PID_MARKER, LaunchSpec
-from taskforce.runtime import limits
+from taskforce.runtime.own import open_files as limits
 
 try:
     from taskforce import _syscalls as _vfork

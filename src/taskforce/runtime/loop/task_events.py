@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from taskforce.core.spec import EventSpec, LaunchSpec
 from taskforce.core.vocabulary import EventType
-from taskforce.runtime.supervisor import Supervisor
+from taskforce.runtime.loop.supervisor import Supervisor
 from taskforce.watch import discover_modules_async, is_python_script
 
 log = logging.getLogger("taskforce")

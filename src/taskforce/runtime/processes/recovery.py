@@ -22,15 +22,15 @@ from dataclasses import dataclass
 from taskforce.core.planner import Planner
 from taskforce.core.spec import LaunchSpec
 from taskforce.core.vocabulary import DAEMON, Control
-from taskforce.runtime.identity import (
+from taskforce.runtime.processes.identity import (
     identify,
     read_pidfile,
     real_uid,
     runs_program,
     same_process,
 )
-from taskforce.runtime.process import SpawnError, find_program, lookup_credentials
-from taskforce.runtime.records import Earlier
+from taskforce.runtime.processes.records import Earlier
+from taskforce.runtime.processes.spawn import SpawnError, find_program, lookup_credentials
 
 log = logging.getLogger("taskforce")
 

@@ -15,7 +15,12 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 
-from taskforce.runtime.identity import ProcessIdentity, identify, read_pidfile, runs_program
+from taskforce.runtime.processes.identity import (
+    ProcessIdentity,
+    identify,
+    read_pidfile,
+    runs_program,
+)
 
 log = logging.getLogger("taskforce")
 

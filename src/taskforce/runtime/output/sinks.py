@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
-from taskforce.runtime.safe_path import UnsafePathError, open_directory_of
+from taskforce.runtime.output.safe_path import UnsafePathError, open_directory_of
 
 log = logging.getLogger("taskforce")
 

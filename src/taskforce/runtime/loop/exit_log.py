@@ -6,7 +6,7 @@ import logging
 from typing import Protocol
 
 from taskforce.core.planner import ExitOutcome
-from taskforce.runtime import process
+from taskforce.runtime.processes import spawn
 
 log = logging.getLogger("taskforce")
 
@@ -27,7 +27,7 @@ def log_exit(pid: int | None, outcome: ExitOutcome, emit: Emit) -> None:
     if record.error is not None:
         what = f"could not start: {record.error}"
     else:
-        what = f"pid {pid} {process.describe_status(record.status)} after {record.uptime:.3g}s"
+        what = f"pid {pid} {spawn.describe_status(record.status)} after {record.uptime:.3g}s"
     if record.expected:
         log.info("%s: %s", name, what)
         return

@@ -10,7 +10,7 @@ runs while nothing happens.
 A delivery that fails is tried again after a pause that doubles each time (1 s, 2 s...),
 up to the target's `attempts`, each attempt bounded by its `timeout`. A webhook answer in
 3xx or 4xx (but 408 and 429) is final: asking again would get the same. Nothing here blocks the
-supervisor: webhooks are asyncio streams (:mod:`taskforce.runtime.webhook`), and commands
+supervisor: webhooks are asyncio streams (:mod:`taskforce.runtime.notify.webhook`), and commands
 run as the supervisor's helpers, which report their exit status through it.
 
 A command gets the event in its environment (taskforce's own, plus):
@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 from taskforce.config.model import NotifyTarget
-from taskforce.runtime.process import describe_status
+from taskforce.runtime.processes.spawn import describe_status
 
 if TYPE_CHECKING:
     from taskforce.runtime.legion import Legion
@@ -61,7 +61,7 @@ class DeliveryError(Exception):
 
 
 class CommandRunner(Protocol):
-    """What commands need of :class:`taskforce.runtime.supervisor.Supervisor`."""
+    """What commands need of :class:`taskforce.runtime.loop.supervisor.Supervisor`."""
 
     def run_command(
         self,
@@ -255,7 +255,7 @@ class Notifications:
             await self._run(target, target.command, event)
 
     async def _post(self, target: NotifyTarget, url: str, event: Event) -> None:
-        from taskforce.runtime import webhook  # h11 only once a webhook is used
+        from taskforce.runtime.notify import webhook  # h11 only once a webhook is used
 
         body = json.dumps(document(event, self.host)).encode()
         try:

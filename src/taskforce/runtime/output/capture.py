@@ -31,8 +31,8 @@ from collections.abc import Callable
 from typing import Any
 
 from taskforce.core.spec import NULL, SAME_AS_STDOUT, STDERR, SYSLOG, DesiredState, OutputSpec
-from taskforce.runtime.output_ring import Follower, Ring, as_lines
-from taskforce.runtime.output_sinks import FileSink, Origin, Sink, StderrSink, SyslogSink
+from taskforce.runtime.output.ring import Follower, Ring, as_lines
+from taskforce.runtime.output.sinks import FileSink, Origin, Sink, StderrSink, SyslogSink
 
 __all__ = ["MAX_LINES", "Capture", "Follower", "OutputCapture", "Stdio"]
 

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 
 from taskforce import lean_asyncio
-from taskforce.runtime.identity import identify, read_pidfile
+from taskforce.runtime.processes.identity import identify, read_pidfile
 
 # One attempt may take this long before it counts as "not ready".
 ATTEMPT_TIMEOUT = 2.0

@@ -1,0 +1,1 @@
+"""Processes: spawning and signalling them, knowing them again, and the commands run for tasks."""
