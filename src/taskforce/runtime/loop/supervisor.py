@@ -1,56 +1,39 @@
 """The event loop: feed facts to the planner, carry out its actions, sleep until needed.
 
-One thread, one asyncio loop. Inputs are signals (SIGCHLD, SIGTERM, SIGINT, SIGHUP), the
-close-on-exec pipes that report failed execs, and the planner's next deadline; nothing
-wakes up on a timer that is not a deadline, so an idle supervisor makes no system calls.
+One thread, one asyncio loop. Inputs are signals (:mod:`.signals`), the close-on-exec
+pipes that report failed execs, and the planner's next deadline; nothing wakes up on a
+timer that is not a deadline, so an idle supervisor makes no system calls. The actions
+are carried out by :mod:`.executor`, exits collected by :mod:`.reaper`.
+
+The clock, the scheduler (the asyncio loop) and the process runner are parameters, so
+that the loop runs in tests with fakes: no processes, no waiting.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import os
-import signal
-import time
 from collections.abc import Callable, Mapping, Sequence
 
-from taskforce.core.actions import (
-    Action,
-    Check,
-    Kill,
-    LookForPid,
-    Probe,
-    Release,
-    RunCommand,
-    SendSignal,
-    Start,
-    Stop,
-)
+from taskforce.core.actions import RunCommand, SendSignal, Start
 from taskforce.core.planner import ExitOutcome, Planner
 from taskforce.core.spec import DesiredState, LaunchSpec
 from taskforce.core.state import Phase
-from taskforce.core.vocabulary import DAEMON, Control
-from taskforce.runtime.loop import exit_log, readiness
-from taskforce.runtime.output.capture import OutputCapture, Stdio
+from taskforce.runtime.clock import Clock, Handle, Scheduler, SystemClock
+from taskforce.runtime.loop import exit_log, signals
+from taskforce.runtime.loop.executor import Executor
+from taskforce.runtime.loop.reaper import Reaper
+from taskforce.runtime.output.capture import OutputCapture
 from taskforce.runtime.processes import spawn
-from taskforce.runtime.processes.daemons import ExitWatch, find_daemon
-from taskforce.runtime.processes.identity import identify
-from taskforce.runtime.processes.leftovers import left_behind
-from taskforce.runtime.processes.records import ProcessRecord, Records
-from taskforce.runtime.processes.recovery import recover
-from taskforce.runtime.processes.spawn import SpawnError
+from taskforce.runtime.processes.daemons import ExitWatch
+from taskforce.runtime.processes.records import Records
+from taskforce.runtime.processes.runner import OsProcesses, ProcessRunner
 from taskforce.runtime.processes.spawn_reports import SpawnReports
-from taskforce.runtime.processes.task_commands import Helpers
+from taskforce.runtime.processes.task_commands import TaskCommands
 
 log = logging.getLogger("taskforce")
-
-# Starts prepared at once at most (each holds its output pipe until spawned).
-_START_SLICE = 128
-
-# Seconds from a task process's exit to the scan for what it left behind.
-_SWEEP_DELAY = 0.05
 
 
 class Outcome(enum.Enum):
@@ -64,35 +47,59 @@ class Outcome(enum.Enum):
 class Supervisor:
     """Runs the tasks of a desired state until asked to stop.
 
-    `reload` is called to get a fresh desired state (on start-up and when the
-    configuration changes); it returns None when the new configuration is unusable.
+    `clock`, `scheduler` (default: the running asyncio loop) and `runner` are what the
+    loop reads the time from, is called back by, and starts and reaps processes with.
     """
 
-    def __init__(self, desired: DesiredState, records: Records | None = None) -> None:
+    def __init__(
+        self,
+        desired: DesiredState,
+        records: Records | None = None,
+        *,
+        clock: Clock | None = None,
+        scheduler: Scheduler | None = None,
+        runner: ProcessRunner | None = None,
+    ) -> None:
         self.planner = Planner(desired)
         self.records = records or Records(None)
+        self._clock = clock or SystemClock()
+        self._given_scheduler = scheduler
+        self._scheduler: Scheduler | None = None  # while running
         self._records_version = -1
-        self._exit_watch: ExitWatch | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._pass_scheduled = False
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Handle | None = None
         self._timer_at: float | None = None
         self._spawn_reports = SpawnReports()
-        self._helpers = Helpers(self._spawn_reports)
+        self._commands = TaskCommands(self._spawn_reports)
         self._done: asyncio.Future[Outcome] | None = None
         self._outcome = Outcome.STOPPED
-        self._devnull = -1
+        # How run() ended, or is about to: set once the last task has stopped.
+        self.finished: Outcome | None = None
         # Task output that is not /dev/null: pipes, destinations and recent lines.
         self.output = OutputCapture(lambda: self.planner.desired)
-        self._kept: list[ProcessRecord] = []
-        self._probes: set[asyncio.Task[bool]] = set()
-        # Task processes that exited since the last sweep for what they left behind.
-        self._sweep_leaders: set[int] = set()
-        # Why a nowait/adopt pidfile was last doubted, per instance (logged once).
-        self._pidfile_doubts: dict[tuple[str, int], str] = {}
-        self._sweep_timer: asyncio.TimerHandle | None = None
-        # Processes no task owns that are being stopped, with their SIGKILL timers.
-        self._strays: dict[int, asyncio.TimerHandle] = {}
+        runner = runner or OsProcesses()
+        self.reaper = Reaper(
+            self.planner,
+            runner,
+            self._clock,
+            self._commands,
+            self._spawn_reports,
+            self.output,
+            self._schedule,
+            self._log_exit,
+        )
+        self.executor = Executor(
+            self.planner,
+            runner,
+            self._clock,
+            self._commands,
+            self._spawn_reports,
+            self.output,
+            self.records,
+            self.reaper,
+            self._schedule,
+            self._log_exit,
+        )
         self.on_change: Callable[[], None] | None = None
         # Told about state changes worth notifying (see emit()).
         self.on_event: Callable[[dict[str, object]], None] | None = None
@@ -105,38 +112,51 @@ class Supervisor:
 
     async def run(self) -> Outcome:
         loop = asyncio.get_running_loop()
-        self._loop = loop
         self._done = loop.create_future()
-        self._devnull = os.open(os.devnull, os.O_RDWR)
-        handled = self._install_signals(loop)
-        # A thousand children exiting at once overflow asyncio's wake-up pipe; that loses
-        # nothing (one wake-up reaps them all) but Python would print a traceback for
-        # each lost byte, which at that rate stalls the loop.
-        signal.set_wakeup_fd(signal.set_wakeup_fd(-1), warn_on_full_buffer=False)
+        handled = signals.install(
+            loop,
+            on_child=self.reaper.reap,
+            on_stop=lambda name: self._on_stop_signal(name, Outcome.STOPPED),
+            on_reset=lambda name: self._on_stop_signal(name, Outcome.RESET),
+            on_upgrade=self._on_usr2,
+        )
         if spawn.become_subreaper():
             log.debug("acting as child subreaper: orphaned descendants are reaped here")
-        self._exit_watch = ExitWatch(loop, self._foreign_exit)
+        exit_watch = ExitWatch(loop, self.reaper.foreign_exit)
         self._spawn_reports.start(loop)
-        self._helpers.start(loop, self._devnull)
         try:
-            self._reap()  # anything that exited before the handler was in place
-            self._recover()
-            self.records.begin()
-            self._schedule()
+            self.begin(self._given_scheduler or loop, exit_watch)
             outcome = await self._done
-            if outcome is Outcome.STOPPED and not self._kept:
+            if outcome is Outcome.STOPPED and not self.executor.kept:
                 self.records.remove()
             return outcome
         finally:
-            self._exit_watch.close()
-            for signum in handled:
-                loop.remove_signal_handler(signum)
-            if self._timer is not None:
-                self._timer.cancel()
-            self._spawn_reports.close()
-            self.output.close()
-            os.close(self._devnull)
-            self._loop = None
+            exit_watch.close()
+            signals.remove(loop, handled)
+            self.end()
+
+    def begin(self, scheduler: Scheduler, exit_watch: ExitWatch | None = None) -> None:
+        """Start supervising, called back by `scheduler` from now on (run() does this; a
+        test may drive the loop itself, then calls end())."""
+        self._scheduler = scheduler
+        devnull = os.open(os.devnull, os.O_RDWR)
+        self.executor.devnull = devnull
+        self._commands.start(scheduler, devnull)
+        self.reaper.start(scheduler, exit_watch)
+        self.reaper.reap()  # anything that exited before the handler was in place
+        self.reaper.recover(self.records.load())
+        self.records.begin()
+        self._schedule()
+
+    def end(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._spawn_reports.close()
+        self.output.close()
+        if self.executor.devnull >= 0:
+            os.close(self.executor.devnull)
+            self.executor.devnull = -1
+        self._scheduler = None
 
     def set_desired(self, desired: DesiredState) -> None:
         if self.planner.shutting_down:
@@ -146,7 +166,7 @@ class Supervisor:
 
     def busy(self) -> bool:
         """Whether something is in flight that a re-exec would lose track of."""
-        if self._helpers or self._strays or self.planner.shutting_down:
+        if self._commands or self.reaper.stopping_strays() or self.planner.shutting_down:
             return True
         return any(
             inst.phase in (Phase.STOPPING, Phase.STARTING, Phase.DAEMONIZING)
@@ -170,13 +190,12 @@ class Supervisor:
         """
         environ = os.environ if env is None else env
         launch = LaunchSpec(argv[0], argv, tuple(environ.items()))
-        pid = self._helpers.run("taskforce", 0, launch, "", what, on_exit, deadline=timeout)
+        pid = self._commands.run("taskforce", 0, launch, "", what, on_exit, deadline=timeout)
         return pid is not None
 
     def hand_over(self) -> None:
         """End run() with Outcome.UPGRADE, leaving every process running."""
-        if self._done is not None and not self._done.done():
-            self._done.set_result(Outcome.UPGRADE)
+        self._finish(Outcome.UPGRADE)
 
     def poke(self) -> None:
         """Run a planning pass soon (something outside the planner changed)."""
@@ -193,58 +212,22 @@ class Supervisor:
         self.planner.shutdown()
         self._schedule()
 
-    # ----- processes we did not start ------------------------------------------------
+    def _on_usr2(self) -> None:
+        if self.on_upgrade is None:
+            log.info("SIGUSR2 ignored")
+        else:
+            log.info("SIGUSR2 received: upgrading in place")
+            self.on_upgrade()
 
-    def _recover(self) -> None:
-        found, strays = recover(self.planner, self.records.load())
-        found = [f for f in found if self.planner.owner(f.pid) is None]
-        now, wall = self._now(), time.time()
-        for item in found:
-            what = "stopping it to start afresh" if item.leftover else "adopting it"
-            log.info("%s[%d]: found pid %d still running: %s", item.task, item.slot, item.pid, what)
-            self.planner.adopt(item.task, item.slot, item.pid, now, wall, item.leftover)
-            self._watch_foreign(item.pid)
-        for pid in strays:
-            log.warning(
-                "pid %d was left running by an earlier taskforce for a task no longer in "
-                "scope: stopping it",
-                pid,
-            )
-            self._terminate_stray(pid)
+    def _on_stop_signal(self, name: str, outcome: Outcome) -> None:
+        log.info("%s received", name)
+        self.stop(outcome)
 
-    def _terminate_stray(self, pid: int) -> None:
-        """SIGTERM a process no task owns, SIGKILL it after the stop timeout.
-
-        taskforce does not exit before its strays are gone: they are its to clean up.
-        """
-        identity = identify(pid)
-        if identity is None or pid in self._strays:
-            return
-        spawn.signal_group(pid, signal.SIGTERM, or_process=True)
-        timeout = self.planner.desired.policy.stop_timeout
-
-        def kill_if_same() -> None:
-            self._strays.pop(pid, None)
-            again = identify(pid)
-            if again is not None and again.start_ticks == identity.start_ticks:
-                log.warning("pid %d ignored SIGTERM for %gs: SIGKILL", pid, timeout)
-                spawn.signal_group(pid, signal.SIGKILL, or_process=True)
-            self._schedule()
-
-        assert self._loop is not None
-        self._strays[pid] = self._loop.call_later(timeout, kill_if_same)
-
-    def _watch_foreign(self, pid: int) -> None:
-        from taskforce.runtime.processes.daemons import parent_of
-
-        if parent_of(pid) != os.getpid() and self._exit_watch is not None:
-            self._exit_watch.watch(pid)
-
-    def _foreign_exit(self, pid: int) -> None:
-        outcome = self.planner.exited(pid, -1, self._now(), time.time())
-        if outcome is not None:
-            self._log_exit(pid, outcome)
-        self._schedule()
+    def _finish(self, outcome: Outcome) -> None:
+        if self.finished is None:
+            self.finished = outcome
+        if self._done is not None and not self._done.done():
+            self._done.set_result(outcome)
 
     # ----- event actions --------------------------------------------------------------
 
@@ -259,7 +242,7 @@ class Supervisor:
 
     def event_signal(self, task: str, signum: int, reason: str) -> None:
         for slot, pid in self._running(task):
-            self._execute(SendSignal(task, slot, pid, signum, reason))
+            self.executor.execute(SendSignal(task, slot, pid, signum, reason))
 
     def event_command(self, task: str, command: str, reason: str) -> None:
         """Run one of the task's named commands once per running process (or once)."""
@@ -272,9 +255,9 @@ class Supervisor:
             instance = spec.instances[slot] if slot < spec.count else None
             if instance is None or command not in instance.commands:
                 continue
-            argv = instance.commands[command]
             log.info("%s[%d]: running command %r (%s)", task, slot, command, reason)
-            self._execute(RunCommand(task, slot, pid, argv, instance.launch, reason))
+            argv = instance.commands[command]
+            self.executor.execute(RunCommand(task, slot, pid, argv, instance.launch, reason))
 
     def _running(self, task: str) -> list[tuple[int, int]]:
         state = self.planner.tasks.get(task)
@@ -286,128 +269,20 @@ class Supervisor:
             if inst.pid is not None and inst.phase is Phase.RUNNING
         ]
 
-    # ----- signals and reaping --------------------------------------------------------
-
-    def _on_usr1(self) -> None:
-        # The files taskforce logs to (--log-file), reopened after a rotation.
-        reopened = 0
-        for handler in logging.getLogger().handlers:
-            if isinstance(handler, logging.FileHandler):
-                with contextlib.suppress(OSError):
-                    handler.close()  # the next record opens the file at its path again
-                reopened += 1
-        log.info("SIGUSR1 received: %d log file(s) reopened", reopened)
-
-    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> list[int]:
-        handlers: dict[int, Callable[[], None]] = {
-            signal.SIGCHLD: self._reap,
-            signal.SIGTERM: lambda: self._on_stop_signal("SIGTERM", Outcome.STOPPED),
-            signal.SIGINT: lambda: self._on_stop_signal("SIGINT", Outcome.STOPPED),
-            signal.SIGHUP: lambda: self._on_stop_signal("SIGHUP", Outcome.RESET),
-            signal.SIGUSR1: self._on_usr1,
-            signal.SIGUSR2: self._on_usr2,
-        }
-        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-            # Started in the background by a shell: keep ignoring interrupts as it asked.
-            del handlers[signal.SIGINT]
-        for signum, handler in handlers.items():
-            loop.add_signal_handler(signum, handler)
-        return list(handlers)
-
-    def _on_usr2(self) -> None:
-        if self.on_upgrade is None:
-            log.info("SIGUSR2 ignored")
-        else:
-            log.info("SIGUSR2 received: upgrading in place")
-            self.on_upgrade()
-
-    def _on_stop_signal(self, name: str, outcome: Outcome) -> None:
-        log.info("%s received", name)
-        self.stop(outcome)
-
-    def _reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
-            self._on_exit(pid, status)
-        if self._sweep_leaders and self._sweep_timer is None and self._loop is not None:
-            # Off the restart path, and one scan of /proc for a burst of exits.
-            self._sweep_timer = self._loop.call_later(_SWEEP_DELAY, self._sweep)
-        self._schedule()
-
-    def _on_exit(self, pid: int, status: int) -> None:
-        error = self._spawn_reports.take(pid)
-        if self._helpers.exited(pid, status, error):
-            self._schedule()
-            return
-        if self._exit_watch is not None:
-            self._exit_watch.forget(pid)
-        self.output.exited(pid)  # its last words, before its exit is logged
-        now = self._now()
-        outcome = self.planner.exited(pid, status, now, time.time(), error)
-        if outcome is None:
-            log.debug("reaped orphan pid %d (%s)", pid, spawn.describe_status(status))
-            timer = self._strays.pop(pid, None)
-            if timer is not None:
-                timer.cancel()
-            return
-        # The leader is gone; whatever it left in its process group goes with it.
-        if spawn.signal_group(pid, signal.SIGKILL):
-            log.info(
-                "%s: killed what pid %d left in its process group", exit_log.label(outcome), pid
-            )
-        if self._leaves_nothing_behind(outcome):
-            self._sweep_leaders.add(pid)
-        self._log_exit(pid, outcome)
-
-    def _leaves_nothing_behind(self, outcome: ExitOutcome) -> bool:
-        """Whether what escaped the process group of this exited process must go too.
-
-        After a stop, always; after any exit of a wait task, whose replacement would
-        otherwise run beside its predecessor's leftovers. Never for nowait/adopt tasks,
-        whose start command's descendant is the very daemon.
-        """
-        if outcome.record.error is not None:
-            return False
-        state = self.planner.tasks.get(outcome.task)
-        control = state.spec.control if state is not None and state.spec is not None else None
-        if control in DAEMON:
-            return False
-        return outcome.record.expected or control is Control.WAIT
-
-    def _sweep(self) -> None:
-        self._sweep_timer = None
-        leaders, self._sweep_leaders = self._sweep_leaders, set()
-        exclude = {*self.planner.pids(), *self._helpers}
-        for pid, leader in left_behind(leaders, exclude):
-            log.warning(
-                "pid %d, left behind by pid %d outside its process group: stopping it", pid, leader
-            )
-            self._terminate_stray(pid)
-        self._schedule()  # shutting down may have been waiting for this scan
-
     # ----- the planning pass ----------------------------------------------------------
 
-    def _now(self) -> float:
-        assert self._loop is not None
-        return self._loop.time()
-
     def _schedule(self) -> None:
-        if self._pass_scheduled or self._loop is None:
+        if self._pass_scheduled or self._scheduler is None:
             return
         self._pass_scheduled = True
-        self._loop.call_soon(self._pass)
+        self._scheduler.call_soon(self._pass)
 
     def _pass(self) -> None:
         self._pass_scheduled = False
-        if self._loop is None:
+        if self._scheduler is None:
             return  # run() has ended (a hand-over): the next image plans
         for _ in range(100):  # each round runs what the previous round's facts allow
-            plan = self.planner.plan(self._now())
+            plan = self.planner.plan(self._clock.monotonic())
             if not plan.actions:
                 # A pass with nothing to do may still find an instance steady again.
                 self._report_recovered(plan.recovered)
@@ -417,8 +292,8 @@ class Supervisor:
                 if isinstance(action, Start):
                     starts.append(action)  # together, last: a burst spawns in parallel
                 else:
-                    self._execute(action)
-            self._start_all(starts)
+                    self.executor.execute(action)
+            self.executor.start_all(starts)
             self._report_recovered(plan.recovered)
         self._set_timer(plan.next_deadline)
         if plan.pid_version != self._records_version:
@@ -427,9 +302,7 @@ class Supervisor:
         if self.on_change is not None:
             self.on_change()
         if self.planner.shutting_down and self._idle():
-            assert self._done is not None
-            if not self._done.done():
-                self._done.set_result(self._outcome)
+            self._finish(self._outcome)
 
     def _report_recovered(self, recovered: Sequence[tuple[str, int]]) -> None:
         for task, slot in recovered:
@@ -437,7 +310,7 @@ class Supervisor:
             self.emit("recovered", task, "running steadily again", instance=slot)
 
     def _idle(self) -> bool:
-        busy = self._helpers or self._strays or self._sweep_timer is not None
+        busy = self._commands or self.reaper.busy()
         return not (busy or self.planner.has_processes())
 
     def _set_timer(self, when: float | None) -> None:
@@ -447,279 +320,15 @@ class Supervisor:
             self._timer.cancel()
             self._timer = None
         self._timer_at = when
-        if when is not None and self._loop is not None:
-            self._timer = self._loop.call_at(when, self._on_timer)
+        if when is not None and self._scheduler is not None:
+            self._timer = self._scheduler.call_at(when, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
         self._schedule()
 
-    # ----- carrying out actions -------------------------------------------------------
-
-    def _execute(self, action: Action) -> None:
-        if isinstance(action, Start):
-            self._start(action)
-        elif isinstance(action, Stop):
-            self._stop(action)
-        elif isinstance(action, Kill):
-            log.warning(
-                "%s[%d]: pid %d %s: SIGKILL", action.task, action.slot, action.pid, action.reason
-            )
-            spawn.signal_group(action.pid, signal.SIGKILL, or_process=True)
-            self._helpers.kill_for(action.task, action.slot)
-        elif isinstance(action, SendSignal):
-            log.info(
-                "%s[%d]: sending %s to pid %d (%s)",
-                action.task,
-                action.slot,
-                signal.Signals(action.signal).name,
-                action.pid,
-                action.reason,
-            )
-            spawn.signal_process(action.pid, action.signal)
-        elif isinstance(action, LookForPid):
-            self._look_for_pid(action)
-        elif isinstance(action, Check):
-            self._check(action)
-        elif isinstance(action, Probe):
-            self._probe(action)
-        elif isinstance(action, Release):
-            log.info("%s[%d]: leaving pid %d running (adopt)", action.task, action.slot, action.pid)
-            if self._exit_watch is not None:
-                self._exit_watch.forget(action.pid)
-            identity = identify(action.pid)
-            if identity is not None:
-                self._kept.append(
-                    ProcessRecord(action.task, action.slot, action.pid, identity.start_ticks)
-                )
-                self.records.keep(self._kept)
-        elif isinstance(action, RunCommand):
-            base = action.launch
-            launch = LaunchSpec(
-                action.argv[0], action.argv, base.env, base.cwd, base.user, base.group
-            )
-            pid_value = str(action.pid) if action.pid is not None else ""
-            self._helpers.run(action.task, action.slot, launch, pid_value, action.reason)
-
-    def _start(self, action: Start) -> None:
-        self._start_all([action])
-
-    def _start_all(self, actions: Sequence[Start]) -> None:
-        # In slices: each prepared start holds its output pipe open until it is spawned.
-        for first in range(0, len(actions), _START_SLICE):
-            prepared: list[tuple[Start, Stdio, spawn.Job]] = []
-            for action in actions[first : first + _START_SLICE]:
-                stdio = self.output.stdio(action.spec.output, self._devnull)
-                try:
-                    job = spawn.prepare(
-                        action.spec.launch,
-                        stdin=self._devnull,
-                        stdout=stdio.stdout,
-                        stderr=stdio.stderr,
-                    )
-                except (SpawnError, OSError) as exc:
-                    self._start_failed(action, stdio, exc)
-                    continue
-                prepared.append((action, stdio, job))
-            results = spawn.run_jobs([job for _, _, job in prepared])
-            for (action, stdio, _), result in zip(prepared, results, strict=True):
-                if isinstance(result, SpawnError):
-                    self._start_failed(action, stdio, result)
-                else:
-                    self._started(action, stdio, result)
-
-    def _start_failed(self, action: Start, stdio: Stdio, exc: Exception) -> None:
-        stdio.abandon()
-        outcome = self.planner.start_failed(
-            action.task, action.slot, self._now(), time.time(), str(exc)
-        )
-        self._log_exit(None, outcome)
-
-    def _started(self, action: Start, stdio: Stdio, spawned: spawn.Spawned) -> None:
-        stdio.attach(action.task, action.slot, spawned.pid)
-        self.planner.started(
-            action.task, action.slot, spawned.pid, self._now(), time.time(), spawned.executable
-        )
-        self._spawn_reports.watch(spawned)
-        log.info(
-            "%s[%d]: started pid %d (%s): %s",
-            action.task,
-            action.slot,
-            spawned.pid,
-            action.reason,
-            " ".join(action.spec.launch.argv),
-        )
-
-    def _look_for_pid(self, action: LookForPid) -> None:
-        state = self.planner.tasks[action.task]
-        inst = state.instances[action.slot]
-        found = find_daemon(action.pidfile, action.program, inst.started_at, action.argv)
-        now, wall = self._now(), time.time()
-        if isinstance(found, tuple):
-            pid, child = found
-            self.planner.found_pid(action.task, action.slot, pid, now, wall, child)
-            log.info(
-                "%s[%d]: daemon pid %d found through %s",
-                action.task,
-                action.slot,
-                pid,
-                action.pidfile,
-            )
-            if not child:
-                self._watch_foreign(pid)
-            return
-        key = (action.task, action.slot)
-        if "names pid" in found and self._pidfile_doubts.get(key) != found:
-            # A pidfile naming the wrong process is worth saying at once, and once.
-            self._pidfile_doubts[key] = found
-            log.warning("%s[%d]: %s: not taking it for the daemon", action.task, action.slot, found)
-        outcome = self.planner.pid_not_found(action.task, action.slot, now, wall)
-        if outcome is not None:
-            self._pidfile_doubts.pop(key, None)
-            log.warning("%s[%d]: %s", action.task, action.slot, found)
-            self._log_exit(None, outcome)
-
-    def _probe(self, action: Probe) -> None:
-        def report(ok: bool) -> None:
-            self.planner.probe_result(action.task, action.slot, action.pid, ok, self._now())
-            if ok:
-                log.info("%s[%d]: pid %d is ready", action.task, action.slot, action.pid)
-            self._schedule()
-
-        if action.kind == "pidfile":
-            report(readiness.pidfile_ready(action.target))
-        elif action.kind in ("tcp", "http"):
-            probe = readiness.tcp_ready if action.kind == "tcp" else readiness.http_ready
-            assert self._loop is not None
-            task = self._loop.create_task(probe(action.target))
-            self._probes.add(task)
-
-            def done(finished: asyncio.Task[bool]) -> None:
-                self._probes.discard(finished)
-                if not finished.cancelled():
-                    report(finished.exception() is None and finished.result())
-
-            task.add_done_callback(done)
-        elif action.command is not None:
-            state = self.planner.tasks.get(action.task)
-            inst = state.instances.get(action.slot) if state else None
-            if inst is None or inst.spec is None:
-                return
-            base = inst.spec.launch
-            argv = action.command
-            launch = LaunchSpec(argv[0], argv, base.env, base.cwd, base.user, base.group)
-            helper = self._helpers.run(
-                action.task,
-                action.slot,
-                launch,
-                str(action.pid),
-                "ready probe",
-                lambda s: report(s == 0),
-                deadline=readiness.ATTEMPT_TIMEOUT * 5,
-            )
-            if helper is None:
-                report(False)
-
-    def _check(self, action: Check) -> None:
-        def report(ok: bool, detail: str) -> None:
-            self.planner.check_result(action.task, action.slot, action.pid, ok, self._now(), detail)
-            if not ok:
-                log.warning(
-                    "%s[%d]: check of pid %d failed: %s",
-                    action.task,
-                    action.slot,
-                    action.pid,
-                    detail,
-                )
-            self._schedule()
-
-        if action.command is None:
-            alive = identify(action.pid) is not None
-            report(alive, "" if alive else f"pid {action.pid} is not running")
-            return
-        state = self.planner.tasks.get(action.task)
-        inst = state.instances.get(action.slot) if state else None
-        if inst is None or inst.spec is None:
-            return
-        base = inst.spec.launch
-        launch = LaunchSpec(
-            action.command[0], action.command, base.env, base.cwd, base.user, base.group
-        )
-
-        def finished(status: int) -> None:
-            ok = status == 0
-            report(ok, "" if ok else f"check command {spawn.describe_status(status)}")
-
-        def too_slow(pid: int) -> None:
-            log.warning(
-                "%s[%d]: check command took over %gs: killing it",
-                action.task,
-                action.slot,
-                action.timeout,
-            )
-            spawn.signal_group(pid, signal.SIGKILL)
-
-        pid = self._helpers.run(
-            action.task,
-            action.slot,
-            launch,
-            str(action.pid),
-            "check",
-            finished,
-            deadline=action.timeout,
-            on_late=too_slow,
-        )
-        if pid is None:
-            report(False, "check command could not run")
-
-    def _stop(self, action: Stop) -> None:
-        label = f"{action.task}[{action.slot}]"
-        if action.command is not None:
-            state = self.planner.tasks.get(action.task)
-            inst = state.instances.get(action.slot) if state else None
-            if inst is not None and inst.spec is not None:
-                launch = inst.spec.launch
-                stopper = LaunchSpec(
-                    action.command[0],
-                    action.command,
-                    launch.env,
-                    launch.cwd,
-                    launch.user,
-                    launch.group,
-                )
-                log.info(
-                    "%s: stopping pid %d with its stop command (%s)",
-                    label,
-                    action.pid,
-                    action.reason,
-                )
-                helper = self._helpers.run(
-                    action.task,
-                    action.slot,
-                    stopper,
-                    str(action.pid),
-                    "stop command",
-                    # It may stop its task and then hang: it gets the stop timeout too.
-                    deadline=self.planner.desired.policy.stop_timeout,
-                    on_late=self._helpers.kill_hung,
-                )
-                if helper is not None:
-                    return
-        signum = action.signal if action.signal is not None else signal.SIGTERM
-        log.info(
-            "%s: stopping pid %d with %s (%s)",
-            label,
-            action.pid,
-            signal.Signals(signum).name,
-            action.reason,
-        )
-        if action.signal is not None:
-            spawn.signal_process(action.pid, signum)
-        else:
-            spawn.signal_group(action.pid, signum, or_process=True)
-
-    # ----- logging --------------------------------------------------------------------
+    # ----- telling ---------------------------------------------------------------------
 
     def emit(self, event: str, task: str | None, detail: str, **extra: object) -> None:
         """Tell whoever listens (notifications) about a state change worth a person's eye."""
@@ -728,7 +337,7 @@ class Supervisor:
                 "event": event,
                 "task": task,
                 "detail": detail,
-                "time": time.time(),
+                "time": self._clock.wall(),
             }
             data.update(extra)
             try:

@@ -8,13 +8,13 @@ that killing one reaches whatever it started.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from taskforce.core.spec import LaunchSpec
+from taskforce.runtime.clock import Handle, Scheduler
 from taskforce.runtime.processes import spawn
 from taskforce.runtime.processes.spawn import SpawnError
 from taskforce.runtime.processes.spawn_reports import SpawnReports
@@ -23,24 +23,26 @@ log = logging.getLogger("taskforce")
 
 
 @dataclass(slots=True)
-class _Helper:
+class _Command:
     task: str
     slot: int
     what: str
     # Told the wait status when the command ends (checks, probes); else its end is logged.
     on_exit: Callable[[int], None] | None = None
-    timer: asyncio.TimerHandle | None = None
+    timer: Handle | None = None
 
 
-class Helpers:
+class TaskCommands:
+    """The commands running on behalf of tasks (and of taskforce): their pids, timers, ends."""
+
     def __init__(self, reports: SpawnReports) -> None:
         self._reports = reports
-        self._running: dict[int, _Helper] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._running: dict[int, _Command] = {}
+        self._scheduler: Scheduler | None = None
         self._devnull = -1
 
-    def start(self, loop: asyncio.AbstractEventLoop, devnull: int) -> None:
-        self._loop = loop
+    def start(self, scheduler: Scheduler, devnull: int) -> None:
+        self._scheduler = scheduler
         self._devnull = devnull
 
     def __bool__(self) -> bool:
@@ -78,11 +80,12 @@ class Helpers:
         except (SpawnError, OSError) as exc:
             log.error("%s[%d]: cannot run %s: %s", task, slot, what, exc)
             return None
-        helper = _Helper(task, slot, what, on_exit)
+        helper = _Command(task, slot, what, on_exit)
         self._running[spawned.pid] = helper
         self._reports.watch(spawned)
-        if deadline is not None and self._loop is not None:
-            helper.timer = self._loop.call_later(deadline, on_late or _kill, spawned.pid)
+        if deadline is not None and self._scheduler is not None:
+            late, pid = on_late or _kill, spawned.pid
+            helper.timer = self._scheduler.call_later(deadline, lambda: late(pid))
         return spawned.pid
 
     def kill_hung(self, pid: int) -> None:
@@ -124,6 +127,12 @@ class Helpers:
         else:
             log.debug("%s: %s pid %d finished", label, helper.what, pid)
         return True
+
+
+def command_launch(task: LaunchSpec, argv: tuple[str, ...]) -> LaunchSpec:
+    """How a command of a task runs: its own argv, with the task's environment, directory
+    and identity."""
+    return LaunchSpec(argv[0], argv, task.env, task.cwd, task.user, task.group)
 
 
 def _kill(pid: int) -> None:

@@ -1,0 +1,316 @@
+"""Carrying out the planner's actions: start, stop, kill, check, probe, run a command, send
+a signal, look for a daemon's pid, leave a process running. Each result goes back to the
+planner as a fact."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Sequence
+
+from taskforce.core.actions import (
+    Action,
+    Check,
+    Kill,
+    LookForPid,
+    Probe,
+    Release,
+    RunCommand,
+    SendSignal,
+    Start,
+    Stop,
+)
+from taskforce.core.planner import ExitOutcome, Planner
+from taskforce.core.spec import LaunchSpec
+from taskforce.runtime.clock import Clock
+from taskforce.runtime.loop import readiness
+from taskforce.runtime.loop.reaper import Reaper
+from taskforce.runtime.output.capture import OutputCapture, Stdio
+from taskforce.runtime.processes.daemons import find_daemon
+from taskforce.runtime.processes.identity import identify
+from taskforce.runtime.processes.records import ProcessRecord, Records
+from taskforce.runtime.processes.runner import ProcessRunner, StartRequest
+from taskforce.runtime.processes.spawn import Spawned, describe_status
+from taskforce.runtime.processes.spawn_reports import SpawnReports
+from taskforce.runtime.processes.task_commands import TaskCommands, command_launch
+
+log = logging.getLogger("taskforce")
+
+# Starts prepared at once at most (each holds its output pipe until spawned).
+_START_SLICE = 128
+
+
+class Executor:
+    """Does what the planner decided. `schedule` asks for a planning pass once a result
+    is in; `log_exit` tells a failed start as an exit."""
+
+    def __init__(
+        self,
+        planner: Planner,
+        runner: ProcessRunner,
+        clock: Clock,
+        commands: TaskCommands,
+        reports: SpawnReports,
+        output: OutputCapture,
+        records: Records,
+        reaper: Reaper,
+        schedule: Callable[[], None],
+        log_exit: Callable[[int | None, ExitOutcome], None],
+    ) -> None:
+        self.planner = planner
+        self._runner = runner
+        self._clock = clock
+        self._commands = commands
+        self._reports = reports
+        self._output = output
+        self._records = records
+        self._reaper = reaper
+        self._schedule = schedule
+        self._log_exit = log_exit
+        self.devnull = -1  # opened by the supervisor as it runs
+        # Processes left running on purpose (adopt tasks at exit), recorded for the next one.
+        self.kept: list[ProcessRecord] = []
+        self._probes: set[asyncio.Task[bool]] = set()
+        # Why a nowait/adopt pidfile was last doubted, per instance (logged once).
+        self._pidfile_doubts: dict[tuple[str, int], str] = {}
+
+    def execute(self, action: Action) -> None:
+        if isinstance(action, Start):
+            self.start_all([action])
+        elif isinstance(action, Stop):
+            self._stop(action)
+        elif isinstance(action, Kill):
+            log.warning(
+                "%s[%d]: pid %d %s: SIGKILL", action.task, action.slot, action.pid, action.reason
+            )
+            self._runner.signal_group(action.pid, signal.SIGKILL, or_process=True)
+            self._commands.kill_for(action.task, action.slot)
+        elif isinstance(action, SendSignal):
+            log.info(
+                "%s[%d]: sending %s to pid %d (%s)",
+                action.task,
+                action.slot,
+                signal.Signals(action.signal).name,
+                action.pid,
+                action.reason,
+            )
+            self._runner.signal_process(action.pid, action.signal)
+        elif isinstance(action, LookForPid):
+            self._look_for_pid(action)
+        elif isinstance(action, Check):
+            self._check(action)
+        elif isinstance(action, Probe):
+            self._probe(action)
+        elif isinstance(action, Release):
+            self._release(action)
+        elif isinstance(action, RunCommand):
+            launch = command_launch(action.launch, action.argv)
+            pid_value = str(action.pid) if action.pid is not None else ""
+            self._commands.run(action.task, action.slot, launch, pid_value, action.reason)
+
+    # ----- starting -------------------------------------------------------------------
+
+    def start_all(self, actions: Sequence[Start]) -> None:
+        # In slices: each prepared start holds its output pipe open until it is spawned.
+        for first in range(0, len(actions), _START_SLICE):
+            batch = actions[first : first + _START_SLICE]
+            stdios = [self._output.stdio(action.spec.output, self.devnull) for action in batch]
+            requests = [
+                StartRequest(action.spec.launch, self.devnull, stdio.stdout, stdio.stderr)
+                for action, stdio in zip(batch, stdios, strict=True)
+            ]
+            results = self._runner.start(requests)
+            for action, stdio, result in zip(batch, stdios, results, strict=True):
+                if isinstance(result, Exception):
+                    self._start_failed(action, stdio, result)
+                else:
+                    self._started(action, stdio, result)
+
+    def _start_failed(self, action: Start, stdio: Stdio, exc: Exception) -> None:
+        stdio.abandon()
+        now, wall = self._clock.monotonic(), self._clock.wall()
+        outcome = self.planner.start_failed(action.task, action.slot, now, wall, str(exc))
+        self._log_exit(None, outcome)
+
+    def _started(self, action: Start, stdio: Stdio, spawned: Spawned) -> None:
+        stdio.attach(action.task, action.slot, spawned.pid)
+        now, wall = self._clock.monotonic(), self._clock.wall()
+        self.planner.started(action.task, action.slot, spawned.pid, now, wall, spawned.executable)
+        self._reports.watch(spawned)
+        log.info(
+            "%s[%d]: started pid %d (%s): %s",
+            action.task,
+            action.slot,
+            spawned.pid,
+            action.reason,
+            " ".join(action.spec.launch.argv),
+        )
+
+    # ----- stopping and leaving -------------------------------------------------------
+
+    def _stop(self, action: Stop) -> None:
+        label = f"{action.task}[{action.slot}]"
+        launch = None if action.command is None else self._task_launch(action.task, action.slot)
+        if action.command is not None and launch is not None:
+            log.info(
+                "%s: stopping pid %d with its stop command (%s)", label, action.pid, action.reason
+            )
+            helper = self._commands.run(
+                action.task,
+                action.slot,
+                command_launch(launch, action.command),
+                str(action.pid),
+                "stop command",
+                # It may stop its task and then hang: it gets the stop timeout too.
+                deadline=self.planner.desired.policy.stop_timeout,
+                on_late=self._commands.kill_hung,
+            )
+            if helper is not None:
+                return
+        signum = action.signal if action.signal is not None else signal.SIGTERM
+        log.info(
+            "%s: stopping pid %d with %s (%s)",
+            label,
+            action.pid,
+            signal.Signals(signum).name,
+            action.reason,
+        )
+        if action.signal is not None:
+            self._runner.signal_process(action.pid, signum)
+        else:
+            self._runner.signal_group(action.pid, signum, or_process=True)
+
+    def _release(self, action: Release) -> None:
+        log.info("%s[%d]: leaving pid %d running (adopt)", action.task, action.slot, action.pid)
+        self._reaper.forget(action.pid)
+        identity = identify(action.pid)
+        if identity is not None:
+            self.kept.append(
+                ProcessRecord(action.task, action.slot, action.pid, identity.start_ticks)
+            )
+            self._records.keep(self.kept)
+
+    # ----- daemons, checks and probes -------------------------------------------------
+
+    def _look_for_pid(self, action: LookForPid) -> None:
+        state = self.planner.tasks[action.task]
+        inst = state.instances[action.slot]
+        found = find_daemon(action.pidfile, action.program, inst.started_at, action.argv)
+        now, wall = self._clock.monotonic(), self._clock.wall()
+        if isinstance(found, tuple):
+            pid, child = found
+            self.planner.found_pid(action.task, action.slot, pid, now, wall, child)
+            log.info(
+                "%s[%d]: daemon pid %d found through %s",
+                action.task,
+                action.slot,
+                pid,
+                action.pidfile,
+            )
+            if not child:
+                self._reaper.watch_foreign(pid)
+            return
+        key = (action.task, action.slot)
+        if "names pid" in found and self._pidfile_doubts.get(key) != found:
+            # A pidfile naming the wrong process is worth saying at once, and once.
+            self._pidfile_doubts[key] = found
+            log.warning("%s[%d]: %s: not taking it for the daemon", action.task, action.slot, found)
+        outcome = self.planner.pid_not_found(action.task, action.slot, now, wall)
+        if outcome is not None:
+            self._pidfile_doubts.pop(key, None)
+            log.warning("%s[%d]: %s", action.task, action.slot, found)
+            self._log_exit(None, outcome)
+
+    def _probe(self, action: Probe) -> None:
+        def report(ok: bool) -> None:
+            now = self._clock.monotonic()
+            self.planner.probe_result(action.task, action.slot, action.pid, ok, now)
+            if ok:
+                log.info("%s[%d]: pid %d is ready", action.task, action.slot, action.pid)
+            self._schedule()
+
+        if action.kind == "pidfile":
+            report(readiness.pidfile_ready(action.target))
+        elif action.kind in ("tcp", "http"):
+            probe = readiness.tcp_ready if action.kind == "tcp" else readiness.http_ready
+            task = asyncio.get_running_loop().create_task(probe(action.target))
+            self._probes.add(task)
+
+            def done(finished: asyncio.Task[bool]) -> None:
+                self._probes.discard(finished)
+                if not finished.cancelled():
+                    report(finished.exception() is None and finished.result())
+
+            task.add_done_callback(done)
+        elif action.command is not None:
+            launch = self._task_launch(action.task, action.slot)
+            if launch is None:
+                return
+            helper = self._commands.run(
+                action.task,
+                action.slot,
+                command_launch(launch, action.command),
+                str(action.pid),
+                "ready probe",
+                lambda s: report(s == 0),
+                deadline=readiness.ATTEMPT_TIMEOUT * 5,
+            )
+            if helper is None:
+                report(False)
+
+    def _check(self, action: Check) -> None:
+        def report(ok: bool, detail: str) -> None:
+            now = self._clock.monotonic()
+            self.planner.check_result(action.task, action.slot, action.pid, ok, now, detail)
+            if not ok:
+                log.warning(
+                    "%s[%d]: check of pid %d failed: %s",
+                    action.task,
+                    action.slot,
+                    action.pid,
+                    detail,
+                )
+            self._schedule()
+
+        if action.command is None:
+            alive = identify(action.pid) is not None
+            report(alive, "" if alive else f"pid {action.pid} is not running")
+            return
+        launch = self._task_launch(action.task, action.slot)
+        if launch is None:
+            return
+
+        def finished(status: int) -> None:
+            ok = status == 0
+            report(ok, "" if ok else f"check command {describe_status(status)}")
+
+        def too_slow(pid: int) -> None:
+            log.warning(
+                "%s[%d]: check command took over %gs: killing it",
+                action.task,
+                action.slot,
+                action.timeout,
+            )
+            self._runner.signal_group(pid, signal.SIGKILL)
+
+        pid = self._commands.run(
+            action.task,
+            action.slot,
+            command_launch(launch, action.command),
+            str(action.pid),
+            "check",
+            finished,
+            deadline=action.timeout,
+            on_late=too_slow,
+        )
+        if pid is None:
+            report(False, "check command could not run")
+
+    def _task_launch(self, task: str, slot: int) -> LaunchSpec | None:
+        """How the instance's process was started (its commands run alike), if it still runs."""
+        state = self.planner.tasks.get(task)
+        inst = state.instances.get(slot) if state else None
+        if inst is None or inst.spec is None:
+            return None
+        return inst.spec.launch

@@ -1,0 +1,61 @@
+"""The signals taskforce answers, and what each one does.
+
+SIGCHLD reaps; SIGTERM and SIGINT stop every task and exit; SIGHUP stops them and
+re-executes (a reset); SIGUSR1 reopens the files taskforce logs to; SIGUSR2 upgrades in
+place, keeping the tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+
+log = logging.getLogger("taskforce")
+
+
+def install(
+    loop: asyncio.AbstractEventLoop,
+    *,
+    on_child: Callable[[], None],
+    on_stop: Callable[[str], None],
+    on_reset: Callable[[str], None],
+    on_upgrade: Callable[[], None],
+) -> list[int]:
+    """Answer the signals on `loop`; the signals handled, for remove()."""
+    handlers: dict[int, Callable[[], None]] = {
+        signal.SIGCHLD: on_child,
+        signal.SIGTERM: lambda: on_stop("SIGTERM"),
+        signal.SIGINT: lambda: on_stop("SIGINT"),
+        signal.SIGHUP: lambda: on_reset("SIGHUP"),
+        signal.SIGUSR1: reopen_log_files,
+        signal.SIGUSR2: on_upgrade,
+    }
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # Started in the background by a shell: keep ignoring interrupts as it asked.
+        del handlers[signal.SIGINT]
+    for signum, handler in handlers.items():
+        loop.add_signal_handler(signum, handler)
+    # A thousand children exiting at once overflow asyncio's wake-up pipe; that loses
+    # nothing (one wake-up reaps them all) but Python would print a traceback for
+    # each lost byte, which at that rate stalls the loop.
+    signal.set_wakeup_fd(signal.set_wakeup_fd(-1), warn_on_full_buffer=False)
+    return list(handlers)
+
+
+def remove(loop: asyncio.AbstractEventLoop, handled: list[int]) -> None:
+    for signum in handled:
+        loop.remove_signal_handler(signum)
+
+
+def reopen_log_files() -> None:
+    """SIGUSR1: the files taskforce logs to (--log-file), reopened after a rotation."""
+    reopened = 0
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            with contextlib.suppress(OSError):
+                handler.close()  # the next record opens the file at its path again
+            reopened += 1
+    log.info("SIGUSR1 received: %d log file(s) reopened", reopened)

@@ -1,0 +1,170 @@
+"""The supervisor's loop with a fake clock, scheduler and process runner: what it starts,
+when it wakes up, what it signals, when it ends. No processes, no waiting."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import pytest
+
+from support.fake_loop import FakeClock, FakeRunner, FakeScheduler
+from taskforce.core.planner import ExitOutcome
+from taskforce.core.spec import DesiredState, InstanceSpec, LaunchSpec, Policy, TaskSpec
+from taskforce.core.vocabulary import Control, RestartPolicy
+from taskforce.runtime.loop.supervisor import Outcome, Supervisor
+
+EXIT_1 = 1 << 8  # the wait status of exit(1)
+SWEEP_DELAY = 0.05
+
+
+def task(name: str, count: int = 1, program: str = "prog") -> TaskSpec:
+    instances = tuple(
+        InstanceSpec(LaunchSpec(program, (program, str(i)), (("Task_instance", str(i)),)))
+        for i in range(count)
+    )
+    return TaskSpec(name, Control.WAIT, instances)
+
+
+def desired(*tasks: TaskSpec) -> DesiredState:
+    restart = RestartPolicy(min_uptime=1.0, initial_delay=0.5, max_delay=4.0)
+    return DesiredState({t.name: t for t in tasks}, Policy(restart, stop_timeout=5.0))
+
+
+@dataclass
+class Loop:
+    supervisor: Supervisor
+    clock: FakeClock
+    scheduler: FakeScheduler
+    runner: FakeRunner
+
+    def settle(self) -> None:
+        self.scheduler.run_soon()
+
+    def children_exited(self) -> None:
+        """What SIGCHLD does, and the scan for what they left behind that follows it."""
+        self.supervisor.reaper.reap()
+        self.scheduler.advance(self.clock.now + SWEEP_DELAY)
+
+
+class MakeLoop(Protocol):
+    def __call__(self, state: DesiredState, runner: FakeRunner | None = None) -> Loop: ...
+
+
+@pytest.fixture
+def make_loop() -> Iterator[MakeLoop]:
+    made: list[Supervisor] = []
+
+    def make(state: DesiredState, runner: FakeRunner | None = None) -> Loop:
+        clock = FakeClock()
+        scheduler = FakeScheduler(clock)
+        runner = runner or FakeRunner()
+        supervisor = Supervisor(state, clock=clock, scheduler=scheduler, runner=runner)
+        supervisor.begin(scheduler)
+        made.append(supervisor)
+        loop = Loop(supervisor, clock, scheduler, runner)
+        loop.settle()
+        return loop
+
+    yield make
+    for supervisor in made:
+        supervisor.end()
+
+
+def test_every_instance_starts_once_and_then_nothing_runs(make_loop: MakeLoop) -> None:
+    loop = make_loop(desired(task("web", count=3), task("db")))
+    started = sorted(launch.argv for _, launch in loop.runner.started)
+    assert started == [("prog", "0"), ("prog", "0"), ("prog", "1"), ("prog", "2")]
+    assert not loop.scheduler.soon  # idle: no pass queued, only deadlines
+    loop.scheduler.advance(loop.clock.now + 3600)
+    assert len(loop.runner.started) == 4
+
+
+def test_a_quick_exit_is_restarted_after_the_backoff_deadline(make_loop: MakeLoop) -> None:
+    loop = make_loop(desired(task("web")))
+    [(pid, _)] = loop.runner.started
+    loop.clock.now += 0.2  # under min_uptime: a failure
+    exited_at = loop.clock.now
+    loop.runner.exit(pid, EXIT_1)
+    loop.children_exited()
+    assert len(loop.runner.started) == 1  # not at once
+    deadline = loop.scheduler.next_deadline()
+    assert deadline is not None
+    assert deadline == pytest.approx(exited_at + 0.5)
+    loop.scheduler.advance(deadline - 0.01)
+    assert len(loop.runner.started) == 1
+    loop.scheduler.advance(deadline)
+    assert len(loop.runner.started) == 2
+    assert loop.runner.started[1][0] != pid
+
+
+def test_a_start_that_fails_is_told_as_an_exit_and_tried_again(make_loop: MakeLoop) -> None:
+    runner = FakeRunner(refused={"missing"})
+    loop = make_loop(desired(task("web", program="missing")), runner)
+    assert not runner.started
+    [instance] = loop.supervisor.planner.tasks["web"].instances.values()
+    assert instance.last_exit is not None
+    assert instance.last_exit.error == "missing: no such file"
+    runner.refused.clear()
+    deadline = loop.scheduler.next_deadline()
+    assert deadline is not None
+    loop.scheduler.advance(deadline)
+    assert [launch.program for _, launch in runner.started] == ["missing"]
+
+
+def test_stop_signals_each_process_and_ends_once_all_have_exited(make_loop: MakeLoop) -> None:
+    runner = FakeRunner()
+    loop = make_loop(desired(task("web", count=2)), runner)
+    first, second = runner.pids()
+    runner.ignores_term.add(second)
+    loop.supervisor.stop()
+    loop.settle()
+    assert runner.signals == [(first, signal.SIGTERM), (second, signal.SIGTERM)]
+    loop.children_exited()
+    assert loop.supervisor.finished is None  # the second one is still running
+    loop.scheduler.advance(loop.clock.now + 5.0)  # the stop timeout
+    assert runner.signals[-1] == (second, signal.SIGKILL)
+    loop.children_exited()
+    assert loop.supervisor.finished is Outcome.STOPPED
+    assert not runner.running
+
+
+def test_a_reset_ends_with_its_own_outcome_unless_a_stop_follows(make_loop: MakeLoop) -> None:
+    loop = make_loop(desired(task("web")))
+    loop.supervisor.stop(Outcome.RESET)
+    loop.supervisor.stop(Outcome.STOPPED)  # a stop during a reset is a plain stop
+    loop.settle()
+    loop.children_exited()
+    assert loop.supervisor.finished is Outcome.STOPPED
+
+
+def test_exits_are_told_to_listeners_with_the_status(make_loop: MakeLoop) -> None:
+    loop = make_loop(desired(task("web")))
+    exits: list[ExitOutcome] = []
+    events: list[dict[str, object]] = []
+    loop.supervisor.on_exit = exits.append
+    loop.supervisor.on_event = events.append
+    [pid] = loop.runner.pids()
+    loop.clock.now += 30.0
+    exited_at = loop.clock.wall()
+    loop.runner.exit(pid, EXIT_1)
+    loop.children_exited()
+    [outcome] = exits
+    assert (outcome.task, outcome.record.status, outcome.record.error) == ("web", EXIT_1, None)
+    assert [e["event"] for e in events] == ["exited"]
+    assert events[0]["time"] == exited_at
+
+
+def test_a_new_desired_state_starts_what_it_adds_and_stops_what_it_drops(
+    make_loop: MakeLoop,
+) -> None:
+    loop = make_loop(desired(task("web")))
+    [web] = loop.runner.pids()
+    loop.supervisor.set_desired(desired(task("db")))
+    loop.settle()
+    assert loop.runner.signals == [(web, signal.SIGTERM)]
+    loop.children_exited()
+    assert [launch.argv for _, launch in loop.runner.started] == [("prog", "0")] * 2
+    assert loop.runner.pids() == [web + 1]
