@@ -13,55 +13,30 @@ be used is reported and the running one stays in force.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 
-from taskforce.config import lint
 from taskforce.config.errors import ConfigError, Mark, Problem
 from taskforce.config.host import HostFacts
 from taskforce.config.load import is_dev_null, read_file, read_text
-from taskforce.config.model import Config, Pick
-from taskforce.config.resolve import resolve
-from taskforce.config.reuse import ResolveCache
+from taskforce.config.pipeline import Loaded, Pipeline, warnings
 from taskforce.config.roles import Roles, parse_roles
-from taskforce.config.shapes import Memo
-from taskforce.config.validate import validate_document
-from taskforce.config.yaml_source import Document, load_document
-from taskforce.core import snapshot
 from taskforce.core.diff import changed_tasks
 from taskforce.core.planner import ExitOutcome
 from taskforce.core.spec import DesiredState, Policy
-from taskforce.core.vocabulary import Control, EventType
+from taskforce.runtime.host_checks import host_problems
 from taskforce.runtime.loop.supervisor import Outcome, Supervisor
-from taskforce.runtime.loop.task_events import TaskEvents, python_script
+from taskforce.runtime.loop.task_events import TaskEvents
 from taskforce.runtime.own import memory, paths
 from taskforce.runtime.processes.records import Records
-from taskforce.runtime.processes.spawn import (
-    SpawnError,
-    find_program,
-    forget_programs,
-    lookup_credentials,
-)
+from taskforce.runtime.processes.spawn import forget_programs
 from taskforce.runtime.sources import TextSource
-from taskforce.runtime.upgrade import precheck_argv, read_snapshot, taskforce_files, write_snapshot
+from taskforce.runtime.upgrade import Upgrade
 from taskforce.watch import FileWatcher
 
 log = logging.getLogger("taskforce")
-
-
-@dataclass(frozen=True, slots=True)
-class Loaded:
-    config: Config
-    roles: Roles | None
-    desired: DesiredState
-    problems: tuple[Problem, ...]  # tasks left out because they could not be resolved
-    data: object = None  # the document as loaded (plain data), for status
-    # In-scope tasks whose entry could not be resolved, with why: shown in status. One
-    # that ran before keeps running as it was.
-    refused: Mapping[str, str] = field(default_factory=dict)
 
 
 class Legion:
@@ -97,17 +72,11 @@ class Legion:
         self.state_file = state_file
         # Re-execute in place (keeping the tasks) when taskforce's own code changes.
         self.watch_self = watch_self
-        # Set by the image that exec'd us: the state it handed over.
-        self.upgrade_snapshot = upgrade_snapshot
-        # Set when serve() returns Outcome.UPGRADE: the snapshot for the next image.
-        self.handover_snapshot: str | None = None
-        self._own_code: frozenset[str] = frozenset()
-        self._upgrade_timer: asyncio.TimerHandle | None = None
-        self._upgrading = False
+        # `upgrade_snapshot`: set by the image that exec'd us, the state it handed over.
+        self._upgrade = Upgrade(upgrade_snapshot)
         self.loaded: Loaded | None = None
         # What the last load validated and resolved: a reload redoes only what changed.
-        self._memo = Memo()
-        self._resolved = ResolveCache()
+        self._pipeline = Pipeline()
         # The most recent configuration that could not be applied, until one can.
         self.reload_error: ConfigError | None = None
         self.reloads = 0
@@ -132,6 +101,11 @@ class Legion:
         self.exit_with = exit_with
         self.exit_status: int | None = None
 
+    @property
+    def handover_snapshot(self) -> str | None:
+        """Once serve() returned Outcome.UPGRADE: the snapshot for the next image."""
+        return self._upgrade.handover_snapshot
+
     # ----- loading --------------------------------------------------------------------
 
     def read_roles(self, previous: Roles | None = None) -> Roles | None:
@@ -155,87 +129,35 @@ class Legion:
 
         `text` replaces the configuration file's content (to see what it would do).
         """
-        # Loading allocates hundreds of thousands of small acyclic objects: the cyclic
-        # collector would walk the whole heap many times over for nothing.
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            return self._load(previous, text)
-        finally:
-            if collecting:
-                gc.enable()
+        text, source = self._text(text)
+        loaded = self._pipeline.run(
+            text,
+            source,
+            lambda: self.read_roles(previous.roles if previous is not None else None),
+            self.environ,
+            self.host,
+            overrides=self.overrides,
+            previous=previous,
+            desired_filter=self.desired_filter,
+        )
+        advice = host_problems(loaded.desired, self.config_file)
+        return replace(loaded, problems=(*loaded.problems, *advice))
 
-    def _document(self, text: str | None = None) -> Document:
+    def _text(self, text: str | None = None) -> tuple[str, str]:
         source = self.config_source
         if text is None and source is not None:
             text = source.read().decode("utf-8", "replace")
         elif text is None:
             text = read_text(self.config_file)
-        return load_document(text, source.name if source is not None else self.config_file)
+        return text, source.name if source is not None else self.config_file
 
     def warnings(self) -> tuple[Problem, ...]:
         """Likely mistakes that do not stop the configuration from loading (see
         :mod:`taskforce.config.lint`): what `-C` adds to the problems."""
         try:
-            document = self._document()
+            return warnings(*self._text(), self.environ)
         except ConfigError:
             return ()  # check() reports it
-        return tuple(lint.warnings(document, self.environ))
-
-    def _load(self, previous: Loaded | None, text: str | None) -> Loaded:
-        document = self._document(text)
-        config = _with_overrides(validate_document(document, self._memo), self.overrides)
-        roles = self.read_roles(previous.roles if previous is not None else None)
-        desired, problems = resolve(config, roles, self.environ, self.host, self._resolved)
-        refused = _refused(config, desired, problems)
-        if refused and previous is not None:
-            desired = _keep_previous(desired, previous.desired, refused)
-        if self.desired_filter is not None:
-            desired = self.desired_filter(desired)
-        problems = (*_placed(problems, document, config), *self._advice(desired))
-        return Loaded(config, roles, desired, tuple(problems), document.data, refused)
-
-    def _advice(self, desired: DesiredState) -> list[Problem]:
-        """Problems that do not keep a task from being tried (it fails and is retried)."""
-        return [*self._check_identities(desired), *self._check_python_events(desired)]
-
-    def _check_identities(self, desired: DesiredState) -> list[Problem]:
-        problems = []
-        for spec in desired.tasks.values():
-            launch = spec.instances[0].launch if spec.instances else None
-            if launch is None or (launch.user is None and launch.group is None):
-                continue
-            try:
-                lookup_credentials(launch.user, launch.group)
-            except SpawnError as exc:
-                where = "user" if launch.user is not None and "user" in str(exc) else "group"
-                problems.append(
-                    Problem(self.config_file, None, f"tasks.{spec.name}.{where}", str(exc))
-                )
-        return problems
-
-    def _check_python_events(self, desired: DesiredState) -> list[Problem]:
-        problems = []
-        for spec in desired.tasks.values():
-            if not any(e.type is EventType.PYTHON for e in spec.events):
-                continue
-            launch = spec.instances[0].launch if spec.instances else None
-            if launch is None:
-                continue
-            try:
-                executable = find_program(launch.program, dict(launch.env))
-            except SpawnError:
-                continue  # reported when the task starts
-            if python_script(launch, executable) is None:
-                problems.append(
-                    Problem(
-                        self.config_file,
-                        None,
-                        f"tasks.{spec.name}.events",
-                        f"a python event needs a Python script, and {executable} is not one",
-                    )
-                )
-        return problems
 
     def check(self) -> tuple[Problem, ...]:
         """Every problem in the configuration and roles file (empty when all is well)."""
@@ -278,13 +200,12 @@ class Legion:
         loop = asyncio.get_running_loop()
         supervisor = Supervisor(loaded.desired, Records(self._state_path()))
         self._supervisor = supervisor
-        self._restore_snapshot(supervisor)
-        if self.watch_self:
-            self._own_code = frozenset(taskforce_files())
+        restored = self._upgrade.attach(supervisor, self.watch_self, self._handed_over)
+        if restored:
+            self.reloads = int(restored.get("reloads", 0))
         self._events = TaskEvents(supervisor, os.path.dirname(self.config_file))
         self._watcher = FileWatcher(loop, self._on_files_changed, force_polling=self.force_polling)
         supervisor.on_change = self._refresh_watches
-        supervisor.on_upgrade = self.upgrade
         if self.exit_with is not None:
             supervisor.on_exit = self._exited
         self._refresh_watches()
@@ -302,8 +223,7 @@ class Legion:
             for source in (self.config_source, self.roles_source):
                 if source is not None:
                     await source.close()
-            if self._upgrade_timer is not None:
-                self._upgrade_timer.cancel()
+            self._upgrade.detach()
             self._watcher.close()
             self._watcher = None
             self._supervisor = None
@@ -410,7 +330,7 @@ class Legion:
             own.add(self.roles_file)
         # /dev/null is read once as empty: every write to it by anyone would look like a
         # change.
-        return frozenset(p for p in own if not is_dev_null(p)) | self._own_code
+        return frozenset(p for p in own if not is_dev_null(p)) | self._upgrade.own_code
 
     def _refresh_watches(self) -> None:
         if self._watcher is None or self._events is None:
@@ -421,9 +341,10 @@ class Legion:
             self._watcher.set_paths(paths)
 
     def _on_files_changed(self, paths: frozenset[str]) -> None:
-        if paths & self._own_code:
-            self._schedule_upgrade(sorted(paths & self._own_code)[0])
-        config_files = self._own_files() - self._own_code
+        own_code = self._upgrade.own_code
+        if paths & own_code:
+            self._upgrade.code_changed(sorted(paths & own_code)[0])
+        config_files = self._own_files() - own_code
         if paths & config_files and not self._reload_scheduled:
             self._reload_scheduled = True
             asyncio.get_running_loop().call_soon(self._scheduled_reload)
@@ -440,85 +361,16 @@ class Legion:
         log.info("configuration or roles file changed: reloading")
         self.reload()
 
-    # ----- hitless self-restart -------------------------------------------------------
+    # ----- hitless self-restart (see taskforce.runtime.upgrade) -------------------------
+
+    def _handed_over(self) -> dict[str, object]:
+        """What the legion hands over to the next image, beside the supervisor's state."""
+        return {"reloads": self.reloads}
 
     def upgrade(self) -> bool:
-        """Re-execute taskforce in place, keeping every task running.
-
-        The new code is tried first in a separate process; if it cannot even be
-        imported, the upgrade is abandoned (logged) and nothing changes. Returns whether
-        the upgrade was set in motion.
-        """
-        supervisor = self._supervisor
-        if supervisor is None or self._upgrading or supervisor.planner.shutting_down:
-            return False
-        self._upgrading = True
-        argv = precheck_argv()
-        if not supervisor.run_command(argv, "upgrade check", self._prechecked):
-            self._upgrading = False
-            return False
-        log.info("upgrade: checking that the new code starts")
-        return True
-
-    def _schedule_upgrade(self, changed: str) -> None:
-        # A package upgrade rewrites many files: act once they have been quiet a while.
-        if self._upgrade_timer is not None:
-            self._upgrade_timer.cancel()
-        log.info("taskforce's own code changed (%s): upgrading in place when quiet", changed)
-        self._upgrade_timer = asyncio.get_running_loop().call_later(1.0, self._quiet_upgrade)
-
-    def _quiet_upgrade(self) -> None:
-        self._upgrade_timer = None
-        self.upgrade()
-
-    def _prechecked(self, status: int) -> None:
-        if status != 0:
-            self._upgrading = False
-            log.error(
-                "upgrade abandoned: the new code does not start (status %d); still running", status
-            )
-            return
-        self._hand_over(attempts=200)
-
-    def _hand_over(self, attempts: int) -> None:
-        supervisor = self._supervisor
-        if supervisor is None:
-            return
-        if supervisor.busy() and attempts > 0:
-            # Wait for stops and starts in flight to finish: they are not in the snapshot.
-            asyncio.get_running_loop().call_later(0.05, self._hand_over, attempts - 1)
-            return
-        try:
-            path = write_snapshot(
-                supervisor.planner,
-                {"reloads": self.reloads, "output": supervisor.output.hand_over()},
-            )
-        except (OSError, paths.UnsafePathError) as exc:
-            self._upgrading = False
-            log.error("upgrade abandoned: cannot write the snapshot: %s", exc)
-            return
-        self.handover_snapshot = path
-        log.info(
-            "upgrade: handing %d process(es) over to the new image",
-            len(list(supervisor.planner.pids())),
-        )
-        supervisor.hand_over()
-
-    def _restore_snapshot(self, supervisor: Supervisor) -> None:
-        if self.upgrade_snapshot is None:
-            return
-        data = read_snapshot(self.upgrade_snapshot)
-        self.upgrade_snapshot = None
-        if data is None:
-            return
-        try:
-            pids = snapshot.restore(supervisor.planner, data["planner"])
-        except (KeyError, TypeError, ValueError) as exc:
-            log.error("cannot restore the upgrade snapshot: %s", exc)
-            return
-        self.reloads = int(data.get("reloads", 0))
-        supervisor.output.take_over(data.get("output", {}))
-        log.info("upgrade: took over %d running process(es)", len(pids))
+        """Re-execute taskforce in place, keeping every task running; whether the upgrade
+        was set in motion (the new code is checked first)."""
+        return self._upgrade.start()
 
     # ----- logging --------------------------------------------------------------------
 
@@ -553,71 +405,6 @@ def exit_status(status: int, error: str | None = None) -> int:
     except ValueError:
         return 1
     return code if code >= 0 else 128 - code
-
-
-def _with_overrides(config: Config, overrides: Mapping[str, Mapping[str, object]]) -> Config:
-    if not overrides:
-        return config
-    tasks = dict(config.tasks)
-    for name, changes in overrides.items():
-        task = tasks.get(name)
-        if task is None:
-            continue
-        control = changes.get("control", task.control)
-        count = changes.get("count", task.count)
-        assert isinstance(control, Control | Pick) and isinstance(count, int | str | Pick)
-        tasks[name] = replace(task, control=control, count=count)
-    return replace(config, tasks=tasks)
-
-
-def _placed(problems: Iterable[Problem], document: Document, config: Config) -> list[Problem]:
-    """Give problems found while resolving the position of the task they concern."""
-    placed = []
-    for problem in problems:
-        if problem.mark is None and (name := _task_of(problem, config)) is not None:
-            rest = problem.path[len("tasks.") :]
-            tail = rest[len(name) + 1 :].split(".")[0].split("[")[0]
-            at: tuple[str | int, ...] = ("tasks", name, tail) if tail else ("tasks", name)
-            problem = replace(problem, mark=document.mark_of(at))
-        elif problem.mark is None and problem.path.startswith("settings."):
-            # settings.stop_timeout, settings.restart.factor: no list indexes there.
-            problem = replace(problem, mark=document.mark_of(tuple(problem.path.split("."))))
-        placed.append(problem)
-    return placed
-
-
-def _task_of(problem: Problem, config: Config) -> str | None:
-    """The task a problem's key path is in (None for a top-level key)."""
-    if not problem.path.startswith("tasks."):
-        return None
-    rest = problem.path[len("tasks.") :]
-    names = [n for n in config.tasks if rest == n or rest.startswith(n + ".")]
-    return max(names, key=len) if names else None
-
-
-def _refused(config: Config, desired: DesiredState, problems: Iterable[Problem]) -> dict[str, str]:
-    """Each in-scope task that resolving left out, with its problems (a task without one
-    of its own was left out by a top-level key's)."""
-    missing = [n for n in config.tasks if n not in desired.tasks and n not in desired.out_of_scope]
-    if not missing:
-        return {}
-    own: dict[str | None, list[str]] = {}
-    for problem in problems:
-        own.setdefault(_task_of(problem, config), []).append(f"{problem.path}: {problem.message}")
-    return {
-        name: "; ".join(own.get(name) or own.get(None) or ["cannot resolve"]) for name in missing
-    }
-
-
-def _keep_previous(
-    desired: DesiredState, previous: DesiredState, refused: Mapping[str, str]
-) -> DesiredState:
-    """`desired` with the tasks it refused that ran before kept as they were: a mistake
-    in a task's new entry never stops what runs."""
-    kept = {name: previous.tasks[name] for name in refused if name in previous.tasks}
-    if not kept:
-        return desired
-    return replace(desired, tasks={**desired.tasks, **kept})
 
 
 __all__ = ["ConfigError", "Legion", "Loaded", "Mark", "Outcome", "Policy", "Problem"]
