@@ -26,8 +26,8 @@ from support.tls import Certificate
 from taskforce.api.listen import ApiConfigError, listener_from_flags
 from taskforce.api.run import serve_with_api
 from taskforce.api.server import ApiService, start_api
+from taskforce.api.status import Controller
 from taskforce.config.model import HttpListener
-from taskforce.runtime.control import Controller
 from taskforce.runtime.legion import Legion
 from taskforce.runtime.loop.supervisor import Outcome
 

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-from taskforce.runtime.control import ControlError, parse_signal
+from taskforce.runtime.manage import ControlError, parse_signal
 from taskforce.runtime.output.capture import Follower
 
 

@@ -21,7 +21,7 @@ Send = Callable[[bytes], Awaitable[None]]
 
 
 class LogSource(Protocol):
-    """What the stream needs of :class:`taskforce.runtime.control.Controller`."""
+    """What the stream needs of :class:`taskforce.api.status.Controller`."""
 
     def logs(self, task: str, n: int) -> dict[str, Any]: ...
     def follow_logs(self, task: str) -> Follower: ...

@@ -18,13 +18,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from taskforce.runtime.control import TASK_STATES, ControlError
+from taskforce.api.status import TASK_STATES
+from taskforce.runtime.manage import ControlError
 from taskforce.runtime.processes.spawn import split_status
 from taskforce.runtime.processes.usage import own_descriptors, process_usage
 
 
 class MetricSource(Protocol):
-    """What the exposition needs of :class:`taskforce.runtime.control.Controller`."""
+    """What the exposition needs of :class:`taskforce.api.status.Controller`."""
 
     def version(self) -> dict[str, Any]: ...
     def tasks(self, *, usage: bool = False) -> dict[str, Any]: ...

@@ -45,7 +45,7 @@ from taskforce.api.auth import (
 from taskforce.api.logstream import LogFollow
 from taskforce.api.metrics import exposition
 from taskforce.api.sse import Fleet, FleetFeed
-from taskforce.runtime.control import ControlError, whole_number
+from taskforce.runtime.manage import ControlError, whole_number
 from taskforce.runtime.output.capture import Follower
 
 log = logging.getLogger("taskforce")
@@ -72,7 +72,7 @@ TASK_ACTIONS = ("start", "stop", "restart", "signal")
 
 
 class ControlSurface(Protocol):
-    """What the routes need of :class:`taskforce.runtime.control.Controller`."""
+    """What the routes need of :class:`taskforce.api.status.Controller`."""
 
     origin: str  # who asked for the control action being handled
 

@@ -23,9 +23,9 @@ from taskforce.api.listen import ApiConfigError, Endpoint, prepare
 from taskforce.api.paths import INHERITED_ENV
 from taskforce.api.routes import Router
 from taskforce.api.sse import EventFeed, Fleet, StreamSlots
+from taskforce.api.status import Controller
 from taskforce.api.unix import UnixSocket, close_inherited
 from taskforce.config.model import HttpListener
-from taskforce.runtime.control import Controller
 from taskforce.runtime.legion import Legion
 from taskforce.runtime.own.open_files import in_reserve
 

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from taskforce.api.auth import Access, authorized
-from taskforce.runtime.control import ControlError
+from taskforce.runtime.manage import ControlError
 
 INTERVAL = 0.1  # seconds, at least, between two events to one client
 # Event streams of every kind (/events, /events/fleet, /logs/TASK?follow=1), per listener:
@@ -32,7 +32,7 @@ ANONYMOUS_IDLE = 300.0
 
 
 class Changes(Protocol):
-    """What the stream needs of :class:`taskforce.runtime.control.Controller`."""
+    """What the stream needs of :class:`taskforce.api.status.Controller`."""
 
     changes: int
 

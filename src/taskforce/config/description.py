@@ -158,12 +158,16 @@ class SignalNumber(Shape[int]):
         }
 
 
+_SIGNAL_DIGITS = 20
+
+
 def signal_number(value: object) -> int | None:
     """The number of the signal `value` names, or None if it names none."""
     if isinstance(value, int) and not isinstance(value, bool):
         number = value
     elif isinstance(value, str) and re.fullmatch(WHOLE_NUMBER, value):
-        number = int(value)
+        # Past a few digits it is no signal, and int() refuses thousands of them.
+        number = int(value) if len(value) <= _SIGNAL_DIGITS else 0
     elif isinstance(value, str):
         name = value.upper()
         member = signal.Signals.__members__.get(name if name.startswith("SIG") else "SIG" + name)

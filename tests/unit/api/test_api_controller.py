@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from taskforce.api.status import Controller
 from taskforce.core.state import Waiting
-from taskforce.runtime.control import ControlError, Controller
 from taskforce.runtime.legion import Legion
 from taskforce.runtime.loop.supervisor import Supervisor
+from taskforce.runtime.manage import ControlError
 
 
 @pytest.fixture

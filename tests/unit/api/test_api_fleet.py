@@ -10,7 +10,7 @@ from support.fakes import FakeController, Subscribers
 from taskforce.api.auth import Access
 from taskforce.api.routes import Deferred, EventStream, Reply, Request, Router
 from taskforce.api.sse import FleetFeed
-from taskforce.runtime.control import ControlError
+from taskforce.runtime.manage import ControlError
 
 HOSTS = {"h1": {"roles": ["web"], "tasks": {"nginx": {"state": "running"}}}}
 

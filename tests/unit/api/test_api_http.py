@@ -20,8 +20,8 @@ from support.wait import until
 from taskforce.api import server, sse
 from taskforce.api.http import MAX_BODY, MAX_HEADERS
 from taskforce.api.server import ApiService
+from taskforce.api.status import Controller
 from taskforce.config.model import HttpListener
-from taskforce.runtime.control import Controller
 
 DEADLINE = 10.0  # seconds any client waits on a socket before the test fails
 

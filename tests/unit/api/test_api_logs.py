@@ -11,7 +11,7 @@ import pytest
 from taskforce.api.auth import Access
 from taskforce.api.logstream import LogFollow
 from taskforce.api.routes import Deferred, EventStream, Reply, Request, Router
-from taskforce.runtime.control import ControlError
+from taskforce.runtime.manage import ControlError
 from taskforce.runtime.output.ring import Follower, Ring
 
 LINE = {"instance": 0, "stream": "stdout", "time": 1.0, "text": "hello"}

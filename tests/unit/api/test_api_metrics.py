@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from taskforce.api.metrics import exposition
-from taskforce.runtime.control import TASK_STATES, ControlError
+from taskforce.api.status import TASK_STATES
+from taskforce.runtime.manage import ControlError
 
 parser = pytest.importorskip("prometheus_client.parser")
 

@@ -7,12 +7,12 @@ import json
 
 import pytest
 
+from taskforce.api.status import _without_tokens
 from taskforce.config.errors import ConfigError
 from taskforce.config.load import parse_config
 from taskforce.config.model import NotifyEvent, NotifyTarget
 from taskforce.config.notify_targets import without_secrets
 from taskforce.config.schema import config_schema
-from taskforce.runtime.control import _without_tokens
 
 jsonschema = pytest.importorskip("jsonschema")
 VALIDATOR = jsonschema.Draft202012Validator(config_schema())

@@ -414,6 +414,9 @@ def test_top_level_problems(text: str, expected: str) -> None:
          "the integer 100000 is not a signal name or number"),
         ('"events": [{"type": "self", "signal": "²"}]',
          "the string '²' is not a signal name or number"),
+        # More digits than int() converts: refused as any other number out of range.
+        ('"events": [{"type": "self", "signal": "' + "9" * 5000 + '"}]',
+         "is not a signal name or number"),
         ('"events": [{"type": "self", "signal": true}]',
          "the boolean true is not a signal name or number"),
         ('"events": [{"type": "file_change", "path": [true], "command": "stop"}]',
