@@ -18,7 +18,7 @@ def test_a_signal_is_named_as_in_the_configuration(given: str | int, number: int
     assert parse_signal(given) == number
 
 
-@pytest.mark.parametrize("given", ["0", 0, "NOPE", "\u00b2", "9" * 5000, "ſighup", "", "-1"])
+@pytest.mark.parametrize("given", ["0", 0, "NOPE", "\u00b2", "9" * 5000, "\u017fighup", "", "-1"])
 def test_anything_else_is_refused_with_a_400(given: str | int) -> None:
     with pytest.raises(ControlError) as raised:
         parse_signal(given)
