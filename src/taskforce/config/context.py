@@ -1,3 +1,4 @@
+# Over 450 lines: one job, a task's layered context and its templates' expansion (one precedence).
 """Task contexts: the environment, defines and defaults layered, then ``{name}`` substituted.
 
 A context is a map of names to strings. It is built for each task instance from, in

@@ -1,3 +1,4 @@
+# Over 450 lines: the single table of every key of the file, kept whole so that a key has one place.
 """The configuration file, key by key: shapes, requirements and documentation.
 
 This is the single description of the file. :mod:`taskforce.config.validate` checks documents

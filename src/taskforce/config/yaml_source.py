@@ -1,3 +1,4 @@
+# Over 450 lines: one job, YAML to data with positions; its parts share PyYAML's internals.
 """Load configuration text into plain Python data, remembering where every value was written.
 
 The configuration is YAML (flow style, block style, or plain JSON). Three choices here differ

@@ -1,3 +1,4 @@
+# Over 450 lines: the only module that forks; the vfork and fork paths share their setup.
 """Creating, signalling and identifying processes: the only module that forks.
 
 Processes are created with vfork and exec by a small C extension (taskforce._syscalls) where
