@@ -22,7 +22,7 @@ LAYERS = {
     "runtime": 2,
     "api": 3,
     "fleet": 3,
-    "daemon": 4,
+    "app": 4,
     "cli": 5,
 }
 
