@@ -24,8 +24,8 @@ import pytest
 from support.procfs import processes_with_marker
 from support.tls import Certificate
 from taskforce.api.listen import ApiConfigError, listener_from_flags
-from taskforce.api.run import serve_with_api
 from taskforce.api.server import ApiService, start_api
+from taskforce.app.serve import serve_with_api
 from taskforce.config.model import HttpListener
 from taskforce.runtime.control import Controller
 from taskforce.runtime.legion import Legion

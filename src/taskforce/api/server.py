@@ -1,6 +1,6 @@
 """The service: every listener started, served and stopped together.
 
-The command line goes through :func:`taskforce.api.run.serve_with_api`; a library user who
+The command line goes through :func:`taskforce.app.serve.serve_with_api`; a library user who
 runs the legion otherwise calls :func:`start_api` and, at the end, ``close()``.
 """
 

@@ -1,9 +1,11 @@
-"""A legion served together with its HTTP service: what the `taskforce` command runs.
+"""A legion served with its HTTP service, notifications and systemd: what a running
+taskforce is, assembled (the daemon runner, :mod:`taskforce.app.daemon`, and the fleet's
+assembly, :mod:`taskforce.app.fleet`, serve through here).
 
 The service's modules (h11 and the rest) are imported only when some listener is to be
 opened, so `settings: {http: []}` costs nothing. Notifications (`settings.notify`) and
-systemd's readiness protocol (when `NOTIFY_SOCKET` is set) are hooked to the supervisor
-as it starts.
+systemd's readiness protocol (when `NOTIFY_SOCKET` is set, with its watchdog) are hooked
+to the supervisor as it starts.
 """
 
 from __future__ import annotations
