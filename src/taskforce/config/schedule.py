@@ -22,6 +22,17 @@ from taskforce.config.yaml_source import Path
 if TYPE_CHECKING:
     from cronsim import CronSim
 
+# The @names of cron (cronsim reads only the five fields).
+_ALIASES = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+
 # Where the system's local time zone is described when TZ does not say.
 _LOCALTIME = "/etc/localtime"
 
@@ -53,7 +64,7 @@ def cron(expression: str, start: datetime) -> CronSim:
     from cronsim import CronSim, CronSimError
 
     try:
-        return CronSim(expression, start)
+        return CronSim(_ALIASES.get(expression.strip().lower(), expression), start)
     except CronSimError as err:
         raise ValueError(f"not a cron expression ({err}): {expression!r}") from err
 

@@ -74,6 +74,11 @@ def test_interval_like_expressions_keep_their_pace_across_the_change() -> None:
     assert gaps == {1800}
 
 
+def test_cron_names_stand_for_their_expressions() -> None:
+    assert runs("@hourly", "2024-01-15T10:20:00", 1) == ["2024-01-15T11:00:00+01:00"]
+    assert runs("@daily", "2024-01-15T10:20:00", 1) == ["2024-01-16T00:00:00+01:00"]
+
+
 def test_the_time_zone_decides_the_wall_time() -> None:
     t = datetime(2024, 6, 1, 12, 0, tzinfo=ZoneInfo("UTC")).timestamp()
     tokyo = next_cron("0 9 * * *", ZoneInfo("Asia/Tokyo"), t)

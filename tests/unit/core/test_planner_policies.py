@@ -5,9 +5,12 @@ process restarted, and the runs a schedule asks for (run_on_start, overlap)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 from support.planning import Harness, desired, task
-from taskforce.core.actions import Probe, Stop
+from taskforce.core import snapshot
+from taskforce.core.actions import Probe, Start, Stop
+from taskforce.core.planner import Planner
 from taskforce.core.spec import LiveSpec, ScheduleSpec, restart_policy
 from taskforce.core.state import Waiting
 from taskforce.core.vocabulary import Control, Overlap
@@ -196,3 +199,17 @@ def test_overlap_queue_keeps_one_run_for_when_the_current_one_ends() -> None:
     assert h.starts() == [("job", 0)]
     h.exit("job", status=0, at=2.0)
     assert h.starts() == []
+
+
+def test_a_failed_task_stays_failed_across_a_hitless_upgrade() -> None:
+    h = crashing(1)
+    h.starts(0.0)
+    h.exit("crash", status=1)
+    h.step(1.0)
+    saved = json.loads(json.dumps(snapshot.take(h.planner)))
+    after = Planner(h.planner.desired)
+    snapshot.restore(after, saved)
+    assert after.plan(5.0).actions == ()
+    assert after.tasks["crash"].waiting is Waiting.FAILED
+    assert after.request_run("crash")
+    assert [type(a) for a in after.plan(5.0).actions] == [Start]
