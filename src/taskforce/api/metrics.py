@@ -126,8 +126,19 @@ def _tasks(tasks: dict[str, Any]) -> list[Family]:
         "taskforce_process_resident_memory_bytes", "gauge",
         "Resident memory of the running process, in bytes.",
     )  # fmt: skip
+    next_run = Family(
+        "taskforce_task_next_run_timestamp_seconds", "gauge",
+        "Unix time the task's schedule next runs it (tasks with a schedule only).",
+    )  # fmt: skip
+    live_failures = Family(
+        "taskforce_liveness_failures",
+        "gauge",
+        "Liveness probes of the running process failed in a row.",
+    )
     for task, entry in tasks.items():
         current = entry.get("state")
+        if entry.get("next_run_t") is not None:
+            next_run.add(entry["next_run_t"], task=task)
         for name in _states(current):
             state.add(1 if name == current else 0, task=task, state=name)
         wanted.add(entry.get("count"), task=task)
@@ -140,6 +151,7 @@ def _tasks(tasks: dict[str, Any]) -> list[Family]:
                 started.add(process.get("started_t"), task=task, index=index)
                 cpu.add(process.get("cpu_seconds"), task=task, index=index)
                 rss.add(process.get("rss_bytes"), task=task, index=index)
+                live_failures.add(process.get("live_failures"), task=task, index=index)
             failures.add(process.get("failures"), task=task, index=index)
             starts.add(process.get("starts"), task=task, index=index)
             restarts.add(max(0, process.get("starts", 0) - 1), task=task, index=index)
@@ -147,7 +159,10 @@ def _tasks(tasks: dict[str, Any]) -> list[Family]:
                 exit_code, signal = split_status(process["status"])
                 code.add(exit_code, task=task, index=index)
                 killed.add(signal, task=task, index=index)
-    return [state, wanted, up, ready, failures, starts, restarts, code, killed, started, cpu, rss]
+    return [
+        *(state, wanted, up, ready, failures, starts, restarts, code, killed, started, cpu, rss),
+        *(next_run, live_failures),
+    ]
 
 
 def _states(current: object) -> Iterable[str]:

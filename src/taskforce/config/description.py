@@ -17,14 +17,16 @@ from taskforce.config.listeners import HTTP_LISTENER, Flag
 from taskforce.config.model import (
     Config,
     EventConfig,
+    LiveConfig,
     OnExitConfig,
     ReadyConfig,
     RestartConfig,
     Settings,
     TaskConfig,
 )
-from taskforce.config.notify_targets import NOTIFY_TARGET
+from taskforce.config.notify_targets import NOTIFY_TARGET, OnlyWith, Whole
 from taskforce.config.output import OUTPUT
+from taskforce.config.schedule import CronExpression, TimeZone
 from taskforce.config.shapes import (
     INVALID,
     Choice,
@@ -54,7 +56,8 @@ from taskforce.config.shapes_compound import (
     Remembered,
 )
 from taskforce.config.yaml_source import Path
-from taskforce.core.vocabulary import Control, EventType, Placement
+from taskforce.core.spec import ScheduleSpec
+from taskforce.core.vocabulary import Control, EventType, Overlap, Placement
 
 M = TypeVar("M")
 
@@ -262,6 +265,92 @@ READY = Record(
     what="readiness probe (a map with one of 'command', 'tcp', 'http' or 'pidfile')",
 )
 
+RESTART = Record(
+    {
+        "min_uptime": Field(
+            OneOf(Number(minimum=0)),
+            "Seconds a process must run for its exit not to count as a failure.",
+        ),
+        "initial_delay": Field(
+            OneOf(Number(minimum=0)), "Seconds before restarting after a first failure."
+        ),
+        "factor": Field(
+            OneOf(Number(minimum=1)), "How much the delay grows with each further failure in a row."
+        ),
+        "max_delay": Field(
+            OneOf(Number(minimum=0)), "The longest delay before a restart, in seconds."
+        ),
+        "max_failures": Field(
+            OneOf(Whole(1)),
+            "Failures after which the task gives up: it is `failed`, not restarted until "
+            "`taskforce start`, an event or a reload that changes it. Default: never give up.",
+        ),
+        "window": Field(
+            OneOf(Number(minimum=0, exclusive=True)),
+            "Seconds within which max_failures failures give up (default: failures in a row).",
+        ),
+    },
+    _model(RestartConfig),
+)
+
+LIVE = Record(
+    {
+        "command": Field(
+            Conditional(allow_scalar=False, non_empty=True),
+            "A command (a list, with {name} substitutions) whose exit status 0 means alive.",
+        ),
+        "tcp": Field(OneOf(Text()), "[host]:port: alive while it accepts TCP connections."),
+        "http": Field(OneOf(Text()), "An http:// or https:// URL: alive while it answers 2xx."),
+        "interval": Field(
+            OneOf(Number(minimum=0, exclusive=True)), "Seconds between probes (default 10)."
+        ),
+        "timeout": Field(
+            OneOf(Number(minimum=0, exclusive=True)),
+            "Seconds one probe may take before it counts as failed (default 2).",
+        ),
+        "failures": Field(
+            Whole(1),
+            "Failed probes in a row after which the process is restarted (default 3).",
+        ),
+        "initial_delay": Field(
+            OneOf(Number(minimum=0)),
+            "Seconds after the process is ready before the first probe (default: interval).",
+        ),
+    },
+    _model(LiveConfig),
+    rules=(ExactlyOne(("command", "tcp", "http")),),
+    what="liveness probe (a map with one of 'command', 'tcp' or 'http')",
+)
+
+SCHEDULE = Record(
+    {
+        "cron": Field(
+            CronExpression(),
+            "A cron expression (minute hour day-of-month month day-of-week, or @hourly, "
+            "@daily...): the task runs at each time it names.",
+        ),
+        "timezone": Field(
+            TimeZone(),
+            "The time zone the cron expression is read in (an IANA name such as "
+            "Europe/Paris); local time if not given.",
+        ),
+        "interval": Field(
+            Number(minimum=0, exclusive=True), "Seconds between runs, counted from start."
+        ),
+        "run_on_start": Field(
+            Flag(), "true: also run when taskforce starts (or the task is added). Default false."
+        ),
+        "overlap": Field(
+            enum_choice(Overlap),
+            "When a run is due while the previous one still runs: skip (the default) drops "
+            "it, queue runs it when the previous one ends (one pending run at most).",
+        ),
+    },
+    _model(ScheduleSpec),
+    rules=(ExactlyOne(("cron", "interval")), OnlyWith("timezone", "cron")),
+    what="schedule (a map with 'cron' or 'interval')",
+)
+
 TASK = Record(
     {
         "commands": Field(
@@ -345,6 +434,21 @@ TASK = Record(
             "Where the task's stdout and stderr go (default /dev/null); key by key over "
             "settings.output. A change applies to running processes without a restart.",
         ),
+        "live": Field(
+            LIVE,
+            "wait tasks: how to tell a running process still works; after `failures` failed "
+            "probes in a row it is restarted (and the `unhealthy` event notified).",
+        ),
+        "schedule": Field(
+            SCHEDULE,
+            "once and event tasks: run by a timer, on a cron expression or every `interval` "
+            "seconds.",
+        ),
+        "restart": Field(
+            RESTART,
+            "This task's own restart policy, key by key over settings.restart (max_failures "
+            "and window included).",
+        ),
         "placement": Field(
             OneOf(enum_choice(Placement)),
             "Where the task runs: host (every host where it is in scope; the default) or "
@@ -355,25 +459,6 @@ TASK = Record(
     _task,
     what="task (a map with at least 'commands')",
     habits=ENVIRONMENT_HABITS,
-)
-
-RESTART = Record(
-    {
-        "min_uptime": Field(
-            OneOf(Number(minimum=0)),
-            "Seconds a process must run for its exit not to count as a failure.",
-        ),
-        "initial_delay": Field(
-            OneOf(Number(minimum=0)), "Seconds before restarting after a first failure."
-        ),
-        "factor": Field(
-            OneOf(Number(minimum=1)), "How much the delay grows with each further failure in a row."
-        ),
-        "max_delay": Field(
-            OneOf(Number(minimum=0)), "The longest delay before a restart, in seconds."
-        ),
-    },
-    _model(RestartConfig),
 )
 
 # Supervisor-wide settings: a new one is a line here plus a field of model.Settings.

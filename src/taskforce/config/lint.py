@@ -97,7 +97,11 @@ def _substituted_strings(data: Mapping[str, Value]) -> Iterator[tuple[Path, str,
 # Keys of a task or of its parts whose maps are not conditionals: their keys are words of
 # the configuration (or context names being set), not names being tested.
 _PLAIN_MAPS = frozenset(
-    ("commands", "events", "ready", "output", "onexit", *_CONTEXT_MAPS, *_ROLE_CONTEXT_MAPS)
+    (
+        *("commands", "events", "ready", "live", "schedule", "restart", "output", "onexit"),
+        *_CONTEXT_MAPS,
+        *_ROLE_CONTEXT_MAPS,
+    )
 )
 
 

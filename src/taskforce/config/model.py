@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Generic, TypeAlias, TypeVar
 
-from taskforce.core.vocabulary import Control, EventType, Placement, RestartPolicy
+from taskforce.core.spec import ScheduleSpec
+from taskforce.core.vocabulary import Control, EventType, Placement
 
 # A raw value as the YAML document gave it. Maps inside lists are conditionals.
 Value: TypeAlias = str | int | float | bool | list["Value"] | dict[str, "Value"] | None
@@ -64,6 +65,34 @@ class ReadyConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LiveConfig:
+    """How to tell a running task still works: exactly one of the probes."""
+
+    command: Value = None  # an argv list: exit 0 means alive
+    tcp: str | Pick[str] | None = None  # "[host]:port" accepting connections
+    http: str | Pick[str] | None = None  # a URL answering 2xx
+    interval: float | Pick[float] | None = None  # seconds between probes
+    timeout: float | Pick[float] | None = None  # seconds one probe may take
+    failures: int | None = None  # failed probes in a row that restart the process
+    initial_delay: float | Pick[float] | None = None  # seconds before the first probe
+
+
+@dataclass(frozen=True, slots=True)
+class RestartConfig:
+    """`restart`, under `settings` or of a task, as written: the keys of a
+    :class:`~taskforce.core.vocabulary.RestartPolicy`, each possibly conditional (chosen in
+    the top-level context for settings, in the task's for a task). A key left out is None:
+    a task's falls back to the settings', the settings' to the built-in default."""
+
+    min_uptime: float | Pick[float] | None = None
+    initial_delay: float | Pick[float] | None = None
+    factor: float | Pick[float] | None = None
+    max_delay: float | Pick[float] | None = None
+    max_failures: int | Pick[int] | None = None
+    window: float | Pick[float] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class OutputConfig:
     """`output`, of a task or under `settings` (the default for every task).
 
@@ -110,6 +139,9 @@ class TaskConfig:
     ready: ReadyConfig | None = None
     output: OutputConfig | None = None
     placement: Placement | Pick[Placement] = Placement.HOST
+    live: LiveConfig | None = None
+    schedule: ScheduleSpec | None = None
+    restart: RestartConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +176,8 @@ class NotifyEvent(StrEnum):
     FLAPPING = "flapping"  # it keeps failing: its restarts are backing off
     RECOVERED = "recovered"  # a failing process has run steadily again
     RELOAD_FAILED = "reload_failed"  # a new configuration could not be applied
+    UNHEALTHY = "unhealthy"  # a liveness probe failed too often: the process is restarted
+    FAILED = "failed"  # restart.max_failures reached: the task is no longer restarted
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,20 +200,6 @@ class NotifyTarget:
     attempts: int = 3
     # Events waiting for delivery, at most: beyond it the oldest are dropped.
     queue: int = 100
-
-
-_RESTART = RestartPolicy()
-
-
-@dataclass(frozen=True, slots=True)
-class RestartConfig:
-    """`settings.restart` as written: a :class:`RestartPolicy` whose values may be
-    conditional, chosen in the top-level context when the configuration is resolved."""
-
-    min_uptime: float | Pick[float] = _RESTART.min_uptime
-    initial_delay: float | Pick[float] = _RESTART.initial_delay
-    factor: float | Pick[float] = _RESTART.factor
-    max_delay: float | Pick[float] = _RESTART.max_delay
 
 
 @dataclass(frozen=True, slots=True)

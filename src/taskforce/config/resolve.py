@@ -10,7 +10,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Container, Iterator, Mapping
 from dataclasses import dataclass, fields
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from taskforce.config.context import (
     ContextError,
@@ -28,8 +28,10 @@ from taskforce.config.host import HostFacts, UserInfo
 from taskforce.config.model import (
     Config,
     EventConfig,
+    LiveConfig,
     Pick,
     ReadyConfig,
+    RestartConfig,
     Settings,
     TaskConfig,
     Value,
@@ -45,11 +47,19 @@ from taskforce.core.spec import (
     EventSpec,
     InstanceSpec,
     LaunchSpec,
+    LiveSpec,
     Policy,
     ReadySpec,
+    ScheduleSpec,
     TaskSpec,
 )
-from taskforce.core.vocabulary import Control, EventType, Placement, RestartPolicy
+from taskforce.core.vocabulary import (
+    RUN_TO_COMPLETION,
+    Control,
+    EventType,
+    Placement,
+    RestartPolicy,
+)
 
 __all__ = ["MAX_COUNT", "HostFacts", "UserInfo", "resolve"]
 
@@ -150,7 +160,31 @@ def _resolve_task(shared: SharedContext, name: str, task: TaskConfig) -> TaskSpe
         events=tuple(event for event in events if event is not None),
         ready=_ready(task.ready, values, f"{at}.ready"),
         cluster=chosen.placement is Placement.CLUSTER,
+        live=_live(task, chosen.control, values, f"{at}.live"),
+        schedule=_schedule(task, chosen.control, at),
+        restart=_restart(task.restart, values, f"{at}.restart") if task.restart else (),
     )
+
+
+def _schedule(task: TaskConfig, control: Control, at: str) -> ScheduleSpec | None:
+    if task.schedule is not None and control not in RUN_TO_COMPLETION:
+        raise ContextError(
+            f"a schedule runs a once or event task, and this one's control is {control} here",
+            f"{at}.schedule",
+        )
+    return task.schedule
+
+
+def _restart(
+    restart: RestartConfig, context: Container[str], at: str
+) -> tuple[tuple[str, float | int | None], ...]:
+    """A task's own restart keys (those written and chosen here), in the task's context."""
+    chosen = ((key, choose(getattr(restart, key), context, f"{at}.{key}")) for key in _RESTART_KEYS)
+    return tuple((key, _restart_value(key, value)) for key, value in chosen if value is not None)
+
+
+def _restart_value(key: str, value: float | int) -> float | int:
+    return int(value) if key == "max_failures" else float(value)
 
 
 def _requires(task: TaskConfig, context: Mapping[str, str], path: str) -> tuple[str, ...]:
@@ -263,7 +297,7 @@ def _policy(
     context (`top`): settings belong to no task. One that gives several values is a
     problem, and its default is used."""
 
-    def one(owner: object, default: object, key: str, path: str) -> float:
+    def one(owner: object, key: str, path: str) -> float | int | None:
         value = getattr(owner, key)
         try:
             found = choose(value, top, path)
@@ -271,18 +305,19 @@ def _policy(
             problem = Problem(config.source, None, err.path, err.message)
             problems.setdefault((problem.path, problem.message), problem)
             found = None
-        return float(getattr(default, key) if found is None else found)
+        return None if found is None else _restart_value(key, found)
 
     settings = config.settings
-    restart = RestartPolicy(
-        **{
-            key: one(settings.restart, _SETTINGS_DEFAULTS.restart, key, f"settings.restart.{key}")
-            for key in _RESTART_KEYS
-        }
-    )
-    timing = {
-        key: one(settings, _SETTINGS_DEFAULTS, key, f"settings.{key}") for key in _POLICY_KEYS
-    }
+    written: dict[str, Any] = {}
+    for key in _RESTART_KEYS:
+        value = one(settings.restart, key, f"settings.restart.{key}")
+        if value is not None:
+            written[key] = value
+    restart = RestartPolicy(**written)
+    timing: dict[str, float] = {}
+    for key in _POLICY_KEYS:
+        value = one(settings, key, f"settings.{key}")
+        timing[key] = float(getattr(_SETTINGS_DEFAULTS, key) if value is None else value)
     return Policy(restart=restart, **timing)
 
 
@@ -331,18 +366,12 @@ def _ready(ready: ReadyConfig | None, context: Mapping[str, str], at: str) -> Re
     nothing at all), as if `ready` were not written."""
     if ready is None:
         return None
-    tcp = choose(ready.tcp, context, f"{at}.tcp")
-    http = choose(ready.http, context, f"{at}.http")
-    if tcp is not None:
-        kind, target = "tcp", substitute(tcp, context)
-    elif http is not None:
-        kind, target = "http", substitute(http, context)
-    elif choose(ready.pidfile, context, f"{at}.pidfile"):
-        kind, target = "pidfile", ""
-    elif ready.command is not None and expand(ready.command, context):
-        kind, target = "command", ""
-    else:
+    probe = _probe(ready, context, at)
+    if probe is None and choose(ready.pidfile, context, f"{at}.pidfile"):
+        probe = "pidfile", ""
+    if probe is None:
         return None
+    kind, target = probe
     interval = choose(ready.interval, context, f"{at}.interval")
     timeout = choose(ready.timeout, context, f"{at}.timeout")
     return ReadySpec(
@@ -351,6 +380,57 @@ def _ready(ready: ReadyConfig | None, context: Mapping[str, str], at: str) -> Re
 
 
 _DEFAULT_READY = ReadySpec("command")  # its interval
+
+
+def _probe(
+    probe: ReadyConfig | LiveConfig, context: Mapping[str, str], at: str
+) -> tuple[str, str] | None:
+    """The kind and target of a `ready` or `live` probe's tcp, http or command key (the
+    first chosen here), or None."""
+    tcp = choose(probe.tcp, context, f"{at}.tcp")
+    http = choose(probe.http, context, f"{at}.http")
+    if tcp is not None:
+        return "tcp", substitute(tcp, context)
+    if http is not None:
+        return "http", substitute(http, context)
+    if probe.command is not None and expand(probe.command, context):
+        return "command", ""
+    return None
+
+
+_DEFAULT_LIVE = LiveSpec("command")
+
+
+def _live(
+    task: TaskConfig, control: Control, context: Mapping[str, str], at: str
+) -> LiveSpec | None:
+    """The liveness probe: none when its key chooses nothing here, as if not written."""
+    live = task.live
+    if live is None:
+        return None
+    if control is not Control.WAIT:
+        raise ContextError(
+            f"a liveness probe watches a wait task, and this one's control is {control} here", at
+        )
+    probe = _probe(live, context, at)
+    if probe is None:
+        return None
+
+    def number(key: str, default: float | None) -> float | None:
+        value = choose(getattr(live, key), context, f"{at}.{key}")
+        return default if value is None else float(value)
+
+    interval = number("interval", _DEFAULT_LIVE.interval)
+    timeout = number("timeout", _DEFAULT_LIVE.timeout)
+    assert interval is not None and timeout is not None
+    return LiveSpec(
+        probe[0],
+        probe[1],
+        interval,
+        timeout,
+        _DEFAULT_LIVE.failures if live.failures is None else live.failures,
+        number("initial_delay", None),
+    )
 
 
 def _count(count: int | str, context: Mapping[str, str], path: str) -> int:
@@ -399,9 +479,11 @@ def _instance(
         group=context.group,
         no_new_privs=task.no_new_privs,
     )
-    ready_command = None
+    ready_command = live_command = None
     if task.ready is not None and task.ready.command is not None:
         ready_command = tuple(expand(task.ready.command, values)) or None
+    if task.live is not None and task.live.command is not None:
+        live_command = tuple(expand(task.live.command, values)) or None
     output = resolve_output(
         task.output,
         config.settings.output,
@@ -415,6 +497,7 @@ def _instance(
         pidfile=context.pidfile,
         output=output,
         ready_command=ready_command,
+        live_command=live_command,
     )
 
 

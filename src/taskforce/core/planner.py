@@ -23,12 +23,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from taskforce.core import daemons, ordering, readiness, restart, starting, stopping
+from taskforce.core import daemons, liveness, ordering, readiness, restart, starting, stopping
 from taskforce.core.actions import Action, Release
 from taskforce.core.deadline import earliest
-from taskforce.core.spec import DesiredState, TaskSpec
+from taskforce.core.spec import DesiredState, TaskSpec, restart_policy
 from taskforce.core.state import ExitRecord, HistoryEntry, Instance, Phase, TaskState
-from taskforce.core.vocabulary import DAEMON, KEEP_RUNNING, RUN_TO_COMPLETION, Control
+from taskforce.core.vocabulary import (
+    DAEMON,
+    KEEP_RUNNING,
+    RUN_TO_COMPLETION,
+    Control,
+    Overlap,
+    RestartPolicy,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +60,7 @@ class ExitOutcome:
     retry_in: float  # seconds until the slot may start again (0: at once)
     failed: bool  # a failure for the restart policy (it counts towards the backoff)
     restarting: bool  # the slot will be started again
+    gave_up: bool = False  # restart.max_failures reached: the task is failed
 
 
 class Planner:
@@ -83,8 +91,10 @@ class Planner:
         for name, spec in desired.tasks.items():
             state = self.tasks.get(name)
             if state is None:
-                state = TaskState(name, generation=0 if spec.control is Control.EVENT else 1)
+                state = TaskState(name, generation=_first_generation(spec))
                 self.tasks[name] = state
+            elif state.spec != spec:
+                self._revive(state)  # a changed task is given another chance
             state.spec = spec
         self._dirty.update(self.tasks)
 
@@ -112,6 +122,7 @@ class Planner:
         if state.up_since is None:
             state.up_since = now
         readiness.arm(state, inst, state.spec.ready if state.spec is not None else None, now)
+        liveness.arm(inst, state.spec.live if state.spec is not None else None, now)
         state.waiting = state.waiting_for = None
         state.history.append(HistoryEntry(wall, slot, "start", pid, ""))
         self._touch(task)
@@ -188,6 +199,18 @@ class Planner:
         readiness.probe_done(state, inst, ok, now)
         self._touch(task)
 
+    def live_result(
+        self, task: str, slot: int, pid: int, error: str | None, now: float
+    ) -> str | None:
+        """A liveness probe answered (`error`: why it failed). Returns why the process is
+        now unhealthy when that failure is the last one allowed: it is then restarted."""
+        state = self.tasks.get(task)
+        inst = state.instances.get(slot) if state else None
+        if state is None or inst is None or inst.pid != pid:
+            return None
+        self._touch(task)
+        return liveness.probe_done(state, inst, error, now)
+
     def request_stop(self, task: str, reason: str) -> int:
         """An event asks for the task's processes to stop (wait tasks then restart).
 
@@ -197,7 +220,7 @@ class Planner:
         state = self.tasks.get(task)
         if state is None:
             return 0
-        asked = 0
+        asked = 1 if self._revive(state) else 0
         for inst in state.instances.values():
             if inst.phase is Phase.RUNNING and inst.stop_request is None:
                 inst.stop_request = reason
@@ -206,17 +229,40 @@ class Planner:
             self._touch(task)
         return asked
 
-    def request_run(self, task: str) -> bool:
-        """An event asks a once/event task to run again (ignored while it is running)."""
+    def request_run(self, task: str, overlap: Overlap = Overlap.SKIP) -> bool:
+        """An event asks a once/event task to run again, or a failed task to start again.
+
+        A run asked while one is going is dropped, or with Overlap.QUEUE kept for when it
+        ends (one at most).
+        """
         state = self.tasks.get(task)
         spec = self._desired.tasks.get(task)
-        if state is None or spec is None or spec.control not in RUN_TO_COMPLETION:
+        if state is None or spec is None:
             return False
+        revived = self._revive(state)
+        if spec.control not in RUN_TO_COMPLETION:
+            return revived
         if not self.once_done(task) and state.generation > 0:
-            return False
+            running = max((i.ran_generation for i in state.instances.values()), default=0)
+            if overlap is not Overlap.QUEUE or state.generation > running:
+                return revived
         state.generation += 1
         self._touch(task)
         return True
+
+    def _revive(self, state: TaskState) -> bool:
+        """Give a failed task (restart.max_failures reached) another start."""
+        revived = False
+        for inst in state.instances.values():
+            if inst.gave_up:
+                inst.gave_up = False
+                inst.failures = 0
+                inst.failure_times = ()
+                inst.not_before = 0.0
+                revived = True
+        if revived:
+            self._touch(state.name)
+        return revived
 
     def start_failed(
         self, task: str, slot: int, now: float, wall: float, error: str
@@ -339,7 +385,7 @@ class Planner:
             if reason is None:
                 deadline: float | None = None
                 if inst.failures:
-                    steady_at = restart.steady_at(policy.restart, inst.started_at)
+                    steady_at = restart.steady_at(restart_policy(policy, spec), inst.started_at)
                     if now >= steady_at:
                         inst.failures = 0
                         self._recovered.append((state.name, inst.slot))
@@ -358,6 +404,10 @@ class Planner:
                         deadline = earliest(deadline, probe)
                         if inst.stop_request is not None:
                             self._touch(state.name)  # not ready in time: stopped this pass
+                    elif spec.control is Control.WAIT:
+                        deadline = earliest(
+                            deadline, liveness.plan_probe(state, inst, now, actions)
+                        )
                 return deadline
             actions.append(stopping.begin(state, spec, inst, reason, policy, now))
             return inst.kill_at
@@ -371,8 +421,19 @@ class Planner:
         """Record the end of a process (or of a failed start) and its restart policy."""
         state = self.tasks[task]
         spec = self._desired.tasks.get(task)
-        verdict = restart.judge(self._desired.policy.restart, inst.failures, spec, record)
+        policy = restart_policy(self._desired.policy, spec)
+        verdict = restart.judge(policy, inst.failures, spec, record)
         inst.failures = verdict.failures
+        inst.failure_times = restart.recent_failures(
+            policy, inst.failure_times, verdict.failed, now
+        )
+        restarting = restart.restarts(spec, inst.slot, record)
+        gave_up = (
+            restarting
+            and verdict.failed
+            and not self.shutting_down
+            and restart.gives_up(policy, inst.failures, inst.failure_times)
+        )
         if record.error is not None and inst.ran_generation > 0:
             # A run that never happened does not count as the once run.
             inst.ran_generation -= 1
@@ -382,6 +443,12 @@ class Planner:
         else:
             entry = HistoryEntry(record.wall, inst.slot, "exit", inst.pid, str(record.status))
         state.history.append(entry)
+        if gave_up:
+            inst.gave_up = True
+            restarting = False
+            state.history.append(
+                HistoryEntry(record.wall, inst.slot, "gave up", None, _gave_up(policy))
+            )
         inst.ended(record)
         if state.running() == 0 and state.up_since is not None:
             state.up_since = None
@@ -390,9 +457,15 @@ class Planner:
                 for target in ordering.onexit_runs(state, self._desired, self.tasks):
                     self._touch(target)
         self._touch(task)
-        restarting = restart.restarts(spec, inst.slot, record)
         return ExitOutcome(
-            task, inst.slot, record, inst.failures, verdict.delay, verdict.failed, restarting
+            task,
+            inst.slot,
+            record,
+            inst.failures,
+            verdict.delay,
+            verdict.failed,
+            restarting,
+            gave_up,
         )
 
     def _forget_idle(self, state: TaskState, keep: int) -> None:
@@ -402,3 +475,17 @@ class Planner:
     def _touch(self, task: str) -> None:
         self._dirty.add(task)
         self._dirty.update(self._dependents.get(task, ()))
+
+
+def _first_generation(spec: TaskSpec) -> int:
+    """Runs asked of a new task: one for a once task, none for an event task; a scheduled
+    one runs at start only with run_on_start."""
+    if spec.schedule is not None:
+        return 1 if spec.schedule.run_on_start else 0
+    return 0 if spec.control is Control.EVENT else 1
+
+
+def _gave_up(policy: RestartPolicy) -> str:
+    """Why a slot gave up, in words (the history entry's detail)."""
+    within = f" within {policy.window:g}s" if policy.window is not None else " in a row"
+    return f"{policy.max_failures} failures{within} (restart.max_failures)"

@@ -41,6 +41,8 @@ def _instance(inst: Instance) -> dict[str, Any]:
         "executable": inst.executable,
         "control": inst.control,
         "failures": inst.failures,
+        "failure_times": list(inst.failure_times),
+        "gave_up": inst.gave_up,
         "not_before": inst.not_before,
         "starts": inst.starts,
         "ran_generation": inst.ran_generation,
@@ -108,6 +110,9 @@ def _restore_instance(item: dict[str, Any]) -> Instance:
     control = item["control"]
     inst.control = Control(control) if control else None
     inst.failures = item["failures"]
+    # Absent from the snapshots of earlier versions.
+    inst.failure_times = tuple(item.get("failure_times", ()))
+    inst.gave_up = bool(item.get("gave_up", False))
     inst.not_before = item["not_before"]
     inst.starts = item["starts"]
     inst.ran_generation = item["ran_generation"]

@@ -10,9 +10,10 @@ change under a running process.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
-from taskforce.core.vocabulary import Control, EventType, RestartPolicy
+from taskforce.core.vocabulary import Control, EventType, Overlap, RestartPolicy
 
 # The process id is only known once the process exists. Resolution leaves this marker
 # wherever `{Task_pid}` was substituted; the process layer replaces it with the real pid
@@ -93,6 +94,8 @@ class InstanceSpec:
     output: OutputSpec = NO_OUTPUT
     # The readiness probe command (ready: {command: ...}), expanded for this instance.
     ready_command: tuple[str, ...] | None = None
+    # The liveness probe command (live: {command: ...}), expanded for this instance.
+    live_command: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +121,34 @@ class ReadySpec:
 
 
 @dataclass(frozen=True, slots=True)
+class LiveSpec:
+    """How to tell a running process still works: `kind` is command, tcp or http.
+
+    Probed every `interval` seconds once ready (the first time `initial_delay` seconds
+    after that); `failures` failed probes in a row restart the process.
+    """
+
+    kind: str
+    target: str = ""  # "host:port" or a URL ("" for command: the instance's live command)
+    interval: float = 10.0
+    timeout: float = 2.0  # seconds one probe may take
+    failures: int = 3
+    initial_delay: float | None = None  # None: the interval
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleSpec:
+    """When a once or event task runs by itself: on a cron expression (in `timezone`, or
+    local time) or every `interval` seconds."""
+
+    cron: str | None = None
+    timezone: str | None = None
+    interval: float | None = None
+    run_on_start: bool = False
+    overlap: Overlap = Overlap.SKIP
+
+
+@dataclass(frozen=True, slots=True)
 class TaskSpec:
     name: str
     control: Control
@@ -131,6 +162,10 @@ class TaskSpec:
     # Runs on one host of the fleet only (placement: cluster); the fleet filters it out of
     # the desired state of the hosts that do not hold it.
     cluster: bool = False
+    live: LiveSpec | None = None
+    schedule: ScheduleSpec | None = None
+    # The task's own `restart` keys, over the settings' policy (key, value) by key.
+    restart: tuple[tuple[str, float | int | None], ...] = ()
 
     @property
     def count(self) -> int:
@@ -147,6 +182,14 @@ class Policy:
     # nowait/adopt: seconds after the start command exits for the pidfile to name the
     # daemon.
     start_timeout: float = 10.0
+
+
+def restart_policy(policy: Policy, spec: TaskSpec | None) -> RestartPolicy:
+    """The restart policy of `spec`: the settings' with the task's own keys over them."""
+    if spec is None or not spec.restart:
+        return policy.restart
+    overrides: dict[str, Any] = dict(spec.restart)
+    return replace(policy.restart, **overrides)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,8 @@ class Waiting(StrEnum):
 
     BACKOFF = "backoff"  # a slot failed and waits out its restart delay
     REQUIRES = "requires"  # a required task has not started, finished or become ready
+    # A slot failed restart.max_failures times: not restarted until started again.
+    FAILED = "failed"
 
 
 @dataclass(slots=True)
@@ -61,6 +63,11 @@ class Instance:
     killed: bool = False
     # Consecutive runs that ended sooner than the restart policy's min_uptime.
     failures: int = 0
+    # When the recent failures happened (monotonic), for restart.window; at most
+    # restart.max_failures of them are kept.
+    failure_times: tuple[float, ...] = ()
+    # restart.max_failures reached: the slot is not started again until revived.
+    gave_up: bool = False
     not_before: float = 0.0  # backoff: no start before this monotonic time
     starts: int = 0
     last_exit: ExitRecord | None = None
@@ -81,6 +88,11 @@ class Instance:
     next_probe: float = 0.0
     probing: bool = False
     probes: int = 0
+    # Liveness (tasks with a `live` probe): failed probes in a row, the last one's error.
+    next_live: float = 0.0
+    live_probing: bool = False
+    live_failures: int = 0
+    live_error: str | None = None
 
     def ended(self, record: ExitRecord) -> None:
         """The process of this slot ended (or never started): forget it, keep the counters."""
@@ -99,6 +111,8 @@ class Instance:
         self.checking = False
         self.ready = False
         self.probing = False
+        self.live_probing = False
+        self.live_failures = 0
 
 
 # Starts and exits remembered per task, for status timelines; bounded so that a flapping
@@ -110,7 +124,7 @@ HISTORY_LENGTH = 200
 class HistoryEntry:
     wall: float  # Unix time
     slot: int
-    kind: str  # "start", "exit", "failed"
+    kind: str  # "start", "exit", "failed" (could not start), "gave up"
     pid: int | None
     detail: str  # e.g. the wait status in words, or why a start failed
 

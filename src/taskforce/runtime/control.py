@@ -51,7 +51,7 @@ def iso(wall: float | None) -> str | None:
 
 # Every state of a task in Controller.tasks() (the metrics have a 0/1 series for each).
 TASK_STATES = (
-    "running", "starting", "stopping", "stopped", "waiting", "backing off",
+    "running", "starting", "stopping", "stopped", "waiting", "backing off", "failed",
     "off", "suspend", "pending", "done", "removed", "invalid",
 )  # fmt: skip
 
@@ -175,6 +175,8 @@ class Controller:
             "error": error,
             "restarts": 0,
             "requires": list(task.requires) if task is not None else [],
+            "next_run": None,
+            "next_run_t": None,
             "output_captured": False,
             "processes": [],
             "history": [],
@@ -182,7 +184,9 @@ class Controller:
 
     def _task(self, state: TaskState, usage: bool) -> JSON:
         spec = self._supervisor().planner.desired.tasks.get(state.name)
-        processes = [self._process(i, usage) for _, i in sorted(state.instances.items())]
+        live = spec is not None and spec.live is not None
+        processes = [self._process(i, usage, live) for _, i in sorted(state.instances.items())]
+        next_run = self._supervisor().schedules.next_run(state.name)
         running = sum(1 for p in processes if p["pid"] is not None)
         return {
             "control": str(spec.control) if spec else None,
@@ -193,6 +197,9 @@ class Controller:
             "error": None,
             "restarts": sum(max(0, i.starts - 1) for i in state.instances.values()),
             "requires": list(spec.requires) if spec else [],
+            # When its schedule runs it next (None: no schedule).
+            "next_run": iso(next_run),
+            "next_run_t": next_run,
             # Whether /logs/TASK has anything to show (the dashboard asks only then).
             "output_captured": self._supervisor().output.captured(state.name),
             "processes": processes,
@@ -220,6 +227,8 @@ class Controller:
         phases = {i.phase for i in state.instances.values()}
         if Phase.STOPPING in phases:
             return "stopping"
+        if state.waiting is Waiting.FAILED:
+            return "failed"
         if state.waiting is Waiting.BACKOFF:
             return "backing off"
         if state.waiting is not None:
@@ -242,7 +251,7 @@ class Controller:
         return "starting" if running else "stopped"
 
     @staticmethod
-    def _process(inst: Instance, usage: bool = False) -> JSON:
+    def _process(inst: Instance, usage: bool = False, live: bool = False) -> JSON:
         last = inst.last_exit
         facts: JSON = {}
         if usage:
@@ -267,6 +276,9 @@ class Controller:
             "starts": inst.starts,
             "failures": inst.failures,
             "ready": inst.ready if inst.pid else None,
+            # Liveness probes failed in a row, and the last one's error (None: no probe).
+            "live_failures": inst.live_failures if live else None,
+            "live_error": inst.live_error if live else None,
             **facts,
         }
 

@@ -31,6 +31,19 @@ def log_exit(pid: int | None, outcome: ExitOutcome, emit: Emit) -> None:
     if record.expected:
         log.info("%s: %s", name, what)
         return
+    if outcome.gave_up:
+        # Said once: the task stays down until started again.
+        log.error(
+            "%s: %s: giving up, restart.max_failures reached ('taskforce start %s' starts "
+            "it again)",
+            name,
+            what,
+            outcome.task,
+        )
+        emit(
+            "failed", outcome.task, what, instance=outcome.slot, pid=pid, failures=outcome.failures
+        )
+        return
     if not outcome.restarting:
         log.info("%s: %s", name, what)
         return

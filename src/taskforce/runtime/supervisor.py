@@ -31,7 +31,7 @@ from taskforce.core.actions import (
 from taskforce.core.planner import ExitOutcome, Planner
 from taskforce.core.spec import DesiredState, LaunchSpec
 from taskforce.core.state import Phase
-from taskforce.core.vocabulary import DAEMON, Control
+from taskforce.core.vocabulary import DAEMON, Control, Overlap
 from taskforce.runtime import exit_log, process, readiness
 from taskforce.runtime.foreign import ExitWatch, find_daemon
 from taskforce.runtime.helpers import Helpers
@@ -40,6 +40,7 @@ from taskforce.runtime.output import OutputCapture, Stdio
 from taskforce.runtime.process import SpawnError
 from taskforce.runtime.records import ProcessRecord, Records
 from taskforce.runtime.recovery import recover
+from taskforce.runtime.schedule import Scheduler
 from taskforce.runtime.spawn_reports import SpawnReports
 from taskforce.runtime.sweep import left_behind
 
@@ -69,6 +70,9 @@ class Supervisor:
 
     def __init__(self, desired: DesiredState, records: Records | None = None) -> None:
         self.planner = Planner(desired)
+        # Timers of the tasks with a `schedule` (none without).
+        self.schedules = Scheduler(self._scheduled_run)
+        self.schedules.configure(desired.tasks)
         self.records = records or Records(None)
         self._records_version = -1
         self._exit_watch: ExitWatch | None = None
@@ -84,7 +88,7 @@ class Supervisor:
         # Task output that is not /dev/null: pipes, destinations and recent lines.
         self.output = OutputCapture(lambda: self.planner.desired)
         self._kept: list[ProcessRecord] = []
-        self._probes: set[asyncio.Task[bool]] = set()
+        self._probes: set[asyncio.Task[str | None]] = set()
         # Task processes that exited since the last sweep for what they left behind.
         self._sweep_leaders: set[int] = set()
         # Why a nowait/adopt pidfile was last doubted, per instance (logged once).
@@ -117,6 +121,7 @@ class Supervisor:
         self._exit_watch = ExitWatch(loop, self._foreign_exit)
         self._spawn_reports.start(loop)
         self._helpers.start(loop, self._devnull)
+        self.schedules.start(loop)
         try:
             self._reap()  # anything that exited before the handler was in place
             self._recover()
@@ -127,6 +132,7 @@ class Supervisor:
                 self.records.remove()
             return outcome
         finally:
+            self.schedules.close()
             self._exit_watch.close()
             for signum in handled:
                 loop.remove_signal_handler(signum)
@@ -141,6 +147,7 @@ class Supervisor:
         if self.planner.shutting_down:
             return
         self.planner.set_desired(desired)
+        self.schedules.configure(desired.tasks)
         self._schedule()
 
     def busy(self) -> bool:
@@ -190,6 +197,7 @@ class Supervisor:
         log.info("stopping all tasks (%s)", "reset" if outcome is Outcome.RESET else "exit")
         self._outcome = outcome
         self.planner.shutdown()
+        self.schedules.configure({})
         self._schedule()
 
     # ----- processes we did not start ------------------------------------------------
@@ -255,6 +263,13 @@ class Supervisor:
         if self.planner.request_run(task):
             log.info("%s: run requested (%s)", task, reason)
             self._schedule()
+
+    def _scheduled_run(self, task: str, overlap: Overlap) -> None:
+        if self.planner.request_run(task, overlap):
+            log.info("%s: run requested (schedule)", task)
+            self._schedule()
+        else:
+            log.info("%s: scheduled run skipped: the last run is still going", task)
 
     def event_signal(self, task: str, signum: int, reason: str) -> None:
         for slot, pid in self._running(task):
@@ -580,24 +595,40 @@ class Supervisor:
             self._log_exit(None, outcome)
 
     def _probe(self, action: Probe) -> None:
-        def report(ok: bool) -> None:
-            self.planner.probe_result(action.task, action.slot, action.pid, ok, self._now())
-            if ok:
-                log.info("%s[%d]: pid %d is ready", action.task, action.slot, action.pid)
+        def report(error: str | None) -> None:
+            label = f"{action.task}[{action.slot}]"
+            if action.live:
+                why = self.planner.live_result(
+                    action.task, action.slot, action.pid, error, self._now()
+                )
+                if why is not None:
+                    log.warning(
+                        "%s: pid %d is unhealthy: %s: restarting it", label, action.pid, why
+                    )
+                    self.emit("unhealthy", action.task, why, instance=action.slot, pid=action.pid)
+                elif error is not None:
+                    log.info("%s: liveness probe of pid %d failed: %s", label, action.pid, error)
+            else:
+                ok = error is None
+                self.planner.probe_result(action.task, action.slot, action.pid, ok, self._now())
+                if ok:
+                    log.info("%s: pid %d is ready", label, action.pid)
             self._schedule()
 
+        timeout = action.timeout or readiness.ATTEMPT_TIMEOUT
         if action.kind == "pidfile":
-            report(readiness.pidfile_ready(action.target))
+            report(readiness.pidfile_probe(action.target))
         elif action.kind in ("tcp", "http"):
-            probe = readiness.tcp_ready if action.kind == "tcp" else readiness.http_ready
+            probe = readiness.tcp_probe if action.kind == "tcp" else readiness.http_probe
             assert self._loop is not None
-            task = self._loop.create_task(probe(action.target))
+            task = self._loop.create_task(probe(action.target, timeout))
             self._probes.add(task)
 
-            def done(finished: asyncio.Task[bool]) -> None:
+            def done(finished: asyncio.Task[str | None]) -> None:
                 self._probes.discard(finished)
                 if not finished.cancelled():
-                    report(finished.exception() is None and finished.result())
+                    failure = finished.exception()
+                    report(f"probe failed: {failure}" if failure else finished.result())
 
             task.add_done_callback(done)
         elif action.command is not None:
@@ -613,12 +644,13 @@ class Supervisor:
                 action.slot,
                 launch,
                 str(action.pid),
-                "ready probe",
-                lambda s: report(s == 0),
-                deadline=readiness.ATTEMPT_TIMEOUT * 5,
+                "liveness probe" if action.live else "ready probe",
+                lambda s: report(None if s == 0 else f"probe command {process.describe_status(s)}"),
+                # A liveness probe has its own timeout; a readiness one is given longer.
+                deadline=timeout if action.live else readiness.ATTEMPT_TIMEOUT * 5,
             )
             if helper is None:
-                report(False)
+                report("probe command could not run")
 
     def _check(self, action: Check) -> None:
         def report(ok: bool, detail: str) -> None:

@@ -114,7 +114,11 @@
   }
 
   function failing(task) {
-    return task.state === "backing off" || task.processes.some((p) => p.failures > 0);
+    return (
+      task.state === "backing off" ||
+      task.state === "failed" ||
+      task.processes.some((p) => p.failures > 0)
+    );
   }
 
   // ----- token and access -----------------------------------------------------------------
@@ -345,7 +349,9 @@
       const most = Math.max(0, ...task.processes.map((p) => p.failures));
       return most ? ` — ${plural(most, "failure", "failures")} in a row` : "";
     }
-    return task.why && !task.why.startsWith(state) ? ` — ${task.why}` : "";
+    const why = task.why && !task.why.startsWith(state) ? ` — ${task.why}` : "";
+    // A scheduled task says when it runs next.
+    return task.next_run_t ? `${why} — next run ${when(task.next_run_t)}` : why;
   }
 
   // [from, to] spans during which a process of the task ran, within [since, now].
