@@ -49,11 +49,16 @@ def request(state: TaskState, spec: TaskSpec, reason: str) -> int:
     """
     asked = 0
     for inst in state.instances.values():
-        if inst.phase is Phase.RUNNING and inst.replaces is None and inst.slot < spec.count:
-            if inst.replace_request is None and inst.stop_request is None:
-                inst.replace_request = reason
-                asked += 1
+        if wants_replacing(inst, spec) is None and _replaceable(inst, spec):
+            inst.replace_request = reason
+            asked += 1
     return asked
+
+
+def _replaceable(inst: Instance, spec: TaskSpec) -> bool:
+    """A running process of one of the task's slots, not asked to stop."""
+    running = inst.phase is Phase.RUNNING and inst.stop_request is None
+    return running and inst.replaces is None and inst.slot < spec.count
 
 
 def plan(
