@@ -21,9 +21,11 @@ from taskforce.config.model import (
     ReadyConfig,
     RestartConfig,
     Settings,
+    SocketConfig,
     TaskConfig,
+    TaskRestartConfig,
 )
-from taskforce.config.notify_targets import NOTIFY_TARGET
+from taskforce.config.notify_targets import NOTIFY_TARGET, Whole
 from taskforce.config.output import OUTPUT
 from taskforce.config.shapes import (
     INVALID,
@@ -53,6 +55,7 @@ from taskforce.config.shapes_compound import (
     Record,
     Remembered,
 )
+from taskforce.config.sockets import DEFAULT_BACKLOG, FileMode, ListenText, Rolling, SocketName
 from taskforce.config.yaml_source import Path
 from taskforce.core.vocabulary import Control, EventType, Placement
 
@@ -262,6 +265,62 @@ READY = Record(
     what="readiness probe (a map with one of 'command', 'tcp', 'http' or 'pidfile')",
 )
 
+
+def _socket(at: Path, values: dict[str, Any]) -> SocketConfig:
+    return SocketConfig(name=str(at[-1]), **values)  # a socket is named by its key
+
+
+SOCKET = Record(
+    {
+        "listen": Field(
+            OneOf(ListenText()),
+            "host:port, [IPv6]:port (port 0: the kernel picks one), or an absolute path for "
+            "a unix socket; {name} substitutions and conditionals allowed.",
+            required=True,
+        ),
+        "backlog": Field(Whole(), f"Connections queued until accepted ({DEFAULT_BACKLOG})."),
+        "reuseport": Field(Flag(), "true: bind with SO_REUSEPORT (TCP)."),
+        "mode": Field(FileMode(), "A unix socket file's permissions, as a quoted octal string."),
+        "owner": Field(UserOrGroup(), "A unix socket file's owner (name or uid)."),
+        "group": Field(UserOrGroup(), "A unix socket file's group (name or gid)."),
+    },
+    _socket,
+    what="socket (a map with 'listen', or the listen string alone)",
+)
+
+
+@dataclass(frozen=True)
+class SocketEntry(Shape[SocketConfig]):
+    """A socket: its listen string alone, or a map with `listen` and options."""
+
+    def check(self, value: object, at: Path, report: Reporter) -> SocketConfig | Invalid:
+        if isinstance(value, str):
+            listen = ListenText().check(value, at, report)
+            return listen if isinstance(listen, Invalid) else SocketConfig(str(at[-1]), listen)
+        return SOCKET.check(value, at, report)
+
+    def json_schema(self, defs: Defs) -> JsonSchema:
+        return {"anyOf": [{"type": "string", "minLength": 1}, SOCKET.json_schema(defs)]}
+
+
+TASK_RESTART = Record(
+    {
+        "rolling": Field(
+            Rolling(),
+            "Replace the task's processes a few at a time, each new one started (and ready) "
+            "before the old one stops: true (one at a time), a number at a time, or false. "
+            "The default: one at a time when count is more than 1.",
+        ),
+        "overlap": Field(
+            Flag(),
+            "true: the task may run twice at once, so even a single process is replaced "
+            "by starting the new one first.",
+        ),
+    },
+    _model(TaskRestartConfig),
+    what="restart (a map with 'rolling' and/or 'overlap')",
+)
+
 TASK = Record(
     {
         "commands": Field(
@@ -344,6 +403,17 @@ TASK = Record(
             OUTPUT,
             "Where the task's stdout and stderr go (default /dev/null); key by key over "
             "settings.output. A change applies to running processes without a restart.",
+        ),
+        "sockets": Field(
+            MapOf(SocketEntry(), key=SocketName()),
+            "Listening sockets taskforce binds (before dropping to the task's user) and holds "
+            "across restarts, passed to every process as descriptors 3, 4... in this order "
+            "with LISTEN_FDS, LISTEN_PID and LISTEN_FDNAMES (systemd socket activation).",
+        ),
+        "restart": Field(
+            TASK_RESTART,
+            "How the task's processes are replaced by a restart, a file change or a changed "
+            "configuration: rolling (a few at a time, new before old) and overlap.",
         ),
         "placement": Field(
             OneOf(enum_choice(Placement)),

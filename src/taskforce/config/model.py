@@ -80,6 +80,27 @@ class OutputConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SocketConfig:
+    """One of a task's `sockets` (see :mod:`taskforce.config.sockets`)."""
+
+    name: str
+    listen: str | Pick[str]
+    backlog: int = 128  # config.sockets.DEFAULT_BACKLOG
+    reuseport: bool = False
+    mode: int | None = None
+    owner: str | int | None = None
+    group: str | int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRestartConfig:
+    """A task's `restart`: None for `rolling` is the default (rolling when count > 1)."""
+
+    rolling: int | None = None
+    overlap: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class TaskConfig:
     name: str
     # Command name -> argv list (raw, may hold conditionals). "start" is always present.
@@ -110,6 +131,9 @@ class TaskConfig:
     ready: ReadyConfig | None = None
     output: OutputConfig | None = None
     placement: Placement | Pick[Placement] = Placement.HOST
+    # Listening sockets taskforce holds for the task, by name in the order written.
+    sockets: Mapping[str, SocketConfig] = field(default_factory=dict)
+    restart: TaskRestartConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
