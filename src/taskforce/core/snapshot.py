@@ -8,9 +8,11 @@ status shows. Monotonic times stay valid: the clock is system-wide.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from taskforce.core.planner import Planner
+from taskforce.core.sockets import SocketSpec
 from taskforce.core.spec import InstanceSpec, LaunchSpec
 from taskforce.core.state import ExitRecord, HistoryEntry, Instance, Phase, TaskState
 from taskforce.core.vocabulary import Control
@@ -64,6 +66,8 @@ def _instance(inst: Instance) -> dict[str, Any]:
             "cwd": spec.launch.cwd,
             "user": spec.launch.user,
             "group": spec.launch.group,
+            "no_new_privs": spec.launch.no_new_privs,
+            "sockets": [dataclasses.asdict(s) for s in spec.launch.sockets],
             "commands": {k: list(v) for k, v in spec.commands.items()},
             "pidfile": spec.pidfile,
         },
@@ -123,6 +127,9 @@ def _restore_instance(item: dict[str, Any]) -> Instance:
             spec["cwd"],
             spec["user"],
             spec["group"],
+            # Older images did not write these: the running launch spec is what it is now.
+            bool(spec.get("no_new_privs", False)),
+            tuple(SocketSpec(**s) for s in spec.get("sockets", ())),
         )
         commands = {k: tuple(v) for k, v in spec["commands"].items()}
         inst.spec = InstanceSpec(launch, commands, spec["pidfile"])

@@ -176,6 +176,8 @@ class Controller:
             "restarts": 0,
             "requires": list(task.requires) if task is not None else [],
             "output_captured": False,
+            "sockets": [],
+            "rolling": None,
             "processes": [],
             "history": [],
         }
@@ -195,6 +197,9 @@ class Controller:
             "requires": list(spec.requires) if spec else [],
             # Whether /logs/TASK has anything to show (the dashboard asks only then).
             "output_captured": self._supervisor().output.captured(state.name),
+            # Listening sockets taskforce holds for it, and a rolling restart under way.
+            "sockets": self._supervisor().sockets.describe(state.name),
+            "rolling": _rolling(state),
             "processes": processes,
             "history": [
                 {
@@ -267,6 +272,8 @@ class Controller:
             "starts": inst.starts,
             "failures": inst.failures,
             "ready": inst.ready if inst.pid else None,
+            # A rolling restart's new process: the instance it is to replace.
+            "replaces": inst.replaces,
             **facts,
         }
 
@@ -438,6 +445,16 @@ class Controller:
         if supervisor is None:
             raise ControlError(503, "taskforce is not running its tasks")
         return supervisor
+
+
+def _rolling(state: TaskState) -> JSON | None:
+    """A rolling restart's progress: instances replaced so far, of how many, and which
+    are being replaced now."""
+    rolling = state.rolling
+    if rolling is None:
+        return None
+    replacing = sorted(i.replaces for i in state.instances.values() if i.replaces is not None)
+    return {"done": rolling.done, "total": rolling.total, "replacing": replacing}
 
 
 def _control(control: str | int) -> Control:
