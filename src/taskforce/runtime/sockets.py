@@ -130,8 +130,8 @@ class SocketHolder:
 
     def _close(self, key: tuple[str, str]) -> None:
         held = self._held.pop(key)
-        held.sock.close()
         log.info("%s: socket %s (%s) closed", key[0], held.spec.name, held.bound)
+        held.sock.close()
         if held.file is not None:
             _remove_file(held.spec.path, held.file)
 
