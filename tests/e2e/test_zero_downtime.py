@@ -98,7 +98,8 @@ def status(runtime: Path) -> dict[str, Any]:
     reply: dict[str, Any] = Client(Endpoint("unix", str(runtime / "taskforce.sock"))).get(
         "/status/tasks"
     )
-    return reply["web"]
+    web: dict[str, Any] = reply["web"]
+    return web
 
 
 def pids(runtime: Path) -> set[int]:

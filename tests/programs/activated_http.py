@@ -28,7 +28,7 @@ def stop(signum: int, frame: object) -> None:
 
 
 class Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - the http.server name
+    def do_GET(self) -> None:
         body = f"{os.getpid()}\n".encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
