@@ -26,7 +26,8 @@ LISTENING = re.compile(r"HTTP service listening on (http://127\.0\.0\.1:\d+)")
 def status(base: str) -> dict[str, Any]:
     with urllib.request.urlopen(f"{base}/status/tasks", timeout=10) as reply:
         data: dict[str, Any] = json.load(reply)
-    return data["api"]
+    api: dict[str, Any] = data["api"]
+    return api
 
 
 @pytest.fixture

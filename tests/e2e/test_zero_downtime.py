@@ -94,24 +94,26 @@ class Clients:
         wait_for(lambda: self.answered >= seen + requests, what=f"{requests} more answers")
 
 
-def status(runtime: Path) -> dict[str, Any]:
+def status(runtime: Path, task: str = "web") -> dict[str, Any]:
     reply: dict[str, Any] = Client(Endpoint("unix", str(runtime / "taskforce.sock"))).get(
         "/status/tasks"
     )
-    web: dict[str, Any] = reply["web"]
-    return web
+    entry: dict[str, Any] = reply[task]
+    return entry
 
 
 def pids(runtime: Path) -> set[int]:
     return {p["pid"] for p in status(runtime)["processes"] if p["pid"]}
 
 
-def settled(runtime: Path, count: int, other_than: set[int]) -> Callable[[], set[int] | None]:
+def settled(
+    runtime: Path, count: int, other_than: set[int], task: str = "web"
+) -> Callable[[], set[int] | None]:
     """A condition: `count` processes run, none of `other_than`, no roll under way."""
 
     def check() -> set[int] | None:
         try:
-            web = status(runtime)
+            web = status(runtime, task)
         except ClientError:  # not listening yet
             return None
         now = {p["pid"] for p in web["processes"] if p["pid"]}
@@ -194,3 +196,28 @@ def test_the_control_a_task_binding_its_own_socket_refuses_connections_on_restar
                 break
     assert clients.failures, "connections should have been refused during the restarts"
     assert any("Connection refused" in f or "reset" in f for f in clients.failures)
+
+
+EXAMPLES = Path(__file__).parent.parent.parent / "examples"
+
+
+def test_the_example_serves_through_its_held_socket_and_rolls(
+    tmp_path: Path, runtime: Path, taskforce: Taskforce
+) -> None:
+    # The example as written, but on a port of the kernel's choosing and run from a copy.
+    shutil.copytree(EXAMPLES / "bin", tmp_path / "bin", symlinks=True)
+    text = (EXAMPLES / "zero-downtime.conf").read_text()
+    assert '"127.0.0.1:8080"' in text
+    conf = tmp_path / "zero-downtime.conf"
+    conf.write_text(text.replace('"127.0.0.1:8080"', '"127.0.0.1:0"'))
+    taskforce.env["PATH"] = f"{Path(sys.executable).parent}:{taskforce.env['PATH']}"
+    taskforce.start("-f", str(conf), cwd=tmp_path)
+    first = wait_for(settled(runtime, 3, set(), task="hello"), what="three hello servers")
+    [sock] = status(runtime, "hello")["sockets"]
+    host, _, port = sock["address"].rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        assert b"hello from version 1, pid" in conn.makefile("rb").read()
+    assert taskforce.run("restart", "hello").returncode == 0
+    wait_for(settled(runtime, 3, first, task="hello"), what="a rolling restart")
+    assert "rolling restart" in taskforce.log()

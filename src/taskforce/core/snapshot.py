@@ -127,7 +127,7 @@ def _restore_instance(item: dict[str, Any]) -> Instance:
             spec["cwd"],
             spec["user"],
             spec["group"],
-            # Older images did not write these: the running launch spec is what it is now.
+            # (Not in the snapshots of older images.)
             bool(spec.get("no_new_privs", False)),
             tuple(SocketSpec(**s) for s in spec.get("sockets", ())),
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -113,3 +114,13 @@ def test_rolling_false_turns_it_off() -> None:
         '"restart": {"rolling": false}}}}'
     )["t"]
     assert (spec.rolling, spec.rolls) == (0, False)
+
+
+def test_the_readme_example_resolves() -> None:
+    readme = (Path(__file__).parents[3] / "README.md").read_text()
+    section = readme.split("### Held sockets and rolling restarts", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    web = resolved(example)["web"]
+    names = [s.name for s in web.instances[0].launch.sockets]
+    assert names == ["http", "admin", "ctl"]
+    assert (web.rolls, web.at_a_time) == (True, 1)
