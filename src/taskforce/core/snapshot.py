@@ -47,6 +47,9 @@ def _instance(inst: Instance) -> dict[str, Any]:
         "starts": inst.starts,
         "ran_generation": inst.ran_generation,
         "foreign": inst.foreign,
+        # A rolling restart under way goes on in the new image.
+        "replaces": inst.replaces,
+        "replace_request": inst.replace_request,
         "last_exit": None
         if inst.last_exit is None
         else [
@@ -116,6 +119,9 @@ def _restore_instance(item: dict[str, Any]) -> Instance:
     inst.starts = item["starts"]
     inst.ran_generation = item["ran_generation"]
     inst.foreign = item["foreign"]
+    if running:
+        inst.replaces = item.get("replaces")
+        inst.replace_request = item.get("replace_request")
     if item["last_exit"] is not None:
         inst.last_exit = ExitRecord(*item["last_exit"])
     spec = item["spec"]

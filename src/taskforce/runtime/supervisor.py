@@ -159,8 +159,6 @@ class Supervisor:
         """Whether something is in flight that a re-exec would lose track of."""
         if self._helpers or self._strays or self.planner.shutting_down:
             return True
-        if any(state.rolling is not None for state in self.planner.tasks.values()):
-            return True
         return any(
             inst.phase in (Phase.STOPPING, Phase.STARTING, Phase.DAEMONIZING)
             for state in self.planner.tasks.values()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
+from taskforce.core import snapshot
 from taskforce.core.actions import Action, Probe, Start, Stop
 from taskforce.core.planner import Planner
 from taskforce.core.spec import DesiredState, InstanceSpec, LaunchSpec, Policy, ReadySpec, TaskSpec
@@ -308,3 +310,25 @@ def test_a_task_that_does_not_roll_still_restarts_on_a_changed_command() -> None
     c.settle()
     c.reload(web(1, argv=("server", "--v2")))
     assert brief(c.settle()) == ["stop 101"]
+
+
+def test_a_roll_under_way_goes_on_after_an_upgrade() -> None:
+    c = Clock(web(2, ready=True))
+    c.settle()
+    c.ready(101)
+    c.ready(102)
+    c.planner.request_stop("web", "restart")
+    c.settle()  # a surge (103) beside 101, not ready yet
+    data = json.loads(json.dumps(snapshot.take(c.planner)))  # as written to the file
+    again = Clock(web(2, ready=True))
+    assert sorted(snapshot.restore(again.planner, data)) == [101, 102, 103]
+    again.now, again.next_pid = c.now, c.next_pid
+    # What ran before the hand-over counts as ready: the old process goes, the roll goes on.
+    assert brief(again.settle()) == ["stop 101"]
+    again.exit(101)
+    assert brief(again.settle()) == ["start 2"]
+    again.ready(104)
+    assert brief(again.settle()) == ["stop 102"]
+    again.exit(102)
+    again.settle()
+    assert again.pids() == {0: 103, 1: 104} and again.rolling is None
