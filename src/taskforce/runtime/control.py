@@ -191,7 +191,7 @@ class Controller:
             "count": spec.count if spec else 0,
             "running": running,
             "state": self._task_state(state, running, spec is not None),
-            "why": state.waiting_for,
+            "why": _rolling_why(state) or state.waiting_for,
             "error": None,
             "restarts": sum(max(0, i.starts - 1) for i in state.instances.values()),
             "requires": list(spec.requires) if spec else [],
@@ -455,6 +455,11 @@ def _rolling(state: TaskState) -> JSON | None:
         return None
     replacing = sorted(i.replaces for i in state.instances.values() if i.replaces is not None)
     return {"done": rolling.done, "total": rolling.total, "replacing": replacing}
+
+
+def _rolling_why(state: TaskState) -> str | None:
+    rolling = state.rolling
+    return None if rolling is None else f"rolling restart {rolling.done}/{rolling.total}"
 
 
 def _control(control: str | int) -> Control:
