@@ -136,14 +136,18 @@ static void fill(Template *items, Py_ssize_t n, const char *pid, size_t pid_size
     }
 }
 
-static void close_others(void) {
+/* Close every descriptor from `first` up. */
+static void close_others(int first) {
 #ifdef SYS_close_range
-    if (syscall(SYS_close_range, 3, ~0U, 0) == 0) return;
+    if (syscall(SYS_close_range, (unsigned int)first, ~0U, 0) == 0) return;
 #endif
     long limit = sysconf(_SC_OPEN_MAX);
     if (limit < 0 || limit > 65536) limit = 65536;
-    for (int fd = 3; fd < limit; fd++) close(fd);
+    for (int fd = first; fd < limit; fd++) close(fd);
 }
+
+/* Descriptors passed to the child as 3, 4... (held listening sockets): at most this many. */
+#define MAX_PASSED 64
 
 /* The open file limit children get back (taskforce raises its own): set by
    child_open_files(), applied in the child before exec when `child_nofile_set`. */
@@ -162,13 +166,31 @@ static PyObject *child_open_files(PyObject *self, PyObject *args) {
 
 static PyObject *spawn(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *path_obj, *argv_obj, *envp_obj, *cwd_obj, *groups_obj;
+    PyObject *path_obj, *argv_obj, *envp_obj, *cwd_obj, *groups_obj, *passed_obj = NULL;
     long uid, gid;
     int stdio[3], no_new_privs;
-    if (!PyArg_ParseTuple(args, "O!OOOllOiiip", &PyBytes_Type, &path_obj, &argv_obj, &envp_obj,
+    if (!PyArg_ParseTuple(args, "O!OOOllOiiip|O", &PyBytes_Type, &path_obj, &argv_obj, &envp_obj,
                           &cwd_obj, &uid, &gid, &groups_obj, &stdio[0], &stdio[1], &stdio[2],
-                          &no_new_privs))
+                          &no_new_privs, &passed_obj))
         return NULL;
+    int passed[MAX_PASSED];
+    int passed_count = 0;
+    if (passed_obj != NULL && passed_obj != Py_None) {
+        PyObject *fast = PySequence_Fast(passed_obj, "passed descriptors must be a sequence");
+        if (fast == NULL) return NULL;
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+        if (n > MAX_PASSED) {
+            Py_DECREF(fast);
+            PyErr_SetString(PyExc_ValueError, "too many descriptors to pass");
+            return NULL;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            passed[i] = (int)PyLong_AsLong(PySequence_Fast_GET_ITEM(fast, i));
+        }
+        Py_DECREF(fast);
+        if (PyErr_Occurred()) return NULL;
+        passed_count = (int)n;
+    }
     const char *cwd = NULL;
     if (cwd_obj != Py_None) {
         if (!PyBytes_Check(cwd_obj)) {
@@ -253,6 +275,13 @@ static PyObject *spawn(PyObject *self, PyObject *args) {
         sigprocmask(SIG_SETMASK, &none, NULL);
         if (setsid() < 0) goto failed;
         step = REDIRECTING;
+        /* Passed descriptors go to 3, 4...: first out of the way of that range and of
+           stdio (copies above it, closed below), then into place. */
+        int above = 3 + passed_count;
+        for (int i = 0; i < passed_count; i++) {
+            passed[i] = fcntl(passed[i], F_DUPFD_CLOEXEC, above);
+            if (passed[i] < 0) goto failed;
+        }
         for (int target = 0; target < 3; target++) {
             if (stdio[target] != target) {
                 if (dup2(stdio[target], target) < 0) goto failed;
@@ -261,7 +290,10 @@ static PyObject *spawn(PyObject *self, PyObject *args) {
                 if (flags >= 0 && (flags & FD_CLOEXEC)) fcntl(target, F_SETFD, flags & ~FD_CLOEXEC);
             }
         }
-        close_others();
+        for (int i = 0; i < passed_count; i++) {
+            if (dup2(passed[i], 3 + i) < 0) goto failed;  /* without close-on-exec */
+        }
+        close_others(above);
         /* Lowering a limit is always allowed; should it fail, the task runs with ours. */
         if (child_nofile_set) setrlimit(RLIMIT_NOFILE, &child_nofile);
         if (cwd != NULL) {
@@ -359,9 +391,10 @@ static PyMethodDef methods[] = {
     {"set_no_new_privs", set_no_new_privs, METH_NOARGS,
      "This process and its children gain no privilege at exec (prctl PR_SET_NO_NEW_PRIVS)."},
     {"spawn", spawn, METH_VARARGS,
-     "spawn(path, argv, envp, cwd, uid, gid, groups, stdin, stdout, stderr, no_new_privs)\n"
+     "spawn(path, argv, envp, cwd, uid, gid, groups, stdin, stdout, stderr, no_new_privs[, fds])\n"
      "-> (pid, failed step or -1, errno)\n"
-     "vfork and exec in a new session; tuples in argv/envp are joined with the child's pid."},
+     "vfork and exec in a new session; tuples in argv/envp are joined with the child's pid;\n"
+     "fds become the child's descriptors 3, 4... in order."},
     {NULL, NULL, 0, NULL},
 };
 

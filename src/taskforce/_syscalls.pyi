@@ -12,6 +12,7 @@ def spawn(
     stdout: int,
     stderr: int,
     no_new_privs: bool,
+    fds: Sequence[int] = ...,
     /,
 ) -> tuple[int, int, int]: ...
 def become_subreaper() -> None: ...

@@ -60,11 +60,14 @@ if args["open_files"]:
     resource.setrlimit(resource.RLIMIT_NOFILE, tuple(args["open_files"]))
     limits.raise_open_files()
 os.set_inheritable(os.open(os.devnull, os.O_RDONLY), True)
+# Descriptors to pass as 3, 4...: pipes opened now (so among the low numbers), passed in
+# the reverse order of their numbers.
+passed = sorted((os.pipe()[0] for _ in range(args["passed"])), reverse=True)
 read_out, write_out = os.pipe()
-spawned = process.spawn(
+spawned = process.prepare(
     SimpleNamespace(**args["launch"]),
-    stdin=os.open(os.devnull, os.O_RDONLY), stdout=write_out, stderr=write_out,
-)
+    stdin=os.open(os.devnull, os.O_RDONLY), stdout=write_out, stderr=write_out, fds=passed,
+)()
 os.close(write_out)
 output = b""
 while chunk := os.read(read_out, 65536):
@@ -74,7 +77,8 @@ error = spawned.error
 if spawned.error_fd >= 0:
     error = process.read_spawn_error(spawned.error_fd)
 print(json.dumps({"pid": spawned.pid, "output": output.decode(), "error": error,
-                  "exited": os.WIFEXITED(status)}))
+                  "exited": os.WIFEXITED(status),
+                  "passed": [os.fstat(fd).st_ino for fd in passed]}))
 """
 
 
@@ -84,6 +88,7 @@ def run(
     *,
     ignore_sighup: bool = False,
     open_files: tuple[int, int] | None = None,
+    passed: int = 0,
 ) -> tuple[int, str, str | None]:
     """Spawn through `path` (fork or vfork), wait, and return (pid, output, spawn error).
     `open_files`: the RLIMIT_NOFILE the spawner is given (it raises it, as taskforce does)."""
@@ -91,6 +96,7 @@ def run(
         "path": path,
         "ignore_sighup": ignore_sighup,
         "open_files": open_files,
+        "passed": passed,
         "launch": asdict(launch),
     }
     done = subprocess.run(
@@ -103,7 +109,12 @@ def run(
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["exited"]
+    _passed_inodes[:] = result["passed"]
     return result["pid"], result["output"], result["error"]
+
+
+# The inodes of the descriptors the last run() passed, in the order passed.
+_passed_inodes: list[int] = []
 
 
 def shell(script: str, **keys: object) -> Launch:
@@ -151,6 +162,16 @@ def test_only_stdio_is_inherited(spawn_path: str) -> None:
     _, output, error = run(shell("ls /proc/$$/fd"), spawn_path)  # the runner left one open
     assert error is None
     assert sorted(int(fd) for fd in output.split()) == [0, 1, 2]
+
+
+def test_passed_descriptors_become_3_and_up_in_order(spawn_path: str) -> None:
+    # Held listening sockets reach the task this way (systemd's LISTEN_FDS convention).
+    script = "ls /proc/$$/fd; readlink /proc/$$/fd/3 /proc/$$/fd/4 /proc/$$/fd/5"
+    _, output, error = run(shell(script), spawn_path, passed=3)
+    assert error is None
+    *fds, three, four, five = output.split()
+    assert sorted(int(fd) for fd in fds) == [0, 1, 2, 3, 4, 5]
+    assert [three, four, five] == [f"pipe:[{inode}]" for inode in _passed_inodes]
 
 
 def test_cwd_and_credentials(spawn_path: str, tmp_path: Path) -> None:

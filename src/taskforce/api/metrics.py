@@ -135,7 +135,29 @@ def _tasks(tasks: dict[str, Any]) -> list[Family]:
         "gauge",
         "Liveness probes of the running process failed in a row.",
     )
+    held = Family(
+        "taskforce_socket_held", "gauge",
+        "1 for each listening socket taskforce holds for a task (its address as a label).",
+    )  # fmt: skip
+    rolling = Family(
+        "taskforce_rolling_restart", "gauge", "1 while a rolling restart of the task is under way."
+    )
+    rolled = Family(
+        "taskforce_rolling_restart_replaced", "gauge",
+        "Instances a rolling restart under way has replaced so far.",
+    )  # fmt: skip
+    to_roll = Family(
+        "taskforce_rolling_restart_instances", "gauge",
+        "Instances a rolling restart under way replaces in all.",
+    )  # fmt: skip
     for task, entry in tasks.items():
+        for sock in entry.get("sockets", ()):
+            held.add(1, task=task, socket=sock["name"], address=sock["address"])
+        progress = entry.get("rolling")
+        rolling.add(0 if progress is None else 1, task=task)
+        if progress is not None:
+            rolled.add(progress["done"], task=task)
+            to_roll.add(progress["total"], task=task)
         current = entry.get("state")
         if entry.get("next_run_t") is not None:
             next_run.add(entry["next_run_t"], task=task)
@@ -161,7 +183,7 @@ def _tasks(tasks: dict[str, Any]) -> list[Family]:
                 killed.add(signal, task=task, index=index)
     return [
         *(state, wanted, up, ready, failures, starts, restarts, code, killed, started, cpu, rss),
-        *(next_run, live_failures),
+        *(next_run, live_failures, held, rolling, rolled, to_roll),
     ]
 
 

@@ -22,6 +22,7 @@ from taskforce.config.model import (
     ReadyConfig,
     RestartConfig,
     Settings,
+    SocketConfig,
     TaskConfig,
 )
 from taskforce.config.notify_targets import NOTIFY_TARGET, OnlyWith, Whole
@@ -55,6 +56,7 @@ from taskforce.config.shapes_compound import (
     Record,
     Remembered,
 )
+from taskforce.config.sockets import DEFAULT_BACKLOG, FileMode, ListenText, Rolling, SocketName
 from taskforce.config.yaml_source import Path
 from taskforce.core.spec import ScheduleSpec
 from taskforce.core.vocabulary import Control, EventType, Overlap, Placement
@@ -351,6 +353,62 @@ SCHEDULE = Record(
     what="schedule (a map with 'cron' or 'interval')",
 )
 
+
+def _socket(at: Path, values: dict[str, Any]) -> SocketConfig:
+    return SocketConfig(name=str(at[-1]), **values)  # a socket is named by its key
+
+
+SOCKET = Record(
+    {
+        "listen": Field(
+            OneOf(ListenText()),
+            "host:port, [IPv6]:port (port 0: the kernel picks one), or an absolute path for "
+            "a unix socket; {name} substitutions and conditionals allowed.",
+            required=True,
+        ),
+        "backlog": Field(Whole(), f"Connections queued until accepted ({DEFAULT_BACKLOG})."),
+        "reuseport": Field(Flag(), "true: bind with SO_REUSEPORT (TCP)."),
+        "mode": Field(FileMode(), "A unix socket file's permissions, as a quoted octal string."),
+        "owner": Field(UserOrGroup(), "A unix socket file's owner (name or uid)."),
+        "group": Field(UserOrGroup(), "A unix socket file's group (name or gid)."),
+    },
+    _socket,
+    what="socket (a map with 'listen', or the listen string alone)",
+)
+
+
+@dataclass(frozen=True)
+class SocketEntry(Shape[SocketConfig]):
+    """A socket: its listen string alone, or a map with `listen` and options."""
+
+    def check(self, value: object, at: Path, report: Reporter) -> SocketConfig | Invalid:
+        if isinstance(value, str):
+            listen = ListenText().check(value, at, report)
+            return listen if isinstance(listen, Invalid) else SocketConfig(str(at[-1]), listen)
+        return SOCKET.check(value, at, report)
+
+    def json_schema(self, defs: Defs) -> JsonSchema:
+        return {"anyOf": [{"type": "string", "minLength": 1}, SOCKET.json_schema(defs)]}
+
+
+TASK_RESTART = Record(
+    {
+        **RESTART.fields,
+        "rolling": Field(
+            Rolling(),
+            "Replace the task's processes a few at a time, each new one started (and ready) "
+            "before the old one stops: true (one at a time), a number at a time, or false. "
+            "The default: one at a time when count is more than 1.",
+        ),
+        "overlap": Field(
+            Flag(),
+            "true: the task may run twice at once, so even a single process is replaced "
+            "by starting the new one first.",
+        ),
+    },
+    _model(RestartConfig),
+)
+
 TASK = Record(
     {
         "commands": Field(
@@ -444,10 +502,18 @@ TASK = Record(
             "once and event tasks: run by a timer, on a cron expression or every `interval` "
             "seconds.",
         ),
+        "sockets": Field(
+            MapOf(SocketEntry(), key=SocketName()),
+            "Listening sockets taskforce binds (before dropping to the task's user) and holds "
+            "across restarts, passed to every process as descriptors 3, 4... in this order "
+            "with LISTEN_FDS, LISTEN_PID and LISTEN_FDNAMES (systemd socket activation).",
+        ),
         "restart": Field(
-            RESTART,
+            TASK_RESTART,
             "This task's own restart policy, key by key over settings.restart (max_failures "
-            "and window included).",
+            "and window included), and how its processes are replaced by a restart, a file "
+            "change or a changed configuration: rolling (a few at a time, new before old) "
+            "and overlap.",
         ),
         "placement": Field(
             OneOf(enum_choice(Placement)),

@@ -90,6 +90,10 @@ class RestartConfig:
     max_delay: float | Pick[float] | None = None
     max_failures: int | Pick[int] | None = None
     window: float | Pick[float] | None = None
+    # A task's only: how its processes are replaced. None for `rolling` is the default
+    # (rolling when count > 1).
+    rolling: int | None = None
+    overlap: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +110,19 @@ class OutputConfig:
     max_bytes: int | Pick[int] | None = None
     backups: int | Pick[int] | None = None
     syslog_socket: str | Pick[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SocketConfig:
+    """One of a task's `sockets` (see :mod:`taskforce.config.sockets`)."""
+
+    name: str
+    listen: str | Pick[str]
+    backlog: int = 128  # config.sockets.DEFAULT_BACKLOG
+    reuseport: bool = False
+    mode: int | None = None
+    owner: str | int | None = None
+    group: str | int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +158,8 @@ class TaskConfig:
     placement: Placement | Pick[Placement] = Placement.HOST
     live: LiveConfig | None = None
     schedule: ScheduleSpec | None = None
+    # Listening sockets taskforce holds for the task, by name in the order written.
+    sockets: Mapping[str, SocketConfig] = field(default_factory=dict)
     restart: RestartConfig | None = None
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Container, Iterator, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, TypeVar
 
 from taskforce.config.context import (
@@ -39,6 +39,7 @@ from taskforce.config.model import (
 from taskforce.config.output import resolve_output
 from taskforce.config.reuse import ResolveCache
 from taskforce.config.roles import Roles
+from taskforce.config.sockets import resolve_sockets
 from taskforce.config.validate import find_cycles
 from taskforce.config.yaml_source import Path
 from taskforce.core.spec import (
@@ -149,6 +150,13 @@ def _resolve_task(shared: SharedContext, name: str, task: TaskConfig) -> TaskSpe
         _event(event, values, f"{at}.events[{index}]", task)
         for index, event in enumerate(task.events)
     )
+    if task.sockets:
+        sockets = resolve_sockets(task.sockets, values, at)
+        instances = [
+            replace(i, launch=replace(i.launch, sockets=sockets)) if sockets else i
+            for i in instances
+        ]
+    restart = task.restart
     return TaskSpec(
         name=name,
         control=chosen.control,
@@ -163,6 +171,8 @@ def _resolve_task(shared: SharedContext, name: str, task: TaskConfig) -> TaskSpe
         live=_live(task, chosen.control, values, f"{at}.live"),
         schedule=_schedule(task, chosen.control, at),
         restart=_restart(task.restart, values, f"{at}.restart") if task.restart else (),
+        rolling=restart.rolling if restart is not None else None,
+        overlap=restart is not None and restart.overlap,
     )
 
 

@@ -21,12 +21,21 @@ returns.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from taskforce.core import daemons, liveness, ordering, readiness, restart, starting, stopping
+from taskforce.core import (
+    daemons,
+    liveness,
+    ordering,
+    readiness,
+    restart,
+    rolling,
+    starting,
+    stopping,
+)
 from taskforce.core.actions import Action, Release
 from taskforce.core.deadline import earliest
-from taskforce.core.spec import DesiredState, TaskSpec, restart_policy
+from taskforce.core.spec import DesiredState, InstanceSpec, TaskSpec, restart_policy
 from taskforce.core.state import ExitRecord, HistoryEntry, Instance, Phase, TaskState
 from taskforce.core.vocabulary import (
     DAEMON,
@@ -220,7 +229,14 @@ class Planner:
         state = self.tasks.get(task)
         if state is None:
             return 0
-        asked = 1 if self._revive(state) else 0
+        revived = 1 if self._revive(state) else 0
+        spec = self._desired.tasks.get(task)
+        if spec is not None and spec.rolls:
+            asked = rolling.request(state, spec, reason)
+            if asked:
+                self._touch(task)
+            return asked + revived
+        asked = revived
         for inst in state.instances.values():
             if inst.phase is Phase.RUNNING and inst.stop_request is None:
                 inst.stop_request = reason
@@ -353,6 +369,10 @@ class Planner:
             if not state.instances:
                 del self.tasks[name]
             return deadline
+        policy = self._desired.policy
+        deadline = earliest(
+            deadline, rolling.plan(state, spec, policy, now, actions, self._promote)
+        )
         self._forget_idle(state, keep=spec.count)
         if spec.control in KEEP_RUNNING or spec.control in RUN_TO_COMPLETION:
             starts = starting.plan_starts(state, spec, self._desired, self.tasks, now, actions)
@@ -393,7 +413,7 @@ class Planner:
                         deadline = steady_at
                 if spec is not None:
                     # Changes that do not need a restart (stop command, pidfile) apply now.
-                    inst.spec = spec.instances[inst.slot]
+                    inst.spec = _applied(inst, spec)
                     if spec.time_limit is not None:
                         deadline = earliest(deadline, inst.started_at + spec.time_limit)
                     if spec.control in DAEMON and not inst.launcher:
@@ -468,6 +488,19 @@ class Planner:
             gave_up,
         )
 
+    def _promote(self, state: TaskState, surge: Instance, slot: int) -> None:
+        """A surge instance takes the slot it replaced (see core/rolling.py)."""
+        old = state.instances.get(slot)
+        del state.instances[surge.slot]
+        if old is not None:
+            surge.starts += old.starts
+            surge.last_exit = old.last_exit
+        surge.slot, surge.replaces = slot, None
+        state.instances[slot] = surge
+        if surge.pid is not None:
+            self._by_pid[surge.pid] = (state.name, slot)
+            self._pid_version += 1
+
     def _forget_idle(self, state: TaskState, keep: int) -> None:
         for slot in [s for s, i in state.instances.items() if s >= keep and i.phase is Phase.IDLE]:
             del state.instances[slot]
@@ -489,3 +522,13 @@ def _gave_up(policy: RestartPolicy) -> str:
     """Why a slot gave up, in words (the history entry's detail)."""
     within = f" within {policy.window:g}s" if policy.window is not None else " in a row"
     return f"{policy.max_failures} failures{within} (restart.max_failures)"
+
+
+def _applied(inst: Instance, spec: TaskSpec) -> InstanceSpec:
+    """The instance spec a running process goes on with: the new one, but for the launch
+    it was started with (a rolling task replaces an outdated process rather than stopping
+    it: it must stay outdated until then)."""
+    new = spec.instances[inst.place]
+    if inst.spec is None or inst.spec.launch == new.launch:
+        return new
+    return replace(new, launch=inst.spec.launch)

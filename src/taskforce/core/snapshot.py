@@ -8,9 +8,11 @@ status shows. Monotonic times stay valid: the clock is system-wide.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from taskforce.core.planner import Planner
+from taskforce.core.sockets import SocketSpec
 from taskforce.core.spec import InstanceSpec, LaunchSpec
 from taskforce.core.state import ExitRecord, HistoryEntry, Instance, Phase, TaskState
 from taskforce.core.vocabulary import Control
@@ -47,6 +49,9 @@ def _instance(inst: Instance) -> dict[str, Any]:
         "starts": inst.starts,
         "ran_generation": inst.ran_generation,
         "foreign": inst.foreign,
+        # A rolling restart under way goes on in the new image.
+        "replaces": inst.replaces,
+        "replace_request": inst.replace_request,
         "last_exit": None
         if inst.last_exit is None
         else [
@@ -66,6 +71,8 @@ def _instance(inst: Instance) -> dict[str, Any]:
             "cwd": spec.launch.cwd,
             "user": spec.launch.user,
             "group": spec.launch.group,
+            "no_new_privs": spec.launch.no_new_privs,
+            "sockets": [dataclasses.asdict(s) for s in spec.launch.sockets],
             "commands": {k: list(v) for k, v in spec.commands.items()},
             "pidfile": spec.pidfile,
         },
@@ -117,6 +124,9 @@ def _restore_instance(item: dict[str, Any]) -> Instance:
     inst.starts = item["starts"]
     inst.ran_generation = item["ran_generation"]
     inst.foreign = item["foreign"]
+    if running:
+        inst.replaces = item.get("replaces")
+        inst.replace_request = item.get("replace_request")
     if item["last_exit"] is not None:
         inst.last_exit = ExitRecord(*item["last_exit"])
     spec = item["spec"]
@@ -128,6 +138,9 @@ def _restore_instance(item: dict[str, Any]) -> Instance:
             spec["cwd"],
             spec["user"],
             spec["group"],
+            # (Not in the snapshots of older images.)
+            bool(spec.get("no_new_privs", False)),
+            tuple(SocketSpec(**s) for s in spec.get("sockets", ())),
         )
         commands = {k: tuple(v) for k, v in spec["commands"].items()}
         inst.spec = InstanceSpec(launch, commands, spec["pidfile"])

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from taskforce.core.sockets import SocketSpec
 from taskforce.core.vocabulary import Control, EventType, Overlap, RestartPolicy
 
 # The process id is only known once the process exists. Resolution leaves this marker
@@ -36,6 +37,9 @@ class LaunchSpec:
     user: str | int | None = None
     group: str | int | None = None
     no_new_privs: bool = False
+    # The listening sockets taskforce holds for the task and passes to the process (a
+    # changed definition means a new socket, so a new process).
+    sockets: tuple[SocketSpec, ...] = ()
 
     def env_value(self, key: str) -> str | None:
         for k, v in self.env:
@@ -166,10 +170,28 @@ class TaskSpec:
     schedule: ScheduleSpec | None = None
     # The task's own `restart` keys, over the settings' policy (key, value) by key.
     restart: tuple[tuple[str, float | int | None], ...] = ()
+    # Replacing instances (restart, file change, changed configuration): how many at a
+    # time, a new one started (and ready) before the old one stops. None: one at a time
+    # when count > 1, as before otherwise; 0: never (stop, then start).
+    rolling: int | None = None
+    # The task can run twice at once: a single instance is replaced the same way.
+    overlap: bool = False
 
     @property
     def count(self) -> int:
         return len(self.instances)
+
+    @property
+    def rolls(self) -> bool:
+        """Whether instances are replaced by rolling restarts (see core/rolling.py)."""
+        if self.control is not Control.WAIT or self.rolling == 0:
+            return False
+        return self.count > 1 or self.overlap
+
+    @property
+    def at_a_time(self) -> int:
+        """How many instances a rolling restart replaces at once."""
+        return max(1, self.rolling or 1)
 
 
 @dataclass(frozen=True, slots=True)

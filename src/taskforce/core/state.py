@@ -93,6 +93,15 @@ class Instance:
     live_probing: bool = False
     live_failures: int = 0
     live_error: str | None = None
+    # Rolling restarts (see core/rolling.py): this process is a surge instance, started
+    # to replace the one in slot `replaces`; or it is asked to be replaced (why).
+    replaces: int | None = None
+    replace_request: str | None = None
+
+    @property
+    def place(self) -> int:
+        """The slot whose instance spec this process runs (a surge's: the one it replaces)."""
+        return self.slot if self.replaces is None else self.replaces
 
     def ended(self, record: ExitRecord) -> None:
         """The process of this slot ended (or never started): forget it, keep the counters."""
@@ -113,6 +122,7 @@ class Instance:
         self.probing = False
         self.live_probing = False
         self.live_failures = 0
+        self.replace_request = None
 
 
 # Starts and exits remembered per task, for status timelines; bounded so that a flapping
@@ -127,6 +137,18 @@ class HistoryEntry:
     kind: str  # "start", "exit", "failed" (could not start), "gave up"
     pid: int | None
     detail: str  # e.g. the wait status in words, or why a start failed
+
+
+@dataclass(slots=True)
+class Rolling:
+    """A rolling restart under way: instances replaced so far, of how many."""
+
+    started_at: float  # monotonic
+    total: int
+    done: int = 0
+    # Replacements that did not come up in a row, and when the next may be tried.
+    failures: int = 0
+    not_before: float = 0.0
 
 
 @dataclass(slots=True)
@@ -146,6 +168,7 @@ class TaskState:
     waiting: Waiting | None = None
     waiting_for: str | None = None
     history: deque[HistoryEntry] = field(default_factory=lambda: deque(maxlen=HISTORY_LENGTH))
+    rolling: Rolling | None = None
 
     def running(self) -> int:
         return sum(1 for i in self.instances.values() if i.pid is not None)

@@ -178,6 +178,8 @@ class Controller:
             "next_run": None,
             "next_run_t": None,
             "output_captured": False,
+            "sockets": [],
+            "rolling": None,
             "processes": [],
             "history": [],
         }
@@ -193,7 +195,7 @@ class Controller:
             "count": spec.count if spec else 0,
             "running": running,
             "state": self._task_state(state, running, spec is not None),
-            "why": state.waiting_for,
+            "why": _rolling_why(state) or state.waiting_for,
             "error": None,
             "restarts": sum(max(0, i.starts - 1) for i in state.instances.values()),
             "requires": list(spec.requires) if spec else [],
@@ -202,6 +204,9 @@ class Controller:
             "next_run_t": next_run,
             # Whether /logs/TASK has anything to show (the dashboard asks only then).
             "output_captured": self._supervisor().output.captured(state.name),
+            # Listening sockets taskforce holds for it, and a rolling restart under way.
+            "sockets": self._supervisor().sockets.describe(state.name),
+            "rolling": _rolling(state),
             "processes": processes,
             "history": [
                 {
@@ -279,6 +284,8 @@ class Controller:
             # Liveness probes failed in a row, and the last one's error (None: no probe).
             "live_failures": inst.live_failures if live else None,
             "live_error": inst.live_error if live else None,
+            # A rolling restart's new process: the instance it is to replace.
+            "replaces": inst.replaces,
             **facts,
         }
 
@@ -450,6 +457,21 @@ class Controller:
         if supervisor is None:
             raise ControlError(503, "taskforce is not running its tasks")
         return supervisor
+
+
+def _rolling(state: TaskState) -> JSON | None:
+    """A rolling restart's progress: instances replaced so far, of how many, and which
+    are being replaced now."""
+    rolling = state.rolling
+    if rolling is None:
+        return None
+    replacing = sorted(i.replaces for i in state.instances.values() if i.replaces is not None)
+    return {"done": rolling.done, "total": rolling.total, "replacing": replacing}
+
+
+def _rolling_why(state: TaskState) -> str | None:
+    rolling = state.rolling
+    return None if rolling is None else f"rolling restart {rolling.done}/{rolling.total}"
 
 
 def _control(control: str | int) -> Control:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import _signal  # type: ignore[import-not-found]  # the C half of `signal`
 import contextlib
 import errno
+import fcntl
 import functools
 import grp
 import os
@@ -172,9 +173,12 @@ def prepare(
     stderr: int,
     argv: Sequence[str] | None = None,
     pid_value: str | None = None,
+    fds: Sequence[int] = (),
 ) -> Job:
     """Everything spawn() does before it forks, done now (SpawnError for the problems it
-    finds); the job returned forks and execs. Jobs on the vfork path may run in threads."""
+    finds); the job returned forks and execs. Jobs on the vfork path may run in threads.
+
+    `fds` become the child's descriptors 3, 4... in order (held listening sockets)."""
     env = dict(launch.env)
     words = list(argv if argv is not None else launch.argv)
     executable = find_program(words[0] if argv is not None else launch.program, env)
@@ -191,9 +195,13 @@ def prepare(
     no_new_privs = launch.no_new_privs
     if _vfork is not None and use_vfork:
         _give_children_their_limit()
-        return _vfork_job(executable, words, env, launch.cwd, creds, stdio, no_new_privs)
+        return _vfork_job(
+            executable, words, env, launch.cwd, creds, stdio, no_new_privs, tuple(fds)
+        )
     drop = _no_new_privs_setter() if no_new_privs else None
-    return functools.partial(_fork, executable, words, env, launch.cwd, creds, stdio, drop)
+    return functools.partial(
+        _fork, executable, words, env, launch.cwd, creds, stdio, drop, tuple(fds)
+    )
 
 
 _children_limit: tuple[int, int] | None = None  # what the C spawner was last told
@@ -243,6 +251,7 @@ def _fork(
     creds: Credentials | None,
     stdio: tuple[int, int, int],
     no_new_privs: Callable[[], None] | None = None,
+    fds: tuple[int, ...] = (),
 ) -> Spawned:
     marked = any(TASK_PID_MARKER in w for w in words) or any(
         TASK_PID_MARKER in v for v in env.values()
@@ -259,7 +268,7 @@ def _fork(
             os.close(read_fd)
             raise SpawnError(f"cannot fork: {_shortage(exc)}") from None
         if pid == 0:  # pragma: no cover - runs in the child, which execs or exits
-            _become(executable, words, env, marked, cwd, creds, write_fd, stdio, no_new_privs)
+            _become(executable, words, env, marked, cwd, creds, write_fd, stdio, no_new_privs, fds)
     finally:
         _sigmask(signal.SIG_SETMASK, old_mask)
         os.close(write_fd)
@@ -295,6 +304,7 @@ def _vfork_job(
     creds: Credentials | None,
     stdio: tuple[int, int, int],
     no_new_privs: bool,
+    fds: tuple[int, ...] = (),
 ) -> Job:
     assert _vfork is not None
     spawn_c = _vfork.spawn
@@ -308,6 +318,7 @@ def _vfork_job(
         None if creds is None else creds.groups,
         *stdio,
         no_new_privs,
+        fds,
     )
 
     def job() -> Spawned:
@@ -343,6 +354,7 @@ def _become(
     error_fd: int,
     stdio: tuple[int, int, int],
     no_new_privs: Callable[[], None] | None,
+    fds: tuple[int, ...] = (),
 ) -> None:  # pragma: no cover - child side
     """In the child: become the task, or report why not and exit 127."""
     step = "preparing"
@@ -361,10 +373,18 @@ def _become(
             env = {k: v.replace(TASK_PID_MARKER, mine) for k, v in env.items()}
         os.setsid()
         step = "redirecting stdio"
+        # Passed descriptors go to 3, 4...: first out of the way of that range (and of
+        # stdio), with the error pipe.
+        above = 3 + len(fds)
+        if fds:
+            fds = tuple(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, above) for fd in fds)
+            error_fd = fcntl.fcntl(error_fd, fcntl.F_DUPFD_CLOEXEC, above)
         for target, fd in enumerate(stdio):
             if fd != target:
                 os.dup2(fd, target)
-        os.closerange(3, error_fd)
+        for target, fd in enumerate(fds, 3):
+            os.dup2(fd, target)  # inheritable: it stays open across exec
+        os.closerange(above, error_fd)
         os.closerange(error_fd + 1, _fd_limit())
         given = limits.for_children()
         if given is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import logging
 import os
@@ -29,7 +30,8 @@ from taskforce.core.actions import (
     Stop,
 )
 from taskforce.core.planner import ExitOutcome, Planner
-from taskforce.core.spec import DesiredState, LaunchSpec
+from taskforce.core.sockets import activation_env
+from taskforce.core.spec import TASK_PID_MARKER, DesiredState, LaunchSpec
 from taskforce.core.state import Phase
 from taskforce.core.vocabulary import DAEMON, Control, Overlap
 from taskforce.runtime import exit_log, process, readiness
@@ -41,6 +43,7 @@ from taskforce.runtime.process import SpawnError
 from taskforce.runtime.records import ProcessRecord, Records
 from taskforce.runtime.recovery import recover
 from taskforce.runtime.schedule import Scheduler
+from taskforce.runtime.sockets import SocketHolder
 from taskforce.runtime.spawn_reports import SpawnReports
 from taskforce.runtime.sweep import left_behind
 
@@ -87,6 +90,8 @@ class Supervisor:
         self._devnull = -1
         # Task output that is not /dev/null: pipes, destinations and recent lines.
         self.output = OutputCapture(lambda: self.planner.desired)
+        # Listening sockets held for tasks (their `sockets`), kept across restarts.
+        self.sockets = SocketHolder()
         self._kept: list[ProcessRecord] = []
         self._probes: set[asyncio.Task[str | None]] = set()
         # Task processes that exited since the last sweep for what they left behind.
@@ -122,10 +127,12 @@ class Supervisor:
         self._spawn_reports.start(loop)
         self._helpers.start(loop, self._devnull)
         self.schedules.start(loop)
+        outcome = Outcome.STOPPED
         try:
             self._reap()  # anything that exited before the handler was in place
             self._recover()
             self.records.begin()
+            self.sockets.keep(self.planner.desired)  # those handed over and still wanted
             self._schedule()
             outcome = await self._done
             if outcome is Outcome.STOPPED and not self._kept:
@@ -133,6 +140,10 @@ class Supervisor:
             return outcome
         finally:
             self.schedules.close()
+            if outcome in (Outcome.UPGRADE, Outcome.RESET):
+                self.sockets.hand_over()  # the next image serves them on
+            else:
+                self.sockets.close()
             self._exit_watch.close()
             for signum in handled:
                 loop.remove_signal_handler(signum)
@@ -148,6 +159,7 @@ class Supervisor:
             return
         self.planner.set_desired(desired)
         self.schedules.configure(desired.tasks)
+        self.sockets.keep(desired)
         self._schedule()
 
     def busy(self) -> bool:
@@ -525,12 +537,16 @@ class Supervisor:
             prepared: list[tuple[Start, Stdio, process.Job]] = []
             for action in actions[first : first + _START_SLICE]:
                 stdio = self.output.stdio(action.spec.output, self._devnull)
+                launch, fds = action.spec.launch, tuple[int, ...]()
                 try:
+                    if launch.sockets:
+                        launch, fds = self._with_sockets(action.task, launch)
                     job = process.prepare(
-                        action.spec.launch,
+                        launch,
                         stdin=self._devnull,
                         stdout=stdio.stdout,
                         stderr=stdio.stderr,
+                        fds=fds,
                     )
                 except (SpawnError, OSError) as exc:
                     self._start_failed(action, stdio, exc)
@@ -542,6 +558,13 @@ class Supervisor:
                     self._start_failed(action, stdio, result)
                 else:
                     self._started(action, stdio, result)
+
+    def _with_sockets(self, task: str, launch: LaunchSpec) -> tuple[LaunchSpec, tuple[int, ...]]:
+        """The launch spec with the socket-activation environment, and the descriptors of
+        the task's held sockets (bound now if need be: SpawnError if one cannot be)."""
+        fds = tuple(self.sockets.fds(task, launch.sockets))
+        env = launch.env + activation_env(launch.sockets, TASK_PID_MARKER)
+        return dataclasses.replace(launch, env=env), fds
 
     def _start_failed(self, action: Start, stdio: Stdio, exc: Exception) -> None:
         stdio.abandon()

@@ -345,6 +345,10 @@
 
   // What the state badge does not say already.
   function reason(task, state) {
+    if (task.rolling) {
+      // A rolling restart: instances replaced so far, of how many.
+      return ` — rolling restart ${task.rolling.done}/${task.rolling.total}`;
+    }
     if (state === "backing off") {
       const most = Math.max(0, ...task.processes.map((p) => p.failures));
       return most ? ` — ${plural(most, "failure", "failures")} in a row` : "";
@@ -423,6 +427,16 @@
     const facts = [`control ${task.control ?? "—"}`, `count ${task.count}`];
     if (task.requires && task.requires.length) facts.push(`requires ${task.requires.join(", ")}`);
     box.append(el("p", { class: "facts" }, facts.join(" · ")));
+    if (task.sockets && task.sockets.length) {
+      // Listening sockets taskforce holds for the task (passed as descriptors 3 and up).
+      const held = task.sockets.map((s) => `${s.name} ${s.address} (fd ${s.fd})`);
+      box.append(el("p", { class: "facts sockets" }, `held sockets: ${held.join(" · ")}`));
+    }
+    if (task.rolling) {
+      const r = task.rolling;
+      const now = r.replacing.length ? `, replacing ${r.replacing.join(", ")}` : "";
+      box.append(el("p", { class: "facts rolling" }, `rolling restart: ${r.done} of ${r.total} replaced${now}`));
+    }
 
     const table = el("table", { class: "procs" });
     table.append(
@@ -459,7 +473,7 @@
           { "data-instance": String(p.instance) },
           el("td", { class: "num" }, String(p.instance)),
           el("td", { class: "num" }, p.pid ? String(p.pid) : "—"),
-          el("td", {}, p.state),
+          el("td", {}, p.replaces == null ? p.state : `${p.state} (replacing ${p.replaces})`),
           cpu,
           memory,
           started,
