@@ -28,6 +28,7 @@ from taskforce.config.host import HostFacts, UserInfo
 from taskforce.config.model import (
     Config,
     EventConfig,
+    LimitsConfig,
     Pick,
     ReadyConfig,
     Settings,
@@ -40,12 +41,16 @@ from taskforce.config.roles import Roles
 from taskforce.config.validate import find_cycles
 from taskforce.config.yaml_source import Path
 from taskforce.core.spec import (
+    NO_CGROUP_LIMITS,
+    NO_LIMITS,
     TASK_PID_MARKER,
+    CgroupLimits,
     DesiredState,
     EventSpec,
     InstanceSpec,
     LaunchSpec,
     Policy,
+    ProcessLimits,
     ReadySpec,
     TaskSpec,
 )
@@ -150,6 +155,7 @@ def _resolve_task(shared: SharedContext, name: str, task: TaskConfig) -> TaskSpe
         events=tuple(event for event in events if event is not None),
         ready=_ready(task.ready, values, f"{at}.ready"),
         cluster=chosen.placement is Placement.CLUSTER,
+        memory_restart=task.memory_restart,
     )
 
 
@@ -283,7 +289,9 @@ def _policy(
     timing = {
         key: one(settings, _SETTINGS_DEFAULTS, key, f"settings.{key}") for key in _POLICY_KEYS
     }
-    return Policy(restart=restart, **timing)
+    return Policy(
+        restart=restart, memory_check_interval=settings.memory_check_interval, **timing
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,6 +406,8 @@ def _instance(
         user=context.user,
         group=context.group,
         no_new_privs=task.no_new_privs,
+        limits=_process_limits(task),
+        cgroup=_cgroup_limits(task.limits),
     )
     ready_command = None
     if task.ready is not None and task.ready.command is not None:
@@ -416,6 +426,24 @@ def _instance(
         output=output,
         ready_command=ready_command,
     )
+
+
+def _process_limits(task: TaskConfig) -> ProcessLimits:
+    if task.limits is None and task.umask is None and task.nice is None:
+        if task.oom_score_adj is None:
+            return NO_LIMITS
+    return ProcessLimits(
+        rlimits=() if task.limits is None else task.limits.rlimits,
+        umask=task.umask,
+        nice=task.nice,
+        oom_score_adj=task.oom_score_adj,
+    )
+
+
+def _cgroup_limits(limits: LimitsConfig | None) -> CgroupLimits:
+    if limits is None or (limits.memory is None and limits.cpu is None and limits.pids is None):
+        return NO_CGROUP_LIMITS
+    return CgroupLimits(memory=limits.memory, cpu=limits.cpu, pids=limits.pids)
 
 
 def _one(value: Value, context: Mapping[str, str], path: str) -> str | None:

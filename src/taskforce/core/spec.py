@@ -20,6 +20,33 @@ from taskforce.core.vocabulary import Control, EventType, RestartPolicy
 # NUL can never occur in a real argument or environment value.
 TASK_PID_MARKER = "\0Task_pid\0"
 
+# An rlimit value meaning no limit (RLIM_INFINITY to the runtime).
+UNLIMITED = -1
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessLimits:
+    """What a task's process is given before exec, beyond its credentials."""
+
+    # (name, soft, hard) by the names of `limits` (nofile, as, cpu_time...); UNLIMITED.
+    rlimits: tuple[tuple[str, int, int], ...] = ()
+    umask: int | None = None
+    nice: int | None = None
+    oom_score_adj: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupLimits:
+    """The limits of a task instance's cgroup (where the controller exists)."""
+
+    memory: int | None = None  # bytes
+    cpu: float | None = None  # CPUs' worth of time
+    pids: int | None = None  # processes and threads
+
+
+NO_LIMITS = ProcessLimits()
+NO_CGROUP_LIMITS = CgroupLimits()
+
 
 @dataclass(frozen=True, slots=True)
 class LaunchSpec:
@@ -35,6 +62,8 @@ class LaunchSpec:
     user: str | int | None = None
     group: str | int | None = None
     no_new_privs: bool = False
+    limits: ProcessLimits = NO_LIMITS
+    cgroup: CgroupLimits = NO_CGROUP_LIMITS
 
     def env_value(self, key: str) -> str | None:
         for k, v in self.env:
@@ -131,6 +160,8 @@ class TaskSpec:
     # Runs on one host of the fleet only (placement: cluster); the fleet filters it out of
     # the desired state of the hosts that do not hold it.
     cluster: bool = False
+    # Restart a process whose memory (its cgroup's, else its own RSS) passes this many bytes.
+    memory_restart: int | None = None
 
     @property
     def count(self) -> int:
@@ -147,6 +178,9 @@ class Policy:
     # nowait/adopt: seconds after the start command exits for the pidfile to name the
     # daemon.
     start_timeout: float = 10.0
+    # Seconds between samples of the memory of tasks with memory_restart, where no cgroup
+    # event tells when it is passed.
+    memory_check_interval: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
