@@ -238,9 +238,7 @@ def test_a_limit_that_cannot_be_set_fails_the_start_in_words(spawn_path: str) ->
         too_many = int(f.read()) + 1
     launch = shell("true", limits={"rlimits": [["nofile", too_many, too_many]]})
     _, _, error = run(launch, spawn_path)
-    assert error == (
-        f"setting the nofile limit to {too_many}:{too_many}: Operation not permitted"
-    )
+    assert error == (f"setting the nofile limit to {too_many}:{too_many}: Operation not permitted")
 
 
 def test_the_child_joins_its_cgroup_before_exec(spawn_path: str, tmp_path: Path) -> None:
@@ -254,7 +252,9 @@ def test_the_child_joins_its_cgroup_before_exec(spawn_path: str, tmp_path: Path)
         assert f"0::/{group.name}" in output.splitlines()
         missing = str(tmp_path / "no-such-group" / "cgroup.procs")
         _, _, error = run(cat, spawn_path, cgroups=[missing])
-        assert error == f"joining the cgroup {tmp_path / 'no-such-group'}: No such file or directory"
+        assert (
+            error == f"joining the cgroup {tmp_path / 'no-such-group'}: No such file or directory"
+        )
     finally:
         group.rmdir()  # its one process has exited: it is empty
 

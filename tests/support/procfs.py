@@ -108,3 +108,19 @@ def task_instances(marker: str, task: str) -> dict[int, list[int]]:
         if env.get("Task_name") == task and pid_alive(pid):
             found.setdefault(int(env.get("Task_instance", "0")), []).append(pid)
     return found
+
+
+def remove_cgroups(records_path: str) -> None:
+    """Kill what is in the task cgroups of the taskforce keeping `records_path`, and
+    remove them (a taskforce killed with SIGKILL leaves them for the next one)."""
+    import logging
+
+    from taskforce.runtime.cgroups import Cgroups
+
+    logging.getLogger("taskforce").disabled = True
+    try:
+        cgroups = Cgroups.discover(records_path)
+        if cgroups.available:
+            cgroups.remove_all()
+    finally:
+        logging.getLogger("taskforce").disabled = False

@@ -126,6 +126,17 @@ def _tasks(tasks: dict[str, Any]) -> list[Family]:
         "taskforce_process_resident_memory_bytes", "gauge",
         "Resident memory of the running process, in bytes.",
     )  # fmt: skip
+    group_cpu = Family(
+        "taskforce_cgroup_cpu_seconds_total", "counter",
+        "CPU time of every process of the instance's cgroup, in seconds.",
+    )  # fmt: skip
+    group_memory = Family(
+        "taskforce_cgroup_memory_bytes", "gauge",
+        "Memory charged to the instance's cgroup (page cache included), in bytes.",
+    )  # fmt: skip
+    group_processes = Family(
+        "taskforce_cgroup_processes", "gauge", "Processes in the instance's cgroup."
+    )
     for task, entry in tasks.items():
         current = entry.get("state")
         for name in _states(current):
@@ -140,6 +151,11 @@ def _tasks(tasks: dict[str, Any]) -> list[Family]:
                 started.add(process.get("started_t"), task=task, index=index)
                 cpu.add(process.get("cpu_seconds"), task=task, index=index)
                 rss.add(process.get("rss_bytes"), task=task, index=index)
+            group = process.get("cgroup")
+            if group:
+                group_cpu.add(group.get("cpu_seconds"), task=task, index=index)
+                group_memory.add(group.get("memory_bytes"), task=task, index=index)
+                group_processes.add(group.get("processes"), task=task, index=index)
             failures.add(process.get("failures"), task=task, index=index)
             starts.add(process.get("starts"), task=task, index=index)
             restarts.add(max(0, process.get("starts", 0) - 1), task=task, index=index)
@@ -147,7 +163,10 @@ def _tasks(tasks: dict[str, Any]) -> list[Family]:
                 exit_code, signal = split_status(process["status"])
                 code.add(exit_code, task=task, index=index)
                 killed.add(signal, task=task, index=index)
-    return [state, wanted, up, ready, failures, starts, restarts, code, killed, started, cpu, rss]
+    return [
+        *(state, wanted, up, ready, failures, starts, restarts, code, killed, started, cpu, rss),
+        *(group_cpu, group_memory, group_processes),
+    ]
 
 
 def _states(current: object) -> Iterable[str]:

@@ -132,7 +132,11 @@ class Between(Shape[int]):
     high: int
 
     def check(self, value: object, at: Path, report: Reporter) -> int | Invalid:
-        if isinstance(value, int) and not isinstance(value, bool) and self.low <= value <= self.high:
+        if (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and self.low <= value <= self.high
+        ):
             return value
         report.error(
             at, f"expected a whole number from {self.low} to {self.high}, got {describe(value)}"
@@ -144,9 +148,7 @@ class Between(Shape[int]):
 
 
 def _limits(at: Path, values: dict[str, Any]) -> LimitsConfig:
-    rlimits = tuple(
-        (name, *values[name]) for name in sorted(values) if name in RLIMITS
-    )
+    rlimits = tuple((name, *values[name]) for name in sorted(values) if name in RLIMITS)
     return LimitsConfig(
         rlimits=rlimits,
         memory=values.get("memory"),

@@ -289,9 +289,7 @@ def _policy(
     timing = {
         key: one(settings, _SETTINGS_DEFAULTS, key, f"settings.{key}") for key in _POLICY_KEYS
     }
-    return Policy(
-        restart=restart, memory_check_interval=settings.memory_check_interval, **timing
-    )
+    return Policy(restart=restart, memory_check_interval=settings.memory_check_interval, **timing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,9 +427,8 @@ def _instance(
 
 
 def _process_limits(task: TaskConfig) -> ProcessLimits:
-    if task.limits is None and task.umask is None and task.nice is None:
-        if task.oom_score_adj is None:
-            return NO_LIMITS
+    if (task.limits, task.umask, task.nice, task.oom_score_adj) == (None, None, None, None):
+        return NO_LIMITS
     return ProcessLimits(
         rlimits=() if task.limits is None else task.limits.rlimits,
         umask=task.umask,

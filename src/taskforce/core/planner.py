@@ -188,8 +188,9 @@ class Planner:
         readiness.probe_done(state, inst, ok, now)
         self._touch(task)
 
-    def request_stop(self, task: str, reason: str) -> int:
-        """An event asks for the task's processes to stop (wait tasks then restart).
+    def request_stop(self, task: str, reason: str, slot: int | None = None) -> int:
+        """An event asks for the task's processes (or the one in `slot`) to stop (wait
+        tasks then restart).
 
         Returns how many processes were asked. Processes already stopping are left be: a
         burst of events during one restart results in that one restart.
@@ -199,6 +200,8 @@ class Planner:
             return 0
         asked = 0
         for inst in state.instances.values():
+            if slot is not None and inst.slot != slot:
+                continue
             if inst.phase is Phase.RUNNING and inst.stop_request is None:
                 inst.stop_request = reason
                 asked += 1
@@ -227,9 +230,16 @@ class Planner:
         return self._settle(task, inst, record, now)
 
     def exited(
-        self, pid: int, status: int, now: float, wall: float, error: str | None = None
+        self,
+        pid: int,
+        status: int,
+        now: float,
+        wall: float,
+        error: str | None = None,
+        cause: str | None = None,
     ) -> ExitOutcome | None:
-        """A process exited (reaped). Returns None for a pid that is not a task process."""
+        """A process exited (reaped). Returns None for a pid that is not a task process.
+        `cause`: what its status does not tell (the OOM killer at work, say)."""
         where = self._by_pid.pop(pid, None)
         if where is None:
             return None
@@ -248,6 +258,7 @@ class Planner:
             uptime=max(0.0, now - inst.started_at),
             expected=inst.phase is Phase.STOPPING,
             error=error,
+            cause=cause,
         )
         return self._settle(task, inst, record, now)
 

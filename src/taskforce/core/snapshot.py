@@ -54,6 +54,7 @@ def _instance(inst: Instance) -> dict[str, Any]:
             inst.last_exit.uptime,
             inst.last_exit.expected,
             inst.last_exit.error,
+            inst.last_exit.cause,
         ],
         "spec": None
         if spec is None

@@ -113,7 +113,7 @@ def setup_for(process_limits: ProcessLimits, cgroups: Sequence[str] = ()) -> Chi
 NO_SETUP = ChildSetup()
 
 
-class SetupFailed(Exception):
+class SetupStepError(Exception):
     """A step of :func:`apply` failed: `step` in words, and the error."""
 
     def __init__(self, step: str, cause: BaseException) -> None:
@@ -124,7 +124,7 @@ class SetupFailed(Exception):
 
 def apply(setup: ChildSetup) -> None:  # pragma: no cover - runs in the fork path's child
     """In the child, before its credentials change: the setup, in the C path's order.
-    Raises SetupFailed."""
+    Raises SetupStepError."""
     step = "preparing"
     try:
         for index in range(len(setup.cgroups)):
@@ -152,7 +152,7 @@ def apply(setup: ChildSetup) -> None:  # pragma: no cover - runs in the fork pat
             step = setup.failure("oom_score_adj", 0)
             _write("/proc/self/oom_score_adj", str(setup.oom_score_adj).encode())
     except (OSError, ValueError) as exc:
-        raise SetupFailed(step, exc) from None
+        raise SetupStepError(step, exc) from None
 
 
 def _write(path: str, data: bytes) -> None:

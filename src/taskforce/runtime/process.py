@@ -200,9 +200,7 @@ def prepare(
     if _vfork is not None and use_vfork:
         return _vfork_job(executable, words, env, launch.cwd, creds, stdio, no_new_privs, setup)
     drop = _no_new_privs_setter() if no_new_privs else None
-    return functools.partial(
-        _fork, executable, words, env, launch.cwd, creds, stdio, setup, drop
-    )
+    return functools.partial(_fork, executable, words, env, launch.cwd, creds, stdio, setup, drop)
 
 
 # Fewer starts than this at once run on the calling thread: a pool is not worth it.
@@ -388,7 +386,7 @@ def _become(
         step = f"executing {executable!r}"
         os.execve(executable, argv, env)
     except BaseException as exc:
-        if isinstance(exc, child_setup.SetupFailed):
+        if isinstance(exc, child_setup.SetupStepError):
             step, exc = exc.step, exc.cause
         with contextlib.suppress(BaseException):
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)

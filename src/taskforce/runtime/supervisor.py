@@ -33,6 +33,7 @@ from taskforce.core.spec import DesiredState, LaunchSpec
 from taskforce.core.state import Phase
 from taskforce.core.vocabulary import DAEMON, Control
 from taskforce.runtime import exit_log, process, readiness
+from taskforce.runtime.confinement import Confinement
 from taskforce.runtime.foreign import ExitWatch, find_daemon
 from taskforce.runtime.helpers import Helpers
 from taskforce.runtime.identity import identify
@@ -78,6 +79,8 @@ class Supervisor:
         self._timer_at: float | None = None
         self._spawn_reports = SpawnReports()
         self._helpers = Helpers(self._spawn_reports)
+        # Each instance's cgroup, and memory_restart.
+        self.confinement = Confinement()
         self._done: asyncio.Future[Outcome] | None = None
         self._outcome = Outcome.STOPPED
         self._devnull = -1
@@ -115,6 +118,7 @@ class Supervisor:
         if process.become_subreaper():
             log.debug("acting as child subreaper: orphaned descendants are reaped here")
         self._exit_watch = ExitWatch(loop, self._foreign_exit)
+        self.confinement.start(loop, self.records.path, self._memory_restart)
         self._spawn_reports.start(loop)
         self._helpers.start(loop, self._devnull)
         try:
@@ -125,8 +129,10 @@ class Supervisor:
             outcome = await self._done
             if outcome is Outcome.STOPPED and not self._kept:
                 self.records.remove()
+            self.confinement.close(keep=outcome is Outcome.UPGRADE or bool(self._kept))
             return outcome
         finally:
+            self.confinement.close(keep=True)
             self._exit_watch.close()
             for signum in handled:
                 loop.remove_signal_handler(signum)
@@ -240,8 +246,10 @@ class Supervisor:
             self._exit_watch.watch(pid)
 
     def _foreign_exit(self, pid: int) -> None:
-        outcome = self.planner.exited(pid, -1, self._now(), time.time())
+        cause = self.confinement.exit_cause(self.planner.owner(pid))
+        outcome = self.planner.exited(pid, -1, self._now(), time.time(), cause=cause)
         if outcome is not None:
+            self.confinement.exited(outcome, self._leaves_nothing_behind(outcome))
             self._log_exit(pid, outcome)
         self._schedule()
 
@@ -249,6 +257,11 @@ class Supervisor:
 
     def event_stop(self, task: str, reason: str) -> None:
         if self.planner.request_stop(task, reason):
+            self._schedule()
+
+    def _memory_restart(self, task: str, slot: int, reason: str) -> None:
+        log.warning("%s[%d]: %s: restarting it", task, slot, reason)
+        if self.planner.request_stop(task, reason, slot):
             self._schedule()
 
     def event_start(self, task: str, reason: str) -> None:
@@ -347,7 +360,8 @@ class Supervisor:
             self._exit_watch.forget(pid)
         self.output.exited(pid)  # its last words, before its exit is logged
         now = self._now()
-        outcome = self.planner.exited(pid, status, now, time.time(), error)
+        cause = self.confinement.exit_cause(self.planner.owner(pid))
+        outcome = self.planner.exited(pid, status, now, time.time(), error, cause)
         if outcome is None:
             log.debug("reaped orphan pid %d (%s)", pid, process.describe_status(status))
             timer = self._strays.pop(pid, None)
@@ -361,6 +375,7 @@ class Supervisor:
             )
         if self._leaves_nothing_behind(outcome):
             self._sweep_leaders.add(pid)
+        self.confinement.exited(outcome, self._leaves_nothing_behind(outcome))
         self._log_exit(pid, outcome)
 
     def _leaves_nothing_behind(self, outcome: ExitOutcome) -> bool:
@@ -466,6 +481,7 @@ class Supervisor:
                 "%s[%d]: pid %d %s: SIGKILL", action.task, action.slot, action.pid, action.reason
             )
             process.signal_group(action.pid, signal.SIGKILL, or_process=True)
+            self.confinement.kill(action.task, action.slot)
             self._helpers.kill_for(action.task, action.slot)
         elif isinstance(action, SendSignal):
             log.info(
@@ -516,6 +532,9 @@ class Supervisor:
                         stdin=self._devnull,
                         stdout=stdio.stdout,
                         stderr=stdio.stderr,
+                        cgroups=self.confinement.procs_for(
+                            action.task, action.slot, action.spec.launch.cgroup
+                        ),
                     )
                 except (SpawnError, OSError) as exc:
                     self._start_failed(action, stdio, exc)
@@ -541,6 +560,10 @@ class Supervisor:
             action.task, action.slot, spawned.pid, self._now(), time.time(), spawned.executable
         )
         self._spawn_reports.watch(spawned)
+        spec = self.planner.desired.tasks.get(action.task)
+        if spec is not None:
+            interval = self.planner.desired.policy.memory_check_interval
+            self.confinement.started(spec, action.slot, spawned.pid, interval)
         log.info(
             "%s[%d]: started pid %d (%s): %s",
             action.task,
@@ -717,6 +740,7 @@ class Supervisor:
             process.signal_process(action.pid, signum)
         else:
             process.signal_group(action.pid, signum, or_process=True)
+            self.confinement.stop(action.task, action.slot, signum)
 
     # ----- logging --------------------------------------------------------------------
 
