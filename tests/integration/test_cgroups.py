@@ -266,3 +266,29 @@ def test_without_a_hierarchy_one_line_says_so(
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1 and "without cgroups of their own" in lines[0]
     assert cgroups.usage("t", 0) is None
+
+
+@needs_cgroups
+def test_an_upgrade_keeps_each_process_in_its_cgroup_with_its_limits(
+    taskforce: Taskforce, tmp_path: Path
+) -> None:
+    marker = tmp_path / "daemon.pid"
+    task = {
+        "commands": {"start": [sys.executable, "-c", DAEMON, str(marker), "wait"]},
+        "limits": {"nofile": 300, "pids": 50},
+        "nice": 3,
+    }
+    pidfile = tmp_path / "tf.pid"
+    conf = write_config(tmp_path / "tf.conf", {"d": task}, settings=FAST)
+    with daemon_killed(marker):
+        taskforce.start("-p", str(pidfile), "-f", str(conf))
+        daemon = int(wait_for(lambda: marker.exists() and marker.read_text(), what="daemon"))
+        leader = started_pid(taskforce, "d[0]")
+        group = read(f"/proc/{leader}/cgroup")
+        result = taskforce.run("upgrade", "-p", str(pidfile))
+        assert result.returncode == 0, result.stderr
+        taskforce.wait_log("took over 1 running process(es)")
+        assert taskforce.log().count("d[0]: started pid") == 1  # not restarted
+        assert read(f"/proc/{leader}/cgroup") == group
+        assert taskforce.stop() == 0
+        assert not pid_alive(daemon)

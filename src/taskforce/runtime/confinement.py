@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from taskforce.core.planner import ExitOutcome
+from taskforce.core.planner import ExitOutcome, Planner
 from taskforce.core.spec import CgroupLimits, TaskSpec
 from taskforce.runtime.cgroups import Cgroups, GroupUsage
 from taskforce.runtime.memory_restart import MemoryRestart
@@ -62,6 +62,18 @@ class Confinement:
         if self._memory is not None:
             self._memory.interval = interval
             self._memory.started(task.name, slot, pid, task.memory_restart)
+
+    def resume(self, planner: Planner) -> None:
+        """Watch the memory of the processes taken over (an upgrade) or adopted (after
+        SIGKILL): their cgroups are where they were, found by task name and instance."""
+        interval = planner.desired.policy.memory_check_interval
+        for name, state in planner.tasks.items():
+            spec = planner.desired.tasks.get(name)
+            if spec is None or spec.memory_restart is None:
+                continue
+            for slot, inst in state.instances.items():
+                if inst.pid is not None:
+                    self.started(spec, slot, inst.pid, interval)
 
     def exit_cause(self, owner: tuple[str, int] | None) -> str | None:
         """What the exit status of the instance's process will not say."""

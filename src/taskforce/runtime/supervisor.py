@@ -124,6 +124,7 @@ class Supervisor:
         try:
             self._reap()  # anything that exited before the handler was in place
             self._recover()
+            self.confinement.resume(self.planner)
             self.records.begin()
             self._schedule()
             outcome = await self._done
