@@ -18,7 +18,6 @@ looks for).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import signal
@@ -27,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from taskforce.core.spec import CgroupLimits
+from taskforce.runtime.paths import name_digest
 
 log = logging.getLogger("taskforce")
 
@@ -98,7 +98,7 @@ def parse_membership(text: str) -> dict[str, str]:
 def key_for(records_path: str | None) -> str:
     """The directory below taskforce's cgroup that this taskforce's instances go in."""
     seed = records_path if records_path is not None else f"pid {os.getpid()}"
-    return "taskforce." + hashlib.sha256(seed.encode()).hexdigest()[:12]
+    return "taskforce." + name_digest(seed)
 
 
 def group_name(task: str, slot: int) -> str:
