@@ -22,6 +22,7 @@ from support.config import FAST, write_config
 from support.procfs import pid_alive
 from support.runner import Taskforce
 from support.wait import wait_for
+from taskforce.core.spec import CgroupLimits
 from taskforce.runtime.cgroups import Cgroups, parse_membership
 
 # Double-forks a daemon with an empty environment (nothing of Task_* to find it by) in a
@@ -292,3 +293,46 @@ def test_an_upgrade_keeps_each_process_in_its_cgroup_with_its_limits(
         assert read(f"/proc/{leader}/cgroup") == group
         assert taskforce.stop() == 0
         assert not pid_alive(daemon)
+
+
+def _v1_only(tmp_path: Path) -> Path:
+    """This process's mountinfo without the cgroup v2 mount: a host with v1 alone."""
+    lines = [
+        line for line in read("/proc/self/mountinfo").splitlines() if " - cgroup2 " not in line
+    ]
+    if not any(" - cgroup " in line and "freezer" in line for line in lines):
+        pytest.skip("no cgroup v1 freezer")
+    path = tmp_path / "mountinfo"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@needs_cgroups
+def test_without_cgroup_v2_a_v1_freezer_cgroup_is_frozen_and_killed(tmp_path: Path) -> None:
+    from taskforce.core.spec import LaunchSpec
+    from taskforce.runtime import process
+
+    cgroups = Cgroups.discover(str(tmp_path / "records"), str(_v1_only(tmp_path)))
+    marker = tmp_path / "daemon.pid"
+    try:
+        assert {"freezer", "pids"} <= {c for h in cgroups.hierarchies for c in h.controllers}
+        assert all(h.version == 1 for h in cgroups.hierarchies)
+        procs = cgroups.prepare("d", 0, CgroupLimits())
+        argv = (sys.executable, "-c", DAEMON, str(marker), "wait")
+        launch = LaunchSpec(sys.executable, argv, (("PATH", "/usr/bin:/bin"),))
+        with open(os.devnull, "rb") as null:
+            job = process.prepare(
+                launch, stdin=null.fileno(), stdout=null.fileno(), stderr=null.fileno(),
+                cgroups=procs,
+            )  # fmt: skip
+            leader = job().pid
+        with daemon_killed(marker):
+            daemon = int(wait_for(lambda: marker.exists() and marker.read_text(), what="daemon"))
+            assert set(cgroups.members("d", 0)) == {leader, daemon}
+            assert cgroups.kill("d", 0) == 2
+            os.waitpid(leader, 0)
+            wait_for(lambda: not pid_alive(daemon), what="the daemon killed")
+            wait_for(lambda: not cgroups.members("d", 0), what="an empty cgroup")
+    finally:
+        cgroups.remove_all()
+    assert not any(os.path.exists(h.base) for h in cgroups.hierarchies)
