@@ -289,6 +289,8 @@ def test_an_upgrade_keeps_each_process_in_its_cgroup_with_its_limits(
         result = taskforce.run("upgrade", "-p", str(pidfile))
         assert result.returncode == 0, result.stderr
         taskforce.wait_log("took over 1 running process(es)")
+        # The new image's signal handlers are in place once it has looked for cgroups.
+        wait_for(lambda: taskforce.log().count("cgroup of its own") == 2, what="new image")
         assert taskforce.log().count("d[0]: started pid") == 1  # not restarted
         assert read(f"/proc/{leader}/cgroup") == group
         assert taskforce.stop() == 0

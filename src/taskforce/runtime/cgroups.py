@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from taskforce.core.spec import CgroupLimits
+from taskforce.core.spec import NO_CGROUP_LIMITS, CgroupLimits
 from taskforce.runtime.paths import name_digest
 
 log = logging.getLogger("taskforce")
@@ -57,8 +57,8 @@ class GroupUsage:
 
 @dataclass(slots=True)
 class _Instance:
-    oom_kills: int = 0  # the cgroup's OOM kill count when its process started
-    memory: int | None = None  # its memory limit, for the words of an OOM report
+    oom_kills: int  # the cgroup's OOM kill count when its process started
+    limits: CgroupLimits  # as last set
 
 
 def parse_mounts(mountinfo: str) -> list[tuple[str, str, str, frozenset[str]]]:
@@ -195,17 +195,27 @@ class Cgroups:
         """Make the instance's cgroups (or find them) and set their limits: the
         cgroup.procs files its next process joins. Raises OSError."""
         procs = []
+        known = self._instances.get((task, slot))
+        reused = False
         for hierarchy, path in self.directories(task, slot):
-            with contextlib.suppress(FileExistsError):
+            try:
                 os.mkdir(path)
-            if hierarchy.version == 1 and "memory" in hierarchy.controllers:
+                fresh = True  # its limits are the kernel's defaults: none
+            except FileExistsError:
+                fresh = False
+                reused = True
+            if not fresh and hierarchy.version == 1 and "memory" in hierarchy.controllers:
                 # What earlier processes left charged (page cache) is not the new one's.
                 with contextlib.suppress(OSError):
                     if not _pids(os.path.join(path, "cgroup.procs")):
                         _write(os.path.join(path, "memory.force_empty"), "0")
-            self._set_limits(task, hierarchy, path, limits)
+            if fresh and limits == NO_CGROUP_LIMITS:
+                pass
+            elif fresh or known is None or known.limits != limits:
+                self._set_limits(task, hierarchy, path, limits)
             procs.append(os.path.join(path, "cgroup.procs"))
-        self._instances[task, slot] = _Instance(self.oom_kills(task, slot), limits.memory)
+        # A cgroup just made has seen no OOM kill.
+        self._instances[task, slot] = _Instance(self.oom_kills(task, slot) if reused else 0, limits)
         return tuple(procs)
 
     def _set_limits(self, task: str, hierarchy: Hierarchy, path: str, limits: CgroupLimits) -> None:
@@ -332,11 +342,14 @@ class Cgroups:
             return None
         if known is not None:
             known.oom_kills = kills
-        limit = known.memory if known is not None else None
-        over = f" of {_size(limit)}" if limit is not None else ""
+        limit = known.limits.memory if known is not None else None
         count = kills - before
-        kills_text = f"{count} OOM kill{'s' * (count > 1)}"
-        return f"out of memory: its cgroup's memory limit{over} was reached ({kills_text})"
+        kills_text = f"{count} OOM kill{'s' * (count > 1)} in its cgroup"
+        if limit is None:
+            return f"out of memory: the kernel's OOM killer was at work ({kills_text})"
+        return (
+            f"out of memory: its cgroup's memory limit of {_size(limit)} was reached ({kills_text})"
+        )
 
     def usage(self, task: str, slot: int) -> GroupUsage | None:
         """The CPU time, memory and process count of the instance's cgroup."""
