@@ -139,7 +139,7 @@ def test_each_instance_runs_in_its_own_cgroup_with_its_limits(
     groups = [parse_membership(read(f"/proc/{pid}/cgroup")) for pid in (first, second)]
     for slot, membership in enumerate(groups):
         for hierarchy, path in membership.items():
-            if hierarchy in ("", "memory", "pids", "cpu", "cpuacct"):
+            if hierarchy in ("", "memory", "pids", "cpu"):  # where it has limits
                 assert path.endswith(f"/box@{slot}"), (hierarchy, path)
     mounts = {h: m for h, m in _v1_mounts().items() if h in groups[0]}
     if "memory" in mounts:
@@ -158,7 +158,7 @@ def test_each_instance_runs_in_its_own_cgroup_with_its_limits(
     # Gone with taskforce: its cgroups too.
     for membership in groups:
         for hierarchy, path in membership.items():
-            if hierarchy in mounts:
+            if hierarchy in mounts and "@" in path:
                 assert not os.path.exists(f"{mounts[hierarchy]}{path}")
 
 

@@ -191,13 +191,40 @@ class Cgroups:
         for hierarchy in self.hierarchies:
             yield hierarchy, os.path.join(hierarchy.base, name)
 
-    def prepare(self, task: str, slot: int, limits: CgroupLimits) -> tuple[str, ...]:
+    def _needed(self, hierarchy: Hierarchy, limits: CgroupLimits, watch_memory: bool) -> bool:
+        """Whether an instance joins `hierarchy`: the v2 one (or, without it, the one
+        for membership) always; a v1 one only for a limit, or memory, it is asked for.
+        Each cgroup made costs its start time (a v1 memory cgroup most)."""
+        if hierarchy is self._members:
+            return True
+        wanted = {
+            name
+            for name, value in (
+                ("memory", limits.memory),
+                ("pids", limits.pids),
+                ("cpu", limits.cpu),
+            )
+            if value is not None
+        }
+        if watch_memory:
+            wanted.add("memory")
+        if self._members is not None and self._members.version == 1:
+            wanted.add("cpuacct")  # CPU time: v2 counts it in cpu.stat without a controller
+        return bool(wanted & hierarchy.controllers)
+
+    def prepare(
+        self, task: str, slot: int, limits: CgroupLimits, watch_memory: bool = False
+    ) -> tuple[str, ...]:
         """Make the instance's cgroups (or find them) and set their limits: the
-        cgroup.procs files its next process joins. Raises OSError."""
+        cgroup.procs files its next process joins. `watch_memory`: it needs a memory
+        cgroup though it has no memory limit (memory_restart). Raises OSError."""
         procs = []
         known = self._instances.get((task, slot))
         reused = False
         for hierarchy, path in self.directories(task, slot):
+            if not self._needed(hierarchy, limits, watch_memory):
+                _remove(path)  # one an earlier process of the instance needed, if empty
+                continue
             try:
                 os.mkdir(path)
                 fresh = True  # its limits are the kernel's defaults: none
@@ -263,11 +290,13 @@ class Cgroups:
         return any(controller in h.controllers for h in self.hierarchies)
 
     def _dir(self, controller: str | None, task: str, slot: int) -> tuple[Hierarchy, str] | None:
+        """The instance's cgroup for membership (None) or with `controller`, if it has one."""
         for hierarchy, path in self.directories(task, slot):
             if controller is None and hierarchy is self._members:
                 return hierarchy, path
             if controller is not None and controller in hierarchy.controllers:
-                return hierarchy, path
+                # Only where it needed one (see _needed): a v1 one exists or not.
+                return (hierarchy, path) if hierarchy.version == 2 or os.path.isdir(path) else None
         return None
 
     def members(self, task: str, slot: int) -> list[int]:

@@ -43,12 +43,14 @@ class Confinement:
         if not keep and self.cgroups.available:
             self.cgroups.remove_all()
 
-    def procs_for(self, task: str, slot: int, limits: CgroupLimits) -> tuple[str, ...]:
+    def procs_for(
+        self, task: str, slot: int, limits: CgroupLimits, memory_restart: int | None
+    ) -> tuple[str, ...]:
         """The cgroup.procs files the instance's next process joins (made now)."""
         if not self.cgroups.available:
             return ()
         try:
-            return self.cgroups.prepare(task, slot, limits)
+            return self.cgroups.prepare(task, slot, limits, memory_restart is not None)
         except OSError as exc:
             log.warning(
                 "%s[%d]: cannot make its cgroup (%s): it runs in taskforce's",

@@ -534,7 +534,10 @@ class Supervisor:
                         stdout=stdio.stdout,
                         stderr=stdio.stderr,
                         cgroups=self.confinement.procs_for(
-                            action.task, action.slot, action.spec.launch.cgroup
+                            action.task,
+                            action.slot,
+                            action.spec.launch.cgroup,
+                            self._memory_restart_of(action.task),
                         ),
                     )
                 except (SpawnError, OSError) as exc:
@@ -547,6 +550,10 @@ class Supervisor:
                     self._start_failed(action, stdio, result)
                 else:
                     self._started(action, stdio, result)
+
+    def _memory_restart_of(self, task: str) -> int | None:
+        spec = self.planner.desired.tasks.get(task)
+        return spec.memory_restart if spec is not None else None
 
     def _start_failed(self, action: Start, stdio: Stdio, exc: Exception) -> None:
         stdio.abandon()
