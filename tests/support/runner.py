@@ -104,5 +104,4 @@ class Taskforce:
         while kill_marked(self.marker) and time.monotonic() < end:
             time.sleep(0.01)  # polling interval while the kills land
         # The cgroups a killed taskforce leaves for its successor: none comes.
-        for records in self.tmp.rglob("*.state"):
-            remove_cgroups(str(records))
+        remove_cgroups(self.log())
