@@ -150,6 +150,17 @@ def _tasks(tasks: dict[str, Any]) -> list[Family]:
         "taskforce_rolling_restart_instances", "gauge",
         "Instances a rolling restart under way replaces in all.",
     )  # fmt: skip
+    group_cpu = Family(
+        "taskforce_cgroup_cpu_seconds_total", "counter",
+        "CPU time of every process of the instance's cgroup, in seconds.",
+    )  # fmt: skip
+    group_memory = Family(
+        "taskforce_cgroup_memory_bytes", "gauge",
+        "Memory charged to the instance's cgroup (page cache included), in bytes.",
+    )  # fmt: skip
+    group_processes = Family(
+        "taskforce_cgroup_processes", "gauge", "Processes in the instance's cgroup."
+    )
     for task, entry in tasks.items():
         for sock in entry.get("sockets", ()):
             held.add(1, task=task, socket=sock["name"], address=sock["address"])
@@ -174,6 +185,11 @@ def _tasks(tasks: dict[str, Any]) -> list[Family]:
                 cpu.add(process.get("cpu_seconds"), task=task, index=index)
                 rss.add(process.get("rss_bytes"), task=task, index=index)
                 live_failures.add(process.get("live_failures"), task=task, index=index)
+            group = process.get("cgroup")
+            if group:
+                group_cpu.add(group.get("cpu_seconds"), task=task, index=index)
+                group_memory.add(group.get("memory_bytes"), task=task, index=index)
+                group_processes.add(group.get("processes"), task=task, index=index)
             failures.add(process.get("failures"), task=task, index=index)
             starts.add(process.get("starts"), task=task, index=index)
             restarts.add(max(0, process.get("starts", 0) - 1), task=task, index=index)
@@ -184,6 +200,7 @@ def _tasks(tasks: dict[str, Any]) -> list[Family]:
     return [
         *(state, wanted, up, ready, failures, starts, restarts, code, killed, started, cpu, rss),
         *(next_run, live_failures, held, rolling, rolled, to_roll),
+        *(group_cpu, group_memory, group_processes),
     ]
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from taskforce.config.limits import LIMITS, Between, Umask
 from taskforce.config.listeners import HTTP_LISTENER, Flag
 from taskforce.config.model import (
     Config,
@@ -26,7 +27,7 @@ from taskforce.config.model import (
     TaskConfig,
 )
 from taskforce.config.notify_targets import NOTIFY_TARGET, OnlyWith, Whole
-from taskforce.config.output import OUTPUT
+from taskforce.config.output import OUTPUT, ByteSize
 from taskforce.config.schedule import CronExpression, TimeZone
 from taskforce.config.shapes import (
     INVALID,
@@ -515,6 +516,23 @@ TASK = Record(
             "change or a changed configuration: rolling (a few at a time, new before old) "
             "and overlap.",
         ),
+        "limits": Field(
+            LIMITS,
+            "Limits of each process (rlimits: nofile, nproc, core, as, stack...) and of each "
+            "instance's cgroup (memory, cpu, pids). A change restarts the processes.",
+        ),
+        "umask": Field(Umask(), "The file mode creation mask of the processes ('0027')."),
+        "nice": Field(Between(-20, 19), "The scheduling priority of the processes (-20 to 19)."),
+        "oom_score_adj": Field(
+            Between(-1000, 1000),
+            "How willingly the kernel's OOM killer picks the processes (-1000: never, "
+            "1000: first).",
+        ),
+        "memory_restart": Field(
+            ByteSize(),
+            "Restart an instance whose memory (its cgroup's, else its process's resident "
+            "memory) passes this size (400M).",
+        ),
         "placement": Field(
             OneOf(enum_choice(Placement)),
             "Where the task runs: host (every host where it is in scope; the default) or "
@@ -565,6 +583,11 @@ SETTINGS = Record(
             OUTPUT,
             "The output of every task that does not set its own (key by key): stdout, "
             "stderr, max_bytes, backups, syslog_socket.",
+        ),
+        "memory_check_interval": Field(
+            Number(minimum=0, exclusive=True),
+            "Seconds between samples of the memory of tasks with memory_restart, where no "
+            "cgroup event reports it (10 if not given; no timer without memory_restart).",
         ),
         "all_roles": Field(
             Flag(),

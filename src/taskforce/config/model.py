@@ -126,6 +126,16 @@ class SocketConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """`limits`: rlimits as (name, soft, hard), -1 for unlimited; the cgroup's limits."""
+
+    rlimits: tuple[tuple[str, int, int], ...] = ()
+    memory: int | None = None
+    cpu: float | None = None
+    pids: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class TaskConfig:
     name: str
     # Command name -> argv list (raw, may hold conditionals). "start" is always present.
@@ -161,6 +171,11 @@ class TaskConfig:
     # Listening sockets taskforce holds for the task, by name in the order written.
     sockets: Mapping[str, SocketConfig] = field(default_factory=dict)
     restart: RestartConfig | None = None
+    limits: LimitsConfig | None = None
+    umask: int | None = None
+    nice: int | None = None
+    oom_score_adj: int | None = None
+    memory_restart: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +259,8 @@ class Settings:
     # True: a task with `roles` is in scope only when every role it lists is active
     # (otherwise one of them is enough).
     all_roles: bool = False
+    # Seconds between samples of memory for memory_restart where no cgroup event says.
+    memory_check_interval: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)

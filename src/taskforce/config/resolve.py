@@ -28,6 +28,7 @@ from taskforce.config.host import HostFacts, UserInfo
 from taskforce.config.model import (
     Config,
     EventConfig,
+    LimitsConfig,
     LiveConfig,
     Pick,
     ReadyConfig,
@@ -43,13 +44,17 @@ from taskforce.config.sockets import resolve_sockets
 from taskforce.config.validate import find_cycles
 from taskforce.config.yaml_source import Path
 from taskforce.core.spec import (
+    NO_CGROUP_LIMITS,
+    NO_LIMITS,
     TASK_PID_MARKER,
+    CgroupLimits,
     DesiredState,
     EventSpec,
     InstanceSpec,
     LaunchSpec,
     LiveSpec,
     Policy,
+    ProcessLimits,
     ReadySpec,
     ScheduleSpec,
     TaskSpec,
@@ -173,6 +178,7 @@ def _resolve_task(shared: SharedContext, name: str, task: TaskConfig) -> TaskSpe
         restart=_restart(task.restart, values, f"{at}.restart") if task.restart else (),
         rolling=restart.rolling if restart is not None else None,
         overlap=restart is not None and restart.overlap,
+        memory_restart=task.memory_restart,
     )
 
 
@@ -328,7 +334,7 @@ def _policy(
     for key in _POLICY_KEYS:
         value = one(settings, key, f"settings.{key}")
         timing[key] = float(getattr(_SETTINGS_DEFAULTS, key) if value is None else value)
-    return Policy(restart=restart, **timing)
+    return Policy(restart=restart, memory_check_interval=settings.memory_check_interval, **timing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -488,6 +494,8 @@ def _instance(
         user=context.user,
         group=context.group,
         no_new_privs=task.no_new_privs,
+        limits=_process_limits(task),
+        cgroup=_cgroup_limits(task.limits),
     )
     ready_command = live_command = None
     if task.ready is not None and task.ready.command is not None:
@@ -509,6 +517,23 @@ def _instance(
         ready_command=ready_command,
         live_command=live_command,
     )
+
+
+def _process_limits(task: TaskConfig) -> ProcessLimits:
+    if (task.limits, task.umask, task.nice, task.oom_score_adj) == (None, None, None, None):
+        return NO_LIMITS
+    return ProcessLimits(
+        rlimits=() if task.limits is None else task.limits.rlimits,
+        umask=task.umask,
+        nice=task.nice,
+        oom_score_adj=task.oom_score_adj,
+    )
+
+
+def _cgroup_limits(limits: LimitsConfig | None) -> CgroupLimits:
+    if limits is None or (limits.memory is None and limits.cpu is None and limits.pids is None):
+        return NO_CGROUP_LIMITS
+    return CgroupLimits(memory=limits.memory, cpu=limits.cpu, pids=limits.pids)
 
 
 def _one(value: Value, context: Mapping[str, str], path: str) -> str | None:

@@ -220,8 +220,9 @@ class Planner:
         self._touch(task)
         return liveness.probe_done(state, inst, error, now)
 
-    def request_stop(self, task: str, reason: str) -> int:
-        """An event asks for the task's processes to stop (wait tasks then restart).
+    def request_stop(self, task: str, reason: str, slot: int | None = None) -> int:
+        """An event asks for the task's processes (or the one in `slot`) to stop (wait
+        tasks then restart).
 
         Returns how many processes were asked. Processes already stopping are left be: a
         burst of events during one restart results in that one restart.
@@ -231,13 +232,15 @@ class Planner:
             return 0
         revived = 1 if self._revive(state) else 0
         spec = self._desired.tasks.get(task)
-        if spec is not None and spec.rolls:
+        if spec is not None and spec.rolls and slot is None:
             asked = rolling.request(state, spec, reason)
             if asked:
                 self._touch(task)
             return asked + revived
         asked = revived
         for inst in state.instances.values():
+            if slot is not None and inst.slot != slot:
+                continue
             if inst.phase is Phase.RUNNING and inst.stop_request is None:
                 inst.stop_request = reason
                 asked += 1
@@ -289,9 +292,16 @@ class Planner:
         return self._settle(task, inst, record, now)
 
     def exited(
-        self, pid: int, status: int, now: float, wall: float, error: str | None = None
+        self,
+        pid: int,
+        status: int,
+        now: float,
+        wall: float,
+        error: str | None = None,
+        cause: str | None = None,
     ) -> ExitOutcome | None:
-        """A process exited (reaped). Returns None for a pid that is not a task process."""
+        """A process exited (reaped). Returns None for a pid that is not a task process.
+        `cause`: what its status does not tell (the OOM killer at work, say)."""
         where = self._by_pid.pop(pid, None)
         if where is None:
             return None
@@ -310,6 +320,7 @@ class Planner:
             uptime=max(0.0, now - inst.started_at),
             expected=inst.phase is Phase.STOPPING,
             error=error,
+            cause=cause,
         )
         return self._settle(task, inst, record, now)
 

@@ -22,6 +22,33 @@ from taskforce.core.vocabulary import Control, EventType, Overlap, RestartPolicy
 # NUL can never occur in a real argument or environment value.
 TASK_PID_MARKER = "\0Task_pid\0"
 
+# An rlimit value meaning no limit (RLIM_INFINITY to the runtime).
+UNLIMITED = -1
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessLimits:
+    """What a task's process is given before exec, beyond its credentials."""
+
+    # (name, soft, hard) by the names of `limits` (nofile, as, cpu_time...); UNLIMITED.
+    rlimits: tuple[tuple[str, int, int], ...] = ()
+    umask: int | None = None
+    nice: int | None = None
+    oom_score_adj: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupLimits:
+    """The limits of a task instance's cgroup (where the controller exists)."""
+
+    memory: int | None = None  # bytes
+    cpu: float | None = None  # CPUs' worth of time
+    pids: int | None = None  # processes and threads
+
+
+NO_LIMITS = ProcessLimits()
+NO_CGROUP_LIMITS = CgroupLimits()
+
 
 @dataclass(frozen=True, slots=True)
 class LaunchSpec:
@@ -40,6 +67,8 @@ class LaunchSpec:
     # The listening sockets taskforce holds for the task and passes to the process (a
     # changed definition means a new socket, so a new process).
     sockets: tuple[SocketSpec, ...] = ()
+    limits: ProcessLimits = NO_LIMITS
+    cgroup: CgroupLimits = NO_CGROUP_LIMITS
 
     def env_value(self, key: str) -> str | None:
         for k, v in self.env:
@@ -176,6 +205,8 @@ class TaskSpec:
     rolling: int | None = None
     # The task can run twice at once: a single instance is replaced the same way.
     overlap: bool = False
+    # Restart a process whose memory (its cgroup's, else its own RSS) passes this many bytes.
+    memory_restart: int | None = None
 
     @property
     def count(self) -> int:
@@ -204,6 +235,9 @@ class Policy:
     # nowait/adopt: seconds after the start command exits for the pidfile to name the
     # daemon.
     start_timeout: float = 10.0
+    # Seconds between samples of the memory of tasks with memory_restart, where no cgroup
+    # event tells when it is passed.
+    memory_check_interval: float = 10.0
 
 
 def restart_policy(policy: Policy, spec: TaskSpec | None) -> RestartPolicy:

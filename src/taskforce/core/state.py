@@ -41,6 +41,7 @@ class ExitRecord:
     uptime: float
     expected: bool  # we asked it to stop
     error: str | None = None  # the process could not be started: why
+    cause: str | None = None  # what the status does not say (out of memory...)
 
 
 @dataclass(slots=True)

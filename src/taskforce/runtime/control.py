@@ -187,7 +187,9 @@ class Controller:
     def _task(self, state: TaskState, usage: bool) -> JSON:
         spec = self._supervisor().planner.desired.tasks.get(state.name)
         live = spec is not None and spec.live is not None
-        processes = [self._process(i, usage, live) for _, i in sorted(state.instances.items())]
+        processes = [
+            self._process(i, usage, live, state.name) for _, i in sorted(state.instances.items())
+        ]
         next_run = self._supervisor().schedules.next_run(state.name)
         running = sum(1 for p in processes if p["pid"] is not None)
         return {
@@ -255,15 +257,27 @@ class Controller:
             return "running"
         return "starting" if running else "stopped"
 
-    @staticmethod
-    def _process(inst: Instance, usage: bool = False, live: bool = False) -> JSON:
+    def _process(
+        self, inst: Instance, usage: bool = False, live: bool = False, task: str = ""
+    ) -> JSON:
         last = inst.last_exit
         facts: JSON = {}
         if usage:
             used = process_usage(inst.pid) if inst.pid else None
+            group = self._supervisor().confinement.usage(task, inst.slot) if task else None
             facts = {
                 "cpu_seconds": round(used.cpu_seconds, 2) if used else None,
                 "rss_bytes": used.rss_bytes if used else None,
+                # The whole instance, from its cgroup: every process it started.
+                "cgroup": None
+                if group is None
+                else {
+                    "cpu_seconds": None
+                    if group.cpu_seconds is None
+                    else round(group.cpu_seconds, 2),
+                    "memory_bytes": group.memory_bytes,
+                    "processes": group.processes,
+                },
             }
         return {
             "instance": inst.slot,
@@ -273,9 +287,11 @@ class Controller:
             "started_t": inst.started_wall if inst.pid else None,
             "status": last.status if last and last.error is None else None,
             "exit": (last.error and f"failed to start: {last.error}")
-            or describe_status(last.status)
+            or describe_status(last.status) + (f" ({last.cause})" if last.cause else "")
             if last
             else None,
+            # What the status does not say: "out of memory: ..." after an OOM kill.
+            "exit_cause": last.cause if last else None,
             "exited": iso(last.wall) if last else None,
             "exited_t": last.wall if last else None,
             "starts": inst.starts,

@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from taskforce.core.spec import TASK_PID_MARKER, LaunchSpec
-from taskforce.runtime import limits
+from taskforce.runtime import child_setup
+from taskforce.runtime.child_setup import ChildSetup, SetupError
 
 try:
     from taskforce import _syscalls as _vfork
@@ -173,12 +174,14 @@ def prepare(
     stderr: int,
     argv: Sequence[str] | None = None,
     pid_value: str | None = None,
+    cgroups: Sequence[str] = (),
     fds: Sequence[int] = (),
 ) -> Job:
     """Everything spawn() does before it forks, done now (SpawnError for the problems it
     finds); the job returned forks and execs. Jobs on the vfork path may run in threads.
 
-    `fds` become the child's descriptors 3, 4... in order (held listening sockets)."""
+    `cgroups`: the cgroup.procs files the child joins before exec; `fds` become the
+    child's descriptors 3, 4... in order (held listening sockets)."""
     env = dict(launch.env)
     words = list(argv if argv is not None else launch.argv)
     executable = find_program(words[0] if argv is not None else launch.program, env)
@@ -193,28 +196,18 @@ def prepare(
         env = {k: v.replace(TASK_PID_MARKER, pid_value) for k, v in env.items()}
     stdio = (stdin, stdout, stderr)
     no_new_privs = launch.no_new_privs
+    try:
+        setup = child_setup.setup_for(launch.limits, cgroups)
+    except SetupError as exc:
+        raise SpawnError(str(exc)) from None
     if _vfork is not None and use_vfork:
-        _give_children_their_limit()
         return _vfork_job(
-            executable, words, env, launch.cwd, creds, stdio, no_new_privs, tuple(fds)
+            executable, words, env, launch.cwd, creds, stdio, no_new_privs, setup, tuple(fds)
         )
     drop = _no_new_privs_setter() if no_new_privs else None
     return functools.partial(
-        _fork, executable, words, env, launch.cwd, creds, stdio, drop, tuple(fds)
+        _fork, executable, words, env, launch.cwd, creds, stdio, setup, drop, tuple(fds)
     )
-
-
-_children_limit: tuple[int, int] | None = None  # what the C spawner was last told
-
-
-def _give_children_their_limit() -> None:
-    """Tell the C spawner the open file limit children get (taskforce raised its own)."""
-    global _children_limit
-    limit = limits.for_children()
-    if limit != _children_limit:
-        assert _vfork is not None
-        _vfork.child_open_files(*(limit or (-1, -1)))
-        _children_limit = limit
 
 
 # Fewer starts than this at once run on the calling thread: a pool is not worth it.
@@ -250,6 +243,7 @@ def _fork(
     cwd: str | None,
     creds: Credentials | None,
     stdio: tuple[int, int, int],
+    setup: ChildSetup,
     no_new_privs: Callable[[], None] | None = None,
     fds: tuple[int, ...] = (),
 ) -> Spawned:
@@ -268,7 +262,19 @@ def _fork(
             os.close(read_fd)
             raise SpawnError(f"cannot fork: {_shortage(exc)}") from None
         if pid == 0:  # pragma: no cover - runs in the child, which execs or exits
-            _become(executable, words, env, marked, cwd, creds, write_fd, stdio, no_new_privs, fds)
+            _become(
+                executable,
+                words,
+                env,
+                marked,
+                cwd,
+                creds,
+                write_fd,
+                stdio,
+                setup,
+                no_new_privs,
+                fds,
+            )
     finally:
         _sigmask(signal.SIG_SETMASK, old_mask)
         os.close(write_fd)
@@ -304,6 +310,7 @@ def _vfork_job(
     creds: Credentials | None,
     stdio: tuple[int, int, int],
     no_new_privs: bool,
+    setup: ChildSetup,
     fds: tuple[int, ...] = (),
 ) -> Job:
     assert _vfork is not None
@@ -318,12 +325,13 @@ def _vfork_job(
         None if creds is None else creds.groups,
         *stdio,
         no_new_privs,
+        setup.for_c(),
         fds,
     )
 
     def job() -> Spawned:
         try:
-            pid, step, err = spawn_c(*args)
+            pid, step, err, index = spawn_c(*args)
         except OSError as exc:
             raise SpawnError(f"cannot fork: {_shortage(exc)}") from None
         except ValueError as exc:  # an embedded null byte
@@ -331,17 +339,22 @@ def _vfork_job(
         if step < 0:
             return Spawned(pid, -1, executable)
         # The same words as the fork path's report (_become), by step of _syscalls.c.
-        doing = (
+        words = (
             "preparing",
             "redirecting stdio",
             f"changing directory to {cwd!r}",
             "" if creds is None else f"switching to uid {creds.uid} gid {creds.gid}",
             "setting no_new_privs",
             f"executing {executable!r}",
-        )[step]
+        )
+        doing = words[step] if step < len(words) else setup.failure(_C_SETUP_STEPS[step], index)
         return Spawned(pid, -1, executable, f"{doing}: {os.strerror(err)}")
 
     return job
+
+
+# The steps of _syscalls.c by number (those past EXECUTING), as ChildSetup.failure names them.
+_C_SETUP_STEPS = ("",) * 6 + ("cgroup", "rlimit", "nice", "oom_score_adj")
 
 
 def _become(
@@ -353,6 +366,7 @@ def _become(
     creds: Credentials | None,
     error_fd: int,
     stdio: tuple[int, int, int],
+    setup: ChildSetup,
     no_new_privs: Callable[[], None] | None,
     fds: tuple[int, ...] = (),
 ) -> None:  # pragma: no cover - child side
@@ -386,9 +400,7 @@ def _become(
             os.dup2(fd, target)  # inheritable: it stays open across exec
         os.closerange(above, error_fd)
         os.closerange(error_fd + 1, _fd_limit())
-        given = limits.for_children()
-        if given is not None:
-            resource.setrlimit(resource.RLIMIT_NOFILE, given)
+        child_setup.apply(setup)
         if cwd is not None:
             step = f"changing directory to {cwd!r}"
             os.chdir(cwd)
@@ -403,6 +415,8 @@ def _become(
         step = f"executing {executable!r}"
         os.execve(executable, argv, env)
     except BaseException as exc:
+        if isinstance(exc, child_setup.SetupStepError):
+            step, exc = exc.step, exc.cause
         with contextlib.suppress(BaseException):
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             os.write(error_fd, f"{step}: {reason}".encode(errors="replace")[:_MAX_ERROR])

@@ -35,6 +35,7 @@ from taskforce.core.spec import TASK_PID_MARKER, DesiredState, LaunchSpec
 from taskforce.core.state import Phase
 from taskforce.core.vocabulary import DAEMON, Control, Overlap
 from taskforce.runtime import exit_log, process, readiness
+from taskforce.runtime.confinement import Confinement
 from taskforce.runtime.foreign import ExitWatch, find_daemon
 from taskforce.runtime.helpers import Helpers
 from taskforce.runtime.identity import identify
@@ -85,6 +86,8 @@ class Supervisor:
         self._timer_at: float | None = None
         self._spawn_reports = SpawnReports()
         self._helpers = Helpers(self._spawn_reports)
+        # Each instance's cgroup, and memory_restart.
+        self.confinement = Confinement()
         self._done: asyncio.Future[Outcome] | None = None
         self._outcome = Outcome.STOPPED
         self._devnull = -1
@@ -124,6 +127,7 @@ class Supervisor:
         if process.become_subreaper():
             log.debug("acting as child subreaper: orphaned descendants are reaped here")
         self._exit_watch = ExitWatch(loop, self._foreign_exit)
+        self.confinement.start(loop, self.records.path, self._memory_restart)
         self._spawn_reports.start(loop)
         self._helpers.start(loop, self._devnull)
         self.schedules.start(loop)
@@ -131,12 +135,14 @@ class Supervisor:
         try:
             self._reap()  # anything that exited before the handler was in place
             self._recover()
+            self.confinement.resume(self.planner)
             self.records.begin()
             self.sockets.keep(self.planner.desired)  # those handed over and still wanted
             self._schedule()
             outcome = await self._done
             if outcome is Outcome.STOPPED and not self._kept:
                 self.records.remove()
+            self.confinement.close(keep=outcome is Outcome.UPGRADE or bool(self._kept))
             return outcome
         finally:
             self.schedules.close()
@@ -144,6 +150,7 @@ class Supervisor:
                 self.sockets.hand_over()  # the next image serves them on
             else:
                 self.sockets.close()
+            self.confinement.close(keep=True)
             self._exit_watch.close()
             for signum in handled:
                 loop.remove_signal_handler(signum)
@@ -260,8 +267,10 @@ class Supervisor:
             self._exit_watch.watch(pid)
 
     def _foreign_exit(self, pid: int) -> None:
-        outcome = self.planner.exited(pid, -1, self._now(), time.time())
+        cause = self.confinement.exit_cause(self.planner.owner(pid))
+        outcome = self.planner.exited(pid, -1, self._now(), time.time(), cause=cause)
         if outcome is not None:
+            self.confinement.exited(outcome, self._leaves_nothing_behind(outcome))
             self._log_exit(pid, outcome)
         self._schedule()
 
@@ -269,6 +278,11 @@ class Supervisor:
 
     def event_stop(self, task: str, reason: str) -> None:
         if self.planner.request_stop(task, reason):
+            self._schedule()
+
+    def _memory_restart(self, task: str, slot: int, reason: str) -> None:
+        log.warning("%s[%d]: %s: restarting it", task, slot, reason)
+        if self.planner.request_stop(task, reason, slot):
             self._schedule()
 
     def event_start(self, task: str, reason: str) -> None:
@@ -374,7 +388,8 @@ class Supervisor:
             self._exit_watch.forget(pid)
         self.output.exited(pid)  # its last words, before its exit is logged
         now = self._now()
-        outcome = self.planner.exited(pid, status, now, time.time(), error)
+        cause = self.confinement.exit_cause(self.planner.owner(pid))
+        outcome = self.planner.exited(pid, status, now, time.time(), error, cause)
         if outcome is None:
             log.debug("reaped orphan pid %d (%s)", pid, process.describe_status(status))
             timer = self._strays.pop(pid, None)
@@ -388,6 +403,7 @@ class Supervisor:
             )
         if self._leaves_nothing_behind(outcome):
             self._sweep_leaders.add(pid)
+        self.confinement.exited(outcome, self._leaves_nothing_behind(outcome))
         self._log_exit(pid, outcome)
 
     def _leaves_nothing_behind(self, outcome: ExitOutcome) -> bool:
@@ -493,6 +509,7 @@ class Supervisor:
                 "%s[%d]: pid %d %s: SIGKILL", action.task, action.slot, action.pid, action.reason
             )
             process.signal_group(action.pid, signal.SIGKILL, or_process=True)
+            self.confinement.kill(action.task, action.slot)
             self._helpers.kill_for(action.task, action.slot)
         elif isinstance(action, SendSignal):
             log.info(
@@ -547,6 +564,12 @@ class Supervisor:
                         stdout=stdio.stdout,
                         stderr=stdio.stderr,
                         fds=fds,
+                        cgroups=self.confinement.procs_for(
+                            action.task,
+                            action.slot,
+                            action.spec.launch.cgroup,
+                            self._memory_restart_of(action.task),
+                        ),
                     )
                 except (SpawnError, OSError) as exc:
                     self._start_failed(action, stdio, exc)
@@ -566,6 +589,10 @@ class Supervisor:
         env = launch.env + activation_env(launch.sockets, TASK_PID_MARKER)
         return dataclasses.replace(launch, env=env), fds
 
+    def _memory_restart_of(self, task: str) -> int | None:
+        spec = self.planner.desired.tasks.get(task)
+        return spec.memory_restart if spec is not None else None
+
     def _start_failed(self, action: Start, stdio: Stdio, exc: Exception) -> None:
         stdio.abandon()
         outcome = self.planner.start_failed(
@@ -579,6 +606,10 @@ class Supervisor:
             action.task, action.slot, spawned.pid, self._now(), time.time(), spawned.executable
         )
         self._spawn_reports.watch(spawned)
+        spec = self.planner.desired.tasks.get(action.task)
+        if spec is not None:
+            interval = self.planner.desired.policy.memory_check_interval
+            self.confinement.started(spec, action.slot, spawned.pid, interval)
         log.info(
             "%s[%d]: started pid %d (%s): %s",
             action.task,
@@ -772,6 +803,7 @@ class Supervisor:
             process.signal_process(action.pid, signum)
         else:
             process.signal_group(action.pid, signum, or_process=True)
+            self.confinement.stop(action.task, action.slot, signum)
 
     # ----- logging --------------------------------------------------------------------
 

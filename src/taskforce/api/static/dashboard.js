@@ -45,7 +45,7 @@
   let token = null;
   let latest = null; // the last task table received
   let rowIds = 0;
-  const usage = new Map(); // pid -> { cpu, rss, at, percent } from the last reading
+  const usage = new Map(); // pid -> { cpu, rss, at, percent, procs } from the last reading
   const output = { task: null, abort: null }; // the one output pane (built when first shown)
 
   // ----- small helpers --------------------------------------------------------------------
@@ -465,7 +465,10 @@
       const memory = el("td", { class: "num memory" }, bytes(used && used.rss));
       if (used && used.rss != null) {
         memory.dataset.bytes = String(used.rss);
-        memory.title = `${used.rss} bytes resident`;
+        memory.title =
+          used.procs != null
+            ? `${used.rss} bytes in its cgroup, ${used.procs} process(es)`
+            : `${used.rss} bytes resident`;
       }
       body.append(
         el(
@@ -533,12 +536,16 @@
       const seen = new Set();
       for (const task of Object.values(table)) {
         for (const p of task.processes || []) {
-          if (!p.pid || p.cpu_seconds == null) continue;
+          // The instance's cgroup counts every process it started, where it has one.
+          const group = p.cgroup || {};
+          const cpu = group.cpu_seconds != null ? group.cpu_seconds : p.cpu_seconds;
+          const memory = group.memory_bytes != null ? group.memory_bytes : p.rss_bytes;
+          if (!p.pid || cpu == null) continue;
           seen.add(p.pid);
           const before = usage.get(p.pid);
-          const share =
-            before && now > before.at ? Math.max(0, (100 * (p.cpu_seconds - before.cpu)) / (now - before.at)) : null;
-          usage.set(p.pid, { cpu: p.cpu_seconds, rss: p.rss_bytes, at: now, percent: share });
+          const share = before && now > before.at ? Math.max(0, (100 * (cpu - before.cpu)) / (now - before.at)) : null;
+          const procs = group.processes != null ? group.processes : null;
+          usage.set(p.pid, { cpu, rss: memory, at: now, percent: share, procs });
         }
       }
       for (const pid of [...usage.keys()]) if (!seen.has(pid)) usage.delete(pid);
