@@ -1,10 +1,11 @@
 """Reuse the TaskSpecs of the previous resolve for the tasks that did not change.
 
 A task's resolved spec is a pure function of its validated configuration and of the
-inputs every task shares: the top-level defines, defaults and their role maps, the
-settings' output, the configuration's path, the roles, the environment and the host
-facts, and the answers of the user and group databases for the names it uses. A reload
-of a large configuration where one task changed therefore resolves that task only.
+inputs every task shares: the top-level defines, defaults, their role maps and
+environment files, the settings' output, the configuration's path, the roles, the
+environment and the host facts, and the answers of the user and group databases for the
+names it uses. A reload of a large configuration where one task changed therefore
+resolves that task only.
 
 "Did not change" is decided strictly:
 
@@ -125,6 +126,7 @@ def _shared_inputs(
         repr(config.role_defines),
         repr(config.role_defaults),
         repr(config.settings.output),
+        dict(config.env),  # the top-level env_files' variables: strings only
         config.source,
         roles,  # names and values: strings only
         dict(environ),  # strings only

@@ -174,8 +174,8 @@ def event_schema() -> dict[str, Any]:
 
 
 def test_schema_keys_are_the_model_fields() -> None:
-    assert set(properties(SCHEMA)) == field_names(model.Config, "source")
-    assert set(properties(SCHEMA, "tasks")) == field_names(model.TaskConfig, "name")
+    assert set(properties(SCHEMA)) == field_names(model.Config, "source", "env")
+    assert set(properties(SCHEMA, "tasks")) == field_names(model.TaskConfig, "name", "env", "scope")
     assert set(properties(SCHEMA, "settings")) == field_names(model.Settings)
     assert set(properties(SCHEMA, "settings", "restart")) == field_names(vocabulary.RestartPolicy)
     assert set(event_schema()["properties"]) == field_names(model.EventConfig)
