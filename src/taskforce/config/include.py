@@ -310,7 +310,7 @@ class _Run:
                 continue  # the shape check reports it
             listed = isinstance(document.get(("include",)), list)
             at: Path = ("include", index) if listed else ("include",)
-            for path in self._expand(os.path.join(base, pattern), document, at):
+            for path in self._expand(os.path.normpath(os.path.join(base, pattern)), document, at):
                 real = os.path.realpath(path)
                 if real in chain:
                     loop = [*chain[chain.index(real) :], real]
@@ -416,7 +416,7 @@ class _Run:
         written = document.get(at)
         values: dict[str, str] = {}
         for index, entry in enumerate(files):
-            path = os.path.join(os.path.dirname(part.path), entry.path)
+            path = os.path.normpath(os.path.join(os.path.dirname(part.path), entry.path))
             self.files[path] = None
             env = self.composer.env(path)
             entry_at: Path = (*at, index) if isinstance(written, list) else at

@@ -412,12 +412,13 @@ class Legion:
         own = set() if self.config_source is not None else {self.config_file}
         if self.roles_file is not None and self.roles_source is None:
             own.add(self.roles_file)
-        # Included and environment files, and the directories that patterns read.
-        own |= self._composer.watched_files()
-        own.update(listing(directory) for directory in self._composer.watched_dirs())
+        own |= self._composer.watched_files()  # included and environment files
         # /dev/null is read once as empty: every write to it by anyone would look like a
         # change.
-        return frozenset(p for p in own if not is_dev_null(p)) | self._own_code
+        own = {p for p in own if not is_dev_null(p)}
+        # The directories whose entries include patterns read.
+        own.update(listing(directory) for directory in self._composer.watched_dirs())
+        return frozenset(own) | self._own_code
 
     def _refresh_watches(self) -> None:
         if self._watcher is None or self._events is None:

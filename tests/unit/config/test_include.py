@@ -290,7 +290,7 @@ def test_watched_paths(tmp_path: Path) -> None:
     compose(main, composer)
     assert composer.watched_files() == {
         str(tmp_path / "conf.d/a.conf"),
-        str(tmp_path / "conf.d/../opt.env"),
+        str(tmp_path / "opt.env"),
     }
     assert composer.watched_dirs() == {str(tmp_path / "conf.d"), str(tmp_path)}
 
