@@ -45,7 +45,7 @@ from collections.abc import Container, Iterable, Iterator, Mapping
 from typing import NamedTuple, TypeVar, cast
 
 from taskforce.config.host import HostFacts, UserInfo
-from taskforce.config.model import Config, Pick, TaskConfig, Value
+from taskforce.config.model import Config, FileScope, Pick, TaskConfig, Value
 from taskforce.config.roles import Roles
 from taskforce.core.spec import TASK_PID_MARKER
 
@@ -516,14 +516,19 @@ class SharedContext:
         defines or that differs per task (Task_name...). Those are expanded per instance.
         """
         volatile = set(_TASK_KEYS).union(_ACCOUNT_KEYS)
+        scopes: dict[int, FileScope] = {}  # by identity: their maps are not hashable
         for task in self.config.tasks.values():
-            volatile.update(task.defines, task.defaults, task.env)
+            # Most tasks have none of these: test before calling.
+            if task.defines or task.defaults or task.env:
+                volatile.update(task.defines, task.defaults, task.env)
             if task.scope is not None:
-                scope = task.scope
-                volatile.update(scope.defines, scope.defaults, scope.env)
-            for maps in (task.role_defines, task.role_defaults):
-                for mapping in maps.values():
-                    volatile.update(mapping)
+                scopes[id(task.scope)] = task.scope
+            if task.role_defines or task.role_defaults:
+                for maps in (task.role_defines, task.role_defaults):
+                    for mapping in maps.values():
+                        volatile.update(mapping)
+        for scope in scopes.values():
+            volatile.update(scope.defines, scope.defaults, scope.env)
         expansion = _Expansion(literals, self.templates, {}, self.bottoms, track=True)
         for key in self.templates:
             # A failure is expanded again for each task, which reports it (an override

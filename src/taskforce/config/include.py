@@ -64,9 +64,13 @@ class _Part:
     value: Config | Fragment | None = None
     problems: tuple[Problem, ...] = ()
     memo: Memo = field(default_factory=Memo)
-    # Composed objects kept from one load to the next (see Composer._task).
+    # The task entries as written, and the names of those linking to other tasks.
+    raw: dict[str, Mapping[str, object]] = field(default_factory=dict)
+    linked: frozenset[str] = frozenset()
+    # Composed objects kept from one load to the next (see _Run._composed).
     scope: FileScope | None = None
     tasks: dict[str, tuple[TaskConfig, TaskConfig]] = field(default_factory=dict)
+    composed: tuple[object, object, object, Mapping[str, TaskConfig]] | None = None
 
 
 @dataclass(eq=False)
@@ -88,9 +92,12 @@ class Composition:
     names: frozenset[str] = frozenset()
 
     def status(self) -> dict[str, Any]:
-        """The composed document as status shows it: with the files read and where each
-        task is defined (file:line:col)."""
+        """The composed document as status shows it: when files are included, with the
+        files read and where each task is defined (file:line:col). A configuration of one
+        file is shown as it is, as the original shows it."""
         data: dict[str, Any] = dict(self.document.data)
+        if len(self.files) == 1:
+            return data
         data["sources"] = {
             "files": list(self.files),
             "tasks": {
@@ -215,6 +222,10 @@ class Composer:
         except ConfigError as exc:
             part.problems = exc.problems
         else:
+            part.raw = raw_tasks(part.document.data)
+            part.linked = frozenset(
+                name for name, entry in part.raw.items() if "requires" in entry or "onexit" in entry
+            )
             part.value, part.problems = _validate(part, path == self.main)
         self._parts[path] = part
         return part
@@ -242,9 +253,8 @@ def _validate(part: _Part, main: bool) -> tuple[Config | Fragment | None, tuple[
     report = Reporter(document, memo=part.memo)
     value = (CONFIG if main else FRAGMENT).check(document.data, (), report)
     part.memo.finish()
-    tasks = raw_tasks(document.data)
     defined = defined_names(document.data)
-    check_entries(document.data if main else {}, report, tasks, defined)
+    check_entries(document.data if main else {}, report, part.raw, defined)
     if isinstance(value, Invalid) or report.problems:
         return None, tuple(report.problems)
     return value, ()
@@ -263,6 +273,7 @@ class _Run:
         self.tasks: dict[str, TaskConfig] = {}
         self.raw: dict[str, Mapping[str, object]] = {}
         self.documents: dict[str, Document] = {}
+        self.linked: set[str] = set()
         self.names: set[str] = set()
 
     def compose(self, text: str | None, source: str) -> Composition:
@@ -284,10 +295,10 @@ class _Run:
         if self.problems or config is None or part.document is None:
             raise ConfigError(_ordered(self.problems))
         main_document = part.document
-        data = {**main_document.data, "tasks": cast(Value, dict(self.raw))}
+        data = {**main_document.data, "tasks": cast(Value, self.raw)}
         document = ComposedDocument(main_document, data, self.documents)
         report = Reporter(document)
-        check_between(report, self.raw)
+        check_between(report, self.raw, self.linked)
         if report.problems:
             raise ConfigError(_ordered(report.problems))
         config = replace(config, tasks=self.tasks, env=top_env, source=main_document.source)
@@ -369,39 +380,67 @@ class _Run:
     def _tasks(
         self, part: _Part, tasks: Mapping[str, TaskConfig] | None, scope: FileScope | None
     ) -> None:
-        """Add the tasks of one file, each at most once in the whole composition."""
+        """Add the tasks of one file, each at most once in the whole composition.
+
+        Whole maps are merged at once, not task by task: with thousands of tasks in files
+        that did not change, a reload costs what the changed files hold.
+        """
         document = part.document
         assert document is not None
-        raw = raw_tasks(document.data)
-        for name, entry in raw.items():
-            first = self.documents.get(name)
-            if first is not None:
-                here = document.key_mark_of(("tasks", name))
+        raw = part.raw
+        twice = self.raw.keys() & raw.keys()
+        if twice:
+            for name in sorted(twice):
+                first = self.documents[name]
                 there = _where(first.source, first.key_mark_of(("tasks", name)))
                 self.problems.append(
                     Problem(
                         document.source,
-                        here,
+                        document.key_mark_of(("tasks", name)),
                         f"tasks.{name}",
                         f"the task {name!r} is defined twice: here and at {there}",
                     )
                 )
-                continue
-            self.documents[name] = document
-            self.raw[name] = entry
-            task = tasks.get(name) if tasks is not None else None
-            if task is not None:
-                self.tasks[name] = self._task(part, task, scope)
+            raw = {name: entry for name, entry in raw.items() if name not in twice}
+        self.raw.update(raw)
+        self.documents.update(dict.fromkeys(raw, document))
+        self.linked.update(part.linked)
+        if tasks is not None:
+            composed = self._composed(part, tasks, scope)
+            self.tasks.update(
+                composed if not twice else {n: t for n, t in composed.items() if n not in twice}
+            )
 
-    def _task(self, part: _Part, task: TaskConfig, scope: FileScope | None) -> TaskConfig:
+    def _composed(
+        self, part: _Part, tasks: Mapping[str, TaskConfig], scope: FileScope | None
+    ) -> Mapping[str, TaskConfig]:
+        """The tasks of a file with its scope and their environment files."""
+        with_env = [task for task in tasks.values() if task.env_file]
+        if scope is None and not with_env:
+            return tasks
+        envs = {
+            task.name: self._env_files(part, task.env_file, ("tasks", task.name, "env_file"))
+            for task in with_env
+        }
+        for env in envs.values():
+            self.names.update(env)
+        if part.composed is not None and part.composed[:2] == (tasks, scope):
+            if part.composed[2] == envs:
+                return part.composed[3]
+        composed = {
+            name: self._task(part, task, scope, envs.get(name, {})) for name, task in tasks.items()
+        }
+        part.composed = (tasks, scope, envs, composed)
+        return composed
+
+    @staticmethod
+    def _task(
+        part: _Part, task: TaskConfig, scope: FileScope | None, env: dict[str, str]
+    ) -> TaskConfig:
         """`task` with its file scope and environment files; the object composed last time
         when nothing of that changed (resolving then reuses its spec)."""
         if scope is None and not task.env_file:
             return task
-        env = {}
-        if task.env_file:
-            env = self._env_files(part, task.env_file, ("tasks", task.name, "env_file"))
-            self.names.update(env)
         kept = part.tasks.get(task.name)
         if kept is not None and kept[0] is task and kept[1].scope is scope and kept[1].env == env:
             return kept[1]

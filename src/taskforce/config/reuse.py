@@ -95,6 +95,26 @@ class ResolveCache:
             self._recorder = _Recorder(host)
         return self._recorder.recording
 
+    def reuse_all(self, tasks: Mapping[str, TaskConfig]) -> dict[str, TaskSpec]:
+        """The previous spec of each of `tasks` that nothing changed for, by name: in one
+        pass, as most tasks of a reload are unchanged. (A task reused here was in scope
+        last time, with the same roles: it is now.)"""
+        assert self._recorder is not None
+        previous, entries, recorder = self._previous, self._entries, self._recorder
+        found: dict[str, TaskSpec] = {}
+        if not previous:
+            return found
+        for name, task in tasks.items():
+            entry = previous.get(name)
+            if (
+                entry is not None
+                and entry.task is task
+                and (not entry.answers or recorder.same_answers(entry.answers))
+            ):
+                entries[name] = entry
+                found[name] = entry.spec
+        return found
+
     def reuse(self, name: str, task: TaskConfig) -> TaskSpec | None:
         """The previous spec of `name`, if nothing it was made from has changed; else
         None, and the lookups made until :meth:`keep` are the task's."""

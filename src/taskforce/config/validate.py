@@ -15,7 +15,7 @@ Two passes, both collecting every problem rather than stopping at the first:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from taskforce.config.context import ALWAYS_PRESENT, REFERENCE, SHARED_FACTS
@@ -104,15 +104,20 @@ def check_entries(
             _check_daemon_pidfile(report, task, at)
 
 
-def check_between(report: Reporter, tasks: Mapping[str, RawTask]) -> None:
+def check_between(
+    report: Reporter, tasks: Mapping[str, RawTask], linked: Iterable[str] | None = None
+) -> None:
     """The checks of the links from task to task: named tasks that exist, onexit
-    targets that are once tasks, no requires cycles."""
-    for name, task in tasks.items():
+    targets that are once tasks, no requires cycles. `linked`, when known, names the
+    tasks with `requires` or `onexit` (the others are not looked at)."""
+    names = tasks if linked is None else sorted(linked)
+    for name in names:
+        task = tasks[name]
         if "requires" in task:
             _check_requires(report, tasks, name)
         if "onexit" in task:
             _check_onexit(report, tasks, ("tasks", name))
-    _check_cycles(report, tasks)
+    _check_cycles(report, tasks, names)
 
 
 RawTask = Mapping[str, object]
@@ -260,18 +265,19 @@ MAX_CYCLES = 20
 _SHOWN_IN_CYCLE = 12
 
 
-def _check_cycles(report: Reporter, tasks: Mapping[str, RawTask]) -> None:
-    """Report each distinct requires cycle once, at its alphabetically first task."""
-    edges = {
-        name: [
-            (at, required)
-            for at, required in _listed_names(tasks, ("tasks", name, "requires"))
-            if required in tasks and required != name  # reported on their own
-        ]
-        if "requires" in task
-        else []
-        for name, task in tasks.items()
-    }
+def _check_cycles(
+    report: Reporter, tasks: Mapping[str, RawTask], names: Iterable[str] | None = None
+) -> None:
+    """Report each distinct requires cycle once, at its alphabetically first task (of
+    those in `names`, the tasks that may require others: all by default)."""
+    edges: dict[str, list[tuple[Path, str]]] = {}
+    for name in tasks if names is None else names:
+        if "requires" in tasks[name]:
+            edges[name] = [
+                (at, required)
+                for at, required in _listed_names(tasks, ("tasks", name, "requires"))
+                if required in tasks and required != name  # reported on their own
+            ]
     reported: set[tuple[str, ...]] = set()
     for cycle, paths in find_cycles(edges):
         # The same loop can be met from different starting points: name it one way.
@@ -295,7 +301,7 @@ def _show_cycle(cycle: tuple[str, ...]) -> str:
 Cycle = tuple[tuple[str, ...], tuple[Path, ...]]
 
 
-def find_cycles(edges: dict[str, list[tuple[Path, str]]]) -> Iterator[Cycle]:
+def find_cycles(edges: Mapping[str, list[tuple[Path, str]]]) -> Iterator[Cycle]:
     """Yield each cycle met by a depth-first search: its tasks, and the path of the
     requirement leading from each task to the next.
 
@@ -319,7 +325,7 @@ def find_cycles(edges: dict[str, list[tuple[Path, str]]]) -> Iterator[Cycle]:
                     position[name] = len(stack)
                     stack.append(name)
                     via.append(at)
-                    pending.append(iter(edges[name]))
+                    pending.append(iter(edges.get(name, ())))
                     break
             else:  # every requirement of the task on top seen: it is done
                 pending.pop()

@@ -221,7 +221,7 @@ class Legion:
     def _check_python_events(self, desired: DesiredState) -> list[Problem]:
         problems = []
         for spec in desired.tasks.values():
-            if not any(e.type is EventType.PYTHON for e in spec.events):
+            if not spec.events or not any(e.type is EventType.PYTHON for e in spec.events):
                 continue
             launch = spec.instances[0].launch if spec.instances else None
             if launch is None:
