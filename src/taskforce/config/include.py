@@ -424,9 +424,9 @@ class _Run:
         }
         for env in envs.values():
             self.names.update(env)
-        if part.composed is not None and part.composed[:2] == (tasks, scope):
-            if part.composed[2] == envs:
-                return part.composed[3]
+        kept = part.composed
+        if kept is not None and kept[0] is tasks and kept[1] is scope and kept[2] == envs:
+            return kept[3]
         composed = {
             name: self._task(part, task, scope, envs.get(name, {})) for name, task in tasks.items()
         }
