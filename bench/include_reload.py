@@ -102,7 +102,7 @@ class Layout:
         )
 
 
-def run(root: Path, count: int, files: int, changes: int) -> dict[str, Any]:
+def run(root: Path, count: int, files: int, changes: int, profile: bool) -> dict[str, Any]:
     label = f"{count} tasks in {files} included files" if files else f"{count} tasks in one file"
     workload = Workload.create(root, build_child(BENCH / ".peers"), count)
     layout = Layout(workload, files)
@@ -123,6 +123,14 @@ def run(root: Path, count: int, files: int, changes: int) -> dict[str, Any]:
         starts = wait_all_started(ctx, workload, 900)  # type: ignore[arg-type]
         print(f"{label}: all started in {time.monotonic() - began:.1f} s", flush=True)
         time.sleep(3)  # past min_uptime, and the start-up's own work done
+        spy = None
+        if profile:
+            from profile_taskforce import RAW, record
+
+            RAW.mkdir(parents=True, exist_ok=True)
+            raw = RAW / f"profile-include-{files}.txt"
+            spy = record(raw, ["--pid", str(tf.pid)])
+            time.sleep(1)
         for trial in range(changes):
             index = (trial * 1_237 + count // 2) % count
             name = workload.tasks[index].name
@@ -144,6 +152,12 @@ def run(root: Path, count: int, files: int, changes: int) -> dict[str, Any]:
                 f"rename; {others} other process(es) touched",
                 flush=True,
             )
+        if spy is not None:
+            from profile_taskforce import summarize
+
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
+            summarize(raw)
     finally:
         tf.send_signal(signal.SIGTERM)
         try:
@@ -189,6 +203,7 @@ def main() -> int:
     parser.add_argument("--files", type=int, default=100)
     parser.add_argument("--changes", type=int, default=7)
     parser.add_argument("--only", choices=["include", "one-file"])
+    parser.add_argument("--profile", action="store_true", help="under py-spy (see README.md)")
     args = parser.parse_args()
     reaper.become_subreaper()
     print(f"taskforce {_TASKFORCE.install()} (snapshot of src/)", flush=True)
@@ -198,7 +213,7 @@ def main() -> int:
         layouts = {"include": args.files, "one-file": 0}
         for key, files in layouts.items():
             if args.only in (None, key):
-                results.append(run(root / key, args.tasks, files, args.changes))
+                results.append(run(root / key, args.tasks, files, args.changes, args.profile))
                 reaper.kill_descendants()
     finally:
         reaper.kill_descendants()
