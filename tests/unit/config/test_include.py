@@ -317,3 +317,20 @@ def test_status_shows_where_each_task_is_defined(tmp_path: Path) -> None:
         "files": [str(main), str(inc)],
         "tasks": {"a": f"{main}:1:35", "b": f"{inc}:2:3"},
     }
+
+
+def test_the_readme_example_composes(tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[3] / "README.md").read_text()
+    section = readme.split("### Several files: `include` and `env_file`", 1)[1]
+    blocks = [block.split("```", 1)[0] for block in section.split("```")[1::2]]
+    main, worker, env = (block.split("\n", 1)[1] for block in blocks[:3])
+    (tmp_path / "taskforce.conf").write_text(main)
+    write(tmp_path / "conf.d/10-web.conf", tasks={"web": task()})
+    (tmp_path / "conf.d/20-worker.conf").write_text(worker)
+    (tmp_path / "conf.d/worker.env").write_text("LOG_LEVEL=debug\n")
+    (tmp_path / "app.env").write_text(env)
+    composition = compose(tmp_path / "taskforce.conf")
+    worker_context = context(composition, "worker")
+    assert worker_context["QUEUE"] == "jobs" and worker_context["LOG_LEVEL"] == "debug"
+    assert worker_context["GREETING"] == "hello\tworld"
+    assert context(composition, "web")["LISTEN"] == "127.0.0.1:8080"
