@@ -292,15 +292,16 @@ class _Run:
         if config is not None:
             top_env = self._env_files(part, config.env_file, ("env_file",))
             self.names.update(top_env)
-        if self.problems or config is None or part.document is None:
-            raise ConfigError(_ordered(self.problems))
         main_document = part.document
+        if main_document is None:
+            raise ConfigError(_ordered(self.problems))
         data = {**main_document.data, "tasks": cast(Value, self.raw)}
         document = ComposedDocument(main_document, data, self.documents)
-        report = Reporter(document)
+        # The links between tasks, reported with the other problems of every file.
+        report = Reporter(document, self.problems)
         check_between(report, self.raw, self.linked)
-        if report.problems:
-            raise ConfigError(_ordered(report.problems))
+        if self.problems or config is None:
+            raise ConfigError(_ordered(self.problems))
         config = replace(config, tasks=self.tasks, env=top_env, source=main_document.source)
         files = tuple(p.path for p in self.parts)
         return Composition(config, document, files, frozenset(self.names))
