@@ -19,14 +19,12 @@ whose entry, file scope and environment files did not change keeps its very
 
 from __future__ import annotations
 
-import glob
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from taskforce.config.description import CONFIG, FRAGMENT
-from taskforce.config.envfile import parse_env
 from taskforce.config.errors import ConfigError, Mark, Problem, format_path
 from taskforce.config.load import read_text
 from taskforce.config.model import Config, EnvFile, FileScope, Fragment, TaskConfig, Value
@@ -238,6 +236,9 @@ class Composer:
         if signature is None:
             found = _Env(None, None)
         else:
+            # Imported when a configuration has environment files: most have none.
+            from taskforce.config.envfile import parse_env
+
             try:
                 found = _Env(signature, parse_env(read_text(path), path))
             except ConfigError as exc:
@@ -362,6 +363,8 @@ class _Run:
                 self._problem(document, at, f"there is no file {pattern}")
                 return []
             return [pattern]
+        import glob  # with fnmatch: only for a configuration that has patterns
+
         self.dirs.update(_pattern_dirs(pattern))
         return sorted(p for p in glob.glob(pattern) if os.path.isfile(p))
 
@@ -500,6 +503,8 @@ def _pattern_dirs(pattern: str) -> Iterator[str]:
     if not has_magic(head):
         yield head
         return
+    import glob
+
     yield from _pattern_dirs(head)
     for directory in glob.glob(head):
         if os.path.isdir(directory):
