@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ def test_entries_coming_going_and_renamed_are_reported(tmp_path: Path) -> None:
     async def main() -> None:
         async with watching() as (watcher, rec):
             watcher.set_paths([watched, sentinel])
-            steps = [
+            steps: list[Callable[[], object]] = [
                 lambda: (conf_d / "a.conf").write_text("a"),
                 lambda: os.rename(conf_d / "a.conf", conf_d / "b.conf"),
                 lambda: (conf_d / "b.conf").unlink(),
