@@ -17,7 +17,9 @@ from taskforce.config.limits import LIMITS, Between, Umask
 from taskforce.config.listeners import HTTP_LISTENER, Flag
 from taskforce.config.model import (
     Config,
+    EnvFile,
     EventConfig,
+    Fragment,
     LiveConfig,
     OnExitConfig,
     ReadyConfig,
@@ -177,6 +179,31 @@ def signal_number(value: object) -> int | None:
     else:
         return None
     return number if 0 < number < signal.NSIG else None
+
+
+@dataclass(frozen=True)
+class EnvFileEntry(Shape[EnvFile]):
+    """An `env_file` entry: a path (`-path`: optional), or {path, optional}."""
+
+    record: Shape[EnvFile]
+
+    def check(self, value: object, at: Path, report: Reporter) -> EnvFile | Invalid:
+        if isinstance(value, str):
+            optional = value.startswith("-")
+            path = value[1:] if optional else value
+            if not path:
+                report.error(at, "expected a file path (a leading '-' makes it optional)")
+                return INVALID
+            return EnvFile(path, optional)
+        if isinstance(value, dict):
+            return self.record.check(value, at, report)
+        report.error(
+            at, f"expected a file path or a map with 'path' and 'optional', got {describe(value)}"
+        )
+        return INVALID
+
+    def json_schema(self, defs: Defs) -> JsonSchema:
+        return {"anyOf": [{"type": "string", "minLength": 1}, self.record.json_schema(defs)]}
 
 
 # Build functions turn a record's checked values, named as the model's fields, into the model.
@@ -410,6 +437,32 @@ TASK_RESTART = Record(
     _model(RestartConfig),
 )
 
+ENV_FILE = ListOf(
+    EnvFileEntry(
+        Record(
+            {
+                "path": Field(Text(), "The file's path.", required=True),
+                "optional": Field(Flag(), "true: a missing file is no error."),
+            },
+            _model(EnvFile),
+            what="env_file entry (a map with 'path' and 'optional')",
+        )
+    ),
+    single_ok=True,
+)
+ENV_FILE_DOC = (
+    "Environment files (dotenv: KEY=VALUE lines, `export`, quotes, # comments) whose "
+    "variables join the context just below the `defines` of the same level. A relative "
+    "path is relative to the file naming it; a missing file is an error unless written "
+    "'-path' or {path: ..., optional: true}."
+)
+INCLUDE = Field(
+    ListOf(Text(), single_ok=True),
+    "Configuration files whose tasks join these: paths and glob patterns, relative to the "
+    "file naming them, read in sorted order. A pattern matching nothing is fine; a named "
+    "file that is missing is an error. Included files may include others.",
+)
+
 TASK = Record(
     {
         "commands": Field(
@@ -539,6 +592,7 @@ TASK = Record(
             "cluster (one host of those, elected through etcd when the configuration comes "
             "from etcd; without etcd, this host is the whole cluster).",
         ),
+        "env_file": Field(ENV_FILE, ENV_FILE_DOC),
     },
     _task,
     what="task (a map with at least 'commands')",
@@ -618,8 +672,29 @@ CONFIG = Record(
             "The tasks, by name.",
         ),
         "settings": Field(SETTINGS, "Supervisor-wide settings (a taskforce extension)."),
+        "include": INCLUDE,
+        "env_file": Field(ENV_FILE, ENV_FILE_DOC),
     },
     _model(Config),
     what="configuration map",
+    habits=ENVIRONMENT_HABITS,
+)
+
+# An included file: tasks, with defines, defaults and env_file for those tasks alone.
+FRAGMENT = Record(
+    {
+        "tasks": CONFIG.fields["tasks"],
+        "defines": Field(
+            CONTEXT_MAP, "Context entries for the tasks of this file, overriding the top level."
+        ),
+        "defaults": Field(
+            CONTEXT_MAP, "Context entries for the tasks of this file, used only where unset."
+        ),
+        "include": INCLUDE,
+        "env_file": Field(ENV_FILE, ENV_FILE_DOC),
+    },
+    _model(Fragment),
+    what="included configuration map (with 'tasks', 'defines', 'defaults', 'include', "
+    "'env_file'; settings and role maps belong to the main file)",
     habits=ENVIRONMENT_HABITS,
 )

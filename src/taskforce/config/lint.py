@@ -55,7 +55,9 @@ def warnings(document: Document, environ: Mapping[str, str]) -> list[Problem]:
 
 
 def _warning(document: Document, at: Path, message: str) -> Problem:
-    return Problem(document.source, document.mark_of(at), format_path(at), f"warning: {message}")
+    return Problem(
+        document.source_at(at), document.mark_of(at), format_path(at), f"warning: {message}"
+    )
 
 
 def _defined_names(data: Mapping[str, Value]) -> frozenset[str]:

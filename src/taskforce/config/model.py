@@ -136,6 +136,25 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class EnvFile:
+    """One `env_file` entry: a dotenv file whose variables join a context."""
+
+    path: str  # as written, without the leading "-" of an optional file
+    optional: bool = False  # a missing file is no error ("-path" or `optional: true`)
+
+
+@dataclass(frozen=True, slots=True)
+class FileScope:
+    """What an included file gives the tasks it holds: its `defines` and `defaults`, and
+    the variables of its `env_file`s (read). `source` names the file."""
+
+    source: str
+    defines: Mapping[str, Value] = field(default_factory=dict)
+    defaults: Mapping[str, Value] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class TaskConfig:
     name: str
     # Command name -> argv list (raw, may hold conditionals). "start" is always present.
@@ -176,6 +195,12 @@ class TaskConfig:
     nice: int | None = None
     oom_score_adj: int | None = None
     memory_restart: int | None = None
+    env_file: tuple[EnvFile, ...] = ()
+    # The variables of the env_files, read when the configuration is composed (see
+    # :mod:`taskforce.config.include`).
+    env: Mapping[str, str] = field(default_factory=dict)
+    # The included file holding the task; None for a task of the main file.
+    scope: FileScope | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,3 +297,18 @@ class Config:
     role_defaults: Mapping[str, Mapping[str, Value]] = field(default_factory=dict)
     tasks: Mapping[str, TaskConfig] = field(default_factory=dict)
     settings: Settings = field(default_factory=Settings)
+    # Files and glob patterns whose tasks join these (see :mod:`taskforce.config.include`).
+    include: tuple[str, ...] = ()
+    env_file: tuple[EnvFile, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)  # the env_files' variables, read
+
+
+@dataclass(frozen=True, slots=True)
+class Fragment:
+    """An included file: tasks, and what applies to them alone."""
+
+    tasks: Mapping[str, TaskConfig] = field(default_factory=dict)
+    defines: Mapping[str, Value] = field(default_factory=dict)
+    defaults: Mapping[str, Value] = field(default_factory=dict)
+    include: tuple[str, ...] = ()
+    env_file: tuple[EnvFile, ...] = ()

@@ -89,8 +89,10 @@ def resolve(
     `cache` (the same one for each load), a task whose spec cannot have changed since the
     last resolve keeps it (see :mod:`taskforce.config.reuse`).
     """
+    reused: dict[str, TaskSpec] = {}
     if cache is not None:
         host = cache.begin(config, roles, environ, host)
+        reused = cache.reuse_all(config.tasks)
     shared: SharedContext | None = None  # built when a task must be resolved
     active = None if roles is None else frozenset(roles.names)
     tasks: dict[str, TaskSpec] = {}
@@ -98,6 +100,10 @@ def resolve(
     # Keyed by place and message: a top-level problem is met once per task.
     problems: dict[tuple[str, str], Problem] = {}
     for name, task in config.tasks.items():
+        spec = reused.get(name)
+        if spec is not None:
+            tasks[name] = spec
+            continue
         if not in_scope(task, active, config.settings.all_roles):
             out_of_scope.add(name)
             continue
@@ -228,6 +234,8 @@ def _check_links(config: Config, tasks: dict[str, TaskSpec]) -> Iterator[Problem
     """Leave out (with a problem) each task that requires or starts a task that does not
     exist: a name that substitution gave, or that a reload removed."""
     for name, spec in list(tasks.items()):
+        if not (spec.requires or spec.onexit_start):  # most tasks: nothing to check
+            continue
         for required in spec.requires:
             if required not in config.tasks:
                 path = f"tasks.{name}.requires"
@@ -246,7 +254,7 @@ def _check_onexit_targets(config: Config, tasks: dict[str, TaskSpec]) -> Iterato
     """Leave out (with a problem) each task whose onexit starts a task that is not a once
     task here. Only a target whose `control` is conditional is looked at: a plain one is
     checked when the file is loaded (and a temporary control override does not count)."""
-    for name, spec in list(tasks.items()):
+    for name, spec in [(name, spec) for name, spec in tasks.items() if spec.onexit_start]:
         for target in spec.onexit_start:
             other = tasks.get(target)
             configured = config.tasks[target].control  # it exists: see _check_links
@@ -267,7 +275,12 @@ def _check_onexit_targets(config: Config, tasks: dict[str, TaskSpec]) -> Iterato
 def _check_cycles(config: Config, tasks: dict[str, TaskSpec]) -> list[Problem]:
     """Leave out (with a problem) the tasks of each requires cycle that conditionals make
     here. (A cycle of plain names is refused when the file is loaded.)"""
-    if all(isinstance(item, str) for task in config.tasks.values() for item in task.requires):
+    if all(
+        isinstance(item, str)
+        for task in config.tasks.values()
+        if task.requires
+        for item in task.requires
+    ):
         return []
     edges: dict[str, list[tuple[Path, str]]] = {
         name: [(("tasks", name, "requires"), other) for other in spec.requires if other in tasks]

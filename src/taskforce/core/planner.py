@@ -94,18 +94,35 @@ class Planner:
         return self._desired
 
     def set_desired(self, desired: DesiredState) -> None:
-        """Adopt a new desired state; the next plan() reconciles every task."""
+        """Adopt a new desired state; the next plan() reconciles every task it changes.
+
+        A task whose spec is the very object it had (a reload reuses the specs of tasks
+        that did not change) is looked at again only if a task it requires changed; when
+        the policy or the tasks in scope change, every task is.
+        """
+        previous = self._desired
         self._desired = desired
         self._dependents = ordering.dependents(desired)
+        every = desired.policy != previous.policy or desired.out_of_scope != previous.out_of_scope
+        changed: list[str] = []
         for name, spec in desired.tasks.items():
             state = self.tasks.get(name)
             if state is None:
                 state = TaskState(name, generation=_first_generation(spec))
                 self.tasks[name] = state
+            elif state.spec is spec:
+                continue
             elif state.spec != spec:
                 self._revive(state)  # a changed task is given another chance
             state.spec = spec
-        self._dirty.update(self.tasks)
+            changed.append(name)
+        if every:
+            self._dirty.update(self.tasks)
+            return
+        tasks = desired.tasks
+        changed.extend(name for name in self.tasks.keys() - tasks.keys())  # removed
+        for name in changed:
+            self._touch(name)
 
     def shutdown(self) -> None:
         """Stop everything: the desired state becomes empty and stays so."""

@@ -21,6 +21,7 @@ from typing import Any
 
 from taskforce import __version__
 from taskforce.config.errors import ConfigError
+from taskforce.config.include import Composition
 from taskforce.config.notify_targets import without_secrets
 from taskforce.core.diff import diff_desired
 from taskforce.core.state import Instance, Phase, TaskState, Waiting
@@ -123,7 +124,10 @@ class Controller:
         loaded = self.legion.loaded
         if loaded is None:
             raise ControlError(503, "no configuration is loaded yet")
-        data = _without_tokens(loaded.data)
+        data = loaded.data
+        if isinstance(data, Composition):  # with the files read and where each task is
+            data = data.status()
+        data = _without_tokens(data)
         return data if isinstance(data, dict) else {}
 
     def reload_status(self) -> JSON:

@@ -22,14 +22,14 @@ from dataclasses import dataclass, field, replace
 from taskforce.config import lint
 from taskforce.config.errors import ConfigError, Mark, Problem
 from taskforce.config.host import HostFacts
-from taskforce.config.load import is_dev_null, read_file, read_text
+from taskforce.config.include import Composer, Composition
+from taskforce.config.load import is_dev_null, read_file
 from taskforce.config.model import Config, Pick
 from taskforce.config.resolve import resolve
 from taskforce.config.reuse import ResolveCache
 from taskforce.config.roles import Roles, parse_roles
 from taskforce.config.shapes import Memo
-from taskforce.config.validate import validate_document
-from taskforce.config.yaml_source import Document, load_document
+from taskforce.config.yaml_source import Document
 from taskforce.core import snapshot
 from taskforce.core.diff import changed_tasks
 from taskforce.core.planner import ExitOutcome
@@ -47,7 +47,7 @@ from taskforce.runtime.records import Records
 from taskforce.runtime.sources import TextSource
 from taskforce.runtime.supervisor import Outcome, Supervisor
 from taskforce.runtime.upgrade import precheck_argv, read_snapshot, taskforce_files, write_snapshot
-from taskforce.watch import FileWatcher
+from taskforce.watch import FileWatcher, listing
 
 log = logging.getLogger("taskforce")
 
@@ -108,6 +108,8 @@ class Legion:
         # What the last load validated and resolved: a reload redoes only what changed.
         self._memo = Memo()
         self._resolved = ResolveCache()
+        # The main file and the files it includes, each read again only when changed.
+        self._composer = Composer(self.config_file, self._memo)
         # The most recent configuration that could not be applied, until one can.
         self.reload_error: ConfigError | None = None
         self.reloads = 0
@@ -164,27 +166,29 @@ class Legion:
         finally:
             if collecting:
                 gc.enable()
+            self._refresh_watches()  # the files read may have changed
 
-    def _document(self, text: str | None = None) -> Document:
+    def _compose(self, text: str | None = None) -> Composition:
         source = self.config_source
         if text is None and source is not None:
             text = source.read().decode("utf-8", "replace")
-        elif text is None:
-            text = read_text(self.config_file)
-        return load_document(text, source.name if source is not None else self.config_file)
+        return self._composer.compose(text, source.name if source is not None else None)
 
     def warnings(self) -> tuple[Problem, ...]:
         """Likely mistakes that do not stop the configuration from loading (see
         :mod:`taskforce.config.lint`): what `-C` adds to the problems."""
         try:
-            document = self._document()
+            composition = self._compose()
         except ConfigError:
             return ()  # check() reports it
-        return tuple(lint.warnings(document, self.environ))
+        # Names from environment files and included files' scopes are defined too.
+        known = {**dict.fromkeys(composition.names, ""), **self.environ}
+        return tuple(lint.warnings(composition.document, known))
 
     def _load(self, previous: Loaded | None, text: str | None) -> Loaded:
-        document = self._document(text)
-        config = _with_overrides(validate_document(document, self._memo), self.overrides)
+        composition = self._compose(text)
+        document = composition.document
+        config = _with_overrides(composition.config, self.overrides)
         roles = self.read_roles(previous.roles if previous is not None else None)
         desired, problems = resolve(config, roles, self.environ, self.host, self._resolved)
         refused = _refused(config, desired, problems)
@@ -193,7 +197,7 @@ class Legion:
         if self.desired_filter is not None:
             desired = self.desired_filter(desired)
         problems = (*_placed(problems, document, config), *self._advice(desired))
-        return Loaded(config, roles, desired, tuple(problems), document.data, refused)
+        return Loaded(config, roles, desired, tuple(problems), composition, refused)
 
     def _advice(self, desired: DesiredState) -> list[Problem]:
         """Problems that do not keep a task from being tried (it fails and is retried)."""
@@ -217,7 +221,7 @@ class Legion:
     def _check_python_events(self, desired: DesiredState) -> list[Problem]:
         problems = []
         for spec in desired.tasks.values():
-            if not any(e.type is EventType.PYTHON for e in spec.events):
+            if not spec.events or not any(e.type is EventType.PYTHON for e in spec.events):
                 continue
             launch = spec.instances[0].launch if spec.instances else None
             if launch is None:
@@ -408,9 +412,13 @@ class Legion:
         own = set() if self.config_source is not None else {self.config_file}
         if self.roles_file is not None and self.roles_source is None:
             own.add(self.roles_file)
+        own |= self._composer.watched_files()  # included and environment files
         # /dev/null is read once as empty: every write to it by anyone would look like a
         # change.
-        return frozenset(p for p in own if not is_dev_null(p)) | self._own_code
+        own = {p for p in own if not is_dev_null(p)}
+        # The directories whose entries include patterns read.
+        own.update(listing(directory) for directory in self._composer.watched_dirs())
+        return frozenset(own) | self._own_code
 
     def _refresh_watches(self) -> None:
         if self._watcher is None or self._events is None:
@@ -421,6 +429,7 @@ class Legion:
             self._watcher.set_paths(paths)
 
     def _on_files_changed(self, paths: frozenset[str]) -> None:
+        self._composer.changed(paths)
         if paths & self._own_code:
             self._schedule_upgrade(sorted(paths & self._own_code)[0])
         config_files = self._own_files() - self._own_code
@@ -578,7 +587,7 @@ def _placed(problems: Iterable[Problem], document: Document, config: Config) -> 
             rest = problem.path[len("tasks.") :]
             tail = rest[len(name) + 1 :].split(".")[0].split("[")[0]
             at: tuple[str | int, ...] = ("tasks", name, tail) if tail else ("tasks", name)
-            problem = replace(problem, mark=document.mark_of(at))
+            problem = replace(problem, source=document.source_at(at), mark=document.mark_of(at))
         elif problem.mark is None and problem.path.startswith("settings."):
             # settings.stop_timeout, settings.restart.factor: no list indexes there.
             problem = replace(problem, mark=document.mark_of(tuple(problem.path.split("."))))
