@@ -92,9 +92,12 @@ def test_a_bad_file_anywhere_keeps_everything(
     replace_file(conf_d / "z.conf", fragment({"z": {"control": "wiat", "commands": {}}}))
     taskforce.wait_log("new configuration not applied")
     assert "z.conf:1:29: tasks.z.control: 'wiat' is not one of" in taskforce.log()
-    replace_file(conf_d / "a.conf", fragment({"a": probe_task("--changed")}))
+    # (The listing of conf.d changes twice for one replace_file: the refusals may be more
+    # than one a change.)
     not_applied = "new configuration not applied"
-    wait_for(lambda: taskforce.log().count(not_applied) == 2, what="the second refusal")
+    refused = taskforce.log().count(not_applied)
+    replace_file(conf_d / "a.conf", fragment({"a": probe_task("--changed")}))
+    wait_for(lambda: taskforce.log().count(not_applied) > refused, what="another refusal")
     assert pids(probes, "a") == before
     assert not pids(probes, "z")
     # The bad file is watched too: fixing it applies everything.
