@@ -20,8 +20,8 @@ run: venv
 	PATH="$(abspath $(BIN)):$$PATH" examples/run $(ROLES)
 
 lint: venv
-	$(BIN)/ruff check src tests examples/bin/procsim
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests tools examples/bin/procsim
+	$(BIN)/ruff format --check src tests tools
 	$(BIN)/lint-imports
 
 typecheck: venv

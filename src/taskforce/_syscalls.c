@@ -1,7 +1,8 @@
 /*
  * The system calls taskforce needs that Python's standard library lacks (Linux), so that
  * it needs neither fork from Python nor ctypes (1.5 MB of a daemon's memory):
- *   spawn             vfork+exec, the fast path of runtime/process.py;
+ *   spawn             vfork+exec, the fast path of runtime/process.py (joining the
+ *                     task's cgroups and setting its limits on the way);
  *   become_subreaper  prctl(PR_SET_CHILD_SUBREAPER);
  *   set_no_new_privs  prctl(PR_SET_NO_NEW_PRIVS), for the fork path's child;
  *   inotify_*         the three inotify calls, for watch/inotify.py;
@@ -44,7 +45,111 @@ typedef struct {
 
 #define PID_DIGITS 24
 /* What the child was doing when it failed (process.py has the words for each). */
-enum { PREPARING, REDIRECTING, CHANGING_DIRECTORY, SWITCHING_USER, NO_NEW_PRIVS, EXECUTING };
+enum {
+    PREPARING, REDIRECTING, CHANGING_DIRECTORY, SWITCHING_USER, NO_NEW_PRIVS, EXECUTING,
+    JOINING_CGROUP, SETTING_RLIMIT, SETTING_NICE, SETTING_OOM_SCORE
+};
+
+/* An rlimit for the child; `strict`: a failure to set it fails the start (the task asked
+   for it), else it is let go (the open file limit taskforce was given, put back). */
+typedef struct {
+    int resource;
+    int strict;
+    struct rlimit limit;
+} ChildLimit;
+
+/* What the child sets up before exec, beyond its stdio, directory and credentials. */
+typedef struct {
+    char **cgroups;  /* cgroup.procs files to join (NULL-terminated; point into Python bytes) */
+    Py_ssize_t cgroup_count;
+    ChildLimit *limits;
+    Py_ssize_t limit_count;
+    int umask;            /* -1: keep */
+    int nice_set, nice;
+    const char *oom_score; /* text for /proc/self/oom_score_adj, or NULL */
+} Setup;
+
+static void free_setup(Setup *setup) {
+    PyMem_Free(setup->cgroups);
+    PyMem_Free(setup->limits);
+}
+
+/* Read the setup tuple (cgroups, limits, umask, nice or None, oom_score_adj bytes or
+   None) into C memory; the strings stay owned by `obj`. */
+static int prepare_setup(PyObject *obj, Setup *setup) {
+    memset(setup, 0, sizeof *setup);
+    setup->umask = -1;
+    PyObject *cgroups, *limits, *nice, *oom;
+    if (!PyArg_ParseTuple(obj, "OOiOO", &cgroups, &limits, &setup->umask, &nice, &oom)) return -1;
+    PyObject *fast = PySequence_Fast(cgroups, "cgroups must be a sequence");
+    if (fast == NULL) return -1;
+    setup->cgroup_count = PySequence_Fast_GET_SIZE(fast);
+    setup->cgroups = PyMem_Calloc((size_t)setup->cgroup_count + 1, sizeof(char *));
+    if (setup->cgroups == NULL) {
+        Py_DECREF(fast);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < setup->cgroup_count; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(fast, i);
+        if (!PyBytes_Check(item)) {
+            Py_DECREF(fast);
+            PyErr_SetString(PyExc_TypeError, "cgroup paths must be bytes");
+            return -1;
+        }
+        setup->cgroups[i] = PyBytes_AS_STRING(item);
+    }
+    Py_DECREF(fast);
+    fast = PySequence_Fast(limits, "limits must be a sequence");
+    if (fast == NULL) return -1;
+    setup->limit_count = PySequence_Fast_GET_SIZE(fast);
+    setup->limits = PyMem_Calloc((size_t)setup->limit_count + 1, sizeof(ChildLimit));
+    if (setup->limits == NULL) {
+        Py_DECREF(fast);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < setup->limit_count; i++) {
+        long long soft, hard;
+        ChildLimit *l = &setup->limits[i];
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(fast, i), "iLLp", &l->resource, &soft,
+                              &hard, &l->strict)) {
+            Py_DECREF(fast);
+            return -1;
+        }
+        l->limit.rlim_cur = soft < 0 ? RLIM_INFINITY : (rlim_t)soft;
+        l->limit.rlim_max = hard < 0 ? RLIM_INFINITY : (rlim_t)hard;
+    }
+    Py_DECREF(fast);
+    if (nice != Py_None) {
+        setup->nice = (int)PyLong_AsLong(nice);
+        if (PyErr_Occurred()) return -1;
+        setup->nice_set = 1;
+    }
+    if (oom != Py_None) {
+        if (!PyBytes_Check(oom)) {
+            PyErr_SetString(PyExc_TypeError, "oom_score_adj must be bytes or None");
+            return -1;
+        }
+        setup->oom_score = PyBytes_AS_STRING(oom);
+    }
+    return 0;
+}
+
+/* In the child: write `text` to the file at `path` (a cgroup.procs, oom_score_adj). */
+static int write_file(const char *path, const char *text) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    size_t size = strlen(text);
+    ssize_t done = write(fd, text, size);
+    int saved = errno;
+    close(fd);
+    if (done != (ssize_t)size) {
+        errno = done < 0 ? saved : EIO;
+        return -1;
+    }
+    return 0;
+}
 
 static void free_templates(Template *items, Py_ssize_t n) {
     if (items == NULL) return;
@@ -136,43 +241,57 @@ static void fill(Template *items, Py_ssize_t n, const char *pid, size_t pid_size
     }
 }
 
-static void close_others(void) {
+/* Close every descriptor from `first` up. */
+static void close_others(int first) {
 #ifdef SYS_close_range
-    if (syscall(SYS_close_range, 3, ~0U, 0) == 0) return;
+    if (syscall(SYS_close_range, (unsigned int)first, ~0U, 0) == 0) return;
 #endif
     long limit = sysconf(_SC_OPEN_MAX);
     if (limit < 0 || limit > 65536) limit = 65536;
-    for (int fd = 3; fd < limit; fd++) close(fd);
+    for (int fd = first; fd < limit; fd++) close(fd);
 }
 
-/* The open file limit children get back (taskforce raises its own): set by
-   child_open_files(), applied in the child before exec when `child_nofile_set`. */
-static struct rlimit child_nofile;
-static int child_nofile_set = 0;
-
-static PyObject *child_open_files(PyObject *self, PyObject *args) {
-    (void)self;
-    long long soft, hard;
-    if (!PyArg_ParseTuple(args, "LL", &soft, &hard)) return NULL;
-    child_nofile_set = soft >= 0 && hard >= 0;
-    child_nofile.rlim_cur = (rlim_t)soft;
-    child_nofile.rlim_max = (rlim_t)hard;
-    Py_RETURN_NONE;
-}
+/* Descriptors passed to the child as 3, 4... (held listening sockets): at most this many. */
+#define MAX_PASSED 64
 
 static PyObject *spawn(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *path_obj, *argv_obj, *envp_obj, *cwd_obj, *groups_obj;
+    PyObject *path_obj, *argv_obj, *envp_obj, *cwd_obj, *groups_obj, *setup_obj;
+    PyObject *passed_obj = NULL;
     long uid, gid;
     int stdio[3], no_new_privs;
-    if (!PyArg_ParseTuple(args, "O!OOOllOiiip", &PyBytes_Type, &path_obj, &argv_obj, &envp_obj,
-                          &cwd_obj, &uid, &gid, &groups_obj, &stdio[0], &stdio[1], &stdio[2],
-                          &no_new_privs))
+    if (!PyArg_ParseTuple(args, "O!OOOllOiiipO!|O", &PyBytes_Type, &path_obj, &argv_obj,
+                          &envp_obj, &cwd_obj, &uid, &gid, &groups_obj, &stdio[0], &stdio[1],
+                          &stdio[2], &no_new_privs, &PyTuple_Type, &setup_obj, &passed_obj))
         return NULL;
+    int passed[MAX_PASSED];
+    int passed_count = 0;
+    if (passed_obj != NULL && passed_obj != Py_None) {
+        PyObject *fast = PySequence_Fast(passed_obj, "passed descriptors must be a sequence");
+        if (fast == NULL) return NULL;
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+        if (n > MAX_PASSED) {
+            Py_DECREF(fast);
+            PyErr_SetString(PyExc_ValueError, "too many descriptors to pass");
+            return NULL;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            passed[i] = (int)PyLong_AsLong(PySequence_Fast_GET_ITEM(fast, i));
+        }
+        Py_DECREF(fast);
+        if (PyErr_Occurred()) return NULL;
+        passed_count = (int)n;
+    }
+    Setup setup;
+    if (prepare_setup(setup_obj, &setup) < 0) {
+        free_setup(&setup);
+        return NULL;
+    }
     const char *cwd = NULL;
     if (cwd_obj != Py_None) {
         if (!PyBytes_Check(cwd_obj)) {
             PyErr_SetString(PyExc_TypeError, "cwd must be bytes or None");
+            free_setup(&setup);
             return NULL;
         }
         cwd = PyBytes_AS_STRING(cwd_obj);
@@ -186,6 +305,7 @@ static PyObject *spawn(PyObject *self, PyObject *args) {
         groups = PyMem_Calloc((size_t)group_count + 1, sizeof(gid_t));
         if (groups == NULL) {
             Py_DECREF(fast);
+            free_setup(&setup);
             return PyErr_NoMemory();
         }
         for (Py_ssize_t i = 0; i < group_count; i++) {
@@ -194,6 +314,7 @@ static PyObject *spawn(PyObject *self, PyObject *args) {
         Py_DECREF(fast);
         if (PyErr_Occurred()) {
             PyMem_Free(groups);
+            free_setup(&setup);
             return NULL;
         }
     }
@@ -210,6 +331,7 @@ static PyObject *spawn(PyObject *self, PyObject *args) {
         free_templates(argv_t, argc);
         free_templates(envp_t, envc);
         PyMem_Free(groups);
+        free_setup(&setup);
         return NULL;
     }
     for (Py_ssize_t i = 0; i < argc; i++) argv[i] = argv_t[i].buffer;
@@ -218,7 +340,7 @@ static PyObject *spawn(PyObject *self, PyObject *args) {
 
     /* Every signal blocked across vfork: the parent's handlers must never run in the
        child, which shares the parent's memory until exec. */
-    volatile int failed_step = -1, failed_errno = 0;
+    volatile int failed_step = -1, failed_errno = 0, failed_index = 0;
     sigset_t all, old;
     sigfillset(&all);
     pid_t pid;
@@ -253,6 +375,13 @@ static PyObject *spawn(PyObject *self, PyObject *args) {
         sigprocmask(SIG_SETMASK, &none, NULL);
         if (setsid() < 0) goto failed;
         step = REDIRECTING;
+        /* Passed descriptors go to 3, 4...: first out of the way of that range and of
+           stdio (copies above it, closed below), then into place. */
+        int above = 3 + passed_count;
+        for (int i = 0; i < passed_count; i++) {
+            passed[i] = fcntl(passed[i], F_DUPFD_CLOEXEC, above);
+            if (passed[i] < 0) goto failed;
+        }
         for (int target = 0; target < 3; target++) {
             if (stdio[target] != target) {
                 if (dup2(stdio[target], target) < 0) goto failed;
@@ -261,9 +390,33 @@ static PyObject *spawn(PyObject *self, PyObject *args) {
                 if (flags >= 0 && (flags & FD_CLOEXEC)) fcntl(target, F_SETFD, flags & ~FD_CLOEXEC);
             }
         }
-        close_others();
-        /* Lowering a limit is always allowed; should it fail, the task runs with ours. */
-        if (child_nofile_set) setrlimit(RLIMIT_NOFILE, &child_nofile);
+        for (int i = 0; i < passed_count; i++) {
+            if (dup2(passed[i], 3 + i) < 0) goto failed;  /* without close-on-exec */
+        }
+        close_others(above);
+        /* Into the instance's cgroups ("0": the writer itself) before anything else of
+           the task's: whatever it forks after exec is born inside. The parent is held by
+           vfork until this child has exec'd or failed, so it never sees it outside. */
+        step = JOINING_CGROUP;
+        for (Py_ssize_t i = 0; i < setup.cgroup_count; i++) {
+            failed_index = (int)i;
+            if (write_file(setup.cgroups[i], "0") < 0) goto failed;
+        }
+        /* Limits before the credentials change: raising a hard limit, a negative nice
+           and a lower oom_score_adj need privileges the new user may lack. */
+        step = SETTING_RLIMIT;
+        for (Py_ssize_t i = 0; i < setup.limit_count; i++) {
+            failed_index = (int)i;
+            if (setrlimit(setup.limits[i].resource, &setup.limits[i].limit) < 0 &&
+                setup.limits[i].strict)
+                goto failed;
+        }
+        if (setup.umask >= 0) umask((mode_t)setup.umask);
+        step = SETTING_NICE;
+        if (setup.nice_set && setpriority(PRIO_PROCESS, 0, setup.nice) < 0) goto failed;
+        step = SETTING_OOM_SCORE;
+        if (setup.oom_score != NULL && write_file("/proc/self/oom_score_adj", setup.oom_score) < 0)
+            goto failed;
         if (cwd != NULL) {
             step = CHANGING_DIRECTORY;
             if (chdir(cwd) < 0) goto failed;
@@ -292,11 +445,13 @@ static PyObject *spawn(PyObject *self, PyObject *args) {
     free_templates(argv_t, argc);
     free_templates(envp_t, envc);
     PyMem_Free(groups);
+    free_setup(&setup);
     if (pid < 0) {
         errno = saved;
         return PyErr_SetFromErrno(PyExc_OSError);
     }
-    return Py_BuildValue("(lii)", (long)pid, (int)failed_step, (int)failed_errno);
+    return Py_BuildValue("(liii)", (long)pid, (int)failed_step, (int)failed_errno,
+                         (int)failed_index);
 }
 
 static PyObject *become_subreaper(PyObject *self, PyObject *unused) {
@@ -354,14 +509,15 @@ static PyMethodDef methods[] = {
     {"trim", trim, METH_NOARGS, "malloc_trim(0): whether memory went back to the system"},
     {"become_subreaper", become_subreaper, METH_NOARGS,
      "Make orphaned descendants children of this process (prctl PR_SET_CHILD_SUBREAPER)."},
-    {"child_open_files", child_open_files, METH_VARARGS,
-     "child_open_files(soft, hard): the RLIMIT_NOFILE spawned children get; -1, -1: ours"},
     {"set_no_new_privs", set_no_new_privs, METH_NOARGS,
      "This process and its children gain no privilege at exec (prctl PR_SET_NO_NEW_PRIVS)."},
     {"spawn", spawn, METH_VARARGS,
-     "spawn(path, argv, envp, cwd, uid, gid, groups, stdin, stdout, stderr, no_new_privs)\n"
-     "-> (pid, failed step or -1, errno)\n"
-     "vfork and exec in a new session; tuples in argv/envp are joined with the child's pid."},
+     "spawn(path, argv, envp, cwd, uid, gid, groups, stdin, stdout, stderr, no_new_privs,\n"
+     "      (cgroup_procs_files, ((resource, soft, hard, strict), ...), umask or -1,\n"
+     "       nice or None, oom_score_adj bytes or None)[, fds])\n"
+     "-> (pid, failed step or -1, errno, index of the failed cgroup or limit)\n"
+     "vfork and exec in a new session; tuples in argv/envp are joined with the child's pid;\n"
+     "fds become the child's descriptors 3, 4... in order."},
     {NULL, NULL, 0, NULL},
 };
 

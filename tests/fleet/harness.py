@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import json
 import os
 import selectors
@@ -136,24 +135,11 @@ class EtcdCluster:
     # Client operations, through taskforce's own session (one per call: tests are few).
 
     def _run(self, operation: Callable[[Any], Any], timeout: float) -> Any:
-        from taskforce.fleet.session import EtcdUnavailableError, Session
+        from taskforce.fleet.client import with_any_member
         from taskforce.fleet.urls import parse_etcd_url
 
         connection = parse_etcd_url(self.url("/x")).connection
-
-        async def go() -> Any:
-            session = Session(connection, rpc_timeout=timeout)
-            try:
-                for attempt in range(len(self.names)):
-                    try:
-                        return await operation(session)
-                    except EtcdUnavailableError as exc:
-                        if attempt + 1 == len(self.names):
-                            raise OSError(str(exc)) from None
-            finally:
-                await session.close()
-
-        return asyncio.run(go())
+        return asyncio.run(with_any_member(connection, operation, rpc_timeout=timeout))
 
     def put(self, key: str, value: str | bytes, timeout: float = 2.0) -> int:
         data = value.encode() if isinstance(value, str) else value
@@ -278,13 +264,6 @@ class CutProxy:
 # ----- taskforce hosts ----------------------------------------------------------------
 
 
-def command_is_wired() -> bool:
-    """Whether `taskforce -f etcd://...` is the fleet (else tests run host.py)."""
-    from taskforce.cli import main
-
-    return "taskforce.fleet" in inspect.getsource(main)
-
-
 class Host:
     """One taskforce acting as host `name` of the fleet."""
 
@@ -314,11 +293,8 @@ class Host:
             **self.env,
         }
         roles = [] if self.roles_url is None else [self.roles_url]
-        if command_is_wired():
-            argv = [sys.executable, "-m", "taskforce", "-e", "-p", "-", "-f", self.config_url]
-            argv += ["-r", *roles] if roles else []
-        else:
-            argv = [sys.executable, str(HERE / "host.py"), self.config_url, *roles]
+        argv = [sys.executable, "-m", "taskforce", "-e", "-p", "-", "-f", self.config_url]
+        argv += ["-r", *roles] if roles else []
         if os.environ.get(VERBOSE_ENV):  # debugging a fleet test: the hosts' debug logs
             argv.append("-v")
         log = open(self.log, "ab")  # noqa: SIM115 (the child keeps it)

@@ -86,14 +86,14 @@ class Fleet:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "taskforce.fleet.cli", "status",
+            [sys.executable, "-m", "taskforce.cli.fleet", "status",
              "--etcd", self.url("config"), *args],
             capture_output=True, text=True, timeout=30,
         )  # fmt: skip
 
     def push(self, path: Path, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "taskforce.fleet.cli", "push",
+            [sys.executable, "-m", "taskforce.cli.fleet", "push",
              "--etcd", self.url("config"), *args, str(path)],
             capture_output=True, text=True, timeout=30,
         )  # fmt: skip

@@ -40,7 +40,7 @@ def test_fleet_status_without_etcd_says_so(fleet: Fleet) -> None:
     import sys
 
     result = subprocess.run(
-        [sys.executable, "-m", "taskforce.fleet.cli", "status", "--etcd", nowhere],
+        [sys.executable, "-m", "taskforce.cli.fleet", "status", "--etcd", nowhere],
         capture_output=True,
         text=True,
         timeout=30,

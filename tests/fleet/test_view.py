@@ -14,7 +14,7 @@ pytest.importorskip("aetcd", reason="the fleet extra is not installed: pip insta
 
 from taskforce.fleet.session import KV, EtcdUnavailableError, Event
 from taskforce.fleet.view import FleetView
-from taskforce.runtime.control import ControlError
+from taskforce.runtime.manage import ControlError
 
 PREFIX = "/fleet/status/"
 DEADLINE = 20.0

@@ -24,9 +24,9 @@ import pytest
 from support.procfs import processes_with_marker
 from support.tls import Certificate
 from taskforce.api.listen import ApiConfigError, listener_from_flags
-from taskforce.api.run import serve_with_api
 from taskforce.api.server import ApiService, start_api
 from taskforce.api.status import Controller
+from taskforce.app.serve import serve_with_api
 from taskforce.config.model import HttpListener
 from taskforce.runtime.legion import Legion
 from taskforce.runtime.loop.supervisor import Outcome

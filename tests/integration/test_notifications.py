@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from support.wait import until
-from taskforce.api.run import serve_with_api
+from taskforce.app.serve import serve_with_api
 from taskforce.runtime.legion import Legion
 from taskforce.runtime.loop.supervisor import Outcome
 from webhook_server import WebhookServer

@@ -239,8 +239,12 @@ FLOOD = "import os\nchunk = (b'x' * 99 + b'\\n') * 600\nwhile True: os.write(1, 
 
 
 def file_version(path: Path) -> tuple[int, int]:
-    """Changes with each write, and with a rotation that replaces the file."""
-    info = path.stat()
+    """Changes with each write, and with a rotation that replaces the file (which is
+    missing for an instant while it is renamed away: (0, 0) then)."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return 0, 0
     return info.st_ino, info.st_size
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from taskforce.core.spec import TASK_PID_MARKER
+from taskforce.core.spec import TASK_PID_MARKER, UNLIMITED
 from taskforce.runtime.processes import spawn as process
 
 # _vfork: the C extension as process.py imported it, None where it could not be built.
@@ -36,6 +36,8 @@ class Launch:
     user: str | int | None = None
     group: str | int | None = None
     no_new_privs: bool = False
+    # ProcessLimits, as JSON: rlimits [[name, soft, hard]...], umask, nice, oom_score_adj.
+    limits: dict[str, object] = field(default_factory=dict)
 
 
 @pytest.fixture(params=PATHS)
@@ -49,8 +51,12 @@ def spawn_path(request: pytest.FixtureRequest) -> str:
 _RUNNER = """
 import json, os, signal, sys
 from types import SimpleNamespace
+from taskforce.core.spec import ProcessLimits
 from taskforce.runtime.processes import spawn as process
 args = json.loads(sys.argv[1])
+limits = args["launch"]["limits"]
+limits["rlimits"] = tuple(tuple(item) for item in limits.get("rlimits", ()))
+args["launch"]["limits"] = ProcessLimits(**limits)
 process.use_vfork = args["path"] == "vfork"
 if args["ignore_sighup"]:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -60,11 +66,16 @@ if args["open_files"]:
     resource.setrlimit(resource.RLIMIT_NOFILE, tuple(args["open_files"]))
     limits.raise_open_files()
 os.set_inheritable(os.open(os.devnull, os.O_RDONLY), True)
+# Descriptors to pass as 3, 4...: pipes opened now (so among the low numbers), passed in
+# the reverse order of their numbers.
+passed = sorted((os.pipe()[0] for _ in range(args["passed"])), reverse=True)
 read_out, write_out = os.pipe()
-spawned = process.spawn(
+job = process.prepare(
     SimpleNamespace(**args["launch"]),
     stdin=os.open(os.devnull, os.O_RDONLY), stdout=write_out, stderr=write_out,
+    cgroups=args["cgroups"], fds=passed,
 )
+spawned = job()
 os.close(write_out)
 output = b""
 while chunk := os.read(read_out, 65536):
@@ -74,7 +85,8 @@ error = spawned.error
 if spawned.error_fd >= 0:
     error = process.read_spawn_error(spawned.error_fd)
 print(json.dumps({"pid": spawned.pid, "output": output.decode(), "error": error,
-                  "exited": os.WIFEXITED(status)}))
+                  "exited": os.WIFEXITED(status),
+                  "passed": [os.fstat(fd).st_ino for fd in passed]}))
 """
 
 
@@ -84,13 +96,18 @@ def run(
     *,
     ignore_sighup: bool = False,
     open_files: tuple[int, int] | None = None,
+    cgroups: list[str] | None = None,
+    passed: int = 0,
 ) -> tuple[int, str, str | None]:
     """Spawn through `path` (fork or vfork), wait, and return (pid, output, spawn error).
-    `open_files`: the RLIMIT_NOFILE the spawner is given (it raises it, as taskforce does)."""
+    `open_files`: the RLIMIT_NOFILE the spawner is given (it raises it, as taskforce does);
+    `cgroups`: the cgroup.procs files the child joins; `passed`: descriptors passed."""
     args = {
+        "cgroups": cgroups or [],
         "path": path,
         "ignore_sighup": ignore_sighup,
         "open_files": open_files,
+        "passed": passed,
         "launch": asdict(launch),
     }
     done = subprocess.run(
@@ -103,7 +120,12 @@ def run(
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["exited"]
+    _passed_inodes[:] = result["passed"]
     return result["pid"], result["output"], result["error"]
+
+
+# The inodes of the descriptors the last run() passed, in the order passed.
+_passed_inodes: list[int] = []
 
 
 def shell(script: str, **keys: object) -> Launch:
@@ -153,6 +175,16 @@ def test_only_stdio_is_inherited(spawn_path: str) -> None:
     assert sorted(int(fd) for fd in output.split()) == [0, 1, 2]
 
 
+def test_passed_descriptors_become_3_and_up_in_order(spawn_path: str) -> None:
+    # Held listening sockets reach the task this way (systemd's LISTEN_FDS convention).
+    script = "ls /proc/$$/fd; readlink /proc/$$/fd/3 /proc/$$/fd/4 /proc/$$/fd/5"
+    _, output, error = run(shell(script), spawn_path, passed=3)
+    assert error is None
+    *fds, three, four, five = output.split()
+    assert sorted(int(fd) for fd in fds) == [0, 1, 2, 3, 4, 5]
+    assert [three, four, five] == [f"pipe:[{inode}]" for inode in _passed_inodes]
+
+
 def test_cwd_and_credentials(spawn_path: str, tmp_path: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("switching user needs root")
@@ -193,3 +225,69 @@ def test_the_child_gets_the_open_file_limit_taskforce_was_given(spawn_path: str)
     _, output, error = run(shell("ulimit -Sn; ulimit -Hn"), spawn_path, open_files=(64, 256))
     assert error is None
     assert output.split() == ["64", "256"]
+
+
+def test_limits_umask_nice_and_oom_score_adj_are_set_before_exec(spawn_path: str) -> None:
+    # cat is the spawned process itself: /proc/self is the task's own entry.
+    files = ["/proc/self/limits", "/proc/self/status", "/proc/self/stat"]
+    launch = Launch(
+        argv=["cat", *files, "/proc/self/oom_score_adj"],
+        program="cat",
+        limits={
+            "rlimits": [["nofile", 100, 200], ["core", 0, UNLIMITED], ["stack", 1 << 23, 1 << 24]],
+            "umask": 0o027,
+            "nice": 7,
+            "oom_score_adj": 345,
+        },
+    )
+    _, output, error = run(launch, spawn_path, open_files=(64, 256))
+    assert error is None
+    limits = {line[:26].strip(): line[26:].split()[:2] for line in output.splitlines()}
+    assert limits["Max open files"] == ["100", "200"]  # over the one taskforce was given
+    assert limits["Max core file size"] == ["0", "unlimited"]
+    assert limits["Max stack size"] == [str(1 << 23), str(1 << 24)]
+    status = dict(line.split(":\t", 1) for line in output.splitlines() if ":\t" in line)
+    assert status["Umask"].strip() == "0027"
+    stat_line = next(line for line in output.splitlines() if line.startswith(status["Pid"]))
+    assert stat_line.rsplit(")", 1)[1].split()[16] == "7"  # field 19: nice
+    assert output.splitlines()[-1] == "345"
+
+
+def test_a_limit_that_cannot_be_set_fails_the_start_in_words(spawn_path: str) -> None:
+    # Past fs.nr_open no process may have that many descriptors, root or not.
+    with open("/proc/sys/fs/nr_open") as f:
+        too_many = int(f.read()) + 1
+    launch = shell("true", limits={"rlimits": [["nofile", too_many, too_many]]})
+    _, _, error = run(launch, spawn_path)
+    assert error == (f"setting the nofile limit to {too_many}:{too_many}: Operation not permitted")
+
+
+def test_the_child_joins_its_cgroup_before_exec(spawn_path: str, tmp_path: Path) -> None:
+    unified = writable_cgroup2()
+    group = unified / f"taskforce-test-{os.getpid()}-{spawn_path}"
+    group.mkdir()
+    try:
+        cat = Launch(argv=["cat", "/proc/self/cgroup"], program="cat")
+        _, output, error = run(cat, spawn_path, cgroups=[str(group / "cgroup.procs")])
+        assert error is None
+        assert f"0::/{group.name}" in output.splitlines()
+        missing = str(tmp_path / "no-such-group" / "cgroup.procs")
+        _, _, error = run(cat, spawn_path, cgroups=[missing])
+        assert (
+            error == f"joining the cgroup {tmp_path / 'no-such-group'}: No such file or directory"
+        )
+    finally:
+        group.rmdir()  # its one process has exited: it is empty
+
+
+def writable_cgroup2() -> Path:
+    """The cgroup2 mount, if this test may create cgroups in its root (else skip)."""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            dash = fields.index("-")
+            if fields[dash + 1] == "cgroup2" and fields[3] == "/":
+                mount = Path(fields[4])
+                if os.access(mount / "cgroup.procs", os.W_OK):
+                    return mount
+    pytest.skip("no writable cgroup2 hierarchy")

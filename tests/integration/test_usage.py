@@ -42,19 +42,18 @@ def test_cpu_time_is_the_process_own() -> None:
         "print(time.process_time(), flush=True)\n"
         "sys.stdin.read()\n"
     )
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert proc.stdout is not None
-        counted = float(proc.stdout.readline())
-        used = process_usage(proc.pid)
-        assert used is not None
-        # /proc counts in clock ticks, sampled: close to the process's own figure.
-        assert counted / 2 <= used.cpu_seconds <= counted + 0.5
-    finally:
-        proc.kill()
-        proc.wait()
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            counted = float(proc.stdout.readline())
+            used = process_usage(proc.pid)
+            assert used is not None
+            # /proc counts in clock ticks, sampled: close to the process's own figure.
+            assert counted / 2 <= used.cpu_seconds <= counted + 0.5
+        finally:
+            proc.kill()
 
 
 def test_own_descriptors() -> None:

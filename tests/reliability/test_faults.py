@@ -646,8 +646,13 @@ def test_running_out_of_file_descriptors_degrades_and_recovers(
         os.kill(victim, signal.SIGKILL)
     if process._vfork is not None:  # type: ignore[attr-defined]  # the C extension, if built
         # vfork needs no new descriptor: the three are started again, but they inherit the
-        # limit of 3, so their dynamic loader cannot open libc: they exit 127, are retried.
-        wait_for(lambda: taskforce.log().count("exited 127") >= 6, what="retries")
+        # limit of 3, so they cannot join their cgroup (where there is one) or their dynamic
+        # loader cannot open libc (exit 127): either way they are retried.
+        def retried() -> bool:
+            log = taskforce.log()
+            return log.count("exited 127") + log.count("could not start: joining") >= 6
+
+        wait_for(retried, what="retries")
         assert len(task_processes(taskforce.marker)) == 17
     else:
         # fork from Python needs a pipe for the child's error report.

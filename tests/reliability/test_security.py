@@ -322,7 +322,7 @@ def open_files(pid: int) -> tuple[int, int]:
 
 
 def test_silent_tls_clients_cannot_take_the_descriptors_taskforce_needs(
-    taskforce: Taskforce, tmp_path: Path, certificate: Path
+    taskforce: Taskforce, tmp_path: Path, certificate: Certificate
 ) -> None:
     """Under a low open file limit (systemd's 1024, here 64 soft of 256 hard), connections
     to a TLS port that never send a ClientHello are counted from accept and their
@@ -332,8 +332,8 @@ def test_silent_tls_clients_cannot_take_the_descriptors_taskforce_needs(
     sock = tmp_path / "run" / "tf.sock"
     sock.parent.mkdir(mode=0o700)
     http = [
-        {"listen": "127.0.0.1:0", "certfile": str(certificate), "timeout": 60},
-        {"listen": "127.0.0.1:0", "certfile": str(certificate), "timeout": 0.5},
+        {"listen": "127.0.0.1:0", "certfile": str(certificate.combined), "timeout": 60},
+        {"listen": "127.0.0.1:0", "certfile": str(certificate.combined), "timeout": 0.5},
         {"listen": str(sock), "allow_control": True},
     ]
     hello = "import os, time; print('hello', os.getpid(), flush=True); time.sleep(3600)"
@@ -378,25 +378,6 @@ def test_silent_tls_clients_cannot_take_the_descriptors_taskforce_needs(
             each.close()
     assert request(f"unix:{sock}", "GET", "/status/version").status == 200
     assert taskforce.stop() == 0
-
-
-@pytest.fixture
-def certificate(tmp_path: Path) -> Path:
-    """A self-signed certificate for 127.0.0.1, with its key in the same PEM file."""
-    import shutil
-
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    combined = tmp_path / "server.pem"
-    combined.write_bytes(cert.read_bytes() + key.read_bytes())
-    return combined
 
 
 # ----- substitution: argv words stay words ------------------------------------------------

@@ -108,3 +108,34 @@ def task_instances(marker: str, task: str) -> dict[int, list[int]]:
         if env.get("Task_name") == task and pid_alive(pid):
             found.setdefault(int(env.get("Task_instance", "0")), []).append(pid)
     return found
+
+
+def remove_cgroups(log: str) -> None:
+    """Kill what is in the task cgroups a taskforce logged it made, and remove them (one
+    killed with SIGKILL leaves them for its successor, which no test starts)."""
+    import re
+    import time
+
+    bases = set(re.findall(r"(/\S+/taskforce\.[0-9a-f]+) \(", log))
+    groups = [entry.path for base in bases if os.path.isdir(base) for entry in os.scandir(base)]
+    groups = [path for path in groups if os.path.isdir(path) and "@" in os.path.basename(path)]
+    for path in groups:
+        with contextlib.suppress(OSError), open(os.path.join(path, "cgroup.kill"), "w") as f:
+            f.write("1")
+    end = time.monotonic() + 10
+    for path in groups:
+        while time.monotonic() < end:
+            try:
+                os.rmdir(path)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                with contextlib.suppress(OSError), open(os.path.join(path, "cgroup.procs")) as f:
+                    for pid in f.read().split():
+                        with contextlib.suppress(OSError):
+                            os.kill(int(pid), signal.SIGKILL)
+                time.sleep(0.01)  # polling interval while the killed processes go
+    for base in bases:
+        with contextlib.suppress(OSError):
+            os.rmdir(base)

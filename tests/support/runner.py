@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from support.procfs import kill_marked
+from support.procfs import kill_marked, remove_cgroups
 from support.wait import DEADLINE, wait_for
 
 
@@ -103,3 +103,5 @@ class Taskforce:
         end = time.monotonic() + 10
         while kill_marked(self.marker) and time.monotonic() < end:
             time.sleep(0.01)  # polling interval while the kills land
+        # The cgroups a killed taskforce leaves for its successor: none comes.
+        remove_cgroups(self.log())

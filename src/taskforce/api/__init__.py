@@ -1,4 +1,5 @@
 """The HTTP status and control service: a thin layer over the runtime's Controller.
+A legion is served with it by the wiring (:mod:`taskforce.app.serve`).
 
 Nothing is imported here, so that a taskforce without listeners pays nothing for it, and a
 client can compute the default socket path (:mod:`taskforce.api.paths`) cheaply.
@@ -12,5 +13,4 @@ client can compute the default socket path (:mod:`taskforce.api.paths`) cheaply.
 - :mod:`~taskforce.api.http`: one HTTP/1.1 connection (h11), with limits and timeouts.
 - :mod:`~taskforce.api.sse`: the server-sent event stream of task state.
 - :mod:`~taskforce.api.server`: listeners started and stopped as one service.
-- :mod:`~taskforce.api.run`: a legion served with its service (what the command runs).
 """

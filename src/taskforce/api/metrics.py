@@ -127,8 +127,52 @@ def _tasks(tasks: dict[str, Any]) -> list[Family]:
         "taskforce_process_resident_memory_bytes", "gauge",
         "Resident memory of the running process, in bytes.",
     )  # fmt: skip
+    next_run = Family(
+        "taskforce_task_next_run_timestamp_seconds", "gauge",
+        "Unix time the task's schedule next runs it (tasks with a schedule only).",
+    )  # fmt: skip
+    live_failures = Family(
+        "taskforce_liveness_failures",
+        "gauge",
+        "Liveness probes of the running process failed in a row.",
+    )
+    held = Family(
+        "taskforce_socket_held", "gauge",
+        "1 for each listening socket taskforce holds for a task (its address as a label).",
+    )  # fmt: skip
+    rolling = Family(
+        "taskforce_rolling_restart", "gauge", "1 while a rolling restart of the task is under way."
+    )
+    rolled = Family(
+        "taskforce_rolling_restart_replaced", "gauge",
+        "Instances a rolling restart under way has replaced so far.",
+    )  # fmt: skip
+    to_roll = Family(
+        "taskforce_rolling_restart_instances", "gauge",
+        "Instances a rolling restart under way replaces in all.",
+    )  # fmt: skip
+    group_cpu = Family(
+        "taskforce_cgroup_cpu_seconds_total", "counter",
+        "CPU time of every process of the instance's cgroup, in seconds.",
+    )  # fmt: skip
+    group_memory = Family(
+        "taskforce_cgroup_memory_bytes", "gauge",
+        "Memory charged to the instance's cgroup (page cache included), in bytes.",
+    )  # fmt: skip
+    group_processes = Family(
+        "taskforce_cgroup_processes", "gauge", "Processes in the instance's cgroup."
+    )
     for task, entry in tasks.items():
+        for sock in entry.get("sockets", ()):
+            held.add(1, task=task, socket=sock["name"], address=sock["address"])
+        progress = entry.get("rolling")
+        rolling.add(0 if progress is None else 1, task=task)
+        if progress is not None:
+            rolled.add(progress["done"], task=task)
+            to_roll.add(progress["total"], task=task)
         current = entry.get("state")
+        if entry.get("next_run_t") is not None:
+            next_run.add(entry["next_run_t"], task=task)
         for name in _states(current):
             state.add(1 if name == current else 0, task=task, state=name)
         wanted.add(entry.get("count"), task=task)
@@ -141,6 +185,12 @@ def _tasks(tasks: dict[str, Any]) -> list[Family]:
                 started.add(process.get("started_t"), task=task, index=index)
                 cpu.add(process.get("cpu_seconds"), task=task, index=index)
                 rss.add(process.get("rss_bytes"), task=task, index=index)
+                live_failures.add(process.get("live_failures"), task=task, index=index)
+            group = process.get("cgroup")
+            if group:
+                group_cpu.add(group.get("cpu_seconds"), task=task, index=index)
+                group_memory.add(group.get("memory_bytes"), task=task, index=index)
+                group_processes.add(group.get("processes"), task=task, index=index)
             failures.add(process.get("failures"), task=task, index=index)
             starts.add(process.get("starts"), task=task, index=index)
             restarts.add(max(0, process.get("starts", 0) - 1), task=task, index=index)
@@ -148,7 +198,11 @@ def _tasks(tasks: dict[str, Any]) -> list[Family]:
                 exit_code, signal = split_status(process["status"])
                 code.add(exit_code, task=task, index=index)
                 killed.add(signal, task=task, index=index)
-    return [state, wanted, up, ready, failures, starts, restarts, code, killed, started, cpu, rss]
+    return [
+        *(state, wanted, up, ready, failures, starts, restarts, code, killed, started, cpu, rss),
+        *(next_run, live_failures, held, rolling, rolled, to_roll),
+        *(group_cpu, group_memory, group_processes),
+    ]
 
 
 def _states(current: object) -> Iterable[str]:

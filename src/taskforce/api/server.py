@@ -1,6 +1,6 @@
 """The service: every listener started, served and stopped together.
 
-The command line goes through :func:`taskforce.api.run.serve_with_api`; a library user who
+The command line goes through :func:`taskforce.app.serve.serve_with_api`; a library user who
 runs the legion otherwise calls :func:`start_api` and, at the end, ``close()``.
 """
 
@@ -55,6 +55,8 @@ _SHORTAGES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 # accept() failing for what a client did (gone before it was accepted): the next one.
 _CLIENT_GONE = (errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EAGAIN, errno.EINTR)
 SHORTAGE_RETRY = 1.0
+# Connections accepted in one turn of the loop at most (the rest wait for the next turn).
+_ACCEPTS_A_TURN = 16
 SHORTAGE_EVERY = 60.0
 
 
@@ -64,7 +66,9 @@ class _Listening:
     router: Router
     unix: UnixSocket | None = None
     sockets: list[socket.socket] = field(default_factory=list)  # the listening ones
-    accepting: list[asyncio.Task[None]] = field(default_factory=list)  # one per socket
+    # Listening sockets whose readiness is watched, and a resume after a shortage.
+    watched: list[socket.socket] = field(default_factory=list)
+    resume: asyncio.TimerHandle | None = None
     tls: ssl.SSLContext | None = None
     hosts: HostCheck | None = None  # TCP only
     slots: StreamSlots = field(default_factory=lambda: StreamSlots(None))
@@ -74,7 +78,7 @@ class _Listening:
 class ApiService:
     """The running listeners; `addresses` says where they are, `close()` stops them all.
 
-    Each listening socket has an accept loop of its own (not asyncio's servers): a
+    Each listening socket is accepted from by a reader callback (not asyncio's servers): a
     connection is counted from the moment it is accepted, and one over the limit is
     closed before the next is accepted, so clients that connect and say nothing (before
     a TLS handshake, say) can never hold more descriptors than the limit.
@@ -150,34 +154,64 @@ class ApiService:
                 raise ApiConfigError(f"cannot listen on {what}: {exc.strerror}") from None
         for sock in listening.sockets:
             sock.setblocking(False)
-            listening.accepting.append(asyncio.create_task(self._accept(listening, sock)))
+        self._watch(listening)
         self._listening.append(listening)
 
-    async def _accept(self, listening: _Listening, listener: socket.socket) -> None:
+    def _watch(self, listening: _Listening) -> None:
         loop = asyncio.get_running_loop()
-        while True:
+        listening.resume = None
+        for sock in listening.sockets:
+            loop.add_reader(sock.fileno(), self._accept, listening, sock)
+            listening.watched.append(sock)
+
+    def _unwatch(self, listening: _Listening) -> None:
+        loop = asyncio.get_running_loop()
+        for sock in listening.watched:
+            loop.remove_reader(sock.fileno())
+        listening.watched.clear()
+        if listening.resume is not None:
+            listening.resume.cancel()
+            listening.resume = None
+
+    def _accept(self, listening: _Listening, listener: socket.socket) -> None:
+        """Accept what waits on a readable listening socket.
+
+        A reader callback, not an awaited accept: between accept() and the connection's
+        task nothing can be cancelled, so stopping (removing the reader) never drops an
+        accepted connection, and what is not accepted stays in the backlog (for the next
+        image, on a hand-over).
+        """
+        for _ in range(_ACCEPTS_A_TURN):
             try:
-                conn, _ = await loop.sock_accept(listener)
+                conn, _ = listener.accept()
+            except BlockingIOError:
+                return
             except OSError as exc:
+                if exc.errno in _CLIENT_GONE:
+                    continue
+                self._unwatch(listening)
                 if exc.errno in _SHORTAGES:
                     self._shortage(exc)
-                    await asyncio.sleep(SHORTAGE_RETRY)
-                elif exc.errno not in _CLIENT_GONE:
+                    loop = asyncio.get_running_loop()
+                    listening.resume = loop.call_later(SHORTAGE_RETRY, self._watch, listening)
+                else:
                     log.error("HTTP service stops accepting connections: %s", exc)
-                    return
-                continue
-            # Counted from here, before any TLS handshake: a client that never says a
-            # word holds a descriptor as surely as one that does.
-            if len(listening.connections) >= MAX_CONNECTIONS or in_reserve(conn.fileno()):
-                with contextlib.suppress(OSError):
-                    if listening.tls is None:
-                        conn.setblocking(False)
-                        conn.send(BUSY)  # best effort: it fits in any socket buffer
-                conn.close()
-                continue
-            task = asyncio.create_task(self._connection(listening, conn))
-            listening.connections.add(task)
-            task.add_done_callback(listening.connections.discard)
+                return
+            self._admit(listening, conn)
+
+    def _admit(self, listening: _Listening, conn: socket.socket) -> None:
+        # Counted from here, before any TLS handshake: a client that never says a word
+        # holds a descriptor as surely as one that does.
+        if len(listening.connections) >= MAX_CONNECTIONS or in_reserve(conn.fileno()):
+            with contextlib.suppress(OSError):
+                if listening.tls is None:
+                    conn.setblocking(False)
+                    conn.send(BUSY)  # best effort: it fits in any socket buffer
+            conn.close()
+            return
+        task = asyncio.create_task(self._connection(listening, conn))
+        listening.connections.add(task)
+        task.add_done_callback(listening.connections.discard)
 
     def _shortage(self, exc: OSError) -> None:
         """Out of descriptors (or memory): say it once a minute, in one line, with what
@@ -232,10 +266,8 @@ class ApiService:
         if hand_over:
             kept = {each.unix.path: each.unix.hand_over() for each in listening if each.unix}
             os.environ[INHERITED_ENV] = json.dumps(kept)
-        accepting = [task for each in listening for task in each.accepting]
-        for task in accepting:
-            task.cancel()
-        await asyncio.gather(*accepting, return_exceptions=True)
+        for each in listening:
+            self._unwatch(each)
         for sock in (sock for each in listening for sock in each.sockets):
             sock.close()
         tasks = [task for each in listening for task in each.connections]

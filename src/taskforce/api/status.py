@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from taskforce import __version__
+from taskforce.config.include import Composition
 from taskforce.config.notify_targets import without_secrets
 from taskforce.core.state import Instance, Phase, TaskState, Waiting
 from taskforce.core.vocabulary import Control
@@ -31,7 +32,7 @@ def iso(wall: float | None) -> str | None:
 
 # Every state of a task in Controller.tasks() (the metrics have a 0/1 series for each).
 TASK_STATES = (
-    "running", "starting", "stopping", "stopped", "waiting", "backing off",
+    "running", "starting", "stopping", "stopped", "waiting", "backing off", "failed",
     "off", "suspend", "pending", "done", "removed", "invalid",
 )  # fmt: skip
 
@@ -58,7 +59,10 @@ class Controller(Controls):
         loaded = self.legion.loaded
         if loaded is None:
             raise ControlError(503, "no configuration is loaded yet")
-        data = _without_tokens(loaded.data)
+        data = loaded.data
+        if isinstance(data, Composition):  # with the files read and where each task is
+            data = data.status()
+        data = _without_tokens(data)
         return data if isinstance(data, dict) else {}
 
     def reload_status(self) -> JSON:
@@ -110,26 +114,40 @@ class Controller(Controls):
             "error": error,
             "restarts": 0,
             "requires": list(task.requires) if task is not None else [],
+            "next_run": None,
+            "next_run_t": None,
             "output_captured": False,
+            "sockets": [],
+            "rolling": None,
             "processes": [],
             "history": [],
         }
 
     def _task(self, state: TaskState, usage: bool) -> JSON:
         spec = self._supervisor().planner.desired.tasks.get(state.name)
-        processes = [self._process(i, usage) for _, i in sorted(state.instances.items())]
+        live = spec is not None and spec.live is not None
+        processes = [
+            self._process(i, usage, live, state.name) for _, i in sorted(state.instances.items())
+        ]
+        next_run = self._supervisor().schedules.next_run(state.name)
         running = sum(1 for p in processes if p["pid"] is not None)
         return {
             "control": str(spec.control) if spec else None,
             "count": spec.count if spec else 0,
             "running": running,
             "state": self._task_state(state, running, spec is not None),
-            "why": state.waiting_for,
+            "why": _rolling_why(state) or state.waiting_for,
             "error": None,
             "restarts": sum(max(0, i.starts - 1) for i in state.instances.values()),
             "requires": list(spec.requires) if spec else [],
+            # When its schedule runs it next (None: no schedule).
+            "next_run": iso(next_run),
+            "next_run_t": next_run,
             # Whether /logs/TASK has anything to show (the dashboard asks only then).
             "output_captured": self._supervisor().output.captured(state.name),
+            # Listening sockets taskforce holds for it, and a rolling restart under way.
+            "sockets": self._supervisor().sockets.describe(state.name),
+            "rolling": _rolling(state),
             "processes": processes,
             "history": [
                 {
@@ -155,6 +173,8 @@ class Controller(Controls):
         phases = {i.phase for i in state.instances.values()}
         if Phase.STOPPING in phases:
             return "stopping"
+        if state.waiting is Waiting.FAILED:
+            return "failed"
         if state.waiting is Waiting.BACKOFF:
             return "backing off"
         if state.waiting is not None:
@@ -176,15 +196,27 @@ class Controller(Controls):
             return "running"
         return "starting" if running else "stopped"
 
-    @staticmethod
-    def _process(inst: Instance, usage: bool = False) -> JSON:
+    def _process(
+        self, inst: Instance, usage: bool = False, live: bool = False, task: str = ""
+    ) -> JSON:
         last = inst.last_exit
         facts: JSON = {}
         if usage:
             used = process_usage(inst.pid) if inst.pid else None
+            group = self._supervisor().confinement.usage(task, inst.slot) if task else None
             facts = {
                 "cpu_seconds": round(used.cpu_seconds, 2) if used else None,
                 "rss_bytes": used.rss_bytes if used else None,
+                # The whole instance, from its cgroup: every process it started.
+                "cgroup": None
+                if group is None
+                else {
+                    "cpu_seconds": None
+                    if group.cpu_seconds is None
+                    else round(group.cpu_seconds, 2),
+                    "memory_bytes": group.memory_bytes,
+                    "processes": group.processes,
+                },
             }
         return {
             "instance": inst.slot,
@@ -194,14 +226,21 @@ class Controller(Controls):
             "started_t": inst.started_wall if inst.pid else None,
             "status": last.status if last and last.error is None else None,
             "exit": (last.error and f"failed to start: {last.error}")
-            or describe_status(last.status)
+            or describe_status(last.status) + (f" ({last.cause})" if last.cause else "")
             if last
             else None,
+            # What the status does not say: "out of memory: ..." after an OOM kill.
+            "exit_cause": last.cause if last else None,
             "exited": iso(last.wall) if last else None,
             "exited_t": last.wall if last else None,
             "starts": inst.starts,
             "failures": inst.failures,
             "ready": inst.ready if inst.pid else None,
+            # Liveness probes failed in a row, and the last one's error (None: no probe).
+            "live_failures": inst.live_failures if live else None,
+            "live_error": inst.live_error if live else None,
+            # A rolling restart's new process: the instance it is to replace.
+            "replaces": inst.replaces,
             **facts,
         }
 
@@ -213,6 +252,21 @@ class Controller(Controls):
             "reload_errors": self.legion.reload_errors,
             "watches": len(watcher.paths) if watcher else 0,
         }
+
+
+def _rolling(state: TaskState) -> JSON | None:
+    """A rolling restart's progress: instances replaced so far, of how many, and which
+    are being replaced now."""
+    rolling = state.rolling
+    if rolling is None:
+        return None
+    replacing = sorted(i.replaces for i in state.instances.values() if i.replaces is not None)
+    return {"done": rolling.done, "total": rolling.total, "replacing": replacing}
+
+
+def _rolling_why(state: TaskState) -> str | None:
+    rolling = state.rolling
+    return None if rolling is None else f"rolling restart {rolling.done}/{rolling.total}"
 
 
 def _without_tokens(data: object) -> object:

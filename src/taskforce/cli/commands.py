@@ -225,14 +225,14 @@ def run_client_command(args: argparse.Namespace) -> int:
 
 
 def _client(args: argparse.Namespace) -> Client:
+    from taskforce.cli import defaults
     from taskforce.cli.client import DEFAULT_TIMEOUT, Client
-    from taskforce.cli.main import DEFAULT_PIDFILE  # here: the main module imports this one
     from taskforce.cli.server import resolve
 
     endpoint = resolve(
         getattr(args, "server", None),
         getattr(args, "pidfile", None),
-        default_pidfile=DEFAULT_PIDFILE,
+        default_pidfile=defaults.DEFAULT_PIDFILE,
     )
     return Client(
         endpoint,
@@ -485,7 +485,7 @@ def _upgrade(client: Client, args: argparse.Namespace) -> int:
     except UnreachableError:
         if not by_pidfile or pidfile is None:
             raise
-        from taskforce.runtime.pidfile import PidfileError, signal_running
+        from taskforce.runtime.own.pidfile import PidfileError, signal_running
 
         try:
             pid = signal_running(pidfile, signal.SIGUSR2)

@@ -11,36 +11,21 @@ Exit codes:
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging
 import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from taskforce import __version__
+from taskforce.app import daemon
+from taskforce.app.daemon import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE
+from taskforce.cli import defaults
 from taskforce.cli.commands import CLIENT_COMMANDS, add_client_commands, run_client_command
 from taskforce.cli.completion import add_completion_command
+from taskforce.cli.defaults import DEFAULT_CONFIG, DEFAULT_PIDFILE, DEFAULT_ROLES_FILES
+from taskforce.cli.fleet import add_fleet_command
 from taskforce.cli.parser import Parser
-from taskforce.fleet.cli import add_fleet_command
-from taskforce.fleet.urls import (
-    EtcdUrlError,
-    is_etcd_url,
-    missing_fleet_extra,
-    parse_etcd_url,
-)
-
-log = logging.getLogger("taskforce")
-
-DEFAULT_CONFIG = "/usr/local/etc/taskforce.conf"
-DEFAULT_PIDFILE = "/var/run/taskforce.pid"
-DEFAULT_ROLES_FILES = ("/var/local/etc/tf_roles.conf", "/usr/local/etc/tf_roles.conf")
-# Set in the environment of a reset re-exec, so the new image neither detaches again
-# nor refuses the pidfile its old image held.
-_RESET_MARKER = "TASKFORCE_RESET_EXEC"
-
-EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, EXIT_START = 0, 1, 2, 3
+from taskforce.fleet.urls import is_etcd_url, missing_fleet_extra
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -174,30 +159,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"taskforce: {missing}", file=sys.stderr)
             return EXIT_USAGE
     if args.command == "fleet":
-        from taskforce.fleet.cli import run_fleet_command
+        from taskforce.cli.fleet import run_fleet_command
 
         return run_fleet_command(args)
-    name = args.logging_name or os.path.splitext(prog)[0]
-    from taskforce.cli.logs import setup_logging
-
-    # -C, -S and -R talk to the person at the terminal, not to syslog.
-    to_stderr = args.log_stderr or args.check_config or args.stop or args.reset
-    fallback = None
-    if args.background and not to_stderr:
-        pidfile = _pidfile_path(args, needed=True)
-        fallback = f"{pidfile}.log" if pidfile else None
-    setup_logging(
-        name,
-        to_stderr=to_stderr,
-        verbose=args.verbose,
-        quiet=args.quiet,
-        log_file=None if args.check_config or args.stop or args.reset else args.log_file,
-        json_format=args.log_format == "json",
-        fallback_file=fallback,
-    )
     if args.stop or args.reset:
+        _terminal_logging(args, prog)
         return _signal_instance(args)
-    return _supervise(args)
+    return _supervise(args, prog)
 
 
 def _print_schema() -> int:
@@ -214,7 +182,7 @@ def _pidfile_path(args: argparse.Namespace, *, needed: bool) -> str | None:
         return None
     if args.pidfile is not None:
         return str(args.pidfile)
-    return DEFAULT_PIDFILE if needed else None
+    return defaults.DEFAULT_PIDFILE if needed else None
 
 
 def _roles_file(args: argparse.Namespace) -> str | None:
@@ -227,7 +195,7 @@ def _roles_file(args: argparse.Namespace) -> str | None:
 
 
 def _signal_instance(args: argparse.Namespace) -> int:
-    from taskforce.runtime.pidfile import PidfileError, signal_running, wait_released
+    from taskforce.runtime.own.pidfile import PidfileError, signal_running, wait_released
 
     path = _pidfile_path(args, needed=True)
     if path is None:
@@ -248,160 +216,55 @@ def _signal_instance(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _supervise(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from taskforce.api.listen import ApiConfigError, listener_from_flags
-    from taskforce.api.paths import claim_handed_over
-    from taskforce.api.run import serve_with_api
-    from taskforce.config.errors import ConfigError
-    from taskforce.runtime.legion import Legion
-    from taskforce.runtime.limits import raise_open_files
-    from taskforce.runtime.paths import default_state_file
-    from taskforce.runtime.pidfile import Pidfile, PidfileError
-    from taskforce.runtime.supervisor import Outcome
-    from taskforce.runtime.upgrade import SNAPSHOT_ENV
-
-    resuming = os.environ.pop(_RESET_MARKER, None) is not None
-    raise_open_files()  # room for many tasks and clients; tasks get back the limit given
-    claim_handed_over()  # the sockets of the image we re-executed from
-    # Relative paths on the command line are relative to this directory: a reset
-    # re-executes from it (a background taskforce has moved to / meanwhile).
-    start_dir = os.getcwd()
-    fleet = is_etcd_url(args.config_file)
-    roles_file = _roles_file(args)
-    if is_etcd_url(roles_file) and not fleet:
-        print("taskforce: roles from etcd need the configuration from etcd too", file=sys.stderr)
-        return EXIT_USAGE
-    if fleet:
-        # Imported only here: the etcd client (gRPC) costs memory plain hosts do not pay.
-        from taskforce.fleet.wire import fleet_legion_kwargs, legion_for_check, run_fleet
-
-        # The configuration (and perhaps the roles) live in etcd: see taskforce.fleet.
-        config_file = str(args.config_file)
-        try:
-            parse_etcd_url(config_file, "host", "host")
-        except EtcdUrlError as exc:
-            print(f"taskforce: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-    else:
-        config_file = os.path.abspath(args.config_file)
-    if roles_file is not None and not is_etcd_url(roles_file):
-        roles_file = os.path.abspath(roles_file)
-    if args.check_config:
-        if fleet:
-            return _check(legion_for_check(config_file, roles_file))
-        status = _check(Legion(config_file, roles_file))
-        if status == EXIT_OK:
-            _print_plan(args, config_file)
-        return status
+def _supervise(args: argparse.Namespace, prog: str) -> int:
+    """Run the supervisor (or, with -C, check its configuration): the wiring's to do."""
     try:
-        extra = [
-            listener_from_flags(
-                listen,
-                certfile=args.certfile,
-                allow_control=args.allow_control,
-                token_file=args.token_file,
-            )
-            for listen in args.http or ()
-        ]
-    except ApiConfigError as exc:
+        sources = daemon.locate(args.config_file, _roles_file(args))
+    except daemon.UsageError as exc:
         print(f"taskforce: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    pidfile_path = _pidfile_path(args, needed=args.background)
-    pidfile = Pidfile(pidfile_path) if pidfile_path else None
-    if pidfile is not None:
-        try:
-            pidfile.claim()
-        except PidfileError as exc:
-            print(f"taskforce: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        except OSError as exc:
-            print(
-                f"taskforce: cannot create pidfile {pidfile.path}: {exc.strerror}", file=sys.stderr
-            )
-            return EXIT_START
-    detached = None
-    if args.background and not resuming:
-        from taskforce.runtime.daemon import detach
+    if args.check_config:
+        _terminal_logging(args, prog)
+        status = daemon.check(sources)
+        if status == EXIT_OK and not sources.fleet:
+            _print_plan(args, sources.config)
+        return status
+    return daemon.run(sources, _options(args, prog))
 
-        detached = detach()
-        if pidfile is not None:
-            pidfile.write_pid()
-    elif args.background:
-        os.chdir("/")  # as detach() did before the reset
-    # Made once detached: the host facts include our pid (Task_ppid).
-    sources: dict[str, Any] = (
-        fleet_legion_kwargs(config_file, roles_file)
-        if fleet
-        else {"config_file": config_file, "roles_file": roles_file}
-    )
-    legion = Legion(
-        **sources,
-        watch_self=True,
-        upgrade_snapshot=os.environ.pop(SNAPSHOT_ENV, None),
-        # Process records live beside the pidfile when there is one.
-        state_file=default_state_file(pidfile.path, sources["config_file"]) if pidfile else "",
+
+def _options(args: argparse.Namespace, prog: str) -> daemon.Options:
+    return daemon.Options(
+        name=_logging_name(args, prog),
+        pidfile=_pidfile_path(args, needed=args.background),
+        background=args.background,
+        listen=tuple(args.http or ()),
+        certfile=args.certfile,
+        allow_control=args.allow_control,
+        token_file=args.token_file,
         exit_with=args.exit_with,
+        log_stderr=args.log_stderr,
+        log_file=args.log_file,
+        log_json=args.log_format == "json",
+        verbose=args.verbose,
+        quiet=args.quiet,
     )
-    serve = run_fleet if fleet else serve_with_api
-
-    def started() -> None:
-        # Problems that left the start going (a task that cannot be resolved) are
-        # printed by the command that detached, not only logged.
-        assert detached is not None
-        problems = legion.loaded.problems if legion.loaded is not None else ()
-        detached.report(notes="\n".join(f"taskforce: {p}" for p in problems))
-
-    try:
-        outcome = asyncio.run(
-            serve(
-                legion,
-                pidfile=pidfile.path if pidfile else None,
-                extra=extra,
-                on_ready=started if detached else None,
-                reexec=True,  # on a reset or an upgrade: see _reexec()
-            )
-        )
-    except (ConfigError, ApiConfigError) as exc:
-        problems = exc.problems if isinstance(exc, ConfigError) else (str(exc),)
-        for problem in problems:
-            log.error("%s", problem)
-        message = "\n".join(f"taskforce: {p}" for p in problems)
-        if detached is not None:
-            detached.report(message)
-        elif not args.log_stderr:
-            print(message, file=sys.stderr)
-        if pidfile is not None:
-            pidfile.release()
-        return EXIT_START
-    if outcome is Outcome.RESET:
-        _reexec(pidfile, start_dir)
-    if outcome is Outcome.UPGRADE:
-        _reexec(pidfile, start_dir, legion.handover_snapshot)
-    if pidfile is not None:
-        pidfile.release()
-    if legion.exit_status is not None:
-        log.info("taskforce exiting with %s's status %d", args.exit_with, legion.exit_status)
-        return legion.exit_status
-    log.info("taskforce exiting")
-    return EXIT_OK
 
 
-def _check(legion: object) -> int:
-    from taskforce.runtime.legion import Legion
+def _logging_name(args: argparse.Namespace, prog: str) -> str:
+    return str(args.logging_name or os.path.splitext(prog)[0])
 
-    assert isinstance(legion, Legion)
-    problems = legion.check()
-    for warning in legion.warnings():  # likely typos: told, but the check still passes
-        print(f"{warning}", file=sys.stderr)
-    for problem in problems:
-        print(f"{problem}", file=sys.stderr)
-    if problems:
-        print(f"taskforce: {len(problems)} problem(s) in the configuration", file=sys.stderr)
-        return EXIT_PROBLEMS
-    print(f"{legion.config_file}: configuration is valid")
-    return EXIT_OK
+
+def _terminal_logging(args: argparse.Namespace, prog: str) -> None:
+    """-C, -S and -R talk to the person at the terminal, not to syslog."""
+    from taskforce.app.logs import setup_logging
+
+    setup_logging(
+        _logging_name(args, prog),
+        to_stderr=True,
+        verbose=args.verbose,
+        quiet=args.quiet,
+        json_format=args.log_format == "json",
+    )
 
 
 def _print_plan(args: argparse.Namespace, config_file: str) -> None:
@@ -414,7 +277,7 @@ def _print_plan(args: argparse.Namespace, config_file: str) -> None:
     if args.pidfile in ("-", "") and not (args.server or os.environ.get(SERVER_ENV)):
         return  # -p -: no taskforce named, none to compare with
     try:
-        endpoint = resolve(args.server, args.pidfile, default_pidfile=DEFAULT_PIDFILE)
+        endpoint = resolve(args.server, args.pidfile, default_pidfile=defaults.DEFAULT_PIDFILE)
         client = Client(endpoint, token=os.environ.get("TASKFORCE_TOKEN") or None)
         if not endpoint.named and client.get("/status/config").get("file") != config_file:
             return  # found by default, and running another file: no plan, as with none
@@ -435,25 +298,6 @@ def _print_plan(args: argparse.Namespace, config_file: str) -> None:
         fields = f" ({', '.join(change['fields'])})" if change.get("fields") else ""
         print(f"  {change['change']}: {change['task']}{fields}")
     print(f"  leave {untouched} task(s) untouched")
-
-
-def _reexec(pidfile: object, start_dir: str, snapshot: str | None = None) -> None:
-    from taskforce.runtime.limits import restore_open_files
-    from taskforce.runtime.pidfile import Pidfile
-    from taskforce.runtime.upgrade import SNAPSHOT_ENV
-
-    if isinstance(pidfile, Pidfile):
-        pidfile.release(remove=False)
-    log.info("taskforce %s: re-executing itself", "upgrading" if snapshot else "resetting")
-    logging.shutdown()
-    os.environ[_RESET_MARKER] = "1"
-    if snapshot is not None:
-        os.environ[SNAPSHOT_ENV] = snapshot
-    with contextlib.suppress(OSError):  # gone: relative paths will be reported missing
-        os.chdir(start_dir)
-    argv = [sys.executable, *sys.orig_argv[1:]]
-    restore_open_files()  # the new image raises it again, knowing what tasks get
-    os.execv(sys.executable, argv)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ _STATE_COLOURS = {
     "waiting": _YELLOW,
     "stopping": _YELLOW,
     "backing off": _RED,
+    "failed": _RED,
     "invalid": _RED,
     "stopped": _DIM,
     "off": _DIM,
@@ -97,8 +98,16 @@ def _row(name: str, task: Mapping[str, Any], now: float) -> list[str]:
         duration(now - max(started)) if started else "-",
         _text(task.get("restarts")),
         _last_exit(processes, now),
-        _text(task.get("why"), empty=""),
+        _why(task, now),
     ]
+
+
+def _why(task: Mapping[str, Any], now: float) -> str:
+    """Why the task is in its state, and when its schedule runs it next."""
+    why = _text(task.get("why"), empty="")
+    if _is_num(task.get("next_run_t")):
+        why = "; ".join(filter(None, (why, f"next run in {duration(task['next_run_t'] - now)}")))
+    return why
 
 
 def _pids(pids: list[str]) -> str:

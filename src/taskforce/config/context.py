@@ -7,16 +7,20 @@ order of precedence (highest first):
 1. the ``Task_*`` values (name, instance, pid marker, host, roles file values, pidfile,
    cwd, user/uid, group/gid);
 2. the task ``role_defines`` (active roles, in roles file order, the last one winning),
-   then the task ``defines``;
-3. the top-level ``role_defines``, then the top-level ``defines``;
-4. the environment taskforce started with;
-5. the task ``role_defaults``, then ``defaults``, then the top-level ``role_defaults``,
-   then ``defaults`` (the first one that has a key wins).
+   then the task ``defines``, then the variables of the task's ``env_file``;
+3. for a task of an included file, that file's ``defines``, then its ``env_file``;
+4. the top-level ``role_defines``, then the top-level ``defines``, then the top-level
+   ``env_file``;
+5. the environment taskforce started with;
+6. the task ``role_defaults``, then ``defaults``, then the included file's ``defaults``,
+   then the top-level ``role_defaults``, then ``defaults`` (the first one that has a key
+   wins).
 
 Values from the configuration and the roles file are templates: ``{name}`` is replaced
 by the value of ``name`` when the context has it, and everything else (unknown names,
 lone braces, JSON) is kept as written. Templates may refer to other templates, to any
-depth; a reference loop is a :class:`SubstitutionLoop`. Environment values are literal.
+depth; a reference loop is a :class:`SubstitutionLoop`. Environment values (of the
+environment taskforce started with, and of environment files) are literal.
 The finished context is also the environment of the task's processes.
 
 A define (or role define) that refers to its own name extends the value it overrides,
@@ -42,7 +46,7 @@ from collections.abc import Container, Iterable, Iterator, Mapping
 from typing import NamedTuple, TypeVar, cast
 
 from taskforce.config.host import HostFacts, UserInfo
-from taskforce.config.model import Config, Pick, TaskConfig, Value
+from taskforce.config.model import Config, FileScope, Pick, TaskConfig, Value
 from taskforce.config.roles import Roles
 from taskforce.core.spec import TASK_PID_MARKER
 
@@ -194,6 +198,8 @@ class Template(NamedTuple):  # a NamedTuple: thousands are made per resolve, che
     # What an extending define overrides: a define, or None for the bottom (the
     # environment, else a default; see `_Expansion.bottoms`).
     below: Template | None = None
+    # A value from an environment file: taken as written, like the environment's.
+    literal: bool = False
 
 
 class _Expansion:
@@ -285,6 +291,8 @@ class _Expansion:
             if isinstance(below, Template):
                 below = self.lower[below.origin]  # expanded before: `_run` saw the reference
             value = _extend(template.text, key, below, self.done)
+        elif template.literal:
+            value = template.text
         else:
             value = substitute(template.text, self.done)
         if "\0" in value and "\0" in value.replace(TASK_PID_MARKER, ""):
@@ -316,7 +324,7 @@ def _extend(text: str, key: str, own: str | None, context: Mapping[str, str]) ->
 def _references(template: Template) -> list[str]:
     """The names a template refers to, last first (they are popped)."""
     text = template.text
-    return REFERENCE.findall(text)[::-1] if "{" in text else []
+    return REFERENCE.findall(text)[::-1] if "{" in text and not template.literal else []
 
 
 def _template(key: str, value: Value, origin: str) -> Template:
@@ -329,17 +337,23 @@ def _template(key: str, value: Value, origin: str) -> Template:
     return Template(text, path)
 
 
-def _defines(
-    maps: Iterable[tuple[str, Mapping[str, Value]]], base: Mapping[str, Template]
-) -> dict[str, Template]:
+# A map of defines: where it is written, its values, and whether they are literal (an
+# environment file's variables).
+Layer = tuple[str, Mapping[str, Value], bool]
+
+
+def _defines(maps: Iterable[Layer], base: Mapping[str, Template]) -> dict[str, Template]:
     """Merge define maps into one, the later maps winning.
 
     A define that refers to its own name extends the one it overrides: the define of an
     earlier map, else the one in `base`, else (None) the bottom.
     """
     out: dict[str, Template] = {}
-    for origin, mapping in maps:
+    for origin, mapping, literal in maps:
         for key, value in mapping.items():
+            if literal:
+                out[key] = Template(str(value), f"{origin}.{key}", literal=True)
+                continue
             template = _template(key, value, origin)
             # Only a reference that substitution would see: `{a b}` names nothing.
             if "{" in template.text and key in _references(template):
@@ -372,7 +386,15 @@ def _layers(
     default; role_defines beat defines, role_defaults come before defaults. `base` holds
     the defines that these defines override (a task's override the top-level ones).
     """
-    if not (item.defines or item.defaults or item.role_defines or item.role_defaults):
+    scope = item.scope if isinstance(item, TaskConfig) else None
+    if not (
+        item.defines
+        or item.defaults
+        or item.role_defines
+        or item.role_defaults
+        or item.env
+        or scope is not None
+    ):
         return {}, {}
     role_defines = [
         (f"{prefix}role_defines.{r}", item.role_defines[r])
@@ -384,8 +406,21 @@ def _layers(
         for r in active
         if r in item.role_defaults
     ]
-    defines = _defines([(f"{prefix}defines", item.defines), *role_defines], base)
-    defaults = _defaults([*role_defaults, (f"{prefix}defaults", item.defaults)])
+    own: list[Layer] = [
+        (f"{prefix}env_file", item.env, True),
+        (f"{prefix}defines", item.defines, False),
+    ]
+    below: list[Layer] = []
+    later: list[tuple[str, Mapping[str, Value]]] = []
+    if scope is not None:  # the included file holding the task
+        below = [
+            (f"{scope.source}: env_file", scope.env, True),
+            (f"{scope.source}: defines", scope.defines, False),
+        ]
+        later = [(f"{scope.source}: defaults", scope.defaults)]
+    role_layers: list[Layer] = [(origin, values, False) for origin, values in role_defines]
+    defines = _defines([*below, *own, *role_layers], base)
+    defaults = _defaults([*role_defaults, (f"{prefix}defaults", item.defaults), *later])
     return defines, defaults
 
 
@@ -482,11 +517,19 @@ class SharedContext:
         defines or that differs per task (Task_name...). Those are expanded per instance.
         """
         volatile = set(_TASK_KEYS).union(_ACCOUNT_KEYS)
+        scopes: dict[int, FileScope] = {}  # by identity: their maps are not hashable
         for task in self.config.tasks.values():
-            volatile.update(task.defines, task.defaults)
-            for maps in (task.role_defines, task.role_defaults):
-                for mapping in maps.values():
-                    volatile.update(mapping)
+            # Most tasks have none of these: test before calling.
+            if task.defines or task.defaults or task.env:
+                volatile.update(task.defines, task.defaults, task.env)
+            if task.scope is not None:
+                scopes[id(task.scope)] = task.scope
+            if task.role_defines or task.role_defaults:
+                for maps in (task.role_defines, task.role_defaults):
+                    for mapping in maps.values():
+                        volatile.update(mapping)
+        for scope in scopes.values():
+            volatile.update(scope.defines, scope.defaults, scope.env)
         expansion = _Expansion(literals, self.templates, {}, self.bottoms, track=True)
         for key in self.templates:
             # A failure is expanded again for each task, which reports it (an override
@@ -509,7 +552,7 @@ class SharedContext:
         """The names the value of `key` refers to, with those of the values it extends."""
         template: str | Template | None = self.templates[key]
         while isinstance(template, Template):
-            refs = REFERENCE.findall(template.text)
+            refs = _references(template)
             yield from refs
             if not (template.extends and key in refs):
                 return

@@ -14,18 +14,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from taskforce.config.limits import LIMITS, Between, Umask
 from taskforce.config.listeners import HTTP_LISTENER, Flag
 from taskforce.config.model import (
     Config,
+    EnvFile,
     EventConfig,
+    Fragment,
+    LiveConfig,
     OnExitConfig,
     ReadyConfig,
     RestartConfig,
     Settings,
+    SocketConfig,
     TaskConfig,
 )
-from taskforce.config.notify_targets import NOTIFY_TARGET
-from taskforce.config.output import OUTPUT
+from taskforce.config.notify_targets import NOTIFY_TARGET, OnlyWith, Whole
+from taskforce.config.output import OUTPUT, ByteSize
+from taskforce.config.schedule import CronExpression, TimeZone
 from taskforce.config.shapes import (
     INVALID,
     Choice,
@@ -54,8 +60,10 @@ from taskforce.config.shapes_compound import (
     Record,
     Remembered,
 )
+from taskforce.config.sockets import DEFAULT_BACKLOG, FileMode, ListenText, Rolling, SocketName
 from taskforce.config.yaml_source import Path
-from taskforce.core.vocabulary import Control, EventType, Placement
+from taskforce.core.spec import ScheduleSpec
+from taskforce.core.vocabulary import Control, EventType, Overlap, Placement
 
 M = TypeVar("M")
 
@@ -178,6 +186,31 @@ def signal_number(value: object) -> int | None:
     return number if 0 < number < signal.NSIG else None
 
 
+@dataclass(frozen=True)
+class EnvFileEntry(Shape[EnvFile]):
+    """An `env_file` entry: a path (`-path`: optional), or {path, optional}."""
+
+    record: Shape[EnvFile]
+
+    def check(self, value: object, at: Path, report: Reporter) -> EnvFile | Invalid:
+        if isinstance(value, str):
+            optional = value.startswith("-")
+            path = value[1:] if optional else value
+            if not path:
+                report.error(at, "expected a file path (a leading '-' makes it optional)")
+                return INVALID
+            return EnvFile(path, optional)
+        if isinstance(value, dict):
+            return self.record.check(value, at, report)
+        report.error(
+            at, f"expected a file path or a map with 'path' and 'optional', got {describe(value)}"
+        )
+        return INVALID
+
+    def json_schema(self, defs: Defs) -> JsonSchema:
+        return {"anyOf": [{"type": "string", "minLength": 1}, self.record.json_schema(defs)]}
+
+
 # Build functions turn a record's checked values, named as the model's fields, into the model.
 
 
@@ -267,6 +300,174 @@ READY = Record(
     what="readiness probe (a map with one of 'command', 'tcp', 'http' or 'pidfile')",
 )
 
+RESTART = Record(
+    {
+        "min_uptime": Field(
+            OneOf(Number(minimum=0)),
+            "Seconds a process must run for its exit not to count as a failure.",
+        ),
+        "initial_delay": Field(
+            OneOf(Number(minimum=0)), "Seconds before restarting after a first failure."
+        ),
+        "factor": Field(
+            OneOf(Number(minimum=1)), "How much the delay grows with each further failure in a row."
+        ),
+        "max_delay": Field(
+            OneOf(Number(minimum=0)), "The longest delay before a restart, in seconds."
+        ),
+        "max_failures": Field(
+            OneOf(Whole(1)),
+            "Failures after which the task gives up: it is `failed`, not restarted until "
+            "`taskforce start`, an event or a reload that changes it. Default: never give up.",
+        ),
+        "window": Field(
+            OneOf(Number(minimum=0, exclusive=True)),
+            "Seconds within which max_failures failures give up (default: failures in a row).",
+        ),
+    },
+    _model(RestartConfig),
+)
+
+LIVE = Record(
+    {
+        "command": Field(
+            Conditional(allow_scalar=False, non_empty=True),
+            "A command (a list, with {name} substitutions) whose exit status 0 means alive.",
+        ),
+        "tcp": Field(OneOf(Text()), "[host]:port: alive while it accepts TCP connections."),
+        "http": Field(OneOf(Text()), "An http:// or https:// URL: alive while it answers 2xx."),
+        "interval": Field(
+            OneOf(Number(minimum=0, exclusive=True)), "Seconds between probes (default 10)."
+        ),
+        "timeout": Field(
+            OneOf(Number(minimum=0, exclusive=True)),
+            "Seconds one probe may take before it counts as failed (default 2).",
+        ),
+        "failures": Field(
+            Whole(1),
+            "Failed probes in a row after which the process is restarted (default 3).",
+        ),
+        "initial_delay": Field(
+            OneOf(Number(minimum=0)),
+            "Seconds after the process is ready before the first probe (default: interval).",
+        ),
+    },
+    _model(LiveConfig),
+    rules=(ExactlyOne(("command", "tcp", "http")),),
+    what="liveness probe (a map with one of 'command', 'tcp' or 'http')",
+)
+
+SCHEDULE = Record(
+    {
+        "cron": Field(
+            CronExpression(),
+            "A cron expression (minute hour day-of-month month day-of-week, or @hourly, "
+            "@daily...): the task runs at each time it names.",
+        ),
+        "timezone": Field(
+            TimeZone(),
+            "The time zone the cron expression is read in (an IANA name such as "
+            "Europe/Paris); local time if not given.",
+        ),
+        "interval": Field(
+            Number(minimum=0, exclusive=True), "Seconds between runs, counted from start."
+        ),
+        "run_on_start": Field(
+            Flag(), "true: also run when taskforce starts (or the task is added). Default false."
+        ),
+        "overlap": Field(
+            enum_choice(Overlap),
+            "When a run is due while the previous one still runs: skip (the default) drops "
+            "it, queue runs it when the previous one ends (one pending run at most).",
+        ),
+    },
+    _model(ScheduleSpec),
+    rules=(ExactlyOne(("cron", "interval")), OnlyWith("timezone", "cron")),
+    what="schedule (a map with 'cron' or 'interval')",
+)
+
+
+def _socket(at: Path, values: dict[str, Any]) -> SocketConfig:
+    return SocketConfig(name=str(at[-1]), **values)  # a socket is named by its key
+
+
+SOCKET = Record(
+    {
+        "listen": Field(
+            OneOf(ListenText()),
+            "host:port, [IPv6]:port (port 0: the kernel picks one), or an absolute path for "
+            "a unix socket; {name} substitutions and conditionals allowed.",
+            required=True,
+        ),
+        "backlog": Field(Whole(), f"Connections queued until accepted ({DEFAULT_BACKLOG})."),
+        "reuseport": Field(Flag(), "true: bind with SO_REUSEPORT (TCP)."),
+        "mode": Field(FileMode(), "A unix socket file's permissions, as a quoted octal string."),
+        "owner": Field(UserOrGroup(), "A unix socket file's owner (name or uid)."),
+        "group": Field(UserOrGroup(), "A unix socket file's group (name or gid)."),
+    },
+    _socket,
+    what="socket (a map with 'listen', or the listen string alone)",
+)
+
+
+@dataclass(frozen=True)
+class SocketEntry(Shape[SocketConfig]):
+    """A socket: its listen string alone, or a map with `listen` and options."""
+
+    def check(self, value: object, at: Path, report: Reporter) -> SocketConfig | Invalid:
+        if isinstance(value, str):
+            listen = ListenText().check(value, at, report)
+            return listen if isinstance(listen, Invalid) else SocketConfig(str(at[-1]), listen)
+        return SOCKET.check(value, at, report)
+
+    def json_schema(self, defs: Defs) -> JsonSchema:
+        return {"anyOf": [{"type": "string", "minLength": 1}, SOCKET.json_schema(defs)]}
+
+
+TASK_RESTART = Record(
+    {
+        **RESTART.fields,
+        "rolling": Field(
+            Rolling(),
+            "Replace the task's processes a few at a time, each new one started (and ready) "
+            "before the old one stops: true (one at a time), a number at a time, or false. "
+            "The default: one at a time when count is more than 1.",
+        ),
+        "overlap": Field(
+            Flag(),
+            "true: the task may run twice at once, so even a single process is replaced "
+            "by starting the new one first.",
+        ),
+    },
+    _model(RestartConfig),
+)
+
+ENV_FILE = ListOf(
+    EnvFileEntry(
+        Record(
+            {
+                "path": Field(Text(), "The file's path.", required=True),
+                "optional": Field(Flag(), "true: a missing file is no error."),
+            },
+            _model(EnvFile),
+            what="env_file entry (a map with 'path' and 'optional')",
+        )
+    ),
+    single_ok=True,
+)
+ENV_FILE_DOC = (
+    "Environment files (dotenv: KEY=VALUE lines, `export`, quotes, # comments) whose "
+    "variables join the context just below the `defines` of the same level. A relative "
+    "path is relative to the file naming it; a missing file is an error unless written "
+    "'-path' or {path: ..., optional: true}."
+)
+INCLUDE = Field(
+    ListOf(Text(), single_ok=True),
+    "Configuration files whose tasks join these: paths and glob patterns, relative to the "
+    "file naming them, read in sorted order. A pattern matching nothing is fine; a named "
+    "file that is missing is an error. Included files may include others.",
+)
+
 TASK = Record(
     {
         "commands": Field(
@@ -350,35 +551,57 @@ TASK = Record(
             "Where the task's stdout and stderr go (default /dev/null); key by key over "
             "settings.output. A change applies to running processes without a restart.",
         ),
+        "live": Field(
+            LIVE,
+            "wait tasks: how to tell a running process still works; after `failures` failed "
+            "probes in a row it is restarted (and the `unhealthy` event notified).",
+        ),
+        "schedule": Field(
+            SCHEDULE,
+            "once and event tasks: run by a timer, on a cron expression or every `interval` "
+            "seconds.",
+        ),
+        "sockets": Field(
+            MapOf(SocketEntry(), key=SocketName()),
+            "Listening sockets taskforce binds (before dropping to the task's user) and holds "
+            "across restarts, passed to every process as descriptors 3, 4... in this order "
+            "with LISTEN_FDS, LISTEN_PID and LISTEN_FDNAMES (systemd socket activation).",
+        ),
+        "restart": Field(
+            TASK_RESTART,
+            "This task's own restart policy, key by key over settings.restart (max_failures "
+            "and window included), and how its processes are replaced by a restart, a file "
+            "change or a changed configuration: rolling (a few at a time, new before old) "
+            "and overlap.",
+        ),
+        "limits": Field(
+            LIMITS,
+            "Limits of each process (rlimits: nofile, nproc, core, as, stack...) and of each "
+            "instance's cgroup (memory, cpu, pids). A change restarts the processes.",
+        ),
+        "umask": Field(Umask(), "The file mode creation mask of the processes ('0027')."),
+        "nice": Field(Between(-20, 19), "The scheduling priority of the processes (-20 to 19)."),
+        "oom_score_adj": Field(
+            Between(-1000, 1000),
+            "How willingly the kernel's OOM killer picks the processes (-1000: never, "
+            "1000: first).",
+        ),
+        "memory_restart": Field(
+            ByteSize(),
+            "Restart an instance whose memory (its cgroup's, else its process's resident "
+            "memory) passes this size (400M).",
+        ),
         "placement": Field(
             OneOf(enum_choice(Placement)),
             "Where the task runs: host (every host where it is in scope; the default) or "
             "cluster (one host of those, elected through etcd when the configuration comes "
             "from etcd; without etcd, this host is the whole cluster).",
         ),
+        "env_file": Field(ENV_FILE, ENV_FILE_DOC),
     },
     _task,
     what="task (a map with at least 'commands')",
     habits=ENVIRONMENT_HABITS,
-)
-
-RESTART = Record(
-    {
-        "min_uptime": Field(
-            OneOf(Number(minimum=0)),
-            "Seconds a process must run for its exit not to count as a failure.",
-        ),
-        "initial_delay": Field(
-            OneOf(Number(minimum=0)), "Seconds before restarting after a first failure."
-        ),
-        "factor": Field(
-            OneOf(Number(minimum=1)), "How much the delay grows with each further failure in a row."
-        ),
-        "max_delay": Field(
-            OneOf(Number(minimum=0)), "The longest delay before a restart, in seconds."
-        ),
-    },
-    _model(RestartConfig),
 )
 
 # Supervisor-wide settings: a new one is a line here plus a field of model.Settings.
@@ -420,6 +643,11 @@ SETTINGS = Record(
             "The output of every task that does not set its own (key by key): stdout, "
             "stderr, max_bytes, backups, syslog_socket.",
         ),
+        "memory_check_interval": Field(
+            Number(minimum=0, exclusive=True),
+            "Seconds between samples of the memory of tasks with memory_restart, where no "
+            "cgroup event reports it (10 if not given; no timer without memory_restart).",
+        ),
         "all_roles": Field(
             Flag(),
             "true: a task with `roles` runs only where every role it lists is active; "
@@ -449,8 +677,29 @@ CONFIG = Record(
             "The tasks, by name.",
         ),
         "settings": Field(SETTINGS, "Supervisor-wide settings (a taskforce extension)."),
+        "include": INCLUDE,
+        "env_file": Field(ENV_FILE, ENV_FILE_DOC),
     },
     _model(Config),
     what="configuration map",
+    habits=ENVIRONMENT_HABITS,
+)
+
+# An included file: tasks, with defines, defaults and env_file for those tasks alone.
+FRAGMENT = Record(
+    {
+        "tasks": CONFIG.fields["tasks"],
+        "defines": Field(
+            CONTEXT_MAP, "Context entries for the tasks of this file, overriding the top level."
+        ),
+        "defaults": Field(
+            CONTEXT_MAP, "Context entries for the tasks of this file, used only where unset."
+        ),
+        "include": INCLUDE,
+        "env_file": Field(ENV_FILE, ENV_FILE_DOC),
+    },
+    _model(Fragment),
+    what="included configuration map (with 'tasks', 'defines', 'defaults', 'include', "
+    "'env_file'; settings and role maps belong to the main file)",
     habits=ENVIRONMENT_HABITS,
 )

@@ -55,7 +55,9 @@ def warnings(document: Document, environ: Mapping[str, str]) -> list[Problem]:
 
 
 def _warning(document: Document, at: Path, message: str) -> Problem:
-    return Problem(document.source, document.mark_of(at), format_path(at), f"warning: {message}")
+    return Problem(
+        document.source_at(at), document.mark_of(at), format_path(at), f"warning: {message}"
+    )
 
 
 def _defined_names(data: Mapping[str, Value]) -> frozenset[str]:
@@ -97,7 +99,11 @@ def _substituted_strings(data: Mapping[str, Value]) -> Iterator[tuple[Path, str,
 # Keys of a task or of its parts whose maps are not conditionals: their keys are words of
 # the configuration (or context names being set), not names being tested.
 _PLAIN_MAPS = frozenset(
-    ("commands", "events", "ready", "output", "onexit", *_CONTEXT_MAPS, *_ROLE_CONTEXT_MAPS)
+    (
+        *("commands", "events", "ready", "live", "schedule", "restart", "output", "onexit"),
+        *_CONTEXT_MAPS,
+        *_ROLE_CONTEXT_MAPS,
+    )
 )
 
 

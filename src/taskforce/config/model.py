@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Generic, TypeAlias, TypeVar
 
-from taskforce.core.vocabulary import Control, EventType, Placement, RestartPolicy
+from taskforce.core.spec import ScheduleSpec
+from taskforce.core.vocabulary import Control, EventType, Placement
 
 # A raw value as the YAML document gave it. Maps inside lists are conditionals.
 Value: TypeAlias = str | int | float | bool | list["Value"] | dict[str, "Value"] | None
@@ -64,6 +65,38 @@ class ReadyConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LiveConfig:
+    """How to tell a running task still works: exactly one of the probes."""
+
+    command: Value = None  # an argv list: exit 0 means alive
+    tcp: str | Pick[str] | None = None  # "[host]:port" accepting connections
+    http: str | Pick[str] | None = None  # a URL answering 2xx
+    interval: float | Pick[float] | None = None  # seconds between probes
+    timeout: float | Pick[float] | None = None  # seconds one probe may take
+    failures: int | None = None  # failed probes in a row that restart the process
+    initial_delay: float | Pick[float] | None = None  # seconds before the first probe
+
+
+@dataclass(frozen=True, slots=True)
+class RestartConfig:
+    """`restart`, under `settings` or of a task, as written: the keys of a
+    :class:`~taskforce.core.vocabulary.RestartPolicy`, each possibly conditional (chosen in
+    the top-level context for settings, in the task's for a task). A key left out is None:
+    a task's falls back to the settings', the settings' to the built-in default."""
+
+    min_uptime: float | Pick[float] | None = None
+    initial_delay: float | Pick[float] | None = None
+    factor: float | Pick[float] | None = None
+    max_delay: float | Pick[float] | None = None
+    max_failures: int | Pick[int] | None = None
+    window: float | Pick[float] | None = None
+    # A task's only: how its processes are replaced. None for `rolling` is the default
+    # (rolling when count > 1).
+    rolling: int | None = None
+    overlap: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class OutputConfig:
     """`output`, of a task or under `settings` (the default for every task).
 
@@ -77,6 +110,48 @@ class OutputConfig:
     max_bytes: int | Pick[int] | None = None
     backups: int | Pick[int] | None = None
     syslog_socket: str | Pick[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SocketConfig:
+    """One of a task's `sockets` (see :mod:`taskforce.config.sockets`)."""
+
+    name: str
+    listen: str | Pick[str]
+    backlog: int = 128  # config.sockets.DEFAULT_BACKLOG
+    reuseport: bool = False
+    mode: int | None = None
+    owner: str | int | None = None
+    group: str | int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """`limits`: rlimits as (name, soft, hard), -1 for unlimited; the cgroup's limits."""
+
+    rlimits: tuple[tuple[str, int, int], ...] = ()
+    memory: int | None = None
+    cpu: float | None = None
+    pids: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EnvFile:
+    """One `env_file` entry: a dotenv file whose variables join a context."""
+
+    path: str  # as written, without the leading "-" of an optional file
+    optional: bool = False  # a missing file is no error ("-path" or `optional: true`)
+
+
+@dataclass(frozen=True, slots=True)
+class FileScope:
+    """What an included file gives the tasks it holds: its `defines` and `defaults`, and
+    the variables of its `env_file`s (read). `source` names the file."""
+
+    source: str
+    defines: Mapping[str, Value] = field(default_factory=dict)
+    defaults: Mapping[str, Value] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +185,22 @@ class TaskConfig:
     ready: ReadyConfig | None = None
     output: OutputConfig | None = None
     placement: Placement | Pick[Placement] = Placement.HOST
+    live: LiveConfig | None = None
+    schedule: ScheduleSpec | None = None
+    # Listening sockets taskforce holds for the task, by name in the order written.
+    sockets: Mapping[str, SocketConfig] = field(default_factory=dict)
+    restart: RestartConfig | None = None
+    limits: LimitsConfig | None = None
+    umask: int | None = None
+    nice: int | None = None
+    oom_score_adj: int | None = None
+    memory_restart: int | None = None
+    env_file: tuple[EnvFile, ...] = ()
+    # The variables of the env_files, read when the configuration is composed (see
+    # :mod:`taskforce.config.include`).
+    env: Mapping[str, str] = field(default_factory=dict)
+    # The included file holding the task; None for a task of the main file.
+    scope: FileScope | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +235,8 @@ class NotifyEvent(StrEnum):
     FLAPPING = "flapping"  # it keeps failing: its restarts are backing off
     RECOVERED = "recovered"  # a failing process has run steadily again
     RELOAD_FAILED = "reload_failed"  # a new configuration could not be applied
+    UNHEALTHY = "unhealthy"  # a liveness probe failed too often: the process is restarted
+    FAILED = "failed"  # restart.max_failures reached: the task is no longer restarted
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,20 +259,6 @@ class NotifyTarget:
     attempts: int = 3
     # Events waiting for delivery, at most: beyond it the oldest are dropped.
     queue: int = 100
-
-
-_RESTART = RestartPolicy()
-
-
-@dataclass(frozen=True, slots=True)
-class RestartConfig:
-    """`settings.restart` as written: a :class:`RestartPolicy` whose values may be
-    conditional, chosen in the top-level context when the configuration is resolved."""
-
-    min_uptime: float | Pick[float] = _RESTART.min_uptime
-    initial_delay: float | Pick[float] = _RESTART.initial_delay
-    factor: float | Pick[float] = _RESTART.factor
-    max_delay: float | Pick[float] = _RESTART.max_delay
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +284,8 @@ class Settings:
     # True: a task with `roles` is in scope only when every role it lists is active
     # (otherwise one of them is enough).
     all_roles: bool = False
+    # Seconds between samples of memory for memory_restart where no cgroup event says.
+    memory_check_interval: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,3 +297,18 @@ class Config:
     role_defaults: Mapping[str, Mapping[str, Value]] = field(default_factory=dict)
     tasks: Mapping[str, TaskConfig] = field(default_factory=dict)
     settings: Settings = field(default_factory=Settings)
+    # Files and glob patterns whose tasks join these (see :mod:`taskforce.config.include`).
+    include: tuple[str, ...] = ()
+    env_file: tuple[EnvFile, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)  # the env_files' variables, read
+
+
+@dataclass(frozen=True, slots=True)
+class Fragment:
+    """An included file: tasks, and what applies to them alone."""
+
+    tasks: Mapping[str, TaskConfig] = field(default_factory=dict)
+    defines: Mapping[str, Value] = field(default_factory=dict)
+    defaults: Mapping[str, Value] = field(default_factory=dict)
+    include: tuple[str, ...] = ()
+    env_file: tuple[EnvFile, ...] = ()

@@ -167,7 +167,9 @@ NOTIFY_TARGET = Record(
             ListOf(enum_choice(NotifyEvent), single_ok=True),
             "The events to send (default all): exited (a process exited unexpectedly), "
             "flapping (it keeps failing; restarts back off), recovered (it runs steadily "
-            "again), reload_failed (a new configuration was not applied).",
+            "again), unhealthy (a liveness probe failed too often: restarted), failed "
+            "(restart.max_failures reached: given up), reload_failed (a new configuration "
+            "was not applied).",
         ),
         "timeout": Field(
             Number(minimum=0, exclusive=True),

@@ -95,13 +95,9 @@ class ByteSize(Shape[int]):
     """A size in bytes: a whole number, or a string such as 512k, 10M or 1GiB."""
 
     def check(self, value: object, at: Path, report: Reporter) -> int | Invalid:
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            return value
-        if isinstance(value, str) and re.fullmatch(_SIZE, value.strip()):
-            digits = re.match("[0-9]+", value.strip())
-            assert digits is not None
-            unit = value.strip()[digits.end() :].strip()[:1].lower()
-            return int(digits[0]) * _UNITS[unit]
+        size = parse_size(value)
+        if size is not None:
+            return size
         report.error(at, f"expected a size in bytes (as 1048576, 512k, 10M), got {describe(value)}")
         return INVALID
 
@@ -112,6 +108,18 @@ class ByteSize(Shape[int]):
                 {"type": "string", "pattern": f"^ *{_SIZE} *$"},
             ]
         }
+
+
+def parse_size(value: object) -> int | None:
+    """Bytes for 1048576, '512k', '10M' or '1GiB'; None for anything else."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and re.fullmatch(_SIZE, value.strip()):
+        digits = re.match("[0-9]+", value.strip())
+        assert digits is not None
+        unit = value.strip()[digits.end() :].strip()[:1].lower()
+        return int(digits[0]) * _UNITS[unit]
+    return None
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
-"""The loading pipeline: configuration text and roles to a desired state and its problems.
+"""The loading pipeline: configuration files and roles to a desired state and its problems.
 
-load -> validate -> overrides -> resolve -> keep what a refused entry ran -> place problems.
+compose (load and validate the main file and what it includes) -> overrides -> resolve
+-> keep what a refused entry ran -> place problems.
 The legion runs it at start and on every reload; a dry run (`plan`) runs it on other text.
 What validating and resolving found is kept between runs, so that a reload redoes only
 what changed.
@@ -15,13 +16,12 @@ from dataclasses import dataclass, field, replace
 from taskforce.config import lint
 from taskforce.config.errors import Problem
 from taskforce.config.host import HostFacts
+from taskforce.config.include import ComposedDocument, Composer
 from taskforce.config.model import Config, Pick
 from taskforce.config.resolve import resolve
 from taskforce.config.reuse import ResolveCache
 from taskforce.config.roles import Roles
 from taskforce.config.shapes import Memo
-from taskforce.config.validate import validate_document
-from taskforce.config.yaml_source import Document, load_document
 from taskforce.core.spec import DesiredState
 from taskforce.core.vocabulary import Control
 
@@ -35,23 +35,27 @@ class Loaded:
     roles: Roles | None
     desired: DesiredState
     problems: tuple[Problem, ...]  # tasks left out because they could not be resolved
-    data: object = None  # the document as loaded (plain data), for status
+    # The composition (with its files and where each task is) or plain data, for status.
+    data: object = None
     # In-scope tasks whose entry could not be resolved, with why: shown in status. One
     # that ran before keeps running as it was.
     refused: Mapping[str, str] = field(default_factory=dict)
 
 
 class Pipeline:
-    """Runs the pipeline, remembering what earlier runs validated and resolved."""
+    """Runs the pipeline on `config_file` and what it includes, remembering what earlier
+    runs read, validated and resolved."""
 
-    def __init__(self) -> None:
+    def __init__(self, config_file: str) -> None:
         self._memo = Memo()
         self._resolved = ResolveCache()
+        # The main file and the files it includes, each read again only when changed.
+        self.composer = Composer(config_file, self._memo)
 
     def run(
         self,
-        text: str,
-        source: str,
+        text: str | None,
+        source: str | None,
         read_roles: Callable[[], Roles | None],
         environ: Mapping[str, str],
         host: HostFacts,
@@ -60,8 +64,9 @@ class Pipeline:
         previous: Loaded | None = None,
         desired_filter: Callable[[DesiredState], DesiredState] | None = None,
     ) -> Loaded:
-        """Configuration `text` (read from `source`) resolved for the roles `read_roles`
-        gives (read once the configuration is known to be valid); ConfigError if unusable.
+        """The configuration (the main file's `text` named `source` when given, else read
+        from disk) resolved for the roles `read_roles` gives (read once the configuration
+        is known to be valid); ConfigError if unusable.
         A task whose new entry is refused keeps `previous`'s; `desired_filter` is applied
         to what resolves."""
         # Loading allocates hundreds of thousands of small acyclic objects: the cyclic
@@ -69,8 +74,9 @@ class Pipeline:
         collecting = gc.isenabled()
         gc.disable()
         try:
-            document = load_document(text, source)
-            config = with_overrides(validate_document(document, self._memo), overrides or {})
+            composition = self.composer.compose(text, source)
+            document = composition.document
+            config = with_overrides(composition.config, overrides or {})
             roles = read_roles()
             desired, problems = resolve(config, roles, environ, host, self._resolved)
             refused = _refused(config, desired, problems)
@@ -79,16 +85,20 @@ class Pipeline:
             if desired_filter is not None:
                 desired = desired_filter(desired)
             placed = tuple(_placed(problems, document, config))
-            return Loaded(config, roles, desired, placed, document.data, refused)
+            return Loaded(config, roles, desired, placed, composition, refused)
         finally:
             if collecting:
                 gc.enable()
 
-
-def warnings(text: str, source: str, environ: Mapping[str, str]) -> tuple[Problem, ...]:
-    """Likely mistakes that do not stop the configuration from loading (see
-    :mod:`taskforce.config.lint`); ConfigError when it does not load at all."""
-    return tuple(lint.warnings(load_document(text, source), environ))
+    def warnings(
+        self, text: str | None, source: str | None, environ: Mapping[str, str]
+    ) -> tuple[Problem, ...]:
+        """Likely mistakes that do not stop the configuration from loading (see
+        :mod:`taskforce.config.lint`); ConfigError when it does not load at all."""
+        composition = self.composer.compose(text, source)
+        # Names from environment files and included files' scopes are defined too.
+        known = {**dict.fromkeys(composition.names, ""), **environ}
+        return tuple(lint.warnings(composition.document, known))
 
 
 def with_overrides(config: Config, overrides: Overrides) -> Config:
@@ -106,7 +116,9 @@ def with_overrides(config: Config, overrides: Overrides) -> Config:
     return replace(config, tasks=tasks)
 
 
-def _placed(problems: Iterable[Problem], document: Document, config: Config) -> list[Problem]:
+def _placed(
+    problems: Iterable[Problem], document: ComposedDocument, config: Config
+) -> list[Problem]:
     """Give problems found while resolving the position of the task they concern."""
     placed = []
     for problem in problems:
@@ -114,7 +126,7 @@ def _placed(problems: Iterable[Problem], document: Document, config: Config) -> 
             rest = problem.path[len("tasks.") :]
             tail = rest[len(name) + 1 :].split(".")[0].split("[")[0]
             at: tuple[str | int, ...] = ("tasks", name, tail) if tail else ("tasks", name)
-            problem = replace(problem, mark=document.mark_of(at))
+            problem = replace(problem, source=document.source_at(at), mark=document.mark_of(at))
         elif problem.mark is None and problem.path.startswith("settings."):
             # settings.stop_timeout, settings.restart.factor: no list indexes there.
             problem = replace(problem, mark=document.mark_of(tuple(problem.path.split("."))))

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Container, Iterator, Mapping
-from dataclasses import dataclass, fields
-from typing import TypeVar
+from dataclasses import dataclass, fields, replace
+from typing import Any, TypeVar
 
 from taskforce.config.context import (
     ContextError,
@@ -29,8 +29,11 @@ from taskforce.config.host import HostFacts, UserInfo
 from taskforce.config.model import (
     Config,
     EventConfig,
+    LimitsConfig,
+    LiveConfig,
     Pick,
     ReadyConfig,
+    RestartConfig,
     Settings,
     TaskConfig,
     Value,
@@ -38,19 +41,32 @@ from taskforce.config.model import (
 from taskforce.config.output import resolve_output
 from taskforce.config.reuse import ResolveCache
 from taskforce.config.roles import Roles
+from taskforce.config.sockets import resolve_sockets
 from taskforce.config.validate import find_cycles
 from taskforce.config.yaml_source import Path
 from taskforce.core.spec import (
+    NO_CGROUP_LIMITS,
+    NO_LIMITS,
     TASK_PID_MARKER,
+    CgroupLimits,
     DesiredState,
     EventSpec,
     InstanceSpec,
     LaunchSpec,
+    LiveSpec,
     Policy,
+    ProcessLimits,
     ReadySpec,
+    ScheduleSpec,
     TaskSpec,
 )
-from taskforce.core.vocabulary import Control, EventType, Placement, RestartPolicy
+from taskforce.core.vocabulary import (
+    RUN_TO_COMPLETION,
+    Control,
+    EventType,
+    Placement,
+    RestartPolicy,
+)
 
 __all__ = ["MAX_COUNT", "HostFacts", "UserInfo", "resolve"]
 
@@ -74,8 +90,10 @@ def resolve(
     `cache` (the same one for each load), a task whose spec cannot have changed since the
     last resolve keeps it (see :mod:`taskforce.config.reuse`).
     """
+    reused: dict[str, TaskSpec] = {}
     if cache is not None:
         host = cache.begin(config, roles, environ, host)
+        reused = cache.reuse_all(config.tasks)
     shared: SharedContext | None = None  # built when a task must be resolved
     active = None if roles is None else frozenset(roles.names)
     tasks: dict[str, TaskSpec] = {}
@@ -83,6 +101,10 @@ def resolve(
     # Keyed by place and message: a top-level problem is met once per task.
     problems: dict[tuple[str, str], Problem] = {}
     for name, task in config.tasks.items():
+        spec = reused.get(name)
+        if spec is not None:
+            tasks[name] = spec
+            continue
         if not in_scope(task, active, config.settings.all_roles):
             out_of_scope.add(name)
             continue
@@ -140,6 +162,13 @@ def _resolve_task(shared: SharedContext, name: str, task: TaskConfig) -> TaskSpe
         _event(event, values, f"{at}.events[{index}]", task)
         for index, event in enumerate(task.events)
     )
+    if task.sockets:
+        sockets = resolve_sockets(task.sockets, values, at)
+        instances = [
+            replace(i, launch=replace(i.launch, sockets=sockets)) if sockets else i
+            for i in instances
+        ]
+    restart = task.restart
     return TaskSpec(
         name=name,
         control=chosen.control,
@@ -151,7 +180,34 @@ def _resolve_task(shared: SharedContext, name: str, task: TaskConfig) -> TaskSpe
         events=tuple(event for event in events if event is not None),
         ready=_ready(task.ready, values, f"{at}.ready"),
         cluster=chosen.placement is Placement.CLUSTER,
+        live=_live(task, chosen.control, values, f"{at}.live"),
+        schedule=_schedule(task, chosen.control, at),
+        restart=_restart(task.restart, values, f"{at}.restart") if task.restart else (),
+        rolling=restart.rolling if restart is not None else None,
+        overlap=restart is not None and restart.overlap,
+        memory_restart=task.memory_restart,
     )
+
+
+def _schedule(task: TaskConfig, control: Control, at: str) -> ScheduleSpec | None:
+    if task.schedule is not None and control not in RUN_TO_COMPLETION:
+        raise ContextError(
+            f"a schedule runs a once or event task, and this one's control is {control} here",
+            f"{at}.schedule",
+        )
+    return task.schedule
+
+
+def _restart(
+    restart: RestartConfig, context: Container[str], at: str
+) -> tuple[tuple[str, float | int | None], ...]:
+    """A task's own restart keys (those written and chosen here), in the task's context."""
+    chosen = ((key, choose(getattr(restart, key), context, f"{at}.{key}")) for key in _RESTART_KEYS)
+    return tuple((key, _restart_value(key, value)) for key, value in chosen if value is not None)
+
+
+def _restart_value(key: str, value: float | int) -> float | int:
+    return int(value) if key == "max_failures" else float(value)
 
 
 def _requires(task: TaskConfig, context: Mapping[str, str], path: str) -> tuple[str, ...]:
@@ -179,6 +235,8 @@ def _check_links(config: Config, tasks: dict[str, TaskSpec]) -> Iterator[Problem
     """Leave out (with a problem) each task that requires or starts a task that does not
     exist: a name that substitution gave, or that a reload removed."""
     for name, spec in list(tasks.items()):
+        if not (spec.requires or spec.onexit_start):  # most tasks: nothing to check
+            continue
         for required in spec.requires:
             if required not in config.tasks:
                 path = f"tasks.{name}.requires"
@@ -197,7 +255,7 @@ def _check_onexit_targets(config: Config, tasks: dict[str, TaskSpec]) -> Iterato
     """Leave out (with a problem) each task whose onexit starts a task that is not a once
     task here. Only a target whose `control` is conditional is looked at: a plain one is
     checked when the file is loaded (and a temporary control override does not count)."""
-    for name, spec in list(tasks.items()):
+    for name, spec in [(name, spec) for name, spec in tasks.items() if spec.onexit_start]:
         for target in spec.onexit_start:
             other = tasks.get(target)
             configured = config.tasks[target].control  # it exists: see _check_links
@@ -218,7 +276,12 @@ def _check_onexit_targets(config: Config, tasks: dict[str, TaskSpec]) -> Iterato
 def _check_cycles(config: Config, tasks: dict[str, TaskSpec]) -> list[Problem]:
     """Leave out (with a problem) the tasks of each requires cycle that conditionals make
     here. (A cycle of plain names is refused when the file is loaded.)"""
-    if all(isinstance(item, str) for task in config.tasks.values() for item in task.requires):
+    if all(
+        isinstance(item, str)
+        for task in config.tasks.values()
+        if task.requires
+        for item in task.requires
+    ):
         return []
     edges: dict[str, list[tuple[Path, str]]] = {
         name: [(("tasks", name, "requires"), other) for other in spec.requires if other in tasks]
@@ -264,7 +327,7 @@ def _policy(
     context (`top`): settings belong to no task. One that gives several values is a
     problem, and its default is used."""
 
-    def one(owner: object, default: object, key: str, path: str) -> float:
+    def one(owner: object, key: str, path: str) -> float | int | None:
         value = getattr(owner, key)
         try:
             found = choose(value, top, path)
@@ -272,19 +335,20 @@ def _policy(
             problem = Problem(config.source, None, err.path, err.message)
             problems.setdefault((problem.path, problem.message), problem)
             found = None
-        return float(getattr(default, key) if found is None else found)
+        return None if found is None else _restart_value(key, found)
 
     settings = config.settings
-    restart = RestartPolicy(
-        **{
-            key: one(settings.restart, _SETTINGS_DEFAULTS.restart, key, f"settings.restart.{key}")
-            for key in _RESTART_KEYS
-        }
-    )
-    timing = {
-        key: one(settings, _SETTINGS_DEFAULTS, key, f"settings.{key}") for key in _POLICY_KEYS
-    }
-    return Policy(restart=restart, **timing)
+    written: dict[str, Any] = {}
+    for key in _RESTART_KEYS:
+        value = one(settings.restart, key, f"settings.restart.{key}")
+        if value is not None:
+            written[key] = value
+    restart = RestartPolicy(**written)
+    timing: dict[str, float] = {}
+    for key in _POLICY_KEYS:
+        value = one(settings, key, f"settings.{key}")
+        timing[key] = float(getattr(_SETTINGS_DEFAULTS, key) if value is None else value)
+    return Policy(restart=restart, memory_check_interval=settings.memory_check_interval, **timing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,18 +396,12 @@ def _ready(ready: ReadyConfig | None, context: Mapping[str, str], at: str) -> Re
     nothing at all), as if `ready` were not written."""
     if ready is None:
         return None
-    tcp = choose(ready.tcp, context, f"{at}.tcp")
-    http = choose(ready.http, context, f"{at}.http")
-    if tcp is not None:
-        kind, target = "tcp", substitute(tcp, context)
-    elif http is not None:
-        kind, target = "http", substitute(http, context)
-    elif choose(ready.pidfile, context, f"{at}.pidfile"):
-        kind, target = "pidfile", ""
-    elif ready.command is not None and expand(ready.command, context):
-        kind, target = "command", ""
-    else:
+    probe = _probe(ready, context, at)
+    if probe is None and choose(ready.pidfile, context, f"{at}.pidfile"):
+        probe = "pidfile", ""
+    if probe is None:
         return None
+    kind, target = probe
     interval = choose(ready.interval, context, f"{at}.interval")
     timeout = choose(ready.timeout, context, f"{at}.timeout")
     return ReadySpec(
@@ -352,6 +410,57 @@ def _ready(ready: ReadyConfig | None, context: Mapping[str, str], at: str) -> Re
 
 
 _DEFAULT_READY = ReadySpec("command")  # its interval
+
+
+def _probe(
+    probe: ReadyConfig | LiveConfig, context: Mapping[str, str], at: str
+) -> tuple[str, str] | None:
+    """The kind and target of a `ready` or `live` probe's tcp, http or command key (the
+    first chosen here), or None."""
+    tcp = choose(probe.tcp, context, f"{at}.tcp")
+    http = choose(probe.http, context, f"{at}.http")
+    if tcp is not None:
+        return "tcp", substitute(tcp, context)
+    if http is not None:
+        return "http", substitute(http, context)
+    if probe.command is not None and expand(probe.command, context):
+        return "command", ""
+    return None
+
+
+_DEFAULT_LIVE = LiveSpec("command")
+
+
+def _live(
+    task: TaskConfig, control: Control, context: Mapping[str, str], at: str
+) -> LiveSpec | None:
+    """The liveness probe: none when its key chooses nothing here, as if not written."""
+    live = task.live
+    if live is None:
+        return None
+    if control is not Control.WAIT:
+        raise ContextError(
+            f"a liveness probe watches a wait task, and this one's control is {control} here", at
+        )
+    probe = _probe(live, context, at)
+    if probe is None:
+        return None
+
+    def number(key: str, default: float | None) -> float | None:
+        value = choose(getattr(live, key), context, f"{at}.{key}")
+        return default if value is None else float(value)
+
+    interval = number("interval", _DEFAULT_LIVE.interval)
+    timeout = number("timeout", _DEFAULT_LIVE.timeout)
+    assert interval is not None and timeout is not None
+    return LiveSpec(
+        probe[0],
+        probe[1],
+        interval,
+        timeout,
+        _DEFAULT_LIVE.failures if live.failures is None else live.failures,
+        number("initial_delay", None),
+    )
 
 
 def _count(count: int | str, context: Mapping[str, str], path: str) -> int:
@@ -399,10 +508,14 @@ def _instance(
         user=context.user,
         group=context.group,
         no_new_privs=task.no_new_privs,
+        limits=_process_limits(task),
+        cgroup=_cgroup_limits(task.limits),
     )
-    ready_command = None
+    ready_command = live_command = None
     if task.ready is not None and task.ready.command is not None:
         ready_command = tuple(expand(task.ready.command, values)) or None
+    if task.live is not None and task.live.command is not None:
+        live_command = tuple(expand(task.live.command, values)) or None
     output = resolve_output(
         task.output,
         config.settings.output,
@@ -416,7 +529,25 @@ def _instance(
         pidfile=context.pidfile,
         output=output,
         ready_command=ready_command,
+        live_command=live_command,
     )
+
+
+def _process_limits(task: TaskConfig) -> ProcessLimits:
+    if (task.limits, task.umask, task.nice, task.oom_score_adj) == (None, None, None, None):
+        return NO_LIMITS
+    return ProcessLimits(
+        rlimits=() if task.limits is None else task.limits.rlimits,
+        umask=task.umask,
+        nice=task.nice,
+        oom_score_adj=task.oom_score_adj,
+    )
+
+
+def _cgroup_limits(limits: LimitsConfig | None) -> CgroupLimits:
+    if limits is None or (limits.memory is None and limits.cpu is None and limits.pids is None):
+        return NO_CGROUP_LIMITS
+    return CgroupLimits(memory=limits.memory, cpu=limits.cpu, pids=limits.pids)
 
 
 def _one(value: Value, context: Mapping[str, str], path: str) -> str | None:

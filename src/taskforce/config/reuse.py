@@ -1,10 +1,11 @@
 """Reuse the TaskSpecs of the previous resolve for the tasks that did not change.
 
 A task's resolved spec is a pure function of its validated configuration and of the
-inputs every task shares: the top-level defines, defaults and their role maps, the
-settings' output, the configuration's path, the roles, the environment and the host
-facts, and the answers of the user and group databases for the names it uses. A reload
-of a large configuration where one task changed therefore resolves that task only.
+inputs every task shares: the top-level defines, defaults, their role maps and
+environment files, the settings' output, the configuration's path, the roles, the
+environment and the host facts, and the answers of the user and group databases for the
+names it uses. A reload of a large configuration where one task changed therefore
+resolves that task only.
 
 "Did not change" is decided strictly:
 
@@ -94,6 +95,26 @@ class ResolveCache:
             self._recorder = _Recorder(host)
         return self._recorder.recording
 
+    def reuse_all(self, tasks: Mapping[str, TaskConfig]) -> dict[str, TaskSpec]:
+        """The previous spec of each of `tasks` that nothing changed for, by name: in one
+        pass, as most tasks of a reload are unchanged. (A task reused here was in scope
+        last time, with the same roles: it is now.)"""
+        assert self._recorder is not None
+        previous, entries, recorder = self._previous, self._entries, self._recorder
+        found: dict[str, TaskSpec] = {}
+        if not previous:
+            return found
+        for name, task in tasks.items():
+            entry = previous.get(name)
+            if (
+                entry is not None
+                and entry.task is task
+                and (not entry.answers or recorder.same_answers(entry.answers))
+            ):
+                entries[name] = entry
+                found[name] = entry.spec
+        return found
+
     def reuse(self, name: str, task: TaskConfig) -> TaskSpec | None:
         """The previous spec of `name`, if nothing it was made from has changed; else
         None, and the lookups made until :meth:`keep` are the task's."""
@@ -125,6 +146,7 @@ def _shared_inputs(
         repr(config.role_defines),
         repr(config.role_defaults),
         repr(config.settings.output),
+        dict(config.env),  # the top-level env_files' variables: strings only
         config.source,
         roles,  # names and values: strings only
         dict(environ),  # strings only

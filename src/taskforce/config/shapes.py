@@ -84,12 +84,12 @@ class Reporter:
 
     def error(self, at: Path, message: str) -> None:
         mark = self.document.key_mark_of(at) if self._at_keys else self.document.mark_of(at)
-        self.problems.append(Problem(self.document.source, mark, format_path(at), message))
+        self.problems.append(Problem(self.document.source_at(at), mark, format_path(at), message))
 
     def key_error(self, at: Path, message: str) -> None:
         """A problem with the key itself (misspelt, duplicated...), placed where it is written."""
         mark = self.document.key_mark_of(at)
-        self.problems.append(Problem(self.document.source, mark, format_path(at), message))
+        self.problems.append(Problem(self.document.source_at(at), mark, format_path(at), message))
 
     def for_keys(self) -> Reporter:
         """A reporter, sharing these problems, that places them at keys instead of values."""

@@ -15,7 +15,7 @@ Two passes, both collecting every problem rather than stopping at the first:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from taskforce.config.context import ALWAYS_PRESENT, REFERENCE, SHARED_FACTS
@@ -61,11 +61,27 @@ def _position(problem: Problem) -> tuple[int, int]:
 
 def check_links(document: Document, report: Reporter) -> None:
     """Report references between tasks that lead nowhere or in circles."""
-    tasks = _raw_tasks(document)
-    top = document.data.get("defines")
-    defined = frozenset(top) if isinstance(top, dict) else frozenset()
+    tasks = raw_tasks(document.data)
+    check_entries(document.data, report, tasks, defined_names(document.data))
+    check_between(report, tasks)
+
+
+def defined_names(data: Mapping[str, object]) -> frozenset[str]:
+    """The names a document's `defines` certainly put in its tasks' contexts."""
+    top = data.get("defines")
+    return frozenset(top) if isinstance(top, dict) else frozenset()
+
+
+def check_entries(
+    data: Mapping[str, object],
+    report: Reporter,
+    tasks: Mapping[str, RawTask],
+    defined: frozenset[str],
+) -> None:
+    """The checks that read one task entry (and the settings) alone; `defined`: the
+    names defined for every task of `tasks`."""
     certain = ALWAYS_PRESENT.union(defined)
-    settings = document.data.get("settings")
+    settings = data.get("settings")
     if isinstance(settings, dict):
         # Settings are chosen in the top-level context, but for `output`: in each task's.
         for key_at, value in _one_values(SETTINGS, settings, ("settings",)):
@@ -82,28 +98,40 @@ def check_links(document: Document, report: Reporter) -> None:
         for key_at, value in _one_values(TASK, task, at):
             _check_one_value(report, key_at, value, present, "the task's")
         # Each check only when its key is there: most tasks have none of them.
-        if "requires" in task:
-            _check_requires(report, tasks, name)
-        if "onexit" in task:
-            _check_onexit(report, tasks, at)
         if "events" in task:
             _check_event_commands(report, task, at)
         if "control" in task:
             _check_daemon_pidfile(report, task, at)
-    _check_cycles(report, tasks)
+
+
+def check_between(
+    report: Reporter, tasks: Mapping[str, RawTask], linked: Iterable[str] | None = None
+) -> None:
+    """The checks of the links from task to task: named tasks that exist, onexit
+    targets that are once tasks, no requires cycles. `linked`, when known, names the
+    tasks with `requires` or `onexit` (the others are not looked at)."""
+    names = tasks if linked is None else sorted(linked)
+    for name in names:
+        task = tasks[name]
+        if "requires" in task:
+            _check_requires(report, tasks, name)
+        if "onexit" in task:
+            _check_onexit(report, tasks, ("tasks", name))
+    _check_cycles(report, tasks, names)
 
 
 RawTask = Mapping[str, object]
 
 
-def _raw_tasks(document: Document) -> dict[str, RawTask]:
-    tasks = document.data.get("tasks")
+def raw_tasks(data: Mapping[str, object]) -> dict[str, RawTask]:
+    """The task entries of a loaded document (a malformed entry as an empty one)."""
+    tasks = data.get("tasks")
     if not isinstance(tasks, dict):
         return {}
     return {name: task if isinstance(task, dict) else {} for name, task in tasks.items()}
 
 
-def _listed_names(tasks: dict[str, RawTask], at: Path) -> Iterator[tuple[Path, str]]:
+def _listed_names(tasks: Mapping[str, RawTask], at: Path) -> Iterator[tuple[Path, str]]:
     """The names in a 'name or list of names' value of a task (`at` is its path: tasks,
     name, key), each with the path it is written at."""
     _, name, key = at
@@ -157,7 +185,7 @@ def _names(value: object, at: Path) -> Iterator[tuple[Path, str]]:
             yield leaf_at, leaf
 
 
-def _check_requires(report: Reporter, tasks: dict[str, RawTask], name: str) -> None:
+def _check_requires(report: Reporter, tasks: Mapping[str, RawTask], name: str) -> None:
     for at, required in _names(tasks[name].get("requires"), ("tasks", name, "requires")):
         if required == name:
             report.error(at, "a task cannot require itself")
@@ -166,7 +194,7 @@ def _check_requires(report: Reporter, tasks: dict[str, RawTask], name: str) -> N
 
 
 def _onexit_entries(
-    tasks: dict[str, RawTask], at: Path
+    tasks: Mapping[str, RawTask], at: Path
 ) -> Iterator[tuple[Path, dict[str, object]]]:
     value = tasks[str(at[-1])].get("onexit")
     if isinstance(value, dict):
@@ -177,7 +205,7 @@ def _onexit_entries(
                 yield (*at, "onexit", index), entry
 
 
-def _check_onexit(report: Reporter, tasks: dict[str, RawTask], at: Path) -> None:
+def _check_onexit(report: Reporter, tasks: Mapping[str, RawTask], at: Path) -> None:
     for entry_at, entry in _onexit_entries(tasks, at):
         if entry.get("type") != "start":
             continue  # the shape check reports it
@@ -237,18 +265,19 @@ MAX_CYCLES = 20
 _SHOWN_IN_CYCLE = 12
 
 
-def _check_cycles(report: Reporter, tasks: dict[str, RawTask]) -> None:
-    """Report each distinct requires cycle once, at its alphabetically first task."""
-    edges = {
-        name: [
-            (at, required)
-            for at, required in _listed_names(tasks, ("tasks", name, "requires"))
-            if required in tasks and required != name  # reported on their own
-        ]
-        if "requires" in task
-        else []
-        for name, task in tasks.items()
-    }
+def _check_cycles(
+    report: Reporter, tasks: Mapping[str, RawTask], names: Iterable[str] | None = None
+) -> None:
+    """Report each distinct requires cycle once, at its alphabetically first task (of
+    those in `names`, the tasks that may require others: all by default)."""
+    edges: dict[str, list[tuple[Path, str]]] = {}
+    for name in tasks if names is None else names:
+        if "requires" in tasks[name]:
+            edges[name] = [
+                (at, required)
+                for at, required in _listed_names(tasks, ("tasks", name, "requires"))
+                if required in tasks and required != name  # reported on their own
+            ]
     reported: set[tuple[str, ...]] = set()
     for cycle, paths in find_cycles(edges):
         # The same loop can be met from different starting points: name it one way.
@@ -272,7 +301,7 @@ def _show_cycle(cycle: tuple[str, ...]) -> str:
 Cycle = tuple[tuple[str, ...], tuple[Path, ...]]
 
 
-def find_cycles(edges: dict[str, list[tuple[Path, str]]]) -> Iterator[Cycle]:
+def find_cycles(edges: Mapping[str, list[tuple[Path, str]]]) -> Iterator[Cycle]:
     """Yield each cycle met by a depth-first search: its tasks, and the path of the
     requirement leading from each task to the next.
 
@@ -296,7 +325,7 @@ def find_cycles(edges: dict[str, list[tuple[Path, str]]]) -> Iterator[Cycle]:
                     position[name] = len(stack)
                     stack.append(name)
                     via.append(at)
-                    pending.append(iter(edges[name]))
+                    pending.append(iter(edges.get(name, ())))
                     break
             else:  # every requirement of the task on top seen: it is done
                 pending.pop()

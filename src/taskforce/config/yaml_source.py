@@ -184,6 +184,10 @@ class Document:
             self._value_marks, self._key_marks = full.value_marks, full.key_marks
         self._text = None
 
+    def source_at(self, path: Sequence[str | int]) -> str:
+        """The file the value at `path` is written in (a composed document has several)."""
+        return self.source
+
     def mark_of(self, path: Sequence[str | int]) -> Mark | None:
         """The position of the value at `path`, or of its nearest ancestor that has one."""
         for prefix in _prefixes(tuple(path)):

@@ -95,7 +95,8 @@ class Release:
 
 @dataclass(frozen=True, slots=True)
 class Probe:
-    """Ask whether a started process is ready yet (its task's `ready` probe)."""
+    """Ask whether a started process is ready yet (its task's `ready` probe), or with
+    `live`, whether it still works (its `live` probe)."""
 
     task: str
     slot: int
@@ -103,6 +104,8 @@ class Probe:
     kind: str  # command, tcp, http or pidfile
     target: str  # "host:port", URL, pidfile path, or ""
     command: tuple[str, ...] | None
+    timeout: float | None = None  # seconds the attempt may take (None: the default)
+    live: bool = False
 
 
 Action = Start | Stop | Kill | SendSignal | RunCommand | LookForPid | Check | Release | Probe

@@ -21,14 +21,30 @@ returns.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from taskforce.core import daemons, ordering, readiness, restart, starting, stopping
+from taskforce.core import (
+    daemons,
+    liveness,
+    ordering,
+    readiness,
+    restart,
+    rolling,
+    starting,
+    stopping,
+)
 from taskforce.core.actions import Action, Release
 from taskforce.core.deadline import earliest
-from taskforce.core.spec import DesiredState, TaskSpec
+from taskforce.core.spec import DesiredState, InstanceSpec, TaskSpec, restart_policy
 from taskforce.core.state import ExitRecord, HistoryEntry, Instance, Phase, TaskState
-from taskforce.core.vocabulary import DAEMON, KEEP_RUNNING, RUN_TO_COMPLETION, Control
+from taskforce.core.vocabulary import (
+    DAEMON,
+    KEEP_RUNNING,
+    RUN_TO_COMPLETION,
+    Control,
+    Overlap,
+    RestartPolicy,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +69,7 @@ class ExitOutcome:
     retry_in: float  # seconds until the slot may start again (0: at once)
     failed: bool  # a failure for the restart policy (it counts towards the backoff)
     restarting: bool  # the slot will be started again
+    gave_up: bool = False  # restart.max_failures reached: the task is failed
 
 
 class Planner:
@@ -77,16 +94,35 @@ class Planner:
         return self._desired
 
     def set_desired(self, desired: DesiredState) -> None:
-        """Adopt a new desired state; the next plan() reconciles every task."""
+        """Adopt a new desired state; the next plan() reconciles every task it changes.
+
+        A task whose spec is the very object it had (a reload reuses the specs of tasks
+        that did not change) is looked at again only if a task it requires changed; when
+        the policy or the tasks in scope change, every task is.
+        """
+        previous = self._desired
         self._desired = desired
         self._dependents = ordering.dependents(desired)
+        every = desired.policy != previous.policy or desired.out_of_scope != previous.out_of_scope
+        changed: list[str] = []
         for name, spec in desired.tasks.items():
             state = self.tasks.get(name)
             if state is None:
-                state = TaskState(name, generation=0 if spec.control is Control.EVENT else 1)
+                state = TaskState(name, generation=_first_generation(spec))
                 self.tasks[name] = state
+            elif state.spec is spec:
+                continue
+            elif state.spec != spec:
+                self._revive(state)  # a changed task is given another chance
             state.spec = spec
-        self._dirty.update(self.tasks)
+            changed.append(name)
+        if every:
+            self._dirty.update(self.tasks)
+            return
+        tasks = desired.tasks
+        changed.extend(name for name in self.tasks.keys() - tasks.keys())  # removed
+        for name in changed:
+            self._touch(name)
 
     def shutdown(self) -> None:
         """Stop everything: the desired state becomes empty and stays so."""
@@ -112,6 +148,7 @@ class Planner:
         if state.up_since is None:
             state.up_since = now
         readiness.arm(state, inst, state.spec.ready if state.spec is not None else None, now)
+        liveness.arm(inst, state.spec.live if state.spec is not None else None, now)
         state.waiting = state.waiting_for = None
         state.history.append(HistoryEntry(wall, slot, "start", pid, ""))
         self._touch(task)
@@ -188,8 +225,21 @@ class Planner:
         readiness.probe_done(state, inst, ok, now)
         self._touch(task)
 
-    def request_stop(self, task: str, reason: str) -> int:
-        """An event asks for the task's processes to stop (wait tasks then restart).
+    def live_result(
+        self, task: str, slot: int, pid: int, error: str | None, now: float
+    ) -> str | None:
+        """A liveness probe answered (`error`: why it failed). Returns why the process is
+        now unhealthy when that failure is the last one allowed: it is then restarted."""
+        state = self.tasks.get(task)
+        inst = state.instances.get(slot) if state else None
+        if state is None or inst is None or inst.pid != pid:
+            return None
+        self._touch(task)
+        return liveness.probe_done(state, inst, error, now)
+
+    def request_stop(self, task: str, reason: str, slot: int | None = None) -> int:
+        """An event asks for the task's processes (or the one in `slot`) to stop (wait
+        tasks then restart).
 
         Returns how many processes were asked. Processes already stopping are left be: a
         burst of events during one restart results in that one restart.
@@ -197,8 +247,17 @@ class Planner:
         state = self.tasks.get(task)
         if state is None:
             return 0
-        asked = 0
+        revived = 1 if self._revive(state) else 0
+        spec = self._desired.tasks.get(task)
+        if spec is not None and spec.rolls and slot is None:
+            asked = rolling.request(state, spec, reason)
+            if asked:
+                self._touch(task)
+            return asked + revived
+        asked = revived
         for inst in state.instances.values():
+            if slot is not None and inst.slot != slot:
+                continue
             if inst.phase is Phase.RUNNING and inst.stop_request is None:
                 inst.stop_request = reason
                 asked += 1
@@ -206,17 +265,40 @@ class Planner:
             self._touch(task)
         return asked
 
-    def request_run(self, task: str) -> bool:
-        """An event asks a once/event task to run again (ignored while it is running)."""
+    def request_run(self, task: str, overlap: Overlap = Overlap.SKIP) -> bool:
+        """An event asks a once/event task to run again, or a failed task to start again.
+
+        A run asked while one is going is dropped, or with Overlap.QUEUE kept for when it
+        ends (one at most).
+        """
         state = self.tasks.get(task)
         spec = self._desired.tasks.get(task)
-        if state is None or spec is None or spec.control not in RUN_TO_COMPLETION:
+        if state is None or spec is None:
             return False
+        revived = self._revive(state)
+        if spec.control not in RUN_TO_COMPLETION:
+            return revived
         if not self.once_done(task) and state.generation > 0:
-            return False
+            running = max((i.ran_generation for i in state.instances.values()), default=0)
+            if overlap is not Overlap.QUEUE or state.generation > running:
+                return revived
         state.generation += 1
         self._touch(task)
         return True
+
+    def _revive(self, state: TaskState) -> bool:
+        """Give a failed task (restart.max_failures reached) another start."""
+        revived = False
+        for inst in state.instances.values():
+            if inst.gave_up:
+                inst.gave_up = False
+                inst.failures = 0
+                inst.failure_times = ()
+                inst.not_before = 0.0
+                revived = True
+        if revived:
+            self._touch(state.name)
+        return revived
 
     def start_failed(
         self, task: str, slot: int, now: float, wall: float, error: str
@@ -227,9 +309,16 @@ class Planner:
         return self._settle(task, inst, record, now)
 
     def exited(
-        self, pid: int, status: int, now: float, wall: float, error: str | None = None
+        self,
+        pid: int,
+        status: int,
+        now: float,
+        wall: float,
+        error: str | None = None,
+        cause: str | None = None,
     ) -> ExitOutcome | None:
-        """A process exited (reaped). Returns None for a pid that is not a task process."""
+        """A process exited (reaped). Returns None for a pid that is not a task process.
+        `cause`: what its status does not tell (the OOM killer at work, say)."""
         where = self._by_pid.pop(pid, None)
         if where is None:
             return None
@@ -248,6 +337,7 @@ class Planner:
             uptime=max(0.0, now - inst.started_at),
             expected=inst.phase is Phase.STOPPING,
             error=error,
+            cause=cause,
         )
         return self._settle(task, inst, record, now)
 
@@ -307,6 +397,10 @@ class Planner:
             if not state.instances:
                 del self.tasks[name]
             return deadline
+        policy = self._desired.policy
+        deadline = earliest(
+            deadline, rolling.plan(state, spec, policy, now, actions, self._promote)
+        )
         self._forget_idle(state, keep=spec.count)
         if spec.control in KEEP_RUNNING or spec.control in RUN_TO_COMPLETION:
             starts = starting.plan_starts(state, spec, self._desired, self.tasks, now, actions)
@@ -339,7 +433,7 @@ class Planner:
             if reason is None:
                 deadline: float | None = None
                 if inst.failures:
-                    steady_at = restart.steady_at(policy.restart, inst.started_at)
+                    steady_at = restart.steady_at(restart_policy(policy, spec), inst.started_at)
                     if now >= steady_at:
                         inst.failures = 0
                         self._recovered.append((state.name, inst.slot))
@@ -347,7 +441,7 @@ class Planner:
                         deadline = steady_at
                 if spec is not None:
                     # Changes that do not need a restart (stop command, pidfile) apply now.
-                    inst.spec = spec.instances[inst.slot]
+                    inst.spec = _applied(inst, spec)
                     if spec.time_limit is not None:
                         deadline = earliest(deadline, inst.started_at + spec.time_limit)
                     if spec.control in DAEMON and not inst.launcher:
@@ -358,6 +452,10 @@ class Planner:
                         deadline = earliest(deadline, probe)
                         if inst.stop_request is not None:
                             self._touch(state.name)  # not ready in time: stopped this pass
+                    elif spec.control is Control.WAIT:
+                        deadline = earliest(
+                            deadline, liveness.plan_probe(state, inst, now, actions)
+                        )
                 return deadline
             actions.append(stopping.begin(state, spec, inst, reason, policy, now))
             return inst.kill_at
@@ -371,8 +469,19 @@ class Planner:
         """Record the end of a process (or of a failed start) and its restart policy."""
         state = self.tasks[task]
         spec = self._desired.tasks.get(task)
-        verdict = restart.judge(self._desired.policy.restart, inst.failures, spec, record)
+        policy = restart_policy(self._desired.policy, spec)
+        verdict = restart.judge(policy, inst.failures, spec, record)
         inst.failures = verdict.failures
+        inst.failure_times = restart.recent_failures(
+            policy, inst.failure_times, verdict.failed, now
+        )
+        restarting = restart.restarts(spec, inst.slot, record)
+        gave_up = (
+            restarting
+            and verdict.failed
+            and not self.shutting_down
+            and restart.gives_up(policy, inst.failures, inst.failure_times)
+        )
         if record.error is not None and inst.ran_generation > 0:
             # A run that never happened does not count as the once run.
             inst.ran_generation -= 1
@@ -382,6 +491,12 @@ class Planner:
         else:
             entry = HistoryEntry(record.wall, inst.slot, "exit", inst.pid, str(record.status))
         state.history.append(entry)
+        if gave_up:
+            inst.gave_up = True
+            restarting = False
+            state.history.append(
+                HistoryEntry(record.wall, inst.slot, "gave up", None, _gave_up(policy))
+            )
         inst.ended(record)
         if state.running() == 0 and state.up_since is not None:
             state.up_since = None
@@ -390,10 +505,29 @@ class Planner:
                 for target in ordering.onexit_runs(state, self._desired, self.tasks):
                     self._touch(target)
         self._touch(task)
-        restarting = restart.restarts(spec, inst.slot, record)
         return ExitOutcome(
-            task, inst.slot, record, inst.failures, verdict.delay, verdict.failed, restarting
+            task,
+            inst.slot,
+            record,
+            inst.failures,
+            verdict.delay,
+            verdict.failed,
+            restarting,
+            gave_up,
         )
+
+    def _promote(self, state: TaskState, surge: Instance, slot: int) -> None:
+        """A surge instance takes the slot it replaced (see core/rolling.py)."""
+        old = state.instances.get(slot)
+        del state.instances[surge.slot]
+        if old is not None:
+            surge.starts += old.starts
+            surge.last_exit = old.last_exit
+        surge.slot, surge.replaces = slot, None
+        state.instances[slot] = surge
+        if surge.pid is not None:
+            self._by_pid[surge.pid] = (state.name, slot)
+            self._pid_version += 1
 
     def _forget_idle(self, state: TaskState, keep: int) -> None:
         for slot in [s for s, i in state.instances.items() if s >= keep and i.phase is Phase.IDLE]:
@@ -402,3 +536,27 @@ class Planner:
     def _touch(self, task: str) -> None:
         self._dirty.add(task)
         self._dirty.update(self._dependents.get(task, ()))
+
+
+def _first_generation(spec: TaskSpec) -> int:
+    """Runs asked of a new task: one for a once task, none for an event task; a scheduled
+    one runs at start only with run_on_start."""
+    if spec.schedule is not None:
+        return 1 if spec.schedule.run_on_start else 0
+    return 0 if spec.control is Control.EVENT else 1
+
+
+def _gave_up(policy: RestartPolicy) -> str:
+    """Why a slot gave up, in words (the history entry's detail)."""
+    within = f" within {policy.window:g}s" if policy.window is not None else " in a row"
+    return f"{policy.max_failures} failures{within} (restart.max_failures)"
+
+
+def _applied(inst: Instance, spec: TaskSpec) -> InstanceSpec:
+    """The instance spec a running process goes on with: the new one, but for the launch
+    it was started with (a rolling task replaces an outdated process rather than stopping
+    it: it must stay outdated until then)."""
+    new = spec.instances[inst.place]
+    if inst.spec is None or inst.spec.launch == new.launch:
+        return new
+    return replace(new, launch=inst.spec.launch)

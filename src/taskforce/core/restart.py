@@ -1,5 +1,5 @@
-"""The restart policy: which ends of a process are failures, and how long a slot that keeps
-failing waits before it is started again.
+"""The restart policy: which ends of a process are failures, how long a slot that keeps
+failing waits before it is started again, and when it gives up (max_failures).
 
 Pure functions of the policy, the count of failures so far and the exit record; the
 planner keeps the count on each instance and passes ``now`` in.
@@ -49,6 +49,26 @@ def judge(
     if is_failure(policy, spec, record):
         return Verdict(True, failures + 1, backoff_delay(policy, failures + 1))
     return Verdict(False, 0, 0.0)
+
+
+def recent_failures(
+    policy: RestartPolicy, times: tuple[float, ...], failed: bool, now: float
+) -> tuple[float, ...]:
+    """The failure times to keep for restart.window after an end (`failed`: a failure):
+    those within the window, at most max_failures of them; none without a window."""
+    if policy.max_failures is None or policy.window is None:
+        return ()
+    kept = (*times, now) if failed else times
+    return tuple(t for t in kept if t > now - policy.window)[-policy.max_failures :]
+
+
+def gives_up(policy: RestartPolicy, failures: int, times: tuple[float, ...]) -> bool:
+    """Whether a slot has failed max_failures times: in a row (`failures`), or with a
+    window, within it (`times`, from recent_failures)."""
+    if policy.max_failures is None:
+        return False
+    count = failures if policy.window is None else len(times)
+    return count >= policy.max_failures
 
 
 def steady_at(policy: RestartPolicy, started_at: float) -> float:

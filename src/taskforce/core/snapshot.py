@@ -8,10 +8,19 @@ status shows. Monotonic times stay valid: the clock is system-wide.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from taskforce.core.planner import Planner
-from taskforce.core.spec import InstanceSpec, LaunchSpec
+from taskforce.core.sockets import SocketSpec
+from taskforce.core.spec import (
+    NO_CGROUP_LIMITS,
+    NO_LIMITS,
+    CgroupLimits,
+    InstanceSpec,
+    LaunchSpec,
+    ProcessLimits,
+)
 from taskforce.core.state import ExitRecord, HistoryEntry, Instance, Phase, TaskState
 from taskforce.core.vocabulary import Control
 
@@ -41,10 +50,15 @@ def _instance(inst: Instance) -> dict[str, Any]:
         "executable": inst.executable,
         "control": inst.control,
         "failures": inst.failures,
+        "failure_times": list(inst.failure_times),
+        "gave_up": inst.gave_up,
         "not_before": inst.not_before,
         "starts": inst.starts,
         "ran_generation": inst.ran_generation,
         "foreign": inst.foreign,
+        # A rolling restart under way goes on in the new image.
+        "replaces": inst.replaces,
+        "replace_request": inst.replace_request,
         "last_exit": None
         if inst.last_exit is None
         else [
@@ -54,6 +68,7 @@ def _instance(inst: Instance) -> dict[str, Any]:
             inst.last_exit.uptime,
             inst.last_exit.expected,
             inst.last_exit.error,
+            inst.last_exit.cause,
         ],
         "spec": None
         if spec is None
@@ -64,6 +79,10 @@ def _instance(inst: Instance) -> dict[str, Any]:
             "cwd": spec.launch.cwd,
             "user": spec.launch.user,
             "group": spec.launch.group,
+            "no_new_privs": spec.launch.no_new_privs,
+            "sockets": [dataclasses.asdict(s) for s in spec.launch.sockets],
+            "limits": _limits(spec.launch.limits),
+            "cgroup": _cgroup(spec.launch.cgroup),
             "commands": {k: list(v) for k, v in spec.commands.items()},
             "pidfile": spec.pidfile,
         },
@@ -108,10 +127,16 @@ def _restore_instance(item: dict[str, Any]) -> Instance:
     control = item["control"]
     inst.control = Control(control) if control else None
     inst.failures = item["failures"]
+    # Absent from the snapshots of earlier versions.
+    inst.failure_times = tuple(item.get("failure_times", ()))
+    inst.gave_up = bool(item.get("gave_up", False))
     inst.not_before = item["not_before"]
     inst.starts = item["starts"]
     inst.ran_generation = item["ran_generation"]
     inst.foreign = item["foreign"]
+    if running:
+        inst.replaces = item.get("replaces")
+        inst.replace_request = item.get("replace_request")
     if item["last_exit"] is not None:
         inst.last_exit = ExitRecord(*item["last_exit"])
     spec = item["spec"]
@@ -123,7 +148,40 @@ def _restore_instance(item: dict[str, Any]) -> Instance:
             spec["cwd"],
             spec["user"],
             spec["group"],
+            # (Not in the snapshots of older images.)
+            bool(spec.get("no_new_privs", False)),
+            tuple(SocketSpec(**s) for s in spec.get("sockets", ())),
+            _restore_limits(spec.get("limits")),
+            CgroupLimits(**spec["cgroup"]) if spec.get("cgroup") else NO_CGROUP_LIMITS,
         )
         commands = {k: tuple(v) for k, v in spec["commands"].items()}
         inst.spec = InstanceSpec(launch, commands, spec["pidfile"])
     return inst
+
+
+# A launch's limits as the snapshot keeps them: a process taken over after an upgrade is
+# compared with the configuration by its whole launch, and must not look changed.
+
+
+def _limits(limits: ProcessLimits) -> dict[str, Any] | None:
+    if limits == NO_LIMITS:
+        return None
+    return {
+        "rlimits": [list(item) for item in limits.rlimits],
+        "umask": limits.umask,
+        "nice": limits.nice,
+        "oom_score_adj": limits.oom_score_adj,
+    }
+
+
+def _restore_limits(saved: dict[str, Any] | None) -> ProcessLimits:
+    if not saved:
+        return NO_LIMITS
+    rlimits = tuple((str(n), int(soft), int(hard)) for n, soft, hard in saved["rlimits"])
+    return ProcessLimits(rlimits, saved["umask"], saved["nice"], saved["oom_score_adj"])
+
+
+def _cgroup(limits: CgroupLimits) -> dict[str, Any] | None:
+    if limits == NO_CGROUP_LIMITS:
+        return None
+    return {"memory": limits.memory, "cpu": limits.cpu, "pids": limits.pids}

@@ -10,15 +10,44 @@ change under a running process.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
-from taskforce.core.vocabulary import Control, EventType, RestartPolicy
+from taskforce.core.sockets import SocketSpec
+from taskforce.core.vocabulary import Control, EventType, Overlap, RestartPolicy
 
 # The process id is only known once the process exists. Resolution leaves this marker
 # wherever `{Task_pid}` was substituted; the process layer replaces it with the real pid
 # (in the child, just before exec, or with the running pid for commands run later).
 # NUL can never occur in a real argument or environment value.
 TASK_PID_MARKER = "\0Task_pid\0"
+
+# An rlimit value meaning no limit (RLIM_INFINITY to the runtime).
+UNLIMITED = -1
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessLimits:
+    """What a task's process is given before exec, beyond its credentials."""
+
+    # (name, soft, hard) by the names of `limits` (nofile, as, cpu_time...); UNLIMITED.
+    rlimits: tuple[tuple[str, int, int], ...] = ()
+    umask: int | None = None
+    nice: int | None = None
+    oom_score_adj: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupLimits:
+    """The limits of a task instance's cgroup (where the controller exists)."""
+
+    memory: int | None = None  # bytes
+    cpu: float | None = None  # CPUs' worth of time
+    pids: int | None = None  # processes and threads
+
+
+NO_LIMITS = ProcessLimits()
+NO_CGROUP_LIMITS = CgroupLimits()
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +64,11 @@ class LaunchSpec:
     user: str | int | None = None
     group: str | int | None = None
     no_new_privs: bool = False
+    # The listening sockets taskforce holds for the task and passes to the process (a
+    # changed definition means a new socket, so a new process).
+    sockets: tuple[SocketSpec, ...] = ()
+    limits: ProcessLimits = NO_LIMITS
+    cgroup: CgroupLimits = NO_CGROUP_LIMITS
 
     def env_value(self, key: str) -> str | None:
         for k, v in self.env:
@@ -93,6 +127,8 @@ class InstanceSpec:
     output: OutputSpec = NO_OUTPUT
     # The readiness probe command (ready: {command: ...}), expanded for this instance.
     ready_command: tuple[str, ...] | None = None
+    # The liveness probe command (live: {command: ...}), expanded for this instance.
+    live_command: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +154,34 @@ class ReadySpec:
 
 
 @dataclass(frozen=True, slots=True)
+class LiveSpec:
+    """How to tell a running process still works: `kind` is command, tcp or http.
+
+    Probed every `interval` seconds once ready (the first time `initial_delay` seconds
+    after that); `failures` failed probes in a row restart the process.
+    """
+
+    kind: str
+    target: str = ""  # "host:port" or a URL ("" for command: the instance's live command)
+    interval: float = 10.0
+    timeout: float = 2.0  # seconds one probe may take
+    failures: int = 3
+    initial_delay: float | None = None  # None: the interval
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleSpec:
+    """When a once or event task runs by itself: on a cron expression (in `timezone`, or
+    local time) or every `interval` seconds."""
+
+    cron: str | None = None
+    timezone: str | None = None
+    interval: float | None = None
+    run_on_start: bool = False
+    overlap: Overlap = Overlap.SKIP
+
+
+@dataclass(frozen=True, slots=True)
 class TaskSpec:
     name: str
     control: Control
@@ -131,10 +195,34 @@ class TaskSpec:
     # Runs on one host of the fleet only (placement: cluster); the fleet filters it out of
     # the desired state of the hosts that do not hold it.
     cluster: bool = False
+    live: LiveSpec | None = None
+    schedule: ScheduleSpec | None = None
+    # The task's own `restart` keys, over the settings' policy (key, value) by key.
+    restart: tuple[tuple[str, float | int | None], ...] = ()
+    # Replacing instances (restart, file change, changed configuration): how many at a
+    # time, a new one started (and ready) before the old one stops. None: one at a time
+    # when count > 1, as before otherwise; 0: never (stop, then start).
+    rolling: int | None = None
+    # The task can run twice at once: a single instance is replaced the same way.
+    overlap: bool = False
+    # Restart a process whose memory (its cgroup's, else its own RSS) passes this many bytes.
+    memory_restart: int | None = None
 
     @property
     def count(self) -> int:
         return len(self.instances)
+
+    @property
+    def rolls(self) -> bool:
+        """Whether instances are replaced by rolling restarts (see core/rolling.py)."""
+        if self.control is not Control.WAIT or self.rolling == 0:
+            return False
+        return self.count > 1 or self.overlap
+
+    @property
+    def at_a_time(self) -> int:
+        """How many instances a rolling restart replaces at once."""
+        return max(1, self.rolling or 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +235,17 @@ class Policy:
     # nowait/adopt: seconds after the start command exits for the pidfile to name the
     # daemon.
     start_timeout: float = 10.0
+    # Seconds between samples of the memory of tasks with memory_restart, where no cgroup
+    # event tells when it is passed.
+    memory_check_interval: float = 10.0
+
+
+def restart_policy(policy: Policy, spec: TaskSpec | None) -> RestartPolicy:
+    """The restart policy of `spec`: the settings' with the task's own keys over them."""
+    if spec is None or not spec.restart:
+        return policy.restart
+    overrides: dict[str, Any] = dict(spec.restart)
+    return replace(policy.restart, **overrides)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,9 @@
 """Starting idle slots: which may start now, and why the others wait.
 
-A slot waits out its restart backoff (see :mod:`~taskforce.core.restart`) and the tasks it
-requires (see :mod:`~taskforce.core.ordering`); a run-to-completion slot starts once per run
-asked of its task.
+A slot waits out its restart backoff (see :mod:`~taskforce.core.restart`), and stays down
+once it has given up (restart.max_failures) until it is revived; it waits for the tasks it
+requires (see :mod:`~taskforce.core.ordering`); a run-to-completion slot starts once per
+run asked of its task.
 """
 
 from __future__ import annotations
@@ -30,13 +31,16 @@ def plan_starts(
     Sets the task's `waiting` (and its words, `waiting_for`) when a slot must wait.
     """
     deadline: float | None = None
-    backing_off = False
+    backing_off = failed = False
     once = spec.control in RUN_TO_COMPLETION
     for slot in range(spec.count):
         inst = state.instances.get(slot)
         if inst is None:
             inst = state.instances[slot] = Instance(slot)
         if inst.phase is not Phase.IDLE:
+            continue
+        if inst.gave_up:
+            failed = True
             continue
         if once and inst.ran_generation >= state.generation:
             continue
@@ -53,7 +57,10 @@ def plan_starts(
         if once:
             inst.ran_generation = state.generation
         actions.append(Start(spec.name, slot, spec.instances[slot], _start_reason(inst)))
-    if backing_off:
+    if failed:
+        state.waiting = Waiting.FAILED
+        state.waiting_for = "gave up after restart.max_failures failures"
+    elif backing_off:
         state.waiting, state.waiting_for = Waiting.BACKOFF, "backing off after failures"
     else:
         state.waiting = state.waiting_for = None

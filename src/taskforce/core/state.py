@@ -29,6 +29,8 @@ class Waiting(StrEnum):
 
     BACKOFF = "backoff"  # a slot failed and waits out its restart delay
     REQUIRES = "requires"  # a required task has not started, finished or become ready
+    # A slot failed restart.max_failures times: not restarted until started again.
+    FAILED = "failed"
 
 
 @dataclass(slots=True)
@@ -39,6 +41,7 @@ class ExitRecord:
     uptime: float
     expected: bool  # we asked it to stop
     error: str | None = None  # the process could not be started: why
+    cause: str | None = None  # what the status does not say (out of memory...)
 
 
 @dataclass(slots=True)
@@ -61,6 +64,11 @@ class Instance:
     killed: bool = False
     # Consecutive runs that ended sooner than the restart policy's min_uptime.
     failures: int = 0
+    # When the recent failures happened (monotonic), for restart.window; at most
+    # restart.max_failures of them are kept.
+    failure_times: tuple[float, ...] = ()
+    # restart.max_failures reached: the slot is not started again until revived.
+    gave_up: bool = False
     not_before: float = 0.0  # backoff: no start before this monotonic time
     starts: int = 0
     last_exit: ExitRecord | None = None
@@ -81,6 +89,20 @@ class Instance:
     next_probe: float = 0.0
     probing: bool = False
     probes: int = 0
+    # Liveness (tasks with a `live` probe): failed probes in a row, the last one's error.
+    next_live: float = 0.0
+    live_probing: bool = False
+    live_failures: int = 0
+    live_error: str | None = None
+    # Rolling restarts (see core/rolling.py): this process is a surge instance, started
+    # to replace the one in slot `replaces`; or it is asked to be replaced (why).
+    replaces: int | None = None
+    replace_request: str | None = None
+
+    @property
+    def place(self) -> int:
+        """The slot whose instance spec this process runs (a surge's: the one it replaces)."""
+        return self.slot if self.replaces is None else self.replaces
 
     def ended(self, record: ExitRecord) -> None:
         """The process of this slot ended (or never started): forget it, keep the counters."""
@@ -99,6 +121,9 @@ class Instance:
         self.checking = False
         self.ready = False
         self.probing = False
+        self.live_probing = False
+        self.live_failures = 0
+        self.replace_request = None
 
 
 # Starts and exits remembered per task, for status timelines; bounded so that a flapping
@@ -110,9 +135,21 @@ HISTORY_LENGTH = 200
 class HistoryEntry:
     wall: float  # Unix time
     slot: int
-    kind: str  # "start", "exit", "failed"
+    kind: str  # "start", "exit", "failed" (could not start), "gave up"
     pid: int | None
     detail: str  # e.g. the wait status in words, or why a start failed
+
+
+@dataclass(slots=True)
+class Rolling:
+    """A rolling restart under way: instances replaced so far, of how many."""
+
+    started_at: float  # monotonic
+    total: int
+    done: int = 0
+    # Replacements that did not come up in a row, and when the next may be tried.
+    failures: int = 0
+    not_before: float = 0.0
 
 
 @dataclass(slots=True)
@@ -132,6 +169,7 @@ class TaskState:
     waiting: Waiting | None = None
     waiting_for: str | None = None
     history: deque[HistoryEntry] = field(default_factory=lambda: deque(maxlen=HISTORY_LENGTH))
+    rolling: Rolling | None = None
 
     def running(self) -> int:
         return sum(1 for i in self.instances.values() if i.pid is not None)

@@ -21,16 +21,20 @@ def stop_reason(
         return "taskforce is shutting down" if shutting_down else "no longer in scope"
     if spec.control in (Control.OFF, Control.SUSPEND):
         return f"control is {spec.control}"
-    if inst.slot >= spec.count:
+    if inst.place >= spec.count:
         return f"count reduced to {spec.count}"
+    if inst.replaces is not None and not spec.rolls:
+        return "rolling restart called off"
     if inst.stop_request is not None:
         return inst.stop_request
     if spec.time_limit is not None and now - inst.started_at >= spec.time_limit:
         return f"time limit of {spec.time_limit:g}s reached"
     if inst.control is not None and _category(inst.control) != _category(spec.control):
         return f"control changed from {inst.control} to {spec.control}"
-    changed = inst.spec is not None and inst.spec.launch != spec.instances[inst.slot].launch
-    if changed and spec.control in KEEP_RUNNING:
+    changed = inst.spec is not None and inst.spec.launch != spec.instances[inst.place].launch
+    # A task that rolls replaces its outdated processes instead (see core/rolling.py).
+    rolled = spec.rolls and inst.replaces is None
+    if changed and spec.control in KEEP_RUNNING and not rolled:
         return "configuration changed"
     return None
 

@@ -48,9 +48,21 @@ class RestartPolicy:
     A process that ran for at least `min_uptime` seconds is restarted at once. One
     that exits sooner counts as a failure: the n-th failure in a row waits
     ``initial_delay * factor ** (n - 1)`` seconds, capped at `max_delay`.
+
+    With `max_failures`, a slot gives up (the task is `failed`, no longer restarted) at
+    that many failures: in a row, or with `window`, within the last `window` seconds.
     """
 
     min_uptime: float = 1.0
     initial_delay: float = 0.5
     factor: float = 2.0
     max_delay: float = 30.0
+    max_failures: int | None = None  # None: never give up
+    window: float | None = None  # None: failures in a row
+
+
+class Overlap(StrEnum):
+    """What a schedule does when a run is due while the previous one is still going."""
+
+    SKIP = "skip"  # the due run is dropped
+    QUEUE = "queue"  # it runs when the current one ends (one pending run at most)

@@ -12,14 +12,15 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from taskforce.fleet.backoff import Backoff
 from taskforce.fleet.election import Election
 from taskforce.fleet.lease import LeaseKeeper
 from taskforce.fleet.session import EtcdUnavailableError, Session
-from taskforce.runtime.control import ControlError, Controller
 from taskforce.runtime.legion import Legion
+from taskforce.runtime.manage import ControlError
 
 log = logging.getLogger("taskforce.fleet")
 
@@ -27,13 +28,19 @@ log = logging.getLogger("taskforce.fleet")
 # they would change the key without any change of state).
 _TASK_FIELDS = ("control", "state", "running", "count", "restarts")
 
+# Every task's status as the API shows it (api.status.Controller.tasks): ControlError
+# while nothing is supervised yet.
+TaskViews = Callable[[], Mapping[str, Any]]
 
-def summary(legion: Legion, election: Election | None, host: str) -> dict[str, Any]:
+
+def summary(
+    legion: Legion, task_views: TaskViews, election: Election | None, host: str
+) -> dict[str, Any]:
     """The status of this host, as published (without the time of publication)."""
     loaded = legion.loaded
     tasks: dict[str, Any] = {}
     try:
-        full = Controller(legion).tasks()
+        full = task_views()
     except ControlError:
         full = {}
     running = election.running() if election is not None else frozenset()
@@ -74,6 +81,7 @@ class StatusPublisher:
         prefix: str,
         host: str,
         legion: Legion,
+        task_views: TaskViews,
         election: Election | None,
     ) -> None:
         self.session = session
@@ -81,6 +89,7 @@ class StatusPublisher:
         self.key = f"{prefix}status/{host}".encode()
         self.host = host
         self.legion = legion
+        self.task_views = task_views
         self.election = election
         self._wake = asyncio.Event()
         self._published: tuple[int, str] | None = None  # (lease, body) last written
@@ -111,7 +120,8 @@ class StatusPublisher:
         lease = self.keeper.lease_id
         if not lease:
             return  # the keeper tells us when it has one
-        body = json.dumps(summary(self.legion, self.election, self.host), sort_keys=True)
+        status = summary(self.legion, self.task_views, self.election, self.host)
+        body = json.dumps(status, sort_keys=True)
         if self._published == (lease, body):
             return
         document = json.loads(body)

@@ -17,7 +17,7 @@ from typing import Any
 
 from taskforce.fleet.backoff import Backoff
 from taskforce.fleet.session import KV, EtcdUnavailableError, Session
-from taskforce.runtime.control import ControlError
+from taskforce.runtime.manage import ControlError
 
 log = logging.getLogger("taskforce.fleet")
 

@@ -20,8 +20,8 @@ from dataclasses import replace
 
 from taskforce.config.errors import ConfigError, Mark, Problem
 from taskforce.config.host import HostFacts
-from taskforce.config.load import is_dev_null, read_file, read_text
-from taskforce.config.pipeline import Loaded, Pipeline, warnings
+from taskforce.config.load import is_dev_null, read_file
+from taskforce.config.pipeline import Loaded, Pipeline
 from taskforce.config.roles import Roles, parse_roles
 from taskforce.core.diff import changed_tasks
 from taskforce.core.planner import ExitOutcome
@@ -34,7 +34,7 @@ from taskforce.runtime.processes.records import Records
 from taskforce.runtime.processes.spawn import forget_programs
 from taskforce.runtime.sources import TextSource
 from taskforce.runtime.upgrade import Upgrade
-from taskforce.watch import FileWatcher
+from taskforce.watch import FileWatcher, listing
 
 log = logging.getLogger("taskforce")
 
@@ -76,7 +76,8 @@ class Legion:
         self._upgrade = Upgrade(upgrade_snapshot)
         self.loaded: Loaded | None = None
         # What the last load validated and resolved: a reload redoes only what changed.
-        self._pipeline = Pipeline()
+        # The main file and the files it includes, each read again only when changed.
+        self._pipeline = Pipeline(self.config_file)
         # The most recent configuration that could not be applied, until one can.
         self.reload_error: ConfigError | None = None
         self.reloads = 0
@@ -129,33 +130,33 @@ class Legion:
 
         `text` replaces the configuration file's content (to see what it would do).
         """
-        text, source = self._text(text)
-        loaded = self._pipeline.run(
-            text,
-            source,
-            lambda: self.read_roles(previous.roles if previous is not None else None),
-            self.environ,
-            self.host,
-            overrides=self.overrides,
-            previous=previous,
-            desired_filter=self.desired_filter,
-        )
+        try:
+            loaded = self._pipeline.run(
+                *self._text(text),
+                lambda: self.read_roles(previous.roles if previous is not None else None),
+                self.environ,
+                self.host,
+                overrides=self.overrides,
+                previous=previous,
+                desired_filter=self.desired_filter,
+            )
+        finally:
+            self._refresh_watches()  # the files read may have changed
         advice = host_problems(loaded.desired, self.config_file)
         return replace(loaded, problems=(*loaded.problems, *advice))
 
-    def _text(self, text: str | None = None) -> tuple[str, str]:
+    def _text(self, text: str | None = None) -> tuple[str | None, str | None]:
+        """The main file's text and name when not read from disk (None, None: read it)."""
         source = self.config_source
         if text is None and source is not None:
             text = source.read().decode("utf-8", "replace")
-        elif text is None:
-            text = read_text(self.config_file)
-        return text, source.name if source is not None else self.config_file
+        return text, source.name if source is not None else None
 
     def warnings(self) -> tuple[Problem, ...]:
         """Likely mistakes that do not stop the configuration from loading (see
         :mod:`taskforce.config.lint`): what `-C` adds to the problems."""
         try:
-            return warnings(*self._text(), self.environ)
+            return self._pipeline.warnings(*self._text(), self.environ)
         except ConfigError:
             return ()  # check() reports it
 
@@ -328,9 +329,13 @@ class Legion:
         own = set() if self.config_source is not None else {self.config_file}
         if self.roles_file is not None and self.roles_source is None:
             own.add(self.roles_file)
+        own |= self._pipeline.composer.watched_files()  # included and environment files
         # /dev/null is read once as empty: every write to it by anyone would look like a
         # change.
-        return frozenset(p for p in own if not is_dev_null(p)) | self._upgrade.own_code
+        own = {p for p in own if not is_dev_null(p)}
+        # The directories whose entries include patterns read.
+        own.update(listing(directory) for directory in self._pipeline.composer.watched_dirs())
+        return frozenset(own) | self._upgrade.own_code
 
     def _refresh_watches(self) -> None:
         if self._watcher is None or self._events is None:
@@ -341,6 +346,7 @@ class Legion:
             self._watcher.set_paths(paths)
 
     def _on_files_changed(self, paths: frozenset[str]) -> None:
+        self._pipeline.composer.changed(paths)
         own_code = self._upgrade.own_code
         if paths & own_code:
             self._upgrade.code_changed(sorted(paths & own_code)[0])

@@ -18,7 +18,7 @@ import select
 import sys
 from collections.abc import Callable, Iterable
 
-from .resolve import Ident, Key
+from .resolve import Ident, Key, is_listing
 from .tracker import DirTracker, UnwatchableError
 
 # Only imported where select.kqueue exists; the assert also tells mypy to check the rest of
@@ -69,6 +69,12 @@ class KqueueBackend:
 
     def add(self, paths: Iterable[str]) -> None:
         paths = set(paths)
+        # A directory's vnode notes say that its entries changed, not which: listings are
+        # polled (their directory's times) rather than compared here name by name.
+        listings = {path for path in paths if is_listing(path)}
+        if listings:
+            paths -= listings
+            self._give_up(listings)
         self._tracker.add(paths)
         self._sync_files(paths)
 

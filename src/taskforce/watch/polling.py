@@ -10,12 +10,18 @@ import asyncio
 from collections.abc import Callable, Iterable
 from os import stat
 
+from .resolve import is_listing
+
 # (st_ino, st_dev, st_size, st_mtime_ns, st_ctime_ns, st_mode); None when the path is missing.
 # ctime catches chmod and a rename over the path even when size and mtime are preserved.
 Fingerprint = tuple[int, int, int, int, int, int]
 
 
 def fingerprint(path: str) -> Fingerprint | None:
+    """The fingerprint of a file; of a listing (see resolve.listing), its directory's,
+    whose times change as entries come and go."""
+    if is_listing(path):
+        path = path.rpartition("/")[0] or "/"
     try:
         st = stat(path)
     except OSError:

@@ -25,6 +25,20 @@ _MAX_LINKS = 40
 
 _NO_PATHS: frozenset[str] = frozenset()
 
+# The last name of a path that stands for the entries of its directory (see
+# :func:`listing`): NUL is in no file name, so no real entry is ever mistaken for it.
+ANY_ENTRY = "\0"
+
+
+def listing(directory: str) -> str:
+    """The path to watch for entries appearing in, leaving or renamed within `directory`
+    (or the directory itself appearing, going or being replaced)."""
+    return directory.rstrip("/") + "/" + ANY_ENTRY
+
+
+def is_listing(path: str) -> bool:
+    return path.endswith("/" + ANY_ENTRY)
+
 
 def _split(path: str) -> tuple[str, str]:
     # os.path.split and join cost as much as the lstat; paths here are absolute.
@@ -80,6 +94,8 @@ class Resolver:
             return self._dir_as_file(os.path.join(parent.real, name), parent.keys)
         key = (parent.real, name)
         keys = (*parent.keys, key)
+        if name == ANY_ENTRY:  # a listing is the directory's: it changes with it
+            return Resolution(keys, key, self._dir_ident(parent.real))
         full = _join(parent.real, name)
         try:
             st = os.lstat(full)
@@ -95,6 +111,16 @@ class Resolver:
             sub = self._file(os.path.join(parent.real, target), hops + 1)
             return Resolution(_merge(keys, sub.keys), sub.final, sub.ident)
         return Resolution(keys, key, (st.st_dev, st.st_ino))
+
+    def _dir_ident(self, real: str) -> Ident | None:
+        found = self.dir_idents.get(real)
+        if found is not None:
+            return found
+        try:
+            st = os.stat(real)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino)
 
     def _dir_as_file(self, path: str, keys: tuple[Key, ...]) -> Resolution:
         try:

@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable
 
-from .resolve import Ident, KeyIndex, Resolver
+from .resolve import ANY_ENTRY, Ident, KeyIndex, Resolver
 
 log = logging.getLogger("taskforce.watch")
 
@@ -94,6 +94,9 @@ class DirTracker:
                     recheck.add(path)
             else:
                 recheck.add(path)
+        if entry_changed:
+            # Listings of the directory: an entry came, went or was renamed.
+            changed |= index.lookup(directory, ANY_ENTRY)
 
     def dir_gone(self, directory: str) -> set[str]:
         """The kernel watch of ``directory`` is gone; return the paths to re-resolve."""

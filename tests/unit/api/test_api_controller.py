@@ -118,6 +118,24 @@ def test_task_state_comes_from_the_planner_state_not_its_words(legion: Legion) -
     assert Controller(legion).tasks()["web"]["state"] == "waiting"
 
 
+def test_status_config_shows_the_composed_document_and_where_tasks_are(tmp_path: Path) -> None:
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "web.conf").write_text("tasks:\n  web: {commands: {start: [w]}}\n")
+    config = tmp_path / "taskforce.conf"
+    config.write_text(
+        json.dumps({"include": "conf.d/*.conf", "tasks": {"t": {"commands": {"start": ["t"]}}}})
+    )
+    legion = Legion(str(config))
+    legion.loaded = legion.load()
+    document = Controller(legion).config()
+    assert isinstance(document, dict)
+    assert set(document["tasks"]) == {"t", "web"}
+    assert document["sources"] == {
+        "files": [str(config), str(tmp_path / "conf.d" / "web.conf")],
+        "tasks": {"t": f"{config}:1:40", "web": f"{tmp_path / 'conf.d' / 'web.conf'}:2:3"},
+    }
+
+
 def test_status_config_is_the_document_and_status_reload_the_facts(tmp_path: Path) -> None:
     config = tmp_path / "taskforce.conf"
     document = {"defines": {"PW": "x"}, "tasks": {"t": {"commands": {"start": ["t"]}}}}

@@ -86,3 +86,23 @@ def test_a_taskforce_not_running_its_tasks_still_shows_itself() -> None:
     series = parse(exposition(Source(None)))
     assert "taskforce_build_info" in series and "process_resident_memory_bytes" in series
     assert "taskforce_up" not in series
+
+
+def test_held_sockets_and_a_rolling_restart() -> None:
+    sockets = [{"name": "http", "kind": "tcp", "address": "127.0.0.1:8080", "fd": 9}]
+    tasks = {
+        "web": {
+            "state": "running",
+            "count": 3,
+            "processes": [],
+            "sockets": sockets,
+            "rolling": {"done": 1, "total": 3, "replacing": [1]},
+        },
+        "plain": {"state": "running", "count": 1, "processes": [], "sockets": [], "rolling": None},
+    }
+    series = parse(exposition(Source(tasks)))
+    held = {"task": "web", "socket": "http", "address": "127.0.0.1:8080"}
+    assert series["taskforce_socket_held"] == [(held, 1)]
+    assert series["taskforce_rolling_restart"] == [({"task": "web"}, 1), ({"task": "plain"}, 0)]
+    assert series["taskforce_rolling_restart_replaced"] == [({"task": "web"}, 1)]
+    assert series["taskforce_rolling_restart_instances"] == [({"task": "web"}, 3)]

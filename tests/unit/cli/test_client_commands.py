@@ -29,7 +29,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from support.tls import Certificate
-from taskforce.cli import main as cli_main
+from taskforce.cli import defaults
 from taskforce.cli.client import Endpoint, default_socket, parse_server
 from taskforce.cli.commands import CLIENT_COMMANDS, add_client_commands, run_client_command
 from taskforce.cli.parser import Parser
@@ -148,7 +148,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, sockdir: Path) -> None:
     for name in ("TASKFORCE_SERVER", "TASKFORCE_TOKEN", "NO_COLOR"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(sockdir / "runtime"))
-    monkeypatch.setattr(cli_main, "DEFAULT_PIDFILE", str(sockdir / "default.pid"))
+    monkeypatch.setattr(defaults, "DEFAULT_PIDFILE", str(sockdir / "default.pid"))
 
 
 @pytest.fixture

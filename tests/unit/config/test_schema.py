@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from taskforce.config import model
 from taskforce.config.errors import ConfigError
 from taskforce.config.load import parse_config
-from taskforce.config.schema import config_schema, config_schema_json
+from taskforce.config.schema import config_schema, config_schema_json, included_schema
 from taskforce.config.yaml_source import load_document
 from taskforce.core import vocabulary
 
@@ -174,8 +174,8 @@ def event_schema() -> dict[str, Any]:
 
 
 def test_schema_keys_are_the_model_fields() -> None:
-    assert set(properties(SCHEMA)) == field_names(model.Config, "source")
-    assert set(properties(SCHEMA, "tasks")) == field_names(model.TaskConfig, "name")
+    assert set(properties(SCHEMA)) == field_names(model.Config, "source", "env")
+    assert set(properties(SCHEMA, "tasks")) == field_names(model.TaskConfig, "name", "env", "scope")
     assert set(properties(SCHEMA, "settings")) == field_names(model.Settings)
     assert set(properties(SCHEMA, "settings", "restart")) == field_names(vocabulary.RestartPolicy)
     assert set(event_schema()["properties"]) == field_names(model.EventConfig)
@@ -327,3 +327,18 @@ def test_what_validation_accepts_the_schema_accepts(data: dict[str, Any]) -> Non
     text = json.dumps(data, ensure_ascii=False)
     assert validation_accepts(text), text
     assert schema_accepts(data), list(VALIDATOR.iter_errors(data))
+
+
+def test_the_composed_example_matches_the_schemas_of_main_and_included_files() -> None:
+    compose = REPO / "examples" / "compose"
+    included = jsonschema.Draft202012Validator(included_schema())
+    jsonschema.Draft202012Validator.check_schema(included.schema)
+    main = load_document((compose / "taskforce.conf").read_text(), "taskforce.conf").data
+    assert [error.message for error in VALIDATOR.iter_errors(main)] == []
+    for path in sorted((compose / "conf.d").glob("*.conf")):
+        data = load_document(path.read_text(), str(path)).data
+        assert [error.message for error in included.iter_errors(data)] == []
+    # Settings belong to the main file: the included file's schema refuses them.
+    assert not included.is_valid({"settings": {}, "tasks": {}})
+    assert included.is_valid({"env_file": ["-a.env", {"path": "b.env", "optional": True}]})
+    assert not schema_accepts({"include": [""]})

@@ -312,7 +312,7 @@ def test_all_problems_are_reported_at_once_in_file_order() -> None:
     [
         ('{"task": {}}', "task: unknown key 'task' (did you mean 'tasks'?)"),
         ('{"colour": {}}', "colour: unknown key 'colour' (known keys: defines, role_defines, "
-         "defaults, role_defaults, tasks, settings)"),
+         "defaults, role_defaults, tasks, settings, include, env_file)"),
         ('{"tasks": []}', "tasks: expected a map, got a list"),
         ('{"tasks": {"t": "x"}}',
          "tasks.t: expected a task (a map with at least 'commands'), got the string 'x'"),

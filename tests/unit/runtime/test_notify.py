@@ -426,4 +426,5 @@ def test_a_broken_target_list_is_logged(caplog: pytest.LogCaptureFixture) -> Non
 
 def test_events_are_known_to_the_configuration() -> None:
     # What the supervisor emits is what a target can ask for.
-    assert {e.value for e in NotifyEvent} == {"exited", "flapping", "recovered", "reload_failed"}
+    emitted = {"exited", "flapping", "recovered", "unhealthy", "failed", "reload_failed"}
+    assert {e.value for e in NotifyEvent} == emitted

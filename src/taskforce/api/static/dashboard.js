@@ -45,7 +45,7 @@
   let token = null;
   let latest = null; // the last task table received
   let rowIds = 0;
-  const usage = new Map(); // pid -> { cpu, rss, at, percent } from the last reading
+  const usage = new Map(); // pid -> { cpu, rss, at, percent, procs } from the last reading
   const output = { task: null, abort: null }; // the one output pane (built when first shown)
 
   // ----- small helpers --------------------------------------------------------------------
@@ -114,7 +114,11 @@
   }
 
   function failing(task) {
-    return task.state === "backing off" || task.processes.some((p) => p.failures > 0);
+    return (
+      task.state === "backing off" ||
+      task.state === "failed" ||
+      task.processes.some((p) => p.failures > 0)
+    );
   }
 
   // ----- token and access -----------------------------------------------------------------
@@ -341,11 +345,17 @@
 
   // What the state badge does not say already.
   function reason(task, state) {
+    if (task.rolling) {
+      // A rolling restart: instances replaced so far, of how many.
+      return ` — rolling restart ${task.rolling.done}/${task.rolling.total}`;
+    }
     if (state === "backing off") {
       const most = Math.max(0, ...task.processes.map((p) => p.failures));
       return most ? ` — ${plural(most, "failure", "failures")} in a row` : "";
     }
-    return task.why && !task.why.startsWith(state) ? ` — ${task.why}` : "";
+    const why = task.why && !task.why.startsWith(state) ? ` — ${task.why}` : "";
+    // A scheduled task says when it runs next.
+    return task.next_run_t ? `${why} — next run ${when(task.next_run_t)}` : why;
   }
 
   // [from, to] spans during which a process of the task ran, within [since, now].
@@ -417,6 +427,16 @@
     const facts = [`control ${task.control ?? "—"}`, `count ${task.count}`];
     if (task.requires && task.requires.length) facts.push(`requires ${task.requires.join(", ")}`);
     box.append(el("p", { class: "facts" }, facts.join(" · ")));
+    if (task.sockets && task.sockets.length) {
+      // Listening sockets taskforce holds for the task (passed as descriptors 3 and up).
+      const held = task.sockets.map((s) => `${s.name} ${s.address} (fd ${s.fd})`);
+      box.append(el("p", { class: "facts sockets" }, `held sockets: ${held.join(" · ")}`));
+    }
+    if (task.rolling) {
+      const r = task.rolling;
+      const now = r.replacing.length ? `, replacing ${r.replacing.join(", ")}` : "";
+      box.append(el("p", { class: "facts rolling" }, `rolling restart: ${r.done} of ${r.total} replaced${now}`));
+    }
 
     const table = el("table", { class: "procs" });
     table.append(
@@ -445,7 +465,10 @@
       const memory = el("td", { class: "num memory" }, bytes(used && used.rss));
       if (used && used.rss != null) {
         memory.dataset.bytes = String(used.rss);
-        memory.title = `${used.rss} bytes resident`;
+        memory.title =
+          used.procs != null
+            ? `${used.rss} bytes in its cgroup, ${used.procs} process(es)`
+            : `${used.rss} bytes resident`;
       }
       body.append(
         el(
@@ -453,7 +476,7 @@
           { "data-instance": String(p.instance) },
           el("td", { class: "num" }, String(p.instance)),
           el("td", { class: "num" }, p.pid ? String(p.pid) : "—"),
-          el("td", {}, p.state),
+          el("td", {}, p.replaces == null ? p.state : `${p.state} (replacing ${p.replaces})`),
           cpu,
           memory,
           started,
@@ -513,12 +536,16 @@
       const seen = new Set();
       for (const task of Object.values(table)) {
         for (const p of task.processes || []) {
-          if (!p.pid || p.cpu_seconds == null) continue;
+          // The instance's cgroup counts every process it started, where it has one.
+          const group = p.cgroup || {};
+          const cpu = group.cpu_seconds != null ? group.cpu_seconds : p.cpu_seconds;
+          const memory = group.memory_bytes != null ? group.memory_bytes : p.rss_bytes;
+          if (!p.pid || cpu == null) continue;
           seen.add(p.pid);
           const before = usage.get(p.pid);
-          const share =
-            before && now > before.at ? Math.max(0, (100 * (p.cpu_seconds - before.cpu)) / (now - before.at)) : null;
-          usage.set(p.pid, { cpu: p.cpu_seconds, rss: p.rss_bytes, at: now, percent: share });
+          const share = before && now > before.at ? Math.max(0, (100 * (cpu - before.cpu)) / (now - before.at)) : null;
+          const procs = group.processes != null ? group.processes : null;
+          usage.set(p.pid, { cpu, rss: memory, at: now, percent: share, procs });
         }
       }
       for (const pid of [...usage.keys()]) if (!seen.has(pid)) usage.delete(pid);

@@ -5,6 +5,7 @@ planner as a fact."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import signal
 from collections.abc import Callable, Sequence
@@ -22,16 +23,20 @@ from taskforce.core.actions import (
     Stop,
 )
 from taskforce.core.planner import ExitOutcome, Planner
-from taskforce.core.spec import LaunchSpec
+from taskforce.core.sockets import activation_env
+from taskforce.core.spec import TASK_PID_MARKER, LaunchSpec
 from taskforce.runtime.clock import Clock
+from taskforce.runtime.limits.confinement import Confinement
 from taskforce.runtime.loop import readiness
+from taskforce.runtime.loop.exit_log import Emit
 from taskforce.runtime.loop.reaper import Reaper
 from taskforce.runtime.output.capture import OutputCapture, Stdio
 from taskforce.runtime.processes.daemons import find_daemon
 from taskforce.runtime.processes.identity import identify
 from taskforce.runtime.processes.records import ProcessRecord, Records
 from taskforce.runtime.processes.runner import ProcessRunner, StartRequest
-from taskforce.runtime.processes.spawn import Spawned, describe_status
+from taskforce.runtime.processes.sockets import SocketHolder
+from taskforce.runtime.processes.spawn import Spawned, SpawnError, describe_status
 from taskforce.runtime.processes.spawn_reports import SpawnReports
 from taskforce.runtime.processes.task_commands import TaskCommands, command_launch
 
@@ -43,7 +48,7 @@ _START_SLICE = 128
 
 class Executor:
     """Does what the planner decided. `schedule` asks for a planning pass once a result
-    is in; `log_exit` tells a failed start as an exit."""
+    is in; `log_exit` tells a failed start as an exit; `emit` an unhealthy process."""
 
     def __init__(
         self,
@@ -55,8 +60,11 @@ class Executor:
         output: OutputCapture,
         records: Records,
         reaper: Reaper,
+        confinement: Confinement,
+        sockets: SocketHolder,
         schedule: Callable[[], None],
         log_exit: Callable[[int | None, ExitOutcome], None],
+        emit: Emit,
     ) -> None:
         self.planner = planner
         self._runner = runner
@@ -66,12 +74,15 @@ class Executor:
         self._output = output
         self._records = records
         self._reaper = reaper
+        self._confinement = confinement
+        self._sockets = sockets
         self._schedule = schedule
         self._log_exit = log_exit
+        self._emit = emit
         self.devnull = -1  # opened by the supervisor as it runs
         # Processes left running on purpose (adopt tasks at exit), recorded for the next one.
         self.kept: list[ProcessRecord] = []
-        self._probes: set[asyncio.Task[bool]] = set()
+        self._probes: set[asyncio.Task[str | None]] = set()
         # Why a nowait/adopt pidfile was last doubted, per instance (logged once).
         self._pidfile_doubts: dict[tuple[str, int], str] = {}
 
@@ -85,6 +96,7 @@ class Executor:
                 "%s[%d]: pid %d %s: SIGKILL", action.task, action.slot, action.pid, action.reason
             )
             self._runner.signal_group(action.pid, signal.SIGKILL, or_process=True)
+            self._confinement.kill(action.task, action.slot)
             self._commands.kill_for(action.task, action.slot)
         elif isinstance(action, SendSignal):
             log.info(
@@ -114,18 +126,40 @@ class Executor:
     def start_all(self, actions: Sequence[Start]) -> None:
         # In slices: each prepared start holds its output pipe open until it is spawned.
         for first in range(0, len(actions), _START_SLICE):
-            batch = actions[first : first + _START_SLICE]
-            stdios = [self._output.stdio(action.spec.output, self.devnull) for action in batch]
-            requests = [
-                StartRequest(action.spec.launch, self.devnull, stdio.stdout, stdio.stderr)
-                for action, stdio in zip(batch, stdios, strict=True)
-            ]
+            batch: list[tuple[Start, Stdio]] = []
+            requests: list[StartRequest] = []
+            for action in actions[first : first + _START_SLICE]:
+                stdio = self._output.stdio(action.spec.output, self.devnull)
+                try:
+                    request = self._request(action, stdio)
+                except (SpawnError, OSError) as exc:
+                    self._start_failed(action, stdio, exc)
+                    continue
+                batch.append((action, stdio))
+                requests.append(request)
             results = self._runner.start(requests)
-            for action, stdio, result in zip(batch, stdios, results, strict=True):
+            for (action, stdio), result in zip(batch, results, strict=True):
                 if isinstance(result, Exception):
                     self._start_failed(action, stdio, result)
                 else:
                     self._started(action, stdio, result)
+
+    def _request(self, action: Start, stdio: Stdio) -> StartRequest:
+        """What starting the instance's process takes: its held sockets (bound now if need
+        be: SpawnError if one cannot be) and its cgroups (made now)."""
+        launch, fds = action.spec.launch, tuple[int, ...]()
+        if launch.sockets:
+            fds = tuple(self._sockets.fds(action.task, launch.sockets))
+            env = launch.env + activation_env(launch.sockets, TASK_PID_MARKER)
+            launch = dataclasses.replace(launch, env=env)
+        spec = self.planner.desired.tasks.get(action.task)
+        cgroups = self._confinement.procs_for(
+            action.task,
+            action.slot,
+            action.spec.launch.cgroup,
+            spec.memory_restart if spec is not None else None,
+        )
+        return StartRequest(launch, self.devnull, stdio.stdout, stdio.stderr, fds, cgroups)
 
     def _start_failed(self, action: Start, stdio: Stdio, exc: Exception) -> None:
         stdio.abandon()
@@ -138,6 +172,10 @@ class Executor:
         now, wall = self._clock.monotonic(), self._clock.wall()
         self.planner.started(action.task, action.slot, spawned.pid, now, wall, spawned.executable)
         self._reports.watch(spawned)
+        spec = self.planner.desired.tasks.get(action.task)
+        if spec is not None:
+            interval = self.planner.desired.policy.memory_check_interval
+            self._confinement.started(spec, action.slot, spawned.pid, interval)
         log.info(
             "%s[%d]: started pid %d (%s): %s",
             action.task,
@@ -180,6 +218,7 @@ class Executor:
             self._runner.signal_process(action.pid, signum)
         else:
             self._runner.signal_group(action.pid, signum, or_process=True)
+            self._confinement.stop(action.task, action.slot, signum)
 
     def _release(self, action: Release) -> None:
         log.info("%s[%d]: leaving pid %d running (adopt)", action.task, action.slot, action.pid)
@@ -223,24 +262,41 @@ class Executor:
             self._log_exit(None, outcome)
 
     def _probe(self, action: Probe) -> None:
-        def report(ok: bool) -> None:
+        """A readiness probe, or a liveness probe (`action.live`) whose failures in a row
+        may restart the process."""
+
+        def report(error: str | None) -> None:
+            label = f"{action.task}[{action.slot}]"
             now = self._clock.monotonic()
-            self.planner.probe_result(action.task, action.slot, action.pid, ok, now)
-            if ok:
-                log.info("%s[%d]: pid %d is ready", action.task, action.slot, action.pid)
+            if action.live:
+                why = self.planner.live_result(action.task, action.slot, action.pid, error, now)
+                if why is not None:
+                    log.warning(
+                        "%s: pid %d is unhealthy: %s: restarting it", label, action.pid, why
+                    )
+                    self._emit("unhealthy", action.task, why, instance=action.slot, pid=action.pid)
+                elif error is not None:
+                    log.info("%s: liveness probe of pid %d failed: %s", label, action.pid, error)
+            else:
+                ok = error is None
+                self.planner.probe_result(action.task, action.slot, action.pid, ok, now)
+                if ok:
+                    log.info("%s: pid %d is ready", label, action.pid)
             self._schedule()
 
+        timeout = action.timeout or readiness.ATTEMPT_TIMEOUT
         if action.kind == "pidfile":
-            report(readiness.pidfile_ready(action.target))
+            report(readiness.pidfile_probe(action.target))
         elif action.kind in ("tcp", "http"):
-            probe = readiness.tcp_ready if action.kind == "tcp" else readiness.http_ready
-            task = asyncio.get_running_loop().create_task(probe(action.target))
+            probe = readiness.tcp_probe if action.kind == "tcp" else readiness.http_probe
+            task = asyncio.get_running_loop().create_task(probe(action.target, timeout))
             self._probes.add(task)
 
-            def done(finished: asyncio.Task[bool]) -> None:
+            def done(finished: asyncio.Task[str | None]) -> None:
                 self._probes.discard(finished)
                 if not finished.cancelled():
-                    report(finished.exception() is None and finished.result())
+                    failure = finished.exception()
+                    report(f"probe failed: {failure}" if failure else finished.result())
 
             task.add_done_callback(done)
         elif action.command is not None:
@@ -252,12 +308,13 @@ class Executor:
                 action.slot,
                 command_launch(launch, action.command),
                 str(action.pid),
-                "ready probe",
-                lambda s: report(s == 0),
-                deadline=readiness.ATTEMPT_TIMEOUT * 5,
+                "liveness probe" if action.live else "ready probe",
+                lambda s: report(None if s == 0 else f"probe command {describe_status(s)}"),
+                # A liveness probe has its own timeout; a readiness one is given longer.
+                deadline=timeout if action.live else readiness.ATTEMPT_TIMEOUT * 5,
             )
             if helper is None:
-                report(False)
+                report("probe command could not run")
 
     def _check(self, action: Check) -> None:
         def report(ok: bool, detail: str) -> None:

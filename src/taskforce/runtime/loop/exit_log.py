@@ -28,15 +28,31 @@ def log_exit(pid: int | None, outcome: ExitOutcome, emit: Emit) -> None:
         what = f"could not start: {record.error}"
     else:
         what = f"pid {pid} {spawn.describe_status(record.status)} after {record.uptime:.3g}s"
+        if record.cause is not None:
+            what += f" ({record.cause})"
     if record.expected:
         log.info("%s: %s", name, what)
+        return
+    if outcome.gave_up:
+        # Said once: the task stays down until started again.
+        log.error(
+            "%s: %s: giving up, restart.max_failures reached ('taskforce start %s' starts "
+            "it again)",
+            name,
+            what,
+            outcome.task,
+        )
+        emit(
+            "failed", outcome.task, what, instance=outcome.slot, pid=pid, failures=outcome.failures
+        )
         return
     if not outcome.restarting:
         log.info("%s: %s", name, what)
         return
+    cause = {} if record.cause is None else {"cause": record.cause}
     if not outcome.failed:
         log.warning("%s: %s, restarting", name, what)
-        emit("exited", outcome.task, what, instance=outcome.slot, pid=pid)
+        emit("exited", outcome.task, what, instance=outcome.slot, pid=pid, **cause)
         return
     if outcome.failures <= _FAILURE_LOG_FIRST or outcome.failures % _FAILURE_LOG_EVERY == 0:
         event = "exited" if outcome.failures == 1 else "flapping"
@@ -48,6 +64,7 @@ def log_exit(pid: int | None, outcome: ExitOutcome, emit: Emit) -> None:
             pid=pid,
             failures=outcome.failures,
             retry_in=outcome.retry_in,
+            **cause,
         )
         quiet = ""
         if outcome.failures == _FAILURE_LOG_FIRST:

@@ -1,8 +1,10 @@
-"""Readiness probes: is a started process ready to serve yet?
+"""Readiness and liveness probes: is a started process ready to serve yet, and still working?
 
 Each probe is one short attempt, run on the event loop (TCP and HTTP with asyncio
 streams, the pidfile by reading it); the command probe runs as a helper process like
-checks do. The planner schedules probes with backoff until one succeeds.
+checks do. Each gives None on success, else why it failed (liveness probes report it).
+The planner schedules readiness probes with backoff until one succeeds, and liveness
+probes every interval for as long as the process runs.
 """
 
 from __future__ import annotations
@@ -26,19 +28,23 @@ def split_host_port(target: str) -> tuple[str, int]:
     return host, int(port)
 
 
-async def tcp_ready(target: str) -> bool:
+async def tcp_probe(target: str, timeout: float = ATTEMPT_TIMEOUT) -> str | None:
+    """Connect to `target` ([host]:port): None when it accepts, else why not."""
     host, port = split_host_port(target)
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), ATTEMPT_TIMEOUT)
-    except (OSError, TimeoutError):
-        return False
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except TimeoutError:
+        return f"no connection to {target} within {timeout:g}s"
+    except OSError as err:
+        return f"cannot connect to {target}: {err.strerror or err}"
     writer.close()
     with contextlib.suppress(OSError):
         await writer.wait_closed()
-    return True
+    return None
 
 
-async def http_ready(url: str) -> bool:
+async def http_probe(url: str, timeout: float = ATTEMPT_TIMEOUT) -> str | None:
+    """GET `url`: None when it answers 2xx, else why not."""
     from urllib.parse import urlsplit  # here: it imports ipaddress (memory)
 
     parts = urlsplit(url)
@@ -52,24 +58,34 @@ async def http_ready(url: str) -> bool:
         ssl_context = lean_asyncio.tls().create_default_context()
     try:
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, ssl=ssl_context), ATTEMPT_TIMEOUT
+            asyncio.open_connection(host, port, ssl=ssl_context), timeout
         )
-    except (OSError, TimeoutError):
-        return False
+    except TimeoutError:
+        return f"no connection to {url} within {timeout:g}s"
+    except OSError as err:
+        return f"cannot connect to {url}: {err.strerror or err}"
     try:
         request = f"GET {path} HTTP/1.0\r\nHost: {parts.netloc}\r\nUser-Agent: taskforce\r\n\r\n"
         writer.write(request.encode("ascii", "replace"))
-        status_line = await asyncio.wait_for(reader.readline(), ATTEMPT_TIMEOUT)
-    except (OSError, TimeoutError):
-        return False
+        status_line = await asyncio.wait_for(reader.readline(), timeout)
+    except TimeoutError:
+        return f"no answer from {url} within {timeout:g}s"
+    except OSError as err:
+        return f"{url}: {err.strerror or err}"
     finally:
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
     words = status_line.split()
-    return len(words) >= 2 and words[0].startswith(b"HTTP/") and words[1][:1] == b"2"
+    if len(words) >= 2 and words[0].startswith(b"HTTP/") and words[1][:1] == b"2":
+        return None
+    answer = status_line.strip().decode("ascii", "replace")[:80] or "nothing"
+    return f"{url} answered {answer!r}"
 
 
-def pidfile_ready(path: str) -> bool:
+def pidfile_probe(path: str) -> str | None:
+    """None when the pidfile at `path` names a live process, else why not."""
     pid = read_pidfile(path) if path else None
-    return pid is not None and identify(pid) is not None
+    if pid is None:
+        return f"no pid in {path or 'the pidfile'}"
+    return None if identify(pid) is not None else f"pid {pid} (from {path}) is not running"

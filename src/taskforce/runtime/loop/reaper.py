@@ -11,6 +11,7 @@ from collections.abc import Callable
 from taskforce.core.planner import ExitOutcome, Planner
 from taskforce.core.vocabulary import DAEMON, Control
 from taskforce.runtime.clock import Clock, Handle, Scheduler
+from taskforce.runtime.limits.confinement import Confinement
 from taskforce.runtime.loop import exit_log
 from taskforce.runtime.output.capture import OutputCapture
 from taskforce.runtime.processes.daemons import ExitWatch, parent_of
@@ -43,10 +44,12 @@ class Reaper:
         commands: TaskCommands,
         reports: SpawnReports,
         output: OutputCapture,
+        confinement: Confinement,
         schedule: Callable[[], None],
         log_exit: Callable[[int | None, ExitOutcome], None],
     ) -> None:
         self.planner = planner
+        self._confinement = confinement
         self._runner = runner
         self._clock = clock
         self._commands = commands
@@ -93,7 +96,8 @@ class Reaper:
         self.forget(pid)
         self._output.exited(pid)  # its last words, before its exit is logged
         clock = self._clock
-        outcome = self.planner.exited(pid, status, clock.monotonic(), clock.wall(), error)
+        cause = self._confinement.exit_cause(self.planner.owner(pid))
+        outcome = self.planner.exited(pid, status, clock.monotonic(), clock.wall(), error, cause)
         if outcome is None:
             log.debug("reaped orphan pid %d (%s)", pid, describe_status(status))
             timer = self._strays.pop(pid, None)
@@ -107,6 +111,7 @@ class Reaper:
             )
         if self._leaves_nothing_behind(outcome):
             self._sweep_leaders.add(pid)
+        self._confinement.exited(outcome, self._leaves_nothing_behind(outcome))
         self._log_exit(pid, outcome)
 
     def _leaves_nothing_behind(self, outcome: ExitOutcome) -> bool:
@@ -187,7 +192,10 @@ class Reaper:
             self.exit_watch.forget(pid)
 
     def foreign_exit(self, pid: int) -> None:
-        outcome = self.planner.exited(pid, -1, self._clock.monotonic(), self._clock.wall())
+        cause = self._confinement.exit_cause(self.planner.owner(pid))
+        clock = self._clock
+        outcome = self.planner.exited(pid, -1, clock.monotonic(), clock.wall(), cause=cause)
         if outcome is not None:
+            self._confinement.exited(outcome, self._leaves_nothing_behind(outcome))
             self._log_exit(pid, outcome)
         self._schedule()

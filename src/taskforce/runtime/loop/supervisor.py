@@ -21,15 +21,19 @@ from taskforce.core.actions import RunCommand, SendSignal, Start
 from taskforce.core.planner import ExitOutcome, Planner
 from taskforce.core.spec import DesiredState, LaunchSpec
 from taskforce.core.state import Phase
+from taskforce.core.vocabulary import Overlap
 from taskforce.runtime.clock import Clock, Handle, Scheduler, SystemClock
+from taskforce.runtime.limits.confinement import Confinement
 from taskforce.runtime.loop import exit_log, signals
 from taskforce.runtime.loop.executor import Executor
 from taskforce.runtime.loop.reaper import Reaper
+from taskforce.runtime.loop.schedule import Scheduler as Schedules
 from taskforce.runtime.output.capture import OutputCapture
 from taskforce.runtime.processes import spawn
 from taskforce.runtime.processes.daemons import ExitWatch
 from taskforce.runtime.processes.records import Records
 from taskforce.runtime.processes.runner import OsProcesses, ProcessRunner
+from taskforce.runtime.processes.sockets import SocketHolder
 from taskforce.runtime.processes.spawn_reports import SpawnReports
 from taskforce.runtime.processes.task_commands import TaskCommands
 
@@ -61,6 +65,9 @@ class Supervisor:
         runner: ProcessRunner | None = None,
     ) -> None:
         self.planner = Planner(desired)
+        # Timers of the tasks with a `schedule` (none without).
+        self.schedules = Schedules(self._scheduled_run)
+        self.schedules.configure(desired.tasks)
         self.records = records or Records(None)
         self._clock = clock or SystemClock()
         self._given_scheduler = scheduler
@@ -77,6 +84,10 @@ class Supervisor:
         self.finished: Outcome | None = None
         # Task output that is not /dev/null: pipes, destinations and recent lines.
         self.output = OutputCapture(lambda: self.planner.desired)
+        # Each instance's cgroup, and memory_restart.
+        self.confinement = Confinement()
+        # Listening sockets held for tasks (their `sockets`), kept across restarts.
+        self.sockets = SocketHolder()
         runner = runner or OsProcesses()
         self.reaper = Reaper(
             self.planner,
@@ -85,6 +96,7 @@ class Supervisor:
             self._commands,
             self._spawn_reports,
             self.output,
+            self.confinement,
             self._schedule,
             self._log_exit,
         )
@@ -97,8 +109,11 @@ class Supervisor:
             self.output,
             self.records,
             self.reaper,
+            self.confinement,
+            self.sockets,
             self._schedule,
             self._log_exit,
+            self.emit,
         )
         self.on_change: Callable[[], None] | None = None
         # Told about state changes worth notifying (see emit()).
@@ -123,14 +138,24 @@ class Supervisor:
         if spawn.become_subreaper():
             log.debug("acting as child subreaper: orphaned descendants are reaped here")
         exit_watch = ExitWatch(loop, self.reaper.foreign_exit)
+        self.confinement.start(loop, self.records.path, self._memory_restart)
         self._spawn_reports.start(loop)
+        self.schedules.start(loop)
+        outcome = Outcome.STOPPED
         try:
             self.begin(self._given_scheduler or loop, exit_watch)
             outcome = await self._done
             if outcome is Outcome.STOPPED and not self.executor.kept:
                 self.records.remove()
+            self.confinement.close(keep=outcome is Outcome.UPGRADE or bool(self.executor.kept))
             return outcome
         finally:
+            self.schedules.close()
+            if outcome in (Outcome.UPGRADE, Outcome.RESET):
+                self.sockets.hand_over()  # the next image serves them on
+            else:
+                self.sockets.close()
+            self.confinement.close(keep=True)
             exit_watch.close()
             signals.remove(loop, handled)
             self.end()
@@ -145,7 +170,9 @@ class Supervisor:
         self.reaper.start(scheduler, exit_watch)
         self.reaper.reap()  # anything that exited before the handler was in place
         self.reaper.recover(self.records.load())
+        self.confinement.resume(self.planner)
         self.records.begin()
+        self.sockets.keep(self.planner.desired)  # those handed over and still wanted
         self._schedule()
 
     def end(self) -> None:
@@ -162,6 +189,8 @@ class Supervisor:
         if self.planner.shutting_down:
             return
         self.planner.set_desired(desired)
+        self.schedules.configure(desired.tasks)
+        self.sockets.keep(desired)
         self._schedule()
 
     def busy(self) -> bool:
@@ -210,6 +239,7 @@ class Supervisor:
         log.info("stopping all tasks (%s)", "reset" if outcome is Outcome.RESET else "exit")
         self._outcome = outcome
         self.planner.shutdown()
+        self.schedules.configure({})
         self._schedule()
 
     def _on_usr2(self) -> None:
@@ -235,10 +265,22 @@ class Supervisor:
         if self.planner.request_stop(task, reason):
             self._schedule()
 
+    def _memory_restart(self, task: str, slot: int, reason: str) -> None:
+        log.warning("%s[%d]: %s: restarting it", task, slot, reason)
+        if self.planner.request_stop(task, reason, slot):
+            self._schedule()
+
     def event_start(self, task: str, reason: str) -> None:
         if self.planner.request_run(task):
             log.info("%s: run requested (%s)", task, reason)
             self._schedule()
+
+    def _scheduled_run(self, task: str, overlap: Overlap) -> None:
+        if self.planner.request_run(task, overlap):
+            log.info("%s: run requested (schedule)", task)
+            self._schedule()
+        else:
+            log.info("%s: scheduled run skipped: the last run is still going", task)
 
     def event_signal(self, task: str, signum: int, reason: str) -> None:
         for slot, pid in self._running(task):

@@ -1,11 +1,11 @@
 """Notifications: task state changes reported to webhooks and commands (`settings.notify`).
 
 The supervisor tells :class:`Notifications` about each change worth a person's eye
-(Supervisor.on_event: exited, flapping, recovered, reload_failed). Every target of the
-configuration in force that wants the event gets it in its own bounded queue (when full,
-the oldest event is dropped and the drops are counted in the log), delivered in order by
-one asyncio task per target, which exists only while its queue holds something: nothing
-runs while nothing happens.
+(Supervisor.on_event: exited, flapping, recovered, unhealthy, failed, reload_failed).
+Every target of the configuration in force that wants the event gets it in its own
+bounded queue (when full, the oldest event is dropped and the drops are counted in the
+log), delivered in order by one asyncio task per target, which exists only while its
+queue holds something: nothing runs while nothing happens.
 
 A delivery that fails is tried again after a pause that doubles each time (1 s, 2 s...),
 up to the target's `attempts`, each attempt bounded by its `timeout`. A webhook answer in

@@ -77,10 +77,14 @@ def instance_base(pidfile: str | None, config_file: str) -> str:
     """
     if pidfile:
         return os.path.abspath(pidfile)
+    return os.path.join(runtime_dir(), f"taskforce-{name_digest(os.path.abspath(config_file))}")
+
+
+def name_digest(text: str) -> str:
+    """16 hex digits that tell `text` apart, for a file or directory name."""
     # Not hashlib: it maps OpenSSL's libcrypto (megabytes) for a name; no secrecy needed.
-    name = os.path.abspath(config_file).encode()
-    digest = f"{zlib.crc32(name):08x}{zlib.adler32(name):08x}"
-    return os.path.join(runtime_dir(), f"taskforce-{digest}")
+    data = text.encode()
+    return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"
 
 
 def default_state_file(pidfile: str | None, config_file: str) -> str:

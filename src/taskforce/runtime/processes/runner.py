@@ -18,6 +18,8 @@ class StartRequest(NamedTuple):
     stdin: int
     stdout: int
     stderr: int
+    fds: tuple[int, ...] = ()  # passed from 3 on (held sockets)
+    cgroups: tuple[str, ...] = ()  # the cgroup.procs files the process joins
 
 
 class ProcessRunner(Protocol):
@@ -39,9 +41,11 @@ class OsProcesses:
     def start(self, requests: Sequence[StartRequest]) -> list[Spawned | Exception]:
         results: list[Spawned | Exception | None] = [None] * len(requests)
         prepared: list[tuple[int, spawn.Job]] = []
-        for index, (launch, stdin, stdout, stderr) in enumerate(requests):
+        for index, (launch, stdin, stdout, stderr, fds, cgroups) in enumerate(requests):
             try:
-                job = spawn.prepare(launch, stdin=stdin, stdout=stdout, stderr=stderr)
+                job = spawn.prepare(
+                    launch, stdin=stdin, stdout=stdout, stderr=stderr, cgroups=cgroups, fds=fds
+                )
             except (SpawnError, OSError) as exc:
                 results[index] = exc
                 continue

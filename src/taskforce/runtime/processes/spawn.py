@@ -12,6 +12,7 @@ from __future__ import annotations
 import _signal  # type: ignore[import-not-found]  # the C half of `signal`
 import contextlib
 import errno
+import fcntl
 import functools
 import grp
 import os
@@ -23,7 +24,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from taskforce.core.spec import TASK_PID_MARKER, LaunchSpec
-from taskforce.runtime.own import open_files as limits
+from taskforce.runtime.processes import child_setup
+from taskforce.runtime.processes.child_setup import ChildSetup, SetupError
 
 try:
     from taskforce import _syscalls as _vfork
@@ -173,9 +175,14 @@ def prepare(
     stderr: int,
     argv: Sequence[str] | None = None,
     pid_value: str | None = None,
+    cgroups: Sequence[str] = (),
+    fds: Sequence[int] = (),
 ) -> Job:
     """Everything spawn() does before it forks, done now (SpawnError for the problems it
-    finds); the job returned forks and execs. Jobs on the vfork path may run in threads."""
+    finds); the job returned forks and execs. Jobs on the vfork path may run in threads.
+
+    `cgroups`: the cgroup.procs files the child joins before exec; `fds` become the
+    child's descriptors 3, 4... in order (held listening sockets)."""
     env = dict(launch.env)
     words = list(argv if argv is not None else launch.argv)
     executable = find_program(words[0] if argv is not None else launch.program, env)
@@ -190,24 +197,18 @@ def prepare(
         env = {k: v.replace(TASK_PID_MARKER, pid_value) for k, v in env.items()}
     stdio = (stdin, stdout, stderr)
     no_new_privs = launch.no_new_privs
+    try:
+        setup = child_setup.setup_for(launch.limits, cgroups)
+    except SetupError as exc:
+        raise SpawnError(str(exc)) from None
     if _vfork is not None and use_vfork:
-        _give_children_their_limit()
-        return _vfork_job(executable, words, env, launch.cwd, creds, stdio, no_new_privs)
+        return _vfork_job(
+            executable, words, env, launch.cwd, creds, stdio, no_new_privs, setup, tuple(fds)
+        )
     drop = _no_new_privs_setter() if no_new_privs else None
-    return functools.partial(_fork, executable, words, env, launch.cwd, creds, stdio, drop)
-
-
-_children_limit: tuple[int, int] | None = None  # what the C spawner was last told
-
-
-def _give_children_their_limit() -> None:
-    """Tell the C spawner the open file limit children get (taskforce raised its own)."""
-    global _children_limit
-    limit = limits.for_children()
-    if limit != _children_limit:
-        assert _vfork is not None
-        _vfork.child_open_files(*(limit or (-1, -1)))
-        _children_limit = limit
+    return functools.partial(
+        _fork, executable, words, env, launch.cwd, creds, stdio, setup, drop, tuple(fds)
+    )
 
 
 # Fewer starts than this at once run on the calling thread: a pool is not worth it.
@@ -243,7 +244,9 @@ def _fork(
     cwd: str | None,
     creds: Credentials | None,
     stdio: tuple[int, int, int],
+    setup: ChildSetup,
     no_new_privs: Callable[[], None] | None = None,
+    fds: tuple[int, ...] = (),
 ) -> Spawned:
     marked = any(TASK_PID_MARKER in w for w in words) or any(
         TASK_PID_MARKER in v for v in env.values()
@@ -260,7 +263,19 @@ def _fork(
             os.close(read_fd)
             raise SpawnError(f"cannot fork: {_shortage(exc)}") from None
         if pid == 0:  # pragma: no cover - runs in the child, which execs or exits
-            _become(executable, words, env, marked, cwd, creds, write_fd, stdio, no_new_privs)
+            _become(
+                executable,
+                words,
+                env,
+                marked,
+                cwd,
+                creds,
+                write_fd,
+                stdio,
+                setup,
+                no_new_privs,
+                fds,
+            )
     finally:
         _sigmask(signal.SIG_SETMASK, old_mask)
         os.close(write_fd)
@@ -296,6 +311,8 @@ def _vfork_job(
     creds: Credentials | None,
     stdio: tuple[int, int, int],
     no_new_privs: bool,
+    setup: ChildSetup,
+    fds: tuple[int, ...] = (),
 ) -> Job:
     assert _vfork is not None
     spawn_c = _vfork.spawn
@@ -309,11 +326,13 @@ def _vfork_job(
         None if creds is None else creds.groups,
         *stdio,
         no_new_privs,
+        setup.for_c(),
+        fds,
     )
 
     def job() -> Spawned:
         try:
-            pid, step, err = spawn_c(*args)
+            pid, step, err, index = spawn_c(*args)
         except OSError as exc:
             raise SpawnError(f"cannot fork: {_shortage(exc)}") from None
         except ValueError as exc:  # an embedded null byte
@@ -321,17 +340,22 @@ def _vfork_job(
         if step < 0:
             return Spawned(pid, -1, executable)
         # The same words as the fork path's report (_become), by step of _syscalls.c.
-        doing = (
+        words = (
             "preparing",
             "redirecting stdio",
             f"changing directory to {cwd!r}",
             "" if creds is None else f"switching to uid {creds.uid} gid {creds.gid}",
             "setting no_new_privs",
             f"executing {executable!r}",
-        )[step]
+        )
+        doing = words[step] if step < len(words) else setup.failure(_C_SETUP_STEPS[step], index)
         return Spawned(pid, -1, executable, f"{doing}: {os.strerror(err)}")
 
     return job
+
+
+# The steps of _syscalls.c by number (those past EXECUTING), as ChildSetup.failure names them.
+_C_SETUP_STEPS = ("",) * 6 + ("cgroup", "rlimit", "nice", "oom_score_adj")
 
 
 def _become(
@@ -343,7 +367,9 @@ def _become(
     creds: Credentials | None,
     error_fd: int,
     stdio: tuple[int, int, int],
+    setup: ChildSetup,
     no_new_privs: Callable[[], None] | None,
+    fds: tuple[int, ...] = (),
 ) -> None:  # pragma: no cover - child side
     """In the child: become the task, or report why not and exit 127."""
     step = "preparing"
@@ -362,14 +388,20 @@ def _become(
             env = {k: v.replace(TASK_PID_MARKER, mine) for k, v in env.items()}
         os.setsid()
         step = "redirecting stdio"
+        # Passed descriptors go to 3, 4...: first out of the way of that range (and of
+        # stdio), with the error pipe.
+        above = 3 + len(fds)
+        if fds:
+            fds = tuple(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, above) for fd in fds)
+            error_fd = fcntl.fcntl(error_fd, fcntl.F_DUPFD_CLOEXEC, above)
         for target, fd in enumerate(stdio):
             if fd != target:
                 os.dup2(fd, target)
-        os.closerange(3, error_fd)
+        for target, fd in enumerate(fds, 3):
+            os.dup2(fd, target)  # inheritable: it stays open across exec
+        os.closerange(above, error_fd)
         os.closerange(error_fd + 1, _fd_limit())
-        given = limits.for_children()
-        if given is not None:
-            resource.setrlimit(resource.RLIMIT_NOFILE, given)
+        child_setup.apply(setup)
         if cwd is not None:
             step = f"changing directory to {cwd!r}"
             os.chdir(cwd)
@@ -384,6 +416,8 @@ def _become(
         step = f"executing {executable!r}"
         os.execve(executable, argv, env)
     except BaseException as exc:
+        if isinstance(exc, child_setup.SetupStepError):
+            step, exc = exc.step, exc.cause
         with contextlib.suppress(BaseException):
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             os.write(error_fd, f"{step}: {reason}".encode(errors="replace")[:_MAX_ERROR])

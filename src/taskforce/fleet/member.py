@@ -1,15 +1,22 @@
-"""Fleet mode for the `taskforce` command: what it calls when -f names an etcd key.
+"""This host as a member of the fleet: what plugs the fleet into a legion when -f names
+an etcd key.
 
-    kwargs = fleet_legion_kwargs(config_url, roles_url_or_path)
-    legion = Legion(**kwargs, watch_self=True, upgrade_snapshot=...)
-    outcome = asyncio.run(run_fleet(legion, pidfile=..., extra=..., on_ready=...))
+    legion = Legion(**fleet_legion_kwargs(config_url, roles_url_or_path), ...)
+    member = FleetMember(legion, tasks=Controller(legion).tasks)
+    await member.start()        # before serving: etcd read, lease taken, elections run
+    ... legion.serve(on_ready=lambda: member.attach(legion.supervisor)) ...
+    await member.stop(outcome)  # after serving
 
-:func:`run_fleet` takes the arguments of :func:`taskforce.api.run.serve_with_api` and
-serves the legion the same way, with the fleet around it: the configuration (and roles)
-read from etcd before the start, the host's lease, its status, and the election of
-cluster-wide tasks. When it returns, the lease is revoked (the host leaves the fleet
-status at once, and its cluster-wide tasks go to other hosts without waiting for the
-lease to expire), except for an in-place upgrade, which hands the lease to the new image.
+The fleet is a configuration source (:class:`~taskforce.fleet.source.EtcdSource`, the
+legion's `config_source` and perhaps `roles_source`), a filter of the desired state (the
+election of cluster-wide tasks) and a status publisher hooked to the supervisor's
+planning passes and events; :attr:`FleetMember.view` is what the HTTP service shows as
+/status/fleet. The assembly, with the HTTP service beside it, is
+:mod:`taskforce.app.fleet`'s, which also gives the member the task views it publishes
+(the api's: the fleet sits beside the api, not above it). When the member stops, the
+lease is revoked (the host leaves the fleet status at once, and its cluster-wide tasks go
+to other hosts without waiting for the lease to expire), except for an in-place upgrade,
+which hands the lease to the new image.
 """
 
 from __future__ import annotations
@@ -17,21 +24,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from taskforce.config.errors import ConfigError
 from taskforce.config.host import HostFacts
-from taskforce.config.model import HttpListener
 from taskforce.fleet.election import Election
 from taskforce.fleet.lease import LEASE_ENV, LeaseKeeper
-from taskforce.fleet.session import Session
+from taskforce.fleet.session import FORK_ENV, FORK_ENV_MARK, FORK_ENV_OURS, Session
 from taskforce.fleet.source import EtcdSource, cache_path
-from taskforce.fleet.status import StatusPublisher
+from taskforce.fleet.status import StatusPublisher, TaskViews
 from taskforce.fleet.urls import Connection, is_etcd_url, parse_etcd_url
 from taskforce.fleet.view import FleetView
 from taskforce.runtime.legion import Legion
-from taskforce.runtime.supervisor import Outcome
 
 log = logging.getLogger("taskforce.fleet")
 
@@ -94,49 +99,27 @@ def legion_for_check(config_url: str, roles: str | None) -> Legion:
     return legion
 
 
-async def run_fleet(
-    legion: Legion,
-    *,
-    pidfile: str | None = None,
-    extra: Sequence[HttpListener] = (),
-    on_ready: Callable[[], None] | None = None,
-    reexec: bool = False,
-) -> Outcome:
-    """serve_with_api(legion, ...) as a member of the fleet (see the module's doc)."""
-    from taskforce.api.run import serve_with_api
-    from taskforce.fleet.session import FORK_ENV, FORK_ENV_MARK, FORK_ENV_OURS
+class Supervised(Protocol):
+    """The hooks of the legion's supervisor that the member listens to (chained)."""
 
-    # What taskforce puts in its own environment is not the tasks' (the lease an in-place
-    # upgrade hands over, say): were it to reach them, the new image would find them all
-    # changed, and restart them.
-    for name in (LEASE_ENV, FORK_ENV_MARK):
-        legion.environ.pop(name, None)
-    if FORK_ENV_OURS:
-        legion.environ.pop(FORK_ENV, None)
-    fleet = _Fleet(legion)
-    try:
-        await fleet.start()
-
-        def ready() -> None:
-            fleet.attach()
-            if on_ready is not None:
-                on_ready()
-
-        outcome = await serve_with_api(
-            legion, pidfile=pidfile, extra=extra, on_ready=ready, fleet=fleet.view, reexec=reexec
-        )
-    except BaseException:
-        await fleet.stop(None)
-        raise
-    await fleet.stop(outcome)
-    return outcome
+    on_change: Callable[[], None] | None
+    on_event: Callable[[dict[str, object]], None] | None
 
 
-class _Fleet:
-    def __init__(self, legion: Legion) -> None:
+class FleetMember:
+    def __init__(self, legion: Legion, *, tasks: TaskViews) -> None:
+        """`tasks` gives every task's status as the API shows it (ControlError while
+        nothing is supervised yet)."""
         source = legion.config_source
         if not isinstance(source, EtcdSource):
-            raise TypeError("run_fleet needs a legion made with fleet_legion_kwargs()")
+            raise TypeError("FleetMember needs a legion made with fleet_legion_kwargs()")
+        # What taskforce puts in its own environment is not the tasks' (the lease an
+        # in-place upgrade hands over, say): were it to reach them, the new image would
+        # find them all changed, and restart them.
+        for name in (LEASE_ENV, FORK_ENV_MARK):
+            legion.environ.pop(name, None)
+        if FORK_ENV_OURS:
+            legion.environ.pop(FORK_ENV, None)
         self.legion = legion
         self.sources = _etcd_sources(legion)
         self.session = source.session
@@ -151,7 +134,7 @@ class _Fleet:
             config_revision=lambda: source.revision_read,
         )
         self.status = StatusPublisher(
-            self.session, self.keeper, source.url.prefix, host, legion, self.election
+            self.session, self.keeper, source.url.prefix, host, legion, tasks, self.election
         )
         self.election.listeners.append(self.status.changed)
         self.view = FleetView(self.session, source.url.prefix, host)
@@ -176,9 +159,9 @@ class _Fleet:
         for run in (self.keeper.run, self.election.run, self.status.run):
             self._tasks.append(loop.create_task(run()))
 
-    def attach(self) -> None:
-        """Hear about the planning passes of the legion's supervisor (chained)."""
-        supervisor = self.legion.supervisor
+    def attach(self, supervisor: Supervised | None) -> None:
+        """Hear about the planning passes and events of the legion's supervisor, once it
+        exists (from serve()'s `on_ready`)."""
         if supervisor is None:
             return
         previous = supervisor.on_change
@@ -212,7 +195,9 @@ class _Fleet:
         self.election.planned()
         self.status.changed()
 
-    async def stop(self, outcome: Outcome | None) -> None:
+    async def stop(self, *, hand_over: bool = False) -> None:
+        """Leave the fleet; `hand_over`: to the next image of an in-place upgrade, whose
+        tasks keep running, and so keep their leaders (the lease is not revoked)."""
         self.election.close()  # what follows is leaving, not losing the leadership
         await self.view.close()
         for task in self._tasks:
@@ -220,8 +205,8 @@ class _Fleet:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if outcome is Outcome.UPGRADE:
-            self.keeper.hand_over()  # the tasks keep running, and so keep their leaders
+        if hand_over:
+            self.keeper.hand_over()
         else:
             # Every task has stopped: let the others take over now, not after the TTL.
             with contextlib.suppress(Exception):

@@ -20,6 +20,7 @@ import sys
 from typing import Any
 
 from taskforce.cli.parser import Parser
+from taskforce.fleet.client import put_key, read_statuses
 from taskforce.fleet.urls import EtcdUrl, EtcdUrlError, is_etcd_url, parse_etcd_url
 
 ETCD_ENV = "TASKFORCE_ETCD"
@@ -58,7 +59,7 @@ def run_fleet_command(args: argparse.Namespace) -> int:
     import asyncio
 
     try:
-        hosts = asyncio.run(read_fleet(url.connection, url.prefix))
+        hosts = asyncio.run(read_statuses(url.connection, url.prefix))
     except OSError as exc:
         print(f"taskforce fleet: etcd is unreachable: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
@@ -109,53 +110,12 @@ def _push(url: EtcdUrl, path: str, roles: bool) -> int:
     import asyncio
 
     try:
-        asyncio.run(_put(url, data))
+        asyncio.run(put_key(url, data))
     except OSError as exc:
         print(f"taskforce fleet: etcd is unreachable: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
     print(f"{path} pushed to {url.display}")
     return EXIT_OK
-
-
-async def _put(url: EtcdUrl, data: bytes) -> None:
-    from taskforce.fleet.session import EtcdUnavailableError, Session
-
-    session = Session(url.connection)
-    try:
-        for attempt in range(len(url.connection.endpoints)):
-            try:
-                await session.put(url.key.encode(), data)
-                return
-            except EtcdUnavailableError as exc:
-                if attempt + 1 == len(url.connection.endpoints):
-                    raise OSError(str(exc)) from None
-    finally:
-        await session.close()
-
-
-async def read_fleet(connection: Any, prefix: str) -> dict[str, Any]:
-    """host -> its published status (the hosts alive now)."""
-    from taskforce.fleet.session import EtcdUnavailableError, Session
-
-    session = Session(connection)
-    try:
-        for attempt in range(len(connection.endpoints)):
-            try:
-                kvs, _ = await session.get_prefix(f"{prefix}status/".encode())
-                break
-            except EtcdUnavailableError as exc:
-                if attempt + 1 == len(connection.endpoints):
-                    raise OSError(str(exc)) from None
-    finally:
-        await session.close()
-    hosts: dict[str, Any] = {}
-    for kv in kvs:
-        name = kv.key.decode("utf-8", "replace").rsplit("/", 1)[-1]
-        try:
-            hosts[name] = json.loads(kv.value)
-        except ValueError:
-            hosts[name] = {"error": "unreadable status"}
-    return hosts
 
 
 def render(hosts: dict[str, Any]) -> str:
@@ -194,7 +154,7 @@ def render(hosts: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m taskforce.fleet.cli status|push ...`, as `taskforce fleet ...`."""
+    """`python -m taskforce.cli.fleet status|push ...`, as `taskforce fleet ...`."""
     args = sys.argv[1:] if argv is None else argv
     parser = Parser(prog="taskforce")
     add_fleet_command(parser.add_subparsers(dest="command", required=True))

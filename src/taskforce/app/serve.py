@@ -1,9 +1,11 @@
-"""A legion served together with its HTTP service: what the `taskforce` command runs.
+"""A legion served with its HTTP service, notifications and systemd: what a running
+taskforce is, assembled (the daemon runner, :mod:`taskforce.app.daemon`, and the fleet's
+assembly, :mod:`taskforce.app.fleet`, serve through here).
 
 The service's modules (h11 and the rest) are imported only when some listener is to be
 opened, so `settings: {http: []}` costs nothing. Notifications (`settings.notify`) and
-systemd's readiness protocol (when `NOTIFY_SOCKET` is set) are hooked to the supervisor
-as it starts.
+systemd's readiness protocol (when `NOTIFY_SOCKET` is set, with its watchdog) are hooked
+to the supervisor as it starts.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ from taskforce.api.servers import Published, ServerRecord, client_command
 from taskforce.api.unix import close_inherited
 from taskforce.config.model import HttpListener
 from taskforce.runtime.legion import Legion, Loaded
-from taskforce.runtime.notify import Notifications, attach_notifications
-from taskforce.runtime.sd_notify import ENV as NOTIFY_SOCKET
-from taskforce.runtime.sd_notify import WATCHDOG_ENV, Notifier, SystemdStatus, Watchdog
-from taskforce.runtime.supervisor import Outcome
+from taskforce.runtime.loop.supervisor import Outcome
+from taskforce.runtime.notify.notifications import Notifications, attach_notifications
+from taskforce.runtime.notify.systemd import ENV as NOTIFY_SOCKET
+from taskforce.runtime.notify.systemd import WATCHDOG_ENV, Notifier, SystemdStatus, Watchdog
 
 if TYPE_CHECKING:
     from taskforce.api.server import ApiService
@@ -60,7 +62,7 @@ async def serve_with_api(
         close_inherited()  # sockets an earlier image served, not wanted now
         return await serve_hooked(legion, on_ready, loaded)
     from taskforce.api.server import start_api
-    from taskforce.runtime.control import Controller
+    from taskforce.api.status import Controller
 
     service = await start_api(
         legion, Controller(legion), required, best_effort=best_effort, fleet=fleet

@@ -1,0 +1,525 @@
+"""Compose the configuration: the main file, the files it includes, their environment files.
+
+The main file's `include` lists paths and glob patterns, relative to the file naming them;
+each pattern's matches are taken in sorted order, a pattern matching nothing is fine and a
+named file that is missing is an error. An included file holds `tasks`, and `defines`,
+`defaults` and `env_file` that apply to its own tasks only (see
+:mod:`taskforce.config.context` for where they stand); it may include others. A file
+reached twice is read once, where it is first reached; a file including itself, directly
+or not, is an error naming the chain. A task defined in two files is an error naming both
+places.
+
+:class:`Composer` keeps every file it read with what it made of it, so that a reload reads
+and validates again only the files that changed: those the watcher named (see
+:meth:`Composer.changed`) or whose status (inode, size, times) changed. The main file is
+read every time, as it always was; its tasks are validated through the usual memo. A task
+whose entry, file scope and environment files did not change keeps its very
+:class:`TaskConfig` object, so resolving reuses its spec.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, cast
+
+from taskforce.config.description import CONFIG, FRAGMENT
+from taskforce.config.errors import ConfigError, Mark, Problem, format_path
+from taskforce.config.load import read_text
+from taskforce.config.model import Config, EnvFile, FileScope, Fragment, TaskConfig, Value
+from taskforce.config.shapes import Invalid, Memo, Reporter
+from taskforce.config.validate import check_between, check_entries, defined_names, raw_tasks
+from taskforce.config.yaml_source import Document, Path, load_document
+
+# dev, inode, size, modification and change times: a file whose status is the same and
+# that the watcher did not name is not read again.
+Signature = tuple[int, int, int, int, int]
+_MAGIC = frozenset("*?[")
+
+
+def _signature(path: str) -> Signature | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def has_magic(pattern: str) -> bool:
+    return not _MAGIC.isdisjoint(pattern)
+
+
+@dataclass(eq=False)
+class _Part:
+    """One file of the composition as last read: its document and what validating it
+    alone gave (the main file: a Config; an included one: a Fragment)."""
+
+    path: str
+    signature: Signature | None
+    text: str
+    document: Document | None = None
+    value: Config | Fragment | None = None
+    problems: tuple[Problem, ...] = ()
+    memo: Memo = field(default_factory=Memo)
+    # The task entries as written, and the names of those linking to other tasks.
+    raw: dict[str, Mapping[str, object]] = field(default_factory=dict)
+    linked: frozenset[str] = frozenset()
+    # Composed objects kept from one load to the next (see _Run._composed).
+    scope: FileScope | None = None
+    tasks: dict[str, tuple[TaskConfig, TaskConfig]] = field(default_factory=dict)
+    composed: tuple[object, object, object, Mapping[str, TaskConfig]] | None = None
+
+
+@dataclass(eq=False)
+class _Env:
+    signature: Signature | None
+    values: dict[str, str] | None  # None: missing
+    problems: tuple[Problem, ...] = ()
+
+
+@dataclass(frozen=True)
+class Composition:
+    """The configuration composed from every file, and where each part came from."""
+
+    config: Config
+    document: ComposedDocument
+    files: tuple[str, ...]  # the main file, then each included file in order
+    # Names the environment files and the included files' defines and defaults give
+    # (for the warnings of `-C` about names nothing defines).
+    names: frozenset[str] = frozenset()
+
+    def status(self) -> dict[str, Any]:
+        """The composed document as status shows it: when files are included, with the
+        files read and where each task is defined (file:line:col). A configuration of one
+        file is shown as it is, as the original shows it."""
+        data: dict[str, Any] = dict(self.document.data)
+        if len(self.files) == 1:
+            return data
+        data["sources"] = {
+            "files": list(self.files),
+            "tasks": {
+                name: _where(
+                    self.document.source_at(("tasks", name)),
+                    self.document.key_mark_of(("tasks", name)),
+                )
+                for name in self.config.tasks
+            },
+        }
+        return data
+
+
+def _where(source: str, mark: Mark | None) -> str:
+    return source if mark is None else f"{source}:{mark.line}:{mark.column}"
+
+
+class ComposedDocument(Document):
+    """The main file's document with every task entry of the composition: positions
+    and sources of a task's values are those of the file defining it."""
+
+    __slots__ = ("_main", "_origins")
+
+    def __init__(
+        self, main: Document, data: dict[str, Value], documents: Mapping[str, Document]
+    ) -> None:
+        super().__init__(data, main.source)
+        self._main = main
+        self._origins = documents  # task name -> its file's document
+
+    def task_source(self, name: str) -> str:
+        """The file defining the task `name`."""
+        return self._of(("tasks", name)).source
+
+    def _of(self, path: Sequence[str | int]) -> Document:
+        if len(path) >= 2 and path[0] == "tasks":
+            found = self._origins.get(str(path[1]))
+            if found is not None:
+                return found
+        return self._main
+
+    def source_at(self, path: Sequence[str | int]) -> str:
+        return self._of(path).source
+
+    def mark_of(self, path: Sequence[str | int]) -> Mark | None:
+        return self._of(path).mark_of(path)
+
+    def key_mark_of(self, path: Sequence[str | int]) -> Mark | None:
+        return self._of(path).key_mark_of(path)
+
+
+class Composer:
+    """Composes the configuration of `main`, again and again, redoing only what changed."""
+
+    def __init__(self, main: str, memo: Memo | None = None) -> None:
+        self.main = os.path.abspath(main)
+        self._memo = memo if memo is not None else Memo()
+        self._parts: dict[str, _Part] = {}
+        self._envs: dict[str, _Env] = {}
+        self._dirty: set[str] = set()
+        # What the latest composition read, and the latest one that worked: both watched.
+        self._files: frozenset[str] = frozenset()
+        self._dirs: frozenset[str] = frozenset()
+        self._good: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
+
+    def changed(self, paths: Iterable[str]) -> None:
+        """The watcher saw these paths change: read them again next time."""
+        self._dirty.update(paths)
+
+    def watched_files(self) -> frozenset[str]:
+        """Every included and environment file read (or looked for), the main file aside."""
+        return (self._files | self._good[0]) - {self.main}
+
+    def watched_dirs(self) -> frozenset[str]:
+        """The directories whose entries a pattern reads: a new file there may match."""
+        return self._dirs | self._good[1]
+
+    def compose(self, text: str | None = None, source: str | None = None) -> Composition:
+        """The composed configuration; ConfigError listing every problem of every file.
+
+        `text` is the main file's content when given (read from disk otherwise), and
+        `source` its name in problems.
+        """
+        run = _Run(self)
+        try:
+            composition = run.compose(text, source or self.main)
+        finally:
+            self._dirty.clear()
+            self._files = frozenset(run.files)
+            self._dirs = frozenset(run.dirs)
+            # Files no longer part of the composition are forgotten.
+            self._parts = {p: part for p, part in self._parts.items() if p in run.files}
+            self._envs = {p: env for p, env in self._envs.items() if p in run.files}
+        self._good = (self._files, self._dirs)
+        return composition
+
+    # ----- reading, each file at most once per change ---------------------------------
+
+    def part(self, path: str, text: str | None, source: str) -> _Part:
+        """The file at `path`, read and validated again only if it changed."""
+        cached = self._parts.get(path)
+        signature = _signature(path) if text is None else None
+        if (
+            cached is not None
+            and text is None
+            and path not in self._dirty
+            and path != self.main
+            and signature is not None
+            and cached.signature == signature
+        ):
+            return cached
+        if text is None:
+            text = read_text(path)  # ConfigError naming the file
+        if cached is not None and cached.text == text and cached.document is not None:
+            cached.signature = signature
+            return cached
+        part = _Part(path, signature, text, memo=cached.memo if cached is not None else Memo())
+        if path == self.main:
+            part.memo = self._memo
+        try:
+            part.document = load_document(text, source)
+        except ConfigError as exc:
+            part.problems = exc.problems
+        else:
+            part.raw = raw_tasks(part.document.data)
+            part.linked = frozenset(
+                name for name, entry in part.raw.items() if "requires" in entry or "onexit" in entry
+            )
+            part.value, part.problems = _validate(part, path == self.main)
+        self._parts[path] = part
+        return part
+
+    def env(self, path: str) -> _Env:
+        cached = self._envs.get(path)
+        signature = _signature(path)
+        if cached is not None and path not in self._dirty and cached.signature == signature:
+            return cached
+        if signature is None:
+            found = _Env(None, None)
+        else:
+            # Imported when a configuration has environment files: most have none.
+            from taskforce.config.envfile import parse_env
+
+            try:
+                found = _Env(signature, parse_env(read_text(path), path))
+            except ConfigError as exc:
+                found = _Env(signature, {}, exc.problems)
+        self._envs[path] = found
+        return found
+
+
+def _validate(part: _Part, main: bool) -> tuple[Config | Fragment | None, tuple[Problem, ...]]:
+    """A file checked alone: its shape, and the checks that read one task entry."""
+    document = part.document
+    assert document is not None
+    report = Reporter(document, memo=part.memo)
+    value = (CONFIG if main else FRAGMENT).check(document.data, (), report)
+    part.memo.finish()
+    defined = defined_names(document.data)
+    check_entries(document.data if main else {}, report, part.raw, defined)
+    if isinstance(value, Invalid) or report.problems:
+        return None, tuple(report.problems)
+    return value, ()
+
+
+class _Run:
+    """One composition: walks the includes depth first, gathering tasks and problems."""
+
+    def __init__(self, composer: Composer) -> None:
+        self.composer = composer
+        self.problems: list[Problem] = []
+        self.files: dict[str, None] = {}  # every file read or looked for, in order
+        self.dirs: set[str] = set()
+        self.parts: list[_Part] = []  # the configuration files, in order
+        self.seen: set[str] = set()  # their real paths
+        self.tasks: dict[str, TaskConfig] = {}
+        self.raw: dict[str, Mapping[str, object]] = {}
+        self.documents: dict[str, Document] = {}
+        self.linked: set[str] = set()
+        self.names: set[str] = set()
+
+    def compose(self, text: str | None, source: str) -> Composition:
+        composer = self.composer
+        main = composer.main
+        self.files[main] = None
+        part = composer.part(main, text, source)
+        self.problems.extend(part.problems)
+        config = part.value if isinstance(part.value, Config) else None
+        self.parts.append(part)
+        self.seen.add(os.path.realpath(main))
+        if part.document is not None:
+            self._tasks(part, config.tasks if config is not None else None, None)
+            self._includes(part, [os.path.realpath(main)])
+        top_env: dict[str, str] = {}
+        if config is not None:
+            top_env = self._env_files(part, config.env_file, ("env_file",))
+            self.names.update(top_env)
+        main_document = part.document
+        if main_document is None:
+            raise ConfigError(_ordered(self.problems))
+        data = {**main_document.data, "tasks": cast(Value, self.raw)}
+        document = ComposedDocument(main_document, data, self.documents)
+        # The links between tasks, reported with the other problems of every file.
+        report = Reporter(document, self.problems)
+        check_between(report, self.raw, self.linked)
+        if self.problems or config is None:
+            raise ConfigError(_ordered(self.problems))
+        config = replace(config, tasks=self.tasks, env=top_env, source=main_document.source)
+        files = tuple(p.path for p in self.parts)
+        return Composition(config, document, files, frozenset(self.names))
+
+    def _includes(self, part: _Part, chain: list[str]) -> None:
+        document = part.document
+        if document is None:
+            return
+        # As written even when the file has problems: those of the files it includes are
+        # reported together with its own.
+        written = document.data.get("include")
+        patterns = [written] if isinstance(written, str) else written
+        if not isinstance(patterns, list):
+            return
+        base = os.path.dirname(part.path)
+        for index, pattern in enumerate(patterns):
+            if not isinstance(pattern, str) or not pattern:
+                continue  # the shape check reports it
+            listed = isinstance(document.get(("include",)), list)
+            at: Path = ("include", index) if listed else ("include",)
+            for path in self._expand(os.path.normpath(os.path.join(base, pattern)), document, at):
+                real = os.path.realpath(path)
+                if real in chain:
+                    loop = [*chain[chain.index(real) :], real]
+                    shown = " -> ".join(_short(p, base) for p in loop)
+                    self._problem(document, at, f"include cycle: {shown}")
+                    continue
+                if real in self.seen:
+                    continue  # read where first reached
+                self.seen.add(real)
+                self._include(path, real, chain)
+
+    def _include(self, path: str, real: str, chain: list[str]) -> None:
+        composer = self.composer
+        self.files[path] = None
+        try:
+            part = composer.part(path, None, path)
+        except ConfigError as exc:
+            self.problems.extend(exc.problems)
+            return
+        self.parts.append(part)
+        self.problems.extend(part.problems)
+        fragment = part.value if isinstance(part.value, Fragment) else None
+        if part.document is None:
+            return
+        scope = None
+        if fragment is not None:
+            scope = self._scope(part, fragment)
+        self._tasks(part, fragment.tasks if fragment is not None else None, scope)
+        self._includes(part, [*chain, real])
+
+    def _expand(self, pattern: str, document: Document, at: Path) -> list[str]:
+        """The files an include entry names: a glob's matches (regular files, sorted), or
+        the file itself, which must exist."""
+        if not has_magic(pattern):
+            if not os.path.exists(pattern):
+                self.files[pattern] = None  # watched: creating it is a change
+                self._problem(document, at, f"there is no file {pattern}")
+                return []
+            return [pattern]
+        import glob  # with fnmatch: only for a configuration that has patterns
+
+        self.dirs.update(_pattern_dirs(pattern))
+        return sorted(p for p in glob.glob(pattern) if os.path.isfile(p))
+
+    def _scope(self, part: _Part, fragment: Fragment) -> FileScope | None:
+        env = self._env_files(part, fragment.env_file, ("env_file",))
+        self.names.update(fragment.defines, fragment.defaults, env)
+        if not (fragment.defines or fragment.defaults or env):
+            scope = None
+        else:
+            scope = FileScope(part.path, fragment.defines, fragment.defaults, env)
+        kept = part.scope
+        if kept is not None and scope is not None and _same_scope(kept, scope):
+            return kept
+        part.scope = scope
+        return scope
+
+    def _tasks(
+        self, part: _Part, tasks: Mapping[str, TaskConfig] | None, scope: FileScope | None
+    ) -> None:
+        """Add the tasks of one file, each at most once in the whole composition.
+
+        Whole maps are merged at once, not task by task: with thousands of tasks in files
+        that did not change, a reload costs what the changed files hold.
+        """
+        document = part.document
+        assert document is not None
+        raw = part.raw
+        twice = self.raw.keys() & raw.keys()
+        if twice:
+            for name in sorted(twice):
+                first = self.documents[name]
+                there = _where(first.source, first.key_mark_of(("tasks", name)))
+                self.problems.append(
+                    Problem(
+                        document.source,
+                        document.key_mark_of(("tasks", name)),
+                        f"tasks.{name}",
+                        f"the task {name!r} is defined twice: here and at {there}",
+                    )
+                )
+            raw = {name: entry for name, entry in raw.items() if name not in twice}
+        self.raw.update(raw)
+        self.documents.update(dict.fromkeys(raw, document))
+        self.linked.update(part.linked)
+        if tasks is not None:
+            composed = self._composed(part, tasks, scope)
+            self.tasks.update(
+                composed if not twice else {n: t for n, t in composed.items() if n not in twice}
+            )
+
+    def _composed(
+        self, part: _Part, tasks: Mapping[str, TaskConfig], scope: FileScope | None
+    ) -> Mapping[str, TaskConfig]:
+        """The tasks of a file with its scope and their environment files."""
+        with_env = [task for task in tasks.values() if task.env_file]
+        if scope is None and not with_env:
+            return tasks
+        envs = {
+            task.name: self._env_files(part, task.env_file, ("tasks", task.name, "env_file"))
+            for task in with_env
+        }
+        for env in envs.values():
+            self.names.update(env)
+        kept = part.composed
+        if kept is not None and kept[0] is tasks and kept[1] is scope and kept[2] == envs:
+            return kept[3]
+        composed = {
+            name: self._task(part, task, scope, envs.get(name, {})) for name, task in tasks.items()
+        }
+        part.composed = (tasks, scope, envs, composed)
+        return composed
+
+    @staticmethod
+    def _task(
+        part: _Part, task: TaskConfig, scope: FileScope | None, env: dict[str, str]
+    ) -> TaskConfig:
+        """`task` with its file scope and environment files; the object composed last time
+        when nothing of that changed (resolving then reuses its spec)."""
+        if scope is None and not task.env_file:
+            return task
+        kept = part.tasks.get(task.name)
+        if kept is not None and kept[0] is task and kept[1].scope is scope and kept[1].env == env:
+            return kept[1]
+        composed = replace(task, env=env, scope=scope)
+        part.tasks[task.name] = (task, composed)
+        return composed
+
+    def _env_files(self, part: _Part, files: Sequence[EnvFile], at: Path) -> dict[str, str]:
+        """The variables of some env_file entries, later files winning."""
+        document = part.document
+        assert document is not None
+        written = document.get(at)
+        values: dict[str, str] = {}
+        for index, entry in enumerate(files):
+            path = os.path.normpath(os.path.join(os.path.dirname(part.path), entry.path))
+            self.files[path] = None
+            env = self.composer.env(path)
+            entry_at: Path = (*at, index) if isinstance(written, list) else at
+            if env.values is None:
+                if not entry.optional:
+                    self._problem(
+                        document,
+                        entry_at,
+                        f"there is no environment file {path} (write '-{entry.path}' or "
+                        "optional: true if it may be missing)",
+                    )
+                continue
+            self.problems.extend(env.problems)
+            values.update(env.values)
+        return values
+
+    def _problem(self, document: Document, at: Path, message: str) -> None:
+        self.problems.append(
+            Problem(document.source_at(at), document.mark_of(at), format_path(at), message)
+        )
+
+
+def _same_scope(a: FileScope, b: FileScope) -> bool:
+    # repr tells 1, 1.0 and True apart, as substitution does.
+    return (
+        a.source == b.source
+        and repr(a.defines) == repr(b.defines)
+        and repr(a.defaults) == repr(b.defaults)
+        and a.env == b.env
+    )
+
+
+def _short(path: str, base: str) -> str:
+    return os.path.relpath(path, base) if path.startswith(base + os.sep) else path
+
+
+def _pattern_dirs(pattern: str) -> Iterator[str]:
+    """The directories whose entries matching `pattern` reads: where the first component
+    with a wildcard is looked for, and every directory matched on the way down."""
+    head = os.path.dirname(pattern)
+    if not has_magic(head):
+        yield head
+        return
+    import glob
+
+    yield from _pattern_dirs(head)
+    for directory in glob.glob(head):
+        if os.path.isdir(directory):
+            yield directory
+
+
+def _ordered(problems: Iterable[Problem]) -> list[Problem]:
+    """File by file in the order read, each file's problems by position."""
+    order: dict[str, int] = {}
+    listed = list(problems)
+    for problem in listed:
+        order.setdefault(problem.source, len(order))
+
+    def key(problem: Problem) -> tuple[int, int, int]:
+        mark = problem.mark or Mark(0, 0)
+        return (order[problem.source], mark.line, mark.column)
+
+    return sorted(dict.fromkeys(listed), key=key)

@@ -1,0 +1,537 @@
+"""A cgroup of its own for every task instance: membership, limits, accounting, killing.
+
+Where taskforce may create cgroups below its own, each instance gets the directory
+`<taskforce's cgroup>/taskforce.<key>/<task>@<instance>` in every hierarchy it uses: the
+cgroup v2 hierarchy (membership and `cgroup.kill`, and the controllers enabled there) and,
+for the controllers v2 does not have on this host, their cgroup v1 hierarchies (memory,
+pids, cpu, cpuacct, freezer). `key` comes from the process records' path, so that the
+same taskforce finds the same directories after a re-exec or after being killed: the
+path of an instance's cgroup follows from its task name and instance number alone.
+
+The child joins its cgroups before exec (see child_setup.py): every process the task ever
+makes is born inside, whatever it does to its session, parentage or environment, so
+stopping an instance can kill its whole cgroup. Without a usable hierarchy one line is
+logged and instances run as before (process groups, and the Task_* variables sweep.py
+looks for).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from taskforce.core.spec import NO_CGROUP_LIMITS, CgroupLimits
+from taskforce.runtime.own.paths import name_digest
+
+log = logging.getLogger("taskforce")
+
+# The v1 controllers used where cgroup v2 does not provide them.
+_V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "freezer")
+_CPU_PERIOD_US = 100_000
+# Seconds taskforce waits, as it exits, for killed processes to leave their cgroups.
+_EMPTYING_TIME = 2.0
+# Rounds of SIGKILL to every member, where neither cgroup.kill nor a freezer is there.
+_KILL_ROUNDS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Hierarchy:
+    """One mounted cgroup hierarchy, as seen from taskforce's own cgroup in it."""
+
+    version: int  # 1 or 2
+    controllers: frozenset[str]  # those taskforce uses in it
+    base: str  # taskforce's directory of instance cgroups in it
+
+
+@dataclass(frozen=True, slots=True)
+class GroupUsage:
+    cpu_seconds: float | None
+    memory_bytes: int | None
+    processes: int
+
+
+@dataclass(slots=True)
+class _Instance:
+    oom_kills: int  # the cgroup's OOM kill count when its process started
+    limits: CgroupLimits  # as last set
+
+
+def parse_mounts(mountinfo: str) -> list[tuple[str, str, str, frozenset[str]]]:
+    """(fstype, root in the hierarchy, mount point, v1 controllers) of cgroup mounts."""
+    found = []
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if "-" not in fields:
+            continue
+        dash = fields.index("-")
+        fstype = fields[dash + 1]
+        if fstype not in ("cgroup", "cgroup2"):
+            continue
+        options = set(fields[dash + 3].split(",")) if len(fields) > dash + 3 else set()
+        controllers = frozenset(options & set(_V1_CONTROLLERS))
+        found.append((fstype, _unescape(fields[3]), _unescape(fields[4]), controllers))
+    return found
+
+
+def _unescape(path: str) -> str:
+    # mountinfo writes space, tab, newline and backslash as octal escapes.
+    for code in ("\\040", "\\011", "\\012", "\\134"):
+        path = path.replace(code, chr(int(code[1:], 8)))
+    return path
+
+
+def parse_membership(text: str) -> dict[str, str]:
+    """/proc/PID/cgroup: the cgroup path by hierarchy ('' for v2, else its controllers)."""
+    paths = {}
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) == 3:
+            paths[parts[1]] = parts[2]
+    return paths
+
+
+def key_for(records_path: str | None) -> str:
+    """The directory below taskforce's cgroup that this taskforce's instances go in."""
+    seed = records_path if records_path is not None else f"pid {os.getpid()}"
+    return "taskforce." + name_digest(seed)
+
+
+def group_name(task: str, slot: int) -> str:
+    return f"{task}@{slot}"
+
+
+class Cgroups:
+    """The cgroups of one taskforce's task instances (none: `available` is False)."""
+
+    def __init__(self, hierarchies: list[Hierarchy]) -> None:
+        self.hierarchies = hierarchies
+        self._instances: dict[tuple[str, int], _Instance] = {}
+        self._warned: set[tuple[str, str]] = set()
+        v2 = [h for h in hierarchies if h.version == 2]
+        # Where membership is read and the kill done: v2 if there, else a v1 freezer.
+        self._members = (
+            v2[0]
+            if v2
+            else next(
+                (h for h in hierarchies if "freezer" in h.controllers),
+                hierarchies[0] if hierarchies else None,
+            )
+        )
+
+    @property
+    def available(self) -> bool:
+        return self._members is not None
+
+    @classmethod
+    def discover(
+        cls,
+        records_path: str | None,
+        mountinfo: str = "/proc/self/mountinfo",
+        membership: str = "/proc/self/cgroup",
+    ) -> Cgroups:
+        """The hierarchies taskforce may create its instances' cgroups in; logs one line."""
+        try:
+            with open(mountinfo) as f:
+                mounts = parse_mounts(f.read())
+            with open(membership) as f:
+                own = parse_membership(f.read())
+        except OSError:
+            mounts, own = [], {}
+        key = key_for(records_path)
+        hierarchies: list[Hierarchy] = []
+        problems: list[str] = []
+        v2_controllers: frozenset[str] = frozenset()
+        for fstype, root, mount, controllers in sorted(mounts, key=lambda m: m[0] != "cgroup2"):
+            if fstype == "cgroup2":
+                if any(h.version == 2 for h in hierarchies):
+                    continue
+                found = _prepare_base(mount, root, own.get(""), key, problems)
+                if found is not None:
+                    v2_controllers = _enable_v2_controllers(found)
+                    hierarchies.append(Hierarchy(2, v2_controllers, found))
+                continue
+            wanted = set(controllers - v2_controllers)
+            wanted -= {c for h in hierarchies for c in h.controllers}
+            if hierarchies and hierarchies[0].version == 2:
+                wanted.discard("freezer")  # cgroup.kill does what it would be for
+            if not wanted:
+                continue
+            path = next(
+                (p for names, p in own.items() if controllers <= set(names.split(","))), None
+            )
+            found = _prepare_base(mount, root, path, key, problems)
+            if found is not None:
+                hierarchies.append(Hierarchy(1, frozenset(wanted), found))
+        cgroups = cls(hierarchies)
+        if not cgroups.available:
+            why = "; ".join(problems) or "no cgroup hierarchy is mounted"
+            log.warning(
+                "tasks run without cgroups of their own (%s): limits memory, cpu and pids do "
+                "not apply, and only their process groups are stopped",
+                why,
+            )
+        else:
+            log.info(
+                "each task instance runs in a cgroup of its own, below %s",
+                ", ".join(
+                    f"{h.base} ({','.join(sorted(h.controllers)) or 'v2'})" for h in hierarchies
+                ),
+            )
+        return cgroups
+
+    # ----- one instance ---------------------------------------------------------------
+
+    def directories(self, task: str, slot: int) -> Iterator[tuple[Hierarchy, str]]:
+        name = group_name(task, slot)
+        for hierarchy in self.hierarchies:
+            yield hierarchy, os.path.join(hierarchy.base, name)
+
+    def _needed(self, hierarchy: Hierarchy, limits: CgroupLimits, watch_memory: bool) -> bool:
+        """Whether an instance joins `hierarchy`: the v2 one (or, without it, the one
+        for membership) always; a v1 one only for a limit, or memory, it is asked for.
+        Each cgroup made costs its start time (a v1 memory cgroup most)."""
+        if hierarchy is self._members:
+            return True
+        wanted = {
+            name
+            for name, value in (
+                ("memory", limits.memory),
+                ("pids", limits.pids),
+                ("cpu", limits.cpu),
+            )
+            if value is not None
+        }
+        if watch_memory:
+            wanted.add("memory")
+        if self._members is not None and self._members.version == 1:
+            wanted.add("cpuacct")  # CPU time: v2 counts it in cpu.stat without a controller
+        return bool(wanted & hierarchy.controllers)
+
+    def prepare(
+        self, task: str, slot: int, limits: CgroupLimits, watch_memory: bool = False
+    ) -> tuple[str, ...]:
+        """Make the instance's cgroups (or find them) and set their limits: the
+        cgroup.procs files its next process joins. `watch_memory`: it needs a memory
+        cgroup though it has no memory limit (memory_restart). Raises OSError."""
+        procs = []
+        known = self._instances.get((task, slot))
+        reused = False
+        for hierarchy, path in self.directories(task, slot):
+            if not self._needed(hierarchy, limits, watch_memory):
+                _remove(path)  # one an earlier process of the instance needed, if empty
+                continue
+            try:
+                os.mkdir(path)
+                fresh = True  # its limits are the kernel's defaults: none
+            except FileExistsError:
+                fresh = False
+                reused = True
+            if not fresh and hierarchy.version == 1 and "memory" in hierarchy.controllers:
+                # What earlier processes left charged (page cache) is not the new one's.
+                with contextlib.suppress(OSError):
+                    if not _pids(os.path.join(path, "cgroup.procs")):
+                        _write(os.path.join(path, "memory.force_empty"), "0")
+            if fresh and limits == NO_CGROUP_LIMITS:
+                pass
+            elif fresh or known is None or known.limits != limits:
+                self._set_limits(task, hierarchy, path, limits)
+            procs.append(os.path.join(path, "cgroup.procs"))
+        # A cgroup just made has seen no OOM kill.
+        self._instances[task, slot] = _Instance(self.oom_kills(task, slot) if reused else 0, limits)
+        return tuple(procs)
+
+    def _set_limits(self, task: str, hierarchy: Hierarchy, path: str, limits: CgroupLimits) -> None:
+        v2 = hierarchy.version == 2
+        settings: list[tuple[str, str, object]] = []
+        if "memory" in hierarchy.controllers:
+            memory = limits.memory
+            settings.append(
+                ("memory", "memory.max" if v2 else "memory.limit_in_bytes",
+                 memory if memory is not None else ("max" if v2 else -1))
+            )  # fmt: skip
+        if "pids" in hierarchy.controllers:
+            settings.append(("pids", "pids.max", limits.pids if limits.pids is not None else "max"))
+        if "cpu" in hierarchy.controllers:
+            quota = None if limits.cpu is None else max(1000, round(limits.cpu * _CPU_PERIOD_US))
+            if v2:
+                settings.append(("cpu", "cpu.max", f"{quota or 'max'} {_CPU_PERIOD_US}"))
+            else:
+                settings.append(("cpu", "cpu.cfs_period_us", _CPU_PERIOD_US))
+                settings.append(("cpu", "cpu.cfs_quota_us", -1 if quota is None else quota))
+        for _, name, value in settings:
+            try:
+                _write(os.path.join(path, name), str(value))
+            except OSError as exc:
+                log.warning("%s: cannot set %s to %s: %s", task, name, value, exc.strerror or exc)
+        for controller, value in (
+            ("memory", limits.memory),
+            ("cpu", limits.cpu),
+            ("pids", limits.pids),
+        ):
+            if (
+                value is not None
+                and not self._has(controller)
+                and (task, controller) not in self._warned
+            ):
+                self._warned.add((task, controller))
+                log.warning(
+                    "%s: its %s limit does not apply: no %s cgroup controller is available",
+                    task,
+                    controller,
+                    controller,
+                )
+
+    def _has(self, controller: str) -> bool:
+        return any(controller in h.controllers for h in self.hierarchies)
+
+    def _dir(self, controller: str | None, task: str, slot: int) -> tuple[Hierarchy, str] | None:
+        """The instance's cgroup for membership (None) or with `controller`, if it has one."""
+        for hierarchy, path in self.directories(task, slot):
+            if controller is None and hierarchy is self._members:
+                return hierarchy, path
+            if controller is not None and controller in hierarchy.controllers:
+                # Only where it needed one (see _needed): a v1 one exists or not.
+                return (hierarchy, path) if hierarchy.version == 2 or os.path.isdir(path) else None
+        return None
+
+    def members(self, task: str, slot: int) -> list[int]:
+        """The pids of the processes in the instance's cgroup."""
+        found = self._dir(None, task, slot)
+        if found is None:
+            return []
+        return _pids(os.path.join(found[1], "cgroup.procs"))
+
+    def signal(self, task: str, slot: int, signum: int) -> int:
+        """Send `signum` to every process of the instance's cgroup; how many got it."""
+        sent = 0
+        for pid in self.members(task, slot):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signum)
+                sent += 1
+        return sent
+
+    def kill(self, task: str, slot: int) -> int:
+        """SIGKILL every process of the instance's cgroup, those it forks meanwhile too.
+        Returns how many there were."""
+        found = self._dir(None, task, slot)
+        if found is None:
+            return 0
+        hierarchy, path = found
+        count = len(_pids(os.path.join(path, "cgroup.procs")))
+        if not count:
+            return 0
+        if hierarchy.version == 2 and os.path.exists(os.path.join(path, "cgroup.kill")):
+            with contextlib.suppress(OSError):
+                _write(os.path.join(path, "cgroup.kill"), "1")  # the kernel stops forks too
+                return count
+        frozen = "freezer" in hierarchy.controllers and _freeze(path)
+        try:
+            for _ in range(1 if frozen else _KILL_ROUNDS):
+                pids = _pids(os.path.join(path, "cgroup.procs"))
+                for pid in pids:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(pid, signal.SIGKILL)
+                if not pids:
+                    break
+        finally:
+            if frozen:
+                # A frozen process dies of its SIGKILL once thawed.
+                with contextlib.suppress(OSError):
+                    _write(os.path.join(path, "freezer.state"), "THAWED")
+        return count
+
+    def oom_kills(self, task: str, slot: int) -> int:
+        """How many processes the kernel's OOM killer has killed in the instance's cgroup."""
+        found = self._dir("memory", task, slot)
+        if found is None:
+            return 0
+        hierarchy, path = found
+        name = "memory.events" if hierarchy.version == 2 else "memory.oom_control"
+        try:
+            with open(os.path.join(path, name)) as f:
+                for line in f:
+                    if line.startswith("oom_kill "):
+                        return int(line.split()[1])
+        except (OSError, ValueError):
+            pass
+        return 0
+
+    def out_of_memory(self, task: str, slot: int) -> str | None:
+        """Why the instance's process died, if the OOM killer was at work in its cgroup
+        since it started: words for its exit."""
+        known = self._instances.get((task, slot))
+        kills = self.oom_kills(task, slot)
+        before = known.oom_kills if known is not None else 0
+        if kills <= before:
+            return None
+        if known is not None:
+            known.oom_kills = kills
+        limit = known.limits.memory if known is not None else None
+        count = kills - before
+        kills_text = f"{count} OOM kill{'s' * (count > 1)} in its cgroup"
+        if limit is None:
+            return f"out of memory: the kernel's OOM killer was at work ({kills_text})"
+        return (
+            f"out of memory: its cgroup's memory limit of {_size(limit)} was reached ({kills_text})"
+        )
+
+    def usage(self, task: str, slot: int) -> GroupUsage | None:
+        """The CPU time, memory and process count of the instance's cgroup."""
+        if not self.available:
+            return None
+        cpu: float | None = None
+        memory: int | None = None
+        found = self._dir("cpuacct", task, slot)
+        if found is not None:
+            cpu = _number(os.path.join(found[1], "cpuacct.usage"), 1e-9)
+        else:
+            members = self._dir(None, task, slot)
+            if members is not None and members[0].version == 2:
+                cpu = _stat_field(os.path.join(members[1], "cpu.stat"), "usage_usec", 1e-6)
+        found = self._dir("memory", task, slot)
+        if found is not None:
+            name = "memory.current" if found[0].version == 2 else "memory.usage_in_bytes"
+            value = _number(os.path.join(found[1], name), 1)
+            memory = None if value is None else int(value)
+        return GroupUsage(cpu, memory, len(self.members(task, slot)))
+
+    def memory_file(self, task: str, slot: int) -> tuple[int, str] | None:
+        """(version, directory) of the instance's memory cgroup, if there is one."""
+        found = self._dir("memory", task, slot)
+        return None if found is None else (found[0].version, found[1])
+
+    # ----- all of them ----------------------------------------------------------------
+
+    def remove_all(self) -> None:
+        """At a stop: kill what is left in any instance's cgroup, remove every cgroup."""
+        for hierarchy in self.hierarchies:
+            with contextlib.suppress(OSError):
+                for entry in os.scandir(hierarchy.base):
+                    if entry.is_dir() and "@" in entry.name:
+                        task, _, slot = entry.name.rpartition("@")
+                        if hierarchy is self._members and slot.isdigit():
+                            self.kill(task, int(slot))
+        # SIGKILL takes a moment to end a process, and a cgroup with one left cannot go.
+        deadline = time.monotonic() + _EMPTYING_TIME
+        for hierarchy in self.hierarchies:
+            with contextlib.suppress(OSError):
+                for entry in os.scandir(hierarchy.base):
+                    if entry.is_dir():
+                        procs = os.path.join(entry.path, "cgroup.procs")
+                        while _pids(procs) and time.monotonic() < deadline:
+                            time.sleep(0.005)
+                        _remove(entry.path)
+            _remove(hierarchy.base)
+
+
+def _prepare_base(
+    mount: str, root: str, own: str | None, key: str, problems: list[str]
+) -> str | None:
+    """taskforce's directory in a hierarchy (made if need be), or None if it cannot be."""
+    if own is None:
+        return None
+    if own != root and not own.startswith(root.rstrip("/") + "/"):
+        problems.append(f"{mount}: taskforce's cgroup {own} is not below the mount")
+        return None
+    inside = own[len(root.rstrip("/")) :].lstrip("/")
+    base = os.path.join(mount, inside, key)
+    try:
+        os.mkdir(base)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        problems.append(f"cannot create {base}: {exc.strerror or exc}")
+        return None
+    return base
+
+
+def _enable_v2_controllers(base: str) -> frozenset[str]:
+    """The memory, pids and cpu controllers enabled for the instances below `base`, as far
+    as the parent cgroup lets them be (a parent holding processes may not, by v2's rules)."""
+    enabled = set()
+    parent = os.path.dirname(base)
+    try:
+        with open(os.path.join(base, "cgroup.controllers")) as f:
+            offered = set(f.read().split())
+    except OSError:
+        offered = set()
+    for controller in ("memory", "pids", "cpu"):
+        if controller not in offered:
+            # Perhaps the parent offers it without having passed it down yet.
+            with contextlib.suppress(OSError):
+                _write(os.path.join(parent, "cgroup.subtree_control"), f"+{controller}")
+                offered.add(controller)
+        if controller in offered:
+            with contextlib.suppress(OSError):
+                _write(os.path.join(base, "cgroup.subtree_control"), f"+{controller}")
+                enabled.add(controller)
+    return frozenset(enabled)
+
+
+def _freeze(path: str) -> bool:
+    """Freeze a v1 freezer cgroup: no process in it forks or runs meanwhile."""
+    state = os.path.join(path, "freezer.state")
+    try:
+        _write(state, "FROZEN")
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            with open(state) as f:
+                if f.read().strip() == "FROZEN":
+                    return True
+            os.sched_yield()
+    except OSError:
+        return False
+    return True  # still freezing: killing now does no harm
+
+
+def _write(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def _pids(procs: str) -> list[int]:
+    try:
+        with open(procs, "rb") as f:
+            return [int(line) for line in f.read().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def _number(path: str, scale: float) -> float | None:
+    try:
+        with open(path, "rb") as f:
+            return int(f.read().split()[0]) * scale
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _stat_field(path: str, name: str, scale: float) -> float | None:
+    try:
+        with open(path) as f:
+            for line in f:
+                key, _, value = line.partition(" ")
+                if key == name:
+                    return int(value) * scale
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.rmdir(path)
+
+
+def _size(value: int) -> str:
+    for unit, size in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if value >= size and value % size == 0:
+            return f"{value // size}{unit}"
+    return f"{value} bytes"
