@@ -11,7 +11,6 @@ HTTP service (:mod:`taskforce.app.serve`) or as a member of the fleet
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
@@ -223,7 +222,7 @@ def run(sources: Sources, options: Options) -> int:
 def _legion(sources: Sources, options: Options, pidfile: Pidfile | None) -> Legion:
     from taskforce.runtime.legion import Legion
     from taskforce.runtime.own.paths import default_state_file
-    from taskforce.runtime.upgrade import SNAPSHOT_ENV
+    from taskforce.runtime.upgrade import handed_over
 
     if sources.fleet:
         from taskforce.fleet.member import fleet_legion_kwargs
@@ -234,7 +233,7 @@ def _legion(sources: Sources, options: Options, pidfile: Pidfile | None) -> Legi
     return Legion(
         **kwargs,
         watch_self=True,
-        upgrade_snapshot=os.environ.pop(SNAPSHOT_ENV, None),
+        upgrade_snapshot=handed_over(),
         # Process records live beside the pidfile when there is one.
         state_file=default_state_file(pidfile.path, kwargs["config_file"]) if pidfile else "",
         exit_with=options.exit_with,
@@ -242,18 +241,9 @@ def _legion(sources: Sources, options: Options, pidfile: Pidfile | None) -> Legi
 
 
 def _reexec(pidfile: Pidfile | None, start_dir: str, snapshot: str | None = None) -> None:
-    from taskforce.runtime.own.open_files import restore_open_files
-    from taskforce.runtime.upgrade import SNAPSHOT_ENV
+    from taskforce.runtime.upgrade import reexec
 
     if pidfile is not None:
         pidfile.release(remove=False)
     log.info("taskforce %s: re-executing itself", "upgrading" if snapshot else "resetting")
-    logging.shutdown()
-    os.environ[RESET_MARKER] = "1"
-    if snapshot is not None:
-        os.environ[SNAPSHOT_ENV] = snapshot
-    with contextlib.suppress(OSError):  # gone: relative paths will be reported missing
-        os.chdir(start_dir)
-    argv = [sys.executable, *sys.orig_argv[1:]]
-    restore_open_files()  # the new image raises it again, knowing what tasks get
-    os.execv(sys.executable, argv)
+    reexec(start_dir, snapshot, **{RESET_MARKER: "1"})
