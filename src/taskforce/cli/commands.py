@@ -1,3 +1,4 @@
+# Over 450 lines: one short function per client subcommand, sharing the client and the renderers.
 """The client subcommands of `taskforce`: talk to a running taskforce over its HTTP API.
 
     taskforce status [--json] [TASK...]

@@ -1,3 +1,4 @@
+# Over 450 lines: one job, composing a configuration's files; its cache and each run share parts.
 """Compose the configuration: the main file, the files it includes, their environment files.
 
 The main file's `include` lists paths and glob patterns, relative to the file naming them;

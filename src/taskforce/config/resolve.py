@@ -1,4 +1,4 @@
-# About 450 lines: one job, a validated configuration to this host's tasks, a helper a key.
+# Over 450 lines: one job, a validated configuration to this host's tasks, a helper a key.
 """Resolve a validated configuration into the tasks this host runs, fully specified.
 
 :func:`resolve` is pure: the roles, the environment and every fact about the host are

@@ -1,3 +1,4 @@
+# Over 450 lines: the reconciler's one state machine; the policies it consults are beside it.
 """The reconciler: compare what should run with what runs, and say what to do.
 
 Level-triggered: facts reported by the runtime (started, exited, could not start) and a

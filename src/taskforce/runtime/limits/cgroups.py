@@ -1,3 +1,4 @@
+# Over 450 lines: one job, an instance's cgroups in v2 and v1 hierarchies, which share paths.
 """A cgroup of its own for every task instance: membership, limits, accounting, killing.
 
 Where taskforce may create cgroups below its own, each instance gets the directory
