@@ -4,6 +4,7 @@ docs/architecture.md); `make lint` (lint-imports) is what enforces the contract.
 
     python tools/import_graph.py            # the table
     python tools/import_graph.py --edges    # and every module-to-module import that crosses
+    python tools/import_graph.py --inside runtime   # the table of one package's parts
 """
 
 from __future__ import annotations
@@ -27,31 +28,36 @@ LAYERS = {
 }
 
 
-def package(module: str) -> str:
+def package(module: str, inside: str | None = None) -> str | None:
+    """The top-level package of `module` (or, `inside` a package, its part there: a
+    subpackage or module; None for a module outside it)."""
     parts = module.split(".")
-    return parts[1] if len(parts) > 1 else "(root)"
+    if inside is None:
+        return parts[1] if len(parts) > 1 else "(root)"
+    if parts[1:2] != [inside]:
+        return None
+    return parts[2] if len(parts) > 2 else "(root)"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--edges", action="store_true", help="list the crossing imports too")
+    parser.add_argument("--inside", metavar="PACKAGE", help="between the parts of this package")
     args = parser.parse_args()
+    if args.inside is not None:
+        return _inside(args.inside, args.edges)
     graph = grimp.build_graph("taskforce", cache_dir=None)
     counts: Counter[tuple[str, str]] = Counter()
     edges: list[tuple[str, str]] = []
     for importer in sorted(graph.modules):
         for imported in sorted(graph.find_modules_directly_imported_by(importer)):
             source, target = package(importer), package(imported)
-            if source != target:
+            if source is not None and target is not None and source != target:
                 counts[source, target] += 1
                 edges.append((importer, imported))
-    packages = sorted({p for pair in counts for p in pair}, key=lambda p: LAYERS.get(p, 9))
-    width = max(len(p) for p in packages)
+    packages = sorted({p for pair in counts for p in pair}, key=lambda p: (LAYERS.get(p, 9), p))
     print("imports from the row's package to the column's (module pairs)")
-    print(" " * width + "".join(f" {p:>{width}}" for p in packages))
-    for source in packages:
-        cells = "".join(f" {counts.get((source, t), '') or '.':>{width}}" for t in packages)
-        print(f"{source:>{width}}{cells}")
+    _print_table(packages, counts)
     upward = {
         pair: n
         for pair, n in counts.items()
@@ -73,6 +79,40 @@ def main() -> int:
         for importer, imported in edges:
             print(f"  {importer} -> {imported}")
     return 0
+
+
+def _inside(name: str, list_edges: bool) -> int:
+    """The table of imports between the parts of taskforce.`name` (its subpackages and
+    modules), with the part pairs that import each other."""
+    graph = grimp.build_graph("taskforce", cache_dir=None)
+    counts: Counter[tuple[str, str]] = Counter()
+    edges: list[tuple[str, str]] = []
+    for importer in sorted(graph.modules):
+        for imported in sorted(graph.find_modules_directly_imported_by(importer)):
+            source, target = package(importer, name), package(imported, name)
+            if source is not None and target is not None and source != target:
+                counts[source, target] += 1
+                edges.append((importer, imported))
+    parts = sorted({p for pair in counts for p in pair})
+    print(f"imports inside taskforce.{name}, from the row's part to the column's")
+    _print_table(parts, counts)
+    cycles = [(a, b) for (a, b) in counts if a < b and (b, a) in counts]
+    print(f"\npart pairs importing each other: {len(cycles)}")
+    for a, b in sorted(cycles):
+        print(f"  {a} <-> {b}")
+    if list_edges:
+        print("\nimports between parts:")
+        for importer, imported in edges:
+            print(f"  {importer} -> {imported}")
+    return 0
+
+
+def _print_table(names: list[str], counts: Counter[tuple[str, str]]) -> None:
+    width = max(len(n) for n in names)
+    print(" " * width + "".join(f" {n:>{len(n)}}" for n in names))
+    for source in names:
+        cells = "".join(f" {counts.get((source, t), '') or '.':>{len(t)}}" for t in names)
+        print(f"{source:>{width}}{cells}")
 
 
 def _cycles(graph: grimp.ImportGraph) -> list[set[str]]:
