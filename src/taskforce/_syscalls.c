@@ -1,7 +1,7 @@
 /*
  * The system calls taskforce needs that Python's standard library lacks (Linux), so that
  * it needs neither fork from Python nor ctypes (1.5 MB of a daemon's memory):
- *   spawn             vfork+exec, the fast path of runtime/process.py (joining the
+ *   spawn             vfork+exec, the fast path of runtime/processes/spawn.py (joining the
  *                     task's cgroups and setting its limits on the way);
  *   become_subreaper  prctl(PR_SET_CHILD_SUBREAPER);
  *   set_no_new_privs  prctl(PR_SET_NO_NEW_PRIVS), for the fork path's child;
@@ -44,7 +44,7 @@ typedef struct {
 } Template;
 
 #define PID_DIGITS 24
-/* What the child was doing when it failed (process.py has the words for each). */
+/* What the child was doing when it failed (processes/spawn.py has the words for each). */
 enum {
     PREPARING, REDIRECTING, CHANGING_DIRECTORY, SWITCHING_USER, NO_NEW_PRIVS, EXECUTING,
     JOINING_CGROUP, SETTING_RLIMIT, SETTING_NICE, SETTING_OOM_SCORE

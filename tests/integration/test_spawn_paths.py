@@ -21,7 +21,7 @@ import pytest
 from taskforce.core.spec import TASK_PID_MARKER, UNLIMITED
 from taskforce.runtime.processes import spawn as process
 
-# _vfork: the C extension as process.py imported it, None where it could not be built.
+# _vfork: the C extension as processes/spawn.py imported it, None where it could not be built.
 PATHS = ["fork"] + (["vfork"] if process._vfork is not None else [])  # type: ignore[attr-defined]
 
 

@@ -90,6 +90,7 @@ class FakeRunner:
     refused: set[str] = field(default_factory=set)  # programs that cannot start
     ignores_term: set[int] = field(default_factory=set)
     started: list[tuple[int, LaunchSpec]] = field(default_factory=list)
+    requests: list[StartRequest] = field(default_factory=list)  # every start asked for
     signals: list[tuple[int, int]] = field(default_factory=list)
     running: dict[int, LaunchSpec] = field(default_factory=dict)
     _exits: list[tuple[int, int]] = field(default_factory=list)
@@ -98,6 +99,7 @@ class FakeRunner:
     def start(self, requests: Sequence[StartRequest]) -> list[Spawned | Exception]:
         results: list[Spawned | Exception] = []
         for request in requests:
+            self.requests.append(request)
             launch = request.launch
             if launch.program in self.refused:
                 results.append(SpawnError(f"{launch.program}: no such file"))

@@ -3,15 +3,20 @@ when it wakes up, what it signals, when it ends. No processes, no waiting."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import signal
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import pytest
 
 from support.fake_loop import FakeClock, FakeRunner, FakeScheduler
 from taskforce.core.planner import ExitOutcome
+from taskforce.core.sockets import UNIX, SocketSpec
 from taskforce.core.spec import DesiredState, InstanceSpec, LaunchSpec, Policy, TaskSpec
 from taskforce.core.vocabulary import Control, RestartPolicy
 from taskforce.runtime.loop.supervisor import Outcome, Supervisor
@@ -71,6 +76,7 @@ def make_loop() -> Iterator[MakeLoop]:
     yield make
     for supervisor in made:
         supervisor.end()
+        supervisor.sockets.close()  # run() closes them or hands them over
 
 
 def test_every_instance_starts_once_and_then_nothing_runs(make_loop: MakeLoop) -> None:
@@ -168,3 +174,41 @@ def test_a_new_desired_state_starts_what_it_adds_and_stops_what_it_drops(
     loop.children_exited()
     assert [launch.argv for _, launch in loop.runner.started] == [("prog", "0")] * 2
     assert loop.runner.pids() == [web + 1]
+
+
+def with_socket(spec: TaskSpec, path: Path) -> TaskSpec:
+    sockets = (SocketSpec("http", UNIX, path=str(path)),)
+    instances = tuple(
+        dataclasses.replace(i, launch=dataclasses.replace(i.launch, sockets=sockets))
+        for i in spec.instances
+    )
+    return dataclasses.replace(spec, instances=instances)
+
+
+def test_a_held_socket_is_passed_to_every_start_and_closed_when_dropped(
+    make_loop: MakeLoop, tmp_path: Path
+) -> None:
+    path = tmp_path / "web.sock"
+    loop = make_loop(desired(with_socket(task("web"), path)))
+    [first] = loop.runner.requests
+    [fd] = first.fds
+    assert stat.S_ISSOCK(os.fstat(fd).st_mode)
+    env = dict(first.launch.env)
+    assert (env["LISTEN_FDS"], env["LISTEN_FDNAMES"]) == ("1", "http")
+    [pid] = loop.runner.pids()
+    loop.clock.now += 30.0
+    loop.runner.exit(pid, EXIT_1)
+    loop.children_exited()
+    loop.scheduler.advance(loop.clock.now + 1.0)
+    assert [r.fds for r in loop.runner.requests] == [(fd,), (fd,)]  # the same socket
+    loop.supervisor.set_desired(desired(task("web")))
+    loop.settle()
+    assert loop.supervisor.sockets.describe("web") == []
+
+
+def test_a_socket_that_cannot_be_bound_fails_the_start(make_loop: MakeLoop, tmp_path: Path) -> None:
+    loop = make_loop(desired(with_socket(task("web"), tmp_path / "missing" / "web.sock")))
+    assert not loop.runner.requests
+    [instance] = loop.supervisor.planner.tasks["web"].instances.values()
+    assert instance.last_exit is not None
+    assert instance.last_exit.error is not None
