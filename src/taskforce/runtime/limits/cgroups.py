@@ -3,14 +3,15 @@
 
 Where taskforce may create cgroups below its own, each instance gets the directory
 `<taskforce's cgroup>/taskforce.<key>/<task>@<instance>` in every hierarchy it uses: the
-cgroup v2 hierarchy (membership and `cgroup.kill`, and the controllers enabled there) and,
+cgroup v2 hierarchy (membership, and the controllers enabled there) and,
 for the controllers v2 does not have on this host, their cgroup v1 hierarchies (memory,
 pids, cpu, cpuacct, freezer). `key` comes from the process records' path, so that the
 same taskforce finds the same directories after a re-exec or after being killed: the
 path of an instance's cgroup follows from its task name and instance number alone.
 
-The child joins its cgroups before exec (see child_setup.py): every process the task ever
-makes is born inside, whatever it does to its session, parentage or environment, so
+The child is born in its v2 cgroup (clone3 CLONE_INTO_CGROUP, on the C spawn path) and
+joins the others before exec (see child_setup.py): every process the task ever makes is
+born inside, whatever it does to its session, parentage or environment, so
 stopping an instance can kill its whole cgroup. Without a usable hierarchy one line is
 logged and instances run as before (process groups, and the Task_* variables sweep.py
 looks for).
@@ -36,7 +37,10 @@ _V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "freezer")
 _CPU_PERIOD_US = 100_000
 # Seconds taskforce waits, as it exits, for killed processes to leave their cgroups.
 _EMPTYING_TIME = 2.0
-# Rounds of SIGKILL to every member, where neither cgroup.kill nor a freezer is there.
+# Rounds of SIGKILL to every member where there is no freezer. Not cgroup.kill: on this
+# kernel (6.18) a process later born into a cgroup through clone3 CLONE_INTO_CGROUP is
+# killed at birth once the cgroup has seen a cgroup.kill (its kill sequence is compared
+# with its parent's cgroup's). Nothing leaves the cgroup, so rounds end with it empty.
 _KILL_ROUNDS = 20
 
 
@@ -159,7 +163,7 @@ class Cgroups:
             wanted = set(controllers - v2_controllers)
             wanted -= {c for h in hierarchies for c in h.controllers}
             if hierarchies and hierarchies[0].version == 2:
-                wanted.discard("freezer")  # cgroup.kill does what it would be for
+                wanted.discard("freezer")  # v2 membership is enough to find every member
             if not wanted:
                 continue
             path = next(
@@ -326,10 +330,6 @@ class Cgroups:
         count = len(_pids(os.path.join(path, "cgroup.procs")))
         if not count:
             return 0
-        if hierarchy.version == 2 and os.path.exists(os.path.join(path, "cgroup.kill")):
-            with contextlib.suppress(OSError):
-                _write(os.path.join(path, "cgroup.kill"), "1")  # the kernel stops forks too
-                return count
         frozen = "freezer" in hierarchy.controllers and _freeze(path)
         try:
             for _ in range(1 if frozen else _KILL_ROUNDS):
