@@ -227,11 +227,13 @@ def test_scale_relative_and_status_exit_codes(
 ) -> None:
     tasks = {
         "svc": probe_task(count=2),
-        "crash": probe_task("--exit-code", "1", "--exit-after", "0"),
+        # Gives up after two failures: it stays `failed`, where a task backing off would
+        # be running now and then, between its tries.
+        "crash": probe_task("--exit-code", "1", "--exit-after", "0", restart={"max_failures": 2}),
     }
     _serve(taskforce, config(tmp_path, tasks))
     wait_for(lambda: _state(taskforce) == "running", what="svc running")
-    wait_for(lambda: _state(taskforce, task="crash") == "backing off", what="crash backing off")
+    wait_for(lambda: _state(taskforce, task="crash") == "failed", what="crash failed")
     assert taskforce.run("status", "svc").returncode == 0
     result = taskforce.run("status", "crash", "svc")
     assert result.returncode == 3, output(result)
