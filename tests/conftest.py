@@ -3,6 +3,8 @@ they use, and the tests import, live in tests/support/."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,3 +53,16 @@ def marker() -> Iterator[str]:
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
     """One self-signed certificate for the session's TLS tests."""
     return self_signed(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def runtime(taskforce: Taskforce) -> Iterator[Path]:
+    """A private XDG_RUNTIME_DIR for this test's taskforces and clients: short, since a
+    socket path is limited to about 107 bytes (tmp_path is too long for that)."""
+    path = Path(tempfile.mkdtemp(prefix="tfx-"))
+    taskforce.env["XDG_RUNTIME_DIR"] = str(path)
+    taskforce.env.pop("TASKFORCE_SERVER", None)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

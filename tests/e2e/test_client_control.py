@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import tempfile
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,18 +67,6 @@ def test_the_fleet_without_its_extra_says_what_to_install(
 
 
 # ----- 1. never the wrong instance --------------------------------------------------------
-
-
-@pytest.fixture
-def runtime(taskforce: Taskforce) -> Iterator[Path]:
-    """A private XDG_RUNTIME_DIR for this test's taskforces and clients."""
-    path = Path(tempfile.mkdtemp(prefix="tfx-"))
-    taskforce.env["XDG_RUNTIME_DIR"] = str(path)
-    taskforce.env.pop("TASKFORCE_SERVER", None)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def _serve(taskforce: Taskforce, conf: str, *args: str) -> str:

@@ -11,14 +11,11 @@ from __future__ import annotations
 import shutil
 import socket
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from support.config import FAST, write_config
 from support.runner import Taskforce
@@ -31,18 +28,6 @@ SETTINGS = {**FAST, "stop_timeout": 5}
 MAX_REQUESTS = 60_000
 MAX_SECONDS = 150.0
 PAUSE = 0.002
-
-
-@pytest.fixture
-def runtime(taskforce: Taskforce) -> Iterator[Path]:
-    """A short private XDG_RUNTIME_DIR (socket paths are limited to ~107 bytes)."""
-    path = Path(tempfile.mkdtemp(prefix="tfz-"))
-    taskforce.env["XDG_RUNTIME_DIR"] = str(path)
-    taskforce.env.pop("TASKFORCE_SERVER", None)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 class Clients:
