@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from taskforce.config.limits import LIMITS, Between, Umask
+from taskforce.config.limits import LIMITS, Umask
 from taskforce.config.listeners import HTTP_LISTENER, Flag
 from taskforce.config.model import (
     Config,
@@ -29,9 +29,9 @@ from taskforce.config.model import (
     SocketConfig,
     TaskConfig,
 )
-from taskforce.config.notify_targets import NOTIFY_TARGET, OnlyWith, Whole
+from taskforce.config.notify_targets import NOTIFY_TARGET, OnlyWith
 from taskforce.config.output import OUTPUT, ByteSize
-from taskforce.config.schedule import CronExpression, TimeZone
+from taskforce.config.schedule import CRON_EXPRESSION, TIME_ZONE
 from taskforce.config.shapes import (
     INVALID,
     Choice,
@@ -47,6 +47,7 @@ from taskforce.config.shapes import (
     Scalar,
     Shape,
     Text,
+    Whole,
     describe,
     did_you_mean,
     enum_choice,
@@ -360,12 +361,12 @@ LIVE = Record(
 SCHEDULE = Record(
     {
         "cron": Field(
-            CronExpression(),
+            CRON_EXPRESSION,
             "A cron expression (minute hour day-of-month month day-of-week, or @hourly, "
             "@daily...): the task runs at each time it names.",
         ),
         "timezone": Field(
-            TimeZone(),
+            TIME_ZONE,
             "The time zone the cron expression is read in (an IANA name such as "
             "Europe/Paris); local time if not given.",
         ),
@@ -580,9 +581,9 @@ TASK = Record(
             "instance's cgroup (memory, cpu, pids). A change restarts the processes.",
         ),
         "umask": Field(Umask(), "The file mode creation mask of the processes ('0027')."),
-        "nice": Field(Between(-20, 19), "The scheduling priority of the processes (-20 to 19)."),
+        "nice": Field(Whole(-20, 19), "The scheduling priority of the processes (-20 to 19)."),
         "oom_score_adj": Field(
-            Between(-1000, 1000),
+            Whole(-1000, 1000),
             "How willingly the kernel's OOM killer picks the processes (-1000: never, "
             "1000: first).",
         ),

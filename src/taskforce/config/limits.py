@@ -22,6 +22,7 @@ from taskforce.config.shapes import (
     Number,
     Reporter,
     Shape,
+    Whole,
     describe,
 )
 from taskforce.config.shapes_compound import Field, Record
@@ -124,29 +125,6 @@ class Umask(Shape[int]):
         return {"type": "string", "pattern": "^ *0?[0-7]{3} *$"}
 
 
-@dataclass(frozen=True)
-class Between(Shape[int]):
-    """A whole number from `low` to `high`."""
-
-    low: int
-    high: int
-
-    def check(self, value: object, at: Path, report: Reporter) -> int | Invalid:
-        if (
-            isinstance(value, int)
-            and not isinstance(value, bool)
-            and self.low <= value <= self.high
-        ):
-            return value
-        report.error(
-            at, f"expected a whole number from {self.low} to {self.high}, got {describe(value)}"
-        )
-        return INVALID
-
-    def json_schema(self, defs: Defs) -> JsonSchema:
-        return {"type": "integer", "minimum": self.low, "maximum": self.high}
-
-
 def _limits(at: Path, values: dict[str, Any]) -> LimitsConfig:
     rlimits = tuple((name, *values[name]) for name in sorted(values) if name in RLIMITS)
     return LimitsConfig(
@@ -177,7 +155,7 @@ LIMITS = Record(
             "one and a half CPUs).",
         ),
         "pids": Field(
-            Between(1, 1 << 22),
+            Whole(1, 1 << 22),
             "cgroup: processes (and threads) the instance may have at once; fork fails past it.",
         ),
     },

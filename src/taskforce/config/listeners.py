@@ -17,6 +17,7 @@ from taskforce.config.shapes import (
     Invalid,
     JsonSchema,
     Number,
+    Parsed,
     Reporter,
     Shape,
     Text,
@@ -127,25 +128,6 @@ class Flag(Shape[bool]):
 
 
 @dataclass(frozen=True)
-class Listen(Shape[str]):
-    """A listen string (see parse_listen), kept as written."""
-
-    def check(self, value: object, at: Path, report: Reporter) -> str | Invalid:
-        if not isinstance(value, str) or not value:
-            report.error(at, f"expected a socket path or [host][:port], got {describe(value)}")
-            return INVALID
-        try:
-            parse_listen(value)
-        except ValueError as exc:
-            report.error(at, str(exc))
-            return INVALID
-        return value
-
-    def json_schema(self, defs: Defs) -> JsonSchema:
-        return {"type": "string", "minLength": 1}
-
-
-@dataclass(frozen=True)
 class SafeListener(Rule):
     """The refusals of listener_problem, found while checking the file."""
 
@@ -199,7 +181,7 @@ def _parses(listen: str) -> bool:
 HTTP_LISTENER = Record(
     {
         "listen": Field(
-            Listen(),
+            Parsed("a socket path or [host][:port]", parse_listen),
             "Where to listen: a unix socket path (it contains a '/'), or [host][:port] for "
             f"TCP (host {DEFAULT_HTTP_HOST} and port {DEFAULT_HTTP_PORT} when left out; "
             "write IPv6 addresses in brackets).",

@@ -17,8 +17,10 @@ from taskforce.config.shapes import (
     Invalid,
     JsonSchema,
     Number,
+    Parsed,
     Reporter,
     Shape,
+    Whole,
     describe,
     enum_choice,
 )
@@ -33,40 +35,25 @@ HEADER_VALUE = r"^[\t\x20-\x7e\x80-\uffff]*$"
 OWN_HEADERS = ("host", "content-length", "content-type", "connection", "transfer-encoding")
 
 
-@dataclass(frozen=True)
-class WebhookUrl(Shape[str]):
-    """An http:// or https:// URL with a host."""
-
-    def check(self, value: object, at: Path, report: Reporter) -> str | Invalid:
-        if not isinstance(value, str) or not value:
-            report.error(at, f"expected an http:// or https:// URL, got {describe(value)}")
-            return INVALID
-        flaw = url_flaw(value)
-        if flaw:
-            report.error(at, f"{value!r} {flaw}")
-            return INVALID
-        return value
-
-    def json_schema(self, defs: Defs) -> JsonSchema:
-        return {"type": "string", "pattern": "^[hH][tT][tT][pP][sS]?://"}
-
-
-def url_flaw(url: str) -> str:
-    """Why `url` cannot be a webhook, or '' if it can."""
+def check_url(url: str) -> None:
+    """Raise ValueError saying why `url` cannot be a webhook (an http:// or https:// URL
+    with a host)."""
     if any(char.isspace() or ord(char) < 0x20 or ord(char) == 0x7F for char in url):
-        return "contains spaces or control characters"
+        raise ValueError(f"{url!r} contains spaces or control characters")
     from urllib.parse import urlsplit  # here: it imports ipaddress (memory)
 
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as err:  # a bracket left open
+        raise ValueError(f"{url!r} is not a URL ({err})") from None
     if parts.scheme.lower() not in ("http", "https"):
-        return "is not an http:// or https:// URL"
+        raise ValueError(f"{url!r} is not an http:// or https:// URL")
     try:
         parts.port  # noqa: B018 - raises on a bad port
     except ValueError:
-        return "has a bad port number"
+        raise ValueError(f"{url!r} has a bad port number") from None
     if not parts.hostname:
-        return "has no host"
-    return ""
+        raise ValueError(f"{url!r} has no host")
 
 
 @dataclass(frozen=True)
@@ -118,23 +105,6 @@ class Headers(Shape[tuple[tuple[str, str], ...]]):
 
 
 @dataclass(frozen=True)
-class Whole(Shape[int]):
-    """A whole number, at least `minimum`."""
-
-    minimum: int = 1
-
-    def check(self, value: object, at: Path, report: Reporter) -> int | Invalid:
-        if isinstance(value, int) and not isinstance(value, bool) and value >= self.minimum:
-            return value
-        wanted = f"a whole number of at least {self.minimum}"
-        report.error(at, f"expected {wanted}, got {describe(value)}")
-        return INVALID
-
-    def json_schema(self, defs: Defs) -> JsonSchema:
-        return {"type": "integer", "minimum": self.minimum}
-
-
-@dataclass(frozen=True)
 class OnlyWith(Rule):
     """`key` may only be given together with `other`."""
 
@@ -152,7 +122,7 @@ class OnlyWith(Rule):
 NOTIFY_TARGET = Record(
     {
         "url": Field(
-            WebhookUrl(),
+            Parsed("an http:// or https:// URL", check_url, pattern="^[hH][tT][tT][pP][sS]?://"),
             "A webhook: the event is POSTed to this http:// or https:// URL as a JSON "
             "document (user:password@ in the URL is sent as basic authentication).",
         ),

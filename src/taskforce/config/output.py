@@ -25,6 +25,7 @@ from taskforce.config.shapes import (
     Reporter,
     Shape,
     Text,
+    Whole,
     describe,
     did_you_mean,
 )
@@ -122,20 +123,6 @@ def parse_size(value: object) -> int | None:
     return None
 
 
-@dataclass(frozen=True)
-class WholeNumber(Shape[int]):
-    maximum: int
-
-    def check(self, value: object, at: Path, report: Reporter) -> int | Invalid:
-        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= self.maximum:
-            return value
-        report.error(at, f"expected a whole number from 0 to {self.maximum}, got {describe(value)}")
-        return INVALID
-
-    def json_schema(self, defs: Defs) -> JsonSchema:
-        return {"type": "integer", "minimum": 0, "maximum": self.maximum}
-
-
 def _build(at: Path, values: dict[str, Any]) -> OutputConfig:
     return OutputConfig(**values)
 
@@ -161,7 +148,7 @@ OUTPUT = Record(
             "with a k, M or G suffix); 0 never rotates. Default 10M.",
         ),
         "backups": Field(
-            OneOf(WholeNumber(MAX_BACKUPS)),
+            OneOf(Whole(0, MAX_BACKUPS)),
             "How many rotated files to keep, as PATH.1 (the newest) to PATH.N. Default 5.",
         ),
         "syslog_socket": Field(

@@ -12,12 +12,10 @@ cronsim and zoneinfo are imported only when a schedule is configured (memory).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING
 
-from taskforce.config.shapes import INVALID, Defs, Invalid, JsonSchema, Reporter, Shape, describe
-from taskforce.config.yaml_source import Path
+from taskforce.config.shapes import Parsed
 
 if TYPE_CHECKING:
     from cronsim import CronSim
@@ -75,43 +73,11 @@ def next_cron(expression: str, where: tzinfo, after: float) -> float:
     return next(cron(expression, datetime.fromtimestamp(after, where))).timestamp()
 
 
-@dataclass(frozen=True)
-class CronExpression(Shape[str]):
-    """A five-field cron expression (minute hour day month weekday), or @hourly and its kin."""
-
-    def check(self, value: object, at: Path, report: Reporter) -> str | Invalid:
-        if not isinstance(value, str) or not value.strip():
-            report.error(
-                at, f"expected a cron expression such as '*/5 * * * *', got {describe(value)}"
-            )
-            return INVALID
-        try:
-            cron(value, datetime.now(UTC))
-        except ValueError as err:
-            report.error(at, str(err))
-            return INVALID
-        return value
-
-    def json_schema(self, defs: Defs) -> JsonSchema:
-        return {"type": "string", "minLength": 1}
-
-
-@dataclass(frozen=True)
-class TimeZone(Shape[str]):
-    """An IANA time zone name, such as Europe/Paris or UTC."""
-
-    def check(self, value: object, at: Path, report: Reporter) -> str | Invalid:
-        if not isinstance(value, str) or not value:
-            report.error(
-                at, f"expected a time zone name such as 'Europe/Paris', got {describe(value)}"
-            )
-            return INVALID
-        try:
-            zone(value)
-        except ValueError as err:
-            report.error(at, str(err))
-            return INVALID
-        return value
-
-    def json_schema(self, defs: Defs) -> JsonSchema:
-        return {"type": "string", "minLength": 1}
+# A five-field cron expression (minute hour day month weekday), or @hourly and its kin.
+CRON_EXPRESSION = Parsed(
+    "a cron expression such as '*/5 * * * *'",
+    lambda text: cron(text, datetime.now(UTC)),
+    strip=True,
+)
+# An IANA time zone name, such as Europe/Paris or UTC.
+TIME_ZONE = Parsed("a time zone name such as 'Europe/Paris'", zone)

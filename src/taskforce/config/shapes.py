@@ -163,6 +163,38 @@ class Text(Shape[str]):
 
 
 @dataclass(frozen=True)
+class Parsed(Text):
+    """A string that `parse` accepts, kept as written: `parse` raises ValueError with a
+    sentence saying what is wrong, which is reported as it is."""
+
+    expected: str  # what a value of another type should have been: "a time zone name"
+    parse: Callable[[str], object]
+    strip: bool = False  # True: a string of blanks counts as empty
+    pattern: str | None = None  # a JSON Schema pattern (the default: any non-empty string)
+
+    def check(self, value: object, at: Path, report: Reporter) -> str | Invalid:
+        if not isinstance(value, str) or not (value.strip() if self.strip else value):
+            report.error(at, f"expected {self.expected}, got {describe(value)}")
+            return INVALID
+        return parsed(value, self.parse, at, report)
+
+    def json_schema(self, defs: Defs) -> JsonSchema:
+        if self.pattern is None:
+            return super().json_schema(defs)
+        return {"type": "string", "pattern": self.pattern}
+
+
+def parsed(text: str, parse: Callable[[str], object], at: Path, report: Reporter) -> str | Invalid:
+    """`text` if `parse` accepts it; else the ValueError's sentence is reported at `at`."""
+    try:
+        parse(text)
+    except ValueError as err:
+        report.error(at, str(err))
+        return INVALID
+    return text
+
+
+@dataclass(frozen=True)
 class Name(Shape[str]):
     """A name such as a task or role name: no whitespace, '/' or control characters."""
 
@@ -199,6 +231,35 @@ def name_flaw(name: str) -> str:
     if not name.isprintable() and any(_is_control(char) for char in name):
         return "contains a control character"
     return ""
+
+
+@dataclass(frozen=True)
+class Whole(Shape[int]):
+    """A whole number, at least `minimum` and, if given, at most `maximum`."""
+
+    minimum: int = 1
+    maximum: int | None = None
+
+    def check(self, value: object, at: Path, report: Reporter) -> int | Invalid:
+        if (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and value >= self.minimum
+            and (self.maximum is None or value <= self.maximum)
+        ):
+            return value
+        if self.maximum is None:
+            wanted = f"a whole number of at least {self.minimum}"
+        else:
+            wanted = f"a whole number from {self.minimum} to {self.maximum}"
+        report.error(at, f"expected {wanted}, got {describe(value)}")
+        return INVALID
+
+    def json_schema(self, defs: Defs) -> JsonSchema:
+        schema: JsonSchema = {"type": "integer", "minimum": self.minimum}
+        if self.maximum is not None:
+            schema["maximum"] = self.maximum
+        return schema
 
 
 @dataclass(frozen=True)

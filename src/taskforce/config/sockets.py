@@ -30,6 +30,7 @@ from taskforce.config.shapes import (
     Shape,
     Text,
     describe,
+    parsed,
 )
 from taskforce.config.yaml_source import Path
 from taskforce.core.sockets import TCP, UNIX, SocketSpec
@@ -52,22 +53,14 @@ def parse_listen(text: str) -> tuple[str, str, int, str]:
 
 
 @dataclass(frozen=True)
-class ListenText(Shape[str]):
+class ListenText(Text):
     """Where a socket listens: checked now unless a {name} substitution waits in it."""
 
     def check(self, value: object, at: Path, report: Reporter) -> str | Invalid:
-        text = Text().check(value, at, report)
+        text = super().check(value, at, report)
         if isinstance(text, Invalid) or "{" in text:
             return text
-        try:
-            parse_listen(text)
-        except ValueError as exc:
-            report.error(at, str(exc))
-            return INVALID
-        return text
-
-    def json_schema(self, defs: Defs) -> JsonSchema:
-        return {"type": "string", "minLength": 1}
+        return parsed(text, parse_listen, at, report)
 
 
 @dataclass(frozen=True)

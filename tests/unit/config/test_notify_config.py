@@ -66,6 +66,8 @@ def test_targets() -> None:
         ("{url: 'http://h x'}", "settings.notify.url: 'http://h x' contains spaces or control"),
         ("{url: 'http://h:99999'}", "settings.notify.url: 'http://h:99999' has a bad port"),
         ("{url: 'https:///x'}", "settings.notify.url: 'https:///x' has no host"),
+        # urlsplit raises on a bracket left open: reported, never a traceback.
+        ("{url: 'http://[::1'}", "settings.notify.url: 'http://[::1' is not a URL"),
         ("{command: []}", "settings.notify.command: expected a list such as"),
         ("{command: [x, '']}", "settings.notify.command[1]: expected a non-empty string"),
         ("{command: [x], headers: {A: b}}", "settings.notify.headers: 'headers' is only used"),
