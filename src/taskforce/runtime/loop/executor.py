@@ -8,7 +8,7 @@ import asyncio
 import dataclasses
 import logging
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from taskforce.core.actions import (
     Action,
@@ -22,23 +22,20 @@ from taskforce.core.actions import (
     Start,
     Stop,
 )
-from taskforce.core.planner import ExitOutcome, Planner
 from taskforce.core.sockets import activation_env
 from taskforce.core.spec import TASK_PID_MARKER, LaunchSpec
-from taskforce.runtime.clock import Clock
-from taskforce.runtime.limits.confinement import Confinement
 from taskforce.runtime.loop import readiness
+from taskforce.runtime.loop.collaborators import Collaborators, LoopPart
 from taskforce.runtime.loop.exit_log import Emit
 from taskforce.runtime.loop.reaper import Reaper
-from taskforce.runtime.output.capture import OutputCapture, Stdio
+from taskforce.runtime.output.capture import Stdio
 from taskforce.runtime.processes.daemons import find_daemon
 from taskforce.runtime.processes.identity import identify
 from taskforce.runtime.processes.records import ProcessRecord, Records
-from taskforce.runtime.processes.runner import ProcessRunner, StartRequest
+from taskforce.runtime.processes.runner import StartRequest
 from taskforce.runtime.processes.sockets import SocketHolder
 from taskforce.runtime.processes.spawn import Spawned, SpawnError, describe_status
-from taskforce.runtime.processes.spawn_reports import SpawnReports
-from taskforce.runtime.processes.task_commands import TaskCommands, command_launch
+from taskforce.runtime.processes.task_commands import command_launch
 
 log = logging.getLogger("taskforce")
 
@@ -46,38 +43,21 @@ log = logging.getLogger("taskforce")
 _START_SLICE = 128
 
 
-class Executor:
-    """Does what the planner decided. `schedule` asks for a planning pass once a result
-    is in; `log_exit` tells a failed start as an exit; `emit` an unhealthy process."""
+class Executor(LoopPart):
+    """Does what the planner decided; `emit` tells of an unhealthy process."""
 
     def __init__(
         self,
-        planner: Planner,
-        runner: ProcessRunner,
-        clock: Clock,
-        commands: TaskCommands,
-        reports: SpawnReports,
-        output: OutputCapture,
+        shared: Collaborators,
         records: Records,
         reaper: Reaper,
-        confinement: Confinement,
         sockets: SocketHolder,
-        schedule: Callable[[], None],
-        log_exit: Callable[[int | None, ExitOutcome], None],
         emit: Emit,
     ) -> None:
-        self.planner = planner
-        self._runner = runner
-        self._clock = clock
-        self._commands = commands
-        self._reports = reports
-        self._output = output
+        super().__init__(shared)
         self._records = records
         self._reaper = reaper
-        self._confinement = confinement
         self._sockets = sockets
-        self._schedule = schedule
-        self._log_exit = log_exit
         self._emit = emit
         self.devnull = -1  # opened by the supervisor as it runs
         # Processes left running on purpose (adopt tasks at exit), recorded for the next one.

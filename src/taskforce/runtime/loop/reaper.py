@@ -6,23 +6,18 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from collections.abc import Callable
 
-from taskforce.core.planner import ExitOutcome, Planner
+from taskforce.core.planner import ExitOutcome
 from taskforce.core.vocabulary import DAEMON, Control
-from taskforce.runtime.clock import Clock, Handle, Scheduler
-from taskforce.runtime.limits.confinement import Confinement
+from taskforce.runtime.clock import Handle, Scheduler
 from taskforce.runtime.loop import exit_log
-from taskforce.runtime.output.capture import OutputCapture
+from taskforce.runtime.loop.collaborators import Collaborators, LoopPart
 from taskforce.runtime.processes.daemons import ExitWatch, parent_of
 from taskforce.runtime.processes.identity import identify
 from taskforce.runtime.processes.leftovers import left_behind
 from taskforce.runtime.processes.records import Earlier
 from taskforce.runtime.processes.recovery import recover
-from taskforce.runtime.processes.runner import ProcessRunner
 from taskforce.runtime.processes.spawn import describe_status
-from taskforce.runtime.processes.spawn_reports import SpawnReports
-from taskforce.runtime.processes.task_commands import TaskCommands
 
 log = logging.getLogger("taskforce")
 
@@ -30,33 +25,11 @@ log = logging.getLogger("taskforce")
 _SWEEP_DELAY = 0.05
 
 
-class Reaper:
-    """Tells the planner of every exit, and stops what no task owns.
+class Reaper(LoopPart):
+    """Tells the planner of every exit, and stops what no task owns."""
 
-    `schedule` asks for a planning pass; `log_exit` tells a task process's exit.
-    """
-
-    def __init__(
-        self,
-        planner: Planner,
-        runner: ProcessRunner,
-        clock: Clock,
-        commands: TaskCommands,
-        reports: SpawnReports,
-        output: OutputCapture,
-        confinement: Confinement,
-        schedule: Callable[[], None],
-        log_exit: Callable[[int | None, ExitOutcome], None],
-    ) -> None:
-        self.planner = planner
-        self._confinement = confinement
-        self._runner = runner
-        self._clock = clock
-        self._commands = commands
-        self._reports = reports
-        self._output = output
-        self._schedule = schedule
-        self._log_exit = log_exit
+    def __init__(self, shared: Collaborators) -> None:
+        super().__init__(shared)
         self._scheduler: Scheduler | None = None
         # Exits of processes that are not our children (daemons, adopted processes).
         self.exit_watch: ExitWatch | None = None

@@ -25,6 +25,7 @@ from taskforce.core.vocabulary import Overlap
 from taskforce.runtime.clock import Clock, Handle, Scheduler, SystemClock
 from taskforce.runtime.limits.confinement import Confinement
 from taskforce.runtime.loop import exit_log, signals
+from taskforce.runtime.loop.collaborators import Collaborators
 from taskforce.runtime.loop.executor import Executor
 from taskforce.runtime.loop.reaper import Reaper
 from taskforce.runtime.loop.schedule import Scheduler as Schedules
@@ -88,10 +89,9 @@ class Supervisor:
         self.confinement = Confinement()
         # Listening sockets held for tasks (their `sockets`), kept across restarts.
         self.sockets = SocketHolder()
-        runner = runner or OsProcesses()
-        self.reaper = Reaper(
+        shared = Collaborators(
             self.planner,
-            runner,
+            runner or OsProcesses(),
             self._clock,
             self._commands,
             self._spawn_reports,
@@ -100,21 +100,8 @@ class Supervisor:
             self._schedule,
             self._log_exit,
         )
-        self.executor = Executor(
-            self.planner,
-            runner,
-            self._clock,
-            self._commands,
-            self._spawn_reports,
-            self.output,
-            self.records,
-            self.reaper,
-            self.confinement,
-            self.sockets,
-            self._schedule,
-            self._log_exit,
-            self.emit,
-        )
+        self.reaper = Reaper(shared)
+        self.executor = Executor(shared, self.records, self.reaper, self.sockets, self.emit)
         self.on_change: Callable[[], None] | None = None
         # Told about state changes worth notifying (see emit()).
         self.on_event: Callable[[dict[str, object]], None] | None = None
