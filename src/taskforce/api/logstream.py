@@ -10,11 +10,11 @@ neither hold a task up nor make taskforce grow. Nothing runs while the task is q
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from taskforce.api.sse import ClientWait
 from taskforce.runtime.output.capture import Follower
 
 Send = Callable[[bytes], Awaitable[None]]
@@ -45,29 +45,14 @@ class LogFollow:
         # Taken in the same step of the loop: no line is missed or sent twice between them.
         follower = self.source.follow_logs(self.task)
         recent = self.source.logs(self.task, self.n)["lines"]
-        closed = asyncio.ensure_future(_until_closed(reader))
-        waiting: asyncio.Future[Any] | None = None
         try:
-            await send(event("lines", recent))
-            while True:
-                waiting = asyncio.ensure_future(follower.ready.wait())
-                await asyncio.wait((waiting, closed), return_when=asyncio.FIRST_COMPLETED)
-                if closed.done():
-                    return
-                skipped, lines = follower.take()
-                if skipped:
-                    await send(event("skipped", {"lines": skipped}))
-                if lines:
-                    await send(event("lines", lines))
+            with ClientWait(reader) as client:
+                await send(event("lines", recent))
+                while await client.wait(follower.ready):
+                    skipped, lines = follower.take()
+                    if skipped:
+                        await send(event("skipped", {"lines": skipped}))
+                    if lines:
+                        await send(event("lines", lines))
         finally:
             self.source.unfollow_logs(self.task, follower)
-            closed.cancel()
-            if waiting is not None:
-                waiting.cancel()
-
-
-async def _until_closed(reader: asyncio.StreamReader) -> None:
-    # A client has nothing to say on an event stream: what it sends is dropped.
-    with contextlib.suppress(OSError):
-        while await reader.read(4096):
-            pass

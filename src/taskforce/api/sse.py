@@ -158,9 +158,7 @@ async def serve_events(
     `interval` seconds, only when it differs), until the client goes away or the payload
     is None."""
     loop = asyncio.get_running_loop()
-    closed = asyncio.ensure_future(_until_closed(reader))
-    waiting: asyncio.Future[Any] | None = None
-    try:
+    with ClientWait(reader) as client:
         last: bytes | None = None
         sent_at = -interval
         while True:
@@ -170,18 +168,35 @@ async def serve_events(
             if current is not last and current != last:
                 await send(current)
                 last, sent_at = current, loop.time()
-            waiting = wait = asyncio.ensure_future(changed.wait())
-            await asyncio.wait((wait, closed), return_when=asyncio.FIRST_COMPLETED)
-            if closed.done():
+            if not await client.wait(changed):
                 return
             pause = sent_at + interval - loop.time()
             if pause > 0:
                 await asyncio.sleep(pause)
             changed.clear()  # after the pause: what changed during it goes in this event
-    finally:
-        closed.cancel()
-        if waiting is not None:
-            waiting.cancel()
+
+
+class ClientWait:
+    """How an event stream waits for its next event: until something is to be sent, or
+    the client goes away. Used as a context manager, which ends the waits left over."""
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self._closed = asyncio.ensure_future(_until_closed(reader))
+        self._waiting: asyncio.Future[Any] | None = None
+
+    async def wait(self, ready: asyncio.Event) -> bool:
+        """True once `ready` is set; False if the client went away first."""
+        self._waiting = asyncio.ensure_future(ready.wait())
+        await asyncio.wait((self._waiting, self._closed), return_when=asyncio.FIRST_COMPLETED)
+        return not self._closed.done()
+
+    def __enter__(self) -> ClientWait:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._closed.cancel()
+        if self._waiting is not None:
+            self._waiting.cancel()
 
 
 async def _until_closed(reader: asyncio.StreamReader) -> None:
