@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol
 
 from taskforce.api.auth import Access, authorized
@@ -31,14 +31,19 @@ RESERVED_STREAMS = 8
 ANONYMOUS_IDLE = 300.0
 
 
-class Changes(Protocol):
+class Subscribable(Protocol):
+    """What tells a stream of its changes: an event set at each, until unsubscribed."""
+
+    def subscribe(self) -> asyncio.Event: ...
+    def unsubscribe(self, event: asyncio.Event) -> None: ...
+
+
+class Changes(Subscribable, Protocol):
     """What the stream needs of :class:`taskforce.api.status.Controller`."""
 
     changes: int
 
     def tasks(self) -> dict[str, Any]: ...
-    def subscribe(self) -> asyncio.Event: ...
-    def unsubscribe(self, event: asyncio.Event) -> None: ...
 
 
 class EventFeed:
@@ -68,11 +73,7 @@ class EventFeed:
         self, send: Callable[[bytes], Awaitable[None]], reader: asyncio.StreamReader
     ) -> None:
         """Send events until the client goes away or the state cannot be shown any more."""
-        changed = self.controller.subscribe()
-        try:
-            await serve_events(self.payload, changed, send, reader, self.interval)
-        finally:
-            self.controller.unsubscribe(changed)
+        await serve_events(self.payload, self.controller, send, reader, self.interval)
 
 
 class StreamSlots:
@@ -110,15 +111,13 @@ class StreamSlots:
         self.anonymous -= anonymous
 
 
-class Fleet(Protocol):
+class Fleet(Subscribable, Protocol):
     """What /status/fleet and /events/fleet need of :class:`taskforce.fleet.view.FleetView`."""
 
     changes: int
 
     def document(self) -> dict[str, Any]: ...
     async def snapshot(self) -> dict[str, Any]: ...
-    def subscribe(self) -> asyncio.Event: ...
-    def unsubscribe(self, event: asyncio.Event) -> None: ...
 
 
 class FleetFeed:
@@ -140,25 +139,21 @@ class FleetFeed:
     async def stream(
         self, send: Callable[[bytes], Awaitable[None]], reader: asyncio.StreamReader
     ) -> None:
-        changed = self.fleet.subscribe()
-        try:
-            await serve_events(self.payload, changed, send, reader, self.interval)
-        finally:
-            self.fleet.unsubscribe(changed)
+        await serve_events(self.payload, self.fleet, send, reader, self.interval)
 
 
 async def serve_events(
     payload: Callable[[], bytes | None],
-    changed: asyncio.Event,
+    source: Subscribable,
     send: Callable[[bytes], Awaitable[None]],
     reader: asyncio.StreamReader,
     interval: float,
 ) -> None:
-    """Send `payload()` now and after each time `changed` is set (at most one every
+    """Send `payload()` now and after each change `source` tells of (at most one every
     `interval` seconds, only when it differs), until the client goes away or the payload
     is None."""
     loop = asyncio.get_running_loop()
-    with ClientWait(reader) as client:
+    with _subscribed(source) as changed, ClientWait(reader) as client:
         last: bytes | None = None
         sent_at = -interval
         while True:
@@ -174,6 +169,15 @@ async def serve_events(
             if pause > 0:
                 await asyncio.sleep(pause)
             changed.clear()  # after the pause: what changed during it goes in this event
+
+
+@contextlib.contextmanager
+def _subscribed(source: Subscribable) -> Iterator[asyncio.Event]:
+    changed = source.subscribe()
+    try:
+        yield changed
+    finally:
+        source.unsubscribe(changed)
 
 
 class ClientWait:
