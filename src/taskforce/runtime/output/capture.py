@@ -73,16 +73,22 @@ class Capture:
             self.owner.loop.remove_reader(self.fd)
             sink.waiters.append(self.resume)
             return
+        self._read()
+
+    def _read(self) -> bool:
+        """Read once from the pipe and pass the data on; False when there is nothing to
+        read now, or at the end of the output (then finished)."""
         try:
             data = os.read(self.fd, READ_SIZE)
         except BlockingIOError:
-            return
+            return False
         except OSError:
             data = b""
-        if data:
-            self.take(data)
-        else:
+        if not data:
             self.finish()
+            return False
+        self.take(data)
+        return True
 
     def resume(self) -> None:
         if self.fd >= 0:
@@ -124,18 +130,8 @@ class Capture:
     def drain(self) -> None:
         """Read what the pipe holds now, without waiting (the process has exited)."""
         for _ in range(_DRAIN_READS):
-            if self.fd < 0 or (self.sink is not None and self.sink.blocked):
+            if self.fd < 0 or (self.sink is not None and self.sink.blocked) or not self._read():
                 return
-            try:
-                data = os.read(self.fd, READ_SIZE)
-            except BlockingIOError:
-                return
-            except OSError:
-                data = b""
-            if not data:
-                self.finish()
-                return
-            self.take(data)
 
     def finish(self) -> None:
         """End of output: pass on the last partial line, let go of everything."""
