@@ -8,7 +8,7 @@ import asyncio
 import dataclasses
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from taskforce.core.actions import (
     Action,
@@ -174,11 +174,10 @@ class Executor(LoopPart):
             log.info(
                 "%s: stopping pid %d with its stop command (%s)", label, action.pid, action.reason
             )
-            helper = self._commands.run(
-                action.task,
-                action.slot,
-                command_launch(launch, action.command),
-                str(action.pid),
+            helper = self._run_instance_command(
+                action,
+                launch,
+                action.command,
                 "stop command",
                 # It may stop its task and then hang: it gets the stop timeout too.
                 deadline=self.planner.desired.policy.stop_timeout,
@@ -283,11 +282,10 @@ class Executor(LoopPart):
             launch = self._task_launch(action.task, action.slot)
             if launch is None:
                 return
-            helper = self._commands.run(
-                action.task,
-                action.slot,
-                command_launch(launch, action.command),
-                str(action.pid),
+            helper = self._run_instance_command(
+                action,
+                launch,
+                action.command,
                 "liveness probe" if action.live else "ready probe",
                 lambda s: report(None if s == 0 else f"probe command {describe_status(s)}"),
                 # A liveness probe has its own timeout; a readiness one is given longer.
@@ -331,11 +329,10 @@ class Executor(LoopPart):
             )
             self._runner.signal_group(pid, signal.SIGKILL)
 
-        pid = self._commands.run(
-            action.task,
-            action.slot,
-            command_launch(launch, action.command),
-            str(action.pid),
+        pid = self._run_instance_command(
+            action,
+            launch,
+            action.command,
             "check",
             finished,
             deadline=action.timeout,
@@ -343,6 +340,30 @@ class Executor(LoopPart):
         )
         if pid is None:
             report(False, "check command could not run")
+
+    def _run_instance_command(
+        self,
+        action: Stop | Probe | Check,
+        launch: LaunchSpec,
+        command: tuple[str, ...],
+        what: str,
+        on_exit: Callable[[int], None] | None = None,
+        *,
+        deadline: float,
+        on_late: Callable[[int], None] | None = None,
+    ) -> int | None:
+        """Run `command` for the action's instance as its task runs (`launch`), with
+        Task_pid the instance's process: the helper's pid, or None if it could not run."""
+        return self._commands.run(
+            action.task,
+            action.slot,
+            command_launch(launch, command),
+            str(action.pid),
+            what,
+            on_exit,
+            deadline=deadline,
+            on_late=on_late,
+        )
 
     def _task_launch(self, task: str, slot: int) -> LaunchSpec | None:
         """How the instance's process was started (its commands run alike), if it still runs."""
