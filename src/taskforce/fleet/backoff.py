@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import random
+from collections.abc import Awaitable, Callable
+from typing import NoReturn
+
+from taskforce.fleet.session import EtcdUnavailableError
+
+log = logging.getLogger("taskforce.fleet")
 
 
 class Backoff:
@@ -20,3 +28,22 @@ class Backoff:
 
     def reset(self) -> None:
         self._next = self.initial
+
+
+async def keep_trying(
+    attempt: Callable[[], Awaitable[object]], name: str, failure: str, backoff: Backoff
+) -> NoReturn:
+    """Await `attempt()` again and again, for ever, after a backoff when it failed: etcd
+    out of reach is logged as a detail under `name`; anything else is a bug, logged
+    loudly as `failure`, which must not end the loop either (see EtcdSource._follow)."""
+    while True:
+        try:
+            await attempt()
+        except EtcdUnavailableError as exc:
+            log.debug("%s: %s", name, exc)
+        except Exception:
+            log.exception("%s", failure)
+        else:
+            backoff.reset()
+            continue
+        await asyncio.sleep(backoff.next())

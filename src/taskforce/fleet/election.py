@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from taskforce.core.spec import DesiredState
-from taskforce.fleet.backoff import Backoff
+from taskforce.fleet.backoff import Backoff, keep_trying
 from taskforce.fleet.lease import LeaseKeeper
 from taskforce.fleet.once import Completions, cluster_once
 from taskforce.fleet.session import EtcdUnavailableError, Session
@@ -144,17 +144,7 @@ class Election:
     # ----- competing ------------------------------------------------------------------
 
     async def run(self) -> None:
-        backoff = Backoff()
-        while True:
-            try:
-                await self._round()
-                backoff.reset()
-            except EtcdUnavailableError as exc:
-                log.debug("election: %s", exc)
-                await asyncio.sleep(backoff.next())
-            except Exception:  # a bug: it must not end the election (see EtcdSource._follow)
-                log.exception("election: failed; retrying")
-                await asyncio.sleep(backoff.next())
+        await keep_trying(self._round, "election", "election: failed; retrying", Backoff())
 
     async def resign(self) -> None:
         """Give up every leader key (the tasks have stopped); best effort."""

@@ -19,7 +19,7 @@ import math
 import os
 from collections.abc import Callable
 
-from taskforce.fleet.backoff import Backoff
+from taskforce.fleet.backoff import Backoff, keep_trying
 from taskforce.fleet.session import EtcdUnavailableError, Session
 
 log = logging.getLogger("taskforce.fleet")
@@ -53,17 +53,7 @@ class LeaseKeeper:
 
     async def run(self) -> None:
         backoff = Backoff(initial=0.1, limit=self.ttl / 4)
-        while True:
-            try:
-                await self._keep()
-            except EtcdUnavailableError as exc:
-                log.debug("lease: %s", exc)
-                await asyncio.sleep(backoff.next())
-            except Exception:  # a bug: it must not end the renewals (see EtcdSource._follow)
-                log.exception("fleet lease: renewal failed; retrying")
-                await asyncio.sleep(backoff.next())
-            else:
-                backoff.reset()
+        await keep_trying(self._keep, "lease", "fleet lease: renewal failed; retrying", backoff)
 
     async def start(self) -> bool:
         """Obtain the lease before the tasks start, trying each member once; whether done."""

@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from taskforce.fleet.backoff import Backoff
+from taskforce.fleet.backoff import Backoff, keep_trying
 from taskforce.fleet.election import Election
 from taskforce.fleet.lease import LeaseKeeper
-from taskforce.fleet.session import EtcdUnavailableError, Session
+from taskforce.fleet.session import Session
 from taskforce.runtime.legion import Legion
 from taskforce.runtime.manage import ControlError
 
@@ -100,21 +100,18 @@ class StatusPublisher:
         self._wake.set()
 
     async def run(self) -> None:
-        backoff = Backoff()
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            try:
-                await self._publish()
-            except EtcdUnavailableError as exc:
-                log.debug("status: %s", exc)
-            except Exception:  # a bug: it must not end publishing (see EtcdSource._follow)
-                log.exception("status: publishing failed; retrying")
-            else:
-                backoff.reset()
-                continue
+        await keep_trying(
+            self._publish_when_woken, "status", "status: publishing failed; retrying", Backoff()
+        )
+
+    async def _publish_when_woken(self) -> None:
+        await self._wake.wait()
+        self._wake.clear()
+        try:
+            await self._publish()
+        except Exception:
             self._wake.set()  # try again after the backoff
-            await asyncio.sleep(backoff.next())
+            raise
 
     async def _publish(self) -> None:
         lease = self.keeper.lease_id
