@@ -37,6 +37,7 @@ from taskforce.fleet.status import StatusPublisher, TaskViews
 from taskforce.fleet.urls import Connection, is_etcd_url, parse_etcd_url
 from taskforce.fleet.view import FleetView
 from taskforce.runtime.legion import Legion
+from taskforce.runtime.loop.listeners import after
 
 log = logging.getLogger("taskforce.fleet")
 
@@ -164,23 +165,9 @@ class FleetMember:
         exists (from serve()'s `on_ready`)."""
         if supervisor is None:
             return
-        previous = supervisor.on_change
-
-        def on_change() -> None:
-            if previous is not None:
-                previous()
-            self._planned()
-
-        supervisor.on_change = on_change
+        supervisor.on_change = after(supervisor.on_change, self._planned)
         # A rejected configuration changes no task, so no planning pass tells of it.
-        previous_event = supervisor.on_event
-
-        def on_event(event: dict[str, object]) -> None:
-            if previous_event is not None:
-                previous_event(event)
-            self.status.changed()
-
-        supervisor.on_event = on_event
+        supervisor.on_event = after(supervisor.on_event, lambda event: self.status.changed())
         self._planned()
 
     def _planned(self) -> None:

@@ -22,6 +22,7 @@ from taskforce.config.errors import ConfigError
 from taskforce.core.diff import diff_desired
 from taskforce.core.vocabulary import Control
 from taskforce.runtime.legion import Legion
+from taskforce.runtime.loop.listeners import after
 from taskforce.runtime.loop.supervisor import Supervisor
 from taskforce.runtime.output.capture import Follower, OutputCapture
 
@@ -76,14 +77,7 @@ class Controls:
         supervisor = self.legion.supervisor
         if supervisor is None or supervisor is self._hooked:
             return
-        previous = supervisor.on_change
-
-        def on_change() -> None:
-            if previous is not None:
-                previous()
-            self.changed()
-
-        supervisor.on_change = on_change
+        supervisor.on_change = after(supervisor.on_change, self.changed)
         self._hooked = supervisor
 
     # ----- control --------------------------------------------------------------------

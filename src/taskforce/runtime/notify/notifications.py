@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 from taskforce.config.model import NotifyTarget
+from taskforce.runtime.loop.listeners import after
 from taskforce.runtime.processes.spawn import describe_status
 
 if TYPE_CHECKING:
@@ -170,16 +171,7 @@ class Notifications:
 
     def attach(self, supervisor: EventSource) -> None:
         """Hear the supervisor's events, after whoever listened before; run commands there."""
-        previous = supervisor.on_event
-
-        def on_event(event: dict[str, object]) -> None:
-            try:
-                if previous is not None:
-                    previous(event)
-            finally:
-                self.notify(event)
-
-        supervisor.on_event = on_event
+        supervisor.on_event = after(supervisor.on_event, self.notify)
         self.runner = supervisor
 
     def notify(self, event: Event) -> None:

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 from taskforce.core.planner import Planner
+from taskforce.runtime.loop.listeners import after
 
 log = logging.getLogger("taskforce")
 
@@ -130,16 +131,7 @@ class SystemdStatus:
 
     def attach(self, supervisor: Supervised) -> None:
         """Hear `supervisor`'s planning passes, after whoever listened before."""
-        previous = supervisor.on_change
-
-        def on_change() -> None:
-            try:
-                if previous is not None:
-                    previous()
-            finally:
-                self.changed()
-
-        supervisor.on_change = on_change
+        supervisor.on_change = after(supervisor.on_change, self.changed)
         self._supervisor = supervisor
 
     def changed(self) -> None:
