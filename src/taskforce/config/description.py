@@ -275,14 +275,23 @@ ONEXIT = Record(
     what="onexit entry (a map with 'type' and 'task')",
 )
 
-READY = Record(
-    {
+
+def _probe_kinds(means: str, when: str, connections: str) -> dict[str, Field[Any]]:
+    """The kinds of probe readiness and liveness both have (a command, tcp, http), described
+    with what success `means` ("ready"), `when` ("once") and what tcp accepts."""
+    return {
         "command": Field(
             Conditional(allow_scalar=False, non_empty=True),
-            "A command (a list, with {name} substitutions) whose exit status 0 means ready.",
+            f"A command (a list, with {{name}} substitutions) whose exit status 0 means {means}.",
         ),
-        "tcp": Field(OneOf(Text()), "[host]:port: ready once it accepts a TCP connection."),
-        "http": Field(OneOf(Text()), "An http:// or https:// URL: ready once it answers 2xx."),
+        "tcp": Field(OneOf(Text()), f"[host]:port: {means} {when} it accepts {connections}."),
+        "http": Field(OneOf(Text()), f"An http:// or https:// URL: {means} {when} it answers 2xx."),
+    }
+
+
+READY = Record(
+    {
+        **_probe_kinds("ready", "once", "a TCP connection"),
         "pidfile": Field(
             OneOf(Flag()), "true: ready once the task's pidfile names a live process."
         ),
@@ -331,12 +340,7 @@ RESTART = Record(
 
 LIVE = Record(
     {
-        "command": Field(
-            Conditional(allow_scalar=False, non_empty=True),
-            "A command (a list, with {name} substitutions) whose exit status 0 means alive.",
-        ),
-        "tcp": Field(OneOf(Text()), "[host]:port: alive while it accepts TCP connections."),
-        "http": Field(OneOf(Text()), "An http:// or https:// URL: alive while it answers 2xx."),
+        **_probe_kinds("alive", "while", "TCP connections"),
         "interval": Field(
             OneOf(Number(minimum=0, exclusive=True)), "Seconds between probes (default 10)."
         ),
