@@ -134,19 +134,9 @@ def _prune(directory: str) -> None:
 
 def read_record(path: str) -> ServerRecord | None:
     """The record at `path`, if it is a plain file of ours (or root's) and well formed."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
+    data = paths.read_small_file(path, _MAX_RECORD, trusted=True)
+    if data is None:
         return None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_uid not in (0, os.geteuid()):
-            return None
-        data = os.read(fd, _MAX_RECORD)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
     try:
         raw: Any = json.loads(data)
         servers = tuple(str(s) for s in raw["servers"] if isinstance(s, str) and s)

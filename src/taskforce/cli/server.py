@@ -21,6 +21,7 @@ from collections.abc import Mapping
 
 from taskforce.api import servers as records
 from taskforce.cli.client import Endpoint, UsageError, default_socket, parse_server
+from taskforce.runtime.own.paths import read_small_file
 
 SERVER_ENV = "TASKFORCE_SERVER"
 
@@ -96,13 +97,8 @@ def _option(record: records.ServerRecord) -> str:
 
 
 def _pid_in(pidfile: str) -> int | None:
+    data = read_small_file(pidfile, 64)
     try:
-        fd = os.open(pidfile, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
+        return None if data is None else int(data.split()[0])
+    except (ValueError, IndexError):
         return None
-    try:
-        return int(os.read(fd, 64).split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    finally:
-        os.close(fd)

@@ -89,3 +89,23 @@ def name_digest(text: str) -> str:
 
 def default_state_file(pidfile: str | None, config_file: str) -> str:
     return instance_base(pidfile, config_file) + ".state"
+
+
+def read_small_file(path: str, limit: int, *, trusted: bool = False) -> bytes | None:
+    """Up to `limit` bytes of the file at `path`, or None when it cannot be read. It is
+    opened without following a symbolic link or blocking (on a FIFO); `trusted`: it must
+    also be a plain file of ours or root's."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if trusted:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_uid not in (0, os.geteuid()):
+                return None
+        return os.read(fd, limit)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
