@@ -36,9 +36,13 @@ clean:
 
 # Benchmarks against the peers (installs them when missing; see bench/README.md).
 # `make bench BENCH_ARGS=--quick` for a smoke run; `BENCH_ARGS="--only taskforce,s6"` etc.
-.PHONY: bench
+.PHONY: bench bench-scale
 bench: venv
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# 10,000 tasks (1,000 for peers that cannot go further): writes bench/results/scale.md.
+bench-scale: venv
+	$(BIN)/python bench/run.py --scale $(BENCH_ARGS)
 
 # Soak test (long, not in CI): 30 minutes of task kills, config rewrites and roles flips
 # against 200 tasks; writes soak-report.json and .md. `make soak SOAK_ARGS="--duration 180"`

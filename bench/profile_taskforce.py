@@ -2,10 +2,13 @@
 """Profile taskforce on the benchmark's workloads with py-spy, and say where time goes.
 
     .venv/bin/python bench/profile_taskforce.py startup   # 1,000 children from launch
+    .venv/bin/python bench/profile_taskforce.py shutdown  # SIGTERM to exit, 1,000 children
     .venv/bin/python bench/profile_taskforce.py restart   # 200 SIGKILLed children, 100 running
     .venv/bin/python bench/profile_taskforce.py reload    # 10 one-task changes out of 1,000
     .venv/bin/python bench/profile_taskforce.py memory    # RSS by mapping, heap by module
     .venv/bin/python bench/profile_taskforce.py spawn     # one start: fork+exec vs vfork
+
+`--tasks N` changes the size of startup and shutdown (10,000 for the scale figures).
 
 py-spy is installed (once) into bench/.peers/venv-tools. Raw stacks are written to
 bench/results/raw/profile-<scenario>.txt; the summary (top functions by own and by
@@ -108,10 +111,29 @@ def scenario_startup(root: Path, count: int = 1000) -> Path:
     out = RAW / "profile-startup.txt"
     spy = record(out, ["--", *taskforce_argv(workload)])
     began = time.monotonic()
-    wait_all_started(ctx, workload, 300)  # type: ignore[arg-type]
+    wait_all_started(ctx, workload, 60 + 0.1 * count)  # type: ignore[arg-type]
     print(f"{count} children started in {time.monotonic() - began:.2f} s under py-spy")
     time.sleep(0.5)
     _stop_target(spy)
+    return out
+
+
+def scenario_shutdown(root: Path, count: int = 1000) -> Path:
+    """From SIGTERM to taskforce's exit, with `count` children running."""
+    workload = Workload.create(root / "shutdown", build_child(BENCH / ".peers"), count)
+    ctx = Ctx()
+    ctx.watcher.add(workload.ts_dir)
+    tf = subprocess.Popen(taskforce_argv(workload), start_new_session=True)
+    wait_all_started(ctx, workload, 60 + 0.1 * count)  # type: ignore[arg-type]
+    time.sleep(2)
+    out = RAW / "profile-shutdown.txt"
+    spy = record(out, ["--pid", str(tf.pid)])
+    time.sleep(1.0)  # py-spy attached
+    began = time.monotonic()
+    tf.terminate()
+    tf.wait(120)
+    print(f"{count} children: SIGTERM to taskforce's exit {time.monotonic() - began:.2f} s")
+    spy.wait(60)
     return out
 
 
@@ -304,7 +326,10 @@ def _stop_target(spy: subprocess.Popen[bytes]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("scenario", choices=["startup", "restart", "reload", "memory", "spawn"])
+    parser.add_argument(
+        "scenario", choices=["startup", "shutdown", "restart", "reload", "memory", "spawn"]
+    )
+    parser.add_argument("--tasks", type=int, default=1000, help="children (startup, shutdown)")
     args = parser.parse_args()
     reaper.become_subreaper()
     print(f"taskforce {_TASKFORCE.install()} (snapshot of src/)")
@@ -315,11 +340,11 @@ def main() -> int:
         if args.scenario in ("memory", "spawn"):
             (scenario_memory if args.scenario == "memory" else scenario_spawn)(root)
             return 0
-        scenarios = {
-            "startup": scenario_startup,
-            "restart": scenario_restart,
-            "reload": scenario_reload,
-        }
+        if args.scenario in ("startup", "shutdown"):
+            sized = scenario_startup if args.scenario == "startup" else scenario_shutdown
+            summarize(sized(root, args.tasks))
+            return 0
+        scenarios = {"restart": scenario_restart, "reload": scenario_reload}
         summarize(scenarios[args.scenario](root))
     finally:
         reaper.kill_descendants()

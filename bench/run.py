@@ -16,6 +16,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -26,12 +27,15 @@ from harness.build import build_child
 from harness.context import Context
 from harness.lifecycle import run_lifecycle
 from harness.results import Results
+from harness.scale import SCALE, SCALE_METRICS, Sizes, choose_counts, run_scale
+from harness.scale import markdown as scale_markdown
 from harness.steady import run_steady
 from harness.tswatch import TsWatcher
 from peers import ALL, Env, Peer, UnavailableError
 
 BENCH = Path(__file__).resolve().parent
 METRIC_GROUPS = ("restart", "file_change", "startup", "shutdown", "idle", "reload")
+SCALE_PEERS = "taskforce,s6,supervisord"
 
 
 @dataclass(frozen=True)
@@ -64,12 +68,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=BENCH / "results", help="results directory")
     parser.add_argument("--seed", type=int, default=None, help="seed for the trial order")
     parser.add_argument(
+        "--scale",
+        action="store_true",
+        help=f"scale mode: {SCALE:,} tasks ({SCALE_PEERS} unless --only); writes scale.md",
+    )
+    parser.add_argument("--scale-tasks", type=int, default=SCALE, help="tasks in scale mode")
+    parser.add_argument("--scale-rounds", type=int, default=1, help="rounds in scale mode")
+    parser.add_argument(
         "--render",
         type=Path,
         metavar="JSON",
         help="measure nothing: write latest.md again from a saved results JSON",
     )
     args = parser.parse_args(argv)
+    args.argv = argv
+    if args.scale and not args.only:
+        args.only = SCALE_PEERS
     args.peers = _choose(args.only, names, "peer")
     args.metric_set = set(_choose(args.metrics, list(METRIC_GROUPS), "metric"))
     return args
@@ -136,11 +150,14 @@ def render(saved: Path, out: Path) -> int:
     return 0
 
 
-def main(argv: list[str]) -> int:
-    args = parse_args(argv)
-    if args.render is not None:
-        return render(args.render, args.out)
-    plan = QUICK if args.quick else FULL
+def run(
+    args: argparse.Namespace,
+    results: Results,
+    prefix: str,
+    measure_all: Callable[[Context, list[Peer]], None],
+) -> dict[str, Any] | None:
+    """Install the peers, measure, clean up everything; the report's common data, or None
+    if interrupted."""
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)
     reaper.become_subreaper()
@@ -151,16 +168,15 @@ def main(argv: list[str]) -> int:
     child = build_child(peers_dir)
     log(f"child program: {child.kind} ({child.exe})")
     peers, peer_info = install_peers(env, args.peers)
-    results = Results()
-    root = Path(tempfile.mkdtemp(prefix="tfb-", dir="/tmp"))
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     watcher = TsWatcher()
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     ctx = Context(root, child, watcher, results, random.Random(seed), log, args.out / "raw")
     try:
-        measure(ctx, peers, args.metric_set, plan)
+        measure_all(ctx, peers)
     except KeyboardInterrupt:
         log("interrupted: cleaning up, no report written")
-        return 130
+        return None
     finally:
         for peer in peers:
             peer.kill()
@@ -169,9 +185,8 @@ def main(argv: list[str]) -> int:
             log(f"cleaned up {left} leftover processes")
         watcher.close()
         shutil.rmtree(root, ignore_errors=True)
-    data: dict[str, Any] = {
-        "command": "make bench" + (" (--quick)" if args.quick else ""),
-        "argv": argv,
+    return {
+        "argv": args.argv,
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "duration_s": round(time.monotonic() - began, 1),
         "seed": seed,
@@ -179,8 +194,24 @@ def main(argv: list[str]) -> int:
         "load_before": load_before,
         "load_after": machine.load_average(),
         "child": child.kind,
-        "plan": plan.__dict__,
         "peers": peer_info,
+    }
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    if args.render is not None:
+        return render(args.render, args.out)
+    if args.scale:
+        return main_scale(args)
+    plan = QUICK if args.quick else FULL
+    results = Results()
+    data = run(args, results, "tfb-", lambda ctx, peers: measure(ctx, peers, args.metric_set, plan))
+    if data is None:
+        return 130
+    data |= {
+        "command": "make bench" + (" (--quick)" if args.quick else ""),
+        "plan": plan.__dict__,
         "targets": targets.evaluate(results),
     }
     md_path, json_path = report.write(args.out, data, results)
@@ -189,6 +220,34 @@ def main(argv: list[str]) -> int:
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     shutil.copy2(json_path, raw / f"{stamp}.json")
     log(f"wrote {md_path} and {json_path} in {data['duration_s'] / 60:.1f} min")
+    print(md_path.read_text())
+    return 0
+
+
+def main_scale(args: argparse.Namespace) -> int:
+    """`--scale`: each peer once at 10,000 tasks (fewer where it cannot), see harness/scale.py."""
+    results = Results(SCALE_METRICS)
+    sizes: list[Sizes] = []
+
+    def measure_scale(ctx: Context, peers: list[Peer]) -> None:
+        sizes.append(choose_counts(peers, args.scale_tasks))
+        run_scale(ctx, peers, sizes[0], args.scale_rounds)
+
+    data = run(args, results, "tfb-scale-", measure_scale)
+    if data is None:
+        return 130
+    data |= {
+        "command": "bench/run.py " + " ".join(args.argv),
+        "rounds": args.scale_rounds,
+        "counts": sizes[0].counts,
+        "reduced": sizes[0].reasons,
+        "metrics": results.to_json(),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "scale.json").write_text(json.dumps(data, indent=1) + "\n")
+    md_path = args.out / "scale.md"
+    md_path.write_text("\n".join(scale_markdown(data, results, sizes[0])) + "\n")
+    log(f"wrote {md_path} in {data['duration_s'] / 60:.1f} min")
     print(md_path.read_text())
     return 0
 

@@ -16,12 +16,15 @@ RELOAD_TIMEOUT_S = 60.0
 SHUTDOWN_TIMEOUT_S = 60.0
 
 
-def _startup(ctx: Context, peer: Peer, workload: Workload, metric: str) -> bool:
+def measure_startup(
+    ctx: Context, peer: Peer, workload: Workload, metric: str, timeout: float | None = None
+) -> bool:
     ctx.watcher.add(workload.ts_dir)
     t0 = time.monotonic_ns()
     try:
         peer.launch(workload)
-        timeout = 30 + 0.3 * len(workload.tasks)
+        if timeout is None:
+            timeout = 30 + 0.3 * len(workload.tasks)
         starts = wait_all_started(ctx, workload, timeout)
     except (OSError, TimeoutError) as error:
         ctx.results.fail(metric, peer.name, str(error))
@@ -31,7 +34,7 @@ def _startup(ctx: Context, peer: Peer, workload: Workload, metric: str) -> bool:
     return True
 
 
-def _reload(ctx: Context, peer: Peer, workload: Workload, name: str) -> Workload:
+def measure_reload(ctx: Context, peer: Peer, workload: Workload, name: str) -> Workload:
     before = read_starts(workload.ts_dir)
     new = workload.changed(name)
     apply = peer.prepare_reload(new, name)
@@ -60,7 +63,7 @@ def _reload(ctx: Context, peer: Peer, workload: Workload, name: str) -> Workload
     return new
 
 
-def _shutdown(ctx: Context, peer: Peer, workload: Workload, metric: str) -> bool:
+def measure_shutdown(ctx: Context, peer: Peer, workload: Workload, metric: str) -> bool:
     # Let the supervisor finish its start-up (circus misses a SIGTERM that arrives during it).
     wait_quiet(ctx, workload, 0.3, 10)
     time.sleep(0.2)
@@ -100,15 +103,15 @@ def lifecycle_trial(
     workload = Workload.create(ctx.root / f"{peer.name}-{label}", ctx.child, count)
     ok = False
     try:
-        if not _startup(ctx, peer, workload, f"startup_{count}_ms"):
+        if not measure_startup(ctx, peer, workload, f"startup_{count}_ms"):
             return "start-up failed"
         phases.done("start")
         if reloads:
             sleep_until_aged(read_starts(workload.ts_dir), 1.2)
             for name in ctx.rng.sample([task.name for task in workload.tasks], reloads):
-                workload = _reload(ctx, peer, workload, name)
+                workload = measure_reload(ctx, peer, workload, name)
             phases.done("reload")
-        ok = _shutdown(ctx, peer, workload, f"shutdown_{count}_ms") if shutdown else True
+        ok = measure_shutdown(ctx, peer, workload, f"shutdown_{count}_ms") if shutdown else True
         phases.done("stop")
     finally:
         if not ok:

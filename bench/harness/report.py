@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.results import METRICS, Results
+from harness.results import Results
 
 BASELINE = "taskforce"
 TIMES = "\u00d7"  # the multiplication sign
@@ -55,7 +55,7 @@ def summary_table(results: Results, peers: list[str]) -> list[str]:
         "| metric (median) | " + " | ".join(peers) + " |",
         "| --- |" + " ---: |" * len(peers),
     ]
-    for metric in METRICS:
+    for metric in results.metrics:
         cells = [_cell(results, metric.key, peer, metric.unit) for peer in peers]
         if any(cells):
             lines.append(f"| {metric.title} ({metric.unit}) | " + " | ".join(cells) + " |")
@@ -64,7 +64,7 @@ def summary_table(results: Results, peers: list[str]) -> list[str]:
 
 def detail_tables(results: Results, peers: list[str]) -> list[str]:
     lines: list[str] = []
-    for metric in METRICS:
+    for metric in results.metrics:
         rows = []
         base = results.median(metric.key, BASELINE)
         for peer in peers:

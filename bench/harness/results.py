@@ -62,9 +62,10 @@ class Series:
 
 
 class Results:
-    def __init__(self) -> None:
-        self.series: dict[str, dict[str, Series]] = {metric.key: {} for metric in METRICS}
-        self.not_applicable: dict[str, dict[str, str]] = {metric.key: {} for metric in METRICS}
+    def __init__(self, metrics: list[Metric] | None = None) -> None:
+        self.metrics = METRICS if metrics is None else metrics
+        self.series: dict[str, dict[str, Series]] = {metric.key: {} for metric in self.metrics}
+        self.not_applicable: dict[str, dict[str, str]] = {metric.key: {} for metric in self.metrics}
 
     def _get(self, metric: str, peer: str) -> Series:
         return self.series[metric].setdefault(peer, Series())
@@ -103,7 +104,7 @@ class Results:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for metric in METRICS:
+        for metric in self.metrics:
             per_peer: dict[str, Any] = {}
             for peer, series in self.series[metric.key].items():
                 per_peer[peer] = series.summary() | {"values": series.values}

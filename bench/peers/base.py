@@ -61,6 +61,11 @@ class Peer(ABC):
     def prepare_reload(self, new: Workload, name: str) -> Callable[[], None]:
         """Get ready to apply `new` (task `name` changed); the returned call applies it."""
 
+    def status_query(self) -> Callable[[], int] | None:
+        """A call asking the supervisor for the state of every task at once (its API, not a
+        command-line client), returning the size of the answer; None if it has none."""
+        return None
+
     def runs(self, pid: int, task: Task) -> bool:
         """Whether process `pid` runs `task` as now configured (its argv)."""
         argv = procfs.cmdline(pid)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import xmlrpc.client
 from collections.abc import Callable
 from pathlib import Path
 
-from harness import install
+from harness import install, unixhttp
 from harness.workload import Workload
 from peers.base import Peer, rename_into
 
@@ -71,6 +72,13 @@ class Supervisord(Peer):
 
     def request_stop(self) -> None:
         self._signal(signal.SIGTERM)
+
+    def status_query(self) -> Callable[[], int] | None:
+        assert self.workload is not None
+        sock = self.workload.root / "supervisor.sock"
+        body = xmlrpc.client.dumps((), "supervisor.getAllProcessInfo").encode()
+        headers = {"Content-Type": "text/xml"}
+        return lambda: len(unixhttp.request(sock, "POST", "/RPC2", body, headers))
 
     def prepare_reload(self, new: Workload, name: str) -> Callable[[], None]:
         conf = new.root / "supervisord.conf"

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from harness import unixhttp
 from harness.install import UnavailableError
 from harness.workload import Workload
 from peers.base import Peer, rename_into
@@ -92,6 +93,12 @@ class Taskforce(Peer):
 
     def request_stop(self) -> None:
         self._signal(signal.SIGTERM)
+
+    def status_query(self) -> Callable[[], int] | None:
+        assert self.workload is not None
+        # The control socket beside the pidfile (see flags()).
+        sock = self.workload.root / "taskforce.sock"
+        return lambda: len(unixhttp.request(sock, "GET", "/status/tasks"))
 
     def prepare_reload(self, new: Workload, name: str) -> Callable[[], None]:
         return rename_into(self.config_path(new), config_text(new, self.settings))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import sys
 from pathlib import Path
 
@@ -35,8 +36,9 @@ def inotify_calls(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
 
 
 def watches_to(directory: Path) -> int:
-    """Watches on the way to ``directory`` included: one per directory from the root."""
-    return len(directory.resolve().parts)
+    """Watches on the way to ``directory`` included: one per directory below the root (the
+    root cannot be renamed)."""
+    return len(directory.resolve().parts) - 1
 
 
 def inotify_fds() -> int:
@@ -413,5 +415,68 @@ def test_an_idle_watcher_has_no_timer(tmp_path: Path) -> None:
             await rec.expect(conf)
             # The debounce timer existed only while the change was pending.
             assert not timers(asyncio.get_running_loop())
+
+    asyncio.run(test())
+
+
+def _inotify_fd() -> int:
+    (fd,) = [int(fd) for fd in os.listdir("/proc/self/fd") if _is_inotify(fd)]
+    return fd
+
+
+def _is_inotify(fd: str) -> bool:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:inotify"
+    except OSError:
+        return False
+
+
+def test_churn_in_ancestor_directories_does_not_wake_the_watcher(tmp_path: Path) -> None:
+    """Directories on the way to a watched file are watched for their own removal or rename,
+    not for their entries: files coming and going next to the path (in /tmp, /etc) queue no
+    inotify event, so the loop is not woken (events are queued by the syscall itself, so the
+    descriptor being unreadable right after the churn shows that nothing was)."""
+    conf = tmp_path / "x" / "y" / "conf"
+    conf.parent.mkdir(parents=True)
+    conf.write_text("a")
+
+    async def test() -> None:
+        async with watching() as (w, rec):
+            w.set_paths([conf])
+            fd = _inotify_fd()
+            for directory in (tmp_path, tmp_path / "x"):
+                for i in range(20):
+                    other = directory / f"unrelated-{i}"
+                    other.write_text("churn")
+                    other.chmod(0o600)
+                    other.rename(directory / f"renamed-{i}")
+                    (directory / f"renamed-{i}").unlink()
+                    (directory / f"dir-{i}").mkdir()
+                    (directory / f"dir-{i}").rmdir()
+            readable, _, _ = select.select([fd], [], [], 0)
+            assert not readable
+            # The path still follows its ancestors: renaming one away is seen.
+            os.rename(tmp_path / "x", tmp_path / "x.old")
+            await rec.expect(conf)
+
+    asyncio.run(test())
+
+
+def test_an_ancestor_stops_reporting_entries_once_the_missing_one_appears(tmp_path: Path) -> None:
+    conf = tmp_path / "later" / "conf"
+    sentinel = tmp_path / "later" / "sentinel"
+
+    async def test() -> None:
+        async with watching() as (w, rec):
+            w.set_paths([conf, sentinel])
+            conf.parent.mkdir()
+            conf.write_text("x")
+            await rec.expect(conf)
+            await barrier(rec, sentinel)
+            fd = _inotify_fd()
+            (tmp_path / "unrelated").write_text("churn")
+            (tmp_path / "unrelated").unlink()
+            readable, _, _ = select.select([fd], [], [], 0)
+            assert not readable
 
     asyncio.run(test())

@@ -465,6 +465,9 @@ class SharedContext:
         self.config = config
         self.host = host
         self.ids = str(host.uid), str(host.gid)
+        # One (name, value) tuple per distinct pair of the tasks' environments: most come
+        # from taskforce's own environment and are the same in every task.
+        self.env_pairs: dict[tuple[str, str], tuple[str, str]] = {}
         # None (role processing off) and an empty roles file both apply no role_* maps.
         self.active: tuple[str, ...] = () if roles is None else roles.names
         self.error: ContextError | None = None  # a top-level problem: every task is concerned

@@ -152,7 +152,12 @@ def _resolve_task(shared: SharedContext, name: str, task: TaskConfig) -> TaskSpe
     count = _count(chosen.count, first.values, f"tasks.{name}.count")
     instances = [
         _instance(
-            name, task, chosen, first if number == 0 else context.instance(number), shared.config
+            name,
+            task,
+            chosen,
+            first if number == 0 else context.instance(number),
+            shared.config,
+            shared.env_pairs,
         )
         for number in range(count)
     ]
@@ -480,7 +485,12 @@ def _count(count: int | str, context: Mapping[str, str], path: str) -> int:
 
 
 def _instance(
-    name: str, task: TaskConfig, chosen: _Chosen, context: InstanceContext, config: Config
+    name: str,
+    task: TaskConfig,
+    chosen: _Chosen,
+    context: InstanceContext,
+    config: Config,
+    env_pairs: dict[tuple[str, str], tuple[str, str]],
 ) -> InstanceSpec:
     values = context.values
     start_path = f"tasks.{name}.commands.start"
@@ -503,7 +513,7 @@ def _instance(
     launch = LaunchSpec(
         program=program,
         argv=tuple(argv),
-        env=tuple(sorted(values.items())),
+        env=tuple(env_pairs.setdefault(pair, pair) for pair in sorted(values.items())),
         cwd=context.cwd,
         user=context.user,
         group=context.group,

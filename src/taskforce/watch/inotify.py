@@ -2,7 +2,9 @@
 
 Directories are watched rather than files so that a rename over a file, a deletion and
 recreation, and the creation of a path that does not exist yet are all seen; the directories
-above them too (for their entries only), so that renaming a whole tree is seen. Events are
+above them too, for their own removal or rename only (so that renaming a whole tree is seen,
+while files coming and going in /tmp do not wake the loop), or for their entries where a
+component is missing or a symbolic link (see resolve.py). Events are
 hints: an event on a file's own entry reports that path; an event on any other entry a path
 depends on (a directory on the way, a symbolic link) re-resolves the path and reports it only
 if it now refers to a different file.
@@ -19,7 +21,7 @@ import struct
 from collections.abc import Callable, Iterable
 from typing import NamedTuple, Protocol
 
-from .tracker import DirTracker, UnwatchableError
+from .tracker import DirTracker, Need, UnwatchableError
 
 try:
     from taskforce import _syscalls
@@ -47,13 +49,17 @@ IN_MASK_ADD = 0x20000000
 # log file next to a watched one would wake the loop on every line. IN_CLOSE_WRITE marks the end
 # of a write.
 _ENTRY_EVENTS = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO
-# A directory only on the way to watched files (/, /home, /tmp) needs its entries' arrivals,
-# departures and renames, not every write in it. IN_MASK_ADD: a watch is only ever widened, as
-# an inode shared by two directory paths (bind mounts) has one mask.
-_PASSAGE_MASK = (
-    _ENTRY_EVENTS | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_EXCL_UNLINK | IN_MASK_ADD
-)
-_FILES_MASK = _PASSAGE_MASK | IN_CLOSE_WRITE | IN_ATTRIB
+# A directory only on the way to watched files (/home, /tmp) needs its own removal or rename:
+# these are not events on its entries, so no file in it wakes the loop. One where a component
+# is missing or a link needs its entries' arrivals, departures and renames; one holding watched
+# files also their writes.
+_SELF_EVENTS = IN_DELETE_SELF | IN_MOVE_SELF
+_MASKS = {
+    Need.ITSELF: _SELF_EVENTS,
+    Need.ENTRIES: _SELF_EVENTS | _ENTRY_EVENTS,
+    Need.FILES: _SELF_EVENTS | _ENTRY_EVENTS | IN_CLOSE_WRITE | IN_ATTRIB,
+}
+_FLAGS = IN_ONLYDIR | IN_EXCL_UNLINK
 # The watched directory itself went away or moved: its watch no longer describes its path.
 _GONE = IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF | IN_UNMOUNT
 
@@ -140,6 +146,10 @@ class InotifyBackend:
         self._ino: _INotify | None = _open_inotify()
         self._tracker = DirTracker(self._watch, self._unwatch, give_up)
         self._dir_wd: dict[str, int] = {}
+        # The events each directory needs, and the mask each watch has: an inode reached by
+        # two directory paths (bind mounts) has one watch, reporting what either needs.
+        self._dir_mask: dict[str, int] = {}
+        self._wd_mask: dict[int, int] = {}
         # Usually one directory per watch; more when two paths reach the same inode (bind mounts)
         # or while the event of a moved directory is still queued.
         self._wd_dirs: dict[int, set[str]] = {}
@@ -164,6 +174,8 @@ class InotifyBackend:
         self._ino = None
         self._dir_wd.clear()
         self._wd_dirs.clear()
+        self._dir_mask.clear()
+        self._wd_mask.clear()
         self._tracker.clear()
 
     def _fd(self) -> int:
@@ -196,8 +208,10 @@ class InotifyBackend:
             for directory in dirs:
                 tracker.entry_event(directory, name, entry_changed, changed, recheck)
         for wd in gone:
+            self._wd_mask.pop(wd, None)
             for directory in self._wd_dirs.pop(wd, ()):
                 self._dir_wd.pop(directory, None)
+                self._dir_mask.pop(directory, None)
                 recheck |= tracker.dir_gone(directory)
             # A moved directory keeps its kernel watch; a deleted one has lost it already.
             self._rm_watch(wd)
@@ -205,13 +219,48 @@ class InotifyBackend:
         if changed:
             self._report(changed)
 
-    def _watch(self, directory: str, files: bool) -> bool:
+    def _watch(self, directory: str, need: Need) -> bool:
+        mask = _MASKS[need]
+        previous = self._dir_wd.get(directory)
+        if previous is None:
+            # The inode may be watched already through another path: only add to its mask.
+            wd = self._add_watch(directory, IN_MASK_ADD | mask)
+        else:
+            # The same directory needing other events: what all paths to its inode need.
+            wanted = mask | self._others_mask(previous, directory)
+            if wanted == self._wd_mask.get(previous):
+                self._dir_mask[directory] = mask
+                return True
+            wd = self._add_watch(directory, wanted)
+            if wd is not None and wd != previous:
+                # Another directory is at this path now (the old one moved away): what is
+                # set on it must also cover the other paths already reaching it.
+                self._unwatch(directory)
+                if wd in self._wd_dirs:
+                    wd = self._add_watch(directory, mask | self._others_mask(wd, directory))
+        if wd is None:
+            return False
+        self._dir_wd[directory] = wd
+        self._dir_mask[directory] = mask
+        self._wd_dirs.setdefault(wd, set()).add(directory)
+        return True
+
+    def _others_mask(self, wd: int, directory: str) -> int:
+        """What the directories other than ``directory`` sharing watch ``wd`` need."""
+        mask = 0
+        for other in self._wd_dirs.get(wd, ()):
+            if other != directory:
+                mask |= self._dir_mask.get(other, 0)
+        return mask
+
+    def _add_watch(self, directory: str, mask: int) -> int | None:
+        """Add or change the watch on ``directory``; None if it does not exist."""
         assert self._ino is not None
         try:
-            wd = self._ino.add_watch(directory, _FILES_MASK if files else _PASSAGE_MASK)
+            wd = self._ino.add_watch(directory, _FLAGS | mask)
         except OSError as exc:
             if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-                return False
+                return None
             if exc.errno != errno.ENOSPC:
                 raise UnwatchableError(exc.strerror or str(exc)) from exc
             if not self._warned_limit:
@@ -221,15 +270,13 @@ class InotifyBackend:
                     " watching the remaining files by polling"
                 )
             raise UnwatchableError("watch limit", reported=True) from exc
-        previous = self._dir_wd.get(directory)
-        if previous is not None and previous != wd:
-            self._unwatch(directory)  # widening found another directory at this path
-        self._dir_wd[directory] = wd
-        self._wd_dirs.setdefault(wd, set()).add(directory)
-        return True
+        events = mask & ~IN_MASK_ADD
+        self._wd_mask[wd] = (self._wd_mask.get(wd, 0) | events) if mask & IN_MASK_ADD else events
+        return wd
 
     def _unwatch(self, directory: str) -> None:
         wd = self._dir_wd.pop(directory, None)
+        self._dir_mask.pop(directory, None)
         if wd is None:
             return
         dirs = self._wd_dirs.get(wd)
@@ -238,6 +285,7 @@ class InotifyBackend:
             if dirs:
                 return
             del self._wd_dirs[wd]
+        self._wd_mask.pop(wd, None)
         self._rm_watch(wd)
 
     def _rm_watch(self, wd: int) -> None:
@@ -253,6 +301,8 @@ class InotifyBackend:
             self._rm_watch(wd)
         self._dir_wd.clear()
         self._wd_dirs.clear()
+        self._dir_mask.clear()
+        self._wd_mask.clear()
         paths = self._tracker.clear()
         self._tracker.add(paths)
         self._report(paths)

@@ -18,8 +18,8 @@ import select
 import sys
 from collections.abc import Callable, Iterable
 
-from .resolve import Ident, Key, is_listing
-from .tracker import DirTracker, UnwatchableError
+from .resolve import ITSELF, Ident, Key, is_listing
+from .tracker import DirTracker, Need, UnwatchableError
 
 # Only imported where select.kqueue exists; the assert also tells mypy to check the rest of
 # this module for BSD and macOS only.
@@ -51,6 +51,7 @@ class KqueueBackend:
         self._tracker = DirTracker(self._watch, self._unwatch, self._drop_files)
         self._dir_fd: dict[str, int] = {}
         self._fd_dir: dict[int, str] = {}
+        self._dir_notes: dict[int, int] = {}
         # What each watched name of a directory was when last looked at.
         self._entry_idents: dict[str, dict[str, Ident | None]] = {}
         # Descriptors on the watched files, by the directory entry holding the file, with the
@@ -93,6 +94,7 @@ class KqueueBackend:
         self._kq = None
         self._dir_fd.clear()
         self._fd_dir.clear()
+        self._dir_notes.clear()
         self._entry_idents.clear()
         self._file_fd.clear()
         self._fd_file.clear()
@@ -141,6 +143,8 @@ class KqueueBackend:
         seen = self._entry_idents.setdefault(directory, {})
         paths: set[str] = set()
         for name, behind in self._tracker.index.entries(directory).items():
+            if name == ITSELF:
+                continue  # its own events are _GONE
             try:
                 st = os.lstat(os.path.join(directory, name))
             except OSError:
@@ -153,15 +157,19 @@ class KqueueBackend:
         return paths
 
     def _open(self, path: str, notes: int) -> int:
-        assert self._kq is not None
         fd = os.open(path, _OPEN_FLAGS)
         try:
-            flags = select.KQ_EV_ADD | select.KQ_EV_CLEAR
-            self._kq.control([select.kevent(fd, select.KQ_FILTER_VNODE, flags, notes)], 0)
+            self._register(fd, notes)
         except OSError:
             os.close(fd)
             raise
         return fd
+
+    def _register(self, fd: int, notes: int) -> None:
+        """Add the vnode kevent of ``fd``, or change its notes."""
+        assert self._kq is not None
+        flags = select.KQ_EV_ADD | select.KQ_EV_CLEAR
+        self._kq.control([select.kevent(fd, select.KQ_FILTER_VNODE, flags, notes)], 0)
 
     def _refused(self, exc: OSError) -> UnwatchableError:
         if exc.errno not in (errno.EMFILE, errno.ENFILE):
@@ -174,18 +182,28 @@ class KqueueBackend:
             )
         return UnwatchableError("open file limit", reported=True)
 
-    def _watch(self, directory: str, files: bool) -> bool:
+    def _watch(self, directory: str, need: Need) -> bool:
         # A directory's NOTE_WRITE covers its entries; its files get descriptors of their own.
-        if directory in self._dir_fd:
+        # One only on the way needs its own deletion or rename.
+        notes = _GONE if need is Need.ITSELF else _DIR_NOTES
+        fd = self._dir_fd.get(directory)
+        if fd is not None:
+            if self._dir_notes.get(fd) != notes:
+                try:
+                    self._register(fd, notes)
+                except OSError as exc:
+                    raise self._refused(exc) from exc
+                self._dir_notes[fd] = notes
             return True
         try:
-            fd = self._open(directory, _DIR_NOTES)
+            fd = self._open(directory, notes)
         except (FileNotFoundError, NotADirectoryError):
             return False
         except OSError as exc:
             raise self._refused(exc) from exc
         self._dir_fd[directory] = fd
         self._fd_dir[fd] = directory
+        self._dir_notes[fd] = notes
         return True
 
     def _unwatch(self, directory: str) -> None:
@@ -193,6 +211,7 @@ class KqueueBackend:
         fd = self._dir_fd.pop(directory, None)
         if fd is not None:
             del self._fd_dir[fd]
+            self._dir_notes.pop(fd, None)
             os.close(fd)  # closing a descriptor removes its kevents
 
     def _sync_files(self, paths: Iterable[str]) -> None:

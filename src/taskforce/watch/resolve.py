@@ -6,6 +6,13 @@ link on the way (``current -> releases/v1``) may be switched. The kernel backend
 directories, so a path is described by the ``(directory, name)`` entries whose change can
 alter it, all in resolved (symlink-free) form, because that is where the kernel reports the
 events.
+
+A directory that exists on the way is described by ``(directory, ITSELF)`` rather than by its
+entry in its parent: it can only stop being on the way by being removed or renamed (a
+non-empty directory cannot be replaced by a rename), which its own watch reports. Its parent's
+entries then need no watch, so files coming and going in /tmp or /etc next to a watched path
+wake nobody. Entries that can change the path without such an event, a missing component
+appearing, a symbolic link switched, are watched in their directory.
 """
 
 from __future__ import annotations
@@ -28,6 +35,11 @@ _NO_PATHS: frozenset[str] = frozenset()
 # The last name of a path that stands for the entries of its directory (see
 # :func:`listing`): NUL is in no file name, so no real entry is ever mistaken for it.
 ANY_ENTRY = "\0"
+
+
+# The name standing for the directory itself (see the module's docstring): no real entry
+# contains NUL either.
+ITSELF = "\0."
 
 
 def listing(directory: str) -> str:
@@ -159,7 +171,7 @@ class Resolver:
             # An existing directory is a key too: renaming it (or an ancestor) moves the path
             # away from the directories watched below it, without an event on them.
             self.dir_idents[full] = (st.st_dev, st.st_ino)
-            return _Dir(full, (*keys, key))
+            return _Dir(full, (*keys, (full, ITSELF)))
         if stat.S_ISLNK(st.st_mode) and hops < _MAX_LINKS:
             try:
                 target = os.readlink(full)
@@ -176,7 +188,8 @@ class KeyIndex:
 
     Also records which directories started or stopped being needed since the last
     :meth:`take_dir_changes`, so a backend adds and removes only the kernel watches that changed.
-    A directory that holds watched files needs more events than one only on the way to them.
+    A directory that holds watched files needs more events than one whose entries decide a
+    path (a missing one, a link), which needs more than one only on the way (:data:`ITSELF`).
     """
 
     def __init__(self) -> None:
@@ -188,7 +201,7 @@ class KeyIndex:
         self._waiting: dict[str, set[str]] = {}
         self._new_dirs: set[str] = set()
         self._old_dirs: set[str] = set()
-        self._file_dirs: set[str] = set()
+        self._relevel_dirs: set[str] = set()
 
     def put(self, path: str, res: Resolution) -> Resolution | None:
         """Record ``res`` for ``path``; return the previous resolution."""
@@ -234,6 +247,10 @@ class KeyIndex:
     def has_files(self, directory: str) -> bool:
         return directory in self._files
 
+    def needs_entries(self, directory: str) -> bool:
+        """Whether some path depends on an entry of ``directory`` (not only on itself)."""
+        return _named(self._entries.get(directory, {})) > 0
+
     def needs(self, directory: str) -> bool:
         return directory in self._entries
 
@@ -248,11 +265,12 @@ class KeyIndex:
                 self._new_dirs.add(directory)
 
     def take_dir_changes(self) -> tuple[set[str], set[str], set[str]]:
-        """Directories newly needed, no longer needed, and now holding files, since the
-        previous call."""
-        new, old, files = self._new_dirs, self._old_dirs, self._file_dirs
-        self._new_dirs, self._old_dirs, self._file_dirs = set(), set(), set()
-        return new, old, files
+        """Directories newly needed, no longer needed, and those that may need other events
+        (they started or stopped holding files, or entries of theirs that paths depend on),
+        since the previous call."""
+        new, old, relevel = self._new_dirs, self._old_dirs, self._relevel_dirs
+        self._new_dirs, self._old_dirs, self._relevel_dirs = set(), set(), set()
+        return new, old, relevel
 
     def _link(self, path: str, res: Resolution) -> None:
         for directory, name in res.keys:
@@ -264,13 +282,15 @@ class KeyIndex:
             paths = names.get(name)
             if paths is None:
                 names[name] = {path}
+                if name != ITSELF and _named(names) == 1:
+                    self._relevel_dirs.add(directory)
             else:
                 paths.add(path)
         if res.final is not None:
             directory = res.final[0]
             if directory not in self._files:
                 self._files[directory] = set()
-                self._file_dirs.add(directory)
+                self._relevel_dirs.add(directory)
             self._files[directory].add(path)
         elif res.keys:
             self._waiting.setdefault(res.keys[-1][0], set()).add(path)
@@ -290,15 +310,27 @@ class KeyIndex:
                     del self._entries[directory]
                     self._old_dirs.add(directory)
                     self._new_dirs.discard(directory)
+                elif name != ITSELF and not _named(names):
+                    self._relevel_dirs.add(directory)
         if res.final is not None:
-            _remove(self._files, res.final[0], path)
+            directory = res.final[0]
+            if _remove(self._files, directory, path) and directory in self._entries:
+                self._relevel_dirs.add(directory)
         elif res.keys:
             _remove(self._waiting, res.keys[-1][0], path)
 
 
-def _remove(groups: dict[str, set[str]], directory: str, path: str) -> None:
+def _named(names: Mapping[str, set[str]]) -> int:
+    """How many real entries (not the directory itself) are in ``names``."""
+    return len(names) - (ITSELF in names)
+
+
+def _remove(groups: dict[str, set[str]], directory: str, path: str) -> bool:
+    """Remove ``path`` from its group; True if that emptied the group."""
     paths = groups.get(directory)
     if paths is not None:
         paths.discard(path)
         if not paths:
             del groups[directory]
+            return True
+    return False

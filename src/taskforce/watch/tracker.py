@@ -8,6 +8,7 @@ it.
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -19,6 +20,14 @@ log = logging.getLogger("taskforce.watch")
 # Adding a watch may reveal that a directory appeared or vanished meanwhile, which changes what
 # must be watched. Racing changes settle in a few rounds; past that, poll what is left.
 _MAX_ROUNDS = 10
+
+
+class Need(enum.IntEnum):
+    """What a directory's kernel watch must report, each level including the ones before."""
+
+    ITSELF = 0  # only on the way to watched paths: its own removal or rename
+    ENTRIES = 1  # entries appearing, going, being renamed (a missing component, a link)
+    FILES = 2  # it holds watched files: their writes and attribute changes too
 
 
 class UnwatchableError(Exception):
@@ -35,14 +44,13 @@ class UnwatchableError(Exception):
 class DirTracker:
     def __init__(
         self,
-        watch: Callable[[str, bool], bool],
+        watch: Callable[[str, Need], bool],
         unwatch: Callable[[str], None],
         give_up: Callable[[set[str]], None],
     ) -> None:
-        """``watch(directory, files)`` adds or widens a kernel watch: with ``files``, changes
-        to the files in it matter, otherwise only its entries appearing, going and being
-        renamed. It returns False if the directory does not exist (any more) and raises
-        :class:`UnwatchableError` if it cannot be watched. ``give_up(paths)`` takes over the
+        """``watch(directory, need)`` adds a kernel watch or changes the events it reports
+        (see :class:`Need`). It returns False if the directory does not exist (any more) and
+        raises :class:`UnwatchableError` if it cannot be watched. ``give_up(paths)`` takes over the
         paths that cannot be watched."""
         self._watch = watch
         self._unwatch = unwatch
@@ -145,13 +153,15 @@ class DirTracker:
         changed: set[str] = set()
         index = self.index
         for _ in range(_MAX_ROUNDS):
-            new, old, files = index.take_dir_changes()
-            if not new and not old and not files:
+            new, old, relevel = index.take_dir_changes()
+            if not new and not old and not relevel:
                 return changed
             for directory in old:
                 self._remove(directory)
-            for directory in (files & self._watched.keys()) - new:
-                self._add(directory)  # it now holds files: widen the events watched
+            for directory in (relevel | new) & self._watched.keys():
+                # It needs more or fewer events than before (or, dropped and needed again
+                # within the batch, the same: then the backend has nothing to do).
+                self._add(directory)
             recheck: set[str] = set()
             missed: list[str] = []
             for directory in new - self._watched.keys():
@@ -176,10 +186,16 @@ class DirTracker:
             self._remove(directory)
         return changed
 
+    def need(self, directory: str) -> Need:
+        index = self.index
+        if index.has_files(directory):
+            return Need.FILES
+        return Need.ENTRIES if index.needs_entries(directory) else Need.ITSELF
+
     def _add(self, directory: str) -> bool | None:
         """Watch ``directory``: True if watched, None if missing, False if refused."""
         try:
-            ok = self._watch(directory, self.index.has_files(directory))
+            ok = self._watch(directory, self.need(directory))
         except UnwatchableError as exc:
             owned = self.index.owned_by(directory)
             if not exc.reported:

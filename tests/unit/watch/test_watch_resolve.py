@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from taskforce.watch.resolve import Key, KeyIndex, Resolution, Resolver
+from taskforce.watch.resolve import ITSELF, Key, KeyIndex, Resolution, Resolver
 
 
 def chain(directory: Path) -> tuple[Key, ...]:
-    """The entries from the root down to ``directory``: a rename of any of them matters."""
+    """The directories from the root down to ``directory``: a rename of any of them matters,
+    and each reports its own (the entries of their parents are not needed)."""
     parts = directory.parts
-    return tuple((str(Path(*parts[:i])), parts[i]) for i in range(1, len(parts)))
+    return tuple((str(Path(*parts[: i + 1])), ITSELF) for i in range(1, len(parts)))
 
 
 @pytest.fixture
@@ -61,7 +62,7 @@ def test_symlinked_directory_depends_on_the_link_and_the_target(tmp_path: Path) 
     assert res.keys == (
         *chain(tmp_path),
         (str(tmp_path), "current"),
-        (str(tmp_path), "v1"),
+        (str(tmp_path / "v1"), ITSELF),
         (str(tmp_path / "v1"), "app.conf"),
     )
     assert res.final == (str(tmp_path / "v1"), "app.conf")
@@ -131,3 +132,22 @@ def test_waiting_in_lists_paths_depending_on_an_entry_that_is_not_theirs(tmp_pat
     index.put(plain, resolver.resolve(plain))
     assert index.waiting_in(str(tmp_path)) == {linked}
     assert index.in_dir(str(tmp_path)) == {linked, plain}
+
+
+def test_directories_on_the_way_need_only_themselves(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "current").symlink_to("etc")
+    index = KeyIndex()
+    resolver = Resolver()
+    for path in ("etc/app.conf", "current/other.conf", "missing/app.conf"):
+        index.put(str(tmp_path / path), resolver.resolve(str(tmp_path / path)))
+    index.take_dir_changes()
+    # A link and a missing directory are entries of tmp_path; etc is on the way only.
+    assert index.needs_entries(str(tmp_path))
+    assert not index.needs_entries(str(tmp_path.parent))
+    assert index.has_files(str(tmp_path / "etc"))
+    index.discard(str(tmp_path / "current" / "other.conf"))
+    index.discard(str(tmp_path / "missing" / "app.conf"))
+    assert not index.needs_entries(str(tmp_path))
+    # tmp_path needs fewer events now: its watch is narrowed.
+    assert index.take_dir_changes() == (set(), set(), {str(tmp_path)})
