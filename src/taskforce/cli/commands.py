@@ -55,8 +55,6 @@ _EPILOG = (
 )
 _TASKS_HELP = "Task names, or 'all' for every task"
 WAIT_DEFAULT = 60.0  # seconds stop and restart wait for the processes, without --timeout
-# Task states that are what was asked for; anything else makes `status` exit 3.
-WANTED_STATES = frozenset({"running", "off", "suspend", "done", "pending", "removed"})
 _EXIT_NOT_WANTED = 3
 _EXIT_FAILED = 1
 _EXIT_BROKEN_PIPE = 141  # what a shell reports for a command killed by SIGPIPE
@@ -257,13 +255,10 @@ def _tasks(client: Client) -> dict[str, Any]:
 
 def in_wanted_state(task: dict[str, Any]) -> bool:
     """Whether a task (from /status/tasks) is as asked: running, done, stopped on purpose..."""
-    if task.get("state") not in WANTED_STATES:
-        return False
-    # A run-to-completion task that failed is done, but not as wanted.
-    return not (
-        task.get("state") == "done"
-        and any(p.get("status") not in (0, None) for p in task.get("processes") or ())
-    )
+    from taskforce.core.wanted import is_wanted
+
+    processes = task.get("processes") or ()
+    return is_wanted(task.get("state"), (p.get("status") for p in processes))
 
 
 def _status(client: Client, args: argparse.Namespace) -> int:

@@ -677,9 +677,11 @@ add_client_commands(main.add_subparsers(dest="command"))
 code = run_client_command(main.parse_args(["status"]))
 heavy = ("asyncio", "yaml", "rich", "h11", "taskforce.runtime", "taskforce.config",
          "taskforce.core", "taskforce.watch", "taskforce.api.")
-# The server's socket rule and its records of where it listens, written to be imported here.
+# The server's socket rule and its records of where it listens, written to be imported here,
+# and the rule of a task's wanted state that the server's summary shares.
 cheap = {"taskforce.api.paths", "taskforce.api.servers", "taskforce.runtime",
-         "taskforce.runtime.own", "taskforce.runtime.own.paths"}
+         "taskforce.runtime.own", "taskforce.runtime.own.paths", "taskforce.core",
+         "taskforce.core.wanted"}
 loaded = sorted(m for m in set(sys.modules) - cheap if m.startswith(heavy))
 print(code, loaded, file=sys.stderr)
 """
