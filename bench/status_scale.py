@@ -11,7 +11,8 @@ working tree's built extension), started with `-e -q -p PIDFILE -f CONF -r ROLES
 control socket is beside the pidfile. Once every task runs, each request is sent once to
 warm up and then `--runs` times; the time is from the request's first byte sent to the
 answer's last byte read (the client's JSON decoding is not counted). Medians are
-printed, with the fastest and slowest run: the machine may be shared.
+printed, with the fastest and slowest run (the machine may be shared), and the CPU time
+taskforce itself spent per request (from /proc: less sensitive to a busy machine).
 
 This script is a child subreaper: whatever taskforce leaves behind comes back to it, and
 every such process is killed before it exits.
@@ -128,6 +129,13 @@ def get_json(path: str, sock_path: str) -> object:
     return json.loads(body)
 
 
+def cpu_ms(pid: int) -> float:
+    """The process's user + system time so far, in milliseconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -174,17 +182,22 @@ def measure(label: str, ref: str | None, args: argparse.Namespace) -> None:
             print(f"taskforce RSS {rss_kib(proc.pid) / 1024:.1f} MiB")
             if args.rss:
                 return
-            print(f"| request | median ms | min | max | status | bytes | ({args.runs} runs)")
-            print("| --- | ---: | ---: | ---: | ---: | ---: |")
+            print(
+                f"| request ({args.runs} runs) | median ms | min | max "
+                "| taskforce CPU ms per request | status | bytes |"
+            )
+            print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
             for name, path in QUERIES:
                 request(path, sock_path)  # warm-up
                 times = []
+                used = cpu_ms(proc.pid)
                 for _ in range(args.runs):
                     elapsed, status, size = request(path, sock_path)
                     times.append(elapsed * 1000)
+                used = (cpu_ms(proc.pid) - used) / args.runs
                 print(
                     f"| {name} `{path}` | {statistics.median(times):.1f} | {min(times):.1f} "
-                    f"| {max(times):.1f} | {status} | {size} |"
+                    f"| {max(times):.1f} | {used:.0f} | {status} | {size} |"
                 )
             print(f"taskforce RSS after the requests {rss_kib(proc.pid) / 1024:.1f} MiB")
         finally:

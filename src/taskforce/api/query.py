@@ -81,7 +81,8 @@ def parse_query(params: Mapping[str, Sequence[str]], *, fields: bool = True) -> 
     if "task" in params:
         words = _values(params["task"], "task", whole=True)
         names = frozenset(words)
-        patterns = tuple(w for w in words if GLOB.search(w))
+        # A value holding a comma, taken whole, is a name, never a pattern.
+        patterns = tuple(w for w in words if GLOB.search(w) and "," not in w)
     states = None
     if "state" in params:
         states = frozenset(_values(params["state"], "state"))
@@ -113,9 +114,10 @@ def _values(given: Sequence[str], param: str, *, whole: bool = False) -> list[st
     also as it is, for names that hold a comma); none at all is a 400."""
     out: list[str] = []
     for value in given:
-        if whole and "," in value:
+        parts = [part.strip() for part in value.split(",") if part.strip()]
+        if whole and len(parts) > 1:
             out.append(value)
-        out.extend(part.strip() for part in value.split(",") if part.strip())
+        out.extend(parts)
     if not out:
         raise ControlError(400, f"?{param}= is empty: give one or more values, comma-separated")
     return out

@@ -36,7 +36,7 @@ class Entry:
     state: str
     wanted: bool
     text: bytes  # {"control":...,"history":[...]} without usage
-    # Where each key's `"name":value` starts in `text` (and, last, the closing brace).
+    # Where each key's `"name":value` starts in `text`, and one past the closing brace.
     starts: array[int]
     # Each process's closing brace in `text`, and its (slot, pid): usage goes before it.
     braces: tuple[int, ...]
@@ -71,7 +71,7 @@ def make_entry(name: str, signature: object, data: dict[str, Any], wanted: bool)
             text = head + _encode(value).encode()
         parts.append(text)
         at += len(text)
-    starts.append(at)
+    starts.append(at + 1)  # as if a comma followed the last key's value too
     parts.append(b"}")
     processes = tuple((p["instance"], p["pid"]) for p in data["processes"])
     return Entry(
