@@ -58,11 +58,11 @@ QUERIES = (
 )
 
 
-def config(tasks: int) -> str:
+def config(tasks: int, seconds: int) -> str:
     entries = {
         f"{GROUPS[i % len(GROUPS)]}-{i:05d}": {
             "control": "wait",
-            "commands": {"start": ["sleep", "1000"]},
+            "commands": {"start": ["sleep", str(seconds)]},
         }
         for i in range(tasks)
     }
@@ -94,7 +94,7 @@ def snapshot(ref: str | None, into: Path) -> Path:
 def request(path: str, sock_path: str) -> tuple[float, int, int]:
     """(seconds, HTTP status, body bytes) of one GET."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(60)
+        s.settimeout(300)
         s.connect(sock_path)
         start = time.perf_counter()
         s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
@@ -124,7 +124,7 @@ def _unchunk(body: bytes) -> bytes:
 
 def get_json(path: str, sock_path: str) -> object:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(60)
+        s.settimeout(300)
         s.connect(sock_path)
         s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
         data = b""
@@ -184,7 +184,7 @@ def measure(label: str, ref: str | None, args: argparse.Namespace) -> None:
         root = Path(tmp)
         src = snapshot(ref, root)
         conf = root / "tasks.json"
-        conf.write_text(config(args.tasks))
+        conf.write_text(config(args.tasks, args.sleep))
         roles = root / "roles"
         roles.write_text("")
         pidfile = root / "taskforce.pid"
@@ -256,6 +256,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=9, help="timed requests per query")
+    parser.add_argument(
+        "--sleep",
+        type=int,
+        default=1000,
+        help="seconds each task's sleep lasts (a loaded machine may need longer: a run "
+        "must end before the sleeps do)",
+    )
     parser.add_argument(
         "--ref",
         action="append",
