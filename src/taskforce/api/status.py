@@ -202,12 +202,13 @@ class Controller(Controls):
             history[-1] if history else None,
             supervisor.schedules.next_run(name),
             supervisor.output.captured(name),
-            supervisor.sockets.describe(name),
-            [
+            # Tuples, not lists: kept for every task, and () is shared.
+            tuple(supervisor.sockets.describe(name)),
+            tuple(
                 (i.slot, i.pid, i.phase, i.started_wall, i.last_exit, i.starts, i.failures,
                  i.ready, i.live_failures, i.live_error, i.replaces, i.ran_generation)
                 for i in state.instances.values()
-            ],
+            ),
         )  # fmt: skip
 
     def _usage_text(self, task: str, slot: int, pid: int | None) -> bytes:
