@@ -236,6 +236,41 @@ def test_scale_relative_and_status_exit_codes(
     wait_for(lambda: len(probes.live("svc")) == 1, what="svc scaled to 1")
 
 
+def test_status_of_many_tasks_shows_a_summary_and_what_is_not_as_wanted(
+    tmp_path: Path, runtime: Path, taskforce: Taskforce, probes: Probes
+) -> None:
+    # More than NOT_A_TERMINAL_ROWS (the client's output is a pipe here): configured, not
+    # run, but for one that runs and one that gives up.
+    tasks: dict[str, Any] = {f"idle-{i:02d}": {**probe_task(), "control": "off"} for i in range(60)}
+    tasks["svc"] = probe_task()
+    tasks["crash"] = probe_task(
+        "--exit-code", "1", "--exit-after", "0", restart={"max_failures": 2}
+    )
+    _serve(taskforce, config(tmp_path, tasks))
+    wait_for(lambda: _state(taskforce) == "running", what="svc running")
+    wait_for(lambda: _state(taskforce, task="crash") == "failed", what="crash failed")
+
+    result = taskforce.run("status")
+    assert result.returncode == 3, output(result)
+    lines = result.stdout.splitlines()
+    assert lines[0] == (
+        "62 tasks: 1 running, 1 failed, 60 off; 1 not in their wanted state, listed below "
+        "(--all lists every task)"
+    )
+    assert [line.split()[0] for line in lines[1:]] == ["TASK", "crash"]
+
+    result = taskforce.run("status", "--all")
+    assert result.returncode == 3
+    assert len(result.stdout.splitlines()) == 1 + 62  # the header and every task
+
+    result = taskforce.run("status", "idle-1*", "svc")
+    assert result.returncode == 0, output(result)
+    names = [line.split()[0] for line in result.stdout.splitlines()[1:]]
+    assert names == [*(f"idle-{i}" for i in range(10, 20)), "svc"]
+    result = taskforce.run("status", "--json", "svc", "nosuch")
+    assert result.returncode == 1 and list(json.loads(result.stdout)) == ["svc"]
+
+
 # ----- 20. no gap in the control socket across a restart in place -------------------------
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Mapping
 from typing import Any
 
+from taskforce.api.query import EVERYTHING, TaskQuery
 from taskforce.runtime.manage import ControlError, parse_signal
 from taskforce.runtime.output.capture import Follower
 
@@ -55,8 +57,19 @@ class FakeController:
     def reload_status(self) -> dict[str, Any]:
         return {"file": "/etc/taskforce.conf"}
 
-    def tasks(self, *, usage: bool = False) -> dict[str, Any]:
-        return {name: {"running": 1} for name in TASKS}
+    def tasks(self, *, usage: bool = False, query: TaskQuery = EVERYTHING) -> dict[str, Any]:
+        return {
+            name: {"running": 1}
+            for name in TASKS
+            if query.selects_name(name) and query.selects_state("running", True)
+        }
+
+    def table(self, query: TaskQuery = EVERYTHING, *, usage: bool = False) -> bytes:
+        return json.dumps(self.tasks(usage=usage, query=query), separators=(",", ":")).encode()
+
+    def summary(self, query: TaskQuery = EVERYTHING) -> dict[str, Any]:
+        shown = self.tasks(query=query)
+        return {"total": len(shown), "wanted": len(shown), "unwanted": 0}
 
     def counters(self) -> dict[str, Any]:
         return {"reloads": 3}

@@ -1,7 +1,9 @@
 """The paths of the service, each mapped to one Controller call; errors as JSON.
 
 Status paths answer GET: /status/version, /status/reload (where the configuration comes
-from, the active roles, the latest reload error, temporary overrides), /status/tasks,
+from, the active roles, the latest reload error, temporary overrides), /status/tasks
+(?task=NAME|GLOB, ?state=STATE|wanted|unwanted, ?fields=KEY: see api/query.py),
+/status/summary (how many tasks in each state),
 /metrics, /events (a server-sent event stream), / (the dashboard) with its /static/NAME
 files, and /status/access (whether this request could use the control paths, so that the
 dashboard shows its buttons only where they work; and whether the fleet paths work).
@@ -44,6 +46,7 @@ from taskforce.api.auth import (
 )
 from taskforce.api.logstream import LogFollow
 from taskforce.api.metrics import exposition
+from taskforce.api.query import TaskQuery, parse_query
 from taskforce.api.sse import Fleet, FleetFeed
 from taskforce.runtime.manage import ControlError, whole_number
 from taskforce.runtime.output.capture import Follower
@@ -79,7 +82,9 @@ class ControlSurface(Protocol):
     def version(self) -> dict[str, Any]: ...
     def config(self) -> dict[str, Any]: ...
     def reload_status(self) -> dict[str, Any]: ...
-    def tasks(self, *, usage: bool = False) -> dict[str, Any]: ...
+    def tasks(self, *, usage: bool = False, query: TaskQuery = ...) -> dict[str, Any]: ...
+    def table(self, query: TaskQuery = ..., *, usage: bool = False) -> bytes: ...
+    def summary(self, query: TaskQuery = ...) -> dict[str, Any]: ...
     def counters(self) -> dict[str, Any]: ...
     def set_overrides(self, key: str, values: Mapping[str, str | int]) -> dict[str, Any]: ...
     def start(self, task: str) -> dict[str, Any]: ...
@@ -198,7 +203,8 @@ class Router:
             "/status/version": Route(GET, False, lambda call: call.json(c.version())),
             "/status/config": Route(GET, False, self._config),
             "/status/reload": Route(GET, False, lambda call: call.json(c.reload_status())),
-            "/status/tasks": Route(GET, False, lambda call: call.json(c.tasks(usage=True))),
+            "/status/tasks": Route(GET, False, self._tasks),
+            "/status/summary": Route(GET, False, self._summary),
             "/status/access": Route(GET, False, self._access),
             "/metrics": Route(GET, False, lambda call: Reply(200, exposition(c).encode(), METRICS)),
             "/events": Route(GET, False, lambda call: EVENT_STREAM),
@@ -313,6 +319,17 @@ class Router:
         if self.fleet is None:
             raise ControlError(404, NOT_FLEET)
         return EventStream(FleetFeed(self.fleet).stream)
+
+    def _tasks(self, call: Call) -> Reply:
+        """/status/tasks, filtered by ?task=, ?state= and ?fields= (see api/query.py)."""
+        query = parse_query(call.params)
+        if "indent" in call.params:  # pretty-printed: made from the objects
+            return call.json(self.controller.tasks(usage=True, query=query))
+        return Reply(200, self.controller.table(query, usage=True) + b"\n")
+
+    def _summary(self, call: Call) -> Reply:
+        """/status/summary: counts by state, of every task or those ?task= and ?state= pick."""
+        return call.json(self.controller.summary(parse_query(call.params, fields=False)))
 
     def _access(self, call: Call) -> Reply:
         # With "fleet": true when /status/fleet works here (the dashboard's fleet view).

@@ -1,7 +1,7 @@
 """The /events stream: the task table as server-sent events, sent again on every change
 (and /events/fleet, every host of the fleet, the same way).
 
-A client gets `event: tasks` with the JSON of Controller.tasks() at once, then again after
+A client gets `event: tasks` with the JSON of Controller.table() at once, then again after
 changes, at most one every `interval` seconds (changes in between are folded into one),
 and only when the JSON differs from what it last got. Nothing runs while nothing changes:
 each stream waits on the controller's change event, and a timer exists only to space out
@@ -43,7 +43,7 @@ class Changes(Subscribable, Protocol):
 
     changes: int
 
-    def tasks(self) -> dict[str, Any]: ...
+    def table(self) -> bytes: ...
 
 
 class EventFeed:
@@ -60,11 +60,10 @@ class EventFeed:
         if self._cached is not None and self._cached[0] == changes:
             return self._cached[1]
         try:
-            tasks = self.controller.tasks()
+            # Compact JSON has no newline, so it fits on one `data:` line.
+            data = self.controller.table()
         except ControlError:
             return None
-        # Compact JSON has no newline, so it fits on one `data:` line.
-        data = json.dumps(tasks, separators=(",", ":")).encode()
         event = b"event: tasks\ndata: " + data + b"\n\n"
         self._cached = (changes, event)
         return event

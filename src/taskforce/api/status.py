@@ -8,16 +8,20 @@ configuration); read by the routes, the event stream and the metrics. The api's
 
 from __future__ import annotations
 
+import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 from taskforce import __version__
+from taskforce.api.query import EVERYTHING, TASK_STATES, UNWANTED, WANTED, TaskQuery
+from taskforce.api.table import Entry, join, make_entry
 from taskforce.config.include import Composition
 from taskforce.config.notify_targets import without_secrets
 from taskforce.core.state import Instance, Phase, TaskState, Waiting
 from taskforce.core.vocabulary import Control
+from taskforce.core.wanted import is_wanted
 from taskforce.runtime.legion import Legion
 from taskforce.runtime.manage import JSON, ControlError, Controls
 from taskforce.runtime.processes.spawn import describe_status
@@ -30,13 +34,6 @@ def iso(wall: float | None) -> str | None:
     return datetime.fromtimestamp(wall, UTC).isoformat(timespec="milliseconds")
 
 
-# Every state of a task in Controller.tasks() (the metrics have a 0/1 series for each).
-TASK_STATES = (
-    "running", "starting", "stopping", "stopped", "waiting", "backing off", "failed",
-    "off", "suspend", "pending", "done", "removed", "invalid",
-)  # fmt: skip
-
-
 class Controller(Controls):
     """The control facade of a legion (:class:`~taskforce.runtime.manage.Controls`) and its
     status views."""
@@ -44,6 +41,11 @@ class Controller(Controls):
     def __init__(self, legion: Legion, clock: Callable[[], float] = time.time) -> None:
         super().__init__(legion)
         self.started_wall = clock()
+        # The task table's entries (see api/table.py), in the table's order, and what they
+        # were last checked against: the planning passes, the supervisor, the configuration.
+        self._entries: dict[str, Entry] = {}
+        self._checked: tuple[int, object, object] | None = None
+        self._position: dict[str, int] = {}
 
     def version(self) -> JSON:
         return {
@@ -79,30 +81,142 @@ class Controller(Controls):
             },
         }
 
-    def tasks(self, *, usage: bool = False) -> JSON:
-        """Every task's state and processes; with `usage`, each running process's CPU
-        seconds and resident bytes too (read from /proc now: the event stream and the
-        fleet's status go without, as they are made on every change)."""
-        supervisor = self._supervisor()
-        planner = supervisor.planner
+    def tasks(self, *, usage: bool = False, query: TaskQuery = EVERYTHING) -> JSON:
+        """Every task's state and processes (or those `query` selects, with its fields);
+        with `usage`, each process's CPU seconds and resident bytes too (read from /proc
+        now: the event stream and the fleet's status go without, as they are made on every
+        change). The table as objects; table() is the same as JSON text, made faster."""
         out: JSON = {}
-        names = list(planner.desired.tasks)
-        names += sorted(n for n in planner.tasks if n not in planner.desired.tasks)
+        for name, state, refused in self._rows(query):
+            task = self._task(state, usage) if state is not None else self._refused(name, "")
+            if refused is not None:
+                _refuse(task, refused, state is not None)
+            wanted = is_wanted(task["state"], (p["status"] for p in task["processes"]))
+            if query.selects_state(task["state"], wanted):
+                fields = query.fields
+                out[name] = task if fields is None else {f: task[f] for f in fields}
+        return out
+
+    def table(self, query: TaskQuery = EVERYTHING, *, usage: bool = False) -> bytes:
+        """The JSON text of tasks(usage=usage, query=query), compact, from the entries
+        kept between requests: only tasks changed since are made anew."""
+        entries = self._current_entries()
+        if query.by_name:
+            names = query.exact_names()
+            if names is not None:
+                items = [(n, entries[n]) for n in names if n in entries]
+                items.sort(key=lambda item: self._position[item[0]])
+            else:
+                items = [(n, e) for n, e in entries.items() if query.selects_name(n)]
+        else:
+            items = list(entries.items())
+        return join(items, query, self._usage_text if usage else None)
+
+    def summary(self, query: TaskQuery = EVERYTHING) -> JSON:
+        """How many tasks are in each state, and in their wanted state or not."""
+        counts = dict.fromkeys(TASK_STATES, 0)
+        total = wanted = 0
+        for name, entry in self._current_entries().items():
+            if query.selects_name(name) and query.selects_state(entry.state, entry.wanted):
+                counts[entry.state] = counts.get(entry.state, 0) + 1
+                total += 1
+                wanted += entry.wanted
+        return {"total": total, WANTED: wanted, UNWANTED: total - wanted, "states": counts}
+
+    def _rows(
+        self, query: TaskQuery = EVERYTHING
+    ) -> Iterator[tuple[str, TaskState | None, str | None]]:
+        """(name, state, why its new entry was refused) of every task in the table's
+        order that `query` names: a task whose entry cannot be used is shown with why,
+        never left out (state None: it never ran)."""
+        planner = self._supervisor().planner
+        desired = planner.desired.tasks
+        loaded = self.legion.loaded
+        refused = loaded.refused if loaded is not None else {}
+        names = list(desired)
+        names += sorted(n for n in planner.tasks if n not in desired)
+        shown = set()
         for name in names:
             state = planner.tasks.get(name)
             if state is not None:
-                out[name] = self._task(state, usage)
-        # A task whose entry cannot be used is shown with why, never left out.
-        loaded = self.legion.loaded
-        for name, error in (loaded.refused if loaded is not None else {}).items():
-            if name in out and name in planner.desired.tasks:  # it ran before: kept as it was
-                out[name]["error"] = error
-                out[name]["why"] = f"new entry refused, kept as it was: {error}"
-            else:
-                out[name] = self._refused(name, error)
-        return out
+                shown.add(name)
+                if query.selects_name(name):
+                    error = refused.get(name)
+                    # Kept as it was only when it ran before and is still configured.
+                    if error is not None and name not in desired:
+                        yield name, None, error
+                    else:
+                        yield name, state, error
+        for name, error in refused.items():
+            if name not in shown and query.selects_name(name):
+                yield name, None, error
+
+    def _current_entries(self) -> dict[str, Entry]:
+        """Every task's entry, in the table's order, made anew where its state changed."""
+        self.attach()  # the planning passes count from here on
+        supervisor = self._supervisor()
+        checked = (self.changes, supervisor, self.legion.loaded)
+        if checked == self._checked:
+            return self._entries
+        previous = self._entries
+        entries: dict[str, Entry] = {}
+        for name, state, refused in self._rows():
+            signature = self._signature(name, state, refused)
+            entry = previous.get(name)
+            if entry is None or entry.signature != signature:
+                entry = self._entry(name, state, refused, signature)
+            entries[name] = entry
+        self._entries = entries
+        self._position = {name: i for i, name in enumerate(entries)}
+        self._checked = checked
+        return entries
+
+    def _entry(
+        self, name: str, state: TaskState | None, refused: str | None, signature: object
+    ) -> Entry:
+        task = self._task(state, False) if state is not None else self._refused(name, "")
+        if refused is not None:
+            _refuse(task, refused, state is not None)
+        wanted = is_wanted(task["state"], (p["status"] for p in task["processes"]))
+        return make_entry(name, signature, task, wanted)
+
+    def _signature(self, name: str, state: TaskState | None, refused: str | None) -> object:
+        """What a task's entry is made from: while it compares equal, the entry stands.
+        Everything _task() reads is here (the rolling restart's progress; the instances,
+        each with its last exit; the latest history entry; the schedule; captured
+        output; the sockets held)."""
+        if state is None:
+            loaded = self.legion.loaded
+            return (refused, loaded.config.tasks.get(name) if loaded is not None else None)
+        supervisor = self._supervisor()
+        rolling = state.rolling
+        history = state.history
+        return (
+            refused,
+            supervisor.planner.desired.tasks.get(name),
+            state.waiting,
+            state.waiting_for,
+            state.generation,
+            None if rolling is None else (rolling.done, rolling.total),
+            len(history),
+            history[-1] if history else None,
+            supervisor.schedules.next_run(name),
+            supervisor.output.captured(name),
+            # Tuples, not lists: kept for every task, and () is shared.
+            tuple(supervisor.sockets.describe(name)),
+            tuple(
+                (i.slot, i.pid, i.phase, i.started_wall, i.last_exit, i.starts, i.failures,
+                 i.ready, i.live_failures, i.live_error, i.replaces, i.ran_generation)
+                for i in state.instances.values()
+            ),
+        )  # fmt: skip
+
+    def _usage_text(self, task: str, slot: int, pid: int | None) -> bytes:
+        """The usage keys of one process's object: `,"cpu_seconds":...` (see _usage)."""
+        return b"," + _encode(self._usage(task, slot, pid)).encode()[1:-1]
 
     def _refused(self, name: str, error: str) -> JSON:
+        """The entry of a task that never ran: its new entry was refused (`error`)."""
         loaded = self.legion.loaded
         task = loaded.config.tasks.get(name) if loaded is not None else None
         return {
@@ -200,24 +314,7 @@ class Controller(Controls):
         self, inst: Instance, usage: bool = False, live: bool = False, task: str = ""
     ) -> JSON:
         last = inst.last_exit
-        facts: JSON = {}
-        if usage:
-            used = process_usage(inst.pid) if inst.pid else None
-            group = self._supervisor().confinement.usage(task, inst.slot) if task else None
-            facts = {
-                "cpu_seconds": round(used.cpu_seconds, 2) if used else None,
-                "rss_bytes": used.rss_bytes if used else None,
-                # The whole instance, from its cgroup: every process it started.
-                "cgroup": None
-                if group is None
-                else {
-                    "cpu_seconds": None
-                    if group.cpu_seconds is None
-                    else round(group.cpu_seconds, 2),
-                    "memory_bytes": group.memory_bytes,
-                    "processes": group.processes,
-                },
-            }
+        facts = self._usage(task, inst.slot, inst.pid) if usage else {}
         return {
             "instance": inst.slot,
             "pid": inst.pid,
@@ -244,6 +341,23 @@ class Controller(Controls):
             **facts,
         }
 
+    def _usage(self, task: str, slot: int, pid: int | None) -> JSON:
+        """A process's CPU time and memory, and its instance's cgroup's: read now."""
+        used = process_usage(pid) if pid else None
+        group = self._supervisor().confinement.usage(task, slot) if task else None
+        return {
+            "cpu_seconds": round(used.cpu_seconds, 2) if used else None,
+            "rss_bytes": used.rss_bytes if used else None,
+            # The whole instance, from its cgroup: every process it started.
+            "cgroup": None
+            if group is None
+            else {
+                "cpu_seconds": None if group.cpu_seconds is None else round(group.cpu_seconds, 2),
+                "memory_bytes": group.memory_bytes,
+                "processes": group.processes,
+            },
+        }
+
     def counters(self) -> JSON:
         """taskforce's own counts, for the metrics: reloads applied and refused, files watched."""
         watcher = self.legion.watcher
@@ -252,6 +366,15 @@ class Controller(Controls):
             "reload_errors": self.legion.reload_errors,
             "watches": len(watcher.paths) if watcher else 0,
         }
+
+
+def _refuse(task: JSON, error: str, kept: bool) -> None:
+    """Mark a task's entry with why its new entry was refused (`kept`: it runs as it was)."""
+    task["error"] = error
+    task["why"] = f"new entry refused, kept as it was: {error}" if kept else error
+
+
+_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _rolling(state: TaskState) -> JSON | None:

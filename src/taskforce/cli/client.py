@@ -24,6 +24,8 @@ EXIT_USAGE = 2  # bad options: an unusable --server, an unreadable --cafile...
 EXIT_UNREACHABLE = 4  # no answer from the server at all
 
 DEFAULT_TIMEOUT = 10.0
+# A request's parameters: a mapping, or pairs where a name repeats (?task=a&task=b).
+Query = dict[str, str] | list[tuple[str, str]]
 _SNIPPET = 120  # characters of a non-JSON body quoted in an error message
 
 
@@ -143,15 +145,13 @@ class Client:
         self.cafile = cafile
         self.insecure = insecure
 
-    def get(self, path: str, query: dict[str, str] | None = None) -> Any:
+    def get(self, path: str, query: Query | None = None) -> Any:
         return self.request("GET", path, query)
 
     def post(self, path: str, query: dict[str, str] | None = None, body: bytes = b"") -> Any:
         return self.request("POST", path, query, body)
 
-    def request(
-        self, method: str, path: str, query: dict[str, str] | None = None, body: bytes = b""
-    ) -> Any:
+    def request(self, method: str, path: str, query: Query | None = None, body: bytes = b"") -> Any:
         """Send one request; return the decoded JSON answer or raise ClientError."""
         target = self.endpoint.prefix + path + (f"?{urlencode(query)}" if query else "")
         headers = {"Accept": "application/json", "User-Agent": f"taskforce/{__version__}"}

@@ -1,7 +1,7 @@
 # Over 450 lines: one short function per client subcommand, sharing the client and the renderers.
 """The client subcommands of `taskforce`: talk to a running taskforce over its HTTP API.
 
-    taskforce status [--json] [TASK...]
+    taskforce status [--json] [--all] [TASK...]
     taskforce start|stop|restart TASK...
     taskforce signal SIG TASK...
     taskforce scale TASK N
@@ -24,9 +24,10 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from taskforce.cli.parser import Parser
@@ -55,9 +56,10 @@ _EPILOG = (
 )
 _TASKS_HELP = "Task names, or 'all' for every task"
 WAIT_DEFAULT = 60.0  # seconds stop and restart wait for the processes, without --timeout
-# Task states that are what was asked for; anything else makes `status` exit 3.
-WANTED_STATES = frozenset({"running", "off", "suspend", "done", "pending", "removed"})
 _EXIT_NOT_WANTED = 3
+# Tasks `status` lists in full when its output is not a terminal (else the terminal's height).
+NOT_A_TERMINAL_ROWS = 50
+_GLOB = re.compile(r"[*?[]")
 _EXIT_FAILED = 1
 _EXIT_BROKEN_PIPE = 141  # what a shell reports for a command killed by SIGPIPE
 _EXIT_INTERRUPTED = 130
@@ -78,7 +80,16 @@ def add_client_commands(subparsers: argparse._SubParsersAction[Parser]) -> None:
         "state (stopped, backing off, failed...)",
     )
     p.add_argument("--json", action="store_true", help="Print the status as JSON")
-    p.add_argument("tasks", nargs="*", metavar="TASK", help="Only these tasks (default all)")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="List every task, however many (by default, more tasks than fit on the "
+        f"terminal, or than {NOT_A_TERMINAL_ROWS} when not on one, show as a summary line and "
+        "the tasks not in their wanted state)",
+    )
+    p.add_argument(
+        "tasks", nargs="*", metavar="TASK", help="Only these tasks, or glob patterns (web-*)"
+    )
     for action, what in (
         ("start", "Start tasks (also undoing a stop)"),
         ("stop", "Stop tasks, and wait until their processes are gone: their control "
@@ -244,10 +255,13 @@ def _client(args: argparse.Namespace) -> Client:
     )
 
 
-def _tasks(client: Client) -> dict[str, Any]:
+def _tasks(client: Client, names: Sequence[str] = ()) -> dict[str, Any]:
+    """The status of every task, or of the tasks `names` names (an older taskforce, which
+    does not filter, answers them all: callers look up the names they want)."""
     from taskforce.cli.client import RequestError
 
-    tasks = client.get("/status/tasks")
+    query = [("task", name) for name in dict.fromkeys(names)]
+    tasks = client.get("/status/tasks", query or None)
     if not isinstance(tasks, dict) or not all(isinstance(t, dict) for t in tasks.values()):
         raise RequestError(
             f"taskforce at {client.endpoint.described} sent an unexpected status answer"
@@ -257,13 +271,10 @@ def _tasks(client: Client) -> dict[str, Any]:
 
 def in_wanted_state(task: dict[str, Any]) -> bool:
     """Whether a task (from /status/tasks) is as asked: running, done, stopped on purpose..."""
-    if task.get("state") not in WANTED_STATES:
-        return False
-    # A run-to-completion task that failed is done, but not as wanted.
-    return not (
-        task.get("state") == "done"
-        and any(p.get("status") not in (0, None) for p in task.get("processes") or ())
-    )
+    from taskforce.core.wanted import is_wanted
+
+    processes = task.get("processes") or ()
+    return is_wanted(task.get("state"), (p.get("status") for p in processes))
 
 
 def _status(client: Client, args: argparse.Namespace) -> int:
@@ -271,21 +282,91 @@ def _status(client: Client, args: argparse.Namespace) -> int:
 
     from taskforce.cli.render import status_table, use_colour
 
-    tasks = _tasks(client)
+    summary = None if args.tasks or args.json or args.all else _summary(client)
+    condensed = summary is not None and summary["total"] > _screenful()
+    if summary is not None and condensed:
+        # Too many to read: how many are in each state, and those that are not as wanted.
+        tasks = _tasks_not_wanted(client)
+        print(summary_line(summary))
+    else:
+        tasks = _tasks(client, args.tasks)
     missing = []
     if args.tasks:
-        missing = [t for t in dict.fromkeys(args.tasks) if t not in tasks]
-        tasks = {name: task for name, task in tasks.items() if name in args.tasks}
+        tasks = {name: task for name, task in tasks.items() if _named(name, args.tasks)}
+        missing = [t for t in dict.fromkeys(args.tasks) if not any(_named(n, [t]) for n in tasks)]
     if args.json:
         print(json.dumps(tasks, indent=2))
-    elif tasks or not missing:
+    elif tasks or not (missing or condensed):
         sys.stdout.write(status_table(tasks, time.time(), colour=use_colour(sys.stdout)))
+    if not args.json and (tasks or not missing):
         _reload_notes(client)
     for name in missing:
-        _error(f"no task named {name!r}")
+        _error(f"no task named {name!r}" if not _GLOB.search(name) else f"no task matches {name!r}")
     if missing:
         return _EXIT_FAILED
     return 0 if all(in_wanted_state(t) for t in tasks.values()) else _EXIT_NOT_WANTED
+
+
+def _named(name: str, asked: Sequence[str]) -> bool:
+    """Whether a task is one of those asked for: by its name, or a glob pattern (web-*)."""
+    import fnmatch
+
+    return name in asked or any(_GLOB.search(a) and fnmatch.fnmatchcase(name, a) for a in asked)
+
+
+def _screenful() -> int:
+    """How many tasks `status` lists in full: a terminal's height (less the header and a
+    line of notes), or NOT_A_TERMINAL_ROWS when the output goes elsewhere."""
+    import shutil
+
+    if not sys.stdout.isatty():
+        return NOT_A_TERMINAL_ROWS
+    return max(10, shutil.get_terminal_size().lines - 3)
+
+
+def _summary(client: Client) -> dict[str, Any] | None:
+    """The counts of /status/summary; None from a taskforce that has none (older)."""
+    from taskforce.cli.client import RequestError
+
+    try:
+        summary = client.get("/status/summary")
+    except RequestError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    if not isinstance(summary, dict) or not isinstance(summary.get("total"), int):
+        raise RequestError(
+            f"taskforce at {client.endpoint.described} sent an unexpected summary answer"
+        )
+    return summary
+
+
+def _tasks_not_wanted(client: Client) -> dict[str, Any]:
+    from taskforce.cli.client import RequestError
+
+    tasks = client.get("/status/tasks", [("state", "unwanted")])
+    if not isinstance(tasks, dict) or not all(isinstance(t, dict) for t in tasks.values()):
+        raise RequestError(
+            f"taskforce at {client.endpoint.described} sent an unexpected status answer"
+        )
+    return {name: task for name, task in tasks.items() if not in_wanted_state(task)}
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    """`10000 tasks: 9998 running, 2 failed; 2 not in their wanted state (--all: every task)`"""
+    states = summary.get("states")
+    counts = ", ".join(
+        f"{n} {state}"
+        for state, n in (states.items() if isinstance(states, dict) else ())
+        if isinstance(n, int) and n
+    )
+    unwanted = summary.get("unwanted")
+    tail = (
+        "every one in its wanted state"
+        if not unwanted
+        else f"{unwanted} not in their wanted state, listed below"
+    )
+    return f"{summary['total']} tasks: {counts or 'none'}; {tail} (--all lists every task)"
 
 
 def _names(client: Client, tasks: list[str], status: dict[str, Any] | None = None) -> list[str]:
@@ -354,7 +435,8 @@ def _action(client: Client, args: argparse.Namespace) -> int:
     from taskforce.cli.client import task_path
 
     waits = args.command in ("stop", "restart") and not args.no_wait
-    before = _tasks(client) if waits else None  # what a restart must see replaced
+    # What a restart must see replaced (every task's only when 'all' is asked for).
+    before = _tasks(client, [] if "all" in args.tasks else args.tasks) if waits else None
     names = _names(client, args.tasks, before)
 
     def act(task: str) -> str:
@@ -386,7 +468,7 @@ def _wait(
     old = {t: _pids(before.get(t, {})) for t in tasks}
     delay = 0.05
     while True:
-        status = _tasks(client)
+        status = _tasks(client, tasks)
         left = {}
         for task in tasks:
             now = status.get(task)
@@ -446,7 +528,7 @@ def _scale_task(client: Client, args: argparse.Namespace) -> int:
     def act(task: str) -> str:
         count = value
         if relative:
-            current = _tasks(client).get(task)
+            current = _tasks(client, [task]).get(task)
             if current is None:
                 raise RequestError(f"no task named {task!r}")
             count = int(current.get("count") or 0) + value

@@ -19,6 +19,7 @@ from support.fakes import FakeController, Subscribers
 from support.wait import until
 from taskforce.api import server, sse
 from taskforce.api.http import MAX_BODY, MAX_HEADERS
+from taskforce.api.query import EVERYTHING, TaskQuery
 from taskforce.api.server import ApiService
 from taskforce.api.status import Controller
 from taskforce.config.model import HttpListener
@@ -32,10 +33,10 @@ class ChangingController(FakeController, Subscribers):
     def __init__(self) -> None:
         FakeController.__init__(self)
         Subscribers.__init__(self)
-        self.table: dict[str, Any] = {"web": {"running": 1}}
+        self.rows: dict[str, Any] = {"web": {"running": 1}}
 
-    def tasks(self, *, usage: bool = False) -> dict[str, Any]:
-        return dict(self.table)
+    def tasks(self, *, usage: bool = False, query: TaskQuery = EVERYTHING) -> dict[str, Any]:
+        return dict(self.rows)
 
 
 # --- clients (blocking: run them with asyncio.to_thread) --------------------------------
@@ -283,13 +284,13 @@ def test_events_are_sent_on_connect_and_on_changes_coalesced(tmp_path: Path) -> 
         try:
             assert await asyncio.to_thread(events.next) == {"web": {"running": 1}}
             for count in range(10):  # in one go: folded into a single event
-                fake.table = {"web": {"running": count}}
+                fake.rows = {"web": {"running": count}}
                 fake.changed()
             fake.changed()  # nothing new: no event
             assert await asyncio.to_thread(events.next) == {"web": {"running": 9}}
             fake.changed()  # the same again: no event for it
             await asyncio.sleep(0)
-            fake.table = {"db": {"running": 0}}
+            fake.rows = {"db": {"running": 0}}
             fake.changed()
             assert await asyncio.to_thread(events.next) == {"db": {"running": 0}}
             assert service.streams == 1
@@ -392,7 +393,7 @@ def test_idle_anonymous_streams_are_ended(tmp_path: Path, monkeypatch: pytest.Mo
             # Ended cleanly: the last chunk of the chunked body, then the close.
             assert (await asyncio.to_thread(until_closed, quiet.sock)).endswith(b"0\r\n\r\n")
             await until(lambda: service.streams == 1, "the idle stream to end")
-            fake.table = {"web": {"running": 2}}
+            fake.rows = {"web": {"running": 2}}
             fake.changed()
             assert await asyncio.to_thread(owner.next) == {"web": {"running": 2}}
         finally:

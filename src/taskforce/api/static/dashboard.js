@@ -4,8 +4,14 @@
 // page through textContent and attributes only, never as markup. The page is served with
 // a Content-Security-Policy that forbids inline scripts as a second line of defence.
 //
-// CPU and memory: /status/tasks, read every USAGE_MS while the page shows (taskforce reads
-// /proc only when asked); a CPU share is the CPU time spent between two readings.
+// CPU and memory: /status/tasks?fields=processes, read every USAGE_MS while the page shows
+// (taskforce reads /proc only when asked); a CPU share is the CPU time spent between two
+// readings. With many tasks, only those of the rows on screen are asked for.
+//
+// Scale: the event stream's tables are applied at most every BATCH_MS (the latest one; those
+// in between are dropped unparsed). From VIRTUAL_FROM tasks on, only the rows on screen
+// (and OVERSCAN more either side) are in the document; spacer rows stand for the others.
+// The state bar counts tasks by state from /status/summary.
 //
 // Output: a task's details follow its recent output (/logs/NAME?follow=1, read as a
 // stream through fetch, which can send the token where EventSource cannot). Output often
@@ -25,6 +31,10 @@
   const REFRESH_MS = 15000; // moves timelines and ages along while nothing changes
   const USAGE_MS = 2000; // CPU and memory are read this often while the page shows
   const OUTPUT_LINES = 200; // lines of output the pane keeps
+  const BATCH_MS = 250; // the table is redrawn at most this often, however fast it changes
+  const VIRTUAL_FROM = 200; // tasks from which only the rows on screen are drawn
+  const OVERSCAN = 10; // rows drawn beyond each edge of the screen
+  const ROW_GUESS = 40; // pixels of a row, until one is measured
   const TOKEN_KEY = "taskforce-token";
   const SVG = "http://www.w3.org/2000/svg";
   const ACTIONS = [
@@ -40,7 +50,9 @@
   };
 
   const $ = (id) => document.getElementById(id);
-  const rows = new Map(); // task name -> its row elements
+  const rows = new Map(); // task name -> its row elements (only those drawn)
+  const opened = new Set(); // tasks whose details are open, drawn or not
+  let rowHeight = 0; // measured from a drawn row
   let control = null; // null: not known yet; true; false
   let token = null;
   let latest = null; // the last task table received
@@ -303,10 +315,16 @@
     const entry = {
       row, details, info, slot, badge, why, processes, restarts, cpu, memory, timeline, buttons,
     };
+    if (opened.has(name)) {
+      expander.setAttribute("aria-expanded", "true");
+      details.hidden = false;
+    }
     expander.addEventListener("click", () => {
       const open = expander.getAttribute("aria-expanded") !== "true";
       expander.setAttribute("aria-expanded", String(open));
       details.hidden = !open;
+      if (open) opened.add(name);
+      else opened.delete(name);
       if (open) {
         if (entry.task) entry.info.replaceChildren(detailsOf(entry.task));
         showOutput(name);
@@ -529,7 +547,12 @@
   async function loadUsage() {
     if (document.hidden) return;
     try {
-      const reply = await fetch("/status/tasks", { headers: headers() });
+      let path = "/status/tasks?fields=processes";
+      if (latest && Object.keys(latest).length >= VIRTUAL_FROM) {
+        if (!rows.size) return;
+        for (const name of rows.keys()) path += `&task=${encodeURIComponent(name)}`;
+      }
+      const reply = await fetch(path, { headers: headers() });
       if (!reply.ok) return;
       const table = await reply.json();
       const now = performance.now() / 1000;
@@ -695,19 +718,52 @@
 
   // ----- the whole table ------------------------------------------------------------------
 
+  // Spacer rows stand for the rows above and below those drawn (with many tasks).
+  function spacer(where) {
+    const id = `spacer-${where}`;
+    let row = $(id);
+    if (!row) {
+      row = el("tr", { id, class: "spacer", "aria-hidden": "true" }, el("td", { colspan: "8" }));
+      if (where === "top") $("task-rows").prepend(row);
+      else $("task-rows").append(row);
+    }
+    return row;
+  }
+
+  function setSpacer(where, rowsOf) {
+    const row = spacer(where);
+    row.hidden = rowsOf === 0;
+    row.firstChild.style.height = `${rowsOf * (rowHeight || ROW_GUESS)}px`;
+  }
+
+  // The rows to draw: every one, or (with many) those on screen and OVERSCAN either side.
+  function drawn(count) {
+    if (count < VIRTUAL_FROM) return [0, count];
+    const height = rowHeight || ROW_GUESS;
+    const top = $("task-rows").getBoundingClientRect().top;
+    const first = Math.max(0, Math.floor(-top / height) - OVERSCAN);
+    const onScreen = Math.ceil(window.innerHeight / height) + 2 * OVERSCAN;
+    return [Math.min(first, count), Math.min(count, first + onScreen)];
+  }
+
   function render(tasks) {
     latest = tasks;
     const tbody = $("task-rows");
     const names = Object.keys(tasks);
+    const [first, last] = drawn(names.length);
+    const shown = new Set(names.slice(first, last));
     for (const [name, entry] of rows) {
-      if (!(name in tasks)) {
+      if (!shown.has(name)) {
         if (output.task === name) stopOutput();
         entry.row.remove();
         entry.details.remove();
         rows.delete(name);
       }
     }
-    names.forEach((name, index) => {
+    const top = spacer("top");
+    spacer("bottom");
+    for (let index = first; index < last; index++) {
+      const name = names[index];
       let entry = rows.get(name);
       if (!entry) {
         entry = makeRow(name);
@@ -715,14 +771,19 @@
       }
       updateRow(entry, name, tasks[name]);
       // Move rows only when out of place: moving a focused button would lose its focus.
-      const at = tbody.children[index * 2];
+      const at = tbody.children[1 + (index - first) * 2];
       if (at !== entry.row) {
         tbody.insertBefore(entry.row, at || null);
         tbody.insertBefore(entry.details, entry.row.nextSibling);
       } else if (entry.row.nextSibling !== entry.details) {
         tbody.insertBefore(entry.details, entry.row.nextSibling);
       }
-    });
+    }
+    if (top.nextSibling && top.nextSibling.classList.contains("task") && !rowHeight) {
+      rowHeight = top.nextSibling.getBoundingClientRect().height || 0;
+    }
+    setSpacer("top", first);
+    setSpacer("bottom", names.length - last);
     $("empty").hidden = names.length > 0;
     const all = Object.values(tasks);
     const running = all.reduce((sum, t) => sum + t.running, 0);
@@ -735,6 +796,57 @@
     $("summary").classList.toggle("problem", bad > 0);
   }
 
+  // Scrolling a long table draws the rows that come on screen, once per frame.
+  let scrolled = false;
+  function onScroll() {
+    if (scrolled || !latest || Object.keys(latest).length < VIRTUAL_FROM) return;
+    scrolled = true;
+    requestAnimationFrame(() => {
+      scrolled = false;
+      render(latest);
+    });
+  }
+
+  // The state bar: how many tasks are in each state (those with none are left out).
+  async function loadSummary() {
+    try {
+      const reply = await fetch("/status/summary", { headers: headers() });
+      if (!reply.ok) return; // an older taskforce: the summary line is enough
+      const summary = await reply.json();
+      const bar = $("state-bar");
+      const chips = Object.entries(summary.states || {})
+        .filter(([, n]) => n > 0)
+        .map(([state, n]) =>
+          el("li", { class: `chip state-${state.replace(/[^a-z]+/g, "-")}`, "data-state": state }, `${state} ${n}`),
+        );
+      if (summary.unwanted > 0) {
+        chips.push(el("li", { class: "chip unwanted", "data-state": "unwanted" }, `not as wanted ${summary.unwanted}`));
+      }
+      bar.replaceChildren(...chips);
+      bar.dataset.total = String(summary.total);
+    } catch (e) {
+      // offline for now: the event stream reports that
+    }
+  }
+
+  // The latest table from the event stream waits here until the next batch is applied.
+  let pending = null;
+  let applyAt = 0;
+  let applying = null;
+  function receive(data) {
+    pending = data;
+    if (applying !== null) return;
+    applying = setTimeout(() => {
+      applying = null;
+      applyAt = performance.now();
+      const data = pending;
+      pending = null;
+      render(JSON.parse(data));
+      loadSummary();
+      askReload();
+    }, Math.max(0, applyAt + BATCH_MS - performance.now()));
+  }
+
   function connection(state, text) {
     const box = $("connection");
     box.dataset.state = state;
@@ -745,8 +857,7 @@
     const source = new EventSource("/events");
     source.addEventListener("tasks", (event) => {
       connection("live", "live");
-      render(JSON.parse(event.data));
-      askReload();
+      receive(event.data);
     });
     source.addEventListener("open", () => connection("live", "live"));
     // The browser reconnects by itself (taskforce restarting, say).
@@ -891,6 +1002,8 @@
     }, REFRESH_MS);
     setInterval(loadUsage, USAGE_MS);
     document.addEventListener("visibilitychange", loadUsage);
+    window.addEventListener("scroll", onScroll, { passive: true });
+    window.addEventListener("resize", onScroll);
   }
 
   if (document.readyState === "loading") {
