@@ -13,8 +13,8 @@ The child is born in its v2 cgroup (clone3 CLONE_INTO_CGROUP, on the C spawn pat
 joins the others before exec (see child_setup.py): every process the task ever makes is
 born inside, whatever it does to its session, parentage or environment, so
 stopping an instance can kill its whole cgroup. Without a usable hierarchy one line is
-logged and instances run as before (process groups, and the Task_* variables sweep.py
-looks for).
+logged and instances run as before (process groups, and the Task_* variables
+processes/leftovers.py looks for).
 """
 
 from __future__ import annotations
