@@ -100,6 +100,8 @@ class Confinement:
         stay), so is everything in its cgroup."""
         if self._memory is not None:
             self._memory.exited(outcome.task, outcome.slot)
+        if outcome.record.error is not None and self.cgroups.available:
+            self.cgroups.forget(outcome.task, outcome.slot)
         if not (outcome.record.expected or leaves_nothing) or not self.cgroups.available:
             return
         killed = self.cgroups.kill(outcome.task, outcome.slot)
