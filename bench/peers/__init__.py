@@ -11,7 +11,8 @@ from peers.s6 import S6
 from peers.supervisord import Supervisord
 from peers.taskforce import Taskforce
 from peers.taskforce06 import Taskforce06
+from peers.taskforce_ref import TaskforceRef
 
-ALL: list[type[Peer]] = [Taskforce, Taskforce06, S6, Runit, Supervisord, Circus, Pm2]
+ALL: list[type[Peer]] = [Taskforce, TaskforceRef, Taskforce06, S6, Runit, Supervisord, Circus, Pm2]
 
 __all__ = ["ALL", "Env", "Peer", "UnavailableError"]

@@ -19,6 +19,12 @@
  * The child shares the parent's memory until exec, so it reports a failure by storing the
  * step and errno in the parent's variables (as glibc's posix_spawn does); by the time vfork
  * returns in the parent, the child has either exec'd or failed and exited 127.
+ *
+ * Where the child is to be born in a cgroup v2 group, vfork is clone3(CLONE_VM |
+ * CLONE_VFORK | CLONE_INTO_CGROUP) instead, the child running on a stack of its own (as
+ * posix_spawn does): a clone that shares the caller's stack cannot return through a C
+ * function in both processes, and one without CLONE_VM copies the page tables and leaves
+ * every page of the parent copy-on-write (about 3 ms a restart, measured).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -27,9 +33,10 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <sys/inotify.h>
-#include <sys/mman.h>
 #include <sys/vfs.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -283,18 +290,195 @@ static void close_others(int first) {
 /* Descriptors passed to the child as 3, 4... (held listening sockets): at most this many. */
 #define MAX_PASSED 64
 
+/* Everything the child needs, prepared by the parent; the child writes only its pid into
+   the templates and, when it fails, the `failed_*` fields (the parent reads them once the
+   child has exec'd or exited: its memory is the parent's until then). */
+typedef struct {
+    const char *path;
+    Template *argv_t, *envp_t;
+    Py_ssize_t argc, envc;
+    int templated;
+    char **argv, **envp;
+    const char *cwd;
+    long uid, gid;
+    gid_t *groups;
+    Py_ssize_t group_count;
+    int stdio[3];
+    int passed[MAX_PASSED];
+    int passed_count;
+    int no_new_privs;
+    Setup *setup;
+    int born_in;  /* the cgroup the child was born in (not to be joined), or -1 */
+    volatile int failed_step, failed_errno, failed_index;
+} Child;
+
+/* In the child: become the task, or record why not and exit 127. Never returns. */
+static __attribute__((noreturn)) int child_run(void *arg) {
+    Child *c = arg;
+    Setup *setup = c->setup;
+    int step = PREPARING;
+    char pid_text[PID_DIGITS];
+    int at = PID_DIGITS;
+    unsigned long value = (unsigned long)getpid();
+    do {
+        pid_text[--at] = (char)('0' + value % 10);
+        value /= 10;
+    } while (value && at > 0);
+    if (c->templated) {
+        fill(c->argv_t, c->argc, pid_text + at, (size_t)(PID_DIGITS - at));
+        fill(c->envp_t, c->envc, pid_text + at, (size_t)(PID_DIGITS - at));
+    }
+    /* Handlers and ignored dispositions are ours, not the task's. */
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &dfl, NULL);
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (setsid() < 0) goto failed;
+    step = REDIRECTING;
+    /* Passed descriptors go to 3, 4...: first out of the way of that range and of
+       stdio (copies above it, closed below), then into place. */
+    int above = 3 + c->passed_count;
+    for (int i = 0; i < c->passed_count; i++) {
+        c->passed[i] = fcntl(c->passed[i], F_DUPFD_CLOEXEC, above);
+        if (c->passed[i] < 0) goto failed;
+    }
+    for (int target = 0; target < 3; target++) {
+        if (c->stdio[target] != target) {
+            if (dup2(c->stdio[target], target) < 0) goto failed;
+        } else {
+            int flags = fcntl(target, F_GETFD);
+            if (flags >= 0 && (flags & FD_CLOEXEC)) fcntl(target, F_SETFD, flags & ~FD_CLOEXEC);
+        }
+    }
+    for (int i = 0; i < c->passed_count; i++) {
+        if (dup2(c->passed[i], 3 + i) < 0) goto failed;  /* without close-on-exec */
+    }
+    close_others(above);
+    /* Into the instance's cgroups ("0": the writer itself) before anything else of
+       the task's: whatever it forks after exec is born inside. The parent is held by
+       vfork until this child has exec'd or failed, so it never sees it outside. */
+    step = JOINING_CGROUP;
+    for (Py_ssize_t i = 0; i < setup->cgroup_count; i++) {
+        c->failed_index = (int)i;
+        if ((int)i != c->born_in && write_file(setup->cgroups[i], "0") < 0) goto failed;
+    }
+    /* Limits before the credentials change: raising a hard limit, a negative nice
+       and a lower oom_score_adj need privileges the new user may lack. */
+    step = SETTING_RLIMIT;
+    for (Py_ssize_t i = 0; i < setup->limit_count; i++) {
+        c->failed_index = (int)i;
+        if (setrlimit(setup->limits[i].resource, &setup->limits[i].limit) < 0 &&
+            setup->limits[i].strict)
+            goto failed;
+    }
+    if (setup->umask >= 0) umask((mode_t)setup->umask);
+    step = SETTING_NICE;
+    if (setup->nice_set && setpriority(PRIO_PROCESS, 0, setup->nice) < 0) goto failed;
+    step = SETTING_OOM_SCORE;
+    if (setup->oom_score != NULL && write_file("/proc/self/oom_score_adj", setup->oom_score) < 0)
+        goto failed;
+    if (c->cwd != NULL) {
+        step = CHANGING_DIRECTORY;
+        if (chdir(c->cwd) < 0) goto failed;
+    }
+    /* Raw system calls: glibc's wrappers would signal every thread of the parent,
+       whose memory this child shares until exec. */
+    step = SWITCHING_USER;
+    if (c->groups != NULL && syscall(SYS_setgroups, (size_t)c->group_count, c->groups) < 0)
+        goto failed;
+    if (c->gid >= 0 && syscall(SYS_setresgid, (gid_t)c->gid, (gid_t)c->gid, (gid_t)c->gid) < 0)
+        goto failed;
+    if (c->uid >= 0 && syscall(SYS_setresuid, (uid_t)c->uid, (uid_t)c->uid, (uid_t)c->uid) < 0)
+        goto failed;
+    /* No setuid or file capability gains from here on, for the task and its children. */
+    step = NO_NEW_PRIVS;
+    if (c->no_new_privs && syscall(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1L, 0L, 0L, 0L) < 0)
+        goto failed;
+    step = EXECUTING;
+    execve(c->path, c->argv, c->envp);
+failed:
+    c->failed_errno = errno;
+    c->failed_step = step;
+    _exit(127);
+}
+
+#if defined(SYS_clone3) && defined(__x86_64__)
+/* The child's stack, in the frame of born_into() below: the parent waits in clone3
+   (CLONE_VFORK) until the child has exec'd or exited, so this part of its stack is free. */
+#define CHILD_STACK (64 * 1024)
+
+/* clone3 with the child calling fn(arg) on the stack given in `args`, then exiting with
+   its return value: a C function cannot return twice when the stacks differ. */
+static long clone3_call(struct clone_args_v2 *args, int (*fn)(void *), void *arg) {
+    register long nr __asm__("rax") = SYS_clone3;
+    register struct clone_args_v2 *a __asm__("rdi") = args;
+    register unsigned long size __asm__("rsi") = sizeof *args;
+    register int (*f)(void *) __asm__("r8") = fn;
+    register void *x __asm__("r9") = arg;
+    __asm__ volatile(
+        "syscall\n\t"
+        "test %%rax, %%rax\n\t"
+        "jnz 1f\n\t"
+        /* The child, on its own stack (the kernel put its top, 16-byte aligned, in rsp). */
+        "xor %%ebp, %%ebp\n\t"
+        "mov %%r9, %%rdi\n\t"
+        "call *%%r8\n\t"
+        "mov %%eax, %%edi\n\t"
+        "mov $60, %%eax\n\t" /* exit */
+        "syscall\n\t"
+        "hlt\n"
+        "1:"
+        : "+r"(nr)
+        : "r"(a), "r"(size), "r"(f), "r"(x)
+        : "rcx", "r11", "memory", "cc");
+    return nr;
+}
+
+/* Start the child in the cgroup v2 group `group_fd`, sharing our memory until it execs.
+   -1 and errno when clone3 cannot (an older kernel: the caller falls back to vfork). */
+static __attribute__((noinline)) pid_t born_into(int group_fd, Child *child) {
+    _Alignas(16) char stack[CHILD_STACK];
+    struct clone_args_v2 args;
+    memset(&args, 0, sizeof args);
+    args.flags = CLONE_VM | CLONE_VFORK | INTO_CGROUP;
+    args.exit_signal = SIGCHLD;
+    args.stack = (unsigned long long)(uintptr_t)stack;
+    args.stack_size = sizeof stack;
+    args.cgroup = (unsigned long long)group_fd;
+    long pid = clone3_call(&args, child_run, child);
+    if (pid < 0) {
+        errno = (int)-pid;
+        return -1;
+    }
+    return (pid_t)pid;
+}
+#define HAVE_BORN_INTO 1
+#endif
+
+/* vfork, the child becoming the task: it never returns here, so the parent's frame and
+   registers are as they were when vfork returns in the parent. */
+static __attribute__((noinline)) pid_t vforked(Child *child) {
+    pid_t pid = vfork();
+    if (pid == 0) child_run(child);
+    return pid;
+}
+
 static PyObject *spawn(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *path_obj, *argv_obj, *envp_obj, *cwd_obj, *groups_obj, *setup_obj;
     PyObject *passed_obj = NULL;
-    long uid, gid;
-    int stdio[3], no_new_privs;
+    Child child;
+    memset(&child, 0, sizeof child);
     if (!PyArg_ParseTuple(args, "O!OOOllOiiipO!|O", &PyBytes_Type, &path_obj, &argv_obj,
-                          &envp_obj, &cwd_obj, &uid, &gid, &groups_obj, &stdio[0], &stdio[1],
-                          &stdio[2], &no_new_privs, &PyTuple_Type, &setup_obj, &passed_obj))
+                          &envp_obj, &cwd_obj, &child.uid, &child.gid, &groups_obj,
+                          &child.stdio[0], &child.stdio[1], &child.stdio[2], &child.no_new_privs,
+                          &PyTuple_Type, &setup_obj, &passed_obj))
         return NULL;
-    int passed[MAX_PASSED];
-    int passed_count = 0;
     if (passed_obj != NULL && passed_obj != Py_None) {
         PyObject *fast = PySequence_Fast(passed_obj, "passed descriptors must be a sequence");
         if (fast == NULL) return NULL;
@@ -305,231 +489,109 @@ static PyObject *spawn(PyObject *self, PyObject *args) {
             return NULL;
         }
         for (Py_ssize_t i = 0; i < n; i++) {
-            passed[i] = (int)PyLong_AsLong(PySequence_Fast_GET_ITEM(fast, i));
+            child.passed[i] = (int)PyLong_AsLong(PySequence_Fast_GET_ITEM(fast, i));
         }
         Py_DECREF(fast);
         if (PyErr_Occurred()) return NULL;
-        passed_count = (int)n;
+        child.passed_count = (int)n;
     }
     Setup setup;
     if (prepare_setup(setup_obj, &setup) < 0) {
         free_setup(&setup);
         return NULL;
     }
-    const char *cwd = NULL;
+    child.setup = &setup;
     if (cwd_obj != Py_None) {
         if (!PyBytes_Check(cwd_obj)) {
             PyErr_SetString(PyExc_TypeError, "cwd must be bytes or None");
             free_setup(&setup);
             return NULL;
         }
-        cwd = PyBytes_AS_STRING(cwd_obj);
+        child.cwd = PyBytes_AS_STRING(cwd_obj);
     }
-    gid_t *groups = NULL;
-    Py_ssize_t group_count = -1;
+    child.group_count = -1;
     if (groups_obj != Py_None) {
         PyObject *fast = PySequence_Fast(groups_obj, "groups must be a sequence");
-        if (fast == NULL) return NULL;
-        group_count = PySequence_Fast_GET_SIZE(fast);
-        groups = PyMem_Calloc((size_t)group_count + 1, sizeof(gid_t));
-        if (groups == NULL) {
+        if (fast == NULL) {
+            free_setup(&setup);
+            return NULL;
+        }
+        child.group_count = PySequence_Fast_GET_SIZE(fast);
+        child.groups = PyMem_Calloc((size_t)child.group_count + 1, sizeof(gid_t));
+        if (child.groups == NULL) {
             Py_DECREF(fast);
             free_setup(&setup);
             return PyErr_NoMemory();
         }
-        for (Py_ssize_t i = 0; i < group_count; i++) {
-            groups[i] = (gid_t)PyLong_AsLong(PySequence_Fast_GET_ITEM(fast, i));
+        for (Py_ssize_t i = 0; i < child.group_count; i++) {
+            child.groups[i] = (gid_t)PyLong_AsLong(PySequence_Fast_GET_ITEM(fast, i));
         }
         Py_DECREF(fast);
         if (PyErr_Occurred()) {
-            PyMem_Free(groups);
+            PyMem_Free(child.groups);
             free_setup(&setup);
             return NULL;
         }
     }
-    int templated = 0;
-    Py_ssize_t argc = 0, envc = 0;
-    Template *argv_t = prepare(argv_obj, &argc, &templated);
-    Template *envp_t = argv_t ? prepare(envp_obj, &envc, &templated) : NULL;
-    char **argv = argv_t ? PyMem_Calloc((size_t)argc + 1, sizeof(char *)) : NULL;
-    char **envp = envp_t ? PyMem_Calloc((size_t)envc + 1, sizeof(char *)) : NULL;
-    if (argv == NULL || envp == NULL) {
-        if (!PyErr_Occurred()) PyErr_NoMemory();
-        PyMem_Free(argv);
-        PyMem_Free(envp);
-        free_templates(argv_t, argc);
-        free_templates(envp_t, envc);
-        PyMem_Free(groups);
-        free_setup(&setup);
-        return NULL;
-    }
-    for (Py_ssize_t i = 0; i < argc; i++) argv[i] = argv_t[i].buffer;
-    for (Py_ssize_t i = 0; i < envc; i++) envp[i] = envp_t[i].buffer;
-    const char *path = PyBytes_AS_STRING(path_obj);
-
-    /* Every signal blocked across vfork: the parent's handlers must never run in the
-       child, which shares the parent's memory until exec. */
-    volatile int failed_step = -1, failed_errno = 0, failed_index = 0;
-    sigset_t all, old;
-    sigfillset(&all);
+    child.argv_t = prepare(argv_obj, &child.argc, &child.templated);
+    child.envp_t = child.argv_t ? prepare(envp_obj, &child.envc, &child.templated) : NULL;
+    child.argv = child.argv_t ? PyMem_Calloc((size_t)child.argc + 1, sizeof(char *)) : NULL;
+    child.envp = child.envp_t ? PyMem_Calloc((size_t)child.envc + 1, sizeof(char *)) : NULL;
     pid_t pid = -1;
-    int saved;
+    int saved = 0;
+    if (child.argv == NULL || child.envp == NULL) {
+        if (!PyErr_Occurred()) PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < child.argc; i++) child.argv[i] = child.argv_t[i].buffer;
+    for (Py_ssize_t i = 0; i < child.envc; i++) child.envp[i] = child.envp_t[i].buffer;
+    child.path = PyBytes_AS_STRING(path_obj);
+    child.failed_step = -1;
+    child.born_in = -1;
+
     /* A process moved into a cgroup waits for an RCU grace period (about 10 ms when the
        machine has not moved one lately): one born there (clone3 CLONE_INTO_CGROUP) does
-       not. clone3 without CLONE_VM copies the page tables (well under a millisecond), so
-       the child reports a failure through a shared page rather than our stack. */
-    int group_fd = -1, born_in = -1;
-    volatile int *shared = NULL;
-#ifdef SYS_clone3
+       not. */
+    int group_fd = -1;
+#ifdef HAVE_BORN_INTO
     for (Py_ssize_t i = 0; i < setup.cgroup_count && group_fd < 0; i++) {
         group_fd = v2_group(setup.cgroups[i]);
-        if (group_fd >= 0) born_in = (int)i;
-    }
-    if (group_fd >= 0) {
-        void *page = mmap(NULL, 3 * sizeof(int), PROT_READ | PROT_WRITE,
-                          MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-        if (page == MAP_FAILED) {
-            close(group_fd);
-            group_fd = -1;
-            born_in = -1;
-        } else {
-            shared = (volatile int *)page;
-            shared[0] = -1;
-        }
+        if (group_fd >= 0) child.born_in = (int)i;
     }
 #endif
-    /* Without the GIL: the child touches only the C memory prepared above, so another
-       thread may run Python, or spawn too, while this one waits for the child's exec. */
+    /* Every signal blocked across the clone: the parent's handlers must never run in the
+       child, which shares the parent's memory until exec. Without the GIL: the child
+       touches only the C memory prepared above, so another thread may run Python, or
+       spawn too, while this one waits for the child's exec. */
+    sigset_t all, old;
+    sigfillset(&all);
     Py_BEGIN_ALLOW_THREADS
     pthread_sigmask(SIG_SETMASK, &all, &old);
-#ifdef SYS_clone3
+#ifdef HAVE_BORN_INTO
     if (group_fd >= 0) {
-        struct clone_args_v2 args;
-        memset(&args, 0, sizeof args);
-        args.flags = CLONE_VFORK | INTO_CGROUP;
-        args.exit_signal = SIGCHLD;
-        args.cgroup = (unsigned long long)group_fd;
-        pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
-        if (pid < 0) born_in = -1;  /* an older kernel: vfork and join from the child */
+        pid = born_into(group_fd, &child);
+        if (pid < 0) child.born_in = -1;  /* vfork, and join from the child */
     }
 #endif
-    if (pid < 0) pid = vfork();
-    if (pid == 0) {
-        int step = PREPARING;
-        char pid_text[PID_DIGITS];
-        int at = PID_DIGITS;
-        unsigned long value = (unsigned long)getpid();
-        do {
-            pid_text[--at] = (char)('0' + value % 10);
-            value /= 10;
-        } while (value && at > 0);
-        if (templated) {
-            fill(argv_t, argc, pid_text + at, (size_t)(PID_DIGITS - at));
-            fill(envp_t, envc, pid_text + at, (size_t)(PID_DIGITS - at));
-        }
-        /* Handlers and ignored dispositions are ours, not the task's. */
-        struct sigaction dfl;
-        memset(&dfl, 0, sizeof dfl);
-        dfl.sa_handler = SIG_DFL;
-        for (int sig = 1; sig < NSIG; sig++) {
-            if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &dfl, NULL);
-        }
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        if (setsid() < 0) goto failed;
-        step = REDIRECTING;
-        /* Passed descriptors go to 3, 4...: first out of the way of that range and of
-           stdio (copies above it, closed below), then into place. */
-        int above = 3 + passed_count;
-        for (int i = 0; i < passed_count; i++) {
-            passed[i] = fcntl(passed[i], F_DUPFD_CLOEXEC, above);
-            if (passed[i] < 0) goto failed;
-        }
-        for (int target = 0; target < 3; target++) {
-            if (stdio[target] != target) {
-                if (dup2(stdio[target], target) < 0) goto failed;
-            } else {
-                int flags = fcntl(target, F_GETFD);
-                if (flags >= 0 && (flags & FD_CLOEXEC)) fcntl(target, F_SETFD, flags & ~FD_CLOEXEC);
-            }
-        }
-        for (int i = 0; i < passed_count; i++) {
-            if (dup2(passed[i], 3 + i) < 0) goto failed;  /* without close-on-exec */
-        }
-        close_others(above);
-        /* Into the instance's cgroups ("0": the writer itself) before anything else of
-           the task's: whatever it forks after exec is born inside. The parent is held by
-           vfork until this child has exec'd or failed, so it never sees it outside. */
-        step = JOINING_CGROUP;
-        for (Py_ssize_t i = 0; i < setup.cgroup_count; i++) {
-            failed_index = (int)i;
-            if ((int)i != born_in && write_file(setup.cgroups[i], "0") < 0) goto failed;
-        }
-        /* Limits before the credentials change: raising a hard limit, a negative nice
-           and a lower oom_score_adj need privileges the new user may lack. */
-        step = SETTING_RLIMIT;
-        for (Py_ssize_t i = 0; i < setup.limit_count; i++) {
-            failed_index = (int)i;
-            if (setrlimit(setup.limits[i].resource, &setup.limits[i].limit) < 0 &&
-                setup.limits[i].strict)
-                goto failed;
-        }
-        if (setup.umask >= 0) umask((mode_t)setup.umask);
-        step = SETTING_NICE;
-        if (setup.nice_set && setpriority(PRIO_PROCESS, 0, setup.nice) < 0) goto failed;
-        step = SETTING_OOM_SCORE;
-        if (setup.oom_score != NULL && write_file("/proc/self/oom_score_adj", setup.oom_score) < 0)
-            goto failed;
-        if (cwd != NULL) {
-            step = CHANGING_DIRECTORY;
-            if (chdir(cwd) < 0) goto failed;
-        }
-        /* Raw system calls: glibc's wrappers would signal every thread of the parent,
-           whose memory this child shares until exec. */
-        step = SWITCHING_USER;
-        if (groups != NULL && syscall(SYS_setgroups, (size_t)group_count, groups) < 0) goto failed;
-        if (gid >= 0 && syscall(SYS_setresgid, (gid_t)gid, (gid_t)gid, (gid_t)gid) < 0) goto failed;
-        if (uid >= 0 && syscall(SYS_setresuid, (uid_t)uid, (uid_t)uid, (uid_t)uid) < 0) goto failed;
-        /* No setuid or file capability gains from here on, for the task and its children. */
-        step = NO_NEW_PRIVS;
-        if (no_new_privs && syscall(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1L, 0L, 0L, 0L) < 0) goto failed;
-        step = EXECUTING;
-        execve(path, argv, envp);
-    failed:
-        failed_errno = errno;
-        failed_step = step;
-        if (shared != NULL && born_in >= 0) {
-            shared[0] = step;
-            shared[1] = failed_errno;
-            shared[2] = failed_index;
-        }
-        _exit(127);
-    }
+    if (pid < 0) pid = vforked(&child);
     saved = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     Py_END_ALLOW_THREADS
-    if (shared != NULL) {
-        if (born_in >= 0) {
-            failed_step = shared[0];
-            failed_errno = shared[1];
-            failed_index = shared[2];
-        }
-        munmap((void *)shared, 3 * sizeof(int));
-    }
     if (group_fd >= 0) close(group_fd);
-    PyMem_Free(argv);
-    PyMem_Free(envp);
-    free_templates(argv_t, argc);
-    free_templates(envp_t, envc);
-    PyMem_Free(groups);
+done:
+    PyMem_Free(child.argv);
+    PyMem_Free(child.envp);
+    free_templates(child.argv_t, child.argc);
+    free_templates(child.envp_t, child.envc);
+    PyMem_Free(child.groups);
     free_setup(&setup);
+    if (PyErr_Occurred()) return NULL;
     if (pid < 0) {
         errno = saved;
         return PyErr_SetFromErrno(PyExc_OSError);
     }
-    return Py_BuildValue("(liii)", (long)pid, (int)failed_step, (int)failed_errno,
-                         (int)failed_index);
+    return Py_BuildValue("(liii)", (long)pid, (int)child.failed_step, (int)child.failed_errno,
+                         (int)child.failed_index);
 }
 
 static PyObject *become_subreaper(PyObject *self, PyObject *unused) {

@@ -280,6 +280,34 @@ def test_the_child_joins_its_cgroup_before_exec(spawn_path: str, tmp_path: Path)
         group.rmdir()  # its one process has exited: it is empty
 
 
+def test_a_child_born_in_its_cgroup_gets_its_pid_and_reports_a_failure(
+    spawn_path: str, tmp_path: Path
+) -> None:
+    """On the C path the child is born in its v2 cgroup, on a stack of its own while it
+    shares taskforce's memory: what it writes there (its pid, a failure) must arrive."""
+    unified = writable_cgroup2()
+    group = unified / f"taskforce-test-{os.getpid()}-{spawn_path}-born"
+    group.mkdir()
+    procs = [str(group / "cgroup.procs")]
+    try:
+        launch = shell(
+            'echo "$$ $Task_pid"; cat /proc/self/cgroup', env={"Task_pid": TASK_PID_MARKER}
+        )
+        pid, output, error = run(launch, spawn_path, cgroups=procs)
+        assert error is None
+        assert output.splitlines()[0] == f"{pid} {pid}"
+        assert f"0::/{group.name}" in output.splitlines()
+        with open("/proc/sys/fs/nr_open") as f:
+            too_many = int(f.read()) + 1
+        launch = shell("true", limits={"rlimits": [["nofile", too_many, too_many]]})
+        _, _, error = run(launch, spawn_path, cgroups=procs)
+        assert (
+            error == f"setting the nofile limit to {too_many}:{too_many}: Operation not permitted"
+        )
+    finally:
+        group.rmdir()  # its processes have exited: it is empty
+
+
 def writable_cgroup2() -> Path:
     """The cgroup2 mount, if this test may create cgroups in its root (else skip)."""
     with open("/proc/self/mountinfo") as f:

@@ -19,7 +19,10 @@ from taskforce.core.planner import ExitOutcome
 from taskforce.core.sockets import UNIX, SocketSpec
 from taskforce.core.spec import DesiredState, InstanceSpec, LaunchSpec, Policy, TaskSpec
 from taskforce.core.vocabulary import Control, RestartPolicy
+from taskforce.runtime.limits.cgroups import Cgroups, Hierarchy
 from taskforce.runtime.loop.supervisor import Outcome, Supervisor
+from taskforce.runtime.processes import records as records_module
+from taskforce.runtime.processes.records import ProcessRecord, Records
 
 EXIT_1 = 1 << 8  # the wait status of exit(1)
 SWEEP_DELAY = 0.05
@@ -161,6 +164,65 @@ def test_exits_are_told_to_listeners_with_the_status(make_loop: MakeLoop) -> Non
     assert (outcome.task, outcome.record.status, outcome.record.error) == ("web", EXIT_1, None)
     assert [e["event"] for e in events] == ["exited"]
     assert events[0]["time"] == exited_at
+
+
+def test_only_an_exit_outside_a_cgroup_is_followed_by_a_scan_of_proc(
+    make_loop: MakeLoop, tmp_path: Path
+) -> None:
+    loop = make_loop(desired(task("web")))
+    [first] = loop.runner.pids()  # started before there were cgroups: outside one
+    loop.supervisor.confinement.cgroups = Cgroups([Hierarchy(2, frozenset(), str(tmp_path))])
+    loop.clock.now += 30.0
+    loop.runner.exit(first, EXIT_1)
+    loop.supervisor.reaper.reap()
+    assert loop.supervisor.reaper.busy()  # the /proc scan for what it left is due
+    loop.scheduler.advance(loop.clock.now + SWEEP_DELAY)
+    [second] = loop.runner.pids()  # started in its cgroup
+    assert (tmp_path / "web@0").is_dir()
+    loop.clock.now += 30.0
+    loop.runner.exit(second, EXIT_1)
+    loop.supervisor.reaper.reap()
+    assert not loop.supervisor.reaper.busy()  # killing its cgroup leaves nothing to look for
+
+
+def test_the_records_are_written_once_for_a_burst_of_restarts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(records_module, "start_ticks", lambda pid: 1000 + pid)  # fake pids
+    writes: list[int] = []
+    write = Records._write
+
+    def counted(self: Records, snapshot: frozenset[ProcessRecord]) -> None:
+        writes.append(1)
+        write(self, snapshot)
+
+    monkeypatch.setattr(Records, "_write", counted)
+    clock = FakeClock()
+    scheduler = FakeScheduler(clock)
+    runner = FakeRunner()
+    records = Records(str(tmp_path / "tf.state"))
+    supervisor = Supervisor(
+        desired(task("web", count=5)), records, clock=clock, scheduler=scheduler, runner=runner
+    )
+    supervisor.begin(scheduler)
+    try:
+        scheduler.run_soon()
+        clock.now += 30.0
+        writes.clear()
+        for pid in runner.pids():  # each exit in a pass of its own
+            runner.exit(pid, EXIT_1)
+            supervisor.reaper.reap()
+            scheduler.run_soon()
+        assert len(runner.started) == 10
+        assert writes == []  # not on the restart's way
+        scheduler.advance(clock.now + 1.0)
+        assert writes == [1]
+        earlier = Records(records.path).load()
+        assert earlier is not None
+        assert {r.pid for r in earlier.processes} == set(runner.pids())
+    finally:
+        supervisor.end()
+        supervisor.sockets.close()
 
 
 def test_a_new_desired_state_starts_what_it_adds_and_stops_what_it_drops(

@@ -13,8 +13,8 @@ The child is born in its v2 cgroup (clone3 CLONE_INTO_CGROUP, on the C spawn pat
 joins the others before exec (see child_setup.py): every process the task ever makes is
 born inside, whatever it does to its session, parentage or environment, so
 stopping an instance can kill its whole cgroup. Without a usable hierarchy one line is
-logged and instances run as before (process groups, and the Task_* variables sweep.py
-looks for).
+logged and instances run as before (process groups, and the Task_* variables
+processes/leftovers.py looks for).
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ class GroupUsage:
 class _Instance:
     oom_kills: int  # the cgroup's OOM kill count when its process started
     limits: CgroupLimits  # as last set
+    present: set[int]  # the hierarchies (by index) where its directory is, as far as known
 
 
 def parse_mounts(mountinfo: str) -> list[tuple[str, str, str, frozenset[str]]]:
@@ -117,6 +118,10 @@ class Cgroups:
         self.hierarchies = hierarchies
         self._instances: dict[tuple[str, int], _Instance] = {}
         self._warned: set[tuple[str, str]] = set()
+        # The instance directories in each hierarchy before this taskforce made any (an
+        # earlier image's): listed once, so that a start looks up nothing in the cgroup
+        # file systems (a lookup there waits on every cgroup made or removed on the host).
+        self._listed: list[set[str]] | None = None
         v2 = [h for h in hierarchies if h.version == 2]
         # Where membership is read and the kill done: v2 if there, else a v1 freezer.
         self._members = (
@@ -225,17 +230,23 @@ class Cgroups:
         cgroup though it has no memory limit (memory_restart). Raises OSError."""
         procs = []
         known = self._instances.get((task, slot))
+        present = known.present if known is not None else self._found(group_name(task, slot))
         reused = False
-        for hierarchy, path in self.directories(task, slot):
+        for index, (hierarchy, path) in enumerate(self.directories(task, slot)):
             if not self._needed(hierarchy, limits, watch_memory):
-                _remove(path)  # one an earlier process of the instance needed, if empty
+                if index in present:
+                    present.discard(index)
+                    _remove(path)  # one an earlier process of the instance needed, if empty
                 continue
-            try:
-                os.mkdir(path)
-                fresh = True  # its limits are the kernel's defaults: none
-            except FileExistsError:
-                fresh = False
-                reused = True
+            fresh = False
+            if index not in present:
+                try:
+                    os.mkdir(path)
+                    fresh = True  # its limits are the kernel's defaults: none
+                except FileExistsError:
+                    pass
+                present.add(index)
+            reused = reused or not fresh
             if not fresh and hierarchy.version == 1 and "memory" in hierarchy.controllers:
                 # What earlier processes left charged (page cache) is not the new one's.
                 with contextlib.suppress(OSError):
@@ -246,9 +257,34 @@ class Cgroups:
             elif fresh or known is None or known.limits != limits:
                 self._set_limits(task, hierarchy, path, limits)
             procs.append(os.path.join(path, "cgroup.procs"))
+        instance = _Instance(0, limits, present)
+        self._instances[task, slot] = instance
         # A cgroup just made has seen no OOM kill.
-        self._instances[task, slot] = _Instance(self.oom_kills(task, slot) if reused else 0, limits)
+        instance.oom_kills = self.oom_kills(task, slot) if reused else 0
         return tuple(procs)
+
+    def forget(self, task: str, slot: int) -> None:
+        """Look for the instance's directories afresh at its next start (its process
+        could not start: one may have been removed behind taskforce's back)."""
+        known = self._instances.get((task, slot))
+        if known is not None:
+            known.present = {
+                index
+                for index, (_, path) in enumerate(self.directories(task, slot))
+                if os.path.isdir(path)
+            }
+
+    def _found(self, name: str) -> set[int]:
+        """The hierarchies in which an instance directory `name` was there before us."""
+        if self._listed is None:
+            self._listed = []
+            for hierarchy in self.hierarchies:
+                try:
+                    with os.scandir(hierarchy.base) as entries:
+                        self._listed.append({e.name for e in entries if e.is_dir()})
+                except OSError:
+                    self._listed.append(set())
+        return {index for index, names in enumerate(self._listed) if name in names}
 
     def _set_limits(self, task: str, hierarchy: Hierarchy, path: str, limits: CgroupLimits) -> None:
         v2 = hierarchy.version == 2
@@ -296,13 +332,20 @@ class Cgroups:
 
     def _dir(self, controller: str | None, task: str, slot: int) -> tuple[Hierarchy, str] | None:
         """The instance's cgroup for membership (None) or with `controller`, if it has one."""
-        for hierarchy, path in self.directories(task, slot):
+        for index, (hierarchy, path) in enumerate(self.directories(task, slot)):
             if controller is None and hierarchy is self._members:
                 return hierarchy, path
             if controller is not None and controller in hierarchy.controllers:
                 # Only where it needed one (see _needed): a v1 one exists or not.
-                return (hierarchy, path) if hierarchy.version == 2 or os.path.isdir(path) else None
+                exists = hierarchy.version == 2 or self._has_dir(index, task, slot, path)
+                return (hierarchy, path) if exists else None
         return None
+
+    def _has_dir(self, index: int, task: str, slot: int, path: str) -> bool:
+        known = self._instances.get((task, slot))
+        if known is None:
+            return os.path.isdir(path)  # not started by this taskforce: look
+        return index in known.present
 
     def members(self, task: str, slot: int) -> list[int]:
         """The pids of the processes in the instance's cgroup."""

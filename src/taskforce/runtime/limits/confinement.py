@@ -23,6 +23,9 @@ class Confinement:
     def __init__(self) -> None:
         self.cgroups = Cgroups([])
         self._memory: MemoryRestart | None = None
+        # Instances whose process this taskforce started in their cgroup: all they leave
+        # behind is in it (not those taken over or adopted: started by another image).
+        self._contained: set[tuple[str, int]] = set()
 
     def start(
         self,
@@ -47,10 +50,11 @@ class Confinement:
         self, task: str, slot: int, limits: CgroupLimits, memory_restart: int | None
     ) -> tuple[str, ...]:
         """The cgroup.procs files the instance's next process joins (made now)."""
+        self._contained.discard((task, slot))
         if not self.cgroups.available:
             return ()
         try:
-            return self.cgroups.prepare(task, slot, limits, memory_restart is not None)
+            procs = self.cgroups.prepare(task, slot, limits, memory_restart is not None)
         except OSError as exc:
             log.warning(
                 "%s[%d]: cannot make its cgroup (%s): it runs in taskforce's",
@@ -59,6 +63,14 @@ class Confinement:
                 exc.strerror or exc,
             )
             return ()
+        self._contained.add((task, slot))
+        return procs
+
+    def contains(self, task: str, slot: int) -> bool:
+        """Whether everything the instance's process left behind is in its cgroup (it was
+        started there by this taskforce), so that killing the cgroup leaves nothing: no
+        need to look through /proc for the task's environment."""
+        return (task, slot) in self._contained
 
     def started(self, task: TaskSpec, slot: int, pid: int, interval: float) -> None:
         if self._memory is not None:
@@ -88,6 +100,8 @@ class Confinement:
         stay), so is everything in its cgroup."""
         if self._memory is not None:
             self._memory.exited(outcome.task, outcome.slot)
+        if outcome.record.error is not None and self.cgroups.available:
+            self.cgroups.forget(outcome.task, outcome.slot)
         if not (outcome.record.expected or leaves_nothing) or not self.cgroups.available:
             return
         killed = self.cgroups.kill(outcome.task, outcome.slot)

@@ -82,9 +82,12 @@ class Reaper(LoopPart):
             log.info(
                 "%s: killed what pid %d left in its process group", exit_log.label(outcome), pid
             )
-        if self._leaves_nothing_behind(outcome):
+        leaves_nothing = self._leaves_nothing_behind(outcome)
+        if leaves_nothing and not self._confinement.contains(outcome.task, outcome.slot):
+            # A pass over /proc reads every process's environment: only for a process
+            # outside a cgroup, whose kill below would not reach all it left.
             self._sweep_leaders.add(pid)
-        self._confinement.exited(outcome, self._leaves_nothing_behind(outcome))
+        self._confinement.exited(outcome, leaves_nothing)
         self._log_exit(pid, outcome)
 
     def _leaves_nothing_behind(self, outcome: ExitOutcome) -> bool:

@@ -40,6 +40,9 @@ from taskforce.runtime.processes.task_commands import TaskCommands
 
 log = logging.getLogger("taskforce")
 
+# Seconds from a change of the running processes to writing their records.
+_RECORDS_DELAY = 0.1
+
 
 class Outcome(enum.Enum):
     """How the supervisor ended."""
@@ -73,7 +76,9 @@ class Supervisor:
         self._clock = clock or SystemClock()
         self._given_scheduler = scheduler
         self._scheduler: Scheduler | None = None  # while running
-        self._records_version = -1
+        self._records_version = -1  # the processes' version last written to the records
+        self._pid_version = -1  # and the planner's now
+        self._records_timer: Handle | None = None
         self._pass_scheduled = False
         self._timer: Handle | None = None
         self._timer_at: float | None = None
@@ -165,6 +170,9 @@ class Supervisor:
     def end(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        if self._records_timer is not None:
+            self._records_timer.cancel()
+            self._records_timer = None
         self._spawn_reports.close()
         self.output.close()
         if self.executor.devnull >= 0:
@@ -325,13 +333,26 @@ class Supervisor:
             self.executor.start_all(starts)
             self._report_recovered(plan.recovered)
         self._set_timer(plan.next_deadline)
-        if plan.pid_version != self._records_version:
-            self._records_version = plan.pid_version
-            self.records.update(self.planner.pid_owners())
+        self._pid_version = plan.pid_version
+        if (
+            plan.pid_version != self._records_version
+            and self._records_timer is None
+            and self.records.path is not None
+        ):
+            # Later and once for a burst: a write costs milliseconds (a thousand records,
+            # ten), which a restart would otherwise share a CPU with. A process started
+            # meanwhile and not yet recorded is still found by the next taskforce should
+            # this one be killed (recovery.py: by its environment).
+            self._records_timer = self._scheduler.call_later(_RECORDS_DELAY, self._write_records)
         if self.on_change is not None:
             self.on_change()
         if self.planner.shutting_down and self._idle():
             self._finish(self._outcome)
+
+    def _write_records(self) -> None:
+        self._records_timer = None
+        self._records_version = self._pid_version
+        self.records.update(self.planner.pid_owners())
 
     def _report_recovered(self, recovered: Sequence[tuple[str, int]]) -> None:
         for task, slot in recovered:

@@ -3,7 +3,9 @@
 A task's processes may fork children that leave its process group or daemonize
 (setsid, double fork): killing the group misses them. They still carry the task's
 environment, and so the `Task_ppid` (this taskforce) and `Task_pid` (the process they
-descend from) taskforce put there. One pass over /proc finds them all.
+descend from) taskforce put there. One pass over /proc finds them all: costly where the
+host runs many processes, so only for processes started outside a cgroup of their own
+(whatever one in a cgroup leaves is killed with its cgroup, limits/confinement.py).
 """
 
 from __future__ import annotations

@@ -125,8 +125,8 @@ class Records:
             tmp = os.path.join(directory, f".{name}.{os.urandom(6).hex()}.tmp")
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
             fd = os.open(tmp, flags, 0o600)
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f)
+            with os.fdopen(fd, "wb") as f:
+                f.write(json.dumps(data).encode())  # dumps: C; dump would encode in Python
             os.replace(tmp, self.path)
             tmp = None
             self._written = snapshot

@@ -1,0 +1,61 @@
+"""An instance's cgroup directories over restarts, with plain directories standing in for
+the hierarchies: made once, removed only where there is one, looked for again after a
+failed start."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from taskforce.core.spec import NO_CGROUP_LIMITS
+from taskforce.runtime.limits.cgroups import Cgroups, Hierarchy
+
+
+def hierarchies(tmp_path: Path) -> tuple[Path, Path, Cgroups]:
+    v2, memory = tmp_path / "v2", tmp_path / "memory"
+    v2.mkdir()
+    memory.mkdir()
+    cgroups = Cgroups(
+        [Hierarchy(2, frozenset(), str(v2)), Hierarchy(1, frozenset({"memory"}), str(memory))]
+    )
+    return v2, memory, cgroups
+
+
+def test_restarts_of_an_instance_make_and_remove_no_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    v2, memory, cgroups = hierarchies(tmp_path)
+    (memory / "t@0").mkdir()  # an earlier image's, for a memory limit the task lost since
+    procs = cgroups.prepare("t", 0, NO_CGROUP_LIMITS)
+    assert procs == (str(v2 / "t@0" / "cgroup.procs"),)
+    assert not (memory / "t@0").exists()
+    calls: list[str] = []
+
+    def counted(name: str) -> Callable[..., None]:
+        real = getattr(os, name)
+
+        def call(path: str, *args: object) -> None:
+            calls.append(name)
+            real(path, *args)
+
+        return call
+
+    for name in ("mkdir", "rmdir"):
+        monkeypatch.setattr(os, name, counted(name))
+    for _ in range(3):
+        assert cgroups.prepare("t", 0, NO_CGROUP_LIMITS) == procs
+    assert calls == []  # each a lookup in a cgroup file system, which other cgroups slow
+
+
+def test_a_directory_removed_behind_its_back_is_made_again_after_a_failed_start(
+    tmp_path: Path,
+) -> None:
+    v2, _, cgroups = hierarchies(tmp_path)
+    cgroups.prepare("t", 0, NO_CGROUP_LIMITS)
+    (v2 / "t@0").rmdir()
+    cgroups.forget("t", 0)  # the start failed: joining it found no cgroup
+    cgroups.prepare("t", 0, NO_CGROUP_LIMITS)
+    assert (v2 / "t@0").is_dir()
