@@ -31,12 +31,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from status_scale import snapshot
 
 READINGS = 10_000
-# What is read: the process's /proc entry, its instance's cgroups, or both (as status does).
-PARTS = ("process", "cgroup", "both")
+# What is read: the process's /proc entry, its instance's cgroups, or both (as status does);
+# and the floor: the same files opened, read to the end and closed, nothing else done.
+PARTS = ("process", "cgroup", "both", "floor")
 
 
 def parse_size(text: str) -> int:
@@ -74,8 +76,17 @@ def worker(records: str, pids: list[int], memory: int | None, readings: int) -> 
             process_usage(pid)
             cgroups.usage("t", slot)
 
+    files = [path for slot, pid in slots for path in read_files(cgroups, slot, pid)]
+
+    def floor() -> None:
+        for path in files:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            while os.read(fd, 65536):
+                pass
+            os.close(fd)
+
     found: dict[str, float] = {}
-    for name, run in (("process", process), ("cgroup", cgroup), ("both", both)):
+    for name, run in (("process", process), ("cgroup", cgroup), ("both", both), ("floor", floor)):
         run()  # warm-up
         rounds = max(1, readings // len(slots))
         start = time.process_time()
@@ -87,6 +98,27 @@ def worker(records: str, pids: list[int], memory: int | None, readings: int) -> 
     used, group = process_usage(pid), cgroups.usage("t", slot)
     found["sample"] = str((used and (used.rss_bytes, used.virtual_bytes), group))  # type: ignore[assignment]
     print(json.dumps(found))
+
+
+def read_files(cgroups: Any, slot: int, pid: int) -> list[str]:
+    """The files a reading of process `pid` and instance `slot` needs at the least: its
+    /proc stat and statm, its cgroups' CPU time, memory and members."""
+    files = [f"/proc/{pid}/stat", f"/proc/{pid}/statm"]
+    cpu = None
+    for hierarchy in cgroups.hierarchies:
+        path = f"{hierarchy.base}/t@{slot}"
+        if not os.path.isdir(path):
+            continue
+        if hierarchy.version == 2:
+            cpu = cpu or f"{path}/cpu.stat"
+            files.append(f"{path}/cgroup.procs")
+        if "cpuacct" in hierarchy.controllers:
+            cpu = f"{path}/cpuacct.usage"
+        if "memory" in hierarchy.controllers:
+            files.append(
+                f"{path}/memory.{'current' if hierarchy.version == 2 else 'usage_in_bytes'}"
+            )
+    return files + ([cpu] if cpu else [])
 
 
 def start_processes(count: int, memory: int | None, records: str) -> list[int]:
