@@ -44,7 +44,7 @@ _EMPTYING_TIME = 2.0
 _KILL_ROUNDS = 20
 # Enough for any file of a single value (cpu.stat, memory.current), read in one go.
 _SMALL = 4096
-_CHUNK = 65536
+_CHUNK = 65536  # a read of cgroup.procs, which goes on to its end
 
 
 @dataclass(frozen=True, slots=True)
