@@ -42,6 +42,8 @@ GROUPS = ("web", "worker", "db", "cache")  # task names: web-00000, worker-00001
 # (label, path): the unfiltered table, then what the filters make of it.
 QUERIES = (
     ("tasks (unfiltered)", "/status/tasks"),
+    # The same usage readers, for every running process, in the Prometheus text format.
+    ("metrics", "/metrics"),
     ("summary", "/status/summary"),
     ("one task", "/status/tasks?task=web-00040"),
     ("glob, 1/4 of tasks, 2 fields", "/status/tasks?task=web-*&fields=state,running"),

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from taskforce.core.spec import NO_CGROUP_LIMITS, CgroupLimits
-from taskforce.runtime.own.paths import name_digest
+from taskforce.runtime.own.paths import name_digest, read_small_file
 
 log = logging.getLogger("taskforce")
 
@@ -42,6 +42,9 @@ _EMPTYING_TIME = 2.0
 # killed at birth once the cgroup has seen a cgroup.kill (its kill sequence is compared
 # with its parent's cgroup's). Nothing leaves the cgroup, so rounds end with it empty.
 _KILL_ROUNDS = 20
+# Enough for any file of a single value (cpu.stat, memory.current), read in one go.
+_SMALL = 4096
+_CHUNK = 65536  # a read of cgroup.procs, which goes on to its end
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,11 +63,21 @@ class GroupUsage:
     processes: int
 
 
+@dataclass(frozen=True, slots=True)
+class _Sources:
+    """Where an instance's CPU time and memory are read: (taskforce's directory in the
+    hierarchy, file), or None where it has no such cgroup."""
+
+    cpu: tuple[str, str] | None
+    memory: tuple[str, str] | None
+
+
 @dataclass(slots=True)
 class _Instance:
     oom_kills: int  # the cgroup's OOM kill count when its process started
     limits: CgroupLimits  # as last set
     present: set[int]  # the hierarchies (by index) where its directory is, as far as known
+    sources: _Sources | None = None  # found at its first reading after it was prepared
 
 
 def parse_mounts(mountinfo: str) -> list[tuple[str, str, str, frozenset[str]]]:
@@ -122,6 +135,10 @@ class Cgroups:
         # earlier image's): listed once, so that a start looks up nothing in the cgroup
         # file systems (a lookup there waits on every cgroup made or removed on the host).
         self._listed: list[set[str]] | None = None
+        # The sources of instances taskforce did not prepare (adopted, taken over), and
+        # every distinct one once: instances share them.
+        self._adopted: dict[tuple[str, int], _Sources] = {}
+        self._distinct: dict[_Sources, _Sources] = {}
         v2 = [h for h in hierarchies if h.version == 2]
         # Where membership is read and the kill done: v2 if there, else a v1 freezer.
         self._members = (
@@ -425,24 +442,55 @@ class Cgroups:
         )
 
     def usage(self, task: str, slot: int) -> GroupUsage | None:
-        """The CPU time, memory and process count of the instance's cgroup."""
-        if not self.available:
+        """The CPU time, memory and process count of the instance's cgroup.
+
+        A status request reads this for every instance: the files are read raw, and
+        where they are was found once (no directory is looked up at each reading)."""
+        members = self._members
+        if members is None:
             return None
+        name = group_name(task, slot)
+        sources = self._sources_of(task, slot)
         cpu: float | None = None
         memory: int | None = None
-        found = self._dir("cpuacct", task, slot)
+        if sources.cpu is not None:
+            base, file = sources.cpu
+            data = read_small_file(f"{base}/{name}/{file}", _SMALL)
+            cpu = None if data is None else _cpu_seconds(data, file)
+        if sources.memory is not None:
+            base, file = sources.memory
+            data = read_small_file(f"{base}/{name}/{file}", _SMALL)
+            memory = None if data is None else _integer(data)
+        procs = _read_all(f"{members.base}/{name}/cgroup.procs")
+        return GroupUsage(cpu, memory, 0 if procs is None else len(procs.split()))
+
+    def _sources_of(self, task: str, slot: int) -> _Sources:
+        """Where the instance's usage is read: looked up at its first reading since
+        `prepare` made its cgroups (a v1 one exists only where it was needed)."""
+        known = self._instances.get((task, slot))
+        found = self._adopted.get((task, slot)) if known is None else known.sources
         if found is not None:
-            cpu = _number(os.path.join(found[1], "cpuacct.usage"), 1e-9)
+            return found
+        cpu: tuple[str, str] | None = None
+        at = self._dir("cpuacct", task, slot)
+        if at is not None:
+            cpu = (at[0].base, "cpuacct.usage")
+        elif self._members is not None and self._members.version == 2:
+            cpu = (self._members.base, "cpu.stat")
+        memory: tuple[str, str] | None = None
+        at = self._dir("memory", task, slot)
+        if at is not None:
+            memory = (
+                at[0].base,
+                "memory.current" if at[0].version == 2 else "memory.usage_in_bytes",
+            )
+        sources = _Sources(cpu, memory)
+        found = self._distinct.setdefault(sources, sources)
+        if known is None:
+            self._adopted[task, slot] = found
         else:
-            members = self._dir(None, task, slot)
-            if members is not None and members[0].version == 2:
-                cpu = _stat_field(os.path.join(members[1], "cpu.stat"), "usage_usec", 1e-6)
-        found = self._dir("memory", task, slot)
-        if found is not None:
-            name = "memory.current" if found[0].version == 2 else "memory.usage_in_bytes"
-            value = _number(os.path.join(found[1], name), 1)
-            memory = None if value is None else int(value)
-        return GroupUsage(cpu, memory, len(self.members(task, slot)))
+            known.sources = found
+        return found
 
     def memory_file(self, task: str, slot: int) -> tuple[int, str] | None:
         """(version, directory) of the instance's memory cgroup, if there is one."""
@@ -541,6 +589,24 @@ def _write(path: str, text: str) -> None:
         os.close(fd)
 
 
+def _read_all(path: str) -> bytes | None:
+    """The whole of a cgroup file that may be long (cgroup.procs), read raw; None if it
+    cannot be. The kernel may answer a read short before the end: reads go on to it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        chunks = []
+        while chunk := os.read(fd, _CHUNK):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def _pids(procs: str) -> list[int]:
     try:
         with open(procs, "rb") as f:
@@ -549,24 +615,21 @@ def _pids(procs: str) -> list[int]:
         return []
 
 
-def _number(path: str, scale: float) -> float | None:
+def _integer(data: bytes) -> int | None:
     try:
-        with open(path, "rb") as f:
-            return int(f.read().split()[0]) * scale
-    except (OSError, ValueError, IndexError):
+        return int(data)
+    except ValueError:
         return None
 
 
-def _stat_field(path: str, name: str, scale: float) -> float | None:
-    try:
-        with open(path) as f:
-            for line in f:
-                key, _, value = line.partition(" ")
-                if key == name:
-                    return int(value) * scale
-    except (OSError, ValueError):
-        pass
-    return None
+def _cpu_seconds(data: bytes, file: str) -> float | None:
+    """The CPU time in cpuacct.usage (nanoseconds) or in cpu.stat (its usage_usec)."""
+    if file == "cpuacct.usage":
+        value = _integer(data)
+        return None if value is None else value * 1e-9
+    _, found, rest = (b"\n" + data).partition(b"\nusage_usec ")
+    value = _integer(rest.partition(b"\n")[0]) if found else None
+    return None if value is None else value * 1e-6
 
 
 def _remove(path: str) -> None:

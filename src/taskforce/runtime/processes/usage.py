@@ -15,6 +15,11 @@ import functools
 import os
 from dataclasses import dataclass
 
+from taskforce.runtime.own.paths import read_small_file
+
+# More than /proc/PID/stat (52 numbers and a name of at most 64 bytes) or statm hold.
+_STAT_SIZE = 4096
+
 
 @dataclass(frozen=True, slots=True)
 class Usage:
@@ -46,28 +51,33 @@ def _clock() -> tuple[int, int, float] | None:
         return None
 
 
-def process_usage(pid: int | str) -> Usage | None:
-    """The usage of process `pid` ("self" for taskforce itself), or None if unreadable."""
+def process_usage(pid: int | str, proc: str = "/proc") -> Usage | None:
+    """The usage of process `pid` ("self" for taskforce itself), or None if unreadable.
+
+    A status request reads this for every running process: two small files, read raw.
+    The memory comes from statm, not from the rss field of stat, which newer kernels
+    (6.2 on) fill from per-CPU counters that may lag by hundreds of pages."""
     clock = _clock()
     if clock is None:
         return None
     ticks, page, boot = clock
+    stat = read_small_file(f"{proc}/{pid}/stat", _STAT_SIZE)
+    statm = read_small_file(f"{proc}/{pid}/statm", _STAT_SIZE)
+    if stat is None or statm is None:
+        return None
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-        with open(f"/proc/{pid}/statm", "rb") as f:
-            statm = f.read().split()
         # The command name (field 2) is in parentheses and may hold spaces or ')' itself:
         # the fields that follow start after its last ')', with the state (field 3).
         fields = stat[stat.rindex(b")") + 2 :].split()
         utime, stime, started = int(fields[11]), int(fields[12]), int(fields[19])
+        size, resident = statm.split(None, 2)[:2]
         return Usage(
             cpu_seconds=(utime + stime) / ticks,
-            rss_bytes=int(statm[1]) * page,
-            virtual_bytes=int(statm[0]) * page,
+            rss_bytes=int(resident) * page,
+            virtual_bytes=int(size) * page,
             start_time=boot + started / ticks,
         )
-    except (OSError, ValueError, IndexError):
+    except (ValueError, IndexError):
         return None
 
 
