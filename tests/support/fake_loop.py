@@ -129,5 +129,8 @@ class FakeRunner:
         exits, self._exits = self._exits, []
         yield from exits
 
+    def walk_put_off(self) -> bool:
+        return False
+
     def pids(self) -> list[int]:
         return sorted(self.running)

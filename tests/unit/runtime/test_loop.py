@@ -140,6 +140,28 @@ def test_stop_signals_each_process_and_ends_once_all_have_exited(make_loop: Make
     assert not runner.running
 
 
+def test_a_stop_signals_every_process_group_before_any_cgroup(
+    make_loop: MakeLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Reading a cgroup's members takes a while: no instance's SIGTERM waits for it.
+    loop = make_loop(desired(task("web", count=3)))
+    pids = loop.runner.pids()
+    order: list[tuple[str, object]] = []
+
+    def signal_group(pid: int, signum: int, *, or_process: bool = False) -> bool:
+        order.append(("group", pid))
+        return loop.runner.signal_process(pid, signum)
+
+    def cgroup(task: str, slot: int, signum: int) -> None:
+        order.append(("cgroup", slot))
+
+    monkeypatch.setattr(loop.runner, "signal_group", signal_group)
+    monkeypatch.setattr(loop.supervisor.confinement, "stop", cgroup)
+    loop.supervisor.stop()
+    loop.settle()
+    assert order == [("group", pid) for pid in pids] + [("cgroup", slot) for slot in range(3)]
+
+
 def test_a_reset_ends_with_its_own_outcome_unless_a_stop_follows(make_loop: MakeLoop) -> None:
     loop = make_loop(desired(task("web")))
     loop.supervisor.stop(Outcome.RESET)

@@ -17,6 +17,7 @@ from taskforce.runtime.processes.identity import identify
 from taskforce.runtime.processes.leftovers import left_behind
 from taskforce.runtime.processes.records import Earlier
 from taskforce.runtime.processes.recovery import recover
+from taskforce.runtime.processes.runner import WALK_INTERVAL
 from taskforce.runtime.processes.spawn import describe_status
 
 log = logging.getLogger("taskforce")
@@ -38,10 +39,17 @@ class Reaper(LoopPart):
         self._sweep_timer: Handle | None = None
         # Processes no task owns that are being stopped, with their SIGKILL timers.
         self._strays: dict[int, Handle] = {}
+        # Another look for exits, when the runner put off asking about every child.
+        self._again: Handle | None = None
 
     def start(self, scheduler: Scheduler, exit_watch: ExitWatch | None = None) -> None:
         self._scheduler = scheduler
         self.exit_watch = exit_watch
+
+    def close(self) -> None:
+        if self._again is not None:
+            self._again.cancel()
+            self._again = None
 
     def busy(self) -> bool:
         """Whether strays are being stopped or a sweep is due (taskforce waits for them)."""
@@ -56,10 +64,16 @@ class Reaper(LoopPart):
         """Collect every child that exited (SIGCHLD)."""
         for pid, status in self._runner.reaped():
             self._on_exit(pid, status)
+        if self._runner.walk_put_off() and self._again is None and self._scheduler is not None:
+            self._again = self._scheduler.call_later(WALK_INTERVAL, self._reap_again)
         if self._sweep_leaders and self._sweep_timer is None and self._scheduler is not None:
             # Off the restart path, and one scan of /proc for a burst of exits.
             self._sweep_timer = self._scheduler.call_later(_SWEEP_DELAY, self._sweep)
         self._schedule()
+
+    def _reap_again(self) -> None:
+        self._again = None
+        self.reap()
 
     def _on_exit(self, pid: int, status: int) -> None:
         error = self._reports.take(pid)
