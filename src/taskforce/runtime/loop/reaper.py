@@ -83,7 +83,7 @@ class Reaper(LoopPart):
         self.forget(pid)
         self._output.exited(pid)  # its last words, before its exit is logged
         clock = self._clock
-        cause = self._confinement.exit_cause(self.planner.owner(pid))
+        cause = self._confinement.exit_cause(self.planner.owner(pid), status)
         outcome = self.planner.exited(pid, status, clock.monotonic(), clock.wall(), error, cause)
         if outcome is None:
             log.debug("reaped orphan pid %d (%s)", pid, describe_status(status))
@@ -91,13 +91,15 @@ class Reaper(LoopPart):
             if timer is not None:
                 timer.cancel()
             return
-        # The leader is gone; whatever it left in its process group goes with it.
-        if self._runner.signal_group(pid, signal.SIGKILL):
+        leaves_nothing = self._leaves_nothing_behind(outcome)
+        contained = self._confinement.contains(outcome.task, outcome.slot)
+        # The leader is gone; whatever it left in its process group goes with it (in its
+        # cgroup, where the kill below reaches it: no killpg for every exit of a stop).
+        if not (leaves_nothing and contained) and self._runner.signal_group(pid, signal.SIGKILL):
             log.info(
                 "%s: killed what pid %d left in its process group", exit_log.label(outcome), pid
             )
-        leaves_nothing = self._leaves_nothing_behind(outcome)
-        if leaves_nothing and not self._confinement.contains(outcome.task, outcome.slot):
+        if leaves_nothing and not contained:
             # A pass over /proc reads every process's environment: only for a process
             # outside a cgroup, whose kill below would not reach all it left.
             self._sweep_leaders.add(pid)
