@@ -15,6 +15,7 @@ otherwise at most every `walk_interval` seconds (the caller asks again later: se
 from __future__ import annotations
 
 import os
+import resource
 import select
 import time
 from collections.abc import Iterator, Sequence
@@ -78,13 +79,14 @@ class OsProcesses:
                 continue
             prepared.append((index, job))
         ran = spawn.run_jobs([job for _, job in prepared])
+        ceiling = _half_the_fd_limit()  # the other half: pipes, sockets, clients
         for (index, _), result in zip(prepared, ran, strict=True):
             results[index] = result
             if isinstance(result, Spawned):
-                self._watch(result.pid)
+                self._watch(result.pid, ceiling)
         return [r for r in results if r is not None]
 
-    def _watch(self, pid: int) -> None:
+    def _watch(self, pid: int, ceiling: int) -> None:
         """Hear of the child's exit through a pidfd (not our child yet reaped: its pid is
         not reused meanwhile). Without one (no fd left, an old kernel) a walk finds it."""
         try:
@@ -94,6 +96,8 @@ class OsProcesses:
         except (OSError, AttributeError):
             return
         try:
+            if fd >= ceiling:
+                raise OSError(f"pidfd {fd} past {ceiling}")
             self._epoll.register(fd, select.EPOLLIN)
         except OSError:
             os.close(fd)
@@ -148,3 +152,8 @@ class OsProcesses:
 
     def walk_put_off(self) -> bool:
         return self._put_off
+
+
+def _half_the_fd_limit() -> int:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return soft // 2 if soft != resource.RLIM_INFINITY else 1 << 20
