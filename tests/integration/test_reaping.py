@@ -1,4 +1,4 @@
-"""Reaping many children: each exit of a process the runner started is found through its
+"""Reaping many children: each exit of a process being stopped is found through its
 pidfd and reaped by its pid, not by waitpid(-1), which walks the list of every child at
 each call (N exits among N children would cost N walks of up to N each)."""
 
@@ -29,8 +29,12 @@ runner = OsProcesses()
 runner.walk_interval = 3600.0
 launch = LaunchSpec("/bin/sleep", ("sleep", "60"), (("PATH", "/usr/bin:/bin"),))
 null = os.open(os.devnull, os.O_RDWR)
+held = len(os.listdir("/proc/self/fd"))
 started = runner.start([StartRequest(launch, null, null, null)] * 40)
 pids = [s.pid for s in started]
+# Running processes hold no descriptor (vfork would copy each into every child).
+held_running = len(os.listdir("/proc/self/fd")) - held
+runner.expect_exits(pids)
 counts = collections.Counter()
 real = os.waitpid
 def counting(pid, options):
@@ -51,6 +55,7 @@ wait_zombie(other)
 found_other = [p for p, _ in runner.reaped()]
 # One that exits beside a watched one is found once the walk is due.
 [late] = [s.pid for s in runner.start([StartRequest(launch, null, null, null)])]
+runner.expect_exits([late])
 other = os.posix_spawn("/bin/sleep", ["sleep", "60"], {})
 for pid in (late, other):
     os.kill(pid, signal.SIGKILL)
@@ -60,7 +65,7 @@ first_put_off = runner.walk_put_off()
 runner.walk_interval = 0.0
 second = [p for p, _ in runner.reaped()]
 print(json.dumps({
-    "pids": pids, "reaped": reaped, "counts": waits, "put_off": put_off,
+    "held_running": held_running, "pids": pids, "reaped": reaped, "counts": waits, "put_off": put_off,
     "other": other, "found_other": found_other, "late": late, "first": first,
     "first_put_off": first_put_off, "second": second,
 }))
@@ -72,6 +77,7 @@ def test_n_exits_cost_n_waits_by_pid_and_no_walk_each() -> None:
         [sys.executable, "-c", _SCENARIO], capture_output=True, text=True, timeout=120, check=True
     )
     result = json.loads(out.stdout)
+    assert result["held_running"] == 0
     assert sorted(result["reaped"]) == sorted(result["pids"])
     assert result["counts"]["by pid"] == len(result["pids"])
     assert result["counts"]["walk"] <= 2  # the first call's walk (and its last, empty wait)

@@ -129,6 +129,9 @@ class FakeRunner:
         exits, self._exits = self._exits, []
         yield from exits
 
+    def expect_exits(self, pids: Sequence[int]) -> None:
+        pass
+
     def walk_put_off(self) -> bool:
         return False
 

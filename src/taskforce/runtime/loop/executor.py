@@ -170,6 +170,7 @@ class Executor(LoopPart):
     def stop_all(self, actions: Sequence[Stop]) -> None:
         """Every process group first, then the other members of each instance's cgroup:
         reading a cgroup's members takes a while, and no instance waits for another's."""
+        self._runner.expect_exits([action.pid for action in actions])
         cgroups = [(action, signum) for action in actions if (signum := self._stop(action))]
         for action, signum in cgroups:
             self._confinement.stop(action.task, action.slot, signum)

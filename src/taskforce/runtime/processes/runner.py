@@ -4,10 +4,11 @@ one that only records.
 
 Reaping: waitpid(-1) has the kernel walk the list of all our children at every call (one
 that finds nothing walks all of them), so with thousands of children a burst of exits
-would cost a walk per exit. The processes started here are each watched through a pidfd
-in one epoll set: their exits are found without a walk, each reaped by its pid. A walk
-is still needed for the children started otherwise (daemons reparented to taskforce, the
-processes of an earlier image): it is done when no watched exit explains a SIGCHLD, and
+(a stop of all) would cost a walk per exit. A process being stopped is watched through
+a pidfd in one epoll set: its exit is found without a walk, and reaped by its pid. Not
+every process from its start: each descriptor held would be copied into every child
+spawned (vfork copies the descriptor table) and closed again at its exec. A walk is still
+needed for the other children: it is done when no watched exit explains a SIGCHLD, and
 otherwise at most every `walk_interval` seconds (the caller asks again later: see
 `walk_put_off`).
 """
@@ -44,6 +45,9 @@ class ProcessRunner(Protocol):
 
     def signal_process(self, pid: int, signum: int) -> bool: ...
 
+    def expect_exits(self, pids: Sequence[int]) -> None:
+        """These children are being stopped: their exits are to be found cheaply."""
+
     def reaped(self) -> Iterator[tuple[int, int]]:
         """(pid, wait status) of each child that has exited since last asked."""
 
@@ -79,12 +83,15 @@ class OsProcesses:
                 continue
             prepared.append((index, job))
         ran = spawn.run_jobs([job for _, job in prepared])
-        ceiling = _half_the_fd_limit()  # the other half: pipes, sockets, clients
         for (index, _), result in zip(prepared, ran, strict=True):
             results[index] = result
-            if isinstance(result, Spawned):
-                self._watch(result.pid, ceiling)
         return [r for r in results if r is not None]
+
+    def expect_exits(self, pids: Sequence[int]) -> None:
+        ceiling = _half_the_fd_limit()  # the other half: pipes, sockets, clients
+        for pid in pids:
+            if pid not in self._pidfds:
+                self._watch(pid, ceiling)
 
     def _watch(self, pid: int, ceiling: int) -> None:
         """Hear of the child's exit through a pidfd (not our child yet reaped: its pid is
