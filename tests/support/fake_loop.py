@@ -129,5 +129,11 @@ class FakeRunner:
         exits, self._exits = self._exits, []
         yield from exits
 
+    def expect_exits(self, pids: Sequence[int]) -> None:
+        pass
+
+    def walk_put_off(self) -> bool:
+        return False
+
     def pids(self) -> list[int]:
         return sorted(self.running)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from taskforce.core.spec import NO_CGROUP_LIMITS
+from taskforce.runtime.limits import cgroups as cgroups_module
 from taskforce.runtime.limits.cgroups import Cgroups, Hierarchy
 
 
@@ -59,3 +60,41 @@ def test_a_directory_removed_behind_its_back_is_made_again_after_a_failed_start(
     cgroups.forget("t", 0)  # the start failed: joining it found no cgroup
     cgroups.prepare("t", 0, NO_CGROUP_LIMITS)
     assert (v2 / "t@0").is_dir()
+
+
+def test_at_the_end_empty_cgroups_are_removed_without_reading_their_members(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    v2, memory, cgroups = hierarchies(tmp_path)
+    for slot in range(5):
+        cgroups.prepare("t", slot, NO_CGROUP_LIMITS)
+    (memory / "t@0").mkdir()
+    read: list[str] = []
+
+    def members(procs: str) -> list[int]:
+        read.append(procs)
+        return []
+
+    monkeypatch.setattr(cgroups_module, "_pids", members)
+    cgroups.remove_all()
+    assert read == []  # each was emptied as its process exited: nothing to read
+    assert not v2.exists() and not memory.exists()
+
+
+def test_at_the_end_a_cgroup_with_members_is_killed_before_it_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    v2, _, cgroups = hierarchies(tmp_path)
+    cgroups.prepare("t", 0, NO_CGROUP_LIMITS)
+    cgroups.prepare("t", 1, NO_CGROUP_LIMITS)
+    (v2 / "t@1" / "cgroup.procs").write_text("")  # a plain directory: rmdir fails on it
+    killed: list[tuple[str, int]] = []
+
+    def kill(task: str, slot: int) -> int:
+        killed.append((task, slot))
+        return 0
+
+    monkeypatch.setattr(cgroups, "kill", kill)
+    cgroups.remove_all()
+    assert killed == [("t", 1)]
+    assert not (v2 / "t@0").exists()

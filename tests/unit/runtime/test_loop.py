@@ -17,9 +17,17 @@ import pytest
 from support.fake_loop import FakeClock, FakeRunner, FakeScheduler
 from taskforce.core.planner import ExitOutcome
 from taskforce.core.sockets import UNIX, SocketSpec
-from taskforce.core.spec import DesiredState, InstanceSpec, LaunchSpec, Policy, TaskSpec
+from taskforce.core.spec import (
+    CgroupLimits,
+    DesiredState,
+    InstanceSpec,
+    LaunchSpec,
+    Policy,
+    TaskSpec,
+)
 from taskforce.core.vocabulary import Control, RestartPolicy
 from taskforce.runtime.limits.cgroups import Cgroups, Hierarchy
+from taskforce.runtime.limits.confinement import Confinement
 from taskforce.runtime.loop.supervisor import Outcome, Supervisor
 from taskforce.runtime.processes import records as records_module
 from taskforce.runtime.processes.records import ProcessRecord, Records
@@ -140,6 +148,28 @@ def test_stop_signals_each_process_and_ends_once_all_have_exited(make_loop: Make
     assert not runner.running
 
 
+def test_a_stop_signals_every_process_group_before_any_cgroup(
+    make_loop: MakeLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Reading a cgroup's members takes a while: no instance's SIGTERM waits for it.
+    loop = make_loop(desired(task("web", count=3)))
+    pids = loop.runner.pids()
+    order: list[tuple[str, object]] = []
+
+    def signal_group(pid: int, signum: int, *, or_process: bool = False) -> bool:
+        order.append(("group", pid))
+        return loop.runner.signal_process(pid, signum)
+
+    def cgroup(task: str, slot: int, signum: int) -> None:
+        order.append(("cgroup", slot))
+
+    monkeypatch.setattr(loop.runner, "signal_group", signal_group)
+    monkeypatch.setattr(loop.supervisor.confinement, "stop", cgroup)
+    loop.supervisor.stop()
+    loop.settle()
+    assert order == [("group", pid) for pid in pids] + [("cgroup", slot) for slot in range(3)]
+
+
 def test_a_reset_ends_with_its_own_outcome_unless_a_stop_follows(make_loop: MakeLoop) -> None:
     loop = make_loop(desired(task("web")))
     loop.supervisor.stop(Outcome.RESET)
@@ -183,6 +213,41 @@ def test_only_an_exit_outside_a_cgroup_is_followed_by_a_scan_of_proc(
     loop.runner.exit(second, EXIT_1)
     loop.supervisor.reaper.reap()
     assert not loop.supervisor.reaper.busy()  # killing its cgroup leaves nothing to look for
+
+
+def test_the_exit_of_a_process_in_its_cgroup_kills_no_process_group(
+    make_loop: MakeLoop, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its cgroup is killed instead: the process group is in it (one system call an exit).
+    loop = make_loop(desired(task("web")))
+    [outside] = loop.runner.pids()
+    loop.supervisor.confinement.cgroups = Cgroups([Hierarchy(2, frozenset(), str(tmp_path))])
+    groups: list[int] = []
+
+    def signal_group(pid: int, signum: int, *, or_process: bool = False) -> bool:
+        groups.append(pid)
+        return False
+
+    monkeypatch.setattr(loop.runner, "signal_group", signal_group)
+    loop.clock.now += 30.0
+    loop.runner.exit(outside, EXIT_1)
+    loop.children_exited()
+    assert groups == [outside]  # started outside a cgroup: its group is killed
+    [inside] = loop.runner.pids()
+    loop.clock.now += 30.0
+    loop.runner.exit(inside, EXIT_1)
+    loop.children_exited()
+    assert groups == [outside]
+
+
+def test_only_a_sigkill_has_the_memory_cgroup_read_for_its_cause(tmp_path: Path) -> None:
+    confinement = Confinement()
+    confinement.cgroups = Cgroups([Hierarchy(2, frozenset({"memory"}), str(tmp_path))])
+    confinement.cgroups.prepare("web", 0, CgroupLimits(memory=1 << 20))
+    (tmp_path / "web@0" / "memory.events").write_text("oom 1\noom_kill 1\n")
+    assert confinement.exit_cause(("web", 0), signal.SIGTERM) is None
+    cause = confinement.exit_cause(("web", 0), signal.SIGKILL)
+    assert cause is not None and cause.startswith("out of memory")
 
 
 def test_the_records_are_written_once_for_a_burst_of_restarts(

@@ -500,24 +500,33 @@ class Cgroups:
     # ----- all of them ----------------------------------------------------------------
 
     def remove_all(self) -> None:
-        """At a stop: kill what is left in any instance's cgroup, remove every cgroup."""
+        """At a stop: remove every instance's cgroup, killing what is left in it first.
+
+        Most are empty (their process exited, and what it left was killed then): those
+        are removed at once, without reading their members (rmdir fails on a cgroup
+        with processes in it)."""
+        busy = []
         for hierarchy in self.hierarchies:
             with contextlib.suppress(OSError):
                 for entry in os.scandir(hierarchy.base):
-                    if entry.is_dir() and "@" in entry.name:
-                        task, _, slot = entry.name.rpartition("@")
-                        if hierarchy is self._members and slot.isdigit():
-                            self.kill(task, int(slot))
+                    if not entry.is_dir():
+                        continue
+                    try:
+                        os.rmdir(entry.path)
+                        continue
+                    except OSError:
+                        busy.append(entry.path)
+                    task, _, slot = entry.name.rpartition("@")
+                    if hierarchy is self._members and task and slot.isdigit():
+                        self.kill(task, int(slot))
         # SIGKILL takes a moment to end a process, and a cgroup with one left cannot go.
         deadline = time.monotonic() + _EMPTYING_TIME
+        for path in busy:
+            procs = os.path.join(path, "cgroup.procs")
+            while _pids(procs) and time.monotonic() < deadline:
+                time.sleep(0.005)
+            _remove(path)
         for hierarchy in self.hierarchies:
-            with contextlib.suppress(OSError):
-                for entry in os.scandir(hierarchy.base):
-                    if entry.is_dir():
-                        procs = os.path.join(entry.path, "cgroup.procs")
-                        while _pids(procs) and time.monotonic() < deadline:
-                            time.sleep(0.005)
-                        _remove(entry.path)
             _remove(hierarchy.base)
 
 
@@ -608,11 +617,20 @@ def _read_all(path: str) -> bytes | None:
 
 
 def _pids(procs: str) -> list[int]:
+    # os.open and os.read: a third of what open() costs, read at every exit of a stop.
     try:
-        with open(procs, "rb") as f:
-            return [int(line) for line in f.read().split()]
+        fd = os.open(procs, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return []
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return [int(pid) for pid in b"".join(chunks).split()]
     except (OSError, ValueError):
         return []
+    finally:
+        os.close(fd)
 
 
 def _integer(data: bytes) -> int | None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 from collections.abc import Callable
 
 from taskforce.core.planner import ExitOutcome, Planner
@@ -89,9 +91,14 @@ class Confinement:
                 if inst.pid is not None:
                     self.started(spec, slot, inst.pid, interval)
 
-    def exit_cause(self, owner: tuple[str, int] | None) -> str | None:
-        """What the exit status of the instance's process will not say."""
+    def exit_cause(self, owner: tuple[str, int] | None, status: int = -1) -> str | None:
+        """What the exit status of the instance's process will not say. A process that
+        died of a signal other than SIGKILL was not the OOM killer's (nor, as far as its
+        exit tells, short of memory): its cgroup's count is not read (a file read an exit,
+        which a stop of thousands of instances would pay for each)."""
         if owner is None or not self.cgroups.available:
+            return None
+        if status >= 0 and os.WIFSIGNALED(status) and os.WTERMSIG(status) != signal.SIGKILL:
             return None
         return self.cgroups.out_of_memory(*owner)
 

@@ -70,7 +70,7 @@ class Executor(LoopPart):
         if isinstance(action, Start):
             self.start_all([action])
         elif isinstance(action, Stop):
-            self._stop(action)
+            self.stop_all([action])
         elif isinstance(action, Kill):
             log.warning(
                 "%s[%d]: pid %d %s: SIGKILL", action.task, action.slot, action.pid, action.reason
@@ -167,7 +167,16 @@ class Executor(LoopPart):
 
     # ----- stopping and leaving -------------------------------------------------------
 
-    def _stop(self, action: Stop) -> None:
+    def stop_all(self, actions: Sequence[Stop]) -> None:
+        """Every process group first, then the other members of each instance's cgroup:
+        reading a cgroup's members takes a while, and no instance waits for another's."""
+        self._runner.expect_exits([action.pid for action in actions])
+        cgroups = [(action, signum) for action in actions if (signum := self._stop(action))]
+        for action, signum in cgroups:
+            self._confinement.stop(action.task, action.slot, signum)
+
+    def _stop(self, action: Stop) -> int | None:
+        """Stop the instance's process (its group); the signal its cgroup is to get too."""
         label = f"{action.task}[{action.slot}]"
         launch = None if action.command is None else self._task_launch(action.task, action.slot)
         if action.command is not None and launch is not None:
@@ -184,7 +193,7 @@ class Executor(LoopPart):
                 on_late=self._commands.kill_hung,
             )
             if helper is not None:
-                return
+                return None
         signum = action.signal if action.signal is not None else signal.SIGTERM
         log.info(
             "%s: stopping pid %d with %s (%s)",
@@ -195,9 +204,9 @@ class Executor(LoopPart):
         )
         if action.signal is not None:
             self._runner.signal_process(action.pid, signum)
-        else:
-            self._runner.signal_group(action.pid, signum, or_process=True)
-            self._confinement.stop(action.task, action.slot, signum)
+            return None
+        self._runner.signal_group(action.pid, signum, or_process=True)
+        return signum
 
     def _release(self, action: Release) -> None:
         log.info("%s[%d]: leaving pid %d running (adopt)", action.task, action.slot, action.pid)

@@ -17,6 +17,7 @@ from taskforce.runtime.processes.identity import identify
 from taskforce.runtime.processes.leftovers import left_behind
 from taskforce.runtime.processes.records import Earlier
 from taskforce.runtime.processes.recovery import recover
+from taskforce.runtime.processes.runner import WALK_INTERVAL
 from taskforce.runtime.processes.spawn import describe_status
 
 log = logging.getLogger("taskforce")
@@ -38,10 +39,17 @@ class Reaper(LoopPart):
         self._sweep_timer: Handle | None = None
         # Processes no task owns that are being stopped, with their SIGKILL timers.
         self._strays: dict[int, Handle] = {}
+        # Another look for exits, when the runner put off asking about every child.
+        self._again: Handle | None = None
 
     def start(self, scheduler: Scheduler, exit_watch: ExitWatch | None = None) -> None:
         self._scheduler = scheduler
         self.exit_watch = exit_watch
+
+    def close(self) -> None:
+        if self._again is not None:
+            self._again.cancel()
+            self._again = None
 
     def busy(self) -> bool:
         """Whether strays are being stopped or a sweep is due (taskforce waits for them)."""
@@ -56,10 +64,16 @@ class Reaper(LoopPart):
         """Collect every child that exited (SIGCHLD)."""
         for pid, status in self._runner.reaped():
             self._on_exit(pid, status)
+        if self._runner.walk_put_off() and self._again is None and self._scheduler is not None:
+            self._again = self._scheduler.call_later(WALK_INTERVAL, self._reap_again)
         if self._sweep_leaders and self._sweep_timer is None and self._scheduler is not None:
             # Off the restart path, and one scan of /proc for a burst of exits.
             self._sweep_timer = self._scheduler.call_later(_SWEEP_DELAY, self._sweep)
         self._schedule()
+
+    def _reap_again(self) -> None:
+        self._again = None
+        self.reap()
 
     def _on_exit(self, pid: int, status: int) -> None:
         error = self._reports.take(pid)
@@ -69,7 +83,7 @@ class Reaper(LoopPart):
         self.forget(pid)
         self._output.exited(pid)  # its last words, before its exit is logged
         clock = self._clock
-        cause = self._confinement.exit_cause(self.planner.owner(pid))
+        cause = self._confinement.exit_cause(self.planner.owner(pid), status)
         outcome = self.planner.exited(pid, status, clock.monotonic(), clock.wall(), error, cause)
         if outcome is None:
             log.debug("reaped orphan pid %d (%s)", pid, describe_status(status))
@@ -77,13 +91,15 @@ class Reaper(LoopPart):
             if timer is not None:
                 timer.cancel()
             return
-        # The leader is gone; whatever it left in its process group goes with it.
-        if self._runner.signal_group(pid, signal.SIGKILL):
+        leaves_nothing = self._leaves_nothing_behind(outcome)
+        contained = self._confinement.contains(outcome.task, outcome.slot)
+        # The leader is gone; whatever it left in its process group goes with it (in its
+        # cgroup, where the kill below reaches it: no killpg for every exit of a stop).
+        if not (leaves_nothing and contained) and self._runner.signal_group(pid, signal.SIGKILL):
             log.info(
                 "%s: killed what pid %d left in its process group", exit_log.label(outcome), pid
             )
-        leaves_nothing = self._leaves_nothing_behind(outcome)
-        if leaves_nothing and not self._confinement.contains(outcome.task, outcome.slot):
+        if leaves_nothing and not contained:
             # A pass over /proc reads every process's environment: only for a process
             # outside a cgroup, whose kill below would not reach all it left.
             self._sweep_leaders.add(pid)

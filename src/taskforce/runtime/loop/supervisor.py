@@ -17,7 +17,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 
-from taskforce.core.actions import RunCommand, SendSignal, Start
+from taskforce.core.actions import RunCommand, SendSignal, Start, Stop
 from taskforce.core.planner import ExitOutcome, Planner
 from taskforce.core.spec import DesiredState, LaunchSpec
 from taskforce.core.state import Phase
@@ -173,6 +173,7 @@ class Supervisor:
         if self._records_timer is not None:
             self._records_timer.cancel()
             self._records_timer = None
+        self.reaper.close()
         self._spawn_reports.close()
         self.output.close()
         if self.executor.devnull >= 0:
@@ -325,11 +326,15 @@ class Supervisor:
                 self._report_recovered(plan.recovered)
                 break
             starts: list[Start] = []
+            stops: list[Stop] = []
             for action in plan.actions:
                 if isinstance(action, Start):
                     starts.append(action)  # together, last: a burst spawns in parallel
+                elif isinstance(action, Stop):
+                    stops.append(action)  # together: every group signalled at once
                 else:
                     self.executor.execute(action)
+            self.executor.stop_all(stops)
             self.executor.start_all(starts)
             self._report_recovered(plan.recovered)
         self._set_timer(plan.next_deadline)
