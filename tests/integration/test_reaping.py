@@ -65,7 +65,8 @@ first_put_off = runner.walk_put_off()
 runner.walk_interval = 0.0
 second = [p for p, _ in runner.reaped()]
 print(json.dumps({
-    "held_running": held_running, "pids": pids, "reaped": reaped, "counts": waits, "put_off": put_off,
+    "held_running": held_running, "pids": pids, "reaped": reaped, "counts": waits,
+    "put_off": put_off,
     "other": other, "found_other": found_other, "late": late, "first": first,
     "first_put_off": first_put_off, "second": second,
 }))
