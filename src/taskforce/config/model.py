@@ -18,6 +18,15 @@ from taskforce.core.vocabulary import Control, EventType, Placement
 
 # A raw value as the YAML document gave it. Maps inside lists are conditionals.
 Value: TypeAlias = str | int | float | bool | list["Value"] | dict[str, "Value"] | None
+# A key path into a document's Value: map keys are strings, list positions are integers.
+Path: TypeAlias = tuple[str | int, ...]
+# Deeper nesting than this is refused when a document is read: no configuration needs it,
+# and building (then validating) the value would otherwise recurse until the interpreter
+# gives up.
+MAX_DEPTH = 100
+# Values a YAML alias may copy in all: `&a [x, x]`, `&b [*a, *a]`... doubles with each
+# line, and a few dozen lines would take all the memory there is ("billion laughs").
+MAX_ALIAS_COPIES = 100_000
 
 T_co = TypeVar("T_co", covariant=True)
 
