@@ -25,8 +25,12 @@ sys.exit(main())
 
 # Each loaded only for a feature (PyYAML: for a configuration that is not plain JSON,
 # 1.4 MB resident; ssl and OpenSSL: for TLS, 3.8 MB; cronsim: for cron schedules;
-# aetcd: for the fleet).
-NOT_LOADED = ("yaml", "_yaml", "ssl", "_ssl", "cronsim", "zoneinfo", "aetcd", "grpc")
+# aetcd: for the fleet; urllib.parse and ipaddress, 0.4 MB: for the first API request
+# or a notification's URL).
+NOT_LOADED = (
+    *("yaml", "_yaml", "ssl", "_ssl", "cronsim", "zoneinfo", "aetcd", "grpc"),
+    *("urllib.parse", "ipaddress"),
+)
 
 
 def test_daemon_with_plain_tasks_loads_no_optional_module(
