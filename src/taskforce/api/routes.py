@@ -34,7 +34,6 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import parse_qs, unquote
 
 from taskforce.api.auth import (
     CHALLENGE,
@@ -259,6 +258,8 @@ class Router:
         if request.method not in route.methods:
             allowed = ", ".join(route.methods)
             return error(405, f"{path} takes {allowed}", (("Allow", allowed),))
+        from urllib.parse import parse_qs  # at the first request: it imports ipaddress
+
         try:
             params = parse_qs(query, keep_blank_values=True, max_num_fields=MAX_FIELDS)
         except ValueError:
@@ -266,6 +267,8 @@ class Router:
         return route.handler(Call(params, request.body, task, authorization))
 
     def _find(self, path: str) -> tuple[Route | None, str]:
+        from urllib.parse import unquote  # at the first request: it imports ipaddress
+
         route = self._routes.get(path)
         if route is not None:
             return route, ""
@@ -350,6 +353,8 @@ class Router:
     def _override(self, key: str, call: Call) -> Reply:
         params = dict(call.params)
         if call.body:
+            from urllib.parse import parse_qs
+
             try:
                 form = parse_qs(call.body.decode(), keep_blank_values=True)
             except (UnicodeDecodeError, ValueError):

@@ -20,7 +20,6 @@ import sys
 from typing import Any
 
 from taskforce.cli.parser import Parser
-from taskforce.fleet.client import put_key, read_statuses
 from taskforce.fleet.urls import EtcdUrl, EtcdUrlError, is_etcd_url, parse_etcd_url
 
 ETCD_ENV = "TASKFORCE_ETCD"
@@ -57,6 +56,8 @@ def run_fleet_command(args: argparse.Namespace) -> int:
     if args.fleet_command == "push":
         return _push(url, args.file, args.roles)
     import asyncio
+
+    from taskforce.fleet.client import read_statuses  # the fleet command only
 
     try:
         hosts = asyncio.run(read_statuses(url.connection, url.prefix))
@@ -108,6 +109,8 @@ def _push(url: EtcdUrl, path: str, roles: bool) -> int:
         print(f"taskforce fleet: {path} not pushed", file=sys.stderr)
         return EXIT_PROBLEMS
     import asyncio
+
+    from taskforce.fleet.client import put_key  # the fleet command only
 
     try:
         asyncio.run(put_key(url, data))

@@ -42,7 +42,7 @@ _MAX_KEY = 150
 _COLON_FIRST = re.compile(r"\n[ \r\n]*:")
 _COLON_FIRST_AFTER_CR = re.compile(r"\r[ \r\n]*:")
 _FAR_COLON = " " * 100 + ":"
-# The YAML loader's limit on the length of a number (see yaml_source._MAX_NUMBER).
+# The YAML loader's limit on the length of a number (see yaml_parse._MAX_NUMBER).
 _MAX_NUMBER = 1000
 
 

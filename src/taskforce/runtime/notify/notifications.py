@@ -32,7 +32,6 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
-from urllib.parse import urlsplit
 
 from taskforce.config.model import NotifyTarget
 from taskforce.runtime.loop.listeners import after
@@ -126,6 +125,8 @@ def _text(value: object) -> str:
 def label(target: NotifyTarget) -> str:
     """The target as the log names it; a URL without its credentials or query."""
     if target.url is not None:
+        from urllib.parse import urlsplit  # here: it imports ipaddress (memory)
+
         parts = urlsplit(target.url)
         return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
     assert target.command is not None

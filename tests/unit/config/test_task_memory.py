@@ -1,0 +1,22 @@
+"""Memory a task costs: what every task of a configuration has alike is one object, not a
+copy per task (10,000 tasks multiply each byte)."""
+
+from __future__ import annotations
+
+import json
+
+from taskforce.config.validate import validate_document
+from taskforce.config.yaml_source import load_document
+
+
+def test_tasks_without_defaults_or_sockets_share_one_empty_mapping() -> None:
+    tasks = {f"t{i}": {"commands": {"start": ["sleep", "1"]}} for i in range(3)}
+    config = validate_document(load_document(json.dumps({"tasks": tasks}), "t.conf"))
+    first, *others = config.tasks.values()
+    empties = [first.defaults, first.defines, first.role_defaults, first.role_defines]
+    empties += [first.sockets, first.env]
+    assert all(len(mapping) == 0 for mapping in empties)
+    assert len({id(mapping) for mapping in empties}) == 1
+    for task in others:
+        assert task.defaults is first.defaults and task.sockets is first.sockets
+    assert first.defaults == {}  # compares as the empty dict it stands for
