@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -77,3 +79,19 @@ def test_a_user_needs_a_password(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(PASSWORD_ENV, raising=False)
     with pytest.raises(EtcdUrlError, match="needs a password"):
         parse_etcd_url("etcd://tf@h/k")
+
+
+def test_asking_whether_the_etcd_client_is_there_imports_no_grpc() -> None:
+    # gRPC imported before fleet/session.py turns its fork handlers off keeps them on, and
+    # they aborted a child forked while its threads ran (a test runner's `taskforce -C`
+    # child died of SIGABRT before exec).
+    script = (
+        "import sys\n"
+        "from taskforce.fleet.urls import missing_fleet_extra\n"
+        "assert missing_fleet_extra() is None\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('grpc', 'aetcd')))\n"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert ran.stdout.strip() == "[]"
