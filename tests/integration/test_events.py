@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from support.config import FAST, write_config
@@ -29,6 +30,11 @@ def run(taskforce: Taskforce, tmp_path: Path, tasks: dict[str, object]) -> None:
     taskforce.start("-f", str(conf))
 
 
+def append(path: Path, text: str) -> None:
+    with open(path, "a") as f:  # an in-place write
+        f.write(text)
+
+
 def test_file_change_stop_restarts_the_task(
     taskforce: Taskforce, probes: Probes, tmp_path: Path
 ) -> None:
@@ -36,22 +42,23 @@ def test_file_change_stop_restarts_the_task(
     watched.write_text("v1")
     event = {"type": "file_change", "path": str(watched), "command": "stop"}
     run(taskforce, tmp_path, {"app": probe_task(events=[event]), "other": probe_task()})
-    probes.wait(2)
-    before, other = pids(probes, "app"), pids(probes, "other")
-    replace_file(watched, "v2")
-    wait_for(lambda: pids(probes, "app") and pids(probes, "app") != before, what="restart")
-    with open(watched, "a") as f:  # an in-place write
-        f.write("more")
-    second = wait_for(
-        lambda: (
-            (p := pids(probes, "app"))
-            and p - before
-            and len(probes.records("start", "app")) >= 3
-            and p
+    (other,) = probes.wait(1, task="other")
+    changes: list[Callable[[], None]] = [
+        lambda: replace_file(watched, "v2"),
+        lambda: append(watched, "more"),
+    ]
+    for started, change in enumerate(changes, 1):
+        pid = probes.wait(started, task="app")[-1]["pid"]
+        # The process runs before taskforce has it as started (its log says when): a
+        # change seen in between would find nothing running to stop.
+        taskforce.wait_log(f"app[0]: started pid {pid} ")
+        change()
+        # This change stopped this process: not a second report of the one before.
+        taskforce.wait_log(
+            f"app[0]: stopping pid {pid} with SIGTERM (file_change event: {watched} changed)"
         )
-    )
-    assert second
-    assert pids(probes, "other") == other
+    probes.wait(3, task="app")
+    assert probes.live("other") == [other]
 
 
 def test_a_watched_path_that_appears_later(
