@@ -169,20 +169,38 @@ def test_new_session_with_default_signals_and_no_mask(spawn_path: str) -> None:
 _GLIBC_RESERVED = (1 << 31) | (1 << 32)
 
 
+# The spawned process lists its own descriptors (readlink opens none; a shell, or ls with
+# the directory it reads, would show descriptors of its own).
+OWN_FDS = Launch(
+    argv=[
+        sys.executable,
+        "-c",
+        "import os\n"
+        "for fd in range(256):\n"
+        "    try: print(fd, os.readlink(f'/proc/self/fd/{fd}'))\n"
+        "    except OSError: pass\n",
+    ],
+    program=sys.executable,
+)
+
+
+def own_fds(output: str) -> dict[int, str]:
+    return {int(fd): target for fd, target in (line.split(" ", 1) for line in output.splitlines())}
+
+
 def test_only_stdio_is_inherited(spawn_path: str) -> None:
-    _, output, error = run(shell("ls /proc/$$/fd"), spawn_path)  # the runner left one open
+    _, output, error = run(OWN_FDS, spawn_path)  # the runner left one open
     assert error is None
-    assert sorted(int(fd) for fd in output.split()) == [0, 1, 2]
+    assert sorted(own_fds(output)) == [0, 1, 2]
 
 
 def test_passed_descriptors_become_3_and_up_in_order(spawn_path: str) -> None:
     # Held listening sockets reach the task this way (systemd's LISTEN_FDS convention).
-    script = "ls /proc/$$/fd; readlink /proc/$$/fd/3 /proc/$$/fd/4 /proc/$$/fd/5"
-    _, output, error = run(shell(script), spawn_path, passed=3)
+    _, output, error = run(OWN_FDS, spawn_path, passed=3)
     assert error is None
-    *fds, three, four, five = output.split()
-    assert sorted(int(fd) for fd in fds) == [0, 1, 2, 3, 4, 5]
-    assert [three, four, five] == [f"pipe:[{inode}]" for inode in _passed_inodes]
+    fds = own_fds(output)
+    assert sorted(fds) == [0, 1, 2, 3, 4, 5]
+    assert [fds[3], fds[4], fds[5]] == [f"pipe:[{inode}]" for inode in _passed_inodes]
 
 
 def test_cwd_and_credentials(spawn_path: str, tmp_path: Path) -> None:
@@ -203,7 +221,8 @@ def test_cwd_and_credentials(spawn_path: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("wanted", [False, True])
 def test_no_new_privs_when_asked(spawn_path: str, wanted: bool) -> None:
     # Without it, setuid helpers (ping, sudo) keep working: it is off unless asked for.
-    _, output, error = run(shell("exec cat /proc/$$/status", no_new_privs=wanted), spawn_path)
+    cat = Launch(argv=["cat", "/proc/self/status"], program="cat", no_new_privs=wanted)
+    _, output, error = run(cat, spawn_path)
     assert error is None
     status = dict(line.split(":\t", 1) for line in output.splitlines() if ":\t" in line)
     assert status["NoNewPrivs"].strip() == ("1" if wanted else "0")
