@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -28,3 +29,11 @@ def fast_config(
     """A configuration file in `directory` whose settings are FAST unless `top` says."""
     top.setdefault("settings", FAST)
     return str(write_config(directory / name, tasks, **top))
+
+
+def replace_file(path: Path, text: str) -> None:
+    """Give `path` new contents in one rename, as editors and deployment tools do (the
+    file written first is hidden: no include pattern matches it)."""
+    tmp = path.parent / f".{path.name}.tmp"
+    tmp.write_text(text)
+    os.replace(tmp, path)

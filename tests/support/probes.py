@@ -46,6 +46,10 @@ class Probes:
         )
         return found
 
+    def pids(self, task: str | None = None) -> set[int]:
+        """Pids of the probes still running."""
+        return {r["pid"] for r in self.live(task)}
+
     def live(self, task: str | None = None) -> list[dict[str, Any]]:
         """Start records of the probes still running (their pid not taken by another)."""
         return [

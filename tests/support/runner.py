@@ -9,7 +9,9 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from support.config import fast_config
 from support.procfs import kill_marked, remove_cgroups
 from support.teardown import uninterrupted
 from support.wait import DEADLINE, wait_for
@@ -55,6 +57,11 @@ class Taskforce:
         """Start taskforce in the foreground, its output going to the log; `flags` come
         before `args` (logging to stderr, verbose, by default)."""
         return self.spawn(self.command(*flags, *args), cwd=cwd)
+
+    def start_tasks(self, tasks: dict[str, Any], **top: Any) -> subprocess.Popen[bytes]:
+        """Start taskforce on a configuration of `tasks` in the test's directory (the quick
+        restart policy unless `top` gives settings)."""
+        return self.start("-f", fast_config(self.tmp, tasks, **top))
 
     def spawn(
         self, argv: Sequence[str], cwd: Path | None = None, env: dict[str, str] | None = None
