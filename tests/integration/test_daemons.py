@@ -11,15 +11,25 @@ from pathlib import Path
 from typing import Any
 
 from support.config import FAST, write_config
-from support.probes import PROBE, Probes, probe_task
+from support.probes import Probes, probe_task
 from support.procfs import pid_alive
 from support.runner import Taskforce
 from support.wait import wait_for
 
 
-def daemon_task(tmp_path: Path, name: str, control: str = "nowait", **keys: Any) -> dict[str, Any]:
+def daemon_task(
+    tmp_path: Path,
+    name: str,
+    control: str = "nowait",
+    check: list[str] | None = None,
+    **keys: Any,
+) -> dict[str, Any]:
+    """A probe that daemonizes, found through its pidfile; checked with `check`."""
     pidfile = str(tmp_path / f"{name}.pid")
-    return probe_task("--daemonize", pidfile, control=control, pidfile=pidfile, **keys)
+    task = probe_task("--daemonize", pidfile, control=control, pidfile=pidfile, **keys)
+    if check is not None:
+        task["commands"]["check"] = check
+    return task
 
 
 def test_nowait_daemon_is_found_through_its_pidfile_and_restarted(
@@ -47,22 +57,8 @@ def test_failed_check_command_restarts_and_hanging_check_is_killed(
     ]
     hang = [sys.executable, "-c", "import time; time.sleep(3600)"]
     tasks = {
-        "d": daemon_task(
-            tmp_path,
-            "d",
-            commands={
-                "start": [sys.executable, PROBE, "--daemonize", str(tmp_path / "d.pid")],
-                "check": check,
-            },
-        ),
-        "h": daemon_task(
-            tmp_path,
-            "h",
-            commands={
-                "start": [sys.executable, PROBE, "--daemonize", str(tmp_path / "h.pid")],
-                "check": hang,
-            },
-        ),
+        "d": daemon_task(tmp_path, "d", check=check),
+        "h": daemon_task(tmp_path, "h", check=hang),
     }
     settings = dict(FAST, check_interval=0.2, check_timeout=0.5)
     conf = write_config(tmp_path / "tf.conf", tasks, settings=settings)

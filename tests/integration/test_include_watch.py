@@ -18,9 +18,12 @@ def fragment(tasks: dict[str, Any], **more: Any) -> str:
     return json.dumps({**more, "tasks": tasks})
 
 
-def start(taskforce: Taskforce, tmp_path: Path, **top: Any) -> Path:
+def start(taskforce: Taskforce, tmp_path: Path, a_conf: dict[str, Any], **top: Any) -> Path:
+    """taskforce on a configuration that includes conf.d/*.conf, where a.conf holds the
+    tasks `a_conf`; conf.d."""
     conf_d = tmp_path / "conf.d"
     conf_d.mkdir(exist_ok=True)
+    (conf_d / "a.conf").write_text(fragment(a_conf))
     conf = write_config(tmp_path / "tf.conf", {}, settings=FAST, include="conf.d/*.conf", **top)
     taskforce.start("-f", str(conf))
     return conf_d
@@ -29,10 +32,7 @@ def start(taskforce: Taskforce, tmp_path: Path, **top: Any) -> Path:
 def test_files_added_removed_and_renamed(
     taskforce: Taskforce, probes: Probes, tmp_path: Path
 ) -> None:
-    conf_d = tmp_path / "conf.d"
-    conf_d.mkdir()
-    (conf_d / "a.conf").write_text(fragment({"a": probe_task()}))
-    start(taskforce, tmp_path)
+    conf_d = start(taskforce, tmp_path, {"a": probe_task()})
     probes.wait(1, task="a")
     a_pids = probes.pids("a")
     # A new file starts its tasks.
@@ -54,10 +54,7 @@ def test_files_added_removed_and_renamed(
 def test_moving_a_task_between_files_keeps_its_process(
     taskforce: Taskforce, probes: Probes, tmp_path: Path
 ) -> None:
-    conf_d = tmp_path / "conf.d"
-    conf_d.mkdir()
-    (conf_d / "a.conf").write_text(fragment({"a": probe_task(), "x": probe_task()}))
-    start(taskforce, tmp_path)
+    conf_d = start(taskforce, tmp_path, {"a": probe_task(), "x": probe_task()})
     probes.wait(2)
     x_pids = probes.pids("x")
     # One rename brings the new file in, then x leaves the old one: a duplicate meanwhile
@@ -72,10 +69,7 @@ def test_moving_a_task_between_files_keeps_its_process(
 def test_a_bad_file_anywhere_keeps_everything(
     taskforce: Taskforce, probes: Probes, tmp_path: Path
 ) -> None:
-    conf_d = tmp_path / "conf.d"
-    conf_d.mkdir()
-    (conf_d / "a.conf").write_text(fragment({"a": probe_task()}))
-    start(taskforce, tmp_path)
+    conf_d = start(taskforce, tmp_path, {"a": probe_task()})
     probes.wait(1, task="a")
     before = probes.pids("a")
     # A new file with a mistake: nothing applies, not even a later change of a good file.
@@ -99,14 +93,13 @@ def test_a_bad_file_anywhere_keeps_everything(
 def test_an_env_file_change_restarts_only_the_tasks_using_it(
     taskforce: Taskforce, probes: Probes, tmp_path: Path
 ) -> None:
-    conf_d = tmp_path / "conf.d"
-    conf_d.mkdir()
     env = tmp_path / "app.env"
     env.write_text("GREETING='hello world'\n")
-    (conf_d / "a.conf").write_text(
-        fragment({"a": probe_task("{GREETING}", env_file="../app.env"), "b": probe_task()})
+    start(
+        taskforce,
+        tmp_path,
+        {"a": probe_task("{GREETING}", env_file="../app.env"), "b": probe_task()},
     )
-    start(taskforce, tmp_path)
     (a,) = probes.wait(1, task="a")
     assert a["env"]["GREETING"] == "hello world"
     assert "hello world" in a["argv"]
