@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from taskforce.config.roles import Roles
+
 # Short timeouts so that the suite stays quick; min_uptime stays high enough that a
 # probe that lives until stopped is never mistaken for a failure.
 FAST: dict[str, Any] = {
@@ -37,3 +39,17 @@ def replace_file(path: Path, text: str) -> None:
     tmp = path.parent / f".{path.name}.tmp"
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+# Each layer of a task's context (the keyword arguments of config.resolve that give it),
+# with the name it makes present.
+CONTEXT_LAYERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "the environment": ("WHERE", {"env": {"WHERE": "x"}}),
+    "a top-level define": ("WHERE", {"defines": {"WHERE": "x"}}),
+    "a top-level default": ("WHERE", {"defaults": {"WHERE": "x"}}),
+    "a top-level role define": (
+        "WHERE",
+        {"role_defines": {"r": {"WHERE": "x"}}, "roles": Roles(("r",))},
+    ),
+    "a roles file value": ("Task_role_r", {"roles": Roles(("r",), {"r": "x"})}),
+}
