@@ -59,8 +59,9 @@ limits = args["launch"]["limits"]
 limits["rlimits"] = tuple(tuple(item) for item in limits.get("rlimits", ()))
 args["launch"]["limits"] = ProcessLimits(**limits)
 process.use_vfork = args["path"] == "vfork"
-if args["ignore_sighup"]:
+if args["ignore_sighup"]:  # started by nohup, and as a shell's background job
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGQUIT, signal.SIG_IGN)
 if args["open_files"]:
     import resource
     from taskforce.runtime.own import open_files as limits
@@ -149,8 +150,9 @@ def test_own_pid_replaces_every_marker(spawn_path: str) -> None:
 
 
 def test_new_session_with_default_signals_and_no_mask(spawn_path: str) -> None:
-    # taskforce ignores SIGPIPE (Python does), perhaps SIGHUP (started by nohup), and
-    # blocks signals around the spawn: the task must start with none of that.
+    # taskforce ignores SIGPIPE (Python does), perhaps SIGHUP (started by nohup) and
+    # SIGQUIT (a shell's background job), and blocks signals around the spawn: the task
+    # must start with none of that.
     # The spawned process execs cat itself: a shell in between would show its own state
     # (dash blocks every signal around its fork and wait), not the one the task started with.
     cat = Launch(argv=["cat", "/proc/self/stat", "/proc/self/status"], program="cat")
