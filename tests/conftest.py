@@ -14,6 +14,7 @@ import pytest
 from support.probes import Probes
 from support.procfs import kill_marked
 from support.runner import Taskforce
+from support.teardown import uninterrupted
 from support.tls import Certificate, self_signed
 
 # The etcd cluster and fleet fixtures, for tests/fleet and tests/browser.
@@ -46,7 +47,8 @@ def marker() -> Iterator[str]:
     try:
         yield value
     finally:
-        kill_marked(value)
+        with uninterrupted():
+            kill_marked(value)
 
 
 @pytest.fixture(scope="session")

@@ -380,34 +380,26 @@ BROKEN_CONFIGS: list[tuple[str, str, str]] = [
 @pytest.mark.parametrize(
     ("text", "fragment"), [c[1:] for c in BROKEN_CONFIGS], ids=[c[0] for c in BROKEN_CONFIGS]
 )
-def test_unusable_config_exits_3_with_the_problem(
-    tmp_path: Path, taskforce: Taskforce, text: str, fragment: str
+@pytest.mark.parametrize("check", [False, True], ids=["run", "check-config"])
+def test_an_unusable_config_is_reported_where_and_what(
+    tmp_path: Path, taskforce: Taskforce, check: bool, text: str, fragment: str
 ) -> None:
+    """Run, it exits 3 naming the problem; checked (-C), it exits 1 with the problems
+    each on a line of its own, at file:line:column."""
     conf = tmp_path / "broken.conf"
     conf.write_text(text)
-    result = taskforce.run("-e", "-f", str(conf))
-    assert result.returncode == 3
-    out = output(result)
-    assert fragment in out
-    assert f"{conf}:" in out
-    assert "Traceback" not in out
-
-
-@pytest.mark.parametrize(
-    ("text", "fragment"), [c[1:] for c in BROKEN_CONFIGS], ids=[c[0] for c in BROKEN_CONFIGS]
-)
-def test_check_config_reports_the_problem(
-    tmp_path: Path, taskforce: Taskforce, text: str, fragment: str
-) -> None:
-    conf = tmp_path / "broken.conf"
-    conf.write_text(text)
-    result = taskforce.run("-C", "-f", str(conf))
+    result = taskforce.run("-C" if check else "-e", "-f", str(conf))
+    assert "Traceback" not in output(result)
+    if not check:
+        assert result.returncode == 3
+        assert fragment in output(result)
+        assert f"{conf}:" in output(result)
+        return
     assert result.returncode == 1
     problems = [line for line in result.stderr.splitlines() if line.startswith(f"{conf}:")]
     assert problems and any(fragment in line for line in problems)
     for line in problems:
         assert re.match(rf"^{re.escape(str(conf))}:\d+:\d+: ", line), line
-    assert "Traceback" not in output(result)
 
 
 def test_not_utf8_config(tmp_path: Path, taskforce: Taskforce) -> None:

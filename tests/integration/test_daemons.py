@@ -11,19 +11,25 @@ from pathlib import Path
 from typing import Any
 
 from support.config import FAST, write_config
-from support.probes import PROBE, Probes, probe_task
+from support.probes import Probes, probe_task
 from support.procfs import pid_alive
 from support.runner import Taskforce
 from support.wait import wait_for
 
 
-def live_pids(probes: Probes, task: str) -> set[int]:
-    return {r["pid"] for r in probes.live(task)}
-
-
-def daemon_task(tmp_path: Path, name: str, control: str = "nowait", **keys: Any) -> dict[str, Any]:
+def daemon_task(
+    tmp_path: Path,
+    name: str,
+    control: str = "nowait",
+    check: list[str] | None = None,
+    **keys: Any,
+) -> dict[str, Any]:
+    """A probe that daemonizes, found through its pidfile; checked with `check`."""
     pidfile = str(tmp_path / f"{name}.pid")
-    return probe_task("--daemonize", pidfile, control=control, pidfile=pidfile, **keys)
+    task = probe_task("--daemonize", pidfile, control=control, pidfile=pidfile, **keys)
+    if check is not None:
+        task["commands"]["check"] = check
+    return task
 
 
 def test_nowait_daemon_is_found_through_its_pidfile_and_restarted(
@@ -34,9 +40,9 @@ def test_nowait_daemon_is_found_through_its_pidfile_and_restarted(
     (first,) = probes.wait(1, task="d")
     taskforce.wait_log(f"daemon pid {first['pid']} found")
     os.kill(first["pid"], signal.SIGKILL)
-    wait_for(lambda: live_pids(probes, "d") - {first["pid"]}, what="daemon restarted")
+    wait_for(lambda: probes.pids("d") - {first["pid"]}, what="daemon restarted")
     assert taskforce.stop() == 0
-    assert not live_pids(probes, "d")
+    assert not probes.pids("d")
 
 
 def test_failed_check_command_restarts_and_hanging_check_is_killed(
@@ -51,22 +57,8 @@ def test_failed_check_command_restarts_and_hanging_check_is_killed(
     ]
     hang = [sys.executable, "-c", "import time; time.sleep(3600)"]
     tasks = {
-        "d": daemon_task(
-            tmp_path,
-            "d",
-            commands={
-                "start": [sys.executable, PROBE, "--daemonize", str(tmp_path / "d.pid")],
-                "check": check,
-            },
-        ),
-        "h": daemon_task(
-            tmp_path,
-            "h",
-            commands={
-                "start": [sys.executable, PROBE, "--daemonize", str(tmp_path / "h.pid")],
-                "check": hang,
-            },
-        ),
+        "d": daemon_task(tmp_path, "d", check=check),
+        "h": daemon_task(tmp_path, "h", check=hang),
     }
     settings = dict(FAST, check_interval=0.2, check_timeout=0.5)
     conf = write_config(tmp_path / "tf.conf", tasks, settings=settings)
@@ -74,7 +66,7 @@ def test_failed_check_command_restarts_and_hanging_check_is_killed(
     (first,) = probes.wait(1, task="d")
     flag.unlink()
     taskforce.wait_log("check failed")
-    wait_for(lambda: live_pids(probes, "d") - {first["pid"]}, what="restart after failed check")
+    wait_for(lambda: probes.pids("d") - {first["pid"]}, what="restart after failed check")
     taskforce.wait_log("h[0]: check command took over 0.5s: killing it")
 
 
@@ -117,7 +109,7 @@ def test_orphans_of_a_killed_taskforce_are_not_duplicated(
     taskforce.start("-f", str(conf))
     wait_for(lambda: not any(pid_alive(p) for p in old), what="leftovers stopped")
     wait_for(
-        lambda: len(live_pids(probes, "w")) == 3 and len(live_pids(probes, "d")) == 1,
+        lambda: len(probes.pids("w")) == 3 and len(probes.pids("d")) == 1,
         what="fresh processes",
     )
     assert len(probes.live()) == 4
@@ -178,10 +170,10 @@ def test_upgrade_keeps_every_task_running_and_a_broken_upgrade_changes_nothing(
     assert {r["pid"] for r in probes.live()} == before
     assert len(probes.records("start")) == 4  # nothing restarted
     # Exits are still seen by the new image.
-    victim = min(live_pids(probes, "w"))
+    victim = min(probes.pids("w"))
     os.kill(victim, signal.SIGKILL)
     wait_for(
-        lambda: len(live_pids(probes, "w")) == 3 and victim not in live_pids(probes, "w"),
+        lambda: len(probes.pids("w")) == 3 and victim not in probes.pids("w"),
         what="restart",
     )
     # A broken upgrade is refused; everything keeps running.
@@ -210,7 +202,7 @@ def test_reset_stops_what_cannot_be_adopted_and_keeps_adopted_daemons(
     result = taskforce.run("-R", "-p", str(pidfile))
     assert result.returncode == 0, result.stderr
     wait_for(lambda: not pid_alive(old_w["pid"]), what="the wait task stopped")
-    wait_for(lambda: live_pids(probes, "w") - {old_w["pid"]}, what="the wait task started again")
+    wait_for(lambda: probes.pids("w") - {old_w["pid"]}, what="the wait task started again")
     taskforce.wait_log(f"found pid {kept['pid']} still running: adopting it")
     assert pid_alive(kept["pid"])
     assert len(probes.records("start", "keep")) == 1

@@ -5,28 +5,18 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from support.config import FAST, write_config
+from support.config import replace_file, write_config
 from support.probes import PROBE, Probes, probe_task
 from support.runner import Taskforce
 from support.wait import wait_for
 
 
-def pids(probes: Probes, task: str) -> set[int]:
-    return {r["pid"] for r in probes.live(task)}
-
-
-def replace_file(path: Path, text: str) -> None:
-    tmp = path.parent / (path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def run(taskforce: Taskforce, tmp_path: Path, tasks: dict[str, object]) -> None:
-    conf = tmp_path / "tf.conf"
-    write_config(conf, tasks, settings=FAST)
-    taskforce.start("-f", str(conf))
+def append(path: Path, text: str) -> None:
+    with open(path, "a") as f:  # an in-place write
+        f.write(text)
 
 
 def test_file_change_stop_restarts_the_task(
@@ -35,23 +25,24 @@ def test_file_change_stop_restarts_the_task(
     watched = tmp_path / "app.conf"
     watched.write_text("v1")
     event = {"type": "file_change", "path": str(watched), "command": "stop"}
-    run(taskforce, tmp_path, {"app": probe_task(events=[event]), "other": probe_task()})
-    probes.wait(2)
-    before, other = pids(probes, "app"), pids(probes, "other")
-    replace_file(watched, "v2")
-    wait_for(lambda: pids(probes, "app") and pids(probes, "app") != before, what="restart")
-    with open(watched, "a") as f:  # an in-place write
-        f.write("more")
-    second = wait_for(
-        lambda: (
-            (p := pids(probes, "app"))
-            and p - before
-            and len(probes.records("start", "app")) >= 3
-            and p
+    taskforce.start_tasks({"app": probe_task(events=[event]), "other": probe_task()})
+    (other,) = probes.wait(1, task="other")
+    changes: list[Callable[[], None]] = [
+        lambda: replace_file(watched, "v2"),
+        lambda: append(watched, "more"),
+    ]
+    for started, change in enumerate(changes, 1):
+        pid = probes.wait(started, task="app")[-1]["pid"]
+        # The process runs before taskforce has it as started (its log says when): a
+        # change seen in between would find nothing running to stop.
+        taskforce.wait_log(f"app[0]: started pid {pid} ")
+        change()
+        # This change stopped this process: not a second report of the one before.
+        taskforce.wait_log(
+            f"app[0]: stopping pid {pid} with SIGTERM (file_change event: {watched} changed)"
         )
-    )
-    assert second
-    assert pids(probes, "other") == other
+    probes.wait(3, task="app")
+    assert probes.live("other") == [other]
 
 
 def test_a_watched_path_that_appears_later(
@@ -59,7 +50,7 @@ def test_a_watched_path_that_appears_later(
 ) -> None:
     watched = tmp_path / "later" / "flag"
     event = {"type": "file_change", "path": str(watched), "signal": "USR1"}
-    run(taskforce, tmp_path, {"app": probe_task(events=[event])})
+    taskforce.start_tasks({"app": probe_task(events=[event])})
     probes.wait(1)
     watched.parent.mkdir()
     watched.write_text("here")
@@ -71,12 +62,12 @@ def test_signal_action_with_relative_path_and_hup(
 ) -> None:
     (tmp_path / "db.conf").write_text("x")
     event = {"type": "file_change", "path": "db.conf", "signal": "SIGHUP"}
-    run(taskforce, tmp_path, {"db": probe_task(count=2, events=[event])})
+    taskforce.start_tasks({"db": probe_task(count=2, events=[event])})
     probes.wait(2)
-    before = pids(probes, "db")
+    before = probes.pids("db")
     replace_file(tmp_path / "db.conf", "y")
     probes.wait(2, kind="hup")
-    assert pids(probes, "db") == before
+    assert probes.pids("db") == before
 
 
 def test_command_action_runs_a_named_command(
@@ -91,7 +82,7 @@ def test_command_action_runs_a_named_command(
         "-c",
         f"open({str(marker)!r}, 'w').write('{{Task_pid}}')",
     ]
-    run(taskforce, tmp_path, {"app": task})
+    taskforce.start_tasks({"app": task})
     (rec,) = probes.wait(1)
     replace_file(watched, "y")
     wait_for(marker.exists, what="reconfig command")
@@ -110,14 +101,14 @@ def test_self_event_restarts_when_the_executable_is_replaced(
         "defines": {"PATH": f"{program.parent}:{os.environ['PATH']}"},
         "events": [{"type": "self", "command": "stop"}],
     }
-    run(taskforce, tmp_path, {"app": task})
+    taskforce.start_tasks({"app": task})
     probes.wait(1)
-    before = pids(probes, "app")
+    before = probes.pids("app")
     upgrade = tmp_path / "bin" / ".probe.new"
     shutil.copy(PROBE, upgrade)
     upgrade.chmod(0o755)
     os.replace(upgrade, program)
-    wait_for(lambda: pids(probes, "app") and pids(probes, "app") != before, what="restart on self")
+    wait_for(lambda: probes.pids("app") and probes.pids("app") != before, what="restart on self")
 
 
 def test_python_event_follows_imported_modules(
@@ -136,21 +127,21 @@ def test_python_event_follows_imported_modules(
         "defines": {"PYTHONPATH": str(lib)},
         "events": [{"type": "python", "command": "stop"}],
     }
-    run(taskforce, tmp_path, {"app": task})
+    taskforce.start_tasks({"app": task})
     probes.wait(1)
     wait_for(lambda: "watching 2 Python file(s)" in taskforce.log(), what="module discovery")
-    before = pids(probes, "app")
+    before = probes.pids("app")
     replace_file(lib / "helper.py", "import other\nVALUE = 2\n")
     wait_for(
-        lambda: pids(probes, "app") and pids(probes, "app") != before,
+        lambda: probes.pids("app") and probes.pids("app") != before,
         what="restart on module change",
     )
     # The new import is discovered: changing it restarts the task too.
     wait_for(lambda: "watching 3 Python file(s)" in taskforce.log(), what="re-discovery")
-    second = pids(probes, "app")
+    second = probes.pids("app")
     replace_file(lib / "other.py", "X = 2\n")
     wait_for(
-        lambda: pids(probes, "app") and pids(probes, "app") != second, what="restart on new import"
+        lambda: probes.pids("app") and probes.pids("app") != second, what="restart on new import"
     )
 
 
@@ -183,7 +174,7 @@ def test_restart_event_replaces_the_plain_stop_on_restart(
     ]
     # probe exits on SIGTERM but only records SIGUSR1: the restart event must be used,
     # then SIGKILL escalation ends it.
-    run(taskforce, tmp_path, {"app": probe_task(events=events)})
+    taskforce.start_tasks({"app": probe_task(events=events)})
     probes.wait(1)
     replace_file(watched, "y")
     probes.wait(1, kind="usr1")

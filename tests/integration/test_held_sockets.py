@@ -45,10 +45,6 @@ def bound_port(taskforce: Taskforce, task: str, name: str) -> int:
     return int(line.split("listening on 127.0.0.1:")[1].split()[0])
 
 
-def live_pids(probes: Probes, task: str) -> set[int]:
-    return {r["pid"] for r in probes.live(task)}
-
-
 def test_every_process_gets_the_sockets_from_3_the_systemd_way(
     taskforce: Taskforce, probes: Probes, tmp_path: Path
 ) -> None:
@@ -88,7 +84,7 @@ def test_a_socket_lives_as_long_as_its_definition(
     # A reload that changes the task but not its socket: a new process, the same socket.
     tasks["web"] = probe_task("--changed", sockets={"http": "127.0.0.1:0"})
     replace_config(conf, tasks)
-    new = wait_for(lambda: live_pids(probes, "web") - {web["pid"]}, what="web restarted")
+    new = wait_for(lambda: probes.pids("web") - {web["pid"]}, what="web restarted")
     (pid,) = new
     assert socket_of(pid, 3) == held
     # A changed definition: a socket bound anew, the old one closed.
@@ -97,7 +93,7 @@ def test_a_socket_lives_as_long_as_its_definition(
         other_port = spare.getsockname()[1]
     tasks["web"] = probe_task("--changed", sockets={"http": f"127.0.0.1:{other_port}"})
     replace_config(conf, tasks)
-    rebound = wait_for(lambda: live_pids(probes, "web") - new, what="web restarted again")
+    rebound = wait_for(lambda: probes.pids("web") - new, what="web restarted again")
     (pid,) = rebound
     assert socket_of(pid, 3) != held
     assert accepts(("127.0.0.1", other_port))

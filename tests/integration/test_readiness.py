@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from support.config import FAST, write_config
 from support.probes import PROBE, Probes, probe_task
 from support.runner import Taskforce
 
@@ -40,19 +39,12 @@ def gated(ready: dict[str, Any], first: dict[str, Any]) -> dict[str, Any]:
     return {"first": first, "second": probe_task(requires="first")}
 
 
-def run(taskforce: Taskforce, tmp_path: Path, tasks: dict[str, Any]) -> None:
-    conf = write_config(tmp_path / "tf.conf", tasks, settings=FAST)
-    taskforce.start("-f", str(conf))
-
-
 @pytest.mark.parametrize("kind", ["tcp", "http"])
-def test_network_probe_gates_requires(
-    kind: str, taskforce: Taskforce, probes: Probes, tmp_path: Path
-) -> None:
+def test_network_probe_gates_requires(kind: str, taskforce: Taskforce, probes: Probes) -> None:
     port = free_port()
     target = f"127.0.0.1:{port}" if kind == "tcp" else f"http://127.0.0.1:{port}/health"
     server = {"commands": {"start": [sys.executable, "-c", SERVER, kind, str(port), "0.5"]}}
-    run(taskforce, tmp_path, gated({kind: target, "interval": 0.05}, server))
+    taskforce.start_tasks(gated({kind: target, "interval": 0.05}, server))
     (second,) = probes.wait(1, task="second")
     listening = probes.dir / "listening-first"
     assert listening.exists()
@@ -68,7 +60,7 @@ def test_command_probe_gates_requires(taskforce: Taskforce, probes: Probes, tmp_
         "-c",
         f"import os, sys; sys.exit(0 if os.path.exists({str(flag)!r}) else 1)",
     ]
-    run(taskforce, tmp_path, gated({"command": check, "interval": 0.05}, probe_task()))
+    taskforce.start_tasks(gated({"command": check, "interval": 0.05}, probe_task()))
     probes.wait(1, task="first")
     taskforce.wait_log("first[0]: started")
     assert probes.records("start", "second") == []
@@ -86,20 +78,14 @@ def test_pidfile_probe_gates_requires(taskforce: Taskforce, probes: Probes, tmp_
         f"sys.argv = [{PROBE!r}]; runpy.run_path({PROBE!r}, run_name='__main__')",
     ]
     first = {"commands": {"start": writer}, "pidfile": str(pidfile)}
-    run(taskforce, tmp_path, gated({"pidfile": True, "interval": 0.05}, first))
+    taskforce.start_tasks(gated({"pidfile": True, "interval": 0.05}, first))
     (second,) = probes.wait(1, task="second")
     assert second["time"] >= pidfile.stat().st_mtime - 0.05
 
 
-def test_never_ready_is_restarted_after_the_timeout(
-    taskforce: Taskforce, probes: Probes, tmp_path: Path
-) -> None:
+def test_never_ready_is_restarted_after_the_timeout(taskforce: Taskforce, probes: Probes) -> None:
     never = [sys.executable, "-c", "raise SystemExit(1)"]
-    run(
-        taskforce,
-        tmp_path,
-        gated({"command": never, "interval": 0.05, "timeout": 0.5}, probe_task()),
-    )
+    taskforce.start_tasks(gated({"command": never, "interval": 0.05, "timeout": 0.5}, probe_task()))
     probes.wait(2, task="first")
     taskforce.wait_log("not ready 0.5s after it started")
     assert probes.records("start", "second") == []

@@ -7,20 +7,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from support.config import FAST, write_config
+from support.config import FAST, replace_file, write_config
 from support.probes import Probes, probe_task
 from support.runner import Taskforce
 from support.wait import wait_for
-
-
-def pids(probes: Probes, task: str) -> set[int]:
-    return {r["pid"] for r in probes.live(task)}
-
-
-def replace_file(path: Path, text: str) -> None:
-    tmp = path.with_suffix(".new")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def config_text(tasks: dict[str, Any]) -> str:
@@ -40,12 +30,12 @@ def test_only_the_changed_task_restarts(
     tasks = {"a": probe_task(), "b": probe_task(), "c": probe_task()}
     conf = start(taskforce, tmp_path, tasks)
     probes.wait(3)
-    before = {t: pids(probes, t) for t in "abc"}
+    before = {t: probes.pids(t) for t in "abc"}
     tasks["b"] = probe_task("--changed")
     replace_file(conf, config_text(tasks))
-    wait_for(lambda: pids(probes, "b") and pids(probes, "b") != before["b"], what="b restarted")
-    assert pids(probes, "a") == before["a"]
-    assert pids(probes, "c") == before["c"]
+    wait_for(lambda: probes.pids("b") and probes.pids("b") != before["b"], what="b restarted")
+    assert probes.pids("a") == before["a"]
+    assert probes.pids("c") == before["c"]
     assert "restart: b (argv)" in taskforce.log()
 
 
@@ -55,14 +45,14 @@ def test_count_change_starts_and_stops_only_the_instances_concerned(
     tasks = {"w": probe_task(count=2)}
     conf = start(taskforce, tmp_path, tasks)
     probes.wait(2, task="w")
-    before = pids(probes, "w")
+    before = probes.pids("w")
     tasks["w"] = probe_task(count=4)
     replace_file(conf, config_text(tasks))
-    wait_for(lambda: len(pids(probes, "w")) == 4, what="4 instances")
-    assert before <= pids(probes, "w")
+    wait_for(lambda: len(probes.pids("w")) == 4, what="4 instances")
+    assert before <= probes.pids("w")
     tasks["w"] = probe_task(count=1)
     replace_file(conf, config_text(tasks))
-    wait_for(lambda: len(pids(probes, "w")) == 1, what="1 instance")
+    wait_for(lambda: len(probes.pids("w")) == 1, what="1 instance")
     (survivor,) = probes.live("w")
     assert survivor["env"]["Task_instance"] == "0"
     assert survivor["pid"] in before
@@ -74,16 +64,16 @@ def test_new_task_starts_removed_task_stops_and_new_requires_wait(
     tasks: dict[str, Any] = {"a": probe_task(), "gone": probe_task()}
     conf = start(taskforce, tmp_path, tasks)
     probes.wait(2)
-    a_pids = pids(probes, "a")
+    a_pids = probes.pids("a")
     del tasks["gone"]
     tasks["init"] = probe_task("--exit-after", "0.5", control="once")
     tasks["late"] = probe_task(requires=["init"])
     replace_file(conf, config_text(tasks))
-    wait_for(lambda: not pids(probes, "gone"), what="removed task stopped")
+    wait_for(lambda: not probes.pids("gone"), what="removed task stopped")
     (late,) = probes.wait(1, task="late")
     (init_exit,) = probes.records("exit", "init")
     assert late["monotonic"] > init_exit["monotonic"]  # it waited for init to exit
-    assert pids(probes, "a") == a_pids
+    assert probes.pids("a") == a_pids
 
 
 def test_invalid_new_config_keeps_everything_running(
@@ -91,13 +81,13 @@ def test_invalid_new_config_keeps_everything_running(
 ) -> None:
     conf = start(taskforce, tmp_path, {"a": probe_task()})
     probes.wait(1)
-    before = pids(probes, "a")
+    before = probes.pids("a")
     replace_file(conf, '{"tasks": {"a": {"control": "wiat", "commands": {"start": ["x"]}}}}')
     taskforce.wait_log("new configuration not applied")
     assert "'wiat' is not one of" in taskforce.log()
     conf.unlink()  # a config file that disappears stops nothing either
     taskforce.wait_log("cannot read the file")
-    assert pids(probes, "a") == before
+    assert probes.pids("a") == before
     assert taskforce.proc is not None and taskforce.proc.poll() is None
 
 
@@ -127,14 +117,14 @@ def test_roles_file_change_migrates_tasks(
     }
     start(taskforce, tmp_path, tasks, "-r", str(roles))
     probes.wait(2)
-    assert pids(probes, "front") and not pids(probes, "back")
-    all_pids = pids(probes, "all")
+    assert probes.pids("front") and not probes.pids("back")
+    all_pids = probes.pids("all")
     replace_file(roles, "db\n")
-    wait_for(lambda: pids(probes, "back") and not pids(probes, "front"), what="role migration")
-    assert pids(probes, "all") == all_pids
+    wait_for(lambda: probes.pids("back") and not probes.pids("front"), what="role migration")
+    assert probes.pids("all") == all_pids
     roles.unlink()  # a vanished roles file keeps the roles as they were
     taskforce.wait_log("keeping roles as they were")
-    assert pids(probes, "back")
+    assert probes.pids("back")
 
 
 def test_check_against_a_running_instance_prints_the_plan(

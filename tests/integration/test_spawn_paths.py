@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import signal
 import stat
 import subprocess
 import sys
@@ -58,8 +59,9 @@ limits = args["launch"]["limits"]
 limits["rlimits"] = tuple(tuple(item) for item in limits.get("rlimits", ()))
 args["launch"]["limits"] = ProcessLimits(**limits)
 process.use_vfork = args["path"] == "vfork"
-if args["ignore_sighup"]:
+if args["ignore_sighup"]:  # started by nohup, and as a shell's background job
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGQUIT, signal.SIG_IGN)
 if args["open_files"]:
     import resource
     from taskforce.runtime.own import open_files as limits
@@ -148,8 +150,9 @@ def test_own_pid_replaces_every_marker(spawn_path: str) -> None:
 
 
 def test_new_session_with_default_signals_and_no_mask(spawn_path: str) -> None:
-    # taskforce ignores SIGPIPE (Python does), perhaps SIGHUP (started by nohup), and
-    # blocks signals around the spawn: the task must start with none of that.
+    # taskforce ignores SIGPIPE (Python does), perhaps SIGHUP (started by nohup) and
+    # SIGQUIT (a shell's background job), and blocks signals around the spawn: the task
+    # must start with none of that.
     # The spawned process execs cat itself: a shell in between would show its own state
     # (dash blocks every signal around its fork and wait), not the one the task started with.
     cat = Launch(argv=["cat", "/proc/self/stat", "/proc/self/status"], program="cat")
@@ -159,8 +162,17 @@ def test_new_session_with_default_signals_and_no_mask(spawn_path: str) -> None:
     assert int(fields[2]) == pid  # process group
     assert int(fields[3]) == pid  # session
     status = dict(line.split(":\t", 1) for line in output.splitlines() if ":\t" in line)
-    assert int(status["SigBlk"], 16) == 0
-    assert int(status["SigIgn"], 16) & ~_GLIBC_RESERVED == 0
+    assert signals(int(status["SigBlk"], 16)) == []
+    assert signals(int(status["SigIgn"], 16) & ~_GLIBC_RESERVED) == []
+
+
+def signals(mask: int) -> list[str]:
+    """The signals of a /proc mask, by name (bit n-1 is signal n)."""
+    return [signal.Signals(n).name if n in SIGNAL_NUMBERS else str(n) for n in range(1, 65)
+            if mask >> (n - 1) & 1]  # fmt: skip
+
+
+SIGNAL_NUMBERS = {int(s) for s in signal.Signals}
 
 
 # Signals 32 and 33 belong to glibc (thread cancellation, set*id): its sigaction refuses to
@@ -169,20 +181,38 @@ def test_new_session_with_default_signals_and_no_mask(spawn_path: str) -> None:
 _GLIBC_RESERVED = (1 << 31) | (1 << 32)
 
 
+# The spawned process lists its own descriptors (readlink opens none; a shell, or ls with
+# the directory it reads, would show descriptors of its own).
+OWN_FDS = Launch(
+    argv=[
+        sys.executable,
+        "-c",
+        "import os\n"
+        "for fd in range(256):\n"
+        "    try: print(fd, os.readlink(f'/proc/self/fd/{fd}'))\n"
+        "    except OSError: pass\n",
+    ],
+    program=sys.executable,
+)
+
+
+def own_fds(output: str) -> dict[int, str]:
+    return {int(fd): target for fd, target in (line.split(" ", 1) for line in output.splitlines())}
+
+
 def test_only_stdio_is_inherited(spawn_path: str) -> None:
-    _, output, error = run(shell("ls /proc/$$/fd"), spawn_path)  # the runner left one open
+    _, output, error = run(OWN_FDS, spawn_path)  # the runner left one open
     assert error is None
-    assert sorted(int(fd) for fd in output.split()) == [0, 1, 2]
+    assert sorted(own_fds(output)) == [0, 1, 2]
 
 
 def test_passed_descriptors_become_3_and_up_in_order(spawn_path: str) -> None:
     # Held listening sockets reach the task this way (systemd's LISTEN_FDS convention).
-    script = "ls /proc/$$/fd; readlink /proc/$$/fd/3 /proc/$$/fd/4 /proc/$$/fd/5"
-    _, output, error = run(shell(script), spawn_path, passed=3)
+    _, output, error = run(OWN_FDS, spawn_path, passed=3)
     assert error is None
-    *fds, three, four, five = output.split()
-    assert sorted(int(fd) for fd in fds) == [0, 1, 2, 3, 4, 5]
-    assert [three, four, five] == [f"pipe:[{inode}]" for inode in _passed_inodes]
+    fds = own_fds(output)
+    assert sorted(fds) == [0, 1, 2, 3, 4, 5]
+    assert [fds[3], fds[4], fds[5]] == [f"pipe:[{inode}]" for inode in _passed_inodes]
 
 
 def test_cwd_and_credentials(spawn_path: str, tmp_path: Path) -> None:
@@ -203,7 +233,8 @@ def test_cwd_and_credentials(spawn_path: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("wanted", [False, True])
 def test_no_new_privs_when_asked(spawn_path: str, wanted: bool) -> None:
     # Without it, setuid helpers (ping, sudo) keep working: it is off unless asked for.
-    _, output, error = run(shell("exec cat /proc/$$/status", no_new_privs=wanted), spawn_path)
+    cat = Launch(argv=["cat", "/proc/self/status"], program="cat", no_new_privs=wanted)
+    _, output, error = run(cat, spawn_path)
     assert error is None
     status = dict(line.split(":\t", 1) for line in output.splitlines() if ":\t" in line)
     assert status["NoNewPrivs"].strip() == ("1" if wanted else "0")

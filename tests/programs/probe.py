@@ -2,7 +2,8 @@
 """A stand-in task for the tests: records how it was started, then does as told.
 
 On start it writes a JSON record (pid, argv, environment, cwd, ids, process group,
-session, where stdio leads) to $PROBE_DIR/<Task_name>-<Task_instance>-<pid>-start.json,
+session, where stdio leads, start time) to
+$PROBE_DIR/<Task_name>-<Task_instance>-<pid>-<start ticks>-start.json,
 then:
   --exit-after SECONDS   exit after that long (default: run until signalled); an
                          "exit" record is written just before exiting
@@ -36,6 +37,7 @@ def record(kind: str, extra: dict[str, object] | None = None) -> None:
         return
     name = os.environ.get("Task_name", "probe")
     instance = os.environ.get("Task_instance", "0")
+    ticks = _start_ticks()
     data: dict[str, object] = {
         "kind": kind,
         "pid": os.getpid(),
@@ -52,13 +54,23 @@ def record(kind: str, extra: dict[str, object] | None = None) -> None:
         "stdio": [_fd_target(fd) for fd in (0, 1, 2)],
         "time": time.time(),
         "monotonic": time.monotonic(),
+        # With the pid, who we are: a pid is soon used again on a busy machine.
+        "start_ticks": ticks,
     }
     data.update(extra or {})
-    path = os.path.join(directory, f"{name}-{instance}-{os.getpid()}-{kind}.json")
+    path = os.path.join(directory, f"{name}-{instance}-{os.getpid()}-{ticks}-{kind}.json")
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(data, f)
     os.replace(tmp, path)
+
+
+def _start_ticks() -> int | None:
+    try:
+        with open("/proc/self/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _fd_target(fd: int) -> str | None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
+
+from taskforce.config.roles import Roles
 
 # Short timeouts so that the suite stays quick; min_uptime stays high enough that a
 # probe that lives until stopped is never mistaken for a failure.
@@ -28,3 +31,25 @@ def fast_config(
     """A configuration file in `directory` whose settings are FAST unless `top` says."""
     top.setdefault("settings", FAST)
     return str(write_config(directory / name, tasks, **top))
+
+
+def replace_file(path: Path, text: str) -> None:
+    """Give `path` new contents in one rename, as editors and deployment tools do (the
+    file written first is hidden: no include pattern matches it)."""
+    tmp = path.parent / f".{path.name}.tmp"
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# Each layer of a task's context (the keyword arguments of config.resolve that give it),
+# with the name it makes present.
+CONTEXT_LAYERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "the environment": ("WHERE", {"env": {"WHERE": "x"}}),
+    "a top-level define": ("WHERE", {"defines": {"WHERE": "x"}}),
+    "a top-level default": ("WHERE", {"defaults": {"WHERE": "x"}}),
+    "a top-level role define": (
+        "WHERE",
+        {"role_defines": {"r": {"WHERE": "x"}}, "roles": Roles(("r",))},
+    ),
+    "a roles file value": ("Task_role_r", {"roles": Roles(("r",), {"r": "x"})}),
+}

@@ -51,6 +51,7 @@ class Harness:
         self.planner = Planner(state)
         self.next_pid = 100
         self.now = 0.0
+        self.deadline: float | None = None  # the last plan's next deadline
 
     def step(self, at: float | None = None) -> list[Action]:
         if at is not None:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from support.procfs import pid_alive
+from support.procfs import same_process
 from support.wait import wait_for
 
 PROBE = str(Path(__file__).parent.parent / "programs" / "probe.py")
@@ -46,5 +46,12 @@ class Probes:
         )
         return found
 
+    def pids(self, task: str | None = None) -> set[int]:
+        """Pids of the probes still running."""
+        return {r["pid"] for r in self.live(task)}
+
     def live(self, task: str | None = None) -> list[dict[str, Any]]:
-        return [r for r in self.records("start", task) if pid_alive(r["pid"])]
+        """Start records of the probes still running (their pid not taken by another)."""
+        return [
+            r for r in self.records("start", task) if same_process(r["pid"], r.get("start_ticks"))
+        ]

@@ -46,6 +46,14 @@ def pid_alive(pid: int) -> bool:
     return fields is not None and fields[0] != "Z"
 
 
+def same_process(pid: int, ticks: int | None) -> bool:
+    """Whether `pid` is alive and still the process that started at `ticks` (None: any)."""
+    fields = _stat_fields(pid)
+    if fields is None or fields[0] == "Z":
+        return False
+    return ticks is None or int(fields[19]) == ticks
+
+
 def parent_pid(pid: int) -> int | None:
     """The parent of a live (or zombie) process; None once it is gone."""
     fields = _stat_fields(pid)

@@ -9,8 +9,11 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from support.config import fast_config
 from support.procfs import kill_marked, remove_cgroups
+from support.teardown import uninterrupted
 from support.wait import DEADLINE, wait_for
 
 
@@ -55,6 +58,11 @@ class Taskforce:
         before `args` (logging to stderr, verbose, by default)."""
         return self.spawn(self.command(*flags, *args), cwd=cwd)
 
+    def start_tasks(self, tasks: dict[str, Any], **top: Any) -> subprocess.Popen[bytes]:
+        """Start taskforce on a configuration of `tasks` in the test's directory (the quick
+        restart policy unless `top` gives settings)."""
+        return self.start("-f", fast_config(self.tmp, tasks, **top))
+
     def spawn(
         self, argv: Sequence[str], cwd: Path | None = None, env: dict[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
@@ -95,13 +103,15 @@ class Taskforce:
         return self.proc.wait(timeout)
 
     def cleanup(self) -> None:
-        """Kill everything this test started, including detached (-b) instances."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        # Repeat: a background taskforce may start a process while the others are killed.
-        end = time.monotonic() + 10
-        while kill_marked(self.marker) and time.monotonic() < end:
-            time.sleep(0.01)  # polling interval while the kills land
-        # The cgroups a killed taskforce leaves for its successor: none comes.
-        remove_cgroups(self.log())
+        """Kill everything this test started, including detached (-b) instances and the
+        daemons of its tasks; a timeout striking meanwhile is reported afterwards."""
+        with uninterrupted():
+            if self.proc is not None and self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(10)
+            # Repeat: a background taskforce may start a process while the others are killed.
+            end = time.monotonic() + 10
+            while kill_marked(self.marker) and time.monotonic() < end:
+                time.sleep(0.01)  # polling interval while the kills land
+            # The cgroups a killed taskforce leaves for its successor: none comes.
+            remove_cgroups(self.log())

@@ -270,47 +270,36 @@ def test_task_names_are_quoted_whole_in_the_path(
     assert out == "a/b c?: start requested\n"
 
 
-def test_signal(capsys: pytest.CaptureFixture[str], unix: Any) -> None:
-    path, canned = unix
-    canned.route("POST", "/manage/tasks/web/signal", {"task": "web", "signal": "SIGHUP"})
-    code, out, err = run(capsys, "signal", "--server", path, "hup", "web")
+# What a command posts: its arguments, the path below /manage/ and the query.
+POSTS: dict[str, tuple[list[str], str, dict[str, list[str]]]] = {
+    "signal": (["hup", "web"], "tasks/web/signal", {"signal": ["hup"]}),
+    "scale": (["web", "3"], "count", {"web": ["3"]}),
+    "control": (["web", "Off"], "control", {"web": ["Off"]}),
+    "reload": ([], "reload", {}),
+}
+# What the server answers, and what the command says of it (in the server's spelling).
+ANSWERS: dict[str, tuple[dict[str, Any], str]] = {
+    "signal": ({"task": "web", "signal": "SIGHUP"}, "web: SIGHUP sent"),
+    "scale": ({"web": {"task": "web", "count": "3"}}, "web: count set to 3"),
+    "control": ({"web": {"task": "web", "control": "off"}}, "web: control set to off"),
+    "reload": ({"reloaded": True}, "configuration reloaded"),
+}
+
+
+@pytest.mark.parametrize("command", list(POSTS))
+def test_a_command_posts_one_request_and_says_what_was_done(
+    capsys: pytest.CaptureFixture[str], unix: Any, command: str
+) -> None:
+    server, canned = unix
+    args, path, query = POSTS[command]
+    answer, said = ANSWERS[command]
+    canned.route("POST", f"/manage/{path}", answer)
+    code, out, err = run(capsys, command, "--server", server, *args)
     assert (code, err) == (0, "")
     assert [(s.method, s.path, s.query) for s in canned.seen] == [
-        ("POST", "/manage/tasks/web/signal", {"signal": ["hup"]})
+        ("POST", f"/manage/{path}", query)
     ]
-    assert out == "web: SIGHUP sent\n"
-
-
-def test_scale(capsys: pytest.CaptureFixture[str], unix: Any) -> None:
-    path, canned = unix
-    canned.route("POST", "/manage/count", {"web": {"task": "web", "count": "3"}})
-    code, out, _ = run(capsys, "scale", "--server", path, "web", "3")
-    assert code == 0
-    assert [(s.method, s.path, s.query) for s in canned.seen] == [
-        ("POST", "/manage/count", {"web": ["3"]})
-    ]
-    assert out == "web: count set to 3\n"
-
-
-def test_control(capsys: pytest.CaptureFixture[str], unix: Any) -> None:
-    path, canned = unix
-    # The server's spelling of the value wins.
-    canned.route("POST", "/manage/control", {"web": {"task": "web", "control": "off"}})
-    code, out, _ = run(capsys, "control", "--server", path, "web", "Off")
-    assert code == 0
-    assert [(s.method, s.path, s.query) for s in canned.seen] == [
-        ("POST", "/manage/control", {"web": ["Off"]})
-    ]
-    assert out == "web: control set to off\n"
-
-
-def test_reload(capsys: pytest.CaptureFixture[str], unix: Any) -> None:
-    path, canned = unix
-    canned.route("POST", "/manage/reload", {"reloaded": True})
-    code, out, _ = run(capsys, "reload", "--server", path)
-    assert code == 0
-    assert [(s.method, s.path, s.query) for s in canned.seen] == [("POST", "/manage/reload", {})]
-    assert out == "configuration reloaded\n"
+    assert out == f"{said}\n"
 
 
 def test_headers_and_token(

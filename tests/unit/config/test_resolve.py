@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from support.config import CONTEXT_LAYERS
 from taskforce.config.errors import Problem
 from taskforce.config.model import (
     Config,
@@ -339,17 +340,7 @@ def test_policy_comes_from_settings() -> None:
 
 # --- conditional values for keys that take one value --------------------------------------
 
-# Each layer of the context, with the name it makes present.
-LAYERS: dict[str, tuple[str, dict[str, Any]]] = {
-    "the environment": ("WHERE", {"env": {"WHERE": "x"}}),
-    "a top-level define": ("WHERE", {"defines": {"WHERE": "x"}}),
-    "a top-level default": ("WHERE", {"defaults": {"WHERE": "x"}}),
-    "a top-level role define": (
-        "WHERE",
-        {"role_defines": {"r": {"WHERE": "x"}}, "roles": Roles(("r",))},
-    ),
-    "a roles file value": ("Task_role_r", {"roles": Roles(("r",), {"r": "x"})}),
-}
+LAYERS = CONTEXT_LAYERS
 
 
 @pytest.mark.parametrize(("name", "layer"), LAYERS.values(), ids=LAYERS)

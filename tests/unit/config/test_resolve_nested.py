@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from test_resolve import HOST, run, task
 
+from support.config import CONTEXT_LAYERS
 from taskforce.config.load import parse_config
 from taskforce.config.model import (
     Config,
@@ -266,18 +267,8 @@ def test_a_nested_conditional_chooses_through_every_level(family: Family) -> Non
     assert resolved(family, tree, env={"B": "", "D": ""})[0] == expected(family, first)
 
 
-# Each layer of the context, with the name it makes present.
-LAYERS: dict[str, tuple[str, dict[str, Any]]] = {
-    "the environment": ("WHERE", {"env": {"WHERE": "x"}}),
-    "a top-level define": ("WHERE", {"defines": {"WHERE": "x"}}),
-    "a top-level default": ("WHERE", {"defaults": {"WHERE": "x"}}),
-    "a top-level role define": (
-        "WHERE",
-        {"role_defines": {"r": {"WHERE": "x"}}, "roles": Roles(("r",))},
-    ),
-    "a roles file value": ("Task_role_r", {"roles": Roles(("r",), {"r": "x"})}),
-    "a host fact": ("Task_host", {}),
-}
+# Each layer of the context, with the name it makes present; and the host's facts.
+LAYERS = {**CONTEXT_LAYERS, "a host fact": ("Task_host", {})}
 
 
 @pytest.mark.parametrize(("name", "layer"), LAYERS.values(), ids=LAYERS)

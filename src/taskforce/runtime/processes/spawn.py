@@ -32,11 +32,6 @@ try:
 except ImportError:  # built without a C compiler, or not Linux: fork from Python
     _vfork = None  # type: ignore[assignment]
 
-# Signals Python or taskforce set to SIG_IGN; exec keeps ignored dispositions, so the
-# child must put them back before it becomes the task.
-_RESET_SIGNALS = tuple(
-    getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ", "SIGXFZ") if hasattr(signal, name)
-)
 _ALL_SIGNALS = signal.valid_signals()
 # The signal module's wrapper turns each returned signal into an enum member, which costs
 # more than the fork it guards; the C function is the same one without that.
@@ -377,10 +372,12 @@ def _become(
         # Signals were blocked around fork: the handlers inherited from the parent must
         # never run here (they would write to the parent's wake-up pipe).
         signal.set_wakeup_fd(-1)
-        for signum in _RESET_SIGNALS:
-            signal.signal(signum, signal.SIG_DFL)
-        for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(signum, signal.SIG_DFL)
+        # Every handler and every SIG_IGN goes, as on the vfork path: exec keeps ignored
+        # dispositions (SIGPIPE from Python, SIGHUP under nohup, SIGQUIT in a shell's
+        # background job). getsignal() makes no system call.
+        for signum in _ALL_SIGNALS:
+            if signal.getsignal(signum) not in (signal.SIG_DFL, None):
+                signal.signal(signum, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, ())
         if marked:
             mine = str(os.getpid())
