@@ -29,6 +29,7 @@ from taskforce.config.description import CONFIG, FRAGMENT
 from taskforce.config.errors import ConfigError, Mark, Problem, format_path
 from taskforce.config.load import read_text
 from taskforce.config.model import Config, EnvFile, FileScope, Fragment, TaskConfig, Value
+from taskforce.config.reuse import TaskChanges
 from taskforce.config.shapes import Invalid, Memo, Reporter
 from taskforce.config.validate import check_between, check_entries, defined_names, raw_tasks
 from taskforce.config.yaml_source import Document, Path, load_document
@@ -89,6 +90,8 @@ class Composition:
     # Names the environment files and the included files' defines and defaults give
     # (for the warnings of `-C` about names nothing defines).
     names: frozenset[str] = frozenset()
+    # The tasks that changed since the previous composition, when known.
+    changes: TaskChanges | None = None
 
     def status(self) -> dict[str, Any]:
         """The composed document as status shows it: when files are included, with the
@@ -161,6 +164,12 @@ class Composer:
         self._files: frozenset[str] = frozenset()
         self._dirs: frozenset[str] = frozenset()
         self._good: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
+        # The latest composition's tasks, and those each file gave (see _changes).
+        self._last: tuple[Mapping[str, TaskConfig], dict[str, Mapping[str, TaskConfig]]] | None
+        self._last = None
+        # How many compositions were made (what watched_files() and watched_dirs() give
+        # changes only with a new one).
+        self.runs = 0
 
     def changed(self, paths: Iterable[str]) -> None:
         """The watcher saw these paths change: read them again next time."""
@@ -181,6 +190,7 @@ class Composer:
         `source` its name in problems.
         """
         run = _Run(self)
+        self.runs += 1
         try:
             composition = run.compose(text, source or self.main)
         finally:
@@ -191,7 +201,10 @@ class Composer:
             self._parts = {p: part for p, part in self._parts.items() if p in run.files}
             self._envs = {p: env for p, env in self._envs.items() if p in run.files}
         self._good = (self._files, self._dirs)
-        return composition
+        tasks = composition.config.tasks
+        changes = _changes(self._last, tasks, run.given)
+        self._last = (tasks, run.given)
+        return replace(composition, changes=changes)
 
     # ----- reading, each file at most once per change ---------------------------------
 
@@ -277,6 +290,7 @@ class _Run:
         self.documents: dict[str, Document] = {}
         self.linked: set[str] = set()
         self.names: set[str] = set()
+        self.given: dict[str, Mapping[str, TaskConfig]] = {}  # each file's tasks
 
     def compose(self, text: str | None, source: str) -> Composition:
         composer = self.composer
@@ -412,6 +426,7 @@ class _Run:
         self.linked.update(part.linked)
         if tasks is not None:
             composed = self._composed(part, tasks, scope)
+            self.given[part.path] = composed
             self.tasks.update(
                 composed if not twice else {n: t for n, t in composed.items() if n not in twice}
             )
@@ -481,6 +496,44 @@ class _Run:
         self.problems.append(
             Problem(document.source_at(at), document.mark_of(at), format_path(at), message)
         )
+
+
+def _changes(
+    last: tuple[Mapping[str, TaskConfig], dict[str, Mapping[str, TaskConfig]]] | None,
+    tasks: Mapping[str, TaskConfig],
+    given: dict[str, Mapping[str, TaskConfig]],
+) -> TaskChanges | None:
+    """The tasks whose object is not the latest composition's, from what each file gave:
+    the files that gave the very same map as then are passed over. None when the tasks
+    kept are not all in the same order (files or tasks reordered, a task moved to another
+    file): then every task is looked at."""
+    if last is None:
+        return None
+    base, before = last
+    if [p for p in given if p in before] != [p for p in before if p in given]:
+        return None
+    added: set[str] = set()
+    removed: set[str] = set()
+    names: set[str] = set()
+    for path, now in given.items():
+        then = before.get(path)
+        if then is now:
+            continue
+        if then is None:
+            added.update(now)
+            continue
+        if list(now) != list(then):
+            if [n for n in now if n in then] != [n for n in then if n in now]:
+                return None
+            added.update(n for n in now if n not in then)
+            removed.update(n for n in then if n not in now)
+        names.update(n for n, task in now.items() if then.get(n) is not task)
+    for path, then in before.items():
+        if path not in given:
+            removed.update(then)
+    if added & removed:
+        return None  # moved from one file to another
+    return TaskChanges(base, frozenset(names | added | removed))
 
 
 def _same_scope(a: FileScope, b: FileScope) -> bool:
