@@ -20,10 +20,11 @@ whose entry, file scope and environment files did not change keeps its very
 
 from __future__ import annotations
 
+import marshal
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from taskforce.config.description import CONFIG, FRAGMENT
 from taskforce.config.errors import ConfigError, Mark, Problem, format_path
@@ -71,6 +72,8 @@ class _Part:
     scope: FileScope | None = None
     tasks: dict[str, tuple[TaskConfig, TaskConfig]] = field(default_factory=dict)
     composed: tuple[object, object, object, Mapping[str, TaskConfig]] | None = None
+    # The latest version of the file that checked out (its entries are not checked again).
+    valid: _Valid | None = None
 
 
 @dataclass(eq=False)
@@ -229,6 +232,8 @@ class Composer:
         part = _Part(path, signature, text, memo=cached.memo if cached is not None else Memo())
         if path == self.main:
             part.memo = self._memo
+        if cached is not None:
+            part.valid = cached.valid  # until this version checks out
         try:
             part.document = load_document(text, source)
         except ConfigError as exc:
@@ -238,7 +243,7 @@ class Composer:
             part.linked = frozenset(
                 name for name, entry in part.raw.items() if "requires" in entry or "onexit" in entry
             )
-            part.value, part.problems = _validate(part, path == self.main)
+            part.value, part.problems = _validate(part, path == self.main, part.valid)
         self._parts[path] = part
         return part
 
@@ -261,18 +266,66 @@ class Composer:
         return found
 
 
-def _validate(part: _Part, main: bool) -> tuple[Config | Fragment | None, tuple[Problem, ...]]:
-    """A file checked alone: its shape, and the checks that read one task entry."""
+class _Valid(NamedTuple):
+    """What the latest version of a file that checked out gave: each task entry as bytes
+    (see :func:`_entry_bytes`), the tasks, and the names its `defines` certainly give."""
+
+    entries: dict[str, bytes]
+    tasks: Mapping[str, TaskConfig]
+    defined: frozenset[str]
+
+
+def _validate(
+    part: _Part, main: bool, valid: _Valid | None
+) -> tuple[Config | Fragment | None, tuple[Problem, ...]]:
+    """A file checked alone: its shape, and the checks that read one task entry.
+
+    A task entry written exactly as in the latest version that checked out (`valid`)
+    keeps what it gave then without being checked again: checking an entry reads
+    nothing else but the names the file defines. A reload of a file of thousands of
+    tasks checks the one that changed.
+    """
     document = part.document
     assert document is not None
+    data = document.data
+    defined = defined_names(data)
+    entries = _entry_bytes(data.get("tasks"))
+    kept: dict[str, TaskConfig] = {}
+    if valid is not None and entries:
+        before = valid.entries
+        kept = {n: valid.tasks[n] for n, written in entries.items() if before.get(n) == written}
+    if kept:
+        tasks = data["tasks"]
+        assert isinstance(tasks, dict)
+        data = {**data, "tasks": {n: entry for n, entry in tasks.items() if n not in kept}}
     report = Reporter(document, memo=part.memo)
-    value = (CONFIG if main else FRAGMENT).check(document.data, (), report)
+    value = (CONFIG if main else FRAGMENT).check(data, (), report)
     part.memo.finish()
-    defined = defined_names(document.data)
-    check_entries(document.data if main else {}, report, part.raw, defined)
+    raw = part.raw
+    if kept and valid is not None and defined == valid.defined:
+        raw = {name: entry for name, entry in raw.items() if name not in kept}
+    check_entries(data if main else {}, report, raw, defined)
     if isinstance(value, Invalid) or report.problems:
         return None, tuple(report.problems)
+    if kept:
+        checked = value.tasks
+        merged = {n: kept[n] if n in kept else checked[n] for n in part.raw}
+        value = replace(value, tasks=merged)
+    if entries is not None:
+        part.valid = _Valid(entries, value.tasks, defined)
     return value, ()
+
+
+def _entry_bytes(tasks: object) -> dict[str, bytes] | None:
+    """Each task entry of a `tasks` map as marshal writes it: equal bytes, equal entries
+    (1, 1.0 and true told apart, keys in the same order). None if not a map of plain
+    data."""
+    if not isinstance(tasks, dict):
+        return None
+    try:
+        return {name: marshal.dumps(entry, 2) for name, entry in tasks.items()}
+    except ValueError:
+        return None
 
 
 class _Run:

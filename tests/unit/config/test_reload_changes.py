@@ -38,6 +38,9 @@ VARIANTS: list[Callable[[str], dict[str, Any]]] = [
     lambda other: {"commands": {"start": ["{A}"]}, "defines": {"A": "{B}", "B": "{A}"}},
     lambda other: {"commands": {"start": ["/bin/true"]}, "count": "{N}"},
     lambda other: {"commands": {"start": ["/bin/true"]}, "control": "once"},
+    # Wrong alone (an unknown key), or where the file defines D (two values chosen).
+    lambda other: {"commands": {"start": ["/bin/true"]}, "contol": "once"},
+    lambda other: {"commands": {"start": ["/bin/true"]}, "control": {"D": "once", "E": "wait"}},
     lambda other: {
         "commands": {"start": ["/bin/true"]},
         "onexit": {"type": "start", "task": other},
@@ -50,7 +53,11 @@ Layout = dict[str, list[tuple[str, dict[str, Any]]]]
 def write(root: Path, layout: Layout) -> list[Path]:
     paths = []
     for file, tasks in layout.items():
-        document: dict[str, Any] = {"tasks": dict(tasks)}
+        # A file's `defines` is in its list of tasks under the name "defines".
+        document: dict[str, Any] = {"tasks": {n: e for n, e in tasks if n != "defines"}}
+        for name, entry in tasks:
+            if name == "defines":
+                document["defines"] = entry
         if file == "main":
             path = root / "main.conf"
             document["include"] = "conf.d/*.conf"
@@ -88,6 +95,11 @@ def edit(layout: Layout, step: tuple[str, int, int, int, int]) -> None:
         tasks.reverse()
     elif op == "drop file" and where != "main":
         del layout[where]
+    elif op == "defines":
+        toggled = [item for item in tasks if item[0] != "defines"]
+        if len(toggled) == len(tasks):
+            toggled.append(("defines", {"D": "1", "E": "2"} if variant % 2 else {"D": "1"}))
+        tasks[:] = toggled
     elif op == "users":
         USERS["www"] = UserInfo("www", 33 + variant, 34)
 
@@ -106,7 +118,9 @@ def outcome(loaded: Loaded | list[str]) -> object:
 
 
 STEPS = st.tuples(
-    st.sampled_from(["set", "set", "set", "remove", "move", "reverse", "drop file", "users"]),
+    st.sampled_from(
+        ["set", "set", "set", "remove", "move", "reverse", "drop file", "defines", "users"]
+    ),
     st.integers(0, len(FILES) - 1),
     st.integers(0, len(NAMES) - 1),
     st.integers(0, len(VARIANTS) - 1),
@@ -147,3 +161,39 @@ def assert_names_what_differs(old: DesiredState, new: DesiredState) -> None:
     before, after = old.tasks, new.tasks
     really = {n for n in before.keys() | after.keys() if before.get(n) is not after.get(n)}
     assert really <= set(differing(old, new))
+
+
+def test_an_unchanged_entry_is_checked_again_when_the_names_its_file_defines_change(
+    tmp_path: Path,
+) -> None:
+    chooses = VARIANTS[-2]("t0")  # control: {D: once, E: wait}
+    layout: Layout = {"main": [], "a": [("defines", {"D": "1"}), ("t1", chooses)]}
+    (tmp_path / "conf.d").mkdir()
+    write(tmp_path, layout)
+    pipeline = Pipeline(str(tmp_path / "main.conf"))
+    assert isinstance(load(pipeline, Roles(()), None), Loaded)
+    layout["a"][0] = ("defines", {"D": "1", "E": "2"})
+    pipeline.composer.changed(str(p) for p in write(tmp_path, layout))
+    problems = load(pipeline, Roles(()), None)
+    assert isinstance(problems, list)
+    assert [p.split(": ", 1)[1] for p in problems] == [
+        "tasks.t1.control: gives 2 values in every context, where one is expected (a map "
+        "chooses the values of the names in the task's context; a list, all of them)"
+    ]
+
+
+def test_a_file_fixed_after_a_mistake_keeps_the_tasks_it_kept_before(tmp_path: Path) -> None:
+    layout: Layout = {"main": [(name, VARIANTS[0]("t0")) for name in NAMES]}
+    (tmp_path / "conf.d").mkdir()
+    write(tmp_path, layout)
+    pipeline = Pipeline(str(tmp_path / "main.conf"))
+    first = load(pipeline, Roles(()), None)
+    assert isinstance(first, Loaded)
+    for variant in (-3, 1):  # a mistake (an unknown key), then another good entry
+        layout["main"][3] = ("t3", VARIANTS[variant]("t0"))
+        pipeline.composer.changed(str(p) for p in write(tmp_path, layout))
+        last = load(pipeline, Roles(()), first)
+    assert isinstance(last, Loaded)
+    for name in NAMES:
+        same = last.config.tasks[name] is first.config.tasks[name]
+        assert same == (name != "t3")
