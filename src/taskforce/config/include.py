@@ -28,6 +28,7 @@ from typing import Any, NamedTuple, cast
 
 from taskforce.config.description import CONFIG, FRAGMENT
 from taskforce.config.errors import ConfigError, Mark, Problem, format_path
+from taskforce.config.json_fast import Known
 from taskforce.config.load import read_text
 from taskforce.config.model import Config, EnvFile, FileScope, Fragment, TaskConfig, Value
 from taskforce.config.reuse import TaskChanges
@@ -74,6 +75,8 @@ class _Part:
     composed: tuple[object, object, object, Mapping[str, TaskConfig]] | None = None
     # The latest version of the file that checked out (its entries are not checked again).
     valid: _Valid | None = None
+    # What loading its previous text found (the plain JSON fast path's counts).
+    known: Known = field(default_factory=Known)
 
 
 @dataclass(eq=False)
@@ -234,8 +237,9 @@ class Composer:
             part.memo = self._memo
         if cached is not None:
             part.valid = cached.valid  # until this version checks out
+            part.known = cached.known
         try:
-            part.document = load_document(text, source)
+            part.document = load_document(text, source, known=part.known)
         except ConfigError as exc:
             part.problems = exc.problems
         else:

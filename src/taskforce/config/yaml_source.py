@@ -38,7 +38,7 @@ from yaml.resolver import BaseResolver
 from yaml.scanner import Scanner
 
 from taskforce.config.errors import ConfigError, Mark, Problem, format_path
-from taskforce.config.json_fast import load_json
+from taskforce.config.json_fast import Known, load_json
 from taskforce.config.model import Value
 
 # A key path into the document: map keys are strings, list positions are integers.
@@ -220,12 +220,19 @@ def _prefixes(path: Path) -> Iterator[Path]:
 
 
 def load_document(
-    text: str, source: str, *, use_libyaml: bool = HAVE_LIBYAML, fast: bool = True
+    text: str,
+    source: str,
+    *,
+    use_libyaml: bool = HAVE_LIBYAML,
+    fast: bool = True,
+    known: Known | None = None,
 ) -> Document:
     """Parse `text` (named `source` in problems) into a Document; raise ConfigError.
 
     With `fast`, plain JSON takes the fast path, and positions are found only when first
-    asked for; without, every position is recorded while loading.
+    asked for; without, every position is recorded while loading. `known`: what the
+    fast path learnt from the previous text of the same file (see
+    :class:`~taskforce.config.json_fast.Known`).
     """
     # libyaml does not count a byte order mark as a column and the Python parser does;
     # without it, columns mean the same to both and to the compact pair check.
@@ -233,7 +240,7 @@ def load_document(
     if not fast:
         return _load_with_positions(text, source, use_libyaml)
     if use_libyaml:  # the fast path gives what libyaml would
-        data = load_json(text, MAX_DEPTH)
+        data = load_json(text, MAX_DEPTH, known)
         if data is not None:
             return Document(data, source, text=text, use_libyaml=use_libyaml)
     root = _compose_document(text, source, use_libyaml)
