@@ -20,15 +20,18 @@ whose entry, file scope and environment files did not change keeps its very
 
 from __future__ import annotations
 
+import marshal
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from taskforce.config.description import CONFIG, FRAGMENT
 from taskforce.config.errors import ConfigError, Mark, Problem, format_path
+from taskforce.config.json_fast import Known
 from taskforce.config.load import read_text
 from taskforce.config.model import Config, EnvFile, FileScope, Fragment, TaskConfig, Value
+from taskforce.config.reuse import TaskChanges
 from taskforce.config.shapes import Invalid, Memo, Reporter
 from taskforce.config.validate import check_between, check_entries, defined_names, raw_tasks
 from taskforce.config.yaml_source import Document, Path, load_document
@@ -70,6 +73,10 @@ class _Part:
     scope: FileScope | None = None
     tasks: dict[str, tuple[TaskConfig, TaskConfig]] = field(default_factory=dict)
     composed: tuple[object, object, object, Mapping[str, TaskConfig]] | None = None
+    # The latest version of the file that checked out (its entries are not checked again).
+    valid: _Valid | None = None
+    # What loading its previous text found (the plain JSON fast path's counts).
+    known: Known = field(default_factory=Known)
 
 
 @dataclass(eq=False)
@@ -89,6 +96,8 @@ class Composition:
     # Names the environment files and the included files' defines and defaults give
     # (for the warnings of `-C` about names nothing defines).
     names: frozenset[str] = frozenset()
+    # The tasks that changed since the previous composition, when known.
+    changes: TaskChanges | None = None
 
     def status(self) -> dict[str, Any]:
         """The composed document as status shows it: when files are included, with the
@@ -161,6 +170,12 @@ class Composer:
         self._files: frozenset[str] = frozenset()
         self._dirs: frozenset[str] = frozenset()
         self._good: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
+        # The latest composition's tasks, and those each file gave (see _changes).
+        self._last: tuple[Mapping[str, TaskConfig], dict[str, Mapping[str, TaskConfig]]] | None
+        self._last = None
+        # How many compositions were made (what watched_files() and watched_dirs() give
+        # changes only with a new one).
+        self.runs = 0
 
     def changed(self, paths: Iterable[str]) -> None:
         """The watcher saw these paths change: read them again next time."""
@@ -181,6 +196,7 @@ class Composer:
         `source` its name in problems.
         """
         run = _Run(self)
+        self.runs += 1
         try:
             composition = run.compose(text, source or self.main)
         finally:
@@ -191,7 +207,10 @@ class Composer:
             self._parts = {p: part for p, part in self._parts.items() if p in run.files}
             self._envs = {p: env for p, env in self._envs.items() if p in run.files}
         self._good = (self._files, self._dirs)
-        return composition
+        tasks = composition.config.tasks
+        changes = _changes(self._last, tasks, run.given)
+        self._last = (tasks, run.given)
+        return replace(composition, changes=changes)
 
     # ----- reading, each file at most once per change ---------------------------------
 
@@ -216,8 +235,11 @@ class Composer:
         part = _Part(path, signature, text, memo=cached.memo if cached is not None else Memo())
         if path == self.main:
             part.memo = self._memo
+        if cached is not None:
+            part.valid = cached.valid  # until this version checks out
+            part.known = cached.known
         try:
-            part.document = load_document(text, source)
+            part.document = load_document(text, source, known=part.known)
         except ConfigError as exc:
             part.problems = exc.problems
         else:
@@ -225,7 +247,7 @@ class Composer:
             part.linked = frozenset(
                 name for name, entry in part.raw.items() if "requires" in entry or "onexit" in entry
             )
-            part.value, part.problems = _validate(part, path == self.main)
+            part.value, part.problems = _validate(part, path == self.main, part.valid)
         self._parts[path] = part
         return part
 
@@ -248,18 +270,66 @@ class Composer:
         return found
 
 
-def _validate(part: _Part, main: bool) -> tuple[Config | Fragment | None, tuple[Problem, ...]]:
-    """A file checked alone: its shape, and the checks that read one task entry."""
+class _Valid(NamedTuple):
+    """What the latest version of a file that checked out gave: each task entry as bytes
+    (see :func:`_entry_bytes`), the tasks, and the names its `defines` certainly give."""
+
+    entries: dict[str, bytes]
+    tasks: Mapping[str, TaskConfig]
+    defined: frozenset[str]
+
+
+def _validate(
+    part: _Part, main: bool, valid: _Valid | None
+) -> tuple[Config | Fragment | None, tuple[Problem, ...]]:
+    """A file checked alone: its shape, and the checks that read one task entry.
+
+    A task entry written exactly as in the latest version that checked out (`valid`)
+    keeps what it gave then without being checked again: checking an entry reads
+    nothing else but the names the file defines. A reload of a file of thousands of
+    tasks checks the one that changed.
+    """
     document = part.document
     assert document is not None
+    data = document.data
+    defined = defined_names(data)
+    entries = _entry_bytes(data.get("tasks"))
+    kept: dict[str, TaskConfig] = {}
+    if valid is not None and entries:
+        before = valid.entries
+        kept = {n: valid.tasks[n] for n, written in entries.items() if before.get(n) == written}
+    if kept:
+        tasks = data["tasks"]
+        assert isinstance(tasks, dict)
+        data = {**data, "tasks": {n: entry for n, entry in tasks.items() if n not in kept}}
     report = Reporter(document, memo=part.memo)
-    value = (CONFIG if main else FRAGMENT).check(document.data, (), report)
+    value = (CONFIG if main else FRAGMENT).check(data, (), report)
     part.memo.finish()
-    defined = defined_names(document.data)
-    check_entries(document.data if main else {}, report, part.raw, defined)
+    raw = part.raw
+    if kept and valid is not None and defined == valid.defined:
+        raw = {name: entry for name, entry in raw.items() if name not in kept}
+    check_entries(data if main else {}, report, raw, defined)
     if isinstance(value, Invalid) or report.problems:
         return None, tuple(report.problems)
+    if kept:
+        checked = value.tasks
+        merged = {n: kept[n] if n in kept else checked[n] for n in part.raw}
+        value = replace(value, tasks=merged)
+    if entries is not None:
+        part.valid = _Valid(entries, value.tasks, defined)
     return value, ()
+
+
+def _entry_bytes(tasks: object) -> dict[str, bytes] | None:
+    """Each task entry of a `tasks` map as marshal writes it: equal bytes, equal entries
+    (1, 1.0 and true told apart, keys in the same order). None if not a map of plain
+    data."""
+    if not isinstance(tasks, dict):
+        return None
+    try:
+        return {name: marshal.dumps(entry, 2) for name, entry in tasks.items()}
+    except ValueError:
+        return None
 
 
 class _Run:
@@ -277,6 +347,7 @@ class _Run:
         self.documents: dict[str, Document] = {}
         self.linked: set[str] = set()
         self.names: set[str] = set()
+        self.given: dict[str, Mapping[str, TaskConfig]] = {}  # each file's tasks
 
     def compose(self, text: str | None, source: str) -> Composition:
         composer = self.composer
@@ -412,6 +483,7 @@ class _Run:
         self.linked.update(part.linked)
         if tasks is not None:
             composed = self._composed(part, tasks, scope)
+            self.given[part.path] = composed
             self.tasks.update(
                 composed if not twice else {n: t for n, t in composed.items() if n not in twice}
             )
@@ -481,6 +553,44 @@ class _Run:
         self.problems.append(
             Problem(document.source_at(at), document.mark_of(at), format_path(at), message)
         )
+
+
+def _changes(
+    last: tuple[Mapping[str, TaskConfig], dict[str, Mapping[str, TaskConfig]]] | None,
+    tasks: Mapping[str, TaskConfig],
+    given: dict[str, Mapping[str, TaskConfig]],
+) -> TaskChanges | None:
+    """The tasks whose object is not the latest composition's, from what each file gave:
+    the files that gave the very same map as then are passed over. None when the tasks
+    kept are not all in the same order (files or tasks reordered, a task moved to another
+    file): then every task is looked at."""
+    if last is None:
+        return None
+    base, before = last
+    if [p for p in given if p in before] != [p for p in before if p in given]:
+        return None
+    added: set[str] = set()
+    removed: set[str] = set()
+    names: set[str] = set()
+    for path, now in given.items():
+        then = before.get(path)
+        if then is now:
+            continue
+        if then is None:
+            added.update(now)
+            continue
+        if list(now) != list(then):
+            if [n for n in now if n in then] != [n for n in then if n in now]:
+                return None
+            added.update(n for n in now if n not in then)
+            removed.update(n for n in then if n not in now)
+        names.update(n for n, task in now.items() if then.get(n) is not task)
+    for path, then in before.items():
+        if path not in given:
+            removed.update(then)
+    if added & removed:
+        return None  # moved from one file to another
+    return TaskChanges(base, frozenset(names | added | removed))
 
 
 def _same_scope(a: FileScope, b: FileScope) -> bool:

@@ -18,12 +18,20 @@ The fast path must never accept a text differently from the YAML loader. It give
 * ``NaN`` and ``Infinity`` (not JSON, and plain strings to YAML) and numbers too long for
   the YAML loader;
 * a root that is not a map, and nesting deeper than the YAML loader accepts.
+
+Duplicate keys are found without a Python call per map where every key is followed at
+once by its colon: then the text has at least one `":` per key written, and the maps
+loaded hold exactly as many keys as the text has `":` only when no key is written
+twice (else the slower check per map decides). A reload of a file of thousands of
+tasks counts again only the task entries that are not equal to those of the file's
+previous text (see :class:`Known`).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Collection
 from typing import Any
 
 from taskforce.config.model import Value
@@ -46,11 +54,24 @@ _FAR_COLON = " " * 100 + ":"
 _MAX_NUMBER = 1000
 
 
+# A key and its colon apart (a string, spaces or line breaks, a colon): tabs are refused.
+_LOOSE_COLON = re.compile(r'"[ \r\n]+:')
+
+
 class _NotPlainError(Exception):
     """The text is JSON that the YAML loader might read differently."""
 
 
-def load_json(text: str, max_depth: int) -> dict[str, Value] | None:
+class Known:
+    """The task entries of the latest text of a file that loaded, each with the number
+    of keys of the maps within it: an equal entry next time has as many, as long, as
+    deep (give the same one to each load of a file)."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, tuple[object, int]] = {}
+
+
+def load_json(text: str, max_depth: int, known: Known | None = None) -> dict[str, Value] | None:
     """The data of `text` if it is plain JSON the YAML loader reads the same; else None.
 
     `text` has no byte order mark. `max_depth` is the YAML loader's nesting limit.
@@ -69,6 +90,24 @@ def load_json(text: str, max_depth: int) -> dict[str, Value] | None:
         or ("\r" in text and _COLON_FIRST_AFTER_CR.search(text))
     ):
         return None
+    if not _LOOSE_COLON.search(text):
+        try:
+            loaded = json.loads(
+                text, parse_int=_integer, parse_float=_float, parse_constant=_constant
+            )
+        except (ValueError, RecursionError, _NotPlainError):
+            return None
+        if not isinstance(loaded, dict):
+            return None
+        counted = _counted(loaded, max_depth, known or Known())
+        if counted is None:
+            return None  # too deep, or a key too long
+        keys, entries = counted
+        if keys == text.count('":'):
+            if known is not None:
+                known.entries = entries
+            return loaded
+        # Duplicate keys, or strings holding `":`: told apart map by map.
     try:
         data = json.loads(
             text,
@@ -105,6 +144,63 @@ def _float(text: str) -> float:
 
 def _constant(text: str) -> Any:
     raise _NotPlainError
+
+
+def _counted(
+    data: dict[str, Any], limit: int, known: Known
+) -> tuple[int, dict[str, tuple[object, int]]] | None:
+    """The number of keys of every map of `data`, with the count of each task entry (see
+    :class:`Known`); None if a value lies more than `limit` levels below the root or a
+    key is longer than _MAX_KEY."""
+    tasks = data.get("tasks")
+    if not isinstance(tasks, dict) or not tasks:
+        keys = _keys(data, 0, limit)
+        return None if keys is None else (keys, {})
+    keys = _keys({key: value for key, value in data.items() if key != "tasks"}, 0, limit)
+    if keys is None or limit < 2 or max(map(len, tasks)) > _MAX_KEY:
+        return None
+    keys += 1 + len(tasks)  # "tasks", and the task names
+    before = known.entries
+    entries: dict[str, tuple[object, int]] = {}
+    for name, entry in tasks.items():
+        seen = before.get(name)
+        if seen is not None and seen[0] == entry:  # then as many keys, and as deep
+            entries[name] = seen
+            keys += seen[1]
+            continue
+        count = _keys(entry, 2, limit)
+        if count is None:
+            return None
+        entries[name] = (entry, count)
+        keys += count
+    return keys, entries
+
+
+def _keys(value: object, depth: int, limit: int) -> int | None:
+    """The number of keys of the maps within `value`, found `depth` levels below the
+    root; None if something in it lies more than `limit` levels below the root or a key
+    is longer than _MAX_KEY."""
+    keys = 0
+    stack: list[tuple[Any, int]] = [(value, depth)]
+    items: Collection[Any]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            if value:
+                keys += len(value)
+                if max(map(len, value)) > _MAX_KEY:
+                    return None
+            items = value.values()
+        elif isinstance(value, list):
+            items = value
+        else:
+            continue
+        if items and depth + 1 > limit:
+            return None
+        for item in items:
+            if isinstance(item, (dict, list)):
+                stack.append((item, depth + 1))
+    return keys
 
 
 def _deeper_than(data: dict[str, Any], limit: int) -> bool:

@@ -77,8 +77,10 @@ class Pipeline:
             composition = self.composer.compose(text, source)
             document = composition.document
             config = with_overrides(composition.config, overrides or {})
+            # An override makes new objects of the tasks it changes: then look at all.
+            changes = composition.changes if config is composition.config else None
             roles = read_roles()
-            desired, problems = resolve(config, roles, environ, host, self._resolved)
+            desired, problems = resolve(config, roles, environ, host, self._resolved, changes)
             refused = _refused(config, desired, problems)
             if refused and previous is not None:
                 desired = _keep_previous(desired, previous.desired, refused)

@@ -9,7 +9,7 @@ leaves that task out and is returned with the task's key path; it never raises.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Container, Iterator, Mapping
+from collections.abc import Collection, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any, TypeVar
 
@@ -39,7 +39,7 @@ from taskforce.config.model import (
     Value,
 )
 from taskforce.config.output import resolve_output
-from taskforce.config.reuse import ResolveCache
+from taskforce.config.reuse import ResolveCache, TaskChanges
 from taskforce.config.roles import Roles
 from taskforce.config.sockets import resolve_sockets
 from taskforce.config.validate import find_cycles
@@ -83,28 +83,37 @@ def resolve(
     environ: Mapping[str, str],
     host: HostFacts,
     cache: ResolveCache | None = None,
+    changes: TaskChanges | None = None,
 ) -> tuple[DesiredState, tuple[Problem, ...]]:
     """The desired state for this host, and the problems of the tasks left out of it.
 
     `roles` is None when role processing is off: every task is then in scope. With a
     `cache` (the same one for each load), a task whose spec cannot have changed since the
-    last resolve keeps it (see :mod:`taskforce.config.reuse`).
+    last resolve keeps it (see :mod:`taskforce.config.reuse`); `changes`, when known, says
+    which tasks' configuration objects are not those of the configuration resolved last.
     """
     reused: dict[str, TaskSpec] = {}
+    todo: frozenset[str] | None = None
     if cache is not None:
         host = cache.begin(config, roles, environ, host)
-        reused = cache.reuse_all(config.tasks)
+        todo = cache.todo(changes)
+        if todo is None:
+            reused = cache.reuse_all(config.tasks)
     shared: SharedContext | None = None  # built when a task must be resolved
     active = None if roles is None else frozenset(roles.names)
     tasks: dict[str, TaskSpec] = {}
     out_of_scope: set[str] = set()
+    failed: list[str] = []
     # Keyed by place and message: a top-level problem is met once per task.
     problems: dict[tuple[str, str], Problem] = {}
-    for name, task in config.tasks.items():
+    for name in config.tasks if todo is None else _in_order(todo, config.tasks):
         spec = reused.get(name)
         if spec is not None:
             tasks[name] = spec
             continue
+        task = config.tasks.get(name)
+        if task is None:
+            continue  # removed since the last resolve
         if not in_scope(task, active, config.settings.all_roles):
             out_of_scope.add(name)
             continue
@@ -118,21 +127,42 @@ def resolve(
         except ContextError as err:
             problem = Problem(config.source, None, err.path or f"tasks.{name}", err.message)
             problems.setdefault((problem.path, problem.message), problem)
+            failed.append(name)
             continue
         tasks[name] = spec
         if cache is not None:
             cache.keep(name, task, spec)
+    if cache is not None and todo is not None:
+        tasks, out_of_scope = cache.merged(config.tasks, tasks, out_of_scope)
+    linked = cache.linked(config.tasks) if cache is not None else _linked(config.tasks)
     # Checks between tasks, on the specs as resolved or reused (a reused spec's links may
-    # lead to tasks since removed or changed).
+    # lead to tasks since removed or changed); only tasks with links can fail them.
+    checked = dict(tasks) if linked else tasks
     checks = (_check_links, _check_onexit_targets, _check_cycles)
-    for problem in (problem for check in checks for problem in check(config, tasks)):
+    for problem in (problem for check in checks for problem in check(config, checked, linked)):
         problems.setdefault((problem.path, problem.message), problem)
     top: Container[str] = ()
     if _has_conditionals(config.settings):
         shared = shared or SharedContext(config, roles, environ, host)
         top = shared.names()
     policy = _policy(config, top, problems)
-    return DesiredState(tasks, policy, frozenset(out_of_scope)), tuple(problems.values())
+    desired = DesiredState(checked, policy, frozenset(out_of_scope))
+    if cache is not None:
+        desired = cache.finish(config.tasks, tasks, frozenset(failed), linked, desired)
+    return desired, tuple(problems.values())
+
+
+def _in_order(names: Collection[str], tasks: Mapping[str, TaskConfig]) -> Iterable[str]:
+    """`names` in the order of `tasks` (which their problems are reported in), those not
+    in it (removed) last."""
+    if len(names) < 2:
+        return names
+    return [*(name for name in tasks if name in names), *(n for n in names if n not in tasks)]
+
+
+def _linked(tasks: Mapping[str, TaskConfig]) -> tuple[str, ...]:
+    """The tasks with `requires` or `onexit`, in order."""
+    return tuple(name for name, task in tasks.items() if task.requires or task.onexit)
 
 
 def in_scope(task: TaskConfig, active: frozenset[str] | None, all_roles: bool = False) -> bool:
@@ -236,11 +266,15 @@ def _onexit(task: TaskConfig, context: Mapping[str, str], at: str) -> tuple[str,
     return tuple(targets)
 
 
-def _check_links(config: Config, tasks: dict[str, TaskSpec]) -> Iterator[Problem]:
+def _check_links(
+    config: Config, tasks: dict[str, TaskSpec], linked: Iterable[str]
+) -> Iterator[Problem]:
     """Leave out (with a problem) each task that requires or starts a task that does not
-    exist: a name that substitution gave, or that a reload removed."""
-    for name, spec in list(tasks.items()):
-        if not (spec.requires or spec.onexit_start):  # most tasks: nothing to check
+    exist: a name that substitution gave, or that a reload removed. (`linked`: the tasks
+    with requires or onexit, in order; the others have nothing to check.)"""
+    for name in linked:
+        spec = tasks.get(name)
+        if spec is None or not (spec.requires or spec.onexit_start):
             continue
         for required in spec.requires:
             if required not in config.tasks:
@@ -256,11 +290,14 @@ def _check_links(config: Config, tasks: dict[str, TaskSpec]) -> Iterator[Problem
         del tasks[name]
 
 
-def _check_onexit_targets(config: Config, tasks: dict[str, TaskSpec]) -> Iterator[Problem]:
+def _check_onexit_targets(
+    config: Config, tasks: dict[str, TaskSpec], linked: Iterable[str]
+) -> Iterator[Problem]:
     """Leave out (with a problem) each task whose onexit starts a task that is not a once
     task here. Only a target whose `control` is conditional is looked at: a plain one is
     checked when the file is loaded (and a temporary control override does not count)."""
-    for name, spec in [(name, spec) for name, spec in tasks.items() if spec.onexit_start]:
+    starting = [(name, spec) for name in linked if (spec := tasks.get(name)) is not None]
+    for name, spec in [(name, spec) for name, spec in starting if spec.onexit_start]:
         for target in spec.onexit_start:
             other = tasks.get(target)
             configured = config.tasks[target].control  # it exists: see _check_links
@@ -278,19 +315,23 @@ def _check_onexit_targets(config: Config, tasks: dict[str, TaskSpec]) -> Iterato
                 break
 
 
-def _check_cycles(config: Config, tasks: dict[str, TaskSpec]) -> list[Problem]:
+def _check_cycles(
+    config: Config, tasks: dict[str, TaskSpec], linked: Iterable[str]
+) -> list[Problem]:
     """Leave out (with a problem) the tasks of each requires cycle that conditionals make
     here. (A cycle of plain names is refused when the file is loaded.)"""
+    linked = list(linked)
     if all(
         isinstance(item, str)
-        for task in config.tasks.values()
-        if task.requires
+        for name in linked
+        if (task := config.tasks[name]).requires
         for item in task.requires
     ):
         return []
     edges: dict[str, list[tuple[Path, str]]] = {
         name: [(("tasks", name, "requires"), other) for other in spec.requires if other in tasks]
-        for name, spec in tasks.items()
+        for name in linked
+        if (spec := tasks.get(name)) is not None
     }
     found: dict[str, Problem] = {}
     for cycle, _ in find_cycles(edges):

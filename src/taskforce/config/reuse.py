@@ -17,18 +17,25 @@ resolves that task only.
   differs, every task is resolved again.
 * the user and group lookups the task made must give the same answers today: accounts
   can be created or changed between two loads.
+
+When the composition says which tasks' objects are not those of the configuration
+resolved last (:class:`TaskChanges`), the others are not even looked at: only those, the
+tasks that could not be resolved and those whose lookups give other answers are resolved,
+and the desired state made says which of its tasks differ from the previous one (see
+:func:`taskforce.core.spec.derived`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from taskforce.config.host import HostFacts, UserInfo
 from taskforce.config.model import Config, TaskConfig
 from taskforce.config.roles import Roles
-from taskforce.core.spec import TaskSpec
+from taskforce.core.spec import DesiredState, TaskSpec, derived
 
 # A question to the user or group database ("user" or "group", a name or id), and the
 # answers a task's resolve got.
@@ -69,12 +76,37 @@ class _Recorder:
         return True
 
 
+@dataclass(frozen=True, slots=True)
+class TaskChanges:
+    """Which tasks of a configuration are not the very TaskConfig objects of an earlier
+    configuration's `base` (added and removed ones included: at least those); the other
+    tasks are in the same order as there."""
+
+    base: Mapping[str, TaskConfig]
+    names: frozenset[str]
+
+
+class _Last(NamedTuple):
+    """What the latest resolve gave, for the next to start from."""
+
+    tasks: Mapping[str, TaskConfig]  # the configuration's tasks it resolved
+    specs: dict[str, TaskSpec]  # what resolved, in order (before the checks between tasks)
+    out_of_scope: frozenset[str]
+    failed: frozenset[str]  # could not be resolved
+    linked: tuple[str, ...]  # tasks with requires or onexit, in order
+    desired: DesiredState
+    left_out: frozenset[str]  # resolved, and left out by the checks between tasks
+
+
 class ResolveCache:
     """The specs of the latest resolve, with what each was made from.
 
     Used by :func:`taskforce.config.resolve.resolve`: :meth:`begin` a resolve (it gives
-    the host to resolve with), then for each task :meth:`reuse` its spec, or resolve it
-    and :meth:`keep` the result. Only the tasks of the latest resolve are kept.
+    the host to resolve with), then either :meth:`todo` says which tasks alone to
+    resolve, or :meth:`reuse_all` gives the specs of every unchanged task; each other task
+    :meth:`reuse` its spec, or is resolved and :meth:`keep` the result; :meth:`merged`
+    adds what is kept to what was resolved, and :meth:`finish` ends the resolve. Only the
+    tasks of the latest resolve are kept.
     """
 
     def __init__(self) -> None:
@@ -82,18 +114,105 @@ class ResolveCache:
         self._previous: dict[str, _Entry] = {}
         self._entries: dict[str, _Entry] = {}
         self._recorder: _Recorder | None = None
+        self._last: _Last | None = None
+        # The names whose entry made lookups (asked again at each resolve).
+        self._asked: frozenset[str] = frozenset()
+        self._todo: frozenset[str] | None = None
 
     def begin(
         self, config: Config, roles: Roles | None, environ: Mapping[str, str], host: HostFacts
     ) -> HostFacts:
         """Start a resolve; returns `host`, with the lookups it answers noted per task."""
         inputs = _shared_inputs(config, roles, environ, host)
-        self._previous = self._entries if inputs == self._inputs else {}
+        if inputs == self._inputs:
+            self._previous = self._entries
+        else:
+            self._previous, self._last = {}, None
         self._inputs = inputs
         self._entries = {}
+        self._todo = None
         if self._recorder is None or self._recorder.host is not host:
             self._recorder = _Recorder(host)
         return self._recorder.recording
+
+    def todo(self, changes: TaskChanges | None) -> frozenset[str] | None:
+        """After :meth:`begin`: the only tasks to resolve (those `changes` names, those
+        that could not be resolved, those whose lookups give other answers now), every
+        other one being as the latest resolve left it; None when every task is to be
+        looked at (then :meth:`reuse_all`)."""
+        last, recorder = self._last, self._recorder
+        assert recorder is not None
+        if changes is None or last is None or changes.base is not last.tasks:
+            return None
+        previous = self._previous
+        asked = (n for n in self._asked if not recorder.same_answers(previous[n].answers))
+        todo = changes.names | last.failed | frozenset(asked)
+        entries = dict(previous)
+        for name in todo:
+            entries.pop(name, None)
+        self._entries = entries
+        self._todo = todo
+        return todo
+
+    def merged(
+        self, tasks: Mapping[str, TaskConfig], specs: dict[str, TaskSpec], out_of_scope: set[str]
+    ) -> tuple[dict[str, TaskSpec], set[str]]:
+        """After resolving the tasks :meth:`todo` gave (`specs`, and those found out of
+        scope): the specs and out-of-scope names of every task of `tasks`, in order."""
+        last, todo = self._last, self._todo
+        assert last is not None and todo is not None
+        merged = dict(last.specs)
+        out = set(last.out_of_scope)
+        appended = False
+        for name in todo:
+            spec = specs.get(name)
+            if spec is None:
+                merged.pop(name, None)
+            else:
+                appended = appended or name not in merged
+                merged[name] = spec
+            if name in out_of_scope:
+                out.add(name)
+            else:
+                out.discard(name)
+        if appended:  # put where the configuration has it
+            merged = {name: spec for name in tasks if (spec := merged.get(name)) is not None}
+        return merged, out
+
+    def linked(self, tasks: Mapping[str, TaskConfig]) -> tuple[str, ...]:
+        """The tasks with `requires` or `onexit` (those the checks between tasks read), in
+        order."""
+        last, todo = self._last, self._todo
+        if last is not None and todo is not None:
+            before = set(last.linked)
+            if all((name in before) == _links(tasks.get(name)) for name in todo):
+                return last.linked
+        return tuple(name for name, task in tasks.items() if _links(task))
+
+    def finish(
+        self,
+        tasks: Mapping[str, TaskConfig],
+        specs: dict[str, TaskSpec],
+        failed: frozenset[str],
+        linked: tuple[str, ...],
+        desired: DesiredState,
+    ) -> DesiredState:
+        """End the resolve that gave `specs` (before the checks between tasks) and then
+        `desired`; returns `desired`, knowing what differs from the previous one when
+        only :meth:`todo`'s tasks were resolved."""
+        last, todo, entries = self._last, self._todo, self._entries
+        left_out = frozenset(specs.keys() - desired.tasks.keys()) if linked else frozenset()
+        if last is not None and todo is not None:
+            changed = todo | left_out | last.left_out
+            desired = derived(
+                last.desired, changed, desired.tasks, desired.policy, desired.out_of_scope
+            )
+            new_asked = (name for name in todo if (e := entries.get(name)) and e.answers)
+            self._asked = (self._asked - todo) | frozenset(new_asked)
+        else:
+            self._asked = frozenset(name for name, entry in entries.items() if entry.answers)
+        self._last = _Last(tasks, specs, desired.out_of_scope, failed, linked, desired, left_out)
+        return desired
 
     def reuse_all(self, tasks: Mapping[str, TaskConfig]) -> dict[str, TaskSpec]:
         """The previous spec of each of `tasks` that nothing changed for, by name: in one
@@ -134,6 +253,10 @@ class ResolveCache:
         """Remember the spec just resolved for `name` from `task`."""
         assert self._recorder is not None
         self._entries[name] = _Entry(task, spec, self._recorder.answers)
+
+
+def _links(task: TaskConfig | None) -> bool:
+    return task is not None and bool(task.requires or task.onexit)
 
 
 def _shared_inputs(

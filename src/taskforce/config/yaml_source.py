@@ -35,7 +35,7 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 
 from taskforce.config.errors import ConfigError, Mark
-from taskforce.config.json_fast import load_json
+from taskforce.config.json_fast import Known, load_json
 from taskforce.config.model import MAX_ALIAS_COPIES as MAX_ALIAS_COPIES
 from taskforce.config.model import MAX_DEPTH as MAX_DEPTH
 from taskforce.config.model import Path as Path
@@ -151,12 +151,19 @@ def _prefixes(path: Path) -> Iterator[Path]:
 
 
 def load_document(
-    text: str, source: str, *, use_libyaml: bool = HAVE_LIBYAML, fast: bool = True
+    text: str,
+    source: str,
+    *,
+    use_libyaml: bool = HAVE_LIBYAML,
+    fast: bool = True,
+    known: Known | None = None,
 ) -> Document:
     """Parse `text` (named `source` in problems) into a Document; raise ConfigError.
 
     With `fast`, plain JSON takes the fast path, and positions are found only when first
-    asked for; without, every position is recorded while loading.
+    asked for; without, every position is recorded while loading. `known`: what the
+    fast path learnt from the previous text of the same file (see
+    :class:`~taskforce.config.json_fast.Known`).
     """
     # libyaml does not count a byte order mark as a column and the Python parser does;
     # without it, columns mean the same to both and to the compact pair check.
@@ -167,7 +174,7 @@ def load_document(
         data, values, keys = load_with_positions(text, source, use_libyaml)
         return Document(data, source, values, keys)
     if use_libyaml:  # the fast path gives what libyaml would
-        json_data = load_json(text, MAX_DEPTH)
+        json_data = load_json(text, MAX_DEPTH, known)
         if json_data is not None:
             return Document(json_data, source, text=text, use_libyaml=use_libyaml)
     from taskforce.config.yaml_parse import load_without_positions

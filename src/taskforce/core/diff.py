@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from enum import StrEnum
 
-from taskforce.core.spec import DesiredState, LaunchSpec, TaskSpec
+from taskforce.core.spec import DesiredState, LaunchSpec, TaskSpec, differing
 from taskforce.core.vocabulary import Control
 
 _NOT_RUN = frozenset({Control.OFF, Control.SUSPEND})
@@ -43,13 +43,12 @@ def changed_tasks(old: DesiredState, new: DesiredState) -> list[TaskChange]:
     """What changes for the tasks that are not untouched.
 
     A reload keeps the very spec object of each task that did not change, so those are
-    passed over without comparing them field by field.
+    passed over without comparing them field by field (or looking at them at all, when
+    `new` knows what differs from `old`).
     """
     before, after = old.tasks, new.tasks
-    names = [
-        name for name in before.keys() | after.keys() if before.get(name) is not after.get(name)
-    ]
-    changes = (_change(name, before.get(name), after.get(name)) for name in sorted(names))
+    names = sorted(differing(old, new))
+    changes = (_change(name, before.get(name), after.get(name)) for name in names)
     return [change for change in changes if change.kind is not ChangeKind.UNTOUCHED]
 
 

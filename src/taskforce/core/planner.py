@@ -21,7 +21,7 @@ returns.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from taskforce.core import (
@@ -36,7 +36,7 @@ from taskforce.core import (
 )
 from taskforce.core.actions import Action, Release
 from taskforce.core.deadline import earliest
-from taskforce.core.spec import DesiredState, InstanceSpec, TaskSpec, restart_policy
+from taskforce.core.spec import DesiredState, InstanceSpec, TaskSpec, differing, restart_policy
 from taskforce.core.state import ExitRecord, HistoryEntry, Instance, Phase, TaskState
 from taskforce.core.vocabulary import (
     DAEMON,
@@ -99,14 +99,19 @@ class Planner:
 
         A task whose spec is the very object it had (a reload reuses the specs of tasks
         that did not change) is looked at again only if a task it requires changed; when
-        the policy or the tasks in scope change, every task is.
+        the policy or the tasks in scope change, every task is. Only the tasks that differ
+        from the previous desired state are gone through (see :func:`differing`).
         """
         previous = self._desired
         self._desired = desired
-        self._dependents = ordering.dependents(desired)
+        differ = differing(previous, desired)
+        if _links_change(previous, desired, differ):
+            self._dependents = ordering.dependents(desired)
         every = desired.policy != previous.policy or desired.out_of_scope != previous.out_of_scope
         changed: list[str] = []
-        for name, spec in desired.tasks.items():
+        tasks = desired.tasks
+        for name in self._in_order(differ, tasks):
+            spec = tasks[name]
             state = self.tasks.get(name)
             if state is None:
                 state = TaskState(name, generation=_first_generation(spec))
@@ -120,10 +125,19 @@ class Planner:
         if every:
             self._dirty.update(self.tasks)
             return
-        tasks = desired.tasks
         changed.extend(name for name in self.tasks.keys() - tasks.keys())  # removed
         for name in changed:
             self._touch(name)
+
+    def _in_order(self, names: Collection[str], tasks: Mapping[str, TaskSpec]) -> list[str]:
+        """Those of `names` in `tasks`, the new ones in the order of `tasks` (which the
+        states of tasks are listed in)."""
+        found = [name for name in names if name in tasks]
+        new = [name for name in found if name not in self.tasks]
+        if len(new) < 2:
+            return found
+        wanted = set(new)
+        return [*(name for name in found if name in self.tasks), *(n for n in tasks if n in wanted)]
 
     def shutdown(self) -> None:
         """Stop everything: the desired state becomes empty and stays so."""
@@ -537,6 +551,17 @@ class Planner:
     def _touch(self, task: str) -> None:
         self._dirty.add(task)
         self._dirty.update(self._dependents.get(task, ()))
+
+
+def _links_change(old: DesiredState, new: DesiredState, names: Collection[str]) -> bool:
+    """Whether the tasks `names` (those that differ) may change who requires whom."""
+    if len(names) > len(new.tasks) // 2:
+        return True  # most of them: as quick to find the dependents again
+    for name in names:
+        for spec in (old.tasks.get(name), new.tasks.get(name)):
+            if spec is not None and spec.requires:
+                return True
+    return False
 
 
 def _first_generation(spec: TaskSpec) -> int:

@@ -9,7 +9,8 @@ change under a running process.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import weakref
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -248,11 +249,83 @@ def restart_policy(policy: Policy, spec: TaskSpec | None) -> RestartPolicy:
     return replace(policy.restart, **overrides)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class DesiredState:
-    """The tasks in scope on this host, by name, and the policy that governs them."""
+    """The tasks in scope on this host, by name, and the policy that governs them.
+
+    A state made by :func:`derived` also knows which of its tasks differ from the state
+    it was made from, so that whoever followed that one looks at those alone (see
+    :func:`differing`): with thousands of tasks, a reload that changed one costs one.
+    """
 
     tasks: Mapping[str, TaskSpec] = field(default_factory=dict)
     policy: Policy = field(default_factory=Policy)
     # Names of configured tasks that are out of scope (roles): requires on them is void.
     out_of_scope: frozenset[str] = frozenset()
+    # Set by derived() only (replace() leaves them out): the state this one was made from
+    # (weakly: states do not keep their ancestors alive) and the tasks that differ.
+    _base: weakref.ref[DesiredState] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    _changed: frozenset[str] = field(default=frozenset(), init=False, repr=False, compare=False)
+
+
+def derived(
+    base: DesiredState,
+    changed: Iterable[str],
+    tasks: Mapping[str, TaskSpec],
+    policy: Policy,
+    out_of_scope: frozenset[str],
+) -> DesiredState:
+    """A desired state whose tasks are those of `base` but for the names in `changed`
+    (added, removed, or another spec): every other task has the very spec object it has
+    in `base`, in the same order."""
+    state = DesiredState(tasks, policy, out_of_scope)
+    object.__setattr__(state, "_base", weakref.ref(base))
+    object.__setattr__(state, "_changed", frozenset(changed))
+    return state
+
+
+def differing(old: DesiredState, new: DesiredState) -> Collection[str]:
+    """The names of the tasks whose spec in `new` is not the very object it is in `old`
+    (those added or removed included): from what :func:`derived` noted when `new` was
+    made from `old`, else by looking at every task."""
+    if new is old:
+        return ()
+    base = new._base
+    if base is not None and base() is old:
+        return new._changed
+    before, after = old.tasks, new.tasks
+    names = before.keys() | after.keys()
+    return [name for name in names if before.get(name) is not after.get(name)]
+
+
+class TaskSubset:
+    """The names of the tasks of a desired state whose spec passes `test`, in its order:
+    followed from one desired state to the next through the tasks that differ, so that
+    a reload changing one task of thousands does not test them all again."""
+
+    def __init__(self, test: Callable[[TaskSpec], bool]) -> None:
+        self._test = test
+        self._state: DesiredState | None = None
+        self._names: tuple[str, ...] = ()
+        self._members: frozenset[str] = frozenset()
+
+    def of(self, desired: DesiredState) -> tuple[str, ...]:
+        state = self._state
+        if state is desired:
+            return self._names
+        if state is None or not self._same_members(state, desired):
+            test = self._test
+            self._names = tuple(name for name, spec in desired.tasks.items() if test(spec))
+            self._members = frozenset(self._names)
+        self._state = desired
+        return self._names
+
+    def _same_members(self, state: DesiredState, desired: DesiredState) -> bool:
+        tasks, members, test = desired.tasks, self._members, self._test
+        for name in differing(state, desired):
+            spec = tasks.get(name)
+            if (name in members) != (spec is not None and test(spec)):
+                return False
+        return True

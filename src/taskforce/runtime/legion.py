@@ -26,7 +26,7 @@ from taskforce.config.roles import Roles, parse_roles
 from taskforce.core.diff import changed_tasks
 from taskforce.core.planner import ExitOutcome
 from taskforce.core.spec import DesiredState, Policy
-from taskforce.runtime.host_checks import host_problems
+from taskforce.runtime.host_checks import HostChecks
 from taskforce.runtime.loop.supervisor import Outcome, Supervisor
 from taskforce.runtime.loop.task_events import TaskEvents
 from taskforce.runtime.own import memory, paths
@@ -78,6 +78,8 @@ class Legion:
         # What the last load validated and resolved: a reload redoes only what changed.
         # The main file and the files it includes, each read again only when changed.
         self._pipeline = Pipeline(self.config_file)
+        self._host_checks = HostChecks()
+        self._own: tuple[tuple[int, frozenset[str]], frozenset[str]] | None = None
         # The most recent configuration that could not be applied, until one can.
         self.reload_error: ConfigError | None = None
         self.reloads = 0
@@ -142,7 +144,7 @@ class Legion:
             )
         finally:
             self._refresh_watches()  # the files read may have changed
-        advice = host_problems(loaded.desired, self.config_file)
+        advice = self._host_checks.problems(loaded.desired, self.config_file)
         return replace(loaded, problems=(*loaded.problems, *advice))
 
     def _text(self, text: str | None = None) -> tuple[str | None, str | None]:
@@ -324,6 +326,13 @@ class Legion:
     # ----- watching -------------------------------------------------------------------
 
     def _own_files(self) -> frozenset[str]:
+        # Asked after every planning pass: made again only after another composition.
+        key = (self._pipeline.composer.runs, self._upgrade.own_code)
+        if self._own is None or self._own[0] != key:
+            self._own = (key, self._list_own_files())
+        return self._own[1]
+
+    def _list_own_files(self) -> frozenset[str]:
         # A configuration from elsewhere (etcd) says itself when it changes; the file is
         # only its local copy.
         own = set() if self.config_source is not None else {self.config_file}

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from taskforce.config.errors import ConfigError, Mark
-from taskforce.config.json_fast import load_json
+from taskforce.config.json_fast import Known, load_json
 from taskforce.config.yaml_source import HAVE_LIBYAML, MAX_DEPTH, Document, load_document
 
 pytestmark = pytest.mark.skipif(not HAVE_LIBYAML, reason="the fast path stands in for libyaml")
@@ -109,6 +109,39 @@ def test_gives_way_where_yaml_may_differ(text: str) -> None:
 def test_examples_load_as_yaml_does(text: str) -> None:
     assert load_json(text.removeprefix("\ufeff"), MAX_DEPTH) is not None
     _agrees(text)
+
+
+TASKS = st.dictionaries(st.sampled_from(["a", "b", "c"]), VALUES, max_size=3)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(TASKS, st.sampled_from([None, 1])), min_size=1, max_size=4))
+def test_a_text_loads_the_same_after_others_of_its_file(
+    versions: list[tuple[dict[str, Any], int | None]],
+) -> None:
+    """What was learnt from earlier texts (equal task entries) changes nothing."""
+    known = Known()
+    for tasks, indent in versions:
+        text = json.dumps({"tasks": tasks}, indent=indent)
+        assert repr(load_json(text, MAX_DEPTH, known)) == repr(load_json(text, MAX_DEPTH))
+        _agrees(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"tasks": {"a": {"x": 0, "x": 1}}}',  # equal to before once loaded: written twice
+        '{"tasks": {"a": {"x": 1}, "a": {"x": 1}}}',
+        '{"tasks": {"a": {"x": 1}}, "tasks": {"a": {"x": 1}}}',
+        '{"tasks": {"a": {"x": 1}, "b": {"y": "\\": z", "y": 2}}}',
+        '{"tasks": {"a": [], "b": {"y": 1, "y": 2}}}',  # one key fewer, one twice
+        '{"tasks": {"a": ' + "[" * MAX_DEPTH + "1" + "]" * MAX_DEPTH + "}}",
+    ],
+)
+def test_an_earlier_text_hides_no_mistake(text: str) -> None:
+    known = Known()
+    assert load_json('{"tasks": {"a": {"x": 1}, "b": {"y": 2}}}', MAX_DEPTH, known)
+    assert load_json(text, MAX_DEPTH, known) is None
 
 
 def test_positions_of_a_fast_document_are_found_when_needed() -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import tzinfo
 
@@ -68,11 +68,16 @@ class Scheduler:
                 entry.timer = None
         self._loop = None
 
-    def configure(self, tasks: Mapping[str, TaskSpec]) -> None:
-        """Follow the schedules of a new desired state (an unchanged one keeps its timer)."""
+    def configure(self, tasks: Mapping[str, TaskSpec], names: Iterable[str] | None = None) -> None:
+        """Follow the schedules of a new desired state (an unchanged one keeps its timer).
+        `names`, when known, are the tasks whose spec may have changed since the last call:
+        the others are not looked at."""
         for name in [n for n in self._entries if _schedule(tasks.get(n)) is None]:
             self._drop(name)
-        for name, spec in tasks.items():
+        for name in tasks if names is None else names:
+            spec = tasks.get(name)
+            if spec is None:
+                continue
             schedule = spec.schedule
             entry = self._entries.get(name)
             if schedule is None or (entry is not None and entry.schedule == schedule):

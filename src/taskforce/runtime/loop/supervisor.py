@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from taskforce.core.actions import RunCommand, SendSignal, Start, Stop
 from taskforce.core.planner import ExitOutcome, Planner
-from taskforce.core.spec import DesiredState, LaunchSpec
+from taskforce.core.spec import DesiredState, LaunchSpec, differing
 from taskforce.core.state import Phase
 from taskforce.core.vocabulary import Overlap
 from taskforce.runtime.clock import Clock, Handle, Scheduler, SystemClock
@@ -184,8 +184,9 @@ class Supervisor:
     def set_desired(self, desired: DesiredState) -> None:
         if self.planner.shutting_down:
             return
+        previous = self.planner.desired
         self.planner.set_desired(desired)
-        self.schedules.configure(desired.tasks)
+        self.schedules.configure(desired.tasks, differing(previous, desired))
         self.sockets.keep(desired)
         self._schedule()
 

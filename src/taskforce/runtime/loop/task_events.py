@@ -8,7 +8,7 @@ import os
 import re
 from collections.abc import Mapping
 
-from taskforce.core.spec import EventSpec, LaunchSpec
+from taskforce.core.spec import EventSpec, LaunchSpec, TaskSubset
 from taskforce.core.vocabulary import EventType
 from taskforce.runtime.loop.supervisor import Supervisor
 from taskforce.watch import discover_modules_async, is_python_script
@@ -40,15 +40,16 @@ class TaskEvents:
         self._discovering: set[str] = set()
         self._scripts: dict[str, str] = {}
         self.triggers: dict[str, list[Trigger]] = {}
+        # Called after every planning pass: the few tasks with events are not looked for
+        # among all the others each time.
+        self._with_events = TaskSubset(lambda spec: bool(spec.events))
 
     def watched(self) -> Mapping[str, list[Trigger]]:
         """Recompute the watched paths of every task in scope, and what each triggers."""
-        planner = self._supervisor.planner
+        desired = self._supervisor.planner.desired
         triggers: dict[str, list[Trigger]] = {}
-        for name, spec in planner.desired.tasks.items():
-            if not spec.events:
-                continue
-            for event in spec.events:
+        for name in self._with_events.of(desired):
+            for event in desired.tasks[name].events:
                 for path in self._paths_for(name, event):
                     triggers.setdefault(path, []).append((name, event))
         self.triggers = triggers

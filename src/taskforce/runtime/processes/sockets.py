@@ -85,6 +85,8 @@ class SocketHolder:
         """Close the sockets that no task in `desired` declares any more (a removed task,
         a removed socket, or one whose definition changed: it is bound anew at the next
         start). Processes started with one keep their own descriptor until they exit."""
+        if not self._held:
+            return  # nothing to close (most configurations hold no socket)
         wanted = {
             (name, s.name): s
             for name, spec in desired.tasks.items()
