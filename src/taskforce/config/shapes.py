@@ -1,3 +1,4 @@
+# Over 450 lines: one job, the value shapes every key is declared with (check and describe).
 """Declarative shapes of configuration values: one description, two uses.
 
 A shape checks a loaded value, reporting every problem with its position and converting the
