@@ -13,28 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-# gRPC's fork handlers would log at every task start ("other threads are calling into
-# gRPC"), and are not needed: a task process execs at once, touching no gRPC state.
-FORK_ENV = "GRPC_ENABLE_FORK_SUPPORT"
-# Says that we set it, not the user: an in-place upgrade re-executes taskforce with this
-# environment, and the new image must not take our setting for the user's (its tasks
-# would inherit it, and so differ from those it takes over: all restarted).
-FORK_ENV_MARK = "TASKFORCE_SET_GRPC_FORK"
-FORK_ENV_OURS = FORK_ENV not in os.environ or os.environ.get(FORK_ENV_MARK) == "1"
-if FORK_ENV_OURS:  # then tasks must not inherit it
-    os.environ[FORK_ENV] = "0"
-    os.environ[FORK_ENV_MARK] = "1"
+# Before gRPC loads: it reads its fork setting then.
+from taskforce.fleet.grpc_fork import FORK_ENV as FORK_ENV
+from taskforce.fleet.grpc_fork import FORK_ENV_MARK as FORK_ENV_MARK
+from taskforce.fleet.grpc_fork import FORK_ENV_OURS as FORK_ENV_OURS
 
-import aetcd  # type: ignore[import-untyped]  # noqa: E402
-import grpc  # type: ignore[import-untyped]  # noqa: E402
-from aetcd import rpc  # noqa: E402
+# isort: split
+import aetcd  # type: ignore[import-untyped]
+import grpc  # type: ignore[import-untyped]
+from aetcd import rpc
 
-from taskforce.fleet.urls import Connection  # noqa: E402
+from taskforce.fleet.urls import Connection
 
 log = logging.getLogger("taskforce.fleet")
 

@@ -18,7 +18,6 @@ This module imports nothing heavy: the command uses it to tell URLs from paths.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from dataclasses import dataclass
 
@@ -186,13 +185,13 @@ def missing_fleet_extra() -> str | None:
     Asked only once an etcd URL or the fleet command is in play: plain hosts never pay
     for the import.
     """
-    # Looked for, not imported: importing gRPC here, before fleet/session.py turns its fork
-    # handlers off, left them on, and a child forked while its threads ran was aborted.
-    for name in ("aetcd", "grpc"):
-        try:
-            found = importlib.util.find_spec(name)
-        except (ImportError, ValueError) as exc:
-            return f"the fleet needs the etcd client ({exc}): {FLEET_EXTRA}"
-        if found is None:
-            return f"the fleet needs the etcd client ({name} is missing): {FLEET_EXTRA}"
+    # gRPC's fork handlers off first: left on, they abort children forked while its threads
+    # run (a `taskforce -C` child of a test runner died of SIGABRT before exec).
+    import taskforce.fleet.grpc_fork  # noqa: F401
+
+    try:
+        import aetcd  # type: ignore[import-untyped]  # noqa: F401
+    except ImportError as exc:
+        what = f"{exc.name} is missing" if exc.name else str(exc)
+        return f"the fleet needs the etcd client ({what}): {FLEET_EXTRA}"
     return None
