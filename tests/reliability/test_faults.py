@@ -42,7 +42,7 @@ from reliability_support import (  # noqa: F401 (fixtures)
 
 from support.config import write_config
 from support.probes import Probes, probe_task
-from support.procfs import pid_alive, task_instances, task_processes, zombies_of
+from support.procfs import pid_alive, start_ticks, task_instances, task_processes, zombies_of
 from support.runner import Taskforce
 from support.wait import until, wait_for
 from taskforce.runtime.own import paths as runtime_paths
@@ -182,6 +182,8 @@ def test_task_processes_started_but_not_yet_recorded_are_recognised(
         taskforce.wait_log(f"w[0]: found pid {orphan.pid} still running: stopping it")
         wait_for(lambda: orphan.poll() is not None, what="the orphan stopped")
         wait_for(lambda: len(task_processes(taskforce.marker).get("y", ())) == 2, what="y")
+        # w's own process starts once the orphan is gone: later than y's, on a busy host.
+        wait_for(lambda: len(task_processes(taskforce.marker).get("w", ())) == 1, what="w")
         found = task_processes(taskforce.marker)
         assert len(found["w"]) == 1 and found["w"] != [orphan.pid]
         assert alive_parent.pid in found["x"] and other.pid in found["y"]  # left alone
@@ -193,6 +195,48 @@ def test_task_processes_started_but_not_yet_recorded_are_recognised(
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
+
+
+def test_an_unrecorded_process_whose_dead_taskforce_pid_was_used_again_is_recognised(
+    taskforce: Taskforce, tmp_path: Path
+) -> None:
+    """The pid of the taskforce that started an unrecorded process now names a process
+    started after it (pids wrap within seconds on a busy host): that one cannot be its
+    taskforce, so the process is still recognised rather than left running beside a new
+    one (a loaded run of the test above failed so)."""
+    given = tmp_path / "parent"
+    script = (
+        f"while [ ! -s {given} ]; do sleep 0.05; done; "
+        f'exec env Task_pid=$$ Task_name=w Task_instance=0 Task_ppid=$(cat {given}) "$@"'
+    )
+    orphan = subprocess.Popen(
+        ["sh", "-c", script, "sh", SLEEP, "3600"], env=taskforce.env, start_new_session=True
+    )
+    later: subprocess.Popen[bytes] | None = None
+    try:
+        # A process started a clock tick after the orphan: it holds the "reused" pid.
+        born = start_ticks(orphan.pid)
+        while later is None or start_ticks(later.pid) <= born:
+            if later is not None:
+                later.kill()
+                later.wait(10)
+            later = subprocess.Popen([SLEEP, "3600"])
+        given.write_text(str(later.pid))
+        wait_for(lambda: len(task_processes(taskforce.marker).get("w", ())) == 1,
+                 what="the orphan running")  # fmt: skip
+        conf = write_config(tmp_path / "tf.conf", {"w": sleep_task()}, settings=settings())
+        pidfile = tmp_path / "tf.pid"
+        Records(f"{pidfile}.state").begin()
+        taskforce.start("-p", str(pidfile), "-f", str(conf))
+        taskforce.wait_log(f"w[0]: found pid {orphan.pid} still running: stopping it")
+        wait_for(lambda: orphan.poll() is not None, what="the orphan stopped")
+        assert taskforce.stop() == 0
+    finally:
+        for proc in (orphan, later):
+            if proc is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                proc.wait(10)
 
 
 # A task process as redis runs with `--save ""`: an empty word, and words that are not

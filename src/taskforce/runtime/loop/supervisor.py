@@ -21,7 +21,7 @@ from taskforce.core.actions import RunCommand, SendSignal, Start, Stop
 from taskforce.core.planner import ExitOutcome, Planner
 from taskforce.core.spec import DesiredState, LaunchSpec, differing
 from taskforce.core.state import Phase
-from taskforce.core.vocabulary import Overlap
+from taskforce.core.vocabulary import Control, Overlap
 from taskforce.runtime.clock import Clock, Handle, Scheduler, SystemClock
 from taskforce.runtime.limits.confinement import Confinement
 from taskforce.runtime.loop import exit_log, signals
@@ -320,6 +320,7 @@ class Supervisor:
         self._pass_scheduled = False
         if self._scheduler is None:
             return  # run() has ended (a hand-over): the next image plans
+        record_now = False
         for _ in range(100):  # each round runs what the previous round's facts allow
             plan = self.planner.plan(self._clock.monotonic())
             if not plan.actions:
@@ -338,9 +339,17 @@ class Supervisor:
             self.executor.stop_all(stops)
             self.executor.start_all(starts)
             self._report_recovered(plan.recovered)
+            record_now = record_now or self._runs_once(starts)
         self._set_timer(plan.next_deadline)
         self._pid_version = plan.pid_version
-        if (
+        if plan.pid_version != self._records_version and record_now and self.records.path:
+            # A process that must not run twice (a once or event task's run, a daemon's
+            # starter): recorded before anything else, so that a taskforce killed now is
+            # followed by one that keeps it rather than stopping it to run it again.
+            if self._records_timer is not None:
+                self._records_timer.cancel()
+            self._write_records()
+        elif (
             plan.pid_version != self._records_version
             and self._records_timer is None
             and self.records.path is not None
@@ -354,6 +363,13 @@ class Supervisor:
             self.on_change()
         if self.planner.shutting_down and self._idle():
             self._finish(self._outcome)
+
+    def _runs_once(self, starts: Sequence[Start]) -> bool:
+        tasks = self.planner.desired.tasks
+        return any(
+            (spec := tasks.get(start.task)) is not None and spec.control is not Control.WAIT
+            for start in starts
+        )
 
     def _write_records(self) -> None:
         self._records_timer = None

@@ -152,12 +152,15 @@ def _unrecorded(planner: Planner, claimed: set[int], since: int) -> Iterator[tup
         slot = int(instance)
         if slot >= spec.count or not parent or not parent.isdigit():
             continue
-        if identify(int(parent)) is not None:
-            continue  # its taskforce lives: another instance's, not ours to take
         identity = identify(pid)
         launch = spec.instances[slot].launch
         if identity is None or identity.argv != launch.argv:
             continue  # not (or no longer) the command this task runs
+        parent_identity = identify(int(parent))
+        if parent_identity is not None and parent_identity.start_ticks <= identity.start_ticks:
+            # Its taskforce lives: another instance's, not ours to take. A process that
+            # started after it cannot be its taskforce: the pid was used again.
+            continue
         if identity.start_ticks < since or real_uid(pid) != _task_uid(launch):
             continue  # the variables are forged: not started by that taskforce for the task
         yield spec.name, slot, pid
