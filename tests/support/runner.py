@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -110,8 +110,7 @@ class Taskforce:
                 self.proc.kill()
                 self.proc.wait(10)
             # Repeat: a background taskforce may start a process while the others are killed.
-            end = time.monotonic() + 10
-            while kill_marked(self.marker) and time.monotonic() < end:
-                time.sleep(0.01)  # polling interval while the kills land
+            with contextlib.suppress(AssertionError):  # what is left is reported below
+                wait_for(lambda: not kill_marked(self.marker), timeout=10, what="kills")
             # The cgroups a killed taskforce leaves for its successor: none comes.
             remove_cgroups(self.log())
