@@ -27,7 +27,7 @@ from harness.build import build_child
 from harness.context import Context
 from harness.lifecycle import run_lifecycle
 from harness.results import Results
-from harness.scale import SCALE, SCALE_METRICS, Sizes, choose_counts, run_scale
+from harness.scale import SCALE, SCALE_METRICS, Sizes, choose_counts, latest_section, run_scale
 from harness.scale import markdown as scale_markdown
 from harness.steady import run_steady
 from harness.tswatch import TsWatcher
@@ -145,7 +145,7 @@ def render(saved: Path, out: Path) -> int:
     data = json.loads(saved.read_text())
     results = Results.from_json(data.pop("metrics"))
     data["targets"] = targets.evaluate(results)
-    md_path, _ = report.write(out, data, results)
+    md_path, _ = report.write(out, data, results, latest_section(out / "scale.json"))
     log(f"wrote {md_path} from {saved}")
     return 0
 
@@ -214,7 +214,9 @@ def main(argv: list[str]) -> int:
         "plan": plan.__dict__,
         "targets": targets.evaluate(results),
     }
-    md_path, json_path = report.write(args.out, data, results)
+    md_path, json_path = report.write(
+        args.out, data, results, latest_section(args.out / "scale.json")
+    )
     raw = args.out / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -110,13 +111,17 @@ def busy_note(data: dict[str, Any]) -> list[str]:
     ]
 
 
-def write(out_dir: Path, data: dict[str, Any], results: Results) -> tuple[Path, Path]:
+def write(
+    out_dir: Path, data: dict[str, Any], results: Results, extra: Sequence[str] = ()
+) -> tuple[Path, Path]:
+    """latest.md and latest.json in out_dir; `extra` lines close latest.md (the scale
+    section)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     data = data | {"metrics": results.to_json()}
     json_path = out_dir / "latest.json"
     json_path.write_text(json.dumps(data, indent=1) + "\n")
     md_path = out_dir / "latest.md"
-    md_path.write_text("\n".join(markdown(data, results)) + "\n")
+    md_path.write_text("\n".join([*markdown(data, results), "", *extra]) + "\n")
     return md_path, json_path
 
 

@@ -84,9 +84,9 @@ class Results:
         return statistics.median(series.values) if series and series.values else None
 
     @classmethod
-    def from_json(cls, metrics: dict[str, Any]) -> Results:
+    def from_json(cls, metrics: dict[str, Any], kinds: list[Metric] | None = None) -> Results:
         """The inverse of to_json (to render a saved run again)."""
-        results = cls()
+        results = cls(kinds)
         for key, metric in metrics.items():
             if key not in results.series:
                 continue

@@ -8,6 +8,7 @@ reasonable time run fewer tasks, and the report says so.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import statistics
@@ -243,3 +244,58 @@ def markdown(data: dict[str, Any], results: Results, sizes: Sizes) -> list[str]:
         if "skipped" not in peer:
             lines.append(f"- {peer['name']} {peer['version']}: {peer['notes']}")
     return lines
+
+
+# Issue 18's figures for taskforce at 10,000 tasks before the scale work (quiet machine,
+# control socket on; its status answer had no usage figures), and its targets.
+BEFORE = {
+    "scale_startup_ms": 8_700.0,
+    "scale_rss_mb": 97.0,
+    "status_ms": 338.0,
+    "reload_ms": 235.0,
+    "scale_shutdown_ms": 1_700.0,
+}
+TARGET = {
+    "scale_startup_ms": 3_000.0,
+    "scale_rss_mb": 60.0,
+    "status_ms": 100.0,
+    "reload_ms": 100.0,
+    "scale_shutdown_ms": 1_000.0,
+}
+
+
+def latest_section(saved: Path) -> list[str]:
+    """The scale figures for latest.md, from a saved scale.json: taskforce before issue 18,
+    now, its target, and the peers beside it (nothing when no scale run was saved)."""
+    if not saved.exists():
+        return []
+    data = json.loads(saved.read_text())
+    results = Results.from_json(data["metrics"], SCALE_METRICS)
+    counts: dict[str, int] = data["counts"]
+    peers = [p for p in counts if p != BASELINE and results.median("scale_rss_mb", p) is not None]
+    lines = [
+        f"## Scale: {counts.get(BASELINE, SCALE):,} tasks",
+        "",
+        f"From `{data['command']}` on {data['date']} (load average before"
+        f" {data['load_before'][0]:g}, after {data['load_after'][0]:g}; every figure in"
+        " [scale.md](scale.md)). Before: the figures issue 18 measured on a quiet machine"
+        " (its status answer had no usage figures).",
+        "",
+        "| | before | taskforce | target | met | "
+        + " | ".join(f"{p} ({counts[p]:,} tasks)" for p in peers)
+        + " |",
+        "| --- | ---: | ---: | ---: | --- |" + " ---: |" * len(peers),
+    ]
+    for metric in SCALE_METRICS:
+        now = results.median(metric.key, BASELINE)
+        if now is None:
+            continue
+        unit = "count" if metric.unit == "bytes" else metric.unit
+        target = TARGET.get(metric.key)
+        met = "" if target is None else ("yes" if now <= target else "no")
+        cells = [fmt(results.median(metric.key, p), unit) for p in peers]
+        lines.append(
+            f"| {metric.title} ({metric.unit}) | {fmt(BEFORE.get(metric.key), unit)}"
+            f" | {fmt(now, unit)} | {fmt(target, unit)} | {met} | " + " | ".join(cells) + " |"
+        )
+    return [*lines, ""]
