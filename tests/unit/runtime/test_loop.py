@@ -160,7 +160,7 @@ def test_a_stop_signals_every_process_group_before_any_cgroup(
         order.append(("group", pid))
         return loop.runner.signal_process(pid, signum)
 
-    def cgroup(task: str, slot: int, signum: int) -> None:
+    def cgroup(task: str, slot: int, signum: int, pid: int) -> None:
         order.append(("cgroup", slot))
 
     monkeypatch.setattr(loop.runner, "signal_group", signal_group)

@@ -371,11 +371,15 @@ class Cgroups:
             return []
         return _pids(os.path.join(found[1], "cgroup.procs"))
 
-    def signal(self, task: str, slot: int, signum: int) -> int:
-        """Send `signum` to every process of the instance's cgroup; how many got it."""
+    def signal(self, task: str, slot: int, signum: int, signalled: int | None = None) -> int:
+        """Send `signum` to every process of the instance's cgroup but `signalled` and its
+        process group, which were sent it already (a second SIGTERM means "at once,
+        without finishing" to many daemons); how many got it."""
         sent = 0
         for pid in self.members(task, slot):
             with contextlib.suppress(ProcessLookupError, PermissionError):
+                if signalled is not None and signalled in (pid, os.getpgid(pid)):
+                    continue
                 os.kill(pid, signum)
                 sent += 1
         return sent

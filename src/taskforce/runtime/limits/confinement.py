@@ -120,10 +120,11 @@ class Confinement:
                 killed,
             )
 
-    def stop(self, task: str, slot: int, signum: int) -> None:
-        """The stop signal to every process of the instance's cgroup, beside its group."""
+    def stop(self, task: str, slot: int, signum: int, pid: int) -> None:
+        """The stop signal to every process of the instance's cgroup outside the group of
+        `pid`, which has been sent it."""
         if self.cgroups.available:
-            self.cgroups.signal(task, slot, signum)
+            self.cgroups.signal(task, slot, signum, pid)
 
     def kill(self, task: str, slot: int) -> None:
         if self.cgroups.available:

@@ -173,7 +173,7 @@ class Executor(LoopPart):
         self._runner.expect_exits([action.pid for action in actions])
         cgroups = [(action, signum) for action in actions if (signum := self._stop(action))]
         for action, signum in cgroups:
-            self._confinement.stop(action.task, action.slot, signum)
+            self._confinement.stop(action.task, action.slot, signum, action.pid)
 
     def _stop(self, action: Stop) -> int | None:
         """Stop the instance's process (its group); the signal its cgroup is to get too."""
