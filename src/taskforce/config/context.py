@@ -468,6 +468,8 @@ class SharedContext:
         # One (name, value) tuple per distinct pair of the tasks' environments: most come
         # from taskforce's own environment and are the same in every task.
         self.env_pairs: dict[tuple[str, str], tuple[str, str]] = {}
+        # The variables alike in instances' environments, one tuple (see spec.Environ).
+        self.env_commons: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}
         # None (role processing off) and an empty roles file both apply no role_* maps.
         self.active: tuple[str, ...] = () if roles is None else roles.names
         self.error: ContextError | None = None  # a top-level problem: every task is concerned

@@ -32,9 +32,9 @@ from taskforce.config.json_fast import Known
 from taskforce.config.load import read_text
 from taskforce.config.model import Config, EnvFile, FileScope, Fragment, TaskConfig, Value
 from taskforce.config.reuse import TaskChanges
-from taskforce.config.shapes import Invalid, Memo, Reporter
+from taskforce.config.shapes import MARSHAL_VERSION, Invalid, Memo, Reporter
 from taskforce.config.validate import check_between, check_entries, defined_names, raw_tasks
-from taskforce.config.yaml_source import Document, Path, load_document
+from taskforce.config.yaml_source import Document, Packed, Path, load_document, pack
 
 # dev, inode, size, modification and change times: a file whose status is the same and
 # that the watcher did not name is not read again.
@@ -61,7 +61,7 @@ class _Part:
 
     path: str
     signature: Signature | None
-    text: str
+    text: Packed  # see yaml_source.pack: a large text is kept compressed
     document: Document | None = None
     value: Config | Fragment | None = None
     problems: tuple[Problem, ...] = ()
@@ -229,17 +229,18 @@ class Composer:
             return cached
         if text is None:
             text = read_text(path)  # ConfigError naming the file
-        if cached is not None and cached.text == text and cached.document is not None:
+        packed = pack(text)
+        if cached is not None and cached.text == packed and cached.document is not None:
             cached.signature = signature
             return cached
-        part = _Part(path, signature, text, memo=cached.memo if cached is not None else Memo())
+        part = _Part(path, signature, packed, memo=cached.memo if cached is not None else Memo())
         if path == self.main:
             part.memo = self._memo
         if cached is not None:
             part.valid = cached.valid  # until this version checks out
             part.known = cached.known
         try:
-            part.document = load_document(text, source, known=part.known)
+            part.document = load_document(text, source, known=part.known, packed=packed)
         except ConfigError as exc:
             part.problems = exc.problems
         else:
@@ -303,7 +304,14 @@ def _validate(
         assert isinstance(tasks, dict)
         data = {**data, "tasks": {n: entry for n, entry in tasks.items() if n not in kept}}
     report = Reporter(document, memo=part.memo)
-    value = (CONFIG if main else FRAGMENT).check(data, (), report)
+    if entries:  # the memo's keys share these bytes (kept in part.valid)
+        tasks = data["tasks"]
+        assert isinstance(tasks, dict)
+        part.memo.serialized = {id(entry): entries[name] for name, entry in tasks.items()}
+    try:
+        value = (CONFIG if main else FRAGMENT).check(data, (), report)
+    finally:
+        part.memo.serialized = {}
     part.memo.finish()
     raw = part.raw
     if kept and valid is not None and defined == valid.defined:
@@ -327,7 +335,7 @@ def _entry_bytes(tasks: object) -> dict[str, bytes] | None:
     if not isinstance(tasks, dict):
         return None
     try:
-        return {name: marshal.dumps(entry, 2) for name, entry in tasks.items()}
+        return {name: marshal.dumps(entry, MARSHAL_VERSION) for name, entry in tasks.items()}
     except ValueError:
         return None
 

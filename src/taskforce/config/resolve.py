@@ -50,10 +50,12 @@ from taskforce.core.spec import (
     TASK_PID_MARKER,
     CgroupLimits,
     DesiredState,
+    Environ,
     EventSpec,
     InstanceSpec,
     LaunchSpec,
     LiveSpec,
+    Pair,
     Policy,
     ProcessLimits,
     ReadySpec,
@@ -188,6 +190,7 @@ def _resolve_task(shared: SharedContext, name: str, task: TaskConfig) -> TaskSpe
             first if number == 0 else context.instance(number),
             shared.config,
             shared.env_pairs,
+            shared.env_commons,
         )
         for number in range(count)
     ]
@@ -525,6 +528,11 @@ def _count(count: int | str, context: Mapping[str, str], path: str) -> int:
     return count
 
 
+# The variables that differ from one instance to the next: the rest of an instance's
+# environment is shared (see spec.Environ).
+_OWN_ENV = frozenset(("Task_name", "Task_instance"))
+
+
 def _instance(
     name: str,
     task: TaskConfig,
@@ -532,6 +540,7 @@ def _instance(
     context: InstanceContext,
     config: Config,
     env_pairs: dict[tuple[str, str], tuple[str, str]],
+    env_commons: dict[tuple[Pair, ...], tuple[Pair, ...]],
 ) -> InstanceSpec:
     values = context.values
     start_path = f"tasks.{name}.commands.start"
@@ -554,7 +563,11 @@ def _instance(
     launch = LaunchSpec(
         program=program,
         argv=tuple(argv),
-        env=tuple(env_pairs.setdefault(pair, pair) for pair in sorted(values.items())),
+        env=Environ.split(
+            [env_pairs.setdefault(pair, pair) for pair in sorted(values.items())],
+            _OWN_ENV,
+            env_commons,
+        ),
         cwd=context.cwd,
         user=context.user,
         group=context.group,

@@ -5,7 +5,6 @@ See :mod:`taskforce.config.shapes` for what a shape is.
 
 from __future__ import annotations
 
-import marshal
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -49,11 +48,6 @@ class ListOf(Shape[tuple[T, ...]]):
         return {"anyOf": [item, many]} if self.single_ok else many
 
 
-# marshal's output tells apart what == does not (1, 1.0 and True) and is about twice as
-# quick as repr. Version 2 writes no back-references, which depend on object sharing.
-_MARSHAL_VERSION = 2
-
-
 @dataclass(frozen=True)
 class Remembered(Shape[T]):
     """`shape`, whose results are kept in the reporter's memo (if it has one).
@@ -70,7 +64,7 @@ class Remembered(Shape[T]):
         if memo is None:
             return self.shape.check(value, at, report)
         try:
-            key = (at, marshal.dumps(cast(Any, value), _MARSHAL_VERSION))
+            key = (at, memo.dumps(value))
         except ValueError:  # not plain data (never from a document): check it each time
             return self.shape.check(value, at, report)
         found = memo.get(key)

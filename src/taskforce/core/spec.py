@@ -9,10 +9,11 @@ change under a running process.
 
 from __future__ import annotations
 
+import itertools
 import weakref
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, overload
 
 from taskforce.core.sockets import SocketSpec
 from taskforce.core.vocabulary import Control, EventType, Overlap, RestartPolicy
@@ -51,6 +52,82 @@ NO_LIMITS = ProcessLimits()
 NO_CGROUP_LIMITS = CgroupLimits()
 
 
+Pair = tuple[str, str]
+
+
+class Environ(Sequence[Pair]):
+    """A process environment: (name, value) pairs in name order, as a tuple of them reads.
+
+    Most variables are alike in thousands of instances (taskforce's own environment, the
+    host's facts): those are one tuple, `common`, that all of them share; an instance
+    holds only its own pairs (its name and number), each with the place it goes in
+    `common`. A tuple of 50 pairs an instance is 450 bytes: 4.4 MB with 10,000 tasks.
+    """
+
+    __slots__ = ("_common", "_own")
+
+    def __init__(self, common: tuple[Pair, ...], own: tuple[tuple[int, Pair], ...]) -> None:
+        self._common = common
+        self._own = own  # (index in common that the pair goes before, pair), in order
+
+    @classmethod
+    def split(
+        cls,
+        pairs: Sequence[Pair],
+        own: Collection[str],
+        commons: dict[tuple[Pair, ...], tuple[Pair, ...]],
+    ) -> Environ:
+        """`pairs` (in name order), the names `own` held by the instance, the others
+        shared through `commons` (equal common parts, one tuple)."""
+        mine = tuple((index, pair) for index, pair in enumerate(pairs) if pair[0] in own)
+        common = tuple(pair for pair in pairs if pair[0] not in own)
+        common = commons.setdefault(common, common)
+        return cls(common, tuple((index - n, pair) for n, (index, pair) in enumerate(mine)))
+
+    def __iter__(self) -> Iterator[Pair]:
+        common = self._common
+        if not self._own:
+            return iter(common)
+        parts: list[Iterable[Pair]] = []
+        start = 0
+        for index, pair in self._own:
+            parts.append(common[start:index])
+            parts.append((pair,))
+            start = index
+        parts.append(common[start:])
+        return itertools.chain.from_iterable(parts)
+
+    def __len__(self) -> int:
+        return len(self._common) + len(self._own)
+
+    @overload
+    def __getitem__(self, index: int) -> Pair: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Pair, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> Pair | tuple[Pair, ...]:
+        return tuple(self)[index]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Environ):
+            if self._common is other._common:
+                return self._own == other._own
+            return tuple(self) == tuple(other)
+        if isinstance(other, tuple):
+            return tuple(self) == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __add__(self, other: tuple[Pair, ...]) -> tuple[Pair, ...]:
+        return (*self, *other)
+
+    def __repr__(self) -> str:
+        return repr(tuple(self))
+
+
 @dataclass(frozen=True, slots=True)
 class LaunchSpec:
     """Everything that determines a process as started: a change means a restart."""
@@ -60,7 +137,7 @@ class LaunchSpec:
     program: str
     # argv as the process sees it (argv[0] is procname when one is configured).
     argv: tuple[str, ...]
-    env: tuple[tuple[str, str], ...]
+    env: Environ | tuple[Pair, ...]
     cwd: str | None = None
     user: str | int | None = None
     group: str | int | None = None
