@@ -41,6 +41,9 @@ class Entry:
     # Each process's closing brace in `text`, and its (slot, pid): usage goes before it.
     braces: tuple[int, ...]
     processes: tuple[tuple[int, int | None], ...]
+    # Its lines in each family of /metrics but the usage ones (api/metrics.py), made at
+    # the first scrape after the entry was.
+    series: tuple[bytes, ...] | None = None
 
 
 def make_entry(name: str, signature: object, data: dict[str, Any], wanted: bool) -> Entry:
