@@ -195,16 +195,24 @@ def series_of(task: str, entry: dict[str, Any], usage: bool = True) -> list[byte
             add(CODE, exit_code, labels)
             add(KILLED, signal, labels)
     out = ["".join(lines).encode() for lines in pieces]
-    if isinstance(current, str) and current in _STATE_LINES and "\0" not in task:
-        out[STATE] = _STATE_LINES[current].replace(b"\0", _label(task).encode())
-    else:
-        for name in _states(current):
-            add(STATE, 1 if name == current else 0, f'{label},state="{_label(name)}"')
-        out[STATE] = "".join(pieces[STATE]).encode()
+    out[STATE] = state_lines(task, current)
     return out
 
 
 USAGE_FAMILIES = (CPU, RSS, GROUP_CPU, GROUP_MEMORY, GROUP_PROCESSES)
+
+
+def state_lines(task: str, current: object) -> bytes:
+    """A task's lines of the state family: 1 for its state, 0 for each other. Made from one
+    text per state, at each scrape: kept, they would be half of every task's lines."""
+    label = _label(task)
+    template = _STATE_LINES.get(current) if isinstance(current, str) else None
+    if template is not None and "\0" not in label:
+        return template.replace(b"\0", label.encode())
+    return "".join(
+        f'taskforce_task_state{{task="{label}",state="{_label(name)}"}} {int(name == current)}\n'
+        for name in _states(current)
+    ).encode()
 
 
 def usage_lines(

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 
 from taskforce import __version__
-from taskforce.api.metrics import USAGE_FAMILIES, series_of, usage_lines
+from taskforce.api.metrics import STATE, USAGE_FAMILIES, series_of, state_lines, usage_lines
 from taskforce.api.query import EVERYTHING, TASK_STATES, UNWANTED, WANTED, TaskQuery
 from taskforce.api.table import Entry, join, make_entry
 from taskforce.config.include import Composition
@@ -162,17 +162,20 @@ class Controller(Controls):
         for name, entry in entries.items():
             kept = entry.series
             if kept is None:
-                kept = entry.series = tuple(series_of(name, json.loads(entry.text), usage=False))
+                made = series_of(name, json.loads(entry.text), usage=False)
+                made[STATE] = b""  # made at each scrape (see state_lines)
+                kept = entry.series = tuple(made)
+            row = list(kept)
+            row[STATE] = state_lines(name, entry.state)
             if not entry.processes:
-                yield kept
+                yield row
                 continue
             lines: list[list[str]] = [[] for _ in USAGE_FAMILIES]
             for slot, pid in entry.processes:
                 cpu, rss, group = _usage(found[name, slot, pid]).values()
-                made = usage_lines(name, slot, pid is not None, (cpu, rss), group)
-                for into, line in zip(lines, made, strict=True):
+                usage = usage_lines(name, slot, pid is not None, (cpu, rss), group)
+                for into, line in zip(lines, usage, strict=True):
                     into.append(line)
-            row = list(kept)
             for family, text in zip(USAGE_FAMILIES, lines, strict=True):
                 row[family] = "".join(text).encode()
             yield row
