@@ -39,10 +39,18 @@ REPO = Path(__file__).resolve().parent.parent
 PR_SET_CHILD_SUBREAPER = 36
 GROUPS = ("web", "worker", "db", "cache")  # task names: web-00000, worker-00001...
 
-# (label, path): the unfiltered table, then what the filters make of it.
+# Seconds between two requests that must not share a usage reading (taskforce keeps one
+# for a second: api/status.py USAGE_MAX_AGE).
+FRESH_GAP = 1.2
+
+# (label, path): the unfiltered table, then what the filters make of it. "fresh": each
+# request waits FRESH_GAP first, so that it reads every process's usage anew (the others
+# follow each other at once: after the first, they are served the figures it read).
 QUERIES = (
+    ("tasks (unfiltered), fresh", "/status/tasks"),
     ("tasks (unfiltered)", "/status/tasks"),
     # The same usage readers, for every running process, in the Prometheus text format.
+    ("metrics, fresh", "/metrics"),
     ("metrics", "/metrics"),
     ("summary", "/status/summary"),
     ("one task", "/status/tasks?task=web-00040"),
@@ -212,6 +220,8 @@ def measure(label: str, ref: str | None, args: argparse.Namespace) -> None:
                 times = []
                 used = cpu_ms(proc.pid)
                 for _ in range(args.runs):
+                    if name.endswith(", fresh"):
+                        time.sleep(FRESH_GAP)
                     elapsed, status, size = request(path, sock_path)
                     times.append(elapsed * 1000)
                 used = (cpu_ms(proc.pid) - used) / args.runs

@@ -13,7 +13,8 @@ has one). Each code under test (`--ref REF`: src/taskforce as committed at REF; 
 working tree's) is loaded in a fresh Python that finds the same cgroups (`discover`
 and `prepare`, as a taskforce does when it starts a process), reads every process once
 to warm up, then reads them round after round until 10,000 readings are done; the CPU
-time of that process (user + system, `time.process_time`) is the figure. The codes take
+time of that process (user + system, `time.process_time`, every thread's) is the figure
+(and the wall time of read_usages, which reads in two threads). The codes take
 turns, trial after trial, so a machine whose load drifts hits both alike; medians, with
 the range, are printed.
 """
@@ -36,9 +37,11 @@ from typing import Any
 from status_scale import snapshot
 
 READINGS = 10_000
-# What is read: the process's /proc entry, its instance's cgroups, or both (as status does);
-# and the floor: the same files opened, read to the end and closed, nothing else done.
-PARTS = ("process", "cgroup", "both", "floor")
+# What is read: the process's /proc entry, its instance's cgroups, or both (as status did
+# until read_usages); both at once with read_usages (the C extension's reader, where the
+# code has it); and the floor: the same files opened, read to the end and closed from
+# Python, nothing else done.
+PARTS = ("process", "cgroup", "both", "batch", "batch wall", "floor")
 
 
 def parse_size(text: str) -> int:
@@ -77,6 +80,14 @@ def worker(records: str, pids: list[int], memory: int | None, readings: int) -> 
             cgroups.usage("t", slot)
 
     files = [path for slot, pid in slots for path in read_files(cgroups, slot, pid)]
+    try:
+        from taskforce.runtime.processes.usage import read_usages
+    except ImportError:  # a code from before it
+        read_usages = None
+
+    def batch() -> None:
+        if read_usages is not None:
+            read_usages([(pid, cgroups.usage_files("t", slot)) for slot, pid in slots])
 
     def floor() -> None:
         for path in files:
@@ -86,13 +97,16 @@ def worker(records: str, pids: list[int], memory: int | None, readings: int) -> 
             os.close(fd)
 
     found: dict[str, float] = {}
-    for name, run in (("process", process), ("cgroup", cgroup), ("both", both), ("floor", floor)):
+    runs = (("process", process), ("cgroup", cgroup), ("both", both), ("batch", batch))
+    for name, run in (*runs, ("floor", floor)):
         run()  # warm-up
         rounds = max(1, readings // len(slots))
-        start = time.process_time()
+        start, wall = time.process_time(), time.perf_counter()
         for _ in range(rounds):
             run()
         found[name] = (time.process_time() - start) * readings / (rounds * len(slots))
+        if name == "batch":  # in two threads: its wall time is not its CPU time
+            found["batch wall"] = (time.perf_counter() - wall) * readings / (rounds * len(slots))
     # A sample of what was read, so that the codes can be seen to agree.
     slot, pid = slots[0]
     used, group = process_usage(pid), cgroups.usage("t", slot)

@@ -15,6 +15,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import pytest
+
+from taskforce.api import status as views
+from taskforce.api.metrics import series
 from taskforce.api.query import TASK_FIELDS, TASK_STATES
 from taskforce.api.server import start_api
 from taskforce.api.status import Controller
@@ -114,6 +118,14 @@ async def until(
         await asyncio.sleep(0.02)  # polling interval of a deadline-bounded wait
 
 
+def usage_agrees(controller: Controller) -> None:
+    """The table's text with usage, and the /metrics lines kept with its entries, are what
+    the objects make (with the same readings)."""
+    tasks = controller.tasks(usage=True)
+    assert controller.table(usage=True) == json.dumps(tasks, separators=(",", ":")).encode()
+    assert [list(row) for row in controller.series()] == series(tasks)
+
+
 def settled(tasks: dict[str, Any]) -> bool:
     return bool(
         tasks["web-1"]["running"] == 1
@@ -190,7 +202,9 @@ def test_filters_and_summary_over_the_socket(tmp_path: Path, marker: str) -> Non
     assert serve(tmp_path, marker, scenario) is Outcome.STOPPED
 
 
-def test_the_kept_table_follows_every_change(tmp_path: Path, marker: str) -> None:
+def test_the_kept_table_follows_every_change(
+    tmp_path: Path, marker: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async def scenario(
         legion: Legion, controller: Controller, api: Callable[[str], Awaitable[tuple[int, Any]]]
     ) -> None:
@@ -203,6 +217,10 @@ def test_the_kept_table_follows_every_change(tmp_path: Path, marker: str) -> Non
             assert [list(p) for p in with_usage[name]["processes"]] == [
                 list(p) for p in task["processes"]
             ]
+        # One reading serves them all (figures kept a while: here for the whole test): the
+        # table's text, the objects, and the /metrics lines kept with the entries.
+        monkeypatch.setattr(views, "USAGE_MAX_AGE", 3600.0)
+        usage_agrees(controller)
 
         before = pids(tasks, "web-2")
         controller.restart("web-2")
@@ -235,6 +253,7 @@ def test_the_kept_table_follows_every_change(tmp_path: Path, marker: str) -> Non
             "the reload to apply what it can",
         )
         assert tasks["new"]["state"] == "invalid" and tasks["web-1"]["error"]
+        usage_agrees(controller)  # new processes read, the gone ones' readings unused
         status, data = await api("/status/tasks?state=invalid&fields=state")
         assert (status, data) == (200, {"new": {"state": "invalid"}})
 

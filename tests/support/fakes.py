@@ -7,6 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from taskforce.api.metrics import series
 from taskforce.api.query import EVERYTHING, TaskQuery
 from taskforce.runtime.manage import ControlError, parse_signal
 from taskforce.runtime.output.capture import Follower
@@ -73,6 +74,9 @@ class FakeController:
 
     def counters(self) -> dict[str, Any]:
         return {"reloads": 3}
+
+    def series(self) -> list[list[bytes]]:
+        return series(self.tasks(usage=True))
 
     def set_overrides(self, key: str, values: Mapping[str, str | int]) -> dict[str, Any]:
         if not values:

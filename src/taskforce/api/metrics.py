@@ -2,8 +2,9 @@
 
 Series of a task's processes are labelled `task` and `index` (never `instance`: that is the
 scrape target's label); a task's own series `task` alone. The standard `process_*` series
-describe taskforce itself. Everything is read when scraped, /proc included: nothing is
-kept between scrapes and no timer runs for them.
+describe taskforce itself. No timer runs for them: a task's lines (series_of) are kept with
+its /status/tasks entry and made anew when it changes, and the usage figures are read when
+scraped, as the status reads them (at most a second old: see api/status.py).
 
 Written by hand rather than with prometheus_client: importing that (0.26.0) into the daemon
 costs 5.2 MB of RSS (22.1 MB after asyncio, PyYAML and h11, 27.4 MB with it) and 130 ms at
@@ -14,11 +15,11 @@ The tests check this output with prometheus_client's own parser.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from taskforce.api.status import TASK_STATES
+from taskforce.api.query import TASK_STATES
 from taskforce.runtime.manage import ControlError
 from taskforce.runtime.processes.spawn import split_status
 from taskforce.runtime.processes.usage import own_descriptors, process_usage
@@ -28,7 +29,7 @@ class MetricSource(Protocol):
     """What the exposition needs of :class:`taskforce.api.status.Controller`."""
 
     def version(self) -> dict[str, Any]: ...
-    def tasks(self, *, usage: bool = False) -> dict[str, Any]: ...
+    def series(self) -> Iterable[Sequence[bytes]]: ...
     def counters(self) -> dict[str, Any]: ...
 
 
@@ -49,13 +50,16 @@ class Family:
 
 def exposition(source: MetricSource) -> str:
     """The whole page; a taskforce that is not running its tasks shows only itself."""
-    families = [*_taskforce(source), *_own_process()]
+    head = "".join(_render(f) for f in (*_taskforce(source), *_own_process()))
     try:
-        tasks = source.tasks(usage=True)
+        rows = list(source.series())
     except ControlError:
-        tasks = {}
-    families += _tasks(tasks)
-    return "".join(_render(f) for f in families)
+        rows = []
+    out = [head.encode()]
+    for i, header in enumerate(_HEADERS):
+        out.append(header)
+        out.extend(row[i] for row in rows)
+    return b"".join(out).decode()
 
 
 def _taskforce(source: MetricSource) -> Iterator[Family]:
@@ -100,109 +104,142 @@ def _own_process() -> Iterator[Family]:
             yield family
 
 
-def _tasks(tasks: dict[str, Any]) -> list[Family]:
-    state = Family("taskforce_task_state", "gauge", "1 for the task's state, 0 for the others.")
-    wanted = Family(
-        "taskforce_task_wanted_processes", "gauge", "Processes the task should have (its count)."
-    )
-    up = Family("taskforce_up", "gauge", "1 when the slot has a running process, else 0.")
-    ready = Family("taskforce_ready", "gauge", "Whether the running process is ready.")
-    failures = Family(
-        "taskforce_consecutive_failures", "gauge", "Runs in a row that ended too soon."
-    )
-    starts = Family("taskforce_starts_total", "counter", "Processes started in this slot.")
-    restarts = Family("taskforce_restarts_total", "counter", "Restarts in this slot.")
-    code = Family("taskforce_last_exit_code", "gauge", "Exit code of the last process that exited.")
-    killed = Family(
-        "taskforce_last_exit_signal", "gauge", "Signal that ended the last process killed by one."
-    )
-    started = Family(
-        "taskforce_start_time_seconds", "gauge", "Unix time the running process started."
-    )
-    cpu = Family(
-        "taskforce_process_cpu_seconds_total", "counter",
-        "User and system CPU time of the running process, in seconds.",
-    )  # fmt: skip
-    rss = Family(
-        "taskforce_process_resident_memory_bytes", "gauge",
-        "Resident memory of the running process, in bytes.",
-    )  # fmt: skip
-    next_run = Family(
-        "taskforce_task_next_run_timestamp_seconds", "gauge",
-        "Unix time the task's schedule next runs it (tasks with a schedule only).",
-    )  # fmt: skip
-    live_failures = Family(
-        "taskforce_liveness_failures",
-        "gauge",
-        "Liveness probes of the running process failed in a row.",
-    )
-    held = Family(
-        "taskforce_socket_held", "gauge",
-        "1 for each listening socket taskforce holds for a task (its address as a label).",
-    )  # fmt: skip
-    rolling = Family(
-        "taskforce_rolling_restart", "gauge", "1 while a rolling restart of the task is under way."
-    )
-    rolled = Family(
-        "taskforce_rolling_restart_replaced", "gauge",
-        "Instances a rolling restart under way has replaced so far.",
-    )  # fmt: skip
-    to_roll = Family(
-        "taskforce_rolling_restart_instances", "gauge",
-        "Instances a rolling restart under way replaces in all.",
-    )  # fmt: skip
-    group_cpu = Family(
-        "taskforce_cgroup_cpu_seconds_total", "counter",
-        "CPU time of every process of the instance's cgroup, in seconds.",
-    )  # fmt: skip
-    group_memory = Family(
-        "taskforce_cgroup_memory_bytes", "gauge",
-        "Memory charged to the instance's cgroup (page cache included), in bytes.",
-    )  # fmt: skip
-    group_processes = Family(
-        "taskforce_cgroup_processes", "gauge", "Processes in the instance's cgroup."
-    )
-    for task, entry in tasks.items():
-        for sock in entry.get("sockets", ()):
-            held.add(1, task=task, socket=sock["name"], address=sock["address"])
-        progress = entry.get("rolling")
-        rolling.add(0 if progress is None else 1, task=task)
-        if progress is not None:
-            rolled.add(progress["done"], task=task)
-            to_roll.add(progress["total"], task=task)
-        current = entry.get("state")
-        if entry.get("next_run_t") is not None:
-            next_run.add(entry["next_run_t"], task=task)
-        for name in _states(current):
-            state.add(1 if name == current else 0, task=task, state=name)
-        wanted.add(entry.get("count"), task=task)
-        for process in entry.get("processes", ()):
-            index = str(process["instance"])
-            running = process.get("pid") is not None
-            up.add(1 if running else 0, task=task, index=index)
-            if running:
-                ready.add(1 if process.get("ready") else 0, task=task, index=index)
-                started.add(process.get("started_t"), task=task, index=index)
-                cpu.add(process.get("cpu_seconds"), task=task, index=index)
-                rss.add(process.get("rss_bytes"), task=task, index=index)
-                live_failures.add(process.get("live_failures"), task=task, index=index)
+# The task families, in the page's order: (name, type, help).
+TASK_FAMILIES = (
+    ("taskforce_task_state", "gauge", "1 for the task's state, 0 for the others."),
+    ("taskforce_task_wanted_processes", "gauge", "Processes the task should have (its count)."),
+    ("taskforce_up", "gauge", "1 when the slot has a running process, else 0."),
+    ("taskforce_ready", "gauge", "Whether the running process is ready."),
+    ("taskforce_consecutive_failures", "gauge", "Runs in a row that ended too soon."),
+    ("taskforce_starts_total", "counter", "Processes started in this slot."),
+    ("taskforce_restarts_total", "counter", "Restarts in this slot."),
+    ("taskforce_last_exit_code", "gauge", "Exit code of the last process that exited."),
+    ("taskforce_last_exit_signal", "gauge", "Signal that ended the last process killed by one."),
+    ("taskforce_start_time_seconds", "gauge", "Unix time the running process started."),
+    ("taskforce_process_cpu_seconds_total", "counter",
+     "User and system CPU time of the running process, in seconds."),
+    ("taskforce_process_resident_memory_bytes", "gauge",
+     "Resident memory of the running process, in bytes."),
+    ("taskforce_task_next_run_timestamp_seconds", "gauge",
+     "Unix time the task's schedule next runs it (tasks with a schedule only)."),
+    ("taskforce_liveness_failures", "gauge",
+     "Liveness probes of the running process failed in a row."),
+    ("taskforce_socket_held", "gauge",
+     "1 for each listening socket taskforce holds for a task (its address as a label)."),
+    ("taskforce_rolling_restart", "gauge", "1 while a rolling restart of the task is under way."),
+    ("taskforce_rolling_restart_replaced", "gauge",
+     "Instances a rolling restart under way has replaced so far."),
+    ("taskforce_rolling_restart_instances", "gauge",
+     "Instances a rolling restart under way replaces in all."),
+    ("taskforce_cgroup_cpu_seconds_total", "counter",
+     "CPU time of every process of the instance's cgroup, in seconds."),
+    ("taskforce_cgroup_memory_bytes", "gauge",
+     "Memory charged to the instance's cgroup (page cache included), in bytes."),
+    ("taskforce_cgroup_processes", "gauge", "Processes in the instance's cgroup."),
+)  # fmt: skip
+(STATE, WANTED, UP, READY, FAILURES, STARTS, RESTARTS, CODE, KILLED, STARTED, CPU, RSS,
+ NEXT_RUN, LIVE, HELD, ROLLING, ROLLED, TO_ROLL, GROUP_CPU, GROUP_MEMORY,
+ GROUP_PROCESSES) = range(len(TASK_FAMILIES))  # fmt: skip
+# The lines of the state family for a task in each known state, its label a NUL.
+_STATE_LINES = {
+    current: "".join(
+        f'taskforce_task_state{{task="\0",state="{name}"}} {int(name == current)}\n'
+        for name in TASK_STATES
+    ).encode()
+    for current in TASK_STATES
+}
+
+
+def series_of(task: str, entry: dict[str, Any], usage: bool = True) -> list[bytes]:
+    """The lines of a task in each family (TASK_FAMILIES' order), from its /status/tasks
+    entry; without `usage`, none in the usage families (usage_lines() makes those)."""
+    label = f'task="{_label(task)}"'
+    pieces: list[list[str]] = [[] for _ in TASK_FAMILIES]
+
+    def add(family: int, value: float | int | None, labels: str) -> None:
+        if value is not None:
+            pieces[family].append(f"{TASK_FAMILIES[family][0]}{{{labels}}} {_number(value)}\n")
+
+    for sock in entry.get("sockets", ()):
+        socket, address = _label(sock["name"]), _label(sock["address"])
+        add(HELD, 1, f'{label},socket="{socket}",address="{address}"')
+    progress = entry.get("rolling")
+    add(ROLLING, 0 if progress is None else 1, label)
+    if progress is not None:
+        add(ROLLED, progress["done"], label)
+        add(TO_ROLL, progress["total"], label)
+    current = entry.get("state")
+    if entry.get("next_run_t") is not None:
+        add(NEXT_RUN, entry["next_run_t"], label)
+    add(WANTED, entry.get("count"), label)
+    for process in entry.get("processes", ()):
+        labels = f'{label},index="{_label(str(process["instance"]))}"'
+        running = process.get("pid") is not None
+        add(UP, 1 if running else 0, labels)
+        if running:
+            add(READY, 1 if process.get("ready") else 0, labels)
+            add(STARTED, process.get("started_t"), labels)
+            add(LIVE, process.get("live_failures"), labels)
+        if usage:
             group = process.get("cgroup")
-            if group:
-                group_cpu.add(group.get("cpu_seconds"), task=task, index=index)
-                group_memory.add(group.get("memory_bytes"), task=task, index=index)
-                group_processes.add(group.get("processes"), task=task, index=index)
-            failures.add(process.get("failures"), task=task, index=index)
-            starts.add(process.get("starts"), task=task, index=index)
-            restarts.add(max(0, process.get("starts", 0) - 1), task=task, index=index)
-            if process.get("status") is not None:
-                exit_code, signal = split_status(process["status"])
-                code.add(exit_code, task=task, index=index)
-                killed.add(signal, task=task, index=index)
-    return [
-        *(state, wanted, up, ready, failures, starts, restarts, code, killed, started, cpu, rss),
-        *(next_run, live_failures, held, rolling, rolled, to_roll),
-        *(group_cpu, group_memory, group_processes),
-    ]
+            used = (process.get("cpu_seconds"), process.get("rss_bytes"))
+            for family, line in zip(
+                USAGE_FAMILIES, _usage_lines(labels, running, used, group), strict=True
+            ):
+                pieces[family].append(line)
+        add(FAILURES, process.get("failures"), labels)
+        add(STARTS, process.get("starts"), labels)
+        add(RESTARTS, max(0, process.get("starts", 0) - 1), labels)
+        if process.get("status") is not None:
+            exit_code, signal = split_status(process["status"])
+            add(CODE, exit_code, labels)
+            add(KILLED, signal, labels)
+    out = ["".join(lines).encode() for lines in pieces]
+    out[STATE] = state_lines(task, current)
+    return out
+
+
+USAGE_FAMILIES = (CPU, RSS, GROUP_CPU, GROUP_MEMORY, GROUP_PROCESSES)
+
+
+def state_lines(task: str, current: object) -> bytes:
+    """A task's lines of the state family: 1 for its state, 0 for each other. Made from one
+    text per state, at each scrape: kept, they would be half of every task's lines."""
+    label = _label(task)
+    template = _STATE_LINES.get(current) if isinstance(current, str) else None
+    if template is not None and "\0" not in label:
+        return template.replace(b"\0", label.encode())
+    return "".join(
+        f'taskforce_task_state{{task="{label}",state="{_label(name)}"}} {int(name == current)}\n'
+        for name in _states(current)
+    ).encode()
+
+
+def usage_lines(
+    task: str, index: int, running: bool, used: tuple[float | None, int | None],
+    group: dict[str, Any] | None,
+) -> tuple[str, str, str, str, str]:  # fmt: skip
+    """A process's lines in the usage families (cpu, rss, then its cgroup's three), from
+    its figures as /status/tasks shows them."""
+    return _usage_lines(f'task="{_label(task)}",index="{index}"', running, used, group)
+
+
+def _usage_lines(
+    labels: str, running: bool, used: tuple[float | None, int | None],
+    group: dict[str, Any] | None,
+) -> tuple[str, str, str, str, str]:  # fmt: skip
+    cpu, rss = used if running else (None, None)
+    values = (cpu, rss, *((group.get("cpu_seconds"), group.get("memory_bytes"),
+              group.get("processes")) if group else (None, None, None)))  # fmt: skip
+    return tuple(  # type: ignore[return-value]
+        "" if value is None else f"{TASK_FAMILIES[family][0]}{{{labels}}} {_number(value)}\n"
+        for family, value in zip(USAGE_FAMILIES, values, strict=True)
+    )
+
+
+def series(tasks: dict[str, Any]) -> list[list[bytes]]:
+    """Every task's lines, from a /status/tasks table with the usage figures."""
+    return [series_of(task, entry) for task, entry in tasks.items()]
 
 
 def _states(current: object) -> Iterable[str]:
@@ -233,3 +270,10 @@ def _number(value: float | int) -> str:
     if isinstance(value, bool | int):
         return str(int(value))
     return repr(float(value))
+
+
+# Each task family's first lines.
+_HEADERS = [
+    f"# HELP {name} {_help(text)}\n# TYPE {name} {kind}\n".encode()
+    for name, kind, text in TASK_FAMILIES
+]

@@ -9,12 +9,14 @@ configuration); read by the routes, the event stream and the metrics. The api's
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 
 from taskforce import __version__
+from taskforce.api.metrics import STATE, USAGE_FAMILIES, series_of, state_lines, usage_lines
 from taskforce.api.query import EVERYTHING, TASK_STATES, UNWANTED, WANTED, TaskQuery
 from taskforce.api.table import Entry, join, make_entry
 from taskforce.config.include import Composition
@@ -25,7 +27,15 @@ from taskforce.core.wanted import is_wanted
 from taskforce.runtime.legion import Legion
 from taskforce.runtime.manage import JSON, ControlError, Controls
 from taskforce.runtime.processes.spawn import describe_status
-from taskforce.runtime.processes.usage import process_usage
+from taskforce.runtime.processes.usage import Reading, read_usages
+
+# Usage figures read this recently serve a request again rather than being read anew (a
+# dashboard polling, several clients, a scrape beside them): they cost what the kernel
+# takes to make four small files a process, 0.4 s of CPU for 10,000 (bench/usage_cost.py).
+USAGE_MAX_AGE = 1.0
+
+# A process by (task, instance, pid): its usage reading's key.
+UsageKey = tuple[str, int, int | None]
 
 
 def iso(wall: float | None) -> str | None:
@@ -46,6 +56,9 @@ class Controller(Controls):
         self._entries: dict[str, Entry] = {}
         self._checked: tuple[int, object, object] | None = None
         self._position: dict[str, int] = {}
+        # The latest usage readings, and when they were taken (time.monotonic()).
+        self._readings: dict[UsageKey, Reading] = {}
+        self._read_at = -math.inf
 
     def version(self) -> JSON:
         return {
@@ -88,13 +101,18 @@ class Controller(Controls):
         change). The table as objects; table() is the same as JSON text, made faster."""
         out: JSON = {}
         for name, state, refused in self._rows(query):
-            task = self._task(state, usage) if state is not None else self._refused(name, "")
+            task = self._task(state) if state is not None else self._refused(name, "")
             if refused is not None:
                 _refuse(task, refused, state is not None)
             wanted = is_wanted(task["state"], (p["status"] for p in task["processes"]))
             if query.selects_state(task["state"], wanted):
                 fields = query.fields
                 out[name] = task if fields is None else {f: task[f] for f in fields}
+        if usage:
+            shown = [(n, p) for n, t in out.items() for p in t.get("processes", ())]
+            found = self.readings([(n, p["instance"], p["pid"]) for n, p in shown])
+            for name, process in shown:
+                process.update(_usage(found[name, process["instance"], process["pid"]]))
         return out
 
     def table(self, query: TaskQuery = EVERYTHING, *, usage: bool = False) -> bytes:
@@ -110,7 +128,57 @@ class Controller(Controls):
                 items = [(n, e) for n, e in entries.items() if query.selects_name(n)]
         else:
             items = list(entries.items())
-        return join(items, query, self._usage_text if usage else None)
+        if not usage or (query.fields is not None and "processes" not in query.fields):
+            return join(items, query, None)
+        # Only the processes shown are read.
+        items = [item for item in items if query.selects_state(item[1].state, item[1].wanted)]
+        found = self.readings([(n, slot, pid) for n, e in items for slot, pid in e.processes])
+        return join(items, query, lambda task, slot, pid: _usage_text(found[task, slot, pid]))
+
+    def readings(self, keys: Iterable[UsageKey]) -> dict[UsageKey, Reading]:
+        """The usage of each process and of its instance's cgroup: read now, at once, or
+        at most USAGE_MAX_AGE seconds ago."""
+        now = time.monotonic()
+        fresh = now - self._read_at <= USAGE_MAX_AGE
+        kept = self._readings if fresh else {}
+        missing = [key for key in keys if key not in kept]
+        if missing:
+            confinement = self._supervisor().confinement
+            found = read_usages(
+                [(pid, confinement.usage_files(task, slot)) for task, slot, pid in missing]
+            )
+            kept.update(zip(missing, found, strict=True))
+            if not fresh:  # those kept, older, date the whole
+                self._readings, self._read_at = kept, now
+        return kept
+
+    def series(self) -> Iterator[Sequence[bytes]]:
+        """Every task's lines of /metrics (api/metrics.py), in the table's order: those
+        kept with its entry, and its processes' usage read as for the table."""
+        entries = self._current_entries()
+        found = self.readings(
+            (n, slot, pid) for n, e in entries.items() for slot, pid in e.processes
+        )
+        for name, entry in entries.items():
+            kept = entry.series
+            if kept is None:
+                made = series_of(name, json.loads(entry.text), usage=False)
+                made[STATE] = b""  # made at each scrape (see state_lines)
+                kept = entry.series = tuple(made)
+            row = list(kept)
+            row[STATE] = state_lines(name, entry.state)
+            if not entry.processes:
+                yield row
+                continue
+            lines: list[list[str]] = [[] for _ in USAGE_FAMILIES]
+            for slot, pid in entry.processes:
+                cpu, rss, group = _usage(found[name, slot, pid]).values()
+                usage = usage_lines(name, slot, pid is not None, (cpu, rss), group)
+                for into, line in zip(lines, usage, strict=True):
+                    into.append(line)
+            for family, text in zip(USAGE_FAMILIES, lines, strict=True):
+                row[family] = "".join(text).encode()
+            yield row
 
     def summary(self, query: TaskQuery = EVERYTHING) -> JSON:
         """How many tasks are in each state, and in their wanted state or not."""
@@ -174,7 +242,7 @@ class Controller(Controls):
     def _entry(
         self, name: str, state: TaskState | None, refused: str | None, signature: object
     ) -> Entry:
-        task = self._task(state, False) if state is not None else self._refused(name, "")
+        task = self._task(state) if state is not None else self._refused(name, "")
         if refused is not None:
             _refuse(task, refused, state is not None)
         wanted = is_wanted(task["state"], (p["status"] for p in task["processes"]))
@@ -211,10 +279,6 @@ class Controller(Controls):
             ),
         )  # fmt: skip
 
-    def _usage_text(self, task: str, slot: int, pid: int | None) -> bytes:
-        """The usage keys of one process's object: `,"cpu_seconds":...` (see _usage)."""
-        return b"," + _encode(self._usage(task, slot, pid)).encode()[1:-1]
-
     def _refused(self, name: str, error: str) -> JSON:
         """The entry of a task that never ran: its new entry was refused (`error`)."""
         loaded = self.legion.loaded
@@ -237,12 +301,10 @@ class Controller(Controls):
             "history": [],
         }
 
-    def _task(self, state: TaskState, usage: bool) -> JSON:
+    def _task(self, state: TaskState) -> JSON:
         spec = self._supervisor().planner.desired.tasks.get(state.name)
         live = spec is not None and spec.live is not None
-        processes = [
-            self._process(i, usage, live, state.name) for _, i in sorted(state.instances.items())
-        ]
+        processes = [self._process(i, live) for _, i in sorted(state.instances.items())]
         next_run = self._supervisor().schedules.next_run(state.name)
         running = sum(1 for p in processes if p["pid"] is not None)
         return {
@@ -310,11 +372,8 @@ class Controller(Controls):
             return "running"
         return "starting" if running else "stopped"
 
-    def _process(
-        self, inst: Instance, usage: bool = False, live: bool = False, task: str = ""
-    ) -> JSON:
+    def _process(self, inst: Instance, live: bool = False) -> JSON:
         last = inst.last_exit
-        facts = self._usage(task, inst.slot, inst.pid) if usage else {}
         return {
             "instance": inst.slot,
             "pid": inst.pid,
@@ -338,24 +397,6 @@ class Controller(Controls):
             "live_error": inst.live_error if live else None,
             # A rolling restart's new process: the instance it is to replace.
             "replaces": inst.replaces,
-            **facts,
-        }
-
-    def _usage(self, task: str, slot: int, pid: int | None) -> JSON:
-        """A process's CPU time and memory, and its instance's cgroup's: read now."""
-        used = process_usage(pid) if pid else None
-        group = self._supervisor().confinement.usage(task, slot) if task else None
-        return {
-            "cpu_seconds": round(used.cpu_seconds, 2) if used else None,
-            "rss_bytes": used.rss_bytes if used else None,
-            # The whole instance, from its cgroup: every process it started.
-            "cgroup": None
-            if group is None
-            else {
-                "cpu_seconds": None if group.cpu_seconds is None else round(group.cpu_seconds, 2),
-                "memory_bytes": group.memory_bytes,
-                "processes": group.processes,
-            },
         }
 
     def counters(self) -> JSON:
@@ -368,13 +409,47 @@ class Controller(Controls):
         }
 
 
+def _usage(reading: Reading) -> JSON:
+    """A process's usage keys: its CPU time and memory, and its instance's cgroup's."""
+    cpu, rss, group = reading
+    return {
+        "cpu_seconds": None if cpu is None else round(cpu, 2),
+        "rss_bytes": rss,
+        # The whole instance, from its cgroup: every process it started.
+        "cgroup": None
+        if group is None
+        else {
+            "cpu_seconds": None if group[0] is None else round(group[0], 2),
+            "memory_bytes": group[1],
+            "processes": group[2],
+        },
+    }
+
+
+def _usage_text(reading: Reading) -> bytes:
+    """_usage() as the JSON of those keys after a comma, as json.dumps writes them (made
+    for each process of the table: a third of what the encoder takes)."""
+    cpu, rss, group = reading
+    cgroup = (
+        "null"
+        if group is None
+        else f'{{"cpu_seconds":{_seconds(group[0])},"memory_bytes":'
+        f'{"null" if group[1] is None else group[1]},"processes":{group[2]}}}'
+    )
+    return (
+        f',"cpu_seconds":{_seconds(cpu)},"rss_bytes":{"null" if rss is None else rss},'
+        f'"cgroup":{cgroup}'
+    ).encode()
+
+
+def _seconds(value: float | None) -> str:
+    return "null" if value is None else repr(round(value, 2))
+
+
 def _refuse(task: JSON, error: str, kept: bool) -> None:
     """Mark a task's entry with why its new entry was refused (`kept`: it runs as it was)."""
     task["error"] = error
     task["why"] = f"new entry refused, kept as it was: {error}" if kept else error
-
-
-_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _rolling(state: TaskState) -> JSON | None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from taskforce.api.metrics import exposition
+from taskforce.api.metrics import exposition, series
 from taskforce.api.status import TASK_STATES
 from taskforce.runtime.manage import ControlError
 
@@ -32,6 +32,9 @@ class Source:
 
     def counters(self) -> dict[str, Any]:
         return {"reloads": 2, "reload_errors": 1, "watches": 4}
+
+    def series(self) -> list[list[bytes]]:
+        return series(self.tasks(usage=True))
 
 
 def parse(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:

@@ -11,7 +11,12 @@ import pytest
 
 from taskforce.core.spec import NO_CGROUP_LIMITS
 from taskforce.runtime.limits.cgroups import Cgroups, GroupUsage, Hierarchy
-from taskforce.runtime.processes.usage import _clock, process_usage
+from taskforce.runtime.processes.usage import (
+    _clock,
+    process_usage,
+    read_one,
+    read_usages,
+)
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -155,3 +160,42 @@ def test_an_instance_taskforce_did_not_prepare_is_read_too(tmp_path: Path) -> No
 
 def test_without_a_hierarchy_there_is_no_usage() -> None:
     assert Cgroups([]).usage("t", 0) is None
+
+
+def test_read_at_once_the_figures_are_those_read_one_by_one(tmp_path: Path) -> None:
+    """read_usages (the C extension's reader where it is built) against the Python readers,
+    on every kind of file and of oddity above, and on enough instances for two threads."""
+    proc = tmp_path / "proc"
+    fake_process(proc, 42, "a) (b c", stat_fields(250, 50, 1000), "300 120 10 1 0 20 0\n")
+    fake_process(proc, 8, "short", [0, 1, 2], "1 2\n")
+    fake_process(proc, 9, "no statm", stat_fields(1, 1, 1), "")
+    fake_process(proc, 10, "odd statm", stat_fields(7, 3, 1), "300 x\n")
+    cgroups = tree(tmp_path, (2, ""), (1, "cpuacct"), (1, "memory"))
+    for slot in range(600):
+        group = f"t@{slot}"
+        # As found after a restart (not prepared): a v1 directory only where needed.
+        for index, needed in enumerate((True, slot % 3 == 1, slot % 2 == 0)):
+            if needed:
+                os.mkdir(Path(cgroups.hierarchies[index].base) / group)
+        if slot % 3 == 0:
+            put(cgroups, 0, "cpu.stat", f"user_usec 1\nusage_usec {slot * 12345}\n", group)
+        elif slot % 3 == 1:
+            put(cgroups, 1, "cpuacct.usage", f"{slot * 987654321}\n", group)
+        if slot % 5 == 0:
+            put(cgroups, 0, "cgroup.procs", "".join(f"{p}\n" for p in range(slot * 7)), group)
+        if slot % 4 == 0:
+            put(cgroups, 2, "memory.usage_in_bytes", "lots\n" if slot % 8 else "8192\n", group)
+    os.mkdir(Path(cgroups.hierarchies[0].base) / "t@600")
+    put(cgroups, 0, "cpu.stat", "usage_usec\n", "t@600")
+    put(cgroups, 0, "cgroup.procs", "".join(f"{p}\n" for p in range(50_000)), "t@600")
+    pids = [42, 8, 9, 10, 7, None]
+    targets = [
+        (pids[slot % len(pids)], None if slot == 601 else cgroups.usage_files("t", slot))
+        for slot in range(602)
+    ]
+    one_by_one = [read_one(pid, files, str(proc)) for pid, files in targets]
+    assert read_usages(targets, str(proc)) == one_by_one
+    assert one_by_one[0] == (300 / TICKS, 120 * PAGE, (0.0, 8192, 0))
+    assert one_by_one[1][:2] == (None, None)  # a stat too short
+    assert one_by_one[600][2] == (None, None, 50_000)
+    assert one_by_one[601] == (None, None, None)

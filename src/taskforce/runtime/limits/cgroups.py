@@ -28,7 +28,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from taskforce.core.spec import NO_CGROUP_LIMITS, CgroupLimits
-from taskforce.runtime.own.paths import name_digest, read_small_file
+from taskforce.runtime.own.paths import name_digest
+from taskforce.runtime.processes.usage import GroupFiles, read_group
 
 log = logging.getLogger("taskforce")
 
@@ -42,9 +43,6 @@ _EMPTYING_TIME = 2.0
 # killed at birth once the cgroup has seen a cgroup.kill (its kill sequence is compared
 # with its parent's cgroup's). Nothing leaves the cgroup, so rounds end with it empty.
 _KILL_ROUNDS = 20
-# Enough for any file of a single value (cpu.stat, memory.current), read in one go.
-_SMALL = 4096
-_CHUNK = 65536  # a read of cgroup.procs, which goes on to its end
 
 
 @dataclass(frozen=True, slots=True)
@@ -450,27 +448,21 @@ class Cgroups:
         )
 
     def usage(self, task: str, slot: int) -> GroupUsage | None:
-        """The CPU time, memory and process count of the instance's cgroup.
+        """The CPU time, memory and process count of the instance's cgroup."""
+        files = self.usage_files(task, slot)
+        return None if files is None else GroupUsage(*read_group(files))
 
-        A status request reads this for every instance: the files are read raw, and
-        where they are was found once (no directory is looked up at each reading)."""
+    def usage_files(self, task: str, slot: int) -> GroupFiles | None:
+        """Where the instance's usage is read (processes/usage.py reads it): a status
+        request reads this for every instance, so no directory is looked up at each
+        reading (where they are was found once)."""
         members = self._members
         if members is None:
             return None
-        name = group_name(task, slot)
         sources = self._sources_of(task, slot)
-        cpu: float | None = None
-        memory: int | None = None
-        if sources.cpu is not None:
-            base, file = sources.cpu
-            data = read_small_file(f"{base}/{name}/{file}", _SMALL)
-            cpu = None if data is None else _cpu_seconds(data, file)
-        if sources.memory is not None:
-            base, file = sources.memory
-            data = read_small_file(f"{base}/{name}/{file}", _SMALL)
-            memory = None if data is None else _integer(data)
-        procs = _read_all(f"{members.base}/{name}/cgroup.procs")
-        return GroupUsage(cpu, memory, 0 if procs is None else len(procs.split()))
+        return GroupFiles(
+            group_name(task, slot), sources.cpu, sources.memory, (members.base, "cgroup.procs")
+        )
 
     def _sources_of(self, task: str, slot: int) -> _Sources:
         """Where the instance's usage is read: looked up at its first reading since
@@ -606,24 +598,6 @@ def _write(path: str, text: str) -> None:
         os.close(fd)
 
 
-def _read_all(path: str) -> bytes | None:
-    """The whole of a cgroup file that may be long (cgroup.procs), read raw; None if it
-    cannot be. The kernel may answer a read short before the end: reads go on to it."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        chunks = []
-        while chunk := os.read(fd, _CHUNK):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-
-
 def _pids(procs: str) -> list[int]:
     # os.open and os.read: a third of what open() costs, read at every exit of a stop.
     try:
@@ -639,23 +613,6 @@ def _pids(procs: str) -> list[int]:
         return []
     finally:
         os.close(fd)
-
-
-def _integer(data: bytes) -> int | None:
-    try:
-        return int(data)
-    except ValueError:
-        return None
-
-
-def _cpu_seconds(data: bytes, file: str) -> float | None:
-    """The CPU time in cpuacct.usage (nanoseconds) or in cpu.stat (its usage_usec)."""
-    if file == "cpuacct.usage":
-        value = _integer(data)
-        return None if value is None else value * 1e-9
-    _, found, rest = (b"\n" + data).partition(b"\nusage_usec ")
-    value = _integer(rest.partition(b"\n")[0]) if found else None
-    return None if value is None else value * 1e-6
 
 
 def _remove(path: str) -> None:

@@ -17,6 +17,7 @@ from taskforce.core.planner import ExitOutcome, Planner
 from taskforce.core.spec import CgroupLimits, TaskSpec
 from taskforce.runtime.limits.cgroups import Cgroups, GroupUsage
 from taskforce.runtime.limits.memory_restart import MemoryRestart
+from taskforce.runtime.processes.usage import GroupFiles
 
 log = logging.getLogger("taskforce")
 
@@ -136,3 +137,6 @@ class Confinement:
 
     def usage(self, task: str, slot: int) -> GroupUsage | None:
         return self.cgroups.usage(task, slot) if self.cgroups.available else None
+
+    def usage_files(self, task: str, slot: int) -> GroupFiles | None:
+        return self.cgroups.usage_files(task, slot) if self.cgroups.available else None
