@@ -21,6 +21,7 @@ every such process is killed before it exits.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import ctypes
 import json
@@ -42,6 +43,8 @@ GROUPS = ("web", "worker", "db", "cache")  # task names: web-00000, worker-00001
 # Seconds between two requests that must not share a usage reading (taskforce keeps one
 # for a second: api/status.py USAGE_MAX_AGE).
 FRESH_GAP = 1.2
+# Seconds after a fresh table's request that a summary is asked (see stalled()).
+STALL_AFTER = 0.03
 
 # (label, path): the unfiltered table, then what the filters make of it. "fresh": each
 # request waits FRESH_GAP first, so that it reads every process's usage anew (the others
@@ -229,9 +232,30 @@ def measure(label: str, ref: str | None, args: argparse.Namespace) -> None:
                     f"| {name} `{path}` | {statistics.median(times):.1f} | {min(times):.1f} "
                     f"| {max(times):.1f} | {used:.0f} | {status} | {size} |"
                 )
+            print(stalled(sock_path, args.runs))
             print(f"taskforce RSS after the requests {rss_kib(proc.pid) / 1024:.1f} MiB")
         finally:
             stop(proc)
+
+
+def stalled(sock_path: str, runs: int) -> str:
+    """The row of /status/summary sent while a fresh unfiltered table is being read (its
+    usage reading under way): how long the event loop keeps other requests (and the
+    supervision of the tasks) waiting meanwhile."""
+    times = []
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        for _ in range(runs):
+            time.sleep(FRESH_GAP)
+            table = pool.submit(request, "/status/tasks", sock_path)
+            time.sleep(STALL_AFTER)  # the table's request arrives and its reading begins
+            elapsed, status, size = request("/status/summary", sock_path)
+            times.append(elapsed * 1000)
+            table.result()
+    return (
+        f"| summary {STALL_AFTER * 1000:.0f} ms into a fresh table `/status/summary` "
+        f"| {statistics.median(times):.1f} | {min(times):.1f} | {max(times):.1f} | - "
+        f"| {status} | {size} |"
+    )
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

@@ -4,7 +4,8 @@ Series of a task's processes are labelled `task` and `index` (never `instance`: 
 scrape target's label); a task's own series `task` alone. The standard `process_*` series
 describe taskforce itself. No timer runs for them: a task's lines (series_of) are kept with
 its /status/tasks entry and made anew when it changes, and the usage figures are read when
-scraped, as the status reads them (at most a second old: see api/status.py).
+scraped, as the status reads them (in a worker thread, at most a second old: see
+api/readings.py).
 
 Written by hand rather than with prometheus_client: importing that (0.26.0) into the daemon
 costs 5.2 MB of RSS (22.1 MB after asyncio, PyYAML and h11, 27.4 MB with it) and 130 ms at
@@ -29,7 +30,7 @@ class MetricSource(Protocol):
     """What the exposition needs of :class:`taskforce.api.status.Controller`."""
 
     def version(self) -> dict[str, Any]: ...
-    def series(self) -> Iterable[Sequence[bytes]]: ...
+    async def series(self) -> Sequence[Sequence[bytes]]: ...
     def counters(self) -> dict[str, Any]: ...
 
 
@@ -48,11 +49,11 @@ class Family:
             self.samples.append((tuple(labels.items()), value))
 
 
-def exposition(source: MetricSource) -> str:
+async def exposition(source: MetricSource) -> str:
     """The whole page; a taskforce that is not running its tasks shows only itself."""
     head = "".join(_render(f) for f in (*_taskforce(source), *_own_process()))
     try:
-        rows = list(source.series())
+        rows = await source.series()
     except ControlError:
         rows = []
     out = [head.encode()]

@@ -31,7 +31,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -81,11 +81,13 @@ class ControlSurface(Protocol):
     def version(self) -> dict[str, Any]: ...
     def config(self) -> dict[str, Any]: ...
     def reload_status(self) -> dict[str, Any]: ...
-    def tasks(self, *, usage: bool = False, query: TaskQuery = ...) -> dict[str, Any]: ...
-    def table(self, query: TaskQuery = ..., *, usage: bool = False) -> bytes: ...
+    def tasks(self, *, query: TaskQuery = ...) -> dict[str, Any]: ...
+    async def tasks_with_usage(self, query: TaskQuery = ...) -> dict[str, Any]: ...
+    def table(self, query: TaskQuery = ...) -> bytes: ...
+    async def table_with_usage(self, query: TaskQuery = ...) -> bytes: ...
     def summary(self, query: TaskQuery = ...) -> dict[str, Any]: ...
     def counters(self) -> dict[str, Any]: ...
-    def series(self) -> Iterable[Sequence[bytes]]: ...
+    async def series(self) -> Sequence[Sequence[bytes]]: ...
     def set_overrides(self, key: str, values: Mapping[str, str | int]) -> dict[str, Any]: ...
     def start(self, task: str) -> dict[str, Any]: ...
     def stop(self, task: str) -> dict[str, Any]: ...
@@ -206,7 +208,7 @@ class Router:
             "/status/tasks": Route(GET, False, self._tasks),
             "/status/summary": Route(GET, False, self._summary),
             "/status/access": Route(GET, False, self._access),
-            "/metrics": Route(GET, False, lambda call: Reply(200, exposition(c).encode(), METRICS)),
+            "/metrics": Route(GET, False, self._metrics),
             "/events": Route(GET, False, lambda call: EVENT_STREAM),
             "/status/fleet": Route(GET, False, self._fleet),
             "/events/fleet": Route(GET, False, self._fleet_events),
@@ -324,12 +326,28 @@ class Router:
             raise ControlError(404, NOT_FLEET)
         return EventStream(FleetFeed(self.fleet).stream)
 
-    def _tasks(self, call: Call) -> Reply:
-        """/status/tasks, filtered by ?task=, ?state= and ?fields= (see api/query.py)."""
+    def _tasks(self, call: Call) -> Outcome:
+        """/status/tasks, filtered by ?task=, ?state= and ?fields= (see api/query.py).
+
+        Deferred, as /metrics: the usage figures are read in a worker thread while the
+        event loop goes on (api/readings.py)."""
         query = parse_query(call.params)
-        if "indent" in call.params:  # pretty-printed: made from the objects
-            return call.json(self.controller.tasks(usage=True, query=query))
-        return Reply(200, self.controller.table(query, usage=True) + b"\n")
+        controller = self.controller
+
+        async def reply() -> Reply:
+            if "indent" in call.params:  # pretty-printed: made from the objects
+                return call.json(await controller.tasks_with_usage(query))
+            return Reply(200, await controller.table_with_usage(query) + b"\n")
+
+        return Deferred(reply)
+
+    def _metrics(self, call: Call) -> Outcome:
+        controller = self.controller
+
+        async def reply() -> Reply:
+            return Reply(200, (await exposition(controller)).encode(), METRICS)
+
+        return Deferred(reply)
 
     def _summary(self, call: Call) -> Reply:
         """/status/summary: counts by state, of every task or those ?task= and ?state= pick."""

@@ -9,15 +9,15 @@ configuration); read by the routes, the event stream and the metrics. The api's
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 
 from taskforce import __version__
 from taskforce.api.metrics import STATE, USAGE_FAMILIES, series_of, state_lines, usage_lines
 from taskforce.api.query import EVERYTHING, TASK_STATES, UNWANTED, WANTED, TaskQuery
+from taskforce.api.readings import Readings
 from taskforce.api.table import Entry, join, make_entry
 from taskforce.config.include import Composition
 from taskforce.config.notify_targets import without_secrets
@@ -27,15 +27,12 @@ from taskforce.core.wanted import is_wanted
 from taskforce.runtime.legion import Legion
 from taskforce.runtime.manage import JSON, ControlError, Controls
 from taskforce.runtime.processes.spawn import describe_status
-from taskforce.runtime.processes.usage import Reading, read_usages
-
-# Usage figures read this recently serve a request again rather than being read anew (a
-# dashboard polling, several clients, a scrape beside them): they cost what the kernel
-# takes to make four small files a process, 0.4 s of CPU for 10,000 (bench/usage_cost.py).
-USAGE_MAX_AGE = 1.0
+from taskforce.runtime.processes.usage import GroupFiles, Reading, read_usages
 
 # A process by (task, instance, pid): its usage reading's key.
 UsageKey = tuple[str, int, int | None]
+# What is read of it: its pid, and where its instance's cgroup's files are.
+UsageTarget = tuple[int | None, GroupFiles | None]
 
 
 def iso(wall: float | None) -> str | None:
@@ -56,9 +53,8 @@ class Controller(Controls):
         self._entries: dict[str, Entry] = {}
         self._checked: tuple[int, object, object] | None = None
         self._position: dict[str, int] = {}
-        # The latest usage readings, and when they were taken (time.monotonic()).
-        self._readings: dict[UsageKey, Reading] = {}
-        self._read_at = -math.inf
+        # The latest usage readings, taken in a worker thread (api/readings.py).
+        self._usage: Readings[UsageKey, UsageTarget] = Readings(self._usage_targets, _read)
 
     def version(self) -> JSON:
         return {
@@ -94,11 +90,11 @@ class Controller(Controls):
             },
         }
 
-    def tasks(self, *, usage: bool = False, query: TaskQuery = EVERYTHING) -> JSON:
-        """Every task's state and processes (or those `query` selects, with its fields);
-        with `usage`, each process's CPU seconds and resident bytes too (read from /proc
-        now: the event stream and the fleet's status go without, as they are made on every
-        change). The table as objects; table() is the same as JSON text, made faster."""
+    def tasks(self, *, query: TaskQuery = EVERYTHING) -> JSON:
+        """Every task's state and processes (or those `query` selects, with its fields),
+        without the usage figures (the event stream and the fleet's status go without, as
+        they are made on every change). The table as objects; table() is the same as JSON
+        text, made faster."""
         out: JSON = {}
         for name, state, refused in self._rows(query):
             task = self._task(state) if state is not None else self._refused(name, "")
@@ -108,77 +104,84 @@ class Controller(Controls):
             if query.selects_state(task["state"], wanted):
                 fields = query.fields
                 out[name] = task if fields is None else {f: task[f] for f in fields}
-        if usage:
-            shown = [(n, p) for n, t in out.items() for p in t.get("processes", ())]
-            found = self.readings([(n, p["instance"], p["pid"]) for n, p in shown])
-            for name, process in shown:
-                process.update(_usage(found[name, process["instance"], process["pid"]]))
         return out
 
-    def table(self, query: TaskQuery = EVERYTHING, *, usage: bool = False) -> bytes:
-        """The JSON text of tasks(usage=usage, query=query), compact, from the entries
-        kept between requests: only tasks changed since are made anew."""
+    async def tasks_with_usage(self, query: TaskQuery = EVERYTHING) -> JSON:
+        """tasks(), with each process's CPU seconds and resident bytes and its instance's
+        cgroup's figures (see readings()): the table as it was when asked."""
+        out = self.tasks(query=query)
+        shown = [(n, p) for n, t in out.items() for p in t.get("processes", ())]
+        found = await self.readings([(n, p["instance"], p["pid"]) for n, p in shown])
+        for name, process in shown:
+            process.update(_usage(found[name, process["instance"], process["pid"]]))
+        return out
+
+    def table(self, query: TaskQuery = EVERYTHING) -> bytes:
+        """The JSON text of tasks(query=query), compact, from the entries kept between
+        requests: only tasks changed since are made anew."""
+        return join(self._items(query), query, None)
+
+    async def table_with_usage(self, query: TaskQuery = EVERYTHING) -> bytes:
+        """The JSON text of tasks_with_usage(query), made as table() is."""
+        items = self._items(query)  # as they are now: what the reading is of
+        if query.fields is not None and "processes" not in query.fields:
+            return join(items, query, None)
+        # Only the processes shown are read.
+        items = [item for item in items if query.selects_state(item[1].state, item[1].wanted)]
+        found = await self.readings([(n, slot, pid) for n, e in items for slot, pid in e.processes])
+        return join(items, query, lambda task, slot, pid: _usage_text(found[task, slot, pid]))
+
+    def _items(self, query: TaskQuery) -> list[tuple[str, Entry]]:
+        """The entries of the tasks `query` names, in the table's order."""
         entries = self._current_entries()
         if query.by_name:
             names = query.exact_names()
             if names is not None:
                 items = [(n, entries[n]) for n in names if n in entries]
                 items.sort(key=lambda item: self._position[item[0]])
-            else:
-                items = [(n, e) for n, e in entries.items() if query.selects_name(n)]
-        else:
-            items = list(entries.items())
-        if not usage or (query.fields is not None and "processes" not in query.fields):
-            return join(items, query, None)
-        # Only the processes shown are read.
-        items = [item for item in items if query.selects_state(item[1].state, item[1].wanted)]
-        found = self.readings([(n, slot, pid) for n, e in items for slot, pid in e.processes])
-        return join(items, query, lambda task, slot, pid: _usage_text(found[task, slot, pid]))
+                return items
+            return [(n, e) for n, e in entries.items() if query.selects_name(n)]
+        return list(entries.items())
 
-    def readings(self, keys: Iterable[UsageKey]) -> dict[UsageKey, Reading]:
-        """The usage of each process and of its instance's cgroup: read now, at once, or
-        at most USAGE_MAX_AGE seconds ago."""
-        now = time.monotonic()
-        fresh = now - self._read_at <= USAGE_MAX_AGE
-        kept = self._readings if fresh else {}
-        missing = [key for key in keys if key not in kept]
-        if missing:
-            confinement = self._supervisor().confinement
-            found = read_usages(
-                [(pid, confinement.usage_files(task, slot)) for task, slot, pid in missing]
-            )
-            kept.update(zip(missing, found, strict=True))
-            if not fresh:  # those kept, older, date the whole
-                self._readings, self._read_at = kept, now
-        return kept
+    async def readings(self, keys: Sequence[UsageKey]) -> dict[UsageKey, Reading]:
+        """The usage of each process and of its instance's cgroup: read now (in a worker
+        thread, while the event loop goes on), or at most USAGE_MAX_AGE seconds ago, or by
+        the reading under way. A process gone meanwhile has no figures (None)."""
+        return await self._usage.of(keys)
 
-    def series(self) -> Iterator[Sequence[bytes]]:
+    def _usage_targets(self, keys: list[UsageKey]) -> list[UsageTarget]:
+        confinement = self._supervisor().confinement
+        return [(pid, confinement.usage_files(task, slot)) for task, slot, pid in keys]
+
+    async def series(self) -> list[Sequence[bytes]]:
         """Every task's lines of /metrics (api/metrics.py), in the table's order: those
         kept with its entry, and its processes' usage read as for the table."""
-        entries = self._current_entries()
-        found = self.readings(
-            (n, slot, pid) for n, e in entries.items() for slot, pid in e.processes
+        entries = self._current_entries()  # as they are now: what the reading is of
+        found = await self.readings(
+            [(n, slot, pid) for n, e in entries.items() for slot, pid in e.processes]
         )
-        for name, entry in entries.items():
-            kept = entry.series
-            if kept is None:
-                made = series_of(name, json.loads(entry.text), usage=False)
-                made[STATE] = b""  # made at each scrape (see state_lines)
-                kept = entry.series = tuple(made)
-            row = list(kept)
-            row[STATE] = state_lines(name, entry.state)
-            if not entry.processes:
-                yield row
-                continue
-            lines: list[list[str]] = [[] for _ in USAGE_FAMILIES]
-            for slot, pid in entry.processes:
-                cpu, rss, group = _usage(found[name, slot, pid]).values()
-                usage = usage_lines(name, slot, pid is not None, (cpu, rss), group)
-                for into, line in zip(lines, usage, strict=True):
-                    into.append(line)
-            for family, text in zip(USAGE_FAMILIES, lines, strict=True):
-                row[family] = "".join(text).encode()
-            yield row
+        return [self._series_row(name, entry, found) for name, entry in entries.items()]
+
+    @staticmethod
+    def _series_row(name: str, entry: Entry, found: dict[UsageKey, Reading]) -> Sequence[bytes]:
+        kept = entry.series
+        if kept is None:
+            made = series_of(name, json.loads(entry.text), usage=False)
+            made[STATE] = b""  # made at each scrape (see state_lines)
+            kept = entry.series = tuple(made)
+        row = list(kept)
+        row[STATE] = state_lines(name, entry.state)
+        if not entry.processes:
+            return row
+        lines: list[list[str]] = [[] for _ in USAGE_FAMILIES]
+        for slot, pid in entry.processes:
+            cpu, rss, group = _usage(found[name, slot, pid]).values()
+            usage = usage_lines(name, slot, pid is not None, (cpu, rss), group)
+            for into, line in zip(lines, usage, strict=True):
+                into.append(line)
+        for family, text in zip(USAGE_FAMILIES, lines, strict=True):
+            row[family] = "".join(text).encode()
+        return row
 
     def summary(self, query: TaskQuery = EVERYTHING) -> JSON:
         """How many tasks are in each state, and in their wanted state or not."""
@@ -407,6 +410,12 @@ class Controller(Controls):
             "reload_errors": self.legion.reload_errors,
             "watches": len(watcher.paths) if watcher else 0,
         }
+
+
+def _read(targets: list[UsageTarget]) -> list[Reading]:
+    """The readings of `targets`, in the worker thread (read_usages looked up at each
+    call: the tests slow it down)."""
+    return read_usages(targets)
 
 
 def _usage(reading: Reading) -> JSON:

@@ -1,0 +1,93 @@
+"""The usage readings of the status views, taken off the event loop and shared.
+
+At 10,000 tasks a reading of every process's usage takes 0.2-0.4 s (more on a busy
+machine), mostly the kernel's making of the files: taken on the event loop, it would hold
+up everything else the supervisor does meanwhile (a child that dies is restarted that much
+later). So a reading runs in a worker thread of its own while the loop goes on, and the
+requests that arrive during it wait for it rather than reading again. Readings serve every
+request for USAGE_MAX_AGE seconds (a dashboard polling, several clients, a scrape beside
+them pay for one).
+
+What to read (the processes, and where their cgroups' files are) is taken on the loop
+before the thread starts; the thread only reads files. One thread at most, made at the
+first reading, and it then sleeps on its queue with no timeout: an idle taskforce makes
+no wake-ups for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Generic, TypeVar
+
+from taskforce.runtime.processes.usage import Reading
+
+# Usage figures read this recently serve a request again rather than being read anew: they
+# cost what the kernel takes to make four small files a process, 0.4 s of CPU for 10,000
+# (bench/usage_cost.py).
+USAGE_MAX_AGE = 1.0
+
+Key = TypeVar("Key")
+Target = TypeVar("Target")
+
+
+class Readings(Generic[Key, Target]):
+    """The latest readings by key, read in a worker thread and shared by the requests.
+
+    `targets` says, on the loop, what the thread is to read for each key; `read` reads
+    them at once, in the thread (it must touch nothing the loop changes)."""
+
+    def __init__(
+        self,
+        targets: Callable[[list[Key]], list[Target]],
+        read: Callable[[list[Target]], list[Reading]],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._targets = targets
+        self._read = read
+        self._clock = clock
+        self._kept: dict[Key, Reading] = {}
+        self._read_at = -math.inf  # when the oldest of those kept was read
+        self._reading: asyncio.Task[dict[Key, Reading]] | None = None  # under way
+        self._worker: ThreadPoolExecutor | None = None
+
+    async def of(self, keys: Sequence[Key]) -> dict[Key, Reading]:
+        """A reading of each of `keys` (and maybe of others): taken now, or at most
+        USAGE_MAX_AGE seconds before, or by the reading under way when this was asked."""
+        while True:
+            fresh = self._clock() - self._read_at <= USAGE_MAX_AGE
+            kept = self._kept if fresh else {}
+            missing = [key for key in keys if key not in kept]
+            if not missing:
+                return kept
+            reading = self._reading
+            if reading is None:
+                read = self._take(missing, self._targets(missing), fresh, self._clock())
+                reading = self._reading = asyncio.create_task(read)
+            # Shielded: a request that goes away leaves the reading to the others.
+            found = await asyncio.shield(reading)
+            # What the reading found serves this request however long it took (never read
+            # again for being old by then); a reading for others may lack some keys.
+            if all(key in found for key in keys):
+                return found
+
+    async def _take(
+        self, missing: list[Key], targets: list[Target], fresh: bool, started: float
+    ) -> dict[Key, Reading]:
+        """Read the targets of `missing` in the worker thread: in addition to those kept
+        (`fresh`), which then still date the whole, or as a new whole dated `started`."""
+        try:
+            if self._worker is None:
+                self._worker = ThreadPoolExecutor(1, thread_name_prefix="taskforce-usage")
+            loop = asyncio.get_running_loop()
+            found = await loop.run_in_executor(self._worker, self._read, targets)
+        finally:
+            self._reading = None
+        kept = self._kept if fresh else {}
+        kept.update(zip(missing, found, strict=True))
+        if not fresh:
+            self._kept, self._read_at = kept, started
+        return kept
