@@ -41,7 +41,7 @@ PR_SET_CHILD_SUBREAPER = 36
 GROUPS = ("web", "worker", "db", "cache")  # task names: web-00000, worker-00001...
 
 # Seconds between two requests that must not share a usage reading (taskforce keeps one
-# for a second: api/status.py USAGE_MAX_AGE).
+# for a second: api/readings.py USAGE_MAX_AGE).
 FRESH_GAP = 1.2
 # Seconds after a fresh table's request that a summary is asked (see stalled()).
 STALL_AFTER = 0.03

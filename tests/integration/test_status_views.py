@@ -9,7 +9,9 @@ import asyncio
 import http.client
 import json
 import os
+import signal
 import socket
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from urllib.parse import quote
 
 import pytest
 
+from taskforce.api import readings
 from taskforce.api import status as views
 from taskforce.api.metrics import series
 from taskforce.api.query import TASK_FIELDS, TASK_STATES
@@ -26,6 +29,8 @@ from taskforce.config.model import HttpListener
 from taskforce.runtime.legion import Legion
 from taskforce.runtime.loop.supervisor import Outcome
 from taskforce.runtime.manage import ControlError
+from taskforce.runtime.processes import usage
+from taskforce.runtime.processes.usage import read_usages
 
 DEADLINE = 20.0
 SLEEP = ["sleep", "1000"]
@@ -68,9 +73,11 @@ Scenario = Callable[
 ]
 
 
-def serve(tmp_path: Path, marker: str, scenario: Scenario) -> Outcome:
+def serve(
+    tmp_path: Path, marker: str, scenario: Scenario, tasks: dict[str, Any] = TASKS
+) -> Outcome:
     config = tmp_path / "taskforce.conf"
-    config.write_text(json.dumps({"tasks": TASKS, "settings": SETTINGS}))
+    config.write_text(json.dumps({"tasks": tasks, "settings": SETTINGS}))
     run = tmp_path / "run"
     run.mkdir(mode=0o700)
     socket_path = str(run / "api.sock")
@@ -99,12 +106,15 @@ def serve(tmp_path: Path, marker: str, scenario: Scenario) -> Outcome:
 
 
 async def until(
-    controller: Controller, condition: Callable[[dict[str, Any]], bool], what: str
+    controller: Controller,
+    condition: Callable[[dict[str, Any]], bool],
+    what: str,
+    timeout: float = DEADLINE,
 ) -> dict[str, Any]:
     """Wait until the task table satisfies `condition`; the kept text must match the table
     made from scratch each time it is looked at."""
     loop = asyncio.get_running_loop()
-    end = loop.time() + DEADLINE
+    end = loop.time() + timeout
     while True:
         try:
             tasks = controller.tasks()
@@ -118,12 +128,13 @@ async def until(
         await asyncio.sleep(0.02)  # polling interval of a deadline-bounded wait
 
 
-def usage_agrees(controller: Controller) -> None:
+async def usage_agrees(controller: Controller) -> None:
     """The table's text with usage, and the /metrics lines kept with its entries, are what
     the objects make (with the same readings)."""
-    tasks = controller.tasks(usage=True)
-    assert controller.table(usage=True) == json.dumps(tasks, separators=(",", ":")).encode()
-    assert [list(row) for row in controller.series()] == series(tasks)
+    tasks = await controller.tasks_with_usage()
+    table = await controller.table_with_usage()
+    assert table == json.dumps(tasks, separators=(",", ":")).encode()
+    assert [list(row) for row in await controller.series()] == series(tasks)
 
 
 def settled(tasks: dict[str, Any]) -> bool:
@@ -210,17 +221,17 @@ def test_the_kept_table_follows_every_change(
     ) -> None:
         tasks = await until(controller, settled, "web to run and flaky to fail")
         # With usage: the same keys in the same order as the objects have.
-        with_usage = json.loads(controller.table(usage=True))
+        with_usage = json.loads(await controller.table_with_usage())
         assert list(with_usage) == list(tasks)
-        for name, task in controller.tasks(usage=True).items():
+        for name, task in (await controller.tasks_with_usage()).items():
             assert list(with_usage[name]) == list(TASK_FIELDS)
             assert [list(p) for p in with_usage[name]["processes"]] == [
                 list(p) for p in task["processes"]
             ]
         # One reading serves them all (figures kept a while: here for the whole test): the
         # table's text, the objects, and the /metrics lines kept with the entries.
-        monkeypatch.setattr(views, "USAGE_MAX_AGE", 3600.0)
-        usage_agrees(controller)
+        monkeypatch.setattr(readings, "USAGE_MAX_AGE", 3600.0)
+        await usage_agrees(controller)
 
         before = pids(tasks, "web-2")
         controller.restart("web-2")
@@ -253,8 +264,68 @@ def test_the_kept_table_follows_every_change(
             "the reload to apply what it can",
         )
         assert tasks["new"]["state"] == "invalid" and tasks["web-1"]["error"]
-        usage_agrees(controller)  # new processes read, the gone ones' readings unused
+        await usage_agrees(controller)  # new processes read, the gone ones' readings unused
         status, data = await api("/status/tasks?state=invalid&fields=state")
         assert (status, data) == (200, {"new": {"state": "invalid"}})
 
     assert serve(tmp_path, marker, scenario) is Outcome.STOPPED
+
+
+MANY = 200
+
+
+@pytest.mark.parametrize("reader", ["C", "Python"])
+def test_the_loop_goes_on_while_the_usage_is_read(
+    tmp_path: Path, marker: str, monkeypatch: pytest.MonkeyPatch, reader: str
+) -> None:
+    """A status request's usage reading is held (in the reader) until a task killed
+    meanwhile has been restarted: the event loop supervises on while the reading runs.
+    (Read on the loop, the reading would hold the restart back until it timed out.) The
+    same without the C extension, whose reader runs in the worker thread too."""
+    if reader == "Python":
+        monkeypatch.setattr(usage, "_syscalls", None)
+    many = {f"t-{i:03d}": {"commands": {"start": SLEEP}} for i in range(MANY)}
+    started = threading.Event()
+    release = threading.Event()
+    held: list[bool] = []  # True: let go by the test; False: timed out
+
+    def slow(targets: Any, proc: str = "/proc") -> Any:
+        if not started.is_set():  # the first reading only
+            started.set()
+            held.append(release.wait(DEADLINE))
+        return read_usages(targets, proc)
+
+    monkeypatch.setattr(views, "read_usages", slow)
+
+    async def scenario(
+        legion: Legion, controller: Controller, api: Callable[[str], Awaitable[tuple[int, Any]]]
+    ) -> None:
+        await until(
+            controller,
+            lambda t: len(t) == MANY and all(v["running"] == 1 for v in t.values()),
+            f"{MANY} tasks to run",
+            timeout=3 * DEADLINE,
+        )
+        victim = pids(controller.tasks(), "t-042")[0]
+        asked = asyncio.ensure_future(api("/status/tasks"))
+        try:
+            assert await asyncio.to_thread(started.wait, DEADLINE), "no reading began"
+            os.kill(victim, signal.SIGKILL)
+            await until(
+                controller,
+                lambda t: pids(t, "t-042") not in ([], [victim]),
+                "t-042 to be restarted while the reading is held",
+            )
+            assert not asked.done()
+        finally:
+            release.set()
+        status, table = await asked
+        assert status == 200 and held == [True]
+        # The table is as it was asked for: the killed process, gone by the time it was
+        # read, shows without figures; the others with theirs.
+        [process] = table["t-042"]["processes"]
+        assert process["pid"] == victim
+        assert (process["cpu_seconds"], process["rss_bytes"]) == (None, None)
+        assert all(t["processes"][0]["rss_bytes"] for name, t in table.items() if name != "t-042")
+
+    assert serve(tmp_path, marker, scenario, many) is Outcome.STOPPED

@@ -144,7 +144,7 @@ def every_path(router: Router) -> list[str]:
 
 STATUS_CALLS = {
     "version", "config", "reload_status", "tasks", "table", "summary", "counters", "attach",
-    "subscribe", "unsubscribe"
+    "subscribe", "unsubscribe", "tasks_with_usage", "table_with_usage", "series"
 }  # fmt: skip
 BAD_CREDENTIALS: list[dict[str, str]] = [
     {},

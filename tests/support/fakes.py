@@ -58,15 +58,21 @@ class FakeController:
     def reload_status(self) -> dict[str, Any]:
         return {"file": "/etc/taskforce.conf"}
 
-    def tasks(self, *, usage: bool = False, query: TaskQuery = EVERYTHING) -> dict[str, Any]:
+    def tasks(self, *, query: TaskQuery = EVERYTHING) -> dict[str, Any]:
         return {
             name: {"running": 1}
             for name in TASKS
             if query.selects_name(name) and query.selects_state("running", True)
         }
 
-    def table(self, query: TaskQuery = EVERYTHING, *, usage: bool = False) -> bytes:
-        return json.dumps(self.tasks(usage=usage, query=query), separators=(",", ":")).encode()
+    async def tasks_with_usage(self, query: TaskQuery = EVERYTHING) -> dict[str, Any]:
+        return self.tasks(query=query)
+
+    def table(self, query: TaskQuery = EVERYTHING) -> bytes:
+        return json.dumps(self.tasks(query=query), separators=(",", ":")).encode()
+
+    async def table_with_usage(self, query: TaskQuery = EVERYTHING) -> bytes:
+        return self.table(query)
 
     def summary(self, query: TaskQuery = EVERYTHING) -> dict[str, Any]:
         shown = self.tasks(query=query)
@@ -75,8 +81,8 @@ class FakeController:
     def counters(self) -> dict[str, Any]:
         return {"reloads": 3}
 
-    def series(self) -> list[list[bytes]]:
-        return series(self.tasks(usage=True))
+    async def series(self) -> list[list[bytes]]:
+        return series(self.tasks())
 
     def set_overrides(self, key: str, values: Mapping[str, str | int]) -> dict[str, Any]:
         if not values:

@@ -20,7 +20,6 @@ import asyncio
 import math
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 from taskforce.runtime.processes.usage import Reading
@@ -52,7 +51,6 @@ class Readings(Generic[Key, Target]):
         self._kept: dict[Key, Reading] = {}
         self._read_at = -math.inf  # when the oldest of those kept was read
         self._reading: asyncio.Task[dict[Key, Reading]] | None = None  # under way
-        self._worker: ThreadPoolExecutor | None = None
 
     async def of(self, keys: Sequence[Key]) -> dict[Key, Reading]:
         """A reading of each of `keys` (and maybe of others): taken now, or at most
@@ -80,10 +78,7 @@ class Readings(Generic[Key, Target]):
         """Read the targets of `missing` in the worker thread: in addition to those kept
         (`fresh`), which then still date the whole, or as a new whole dated `started`."""
         try:
-            if self._worker is None:
-                self._worker = ThreadPoolExecutor(1, thread_name_prefix="taskforce-usage")
-            loop = asyncio.get_running_loop()
-            found = await loop.run_in_executor(self._worker, self._read, targets)
+            found = await asyncio.to_thread(self._read, targets)
         finally:
             self._reading = None
         kept = self._kept if fresh else {}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
-from taskforce.api.metrics import exposition, series
+from taskforce.api import metrics
+from taskforce.api.metrics import series
 from taskforce.api.status import TASK_STATES
 from taskforce.runtime.manage import ControlError
 
@@ -24,8 +26,7 @@ class Source:
     def version(self) -> dict[str, Any]:
         return {"taskforce": "9.9", "python": "3.11.0"}
 
-    def tasks(self, *, usage: bool = False) -> dict[str, Any]:
-        assert usage
+    def tasks(self) -> dict[str, Any]:
         if self._tasks is None:
             raise ControlError(503, "taskforce is not running its tasks")
         return self._tasks
@@ -33,8 +34,12 @@ class Source:
     def counters(self) -> dict[str, Any]:
         return {"reloads": 2, "reload_errors": 1, "watches": 4}
 
-    def series(self) -> list[list[bytes]]:
-        return series(self.tasks(usage=True))
+    async def series(self) -> list[list[bytes]]:
+        return series(self.tasks())
+
+
+def exposition(source: Source) -> str:
+    return asyncio.run(metrics.exposition(source))
 
 
 def parse(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:

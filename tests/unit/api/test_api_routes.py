@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 from support.fakes import FakeController
 from taskforce.api import routes
 from taskforce.api.auth import Access
-from taskforce.api.routes import EVENT_STREAM, Reply, Request, Router
+from taskforce.api.routes import EVENT_STREAM, Deferred, Reply, Request, Router
 
 CONTROL = Access(allow_control=True)
 
@@ -29,7 +30,10 @@ def handle(
     token: str | None = None,
 ) -> Reply:
     headers = {b"authorization": f"Bearer {token}".encode()} if token else {}
-    outcome = Router(fake, access).handle(Request(method, target, headers, body))
+    router = Router(fake, access)
+    outcome = router.handle(Request(method, target, headers, body))
+    if isinstance(outcome, Deferred):  # the status table and /metrics: read in a thread
+        outcome = asyncio.run(router.finish(outcome))
     assert isinstance(outcome, Reply)
     return outcome
 
