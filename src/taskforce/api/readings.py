@@ -3,15 +3,16 @@
 At 10,000 tasks a reading of every process's usage takes 0.2-0.4 s (more on a busy
 machine), mostly the kernel's making of the files: taken on the event loop, it would hold
 up everything else the supervisor does meanwhile (a child that dies is restarted that much
-later). So a reading runs in a worker thread of its own while the loop goes on, and the
-requests that arrive during it wait for it rather than reading again. Readings serve every
-request for USAGE_MAX_AGE seconds (a dashboard polling, several clients, a scrape beside
-them pay for one).
+later). So a reading runs in a worker thread while the loop goes on, and the requests
+that arrive during it wait for it rather than reading again. Readings serve every request
+for USAGE_MAX_AGE seconds after they began (a dashboard polling, several clients, a
+scrape beside them pay for one).
 
 What to read (the processes, and where their cgroups' files are) is taken on the loop
-before the thread starts; the thread only reads files. One thread at most, made at the
-first reading, and it then sleeps on its queue with no timeout: an idle taskforce makes
-no wake-ups for it.
+before the thread starts; the thread only reads files. One reading at a time, in the
+loop's default executor (asyncio.to_thread): its thread is made at the first reading and
+then sleeps on the executor's queue with no timeout, so an idle taskforce makes no
+wake-ups for this; asyncio.run() ends it with the loop.
 """
 
 from __future__ import annotations
