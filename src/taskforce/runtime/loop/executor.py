@@ -108,8 +108,9 @@ class Executor(LoopPart):
 
     def start_all(self, actions: Sequence[Start]) -> None:
         # A burst allocates objects that stay (each instance's state, its output and
-        # records): the cyclic collector would walk the growing heap many times over for
-        # nothing (a third of a second of ten thousand starts). It runs once after.
+        # records): the cyclic collector would walk them again and again as the heap grows
+        # (a tenth of the CPU time of ten thousand starts). They go to the oldest
+        # generation at once (freeze and unfreeze: a splice of lists, not a walk).
         collecting = len(actions) > _START_SLICE and gc.isenabled()
         if collecting:
             gc.disable()
@@ -117,6 +118,8 @@ class Executor(LoopPart):
             self._start_slices(actions)
         finally:
             if collecting:
+                gc.freeze()
+                gc.unfreeze()
                 gc.enable()
 
     def _start_slices(self, actions: Sequence[Start]) -> None:
