@@ -219,7 +219,7 @@ def begin_jobs(jobs: Sequence[Job]) -> Callable[[], list[Spawned | SpawnError]]:
 
     vfork's caller waits, without the GIL, while the kernel sets up the child and the
     child gets a CPU to exec on: on threads, those waits overlap each other and whatever
-    the caller does meanwhile (it prepares the next burst). The threads take the next job
+    the caller does meanwhile (it prepares the next slice). The threads take the next job
     from one shared counter: no Future, lock or queue per job.
     """
     if _vfork is None or not use_vfork or len(jobs) < _PARALLEL_FROM:
