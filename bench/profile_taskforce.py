@@ -72,21 +72,38 @@ def record(out: Path, argv: list[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen([*cmd, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def summarize(raw: Path, top: int = 25) -> None:
+# Where taskforce stops (SIGTERM to exit): py-spy records a program it started to the end,
+# and kills it when told to stop earlier, so the start-up's stacks are told apart by these.
+SHUTDOWN_FRAMES = (
+    "_on_stop_signal",
+    "Supervisor.stop ",
+    "Executor.stop_all",
+    "Reaper.reap",
+    "Confinement.close",
+    "Supervisor.end",
+)
+
+
+def summarize(raw: Path, top: int = 25, leave_out: tuple[str, ...] = ()) -> None:
     own: collections.Counter[str] = collections.Counter()
     inclusive: collections.Counter[str] = collections.Counter()
-    total = 0
+    total = left_out = 0
     for line in raw.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack:
             continue
         count = int(count_text)
+        if any(frame in stack for frame in leave_out):
+            left_out += count
+            continue
         frames = [_short(frame) for frame in stack.split(";")]
         total += count
         own[frames[-1]] += count
         for frame in set(frames):
             inclusive[frame] += count
     print(f"\n{raw}: {total} samples on CPU (1 ms each)")
+    if left_out:
+        print(f"({left_out} samples of taskforce's shutdown left out: in the raw stacks)")
     for title, counter in (("own time", own), ("inclusive time", inclusive)):
         print(f"\ntop {top} by {title}:")
         for frame, count in counter.most_common(top):
@@ -341,8 +358,10 @@ def main() -> int:
             (scenario_memory if args.scenario == "memory" else scenario_spawn)(root)
             return 0
         if args.scenario in ("startup", "shutdown"):
-            sized = scenario_startup if args.scenario == "startup" else scenario_shutdown
-            summarize(sized(root, args.tasks))
+            if args.scenario == "startup":
+                summarize(scenario_startup(root, args.tasks), leave_out=SHUTDOWN_FRAMES)
+            else:
+                summarize(scenario_shutdown(root, args.tasks))
             return 0
         scenarios = {"restart": scenario_restart, "reload": scenario_reload}
         summarize(scenarios[args.scenario](root))

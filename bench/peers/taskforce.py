@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -15,6 +16,9 @@ from harness import unixhttp
 from harness.install import UnavailableError
 from harness.workload import Workload
 from peers.base import Peer, rename_into
+
+# Seconds a taskforce is given to stop its tasks and remove their cgroups when killed.
+STOP_TIMEOUT_S = 60.0
 
 
 def config_text(workload: Workload, settings: dict[str, Any] | None) -> str:
@@ -93,6 +97,16 @@ class Taskforce(Peer):
 
     def request_stop(self) -> None:
         self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """SIGTERM first, then as for any peer: a taskforce killed outright leaves its
+        instances' cgroups behind (a directory per task, ten thousand a scale trial),
+        which every cgroup operation on the host walks from then on."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=STOP_TIMEOUT_S)
+        super().kill()
 
     def status_query(self) -> Callable[[], int] | None:
         assert self.workload is not None

@@ -47,7 +47,7 @@ WARM_UP = 0.15  # the first part of the run, before the baseline is taken
 RSS_GROWTH_LIMIT = 0.10  # fraction, and...
 RSS_GROWTH_FLOOR_KB = 4096  # ...growth under this many KiB passes whatever the fraction
 FD_GROWTH_LIMIT = 4
-# A burst of starts spawns on two short-lived threads (runtime/process.run_jobs): at most
+# A burst of starts spawns on two short-lived threads (runtime/processes/spawn.begin_jobs): at most
 # two more at a time, and none left once the burst is over.
 THREAD_BURST_LIMIT = 2
 

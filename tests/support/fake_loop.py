@@ -96,7 +96,7 @@ class FakeRunner:
     _exits: list[tuple[int, int]] = field(default_factory=list)
     _next_pid: int = 1000
 
-    def start(self, requests: Sequence[StartRequest]) -> list[Spawned | Exception]:
+    def begin(self, requests: Sequence[StartRequest]) -> Callable[[], list[Spawned | Exception]]:
         results: list[Spawned | Exception] = []
         for request in requests:
             self.requests.append(request)
@@ -108,7 +108,7 @@ class FakeRunner:
             self.started.append((self._next_pid, launch))
             self.running[self._next_pid] = launch
             results.append(Spawned(self._next_pid, -1, launch.program))
-        return results
+        return lambda: results
 
     def signal_group(self, pid: int, signum: int, *, or_process: bool = False) -> bool:
         return self.signal_process(pid, signum)

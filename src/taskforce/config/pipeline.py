@@ -90,6 +90,10 @@ class Pipeline:
             return Loaded(config, roles, desired, placed, composition, refused)
         finally:
             if collecting:
+                # What the load made and kept goes to the oldest generation at once,
+                # rather than being walked by two younger collections first.
+                gc.freeze()
+                gc.unfreeze()
                 gc.enable()
 
     def warnings(

@@ -98,3 +98,40 @@ def test_at_the_end_a_cgroup_with_members_is_killed_before_it_goes(
     cgroups.remove_all()
     assert killed == [("t", 1)]
     assert not (v2 / "t@0").exists()
+
+
+@pytest.mark.parametrize("parent_offers", ["", "memory pids cpu"])
+def test_a_controller_is_asked_of_the_parent_only_where_the_parent_has_it(
+    tmp_path: Path, parent_offers: str
+) -> None:
+    # Asking a parent for a controller it has not got fails, after a wait on the kernel's
+    # cgroup lock (a tenth of a second on a busy host, at every start of taskforce).
+    parent = tmp_path / "parent"
+    base = parent / "taskforce.key"
+    base.mkdir(parents=True)
+    (parent / "cgroup.controllers").write_text(parent_offers + "\n")
+    (parent / "cgroup.subtree_control").write_text("")
+    (base / "cgroup.controllers").write_text("\n")
+    (base / "cgroup.subtree_control").write_text("")
+    enabled = cgroups_module._enable_v2_controllers(str(base))
+    asked = (parent / "cgroup.subtree_control").read_text()
+    if parent_offers:
+        assert enabled == {"memory", "pids", "cpu"} and asked
+    else:
+        assert enabled == frozenset() and asked == ""
+
+
+def test_controllers_already_passed_down_are_not_asked_for_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parent = tmp_path / "parent"
+    base = parent / "taskforce.key"
+    base.mkdir(parents=True)
+    (parent / "cgroup.controllers").write_text("memory pids cpu\n")
+    (parent / "cgroup.subtree_control").write_text("memory pids cpu\n")
+    (base / "cgroup.controllers").write_text("memory pids cpu\n")
+    (base / "cgroup.subtree_control").write_text("memory pids\n")
+    written: list[tuple[str, str]] = []
+    monkeypatch.setattr(cgroups_module, "_write", lambda path, text: written.append((path, text)))
+    assert cgroups_module._enable_v2_controllers(str(base)) == {"memory", "pids", "cpu"}
+    assert written == [(str(base / "cgroup.subtree_control"), "+cpu")]

@@ -99,6 +99,21 @@ def test_every_instance_starts_once_and_then_nothing_runs(make_loop: MakeLoop) -
     assert len(loop.runner.started) == 4
 
 
+def test_a_burst_spawning_slice_by_slice_gives_each_instance_its_own_process(
+    make_loop: MakeLoop,
+) -> None:
+    # Three slices, each spawned while the next is prepared: every outcome goes to the
+    # instance it was started for, the refused one's too.
+    runner = FakeRunner(refused={"missing"})
+    loop = make_loop(desired(task("web", count=300), task("bad", program="missing")), runner)
+    assert len(runner.started) == 300
+    for slot, inst in loop.supervisor.planner.tasks["web"].instances.items():
+        assert inst.pid is not None
+        assert runner.running[inst.pid].argv == ("prog", str(slot))
+    [bad] = loop.supervisor.planner.tasks["bad"].instances.values()
+    assert bad.pid is None and bad.failures == 1
+
+
 def test_a_quick_exit_is_restarted_after_the_backoff_deadline(make_loop: MakeLoop) -> None:
     loop = make_loop(desired(task("web")))
     [(pid, _)] = loop.runner.started

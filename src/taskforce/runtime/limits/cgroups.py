@@ -556,13 +556,17 @@ def _enable_v2_controllers(base: str) -> frozenset[str]:
     as the parent cgroup lets them be (a parent holding processes may not, by v2's rules)."""
     enabled = set()
     parent = os.path.dirname(base)
-    try:
-        with open(os.path.join(base, "cgroup.controllers")) as f:
-            offered = set(f.read().split())
-    except OSError:
-        offered = set()
+    offered = _controllers(base) or set()
+    # A write to cgroup.subtree_control waits on the kernel's cgroup lock (a tenth of a
+    # second each on a busy host): none where nothing would change, and the parent is not
+    # asked for a controller it has not got (that fails).
+    parents = _controllers(parent)
+    already = _controllers(base, "cgroup.subtree_control") or set()
     for controller in ("memory", "pids", "cpu"):
-        if controller not in offered:
+        if controller in already:  # (a taskforce before this one's, as after a re-exec)
+            enabled.add(controller)
+            continue
+        if controller not in offered and (parents is None or controller in parents):
             # Perhaps the parent offers it without having passed it down yet.
             with contextlib.suppress(OSError):
                 _write(os.path.join(parent, "cgroup.subtree_control"), f"+{controller}")
@@ -572,6 +576,16 @@ def _enable_v2_controllers(base: str) -> frozenset[str]:
                 _write(os.path.join(base, "cgroup.subtree_control"), f"+{controller}")
                 enabled.add(controller)
     return frozenset(enabled)
+
+
+def _controllers(group: str, file: str = "cgroup.controllers") -> set[str] | None:
+    """The controllers a v2 cgroup has (its parent passed down), or has passed down
+    (`file` cgroup.subtree_control); None if unreadable."""
+    try:
+        with open(os.path.join(group, file)) as f:
+            return set(f.read().split())
+    except OSError:
+        return None
 
 
 def _freeze(path: str) -> bool:

@@ -19,7 +19,7 @@ import os
 import resource
 import select
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple, Protocol
 
 from taskforce.core.spec import LaunchSpec
@@ -37,9 +37,10 @@ class StartRequest(NamedTuple):
 
 
 class ProcessRunner(Protocol):
-    def start(self, requests: Sequence[StartRequest]) -> list[Spawned | Exception]:
-        """Start each process (together: a burst spawns in parallel); each one's process,
-        or why it could not start."""
+    def begin(self, requests: Sequence[StartRequest]) -> Callable[[], list[Spawned | Exception]]:
+        """Start each process (together: a burst spawns in parallel, on threads while the
+        caller goes on); the function returned waits for them and gives each one's
+        process, or why it could not start."""
 
     def signal_group(self, pid: int, signum: int, *, or_process: bool = False) -> bool: ...
 
@@ -71,6 +72,9 @@ class OsProcesses:
         self._put_off = False
 
     def start(self, requests: Sequence[StartRequest]) -> list[Spawned | Exception]:
+        return self.begin(requests)()
+
+    def begin(self, requests: Sequence[StartRequest]) -> Callable[[], list[Spawned | Exception]]:
         results: list[Spawned | Exception | None] = [None] * len(requests)
         prepared: list[tuple[int, spawn.Job]] = []
         for index, (launch, stdin, stdout, stderr, fds, cgroups) in enumerate(requests):
@@ -82,10 +86,14 @@ class OsProcesses:
                 results[index] = exc
                 continue
             prepared.append((index, job))
-        ran = spawn.run_jobs([job for _, job in prepared])
-        for (index, _), result in zip(prepared, ran, strict=True):
-            results[index] = result
-        return [r for r in results if r is not None]
+        running = spawn.begin_jobs([job for _, job in prepared])
+
+        def wait() -> list[Spawned | Exception]:
+            for (index, _), result in zip(prepared, running(), strict=True):
+                results[index] = result
+            return [r for r in results if r is not None]
+
+        return wait
 
     def expect_exits(self, pids: Sequence[int]) -> None:
         ceiling = _half_the_fd_limit()  # the other half: pipes, sockets, clients
