@@ -118,6 +118,7 @@ class Executor(LoopPart):
                 batch.append((action, stdio))
                 requests.append(request)
             results = self._runner.start(requests)
+            self._exits_due()  # the exits these starts replace, held back until now
             for (action, stdio), result in zip(batch, results, strict=True):
                 if isinstance(result, Exception):
                     self._start_failed(action, stdio, result)
