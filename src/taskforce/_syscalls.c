@@ -53,7 +53,12 @@ typedef struct {
     char **parts;      /* NULL for fixed strings */
     Py_ssize_t *sizes;
     Py_ssize_t count;  /* number of parts */
+    char *source;      /* where the parts are, for a word given as str (else in bytes) */
 } Template;
+
+/* core/spec.py's TASK_PID_MARKER, where a word given as str takes the child's pid. */
+static const char PID_MARKER[] = "\0Task_pid\0";
+#define PID_MARKER_SIZE (sizeof PID_MARKER - 1)
 
 #define PID_DIGITS 24
 /* What the child was doing when it failed (processes/spawn.py has the words for each). */
@@ -196,12 +201,60 @@ static void free_templates(Template *items, Py_ssize_t n) {
         PyMem_Free(items[i].buffer);
         PyMem_Free(items[i].parts);
         PyMem_Free(items[i].sizes);
+        PyMem_Free(items[i].source);
     }
     PyMem_Free(items);
 }
 
-/* Copy a sequence of bytes (fixed) or tuples of bytes (pid-templated) into C memory.  The
-   parts of a template point into the Python bytes objects, kept alive by `seq`. */
+/* A word given as str, encoded (`size` bytes at `data`), into `t`: fixed text, or the
+   parts around each pid marker. 0, or -1 with an exception set. */
+static int copy_word(Template *t, const char *data, Py_ssize_t size, int *templated) {
+    const char *end = data + size;
+    Py_ssize_t parts = 1;
+    const char *at = data;
+    while ((at = memmem(at, (size_t)(end - at), PID_MARKER, PID_MARKER_SIZE)) != NULL) {
+        at += PID_MARKER_SIZE;
+        parts++;
+    }
+    if (parts == 1) {
+        if (memchr(data, 0, (size_t)size) != NULL) goto null_byte;
+        t->buffer = PyMem_Malloc((size_t)size + 1);
+        if (t->buffer == NULL) goto nomem;
+        memcpy(t->buffer, data, (size_t)size);
+        t->buffer[size] = '\0';
+        return 0;
+    }
+    t->count = parts;
+    t->source = PyMem_Malloc((size_t)size + 1);
+    t->parts = PyMem_Calloc((size_t)parts, sizeof(char *));
+    t->sizes = PyMem_Calloc((size_t)parts, sizeof(Py_ssize_t));
+    if (t->source == NULL || t->parts == NULL || t->sizes == NULL) goto nomem;
+    memcpy(t->source, data, (size_t)size);
+    const char *from = t->source, *stop = t->source + size;
+    for (Py_ssize_t k = 0; k < parts; k++) {
+        const char *next = k + 1 < parts
+            ? memmem(from, (size_t)(stop - from), PID_MARKER, PID_MARKER_SIZE) : stop;
+        t->parts[k] = (char *)from;
+        t->sizes[k] = next - from;
+        if (memchr(from, 0, (size_t)t->sizes[k]) != NULL) goto null_byte;
+        from = next + PID_MARKER_SIZE;
+    }
+    t->buffer = PyMem_Malloc((size_t)(size - (parts - 1) * (Py_ssize_t)PID_MARKER_SIZE +
+                                      (parts - 1) * PID_DIGITS + 1));
+    if (t->buffer == NULL) goto nomem;
+    *templated = 1;
+    return 0;
+null_byte:
+    PyErr_SetString(PyExc_ValueError, "embedded null byte in an argument or the environment");
+    return -1;
+nomem:
+    PyErr_NoMemory();
+    return -1;
+}
+
+/* Copy a sequence of str (encoded as os.fsencode would; the pid goes where the marker is),
+   bytes (fixed) or tuples of bytes (pid-templated) into C memory.  The parts of a template
+   of bytes point into the Python bytes objects, kept alive by `seq`. */
 static Template *prepare(PyObject *seq, Py_ssize_t *count, int *templated) {
     PyObject *fast = PySequence_Fast(seq, "argv and envp must be sequences");
     if (fast == NULL) return NULL;
@@ -215,6 +268,27 @@ static Template *prepare(PyObject *seq, Py_ssize_t *count, int *templated) {
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *item = PySequence_Fast_GET_ITEM(fast, i);
         Template *t = &items[i];
+        if (PyUnicode_Check(item)) {
+            /* ASCII (nearly every word) is its own encoding in any file system encoding:
+               read in place, without a bytes object made for it. */
+            PyObject *encoded = NULL;
+            int copied;
+#if PY_VERSION_HEX < 0x030C0000
+            if (PyUnicode_READY(item) < 0) goto fail;
+#endif
+            if (PyUnicode_IS_ASCII(item)) {
+                copied = copy_word(t, (const char *)PyUnicode_DATA(item),
+                                   PyUnicode_GET_LENGTH(item), templated);
+            } else {
+                encoded = PyUnicode_EncodeFSDefault(item);
+                if (encoded == NULL) goto fail;
+                copied = copy_word(t, PyBytes_AS_STRING(encoded), PyBytes_GET_SIZE(encoded),
+                                   templated);
+                Py_DECREF(encoded);
+            }
+            if (copied < 0) goto fail;
+            continue;
+        }
         if (PyBytes_Check(item)) {
             Py_ssize_t size = PyBytes_GET_SIZE(item);
             if ((Py_ssize_t)strlen(PyBytes_AS_STRING(item)) != size) goto null_byte;
@@ -224,7 +298,8 @@ static Template *prepare(PyObject *seq, Py_ssize_t *count, int *templated) {
             continue;
         }
         if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) < 2) {
-            PyErr_SetString(PyExc_TypeError, "each word must be bytes or a tuple of 2+ bytes");
+            PyErr_SetString(PyExc_TypeError,
+                            "each word must be str, bytes or a tuple of 2+ bytes");
             goto fail;
         }
         Py_ssize_t parts = PyTuple_GET_SIZE(item);
@@ -956,7 +1031,9 @@ static PyMethodDef methods[] = {
      "      (cgroup_procs_files, ((resource, soft, hard, strict), ...), umask or -1,\n"
      "       nice or None, oom_score_adj bytes or None)[, fds])\n"
      "-> (pid, failed step or -1, errno, index of the failed cgroup or limit)\n"
-     "vfork and exec in a new session; tuples in argv/envp are joined with the child's pid;\n"
+     "vfork and exec in a new session; str words of argv/envp are encoded as os.fsencode\n"
+     "would and take the child's pid for each Task_pid marker, tuples of bytes are joined\n"
+     "with it;\n"
      "fds become the child's descriptors 3, 4... in order."},
     {"read_usage", read_usage, METH_VARARGS,
      "read_usage(proc, files, items, threads) -> [(cpu_seconds, rss_bytes, group), ...]\n"

@@ -2,8 +2,8 @@ from collections.abc import Sequence
 
 def spawn(
     path: bytes,
-    argv: Sequence[bytes | tuple[bytes, ...]],
-    envp: Sequence[bytes | tuple[bytes, ...]],
+    argv: Sequence[str | bytes | tuple[bytes, ...]],
+    envp: Sequence[str | bytes | tuple[bytes, ...]],
     cwd: bytes | None,
     uid: int,
     gid: int,

@@ -89,3 +89,51 @@ def test_n_exits_cost_n_waits_by_pid_and_no_walk_each() -> None:
     assert len(result["found_other"]) == 1
     assert result["first"] == [result["late"]] and result["first_put_off"]
     assert result["second"] == [result["other"]]
+
+
+# The supervisor's signals on a real loop: a child's exit reaches on_child, SIGTERM on_stop.
+_SIGNALS = """
+import asyncio, json, os, signal
+from taskforce.runtime.loop import signals
+
+async def main():
+    loop = asyncio.get_running_loop()
+    told = []
+    reaped = loop.create_future()
+    stopped = loop.create_future()
+
+    def on_child():
+        told.append("child")
+        pid, status = os.waitpid(-1, os.WNOHANG)
+        if pid and not reaped.done():
+            reaped.set_result(os.waitstatus_to_exitcode(status))
+
+    handled = signals.install(
+        loop,
+        on_child=on_child,
+        on_stop=lambda name: stopped.set_result(name),
+        on_reset=told.append,
+        on_upgrade=lambda: None,
+    )
+    os.posix_spawn("/bin/sh", ["sh", "-c", "exit 7"], {})
+    code = await asyncio.wait_for(reaped, 30)
+    os.kill(os.getpid(), signal.SIGTERM)
+    name = await asyncio.wait_for(stopped, 30)
+    signals.remove(loop, handled)
+    print(json.dumps({"code": code, "stop": name, "told": told,
+                      "after": signal.getsignal(signal.SIGCHLD) == signal.SIG_DFL}))
+
+asyncio.run(main())
+"""
+
+
+def test_sigchld_reaches_on_child_and_sigterm_on_stop_until_removed() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _SIGNALS], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["code"] == 7
+    assert result["stop"] == "SIGTERM"
+    assert set(result["told"]) == {"child"}
+    assert result["after"] is True

@@ -149,6 +149,22 @@ def test_own_pid_replaces_every_marker(spawn_path: str) -> None:
     assert output.split() == [str(pid), str(pid), f"/run/x-{pid}-{pid}.pid", f"name{pid}"]
 
 
+def test_words_beyond_ascii_reach_the_child_as_the_file_system_encodes_them(
+    spawn_path: str,
+) -> None:
+    # Undecodable bytes too (surrogate escapes, as os.environ has them), beside the marker.
+    launch = shell(
+        'printf \'%s\\n%s\' "$V" "$0" | od -An -tx1',
+        env={"PATH": "/usr/bin:/bin", "V": f"\u00e9\udcff{TASK_PID_MARKER}."},
+    )
+    launch.argv.append(f"\u00fc{TASK_PID_MARKER}")
+    pid, output, error = run(launch, spawn_path)
+    assert error is None
+    mine = str(pid).encode()
+    wanted = os.fsencode("\u00e9\udcff") + mine + b".\n" + os.fsencode("\u00fc") + mine
+    assert bytes.fromhex("".join(output.split())) == wanted
+
+
 def test_new_session_with_default_signals_and_no_mask(spawn_path: str) -> None:
     # taskforce ignores SIGPIPE (Python does), perhaps SIGHUP (started by nohup) and
     # SIGQUIT (a shell's background job), and blocks signals around the spawn: the task

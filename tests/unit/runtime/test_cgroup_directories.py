@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from taskforce.core.spec import NO_CGROUP_LIMITS
+from taskforce.core.spec import NO_CGROUP_LIMITS, CgroupLimits
 from taskforce.runtime.limits import cgroups as cgroups_module
 from taskforce.runtime.limits.cgroups import Cgroups, Hierarchy
 
@@ -135,3 +135,14 @@ def test_controllers_already_passed_down_are_not_asked_for_again(
     monkeypatch.setattr(cgroups_module, "_write", lambda path, text: written.append((path, text)))
     assert cgroups_module._enable_v2_controllers(str(base)) == {"memory", "pids", "cpu"}
     assert written == [(str(base / "cgroup.subtree_control"), "+cpu")]
+
+
+def test_a_restart_with_other_limits_is_given_the_cgroups_they_need(tmp_path: Path) -> None:
+    # A restart with the same limits is given its previous cgroups as they were.
+    _, memory, cgroups = hierarchies(tmp_path)
+    plain = cgroups.prepare("t", 0, NO_CGROUP_LIMITS)
+    limited = cgroups.prepare("t", 0, CgroupLimits(memory=1 << 30))
+    assert limited == (*plain, str(memory / "t@0" / "cgroup.procs"))
+    assert cgroups.prepare("t", 0, NO_CGROUP_LIMITS) == plain
+    assert not (memory / "t@0").exists()
+    assert cgroups.prepare("t", 0, NO_CGROUP_LIMITS, watch_memory=True) == limited

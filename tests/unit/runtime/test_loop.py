@@ -7,7 +7,7 @@ import dataclasses
 import os
 import signal
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
@@ -31,6 +31,8 @@ from taskforce.runtime.limits.confinement import Confinement
 from taskforce.runtime.loop.supervisor import Outcome, Supervisor
 from taskforce.runtime.processes import records as records_module
 from taskforce.runtime.processes.records import ProcessRecord, Records
+from taskforce.runtime.processes.runner import StartRequest
+from taskforce.runtime.processes.spawn import Spawned
 
 EXIT_1 = 1 << 8  # the wait status of exit(1)
 SWEEP_DELAY = 0.05
@@ -209,6 +211,53 @@ def test_exits_are_told_to_listeners_with_the_status(make_loop: MakeLoop) -> Non
     assert (outcome.task, outcome.record.status, outcome.record.error) == ("web", EXIT_1, None)
     assert [e["event"] for e in events] == ["exited"]
     assert events[0]["time"] == exited_at
+
+
+def test_an_exit_is_told_once_its_replacement_is_spawned(
+    make_loop: MakeLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its log line and its event's listeners are no part of the restart's latency.
+    loop = make_loop(desired(task("web")))
+    happened: list[str] = []
+    loop.supervisor.on_event = lambda event: happened.append(str(event["event"]))
+    begin = loop.runner.begin
+
+    def begin_and_note(
+        requests: Sequence[StartRequest],
+    ) -> Callable[[], list[Spawned | Exception]]:
+        happened.append("spawn")
+        return begin(requests)
+
+    monkeypatch.setattr(loop.runner, "begin", begin_and_note)
+    [pid] = loop.runner.pids()
+    loop.clock.now += 30.0
+    loop.runner.exit(pid, signal.SIGKILL)
+    loop.children_exited()
+    assert happened == ["spawn", "exited"]
+    assert len(loop.runner.pids()) == 1
+
+
+def test_sigchld_spawns_the_replacement_without_a_turn_of_the_loop(make_loop: MakeLoop) -> None:
+    loop = make_loop(desired(task("web")))
+    [pid] = loop.runner.pids()
+    loop.clock.now += 30.0
+    loop.runner.exit(pid, signal.SIGKILL)
+    loop.supervisor.on_child()
+    assert len(loop.runner.started) == 2
+    loop.scheduler.run_soon()
+    assert len(loop.runner.started) == 2
+
+
+def test_an_exit_is_told_before_the_next_pass_when_on_exit_listens(make_loop: MakeLoop) -> None:
+    # --exit-with stops every task on its task's exit: before that pass could restart it.
+    loop = make_loop(desired(task("web")))
+    loop.supervisor.on_exit = lambda outcome: loop.supervisor.stop()
+    [pid] = loop.runner.pids()
+    loop.clock.now += 30.0
+    loop.runner.exit(pid, signal.SIGKILL)
+    loop.children_exited()
+    assert loop.runner.pids() == []
+    assert len(loop.runner.started) == 1
 
 
 def test_only_an_exit_outside_a_cgroup_is_followed_by_a_scan_of_proc(

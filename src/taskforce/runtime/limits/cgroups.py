@@ -78,6 +78,10 @@ class _Instance:
     # hierarchy (an int, not a set: a set costs 216 bytes an instance, 2 MB with 10,000).
     present: int
     sources: _Sources | None = None  # found at its first reading after it was prepared
+    # What prepare() gave its last process (the cgroup.procs files), for `watch_memory`:
+    # given again as they are to the next one with the same limits (a restart).
+    procs: tuple[str, ...] | None = None
+    watch_memory: bool = False
 
 
 def parse_mounts(mountinfo: str) -> list[tuple[str, str, str, frozenset[str]]]:
@@ -245,9 +249,20 @@ class Cgroups:
         """Make the instance's cgroups (or find them) and set their limits: the
         cgroup.procs files its next process joins. `watch_memory`: it needs a memory
         cgroup though it has no memory limit (memory_restart). Raises OSError."""
-        procs = []
         known = self._instances.get((task, slot))
+        if (
+            known is not None
+            and known.procs is not None
+            and known.limits == limits
+            and known.watch_memory == watch_memory
+        ):
+            # Made for its previous process: the directories are there, the limits set.
+            known.oom_kills = self.oom_kills(task, slot)
+            return known.procs
+        procs = []
         present = known.present if known is not None else self._found(group_name(task, slot))
+        # Where a v1 memory cgroup is reused, each start empties it (see below).
+        again = True
         reused = False
         for index, (hierarchy, path) in enumerate(self.directories(task, slot)):
             bit = 1 << index
@@ -265,6 +280,8 @@ class Cgroups:
                     pass
                 present |= bit
             reused = reused or not fresh
+            if hierarchy.version == 1 and "memory" in hierarchy.controllers:
+                again = False
             if not fresh and hierarchy.version == 1 and "memory" in hierarchy.controllers:
                 # What earlier processes left charged (page cache) is not the new one's.
                 with contextlib.suppress(OSError):
@@ -275,17 +292,19 @@ class Cgroups:
             elif fresh or known is None or known.limits != limits:
                 self._set_limits(task, hierarchy, path, limits)
             procs.append(os.path.join(path, "cgroup.procs"))
-        instance = _Instance(0, limits, present)
+        made = tuple(procs)
+        instance = _Instance(0, limits, present, None, made if again else None, watch_memory)
         self._instances[task, slot] = instance
         # A cgroup just made has seen no OOM kill.
         instance.oom_kills = self.oom_kills(task, slot) if reused else 0
-        return tuple(procs)
+        return made
 
     def forget(self, task: str, slot: int) -> None:
         """Look for the instance's directories afresh at its next start (its process
         could not start: one may have been removed behind taskforce's back)."""
         known = self._instances.get((task, slot))
         if known is not None:
+            known.procs = None
             known.present = sum(
                 1 << index
                 for index, (_, path) in enumerate(self.directories(task, slot))
@@ -351,19 +370,21 @@ class Cgroups:
 
     def _dir(self, controller: str | None, task: str, slot: int) -> tuple[Hierarchy, str] | None:
         """The instance's cgroup for membership (None) or with `controller`, if it has one."""
-        for index, (hierarchy, path) in enumerate(self.directories(task, slot)):
+        for index, hierarchy in enumerate(self.hierarchies):
             if controller is None and hierarchy is self._members:
-                return hierarchy, path
+                return hierarchy, os.path.join(hierarchy.base, group_name(task, slot))
             if controller is not None and controller in hierarchy.controllers:
                 # Only where it needed one (see _needed): a v1 one exists or not.
-                exists = hierarchy.version == 2 or self._has_dir(index, task, slot, path)
-                return (hierarchy, path) if exists else None
+                if hierarchy.version == 2 or self._has_dir(index, hierarchy, task, slot):
+                    return hierarchy, os.path.join(hierarchy.base, group_name(task, slot))
+                return None
         return None
 
-    def _has_dir(self, index: int, task: str, slot: int, path: str) -> bool:
+    def _has_dir(self, index: int, hierarchy: Hierarchy, task: str, slot: int) -> bool:
         known = self._instances.get((task, slot))
         if known is None:
-            return os.path.isdir(path)  # not started by this taskforce: look
+            # Not started by this taskforce: look.
+            return os.path.isdir(os.path.join(hierarchy.base, group_name(task, slot)))
         return bool(known.present & 1 << index)
 
     def members(self, task: str, slot: int) -> list[int]:

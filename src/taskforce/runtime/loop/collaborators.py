@@ -16,9 +16,10 @@ from taskforce.runtime.processes.task_commands import TaskCommands
 
 @dataclass(frozen=True, slots=True)
 class Collaborators:
-    """The planner facts go to, how processes are started and reaped, and two callbacks:
+    """The planner facts go to, how processes are started and reaped, and three callbacks:
     `schedule` asks for a planning pass once a result is in; `log_exit` tells a task
-    process's exit (or failed start)."""
+    process's exit (or failed start), perhaps only once the replacements the next pass
+    starts are spawned; `exits_due` tells those held back until then."""
 
     planner: Planner
     runner: ProcessRunner
@@ -29,6 +30,7 @@ class Collaborators:
     confinement: Confinement
     schedule: Callable[[], None]
     log_exit: Callable[[int | None, ExitOutcome], None]
+    exits_due: Callable[[], None]
 
 
 class LoopPart:
@@ -45,3 +47,4 @@ class LoopPart:
         self._confinement = shared.confinement
         self._schedule = shared.schedule
         self._log_exit = shared.log_exit
+        self._exits_due = shared.exits_due

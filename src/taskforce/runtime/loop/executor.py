@@ -139,7 +139,9 @@ class Executor(LoopPart):
                 finally:
                     self._outcomes(done[0], results)
         finally:
-            self._outcomes(spawning[0], spawning[1]())
+            results = spawning[1]()
+            self._exits_due()  # the exits these starts replace, held back until now
+            self._outcomes(spawning[0], results)
 
     def _prepare_starts(
         self, actions: Sequence[Start]

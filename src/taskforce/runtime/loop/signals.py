@@ -12,6 +12,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable
+from types import FrameType
 
 log = logging.getLogger("taskforce")
 
@@ -26,7 +27,6 @@ def install(
 ) -> list[int]:
     """Answer the signals on `loop`; the signals handled, for remove()."""
     handlers: dict[int, Callable[[], None]] = {
-        signal.SIGCHLD: on_child,
         signal.SIGTERM: lambda: on_stop("SIGTERM"),
         signal.SIGINT: lambda: on_stop("SIGINT"),
         signal.SIGHUP: lambda: on_reset("SIGHUP"),
@@ -38,16 +38,36 @@ def install(
         del handlers[signal.SIGINT]
     for signum, handler in handlers.items():
         loop.add_signal_handler(signum, handler)
+    _answer_sigchld(loop, on_child)
     # A thousand children exiting at once overflow asyncio's wake-up pipe; that loses
     # nothing (one wake-up reaps them all) but Python would print a traceback for
     # each lost byte, which at that rate stalls the loop.
     signal.set_wakeup_fd(signal.set_wakeup_fd(-1), warn_on_full_buffer=False)
-    return list(handlers)
+    return [*handlers, signal.SIGCHLD]
+
+
+def _answer_sigchld(loop: asyncio.AbstractEventLoop, on_child: Callable[[], None]) -> None:
+    """SIGCHLD (a restart's first step) queues `on_child` from the signal's own handler.
+
+    The handler runs as the loop's wait for events is interrupted, so `on_child` runs in
+    the loop's next turn. What add_signal_handler does instead takes one turn more: its
+    next turn reads the signal from the wake-up pipe, and only queues the callback then.
+    """
+
+    def queue(signum: int, frame: FrameType | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to reap for
+            loop.call_soon_threadsafe(on_child)
+
+    signal.signal(signal.SIGCHLD, queue)
+    signal.siginterrupt(signal.SIGCHLD, False)  # as add_signal_handler does: SA_RESTART
 
 
 def remove(loop: asyncio.AbstractEventLoop, handled: list[int]) -> None:
     for signum in handled:
-        loop.remove_signal_handler(signum)
+        if signum == signal.SIGCHLD:
+            signal.signal(signum, signal.SIG_DFL)
+        else:
+            loop.remove_signal_handler(signum)
 
 
 def reopen_log_files() -> None:

@@ -80,6 +80,10 @@ class Supervisor:
         self._pid_version = -1  # and the planner's now
         self._records_timer: Handle | None = None
         self._pass_scheduled = False
+        self._pass_handle: Handle | None = None  # of the pass scheduled
+        self._passing = False  # within _pass
+        # Exits reaped, told once the pass that follows has spawned their replacements.
+        self._untold: list[tuple[int | None, ExitOutcome]] = []
         self._timer: Handle | None = None
         self._timer_at: float | None = None
         self._spawn_reports = SpawnReports()
@@ -104,6 +108,7 @@ class Supervisor:
             self.confinement,
             self._schedule,
             self._log_exit,
+            self._tell_exits,
         )
         self.reaper = Reaper(shared)
         self.executor = Executor(shared, self.records, self.reaper, self.sockets, self.emit)
@@ -122,7 +127,7 @@ class Supervisor:
         self._done = loop.create_future()
         handled = signals.install(
             loop,
-            on_child=self.reaper.reap,
+            on_child=self.on_child,
             on_stop=lambda name: self._on_stop_signal(name, Outcome.STOPPED),
             on_reset=lambda name: self._on_stop_signal(name, Outcome.RESET),
             on_upgrade=self._on_usr2,
@@ -168,6 +173,7 @@ class Supervisor:
         self._schedule()
 
     def end(self) -> None:
+        self._tell_exits()
         if self._timer is not None:
             self._timer.cancel()
         if self._records_timer is not None:
@@ -314,12 +320,34 @@ class Supervisor:
         if self._pass_scheduled or self._scheduler is None:
             return
         self._pass_scheduled = True
-        self._scheduler.call_soon(self._pass)
+        self._pass_handle = self._scheduler.call_soon(self._pass)
+
+    def on_child(self) -> None:
+        """SIGCHLD: reap, then plan at once rather than a turn of the loop later (the
+        replacement of a process that exited is spawned without waiting for that)."""
+        self.reaper.reap()
+        if self._pass_handle is not None:
+            self._pass_handle.cancel()
+            self._pass()
 
     def _pass(self) -> None:
         self._pass_scheduled = False
+        self._pass_handle = None
         if self._scheduler is None:
+            self._tell_exits()
             return  # run() has ended (a hand-over): the next image plans
+        self._passing = True
+        try:
+            self._plan_and_act()
+        finally:
+            self._passing = False
+        self._tell_exits()  # those whose pass started nothing
+        if self.on_change is not None:
+            self.on_change()
+        if self.planner.shutting_down and self._idle():
+            self._finish(self._outcome)
+
+    def _plan_and_act(self) -> None:
         record_now = False
         for _ in range(100):  # each round runs what the previous round's facts allow
             plan = self.planner.plan(self._clock.monotonic())
@@ -353,16 +381,13 @@ class Supervisor:
             plan.pid_version != self._records_version
             and self._records_timer is None
             and self.records.path is not None
+            and self._scheduler is not None
         ):
             # Later and once for a burst: a write costs milliseconds (a thousand records,
             # ten), which a restart would otherwise share a CPU with. A process started
             # meanwhile and not yet recorded is still found by the next taskforce should
             # this one be killed (recovery.py: by its environment).
             self._records_timer = self._scheduler.call_later(_RECORDS_DELAY, self._write_records)
-        if self.on_change is not None:
-            self.on_change()
-        if self.planner.shutting_down and self._idle():
-            self._finish(self._outcome)
 
     def _runs_once(self, starts: Sequence[Start]) -> bool:
         tasks = self.planner.desired.tasks
@@ -418,6 +443,26 @@ class Supervisor:
                 log.exception("event listener failed")
 
     def _log_exit(self, pid: int | None, outcome: ExitOutcome) -> None:
+        """Tell a task process's exit (or failed start): its log line, its event, on_exit.
+
+        An exit reaped between passes is told by the pass that follows, once that pass
+        has spawned the replacements: formatting the line and calling the listeners would
+        otherwise count in every restart's latency. Not when on_exit listens (--exit-with):
+        it may stop every task rather than let that pass restart any."""
+        if self.on_exit is None and not self._passing and self._scheduler is not None:
+            self._untold.append((pid, outcome))
+            self._schedule()
+            return
+        self._tell_exits()  # in the order they happened
+        self._tell_exit(pid, outcome)
+
+    def _tell_exits(self) -> None:
+        while self._untold:
+            untold, self._untold = self._untold, []
+            for pid, outcome in untold:
+                self._tell_exit(pid, outcome)
+
+    def _tell_exit(self, pid: int | None, outcome: ExitOutcome) -> None:
         exit_log.log_exit(pid, outcome, self.emit)
         if self.on_exit is not None:
             self.on_exit(outcome)

@@ -314,20 +314,6 @@ use_vfork = True
 _FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 
 
-def _templates(words: Iterable[str]) -> list[bytes | tuple[bytes, ...]]:
-    """argv or envp for the C spawner: bytes, or the parts between Task_pid markers.
-
-    (str.encode as os.fsencode would, without its per-call overhead: a thousand starts
-    encode tens of thousands of words. The C side rejects embedded null bytes.)
-    """
-    return [
-        word.encode(_FS_ENCODING, _FS_ERRORS)
-        if TASK_PID_MARKER not in word
-        else tuple(part.encode(_FS_ENCODING, _FS_ERRORS) for part in word.split(TASK_PID_MARKER))
-        for word in words
-    ]
-
-
 def _vfork_job(
     executable: str,
     words: list[str],
@@ -343,8 +329,9 @@ def _vfork_job(
     spawn_c = _vfork.spawn
     args = (
         executable.encode(_FS_ENCODING, _FS_ERRORS),
-        _templates(words),
-        _templates([f"{k}={v}" for k, v in env.items()]),
+        # str: the C side encodes them, and puts the child's pid where the marker is.
+        words,
+        list(map("=".join, env.items())),
         None if cwd is None else cwd.encode(_FS_ENCODING, _FS_ERRORS),
         -1 if creds is None else creds.uid,
         -1 if creds is None else creds.gid,
