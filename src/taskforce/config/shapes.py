@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import Any, Generic, TypeGuard, TypeVar, cast
 
 from taskforce.config.errors import Problem, format_path
-from taskforce.config.model import Pick, Value
+from taskforce.config.model import MARSHAL_VERSION, Pick, Value
 from taskforce.config.yaml_source import Document, Path
 
 T = TypeVar("T")
@@ -40,10 +40,6 @@ class Invalid:
 
 
 INVALID = Invalid()
-
-# marshal's output tells apart what == does not (1, 1.0 and True) and is about twice as
-# quick as repr. Version 2 writes no back-references, which depend on object sharing.
-MARSHAL_VERSION = 2
 
 
 class Memo:
