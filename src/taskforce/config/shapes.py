@@ -76,6 +76,10 @@ class Memo:
         """End a validation: the next one finds what this one used or made."""
         self._previous, self._current = self._current, {}
 
+    def forget(self) -> None:
+        """Drop what the latest validation used or made (the caller keeps it otherwise)."""
+        self._previous = {}
+
 
 class Reporter:
     """Collects problems, placing each at the value (or the key) its path names."""
