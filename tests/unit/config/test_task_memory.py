@@ -20,3 +20,18 @@ def test_tasks_without_defaults_or_sockets_share_one_empty_mapping() -> None:
     for task in others:
         assert task.defaults is first.defaults and task.sockets is first.sockets
     assert first.defaults == {}  # compares as the empty dict it stands for
+
+
+def test_tasks_running_one_program_share_its_name() -> None:
+    program = "/opt/" + "worker" * 3  # not a constant of this module: built at run time
+    tasks = {
+        f"t{i}": {"commands": {"start": [program, f"--n={i}"], "stop": [program]}} for i in range(3)
+    }
+    tasks["other"] = {"commands": {"start": ["/bin/other", "x"]}}
+    text = json.dumps({"tasks": tasks})
+    config = validate_document(load_document(text, "t.conf"))
+    starts = [task.commands["start"] for task in config.tasks.values()]
+    assert starts[:3] == [[program, "--n=0"], [program, "--n=1"], [program, "--n=2"]]
+    assert starts[0][0] is starts[1][0] is starts[2][0]
+    assert config.tasks["t1"].commands["stop"][0] is starts[0][0]
+    assert starts[3] == ["/bin/other", "x"]
