@@ -477,7 +477,7 @@ TASK = Record(
     {
         "commands": Field(
             MapOf(
-                Conditional(allow_scalar=False, non_empty=True),
+                Conditional(allow_scalar=False, non_empty=True, program=True),
                 key=Name("command name"),
                 required=("start",),
             ),

@@ -30,10 +30,24 @@ from taskforce.config.description import CONFIG, FRAGMENT
 from taskforce.config.errors import ConfigError, Mark, Problem, format_path
 from taskforce.config.json_fast import Known
 from taskforce.config.load import read_text
-from taskforce.config.model import Config, EnvFile, FileScope, Fragment, TaskConfig, Value
+from taskforce.config.model import (
+    MARSHAL_VERSION,
+    Config,
+    EnvFile,
+    FileScope,
+    Fragment,
+    TaskConfig,
+    Value,
+)
 from taskforce.config.reuse import TaskChanges
-from taskforce.config.shapes import MARSHAL_VERSION, Invalid, Memo, Reporter
-from taskforce.config.validate import check_between, check_entries, defined_names, raw_tasks
+from taskforce.config.shapes import Invalid, Memo, Reporter
+from taskforce.config.validate import (
+    RawTask,
+    check_between,
+    check_entries,
+    defined_names,
+    raw_tasks,
+)
 from taskforce.config.yaml_source import Document, Packed, Path, load_document, pack
 
 # dev, inode, size, modification and change times: a file whose status is the same and
@@ -66,8 +80,9 @@ class _Part:
     value: Config | Fragment | None = None
     problems: tuple[Problem, ...] = ()
     memo: Memo = field(default_factory=Memo)
-    # The task entries as written, and the names of those linking to other tasks.
-    raw: dict[str, Mapping[str, object]] = field(default_factory=dict)
+    # The task entries as written (once the file checks out, kept only as bytes: see
+    # _Written), and the names of those linking to other tasks.
+    raw: Mapping[str, RawTask] = field(default_factory=dict)
     linked: frozenset[str] = frozenset()
     # Composed objects kept from one load to the next (see _Run._composed).
     scope: FileScope | None = None
@@ -129,12 +144,21 @@ class ComposedDocument(Document):
 
     __slots__ = ("_main", "_origins")
 
-    def __init__(
-        self, main: Document, data: dict[str, Value], documents: Mapping[str, Document]
-    ) -> None:
-        super().__init__(data, main.source)
+    def __init__(self, main: Document, origins: Mapping[str, _Part]) -> None:
         self._main = main
-        self._origins = documents  # task name -> its file's document
+        self._origins = origins  # task name -> the file defining it
+        super().__init__(main.data, main.source)
+
+    @property
+    def data(self) -> dict[str, Value]:
+        """The main file's data with every task entry of the composition, decoded now:
+        the files keep them as bytes (this is read for status and warnings only)."""
+        tasks = {name: cast(Value, part.raw[name]) for name, part in self._origins.items()}
+        return {**self._data, "tasks": tasks}
+
+    @data.setter
+    def data(self, data: dict[str, Value]) -> None:
+        self._data = data  # the main file's: its tasks are replaced by the composition's
 
     def task_source(self, name: str) -> str:
         """The file defining the task `name`."""
@@ -143,8 +167,8 @@ class ComposedDocument(Document):
     def _of(self, path: Sequence[str | int]) -> Document:
         if len(path) >= 2 and path[0] == "tasks":
             found = self._origins.get(str(path[1]))
-            if found is not None:
-                return found
+            if found is not None and found.document is not None:
+                return found.document
         return self._main
 
     def source_at(self, path: Sequence[str | int]) -> str:
@@ -155,6 +179,58 @@ class ComposedDocument(Document):
 
     def key_mark_of(self, path: Sequence[str | int]) -> Mark | None:
         return self._of(path).key_mark_of(path)
+
+
+class _Named(Mapping[str, RawTask]):
+    """Task entries read when asked, named as the keys of `_names`."""
+
+    __slots__ = ("_names",)
+
+    def __init__(self, names: Mapping[str, object]) -> None:
+        self._names = names
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+class _Written(_Named):
+    """The task entries of a file that checked out, kept only as the bytes marshal wrote
+    for them (those of _Valid.entries), each decoded when read: the checks between tasks
+    read the few that link to others; status and warnings read them all, rarely. Parsed,
+    an entry costs some 600 bytes more than its bytes (measured at 10,000 tasks)."""
+
+    __slots__ = ("_bytes",)
+
+    def __init__(self, written: dict[str, bytes]) -> None:
+        super().__init__(written)
+        self._bytes = written
+
+    def __getitem__(self, name: str) -> RawTask:
+        return cast(RawTask, marshal.loads(self._bytes[name]))
+
+
+class _Entries(_Named):
+    """Every task entry of a composition, read from the file defining it (each decoded
+    once: the checks between tasks read a linked one several times)."""
+
+    __slots__ = ("_origins", "_read")
+
+    def __init__(self, origins: Mapping[str, _Part]) -> None:
+        super().__init__(origins)
+        self._origins = origins
+        self._read: dict[str, RawTask] = {}
+
+    def __getitem__(self, name: str) -> RawTask:
+        entry = self._read.get(name)
+        if entry is None:
+            entry = self._read[name] = self._origins[name].raw[name]
+        return entry
 
 
 class Composer:
@@ -294,7 +370,9 @@ def _validate(
     assert document is not None
     data = document.data
     defined = defined_names(data)
-    entries = _entry_bytes(data.get("tasks"))
+    entries = part.known.written(data.get("tasks"))
+    if entries is None:
+        entries = _entry_bytes(data.get("tasks"))
     kept: dict[str, TaskConfig] = {}
     if valid is not None and entries:
         before = valid.entries
@@ -325,6 +403,14 @@ def _validate(
         value = replace(value, tasks=merged)
     if entries is not None:
         part.valid = _Valid(entries, value.tasks, defined)
+        # The memo now holds nothing but the entries of part.valid, which the next
+        # validation keeps without asking it (a changed entry's bytes differ): it only
+        # ever serves across a validation that found problems. 180 bytes a task.
+        part.memo.forget()
+        # From now on the entries are read from their bytes (see _Written), and the
+        # document keeps the rest: what the file says aside from its tasks.
+        part.raw = _Written(entries)
+        document.data = {**document.data, "tasks": {}}
     return value, ()
 
 
@@ -351,8 +437,7 @@ class _Run:
         self.parts: list[_Part] = []  # the configuration files, in order
         self.seen: set[str] = set()  # their real paths
         self.tasks: dict[str, TaskConfig] = {}
-        self.raw: dict[str, Mapping[str, object]] = {}
-        self.documents: dict[str, Document] = {}
+        self.origins: dict[str, _Part] = {}  # each task's file
         self.linked: set[str] = set()
         self.names: set[str] = set()
         self.given: dict[str, Mapping[str, TaskConfig]] = {}  # each file's tasks
@@ -376,11 +461,10 @@ class _Run:
         main_document = part.document
         if main_document is None:
             raise ConfigError(_ordered(self.problems))
-        data = {**main_document.data, "tasks": cast(Value, self.raw)}
-        document = ComposedDocument(main_document, data, self.documents)
+        document = ComposedDocument(main_document, self.origins)
         # The links between tasks, reported with the other problems of every file.
         report = Reporter(document, self.problems)
-        check_between(report, self.raw, self.linked)
+        check_between(report, _Entries(self.origins), self.linked)
         if self.problems or config is None:
             raise ConfigError(_ordered(self.problems))
         config = replace(config, tasks=self.tasks, env=top_env, source=main_document.source)
@@ -472,10 +556,11 @@ class _Run:
         document = part.document
         assert document is not None
         raw = part.raw
-        twice = self.raw.keys() & raw.keys()
+        twice = self.origins.keys() & raw.keys()
         if twice:
             for name in sorted(twice):
-                first = self.documents[name]
+                first = self.origins[name].document
+                assert first is not None
                 there = _where(first.source, first.key_mark_of(("tasks", name)))
                 self.problems.append(
                     Problem(
@@ -485,9 +570,8 @@ class _Run:
                         f"the task {name!r} is defined twice: here and at {there}",
                     )
                 )
-            raw = {name: entry for name, entry in raw.items() if name not in twice}
-        self.raw.update(raw)
-        self.documents.update(dict.fromkeys(raw, document))
+        names = raw if not twice else [name for name in raw if name not in twice]
+        self.origins.update(dict.fromkeys(names, part))
         self.linked.update(part.linked)
         if tasks is not None:
             composed = self._composed(part, tasks, scope)
@@ -537,7 +621,7 @@ class _Run:
         """The variables of some env_file entries, later files winning."""
         document = part.document
         assert document is not None
-        written = document.get(at)
+        written = _written(part, at)
         values: dict[str, str] = {}
         for index, entry in enumerate(files):
             path = os.path.normpath(os.path.join(os.path.dirname(part.path), entry.path))
@@ -561,6 +645,16 @@ class _Run:
         self.problems.append(
             Problem(document.source_at(at), document.mark_of(at), format_path(at), message)
         )
+
+
+def _written(part: _Part, at: Path) -> object:
+    """The value at `at` in a file: ("env_file",), or ("tasks", name, key) read from the
+    task's entry (the document keeps no task entries once the file checks out)."""
+    if len(at) == 3 and at[0] == "tasks":
+        entry = part.raw.get(str(at[1]))
+        return None if entry is None else entry.get(str(at[2]))
+    assert part.document is not None
+    return part.document.get(at)
 
 
 def _changes(

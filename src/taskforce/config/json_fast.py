@@ -30,11 +30,12 @@ previous text (see :class:`Known`).
 from __future__ import annotations
 
 import json
+import marshal
 import re
 from collections.abc import Collection
 from typing import Any
 
-from taskforce.config.model import Value
+from taskforce.config.model import MARSHAL_VERSION, Value
 
 # YAML 1.1 (libyaml) printable characters exclude DEL, the C1 controls but NEL, the
 # surrogates, U+FFFE and U+FFFF; NEL, U+2028 and U+2029 are line breaks to YAML.
@@ -63,12 +64,25 @@ class _NotPlainError(Exception):
 
 
 class Known:
-    """The task entries of the latest text of a file that loaded, each with the number
-    of keys of the maps within it: an equal entry next time has as many, as long, as
-    deep (give the same one to each load of a file)."""
+    """The task entries of the latest text of a file that loaded, each as marshal writes
+    it (equal bytes, equal entries: 1, 1.0 and true told apart) with the number of keys
+    of the maps within it: an equal entry next time has as many, as long, as deep (give
+    the same one to each load of a file). Only the bytes are kept, not the entries: the
+    composer keeps them too, for the file's task entries (see :meth:`written`)."""
 
     def __init__(self) -> None:
-        self.entries: dict[str, tuple[object, int]] = {}
+        self.entries: dict[str, bytes] = {}
+        self.keys: dict[str, int] = {}
+        # The `tasks` map of the latest load, until the composer takes its bytes.
+        self._tasks: object = None
+
+    def written(self, tasks: object) -> dict[str, bytes] | None:
+        """Each entry of `tasks` as marshal writes it, if `tasks` is the map that the
+        latest load gave (then once: the map is not kept); else None."""
+        if tasks is None or tasks is not self._tasks:
+            return None
+        self._tasks = None
+        return self.entries
 
 
 def load_json(text: str, max_depth: int, known: Known | None = None) -> dict[str, Value] | None:
@@ -76,6 +90,8 @@ def load_json(text: str, max_depth: int, known: Known | None = None) -> dict[str
 
     `text` has no byte order mark. `max_depth` is the YAML loader's nesting limit.
     """
+    if known is not None:
+        known._tasks = None
     if not text.lstrip(" \r\n").startswith("{"):
         return None  # not JSON (or not a map, which the YAML loader reports)
     if text.isascii():  # the usual case, and quick to tell: then only two can be there
@@ -102,10 +118,11 @@ def load_json(text: str, max_depth: int, known: Known | None = None) -> dict[str
         counted = _counted(loaded, max_depth, known or Known())
         if counted is None:
             return None  # too deep, or a key too long
-        keys, entries = counted
+        keys, entries, counts = counted
         if keys == text.count('":'):
-            if known is not None:
-                known.entries = entries
+            if known is not None and entries is not None:
+                known.entries, known.keys = entries, counts
+                known._tasks = loaded["tasks"]
             return loaded
         # Duplicate keys, or strings holding `":`: told apart map by map.
     try:
@@ -148,32 +165,34 @@ def _constant(text: str) -> Any:
 
 def _counted(
     data: dict[str, Any], limit: int, known: Known
-) -> tuple[int, dict[str, tuple[object, int]]] | None:
-    """The number of keys of every map of `data`, with the count of each task entry (see
-    :class:`Known`); None if a value lies more than `limit` levels below the root or a
-    key is longer than _MAX_KEY."""
+) -> tuple[int, dict[str, bytes] | None, dict[str, int]] | None:
+    """The number of keys of every map of `data`, with each task entry's bytes and count
+    (see :class:`Known`; None, {} without a map of tasks); None if a value lies more than
+    `limit` levels below the root or a key is longer than _MAX_KEY."""
     tasks = data.get("tasks")
     if not isinstance(tasks, dict) or not tasks:
         keys = _keys(data, 0, limit)
-        return None if keys is None else (keys, {})
+        return None if keys is None else (keys, None, {})
     keys = _keys({key: value for key, value in data.items() if key != "tasks"}, 0, limit)
     if keys is None or limit < 2 or max(map(len, tasks)) > _MAX_KEY:
         return None
     keys += 1 + len(tasks)  # "tasks", and the task names
-    before = known.entries
-    entries: dict[str, tuple[object, int]] = {}
+    before, before_keys = known.entries, known.keys
+    entries: dict[str, bytes] = {}
+    counts: dict[str, int] = {}
     for name, entry in tasks.items():
-        seen = before.get(name)
-        if seen is not None and seen[0] == entry:  # then as many keys, and as deep
-            entries[name] = seen
-            keys += seen[1]
-            continue
-        count = _keys(entry, 2, limit)
-        if count is None:
-            return None
-        entries[name] = (entry, count)
+        written = marshal.dumps(entry, MARSHAL_VERSION)
+        entries[name] = written
+        if before.get(name) == written:  # then as many keys, and as deep
+            count = before_keys[name]
+        else:
+            found = _keys(entry, 2, limit)
+            if found is None:
+                return None
+            count = found
+        counts[name] = count
         keys += count
-    return keys, entries
+    return keys, entries, counts
 
 
 def _keys(value: object, depth: int, limit: int) -> int | None:

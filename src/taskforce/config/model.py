@@ -25,6 +25,12 @@ Path: TypeAlias = tuple[str | int, ...]
 # and building (then validating) the value would otherwise recurse until the interpreter
 # gives up.
 MAX_DEPTH = 100
+
+# How configuration values are serialized to tell them apart (validation's memo, the
+# composer's task entries): marshal's output tells apart what == does not (1, 1.0 and
+# True) and is about twice as quick as repr. Version 2 writes no back-references, which
+# depend on object sharing.
+MARSHAL_VERSION = 2
 # Values a YAML alias may copy in all: `&a [x, x]`, `&b [*a, *a]`... doubles with each
 # line, and a few dozen lines would take all the memory there is ("billion laughs").
 MAX_ALIAS_COPIES = 100_000

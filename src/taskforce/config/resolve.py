@@ -11,6 +11,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Collection, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields, replace
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from taskforce.config.context import (
@@ -531,6 +532,8 @@ def _count(count: int | str, context: Mapping[str, str], path: str) -> int:
 # The variables that differ from one instance to the next: the rest of an instance's
 # environment is shared (see spec.Environ).
 _OWN_ENV = frozenset(("Task_name", "Task_instance"))
+# The other commands of an instance whose task has only `start` (most): one empty map.
+_NO_COMMANDS: Mapping[str, tuple[str, ...]] = MappingProxyType({})
 
 
 def _instance(
@@ -554,12 +557,14 @@ def _instance(
         procname = _one(chosen.procname, values, f"tasks.{name}.procname")
         if procname is not None:
             argv[0] = procname
-    commands: dict[str, tuple[str, ...]] = {}
+    commands: Mapping[str, tuple[str, ...]] = _NO_COMMANDS
     if len(task.commands) > 1:
+        named: dict[str, tuple[str, ...]] = {}
         for command, value in task.commands.items():
             # A command that a conditional reduces to nothing is simply not defined here.
             if command != "start" and (words := expand(value, values)):
-                commands[command] = tuple(words)
+                named[command] = tuple(words)
+        commands = named or _NO_COMMANDS
     launch = LaunchSpec(
         program=program,
         argv=tuple(argv),

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import NamedTuple
 
 from taskforce.config.host import HostFacts, UserInfo
@@ -41,12 +42,14 @@ from taskforce.core.spec import DesiredState, TaskSpec, derived
 # answers a task's resolve got.
 Lookup = tuple[str, str | int]
 Answers = dict[Lookup, UserInfo | int | None]
+# What most tasks asked: nothing (one empty map shared, not one a task).
+_NO_ANSWERS: Mapping[Lookup, UserInfo | int | None] = MappingProxyType({})
 
 
 class _Entry(NamedTuple):
     task: TaskConfig
     spec: TaskSpec
-    answers: Answers
+    answers: Mapping[Lookup, UserInfo | int | None]
 
 
 class _Recorder:
@@ -67,7 +70,7 @@ class _Recorder:
         self.answers.setdefault(("group", key), found)
         return found
 
-    def same_answers(self, answers: Answers) -> bool:
+    def same_answers(self, answers: Mapping[Lookup, UserInfo | int | None]) -> bool:
         """Whether the databases still give these answers."""
         for (kind, key), answer in answers.items():
             lookup = self.host.user_lookup if kind == "user" else self.host.group_lookup
@@ -252,7 +255,8 @@ class ResolveCache:
     def keep(self, name: str, task: TaskConfig, spec: TaskSpec) -> None:
         """Remember the spec just resolved for `name` from `task`."""
         assert self._recorder is not None
-        self._entries[name] = _Entry(task, spec, self._recorder.answers)
+        answers = self._recorder.answers
+        self._entries[name] = _Entry(task, spec, answers if answers else _NO_ANSWERS)
 
 
 def _links(task: TaskConfig | None) -> bool:

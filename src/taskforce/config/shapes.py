@@ -15,6 +15,7 @@ from __future__ import annotations
 import marshal
 import math
 import re
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from enum import StrEnum
 from typing import Any, Generic, TypeGuard, TypeVar, cast
 
 from taskforce.config.errors import Problem, format_path
-from taskforce.config.model import Pick, Value
+from taskforce.config.model import MARSHAL_VERSION, Pick, Value
 from taskforce.config.yaml_source import Document, Path
 
 T = TypeVar("T")
@@ -40,10 +41,6 @@ class Invalid:
 
 
 INVALID = Invalid()
-
-# marshal's output tells apart what == does not (1, 1.0 and True) and is about twice as
-# quick as repr. Version 2 writes no back-references, which depend on object sharing.
-MARSHAL_VERSION = 2
 
 
 class Memo:
@@ -79,6 +76,10 @@ class Memo:
     def finish(self) -> None:
         """End a validation: the next one finds what this one used or made."""
         self._previous, self._current = self._current, {}
+
+    def forget(self) -> None:
+        """Drop what the latest validation used or made (the caller keeps it otherwise)."""
+        self._previous = {}
 
 
 class Reporter:
@@ -360,6 +361,9 @@ class Conditional(Shape[Value]):
     """
 
     allow_scalar: bool = True  # False: the outermost value is a list or a map
+    # A command: its first word, the program, is kept once for every task that names it
+    # (sys.intern: thousands of tasks often run one program; 100 bytes a task).
+    program: bool = False
     non_empty: bool = False  # the outermost list needs at least one item
 
     def check(self, value: object, at: Path, report: Reporter) -> Value | Invalid:
@@ -374,8 +378,14 @@ class Conditional(Shape[Value]):
             return INVALID
         before = len(report.problems)
         self._check_tree(value, at, report)
+        if len(report.problems) > before:
+            return INVALID
         # The tree checked out: only strings, numbers, lists and maps are left.
-        return INVALID if len(report.problems) > before else cast(Value, value)
+        if self.program and isinstance(value, list) and value and isinstance(value[0], str):
+            program = sys.intern(value[0])
+            if program is not value[0]:
+                return [program, *value[1:]]
+        return cast(Value, value)
 
     def _check_tree(self, value: object, at: Path, report: Reporter) -> None:
         if isinstance(value, list):

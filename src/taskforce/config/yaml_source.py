@@ -85,7 +85,7 @@ class Document:
     them in its text, with the YAML loader, when first asked.
     """
 
-    __slots__ = ("_key_marks", "_text", "_use_libyaml", "_value_marks", "data", "source")
+    __slots__ = ("_data", "_key_marks", "_text", "_use_libyaml", "_value_marks", "source")
 
     def __init__(
         self,
@@ -98,7 +98,7 @@ class Document:
         use_libyaml: bool = HAVE_LIBYAML,
         packed: Packed | None = None,
     ) -> None:
-        self.data = data
+        self._data = data
         self.source = source
         # With a text, the marks are read from it when first needed; `packed` is what
         # pack() gives for it, when the caller has it already.
@@ -111,6 +111,15 @@ class Document:
         if text is None:
             self._value_marks = {} if value_marks is None else value_marks
             self._key_marks = {} if key_marks is None else key_marks
+
+    @property
+    def data(self) -> dict[str, Value]:
+        """The loaded data."""
+        return self._data
+
+    @data.setter
+    def data(self, data: dict[str, Value]) -> None:
+        self._data = data
 
     @property
     def value_marks(self) -> Mapping[Path, Mark]:

@@ -21,7 +21,8 @@ def arm(state: TaskState, inst: Instance, ready: ReadySpec | None, now: float) -
     inst.ready = ready is None
     inst.probes = 0
     inst.probing = False
-    inst.next_probe = now + (ready.interval if ready is not None else 0.0)
+    if ready is not None:  # read only with a probe (set, it takes room: see state.Rare)
+        inst.next_probe = now + ready.interval
     if inst.ready and state.ready_since is None:
         state.ready_since = now
 

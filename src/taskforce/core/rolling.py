@@ -158,7 +158,8 @@ def _start_surge(state: TaskState, spec: TaskSpec, old: Instance, actions: list[
     while key in state.instances:  # a surge slot, or one still stopping after a scale-down
         key += 1
     place = spec.instances[old.slot]
-    surge = Instance(key, phase=Phase.STARTING, spec=place, replaces=old.slot)
+    surge = Instance(key, phase=Phase.STARTING, spec=place)
+    surge.replaces = old.slot
     state.instances[key] = surge
     why = wants_replacing(old, spec)
     reason = f"rolling restart ({why}): replacing pid {old.pid} of instance {old.slot}"

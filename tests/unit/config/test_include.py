@@ -319,6 +319,39 @@ def test_status_shows_where_each_task_is_defined(tmp_path: Path) -> None:
     }
 
 
+def test_status_shows_each_entry_as_written_after_reloads(tmp_path: Path) -> None:
+    """The files keep their task entries as bytes once checked (see include._Written):
+    status decodes them as written (1, 1.0 and true told apart), before and after a
+    reload that reads one file again."""
+    inc = write(tmp_path / "inc.conf", tasks={"b": task("x", count=1, requires="a")})
+    entry = task("y", "-v", count=2, defines={"I": 1, "F": 1.0, "B": True, "S": "s"})
+    main = write(tmp_path / "main.conf", include="inc.conf", tasks={"a": entry})
+    composer = Composer(str(main))
+    expected = {"a": entry, "b": task("x", count=1, requires="a")}
+    assert repr(compose(main, composer).status()["tasks"]) == repr(expected)
+    write(inc, tasks={"b": task("z", defines={"I": 1.0}, requires="a"), "c": task()})
+    composer.changed([str(inc)])
+    expected.update(b=task("z", defines={"I": 1.0}, requires="a"), c=task())
+    again = compose(main, composer)
+    assert repr(again.status()["tasks"]) == repr(expected)
+    assert again.document.data["include"] == "inc.conf"
+
+
+def test_an_env_file_listed_in_a_kept_entry_is_placed_at_its_item(tmp_path: Path) -> None:
+    inc = tmp_path / "inc.conf"
+    inc.write_text("tasks:\n  b:\n    commands: {start: [x]}\n    env_file: [-a.env, b.env]\n")
+    main = write(tmp_path / "main.conf", include="inc.conf")
+    composer = Composer(str(main))
+    with pytest.raises(ConfigError) as raised:
+        compose(main, composer)
+    assert [(p.path, p.mark) for p in raised.value.problems] == [
+        ("tasks.b.env_file[1]", raised.value.problems[0].mark)
+    ]
+    assert str(raised.value.problems[0]).startswith(f"{inc}:4:")
+    (tmp_path / "b.env").write_text("B=1\n")
+    assert context(compose(main, composer), "b")["B"] == "1"
+
+
 def test_the_readme_example_composes(tmp_path: Path) -> None:
     readme = (Path(__file__).parents[3] / "README.md").read_text()
     section = readme.split("### Several files: `include` and `env_file`", 1)[1]

@@ -345,3 +345,18 @@ def test_stop_reason(
     spec: TaskSpec | None, inst: Instance, shutting_down: bool, reason: str | None
 ) -> None:
     assert stopping.stop_reason(spec, inst, 10.0, shutting_down) == reason
+
+
+def test_a_plain_task_s_instances_keep_no_rare_part() -> None:
+    """The fields of daemons, probes and rolling restarts are made only when used
+    (state.Rare): a plain task's instance never leaves their defaults, through starts,
+    exits and restarts; one with a probe gets them."""
+    db = dataclasses.replace(task("db"), ready=ReadySpec("tcp", "127.0.0.1:1"))
+    h = Harness(desired(task("web", count=2), db))
+    h.step()
+    h.exit("web", 1, status=256, at=10.0)
+    h.step(20.0)
+    web = h.planner.tasks["web"].instances
+    assert [web[slot].rare for slot in (0, 1)] == [None, None]
+    assert web[1].pid is not None and web[1].replaces is None and web[1].next_check is None
+    assert h.planner.tasks["db"].instances[0].rare is not None
