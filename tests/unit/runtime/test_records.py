@@ -18,7 +18,7 @@ def test_begin_leaves_a_file_before_anything_starts(tmp_path: Path) -> None:
     Records(str(path)).begin()
     # Killed now, before recording any process: the next taskforce knows to look for them,
     # among the processes started since this one started.
-    assert Records(str(path)).load() == Earlier([], start_ticks(os.getpid()))
+    assert Records(str(path)).load() == Earlier([], start_ticks(os.getpid()), os.getpid())
 
 
 def test_records_survive_and_clean_stop_removes_them(tmp_path: Path) -> None:

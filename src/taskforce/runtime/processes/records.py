@@ -39,6 +39,9 @@ class Earlier:
     # When it started (clock ticks since boot, as ProcessRecord.start_ticks): the processes
     # it started but did not record can only have started since. None: unknown.
     started: int | None
+    # Its pid, which the processes it started hold as Task_ppid: those of another
+    # taskforce that died too are not its. None: unknown (records of an older version).
+    pid: int | None = None
 
 
 class Records:
@@ -63,13 +66,14 @@ class Records:
             with os.fdopen(fd, "rb") as f:
                 _check_trusted(os.fstat(fd))
                 data = json.loads(f.read(16 * 1024 * 1024))
-            started = data.get("started")
+            started, pid = data.get("started"), data.get("pid")
             return Earlier(
                 [
                     ProcessRecord(str(r["task"]), int(r["slot"]), int(r["pid"]), int(r["start"]))
                     for r in data.get("processes", [])
                 ],
                 None if started is None else int(started),
+                None if pid is None else int(pid),
             )
         except FileNotFoundError:
             return None
@@ -112,6 +116,8 @@ class Records:
             # When this taskforce started: what it runs but has not recorded yet (it may be
             # killed in between) started since.
             "started": self._started,
+            # Who started them (their Task_ppid): read now, after any detaching fork.
+            "pid": os.getpid(),
             "processes": [
                 {"task": r.task, "slot": r.slot, "pid": r.pid, "start": r.start_ticks}
                 for r in sorted(snapshot, key=lambda r: (r.task, r.slot))
