@@ -7,7 +7,9 @@ import dataclasses
 import os
 import signal
 import stat
-from collections.abc import Iterator
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
@@ -31,6 +33,8 @@ from taskforce.runtime.limits.confinement import Confinement
 from taskforce.runtime.loop.supervisor import Outcome, Supervisor
 from taskforce.runtime.processes import records as records_module
 from taskforce.runtime.processes.records import ProcessRecord, Records
+from taskforce.runtime.processes.runner import StartRequest
+from taskforce.runtime.processes.spawn import Spawned
 
 EXIT_1 = 1 << 8  # the wait status of exit(1)
 SWEEP_DELAY = 0.05
@@ -66,15 +70,19 @@ class Loop:
 
 
 class MakeLoop(Protocol):
-    def __call__(self, state: DesiredState, runner: FakeRunner | None = None) -> Loop: ...
+    def __call__(
+        self, state: DesiredState, runner: FakeRunner | None = None, clock: FakeClock | None = None
+    ) -> Loop: ...
 
 
 @pytest.fixture
 def make_loop() -> Iterator[MakeLoop]:
     made: list[Supervisor] = []
 
-    def make(state: DesiredState, runner: FakeRunner | None = None) -> Loop:
-        clock = FakeClock()
+    def make(
+        state: DesiredState, runner: FakeRunner | None = None, clock: FakeClock | None = None
+    ) -> Loop:
+        clock = clock or FakeClock()
         scheduler = FakeScheduler(clock)
         runner = runner or FakeRunner()
         supervisor = Supervisor(state, clock=clock, scheduler=scheduler, runner=runner)
@@ -366,3 +374,56 @@ def test_a_socket_that_cannot_be_bound_fails_the_start(make_loop: MakeLoop, tmp_
     [instance] = loop.supervisor.planner.tasks["web"].instances.values()
     assert instance.last_exit is not None
     assert instance.last_exit.error is not None
+
+
+@dataclass
+class SlowBurst(FakeRunner):
+    """Starts take `seconds` of the clock, as a burst does on a loaded host; the first
+    start command leaves a real daemon (this test's child) named in `pidfile`, forked while
+    the burst is under way, as a start command that runs at once does."""
+
+    clock: FakeClock | None = None
+    seconds: float = 5.0
+    pidfile: Path | None = None
+    daemons: list[subprocess.Popen[bytes]] = dataclasses.field(default_factory=list)
+
+    def start(self, requests: Sequence[StartRequest]) -> list[Spawned | Exception]:
+        started = super().start(requests)
+        if self.pidfile is not None and not self.daemons:
+            self.daemons.append(subprocess.Popen(["sleep", "3600"]))
+            self.pidfile.write_text(f"{self.daemons[0].pid}\n")
+        assert self.clock is not None
+        self.clock.now += self.seconds
+        return started
+
+
+def test_a_daemon_forked_while_its_burst_was_spawned_is_not_older_than_its_start_command(
+    make_loop: MakeLoop, tmp_path: Path
+) -> None:
+    """A nowait start command exits 0 leaving its daemon, which it forked while the rest
+    of its burst was still being spawned: the daemon is taken, not doubted as older than
+    its start command and started again beside itself (a loaded run of the 100-task SIGKILL
+    test had two daemons of one task)."""
+    pidfile = tmp_path / "d.pid"
+    spec = task("d")
+    spec = dataclasses.replace(
+        spec,
+        control=Control.NOWAIT,
+        instances=(dataclasses.replace(spec.instances[0], pidfile=str(pidfile)),),
+    )
+    # On the clock of /proc's start times: the daemon's is read.
+    runner = SlowBurst(clock=FakeClock(time.monotonic()), pidfile=pidfile)
+    loop = make_loop(desired(spec), runner, clock=runner.clock)
+    try:
+        [(launcher, _)] = runner.started
+        [daemon] = runner.daemons
+        runner.exit(launcher, 0)
+        loop.children_exited()
+        loop.scheduler.advance(loop.clock.now + 1.0)
+        instance = loop.supervisor.planner.tasks["d"].instances[0]
+        assert instance.pid == daemon.pid
+        assert len(runner.started) == 1
+    finally:
+        for daemon in runner.daemons:
+            daemon.kill()
+            daemon.wait()

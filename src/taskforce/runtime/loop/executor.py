@@ -117,12 +117,13 @@ class Executor(LoopPart):
                     continue
                 batch.append((action, stdio))
                 requests.append(request)
+            launched_at = self._clock.monotonic()  # before any fork of the slice
             results = self._runner.start(requests)
             for (action, stdio), result in zip(batch, results, strict=True):
                 if isinstance(result, Exception):
                     self._start_failed(action, stdio, result)
                 else:
-                    self._started(action, stdio, result)
+                    self._started(action, stdio, result, launched_at)
 
     def _request(self, action: Start, stdio: Stdio) -> StartRequest:
         """What starting the instance's process takes: its held sockets (bound now if need
@@ -147,10 +148,12 @@ class Executor(LoopPart):
         outcome = self.planner.start_failed(action.task, action.slot, now, wall, str(exc))
         self._log_exit(None, outcome)
 
-    def _started(self, action: Start, stdio: Stdio, spawned: Spawned) -> None:
+    def _started(self, action: Start, stdio: Stdio, spawned: Spawned, launched_at: float) -> None:
         stdio.attach(action.task, action.slot, spawned.pid)
         now, wall = self._clock.monotonic(), self._clock.wall()
-        self.planner.started(action.task, action.slot, spawned.pid, now, wall, spawned.executable)
+        self.planner.started(
+            action.task, action.slot, spawned.pid, now, wall, spawned.executable, launched_at
+        )
         self._reports.watch(spawned)
         spec = self.planner.desired.tasks.get(action.task)
         if spec is not None:
@@ -223,7 +226,7 @@ class Executor(LoopPart):
     def _look_for_pid(self, action: LookForPid) -> None:
         state = self.planner.tasks[action.task]
         inst = state.instances[action.slot]
-        found = find_daemon(action.pidfile, action.program, inst.started_at, action.argv)
+        found = find_daemon(action.pidfile, action.program, inst.launched_at, action.argv)
         now, wall = self._clock.monotonic(), self._clock.wall()
         if isinstance(found, tuple):
             pid, child = found
