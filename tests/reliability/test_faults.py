@@ -168,7 +168,7 @@ def empty_records(pidfile: Path, pid: int) -> None:
     """The records file a taskforce of process `pid` made before it started anything (a
     clean stop removes the file: then nobody looks), as if it was killed then."""
     since = start_ticks(os.getpid())  # before any look-alike of the test
-    records = {"started": since, "pid": pid, "processes": []}
+    records = {"started": since, "pids": [pid], "processes": []}
     Path(f"{pidfile}.state").write_text(json.dumps(records))
 
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 
@@ -265,9 +265,9 @@ def test_the_records_are_written_once_for_a_burst_of_restarts(
     writes: list[int] = []
     write = Records._write
 
-    def counted(self: Records, snapshot: frozenset[ProcessRecord]) -> None:
+    def counted(self: Records, snapshot: frozenset[ProcessRecord], *rest: Any) -> None:
         writes.append(1)
-        write(self, snapshot)
+        write(self, snapshot, *rest)
 
     monkeypatch.setattr(Records, "_write", counted)
     clock = FakeClock()
