@@ -51,8 +51,8 @@ class WebhookServer:
                     statuses = server.statuses
                     status = statuses.pop(0) if len(statuses) > 1 else statuses[0]
                     server.changed.notify_all()
-                if server.hang:
-                    server.released.wait(DEADLINE)
+                if server.hang:  # until the server closes (the bound: a leak's limit)
+                    server.released.wait(10 * DEADLINE)
                 self.send_response(status)
                 self.send_header("content-length", "0")
                 self.end_headers()
@@ -72,9 +72,14 @@ class WebhookServer:
         host, port = self.httpd.server_address[:2]
         return f"http://{host!s}:{port}/hook"
 
-    def wait(self, condition: Callable[[list[Received]], bool], what: str) -> list[Received]:
-        """Block until `condition(received)` holds; fail after DEADLINE."""
-        end = time.monotonic() + DEADLINE
+    def wait(
+        self,
+        condition: Callable[[list[Received]], bool],
+        what: str,
+        timeout: float = DEADLINE,
+    ) -> list[Received]:
+        """Block until `condition(received)` holds; fail after `timeout` seconds."""
+        end = time.monotonic() + timeout
         with self.changed:
             while not condition(self.received):
                 left = end - time.monotonic()

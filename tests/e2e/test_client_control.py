@@ -207,6 +207,11 @@ def test_a_stop_past_its_timeout_says_what_is_left(
     assert (result.returncode, result.stdout) == (0, "svc: restart requested\n")
 
 
+# Two failures and it gives up. Every end is a failure, however long the interpreter takes
+# to start and exit on a busy machine: a run that outlived min_uptime would reset the count.
+GIVES_UP = {"max_failures": 2, "min_uptime": 60}
+
+
 def test_scale_relative_and_status_exit_codes(
     tmp_path: Path, runtime: Path, taskforce: Taskforce, probes: Probes
 ) -> None:
@@ -214,7 +219,7 @@ def test_scale_relative_and_status_exit_codes(
         "svc": probe_task(count=2),
         # Gives up after two failures: it stays `failed`, where a task backing off would
         # be running now and then, between its tries.
-        "crash": probe_task("--exit-code", "1", "--exit-after", "0", restart={"max_failures": 2}),
+        "crash": probe_task("--exit-code", "1", "--exit-after", "0", restart=GIVES_UP),
     }
     _serve(taskforce, config(tmp_path, tasks))
     wait_for(lambda: _state(taskforce) == "running", what="svc running")
@@ -243,9 +248,7 @@ def test_status_of_many_tasks_shows_a_summary_and_what_is_not_as_wanted(
     # run, but for one that runs and one that gives up.
     tasks: dict[str, Any] = {f"idle-{i:02d}": {**probe_task(), "control": "off"} for i in range(60)}
     tasks["svc"] = probe_task()
-    tasks["crash"] = probe_task(
-        "--exit-code", "1", "--exit-after", "0", restart={"max_failures": 2}
-    )
+    tasks["crash"] = probe_task("--exit-code", "1", "--exit-after", "0", restart=GIVES_UP)
     _serve(taskforce, config(tmp_path, tasks))
     wait_for(lambda: _state(taskforce) == "running", what="svc running")
     wait_for(lambda: _state(taskforce, task="crash") == "failed", what="crash failed")

@@ -17,10 +17,10 @@ import ssl
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
+from support.http_client import Client, unix_connection
 from support.procfs import processes_with_marker
 from support.tls import Certificate
 from taskforce.api.listen import ApiConfigError, listener_from_flags
@@ -48,29 +48,9 @@ TASKS: dict[str, Any] = {
 # --- clients ----------------------------------------------------------------------------
 
 
-class Client(http.client.HTTPConnection):
-    """http.client for `unix:PATH`, `http://...` or `https://...` (with `tls`)."""
-
-    def __init__(self, address: str, tls: ssl.SSLContext | None = None) -> None:
-        url = urlsplit(address)
-        super().__init__(url.hostname or "localhost", url.port, timeout=DEADLINE)
-        self.address = address
-        self.tls = tls
-
-    def connect(self) -> None:
-        if self.address.startswith("unix:"):
-            self.sock = socket.socket(socket.AF_UNIX)
-            self.sock.settimeout(DEADLINE)
-            self.sock.connect(self.address[len("unix:") :])
-            return
-        super().connect()
-        if self.tls is not None:
-            self.sock = self.tls.wrap_socket(self.sock, server_hostname=self.host)
-
-
 @contextlib.contextmanager
 def opened(address: str, tls: ssl.SSLContext | None = None) -> Iterator[Client]:
-    client = Client(address, tls)
+    client = Client(address, tls, DEADLINE)
     try:
         yield client
     finally:
@@ -131,9 +111,7 @@ class Events:
     """A blocking reader of one /events stream."""
 
     def __init__(self, address: str) -> None:
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.settimeout(DEADLINE)
-        self.sock.connect(address[len("unix:") :])
+        self.sock = unix_connection(address, DEADLINE)
         self.sock.sendall(b"GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n")
         self.buffer = b""
 

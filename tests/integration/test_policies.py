@@ -106,7 +106,10 @@ def test_a_failing_liveness_probe_restarts_the_process_and_notifies(
 def test_max_failures_gives_up_until_taskforce_start(
     taskforce: Taskforce, probes: Probes, tmp_path: Path
 ) -> None:
-    crash = probe_task("--exit-after", "0", "--exit-code", "3", restart={"max_failures": 3})
+    # Every end a failure, however long the interpreter takes to start and exit on a busy
+    # machine: a run that outlives min_uptime is not one, and would reset the count.
+    restart = {"max_failures": 3, "min_uptime": 60}
+    crash = probe_task("--exit-after", "0", "--exit-code", "3", restart=restart)
     sock, notes = start(taskforce, tmp_path, {"crash": crash})
     wait_for(lambda: status(taskforce, sock)[1]["crash"]["state"] == "failed", what="failed")
     assert len(probes.records(task="crash")) == 3

@@ -6,11 +6,9 @@ from scratch after each kind of change (start, restart, stop, a refused reload).
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
 import os
 import signal
-import socket
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -19,6 +17,7 @@ from urllib.parse import quote
 
 import pytest
 
+from support.http_client import Client
 from taskforce.api import readings
 from taskforce.api import status as views
 from taskforce.api.metrics import series
@@ -43,23 +42,13 @@ TASKS: dict[str, Any] = {
     "web-2": {"commands": {"start": SLEEP}, "count": 2},
     "db": {"commands": {"start": SLEEP}, "control": "off"},
     # Exits at once, twice: then given up on (failed), steadily not in its wanted state.
-    "flaky": {"commands": {"start": ["false"]}, "restart": {"max_failures": 2}},
+    # (Each end a failure, however slowly `false` runs on a busy machine.)
+    "flaky": {"commands": {"start": ["false"]}, "restart": {"max_failures": 2, "min_uptime": 60}},
 }
 
 
-class UnixClient(http.client.HTTPConnection):
-    def __init__(self, path: str) -> None:
-        super().__init__("localhost", timeout=DEADLINE)
-        self.path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.settimeout(DEADLINE)
-        self.sock.connect(self.path)
-
-
 def get(path: str, target: str) -> tuple[int, Any]:
-    client = UnixClient(path)
+    client = Client(f"unix:{path}", timeout=DEADLINE)
     try:
         client.request("GET", target)
         response = client.getresponse()

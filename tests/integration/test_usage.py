@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from support.procfs import process_state
+from support.wait import wait_for
 from taskforce.runtime.processes.usage import own_descriptors, process_usage
 
 
@@ -18,10 +20,14 @@ def test_a_command_name_with_a_parenthesis_and_spaces(tmp_path: Path) -> None:
     assert sleep is not None
     odd = tmp_path / "a) (b c"
     shutil.copy(sleep, odd)
-    # Start times are whole clock ticks after a boot time known to the second.
-    before = time.time() - 1
+    # Start times are whole clock ticks after a boot time known to the second: up to a
+    # second and a tick early.
+    before = time.time() - 1 - 1 / os.sysconf("SC_CLK_TCK")
     proc = subprocess.Popen([str(odd), "1000"])
     try:
+        # Asleep in its nanosleep: until then the loader is still mapping and touching
+        # pages, and the resident size read twice differs.
+        wait_for(lambda: process_state(proc.pid) == "S", what="the copy of sleep asleep")
         used = process_usage(proc.pid)
         assert used is not None
         with open(f"/proc/{proc.pid}/statm") as f:

@@ -47,7 +47,6 @@ from support.runner import Taskforce
 from support.wait import until, wait_for
 from taskforce.runtime.own import paths as runtime_paths
 from taskforce.runtime.processes import spawn as process
-from taskforce.runtime.processes.records import Records
 
 # ----- taskforce killed while 100 tasks run -------------------------------------------------
 
@@ -150,6 +149,29 @@ def test_sigkill_with_100_tasks_running_then_start_again(
     assert set(left) == adopt and all(left[t] == before[t] for t in adopt)  # adopt outlives us
 
 
+def dead_pid() -> int:
+    """A pid that no longer runs."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    return gone.pid
+
+
+def look_alike(taskforce: Taskforce, task: str, parent: int, *argv: str) -> subprocess.Popen[bytes]:
+    """A process as taskforce `parent` starts for instance 0 of `task`, running `argv`."""
+    script = f'exec env Task_pid=$$ Task_name={task} Task_instance=0 Task_ppid={parent} "$@"'
+    return subprocess.Popen(
+        ["sh", "-c", script, "sh", *argv], env=taskforce.env, start_new_session=True
+    )
+
+
+def empty_records(pidfile: Path, pid: int) -> None:
+    """The records file a taskforce of process `pid` made before it started anything (a
+    clean stop removes the file: then nobody looks), as if it was killed then."""
+    since = start_ticks(os.getpid())  # before any look-alike of the test
+    records = {"started": since, "pids": [pid], "processes": []}
+    Path(f"{pidfile}.state").write_text(json.dumps(records))
+
+
 def test_task_processes_started_but_not_yet_recorded_are_recognised(
     taskforce: Taskforce, tmp_path: Path
 ) -> None:
@@ -157,18 +179,10 @@ def test_task_processes_started_but_not_yet_recorded_are_recognised(
     process by what taskforce gave it (Task_name, Task_instance, Task_pid its own pid,
     Task_ppid a taskforce that is gone, the task's command) and never runs a second one.
     Look-alikes whose taskforce lives, or that run another command, are left alone."""
-    gone = subprocess.Popen(["true"])
-    gone.wait()  # a pid that no longer runs: the dead taskforce
-
-    def look_alike(task: str, parent: int, *argv: str) -> subprocess.Popen[bytes]:
-        script = f'exec env Task_pid=$$ Task_name={task} Task_instance=0 Task_ppid={parent} "$@"'
-        return subprocess.Popen(
-            ["sh", "-c", script, "sh", *argv], env=taskforce.env, start_new_session=True
-        )
-
-    orphan = look_alike("w", gone.pid, SLEEP, "3600")
-    alive_parent = look_alike("x", os.getpid(), SLEEP, "3600")  # its "taskforce" lives
-    other = look_alike("y", gone.pid, SLEEP, "1234")  # not y's command
+    gone = dead_pid()  # the dead taskforce
+    orphan = look_alike(taskforce, "w", gone, SLEEP, "3600")
+    alive_parent = look_alike(taskforce, "x", os.getpid(), SLEEP, "3600")  # its "taskforce" lives
+    other = look_alike(taskforce, "y", gone, SLEEP, "1234")  # not y's command
     try:
         wait_for(lambda: all(len(task_processes(taskforce.marker).get(t, ())) == 1 for t in "wxy"),
                  what="look-alikes running")  # fmt: skip
@@ -177,7 +191,7 @@ def test_task_processes_started_but_not_yet_recorded_are_recognised(
         # The dead taskforce had made its records file, with nothing in it yet, before it
         # started anything (a clean stop removes the file: then nobody looks).
         pidfile = tmp_path / "tf.pid"
-        Records(f"{pidfile}.state").begin()
+        empty_records(pidfile, gone)
         taskforce.start("-p", str(pidfile), "-f", str(conf))
         taskforce.wait_log(f"w[0]: found pid {orphan.pid} still running: stopping it")
         wait_for(lambda: orphan.poll() is not None, what="the orphan stopped")
@@ -192,6 +206,42 @@ def test_task_processes_started_but_not_yet_recorded_are_recognised(
         assert taskforce.stop() == 0
     finally:
         for proc in (orphan, alive_parent, other):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def test_the_unrecorded_processes_of_another_dead_taskforce_are_left_alone(
+    taskforce: Taskforce, tmp_path: Path
+) -> None:
+    """Two taskforces on one host run tasks of the same names and commands, and both die
+    before recording what they started: the next one takes the processes of its own
+    earlier taskforce (whose pid its records hold), and neither stops nor adopts the
+    other's (three suites run at once on a loaded host stopped each other's once tasks)."""
+    ours_gone, theirs_gone = dead_pid(), dead_pid()
+    ours = look_alike(taskforce, "w", ours_gone, SLEEP, "3600")
+    theirs = look_alike(taskforce, "w", theirs_gone, SLEEP, "3600")
+    theirs_x = look_alike(taskforce, "x", theirs_gone, SLEEP, "3600")
+    try:
+        wait_for(lambda: [len(task_processes(taskforce.marker).get(t, ())) for t in "wx"] == [2, 1],
+                 what="look-alikes running")  # fmt: skip
+        tasks = {"w": sleep_task(), "x": sleep_task()}
+        conf = write_config(tmp_path / "tf.conf", tasks, settings=settings())
+        pidfile = tmp_path / "tf.pid"
+        empty_records(pidfile, ours_gone)
+        taskforce.start("-p", str(pidfile), "-f", str(conf))
+        taskforce.wait_log(f"w[0]: found pid {ours.pid} still running: stopping it")
+        wait_for(lambda: ours.poll() is not None, what="our orphan stopped")
+        # x runs a process of its own beside the other taskforce's, which is left alone.
+        wait_for(lambda: len(task_processes(taskforce.marker).get("x", ())) == 2, what="x")
+        wait_for(lambda: len(task_processes(taskforce.marker).get("w", ())) == 2, what="w")
+        assert theirs.poll() is None and theirs_x.poll() is None
+        assert f"pid {theirs.pid}" not in taskforce.log()
+        assert f"pid {theirs_x.pid}" not in taskforce.log()
+        assert taskforce.stop() == 0
+        assert theirs.poll() is None and theirs_x.poll() is None
+    finally:
+        for proc in (ours, theirs, theirs_x):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
@@ -226,7 +276,7 @@ def test_an_unrecorded_process_whose_dead_taskforce_pid_was_used_again_is_recogn
                  what="the orphan running")  # fmt: skip
         conf = write_config(tmp_path / "tf.conf", {"w": sleep_task()}, settings=settings())
         pidfile = tmp_path / "tf.pid"
-        Records(f"{pidfile}.state").begin()
+        empty_records(pidfile, later.pid)
         taskforce.start("-p", str(pidfile), "-f", str(conf))
         taskforce.wait_log(f"w[0]: found pid {orphan.pid} still running: stopping it")
         wait_for(lambda: orphan.poll() is not None, what="the orphan stopped")

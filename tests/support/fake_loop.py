@@ -16,8 +16,8 @@ WALL_START = 1_700_000_000.0
 
 
 class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
+    def __init__(self, now: float = 100.0) -> None:
+        self.now = now
 
     def monotonic(self) -> float:
         return self.now

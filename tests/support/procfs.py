@@ -41,6 +41,13 @@ def _stat_fields(pid: int) -> list[str] | None:
         return None
 
 
+def process_state(pid: int) -> str | None:
+    """The state letter of a process (R running, S asleep of its own accord, D in the
+    kernel, Z zombie...); None once it is gone."""
+    fields = _stat_fields(pid)
+    return fields[0] if fields is not None else None
+
+
 def pid_alive(pid: int) -> bool:
     fields = _stat_fields(pid)
     return fields is not None and fields[0] != "Z"

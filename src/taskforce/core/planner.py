@@ -145,8 +145,16 @@ class Planner:
         self.set_desired(DesiredState(policy=self._desired.policy))
 
     def started(
-        self, task: str, slot: int, pid: int, now: float, wall: float, executable: str | None = None
+        self,
+        task: str,
+        slot: int,
+        pid: int,
+        now: float,
+        wall: float,
+        executable: str | None = None,
+        launched_at: float | None = None,
     ) -> None:
+        """Process `pid` runs for the slot, forked after `launched_at` (None: `now`)."""
         state = self.tasks[task]
         inst = state.instances[slot]
         inst.phase = Phase.RUNNING
@@ -156,6 +164,7 @@ class Planner:
         inst.launcher = inst.control in DAEMON
         inst.foreign = False
         inst.started_at = now
+        inst.launched_at = now if launched_at is None else launched_at
         inst.started_wall = wall
         inst.starts += 1
         self._by_pid[pid] = (task, slot)
@@ -203,7 +212,7 @@ class Planner:
         if inst.phase is not Phase.DAEMONIZING:
             return
         started_at = inst.started_at
-        self.started(task, slot, pid, now, wall, inst.executable)
+        self.started(task, slot, pid, now, wall, inst.executable, inst.launched_at)
         inst.starts -= 1  # the start command was counted
         inst.started_at = started_at
         inst.launcher = False

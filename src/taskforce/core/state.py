@@ -107,6 +107,10 @@ class Instance:
     spec: InstanceSpec | None = None
     started_at: float = 0.0  # monotonic
     started_wall: float = 0.0
+    # Monotonic, read before the process was forked (started_at is read once its whole
+    # burst has been spawned, seconds later on a loaded host): whatever the process forks,
+    # a nowait/adopt daemon included, started after it.
+    launched_at: float = 0.0
     # The program file the running process was executed from (for `self` events).
     executable: str | None = None
     # The control the running process was started under.

@@ -7,10 +7,12 @@ import dataclasses
 import os
 import signal
 import stat
+import subprocess
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 
@@ -68,15 +70,19 @@ class Loop:
 
 
 class MakeLoop(Protocol):
-    def __call__(self, state: DesiredState, runner: FakeRunner | None = None) -> Loop: ...
+    def __call__(
+        self, state: DesiredState, runner: FakeRunner | None = None, clock: FakeClock | None = None
+    ) -> Loop: ...
 
 
 @pytest.fixture
 def make_loop() -> Iterator[MakeLoop]:
     made: list[Supervisor] = []
 
-    def make(state: DesiredState, runner: FakeRunner | None = None) -> Loop:
-        clock = FakeClock()
+    def make(
+        state: DesiredState, runner: FakeRunner | None = None, clock: FakeClock | None = None
+    ) -> Loop:
+        clock = clock or FakeClock()
         scheduler = FakeScheduler(clock)
         runner = runner or FakeRunner()
         supervisor = Supervisor(state, clock=clock, scheduler=scheduler, runner=runner)
@@ -321,9 +327,9 @@ def test_the_records_are_written_once_for_a_burst_of_restarts(
     writes: list[int] = []
     write = Records._write
 
-    def counted(self: Records, snapshot: frozenset[ProcessRecord]) -> None:
+    def counted(self: Records, snapshot: frozenset[ProcessRecord], *rest: Any) -> None:
         writes.append(1)
-        write(self, snapshot)
+        write(self, snapshot, *rest)
 
     monkeypatch.setattr(Records, "_write", counted)
     clock = FakeClock()
@@ -430,3 +436,56 @@ def test_a_socket_that_cannot_be_bound_fails_the_start(make_loop: MakeLoop, tmp_
     [instance] = loop.supervisor.planner.tasks["web"].instances.values()
     assert instance.last_exit is not None
     assert instance.last_exit.error is not None
+
+
+@dataclass
+class SlowBurst(FakeRunner):
+    """Starts take `seconds` of the clock, as a burst does on a loaded host; the first
+    start command leaves a real daemon (this test's child) named in `pidfile`, forked while
+    the burst is under way, as a start command that runs at once does."""
+
+    clock: FakeClock | None = None
+    seconds: float = 5.0
+    pidfile: Path | None = None
+    daemons: list[subprocess.Popen[bytes]] = dataclasses.field(default_factory=list)
+
+    def begin(self, requests: Sequence[StartRequest]) -> Callable[[], list[Spawned | Exception]]:
+        started = super().begin(requests)
+        if self.pidfile is not None and not self.daemons:
+            self.daemons.append(subprocess.Popen(["sleep", "3600"]))
+            self.pidfile.write_text(f"{self.daemons[0].pid}\n")
+        assert self.clock is not None
+        self.clock.now += self.seconds
+        return started
+
+
+def test_a_daemon_forked_while_its_burst_was_spawned_is_not_older_than_its_start_command(
+    make_loop: MakeLoop, tmp_path: Path
+) -> None:
+    """A nowait start command exits 0 leaving its daemon, which it forked while the rest
+    of its burst was still being spawned: the daemon is taken, not doubted as older than
+    its start command and started again beside itself (a loaded run of the 100-task SIGKILL
+    test had two daemons of one task)."""
+    pidfile = tmp_path / "d.pid"
+    spec = task("d")
+    spec = dataclasses.replace(
+        spec,
+        control=Control.NOWAIT,
+        instances=(dataclasses.replace(spec.instances[0], pidfile=str(pidfile)),),
+    )
+    # On the clock of /proc's start times: the daemon's is read.
+    runner = SlowBurst(clock=FakeClock(time.monotonic()), pidfile=pidfile)
+    loop = make_loop(desired(spec), runner, clock=runner.clock)
+    try:
+        [(launcher, _)] = runner.started
+        [daemon] = runner.daemons
+        runner.exit(launcher, 0)
+        loop.children_exited()
+        loop.scheduler.advance(loop.clock.now + 1.0)
+        instance = loop.supervisor.planner.tasks["d"].instances[0]
+        assert instance.pid == daemon.pid
+        assert len(runner.started) == 1
+    finally:
+        for daemon in runner.daemons:
+            daemon.kill()
+            daemon.wait()

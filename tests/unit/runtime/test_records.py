@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -18,7 +19,7 @@ def test_begin_leaves_a_file_before_anything_starts(tmp_path: Path) -> None:
     Records(str(path)).begin()
     # Killed now, before recording any process: the next taskforce knows to look for them,
     # among the processes started since this one started.
-    assert Records(str(path)).load() == Earlier([], start_ticks(os.getpid()))
+    assert Records(str(path)).load() == Earlier([], start_ticks(os.getpid()), (os.getpid(),))
 
 
 def test_records_survive_and_clean_stop_removes_them(tmp_path: Path) -> None:
@@ -40,3 +41,20 @@ def test_without_a_path_nothing_is_known(tmp_path: Path) -> None:
     records.begin()
     # Unknown, not "stopped cleanly"; but neither is when an earlier taskforce started.
     assert records.load() == Earlier([], None)
+
+
+def test_a_taskforce_killed_before_its_first_update_is_named_beside_the_earlier_one(
+    tmp_path: Path,
+) -> None:
+    """The first taskforce's records stay until the second one updates them; killed before
+    then, the second leaves processes that name it (Task_ppid), not the first: the third
+    must know both (the 100-task SIGKILL test kills the second one while it recovers)."""
+    path = tmp_path / "tf.state"
+    record = ProcessRecord("web", 0, os.getpid(), start_ticks(os.getpid()) or 0)
+    first = {"started": 1, "pids": [12345], "processes": [{"task": "web", "slot": 0,
+             "pid": record.pid, "start": record.start_ticks}]}  # fmt: skip
+    path.write_text(json.dumps(first))
+    second = Records(str(path))
+    assert second.load() == Earlier([record], 1, (12345,))
+    second.begin()
+    assert Records(str(path)).load() == Earlier([record], 1, (12345, os.getpid()))

@@ -43,7 +43,9 @@ log = logging.getLogger("taskforce")
 # Starts prepared at once at most (each holds its output pipe until spawned).
 _START_SLICE = 128
 # A slice of starts being spawned, and what waits for their outcomes.
-Spawning = tuple[list[tuple[Start, Stdio]], Callable[[], list[Spawned | Exception]]]
+# A slice being spawned: its starts, the wait for their outcomes, and the time read
+# before any of its forks (what a nowait/adopt daemon is judged against).
+Spawning = tuple[list[tuple[Start, Stdio]], Callable[[], list[Spawned | Exception]], float]
 
 
 class Executor(LoopPart):
@@ -127,7 +129,7 @@ class Executor(LoopPart):
         A slice spawns (on threads: spawn.begin_jobs) while this thread prepares the next
         one and takes in the last one's outcomes, rather than waiting meanwhile for the
         children's execs."""
-        nothing: Spawning = ([], list)
+        nothing: Spawning = ([], list, 0.0)
         spawning = nothing
         try:
             for first in range(0, len(actions), _START_SLICE):
@@ -135,13 +137,14 @@ class Executor(LoopPart):
                 done, spawning = spawning, nothing
                 results = done[1]()
                 try:
-                    spawning = (batch, self._runner.begin(requests))
+                    launched_at = self._clock.monotonic()  # before any fork of the slice
+                    spawning = (batch, self._runner.begin(requests), launched_at)
                 finally:
-                    self._outcomes(done[0], results)
+                    self._outcomes(done[0], results, done[2])
         finally:
             results = spawning[1]()
             self._exits_due()  # the exits these starts replace, held back until now
-            self._outcomes(spawning[0], results)
+            self._outcomes(spawning[0], results, spawning[2])
 
     def _prepare_starts(
         self, actions: Sequence[Start]
@@ -160,13 +163,16 @@ class Executor(LoopPart):
         return batch, requests
 
     def _outcomes(
-        self, batch: list[tuple[Start, Stdio]], results: list[Spawned | Exception]
+        self,
+        batch: list[tuple[Start, Stdio]],
+        results: list[Spawned | Exception],
+        launched_at: float,
     ) -> None:
         for (action, stdio), result in zip(batch, results, strict=True):
             if isinstance(result, Exception):
                 self._start_failed(action, stdio, result)
             else:
-                self._started(action, stdio, result)
+                self._started(action, stdio, result, launched_at)
 
     def _request(self, action: Start, stdio: Stdio) -> StartRequest:
         """What starting the instance's process takes: its held sockets (bound now if need
@@ -191,10 +197,12 @@ class Executor(LoopPart):
         outcome = self.planner.start_failed(action.task, action.slot, now, wall, str(exc))
         self._log_exit(None, outcome)
 
-    def _started(self, action: Start, stdio: Stdio, spawned: Spawned) -> None:
+    def _started(self, action: Start, stdio: Stdio, spawned: Spawned, launched_at: float) -> None:
         stdio.attach(action.task, action.slot, spawned.pid)
         now, wall = self._clock.monotonic(), self._clock.wall()
-        self.planner.started(action.task, action.slot, spawned.pid, now, wall, spawned.executable)
+        self.planner.started(
+            action.task, action.slot, spawned.pid, now, wall, spawned.executable, launched_at
+        )
         self._reports.watch(spawned)
         spec = self.planner.desired.tasks.get(action.task)
         if spec is not None:
@@ -267,7 +275,7 @@ class Executor(LoopPart):
     def _look_for_pid(self, action: LookForPid) -> None:
         state = self.planner.tasks[action.task]
         inst = state.instances[action.slot]
-        found = find_daemon(action.pidfile, action.program, inst.started_at, action.argv)
+        found = find_daemon(action.pidfile, action.program, inst.launched_at, action.argv)
         now, wall = self._clock.monotonic(), self._clock.wall()
         if isinstance(found, tuple):
             pid, child = found

@@ -39,6 +39,10 @@ class Earlier:
     # When it started (clock ticks since boot, as ProcessRecord.start_ticks): the processes
     # it started but did not record can only have started since. None: unknown.
     started: int | None
+    # Its pid, which the processes it started hold as Task_ppid (those of another
+    # taskforce that died too are not its), and the pids of the taskforces that took over
+    # its records and died before they rewrote them. None: unknown (an older version's).
+    pids: tuple[int, ...] | None = None
 
 
 class Records:
@@ -47,6 +51,7 @@ class Records:
         self._current: dict[int, ProcessRecord] = {}
         self._written: frozenset[ProcessRecord] | None = None
         self._started = start_ticks(os.getpid())
+        self._loaded: Earlier | None = None  # what load() found
 
     def load(self) -> Earlier | None:
         """Records left by an earlier taskforce (an unreadable file counts as none).
@@ -63,14 +68,16 @@ class Records:
             with os.fdopen(fd, "rb") as f:
                 _check_trusted(os.fstat(fd))
                 data = json.loads(f.read(16 * 1024 * 1024))
-            started = data.get("started")
-            return Earlier(
+            started, pids = data.get("started"), data.get("pids")
+            self._loaded = Earlier(
                 [
                     ProcessRecord(str(r["task"]), int(r["slot"]), int(r["pid"]), int(r["start"]))
                     for r in data.get("processes", [])
                 ],
                 None if started is None else int(started),
+                None if pids is None else tuple(int(pid) for pid in pids),
             )
+            return self._loaded
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
@@ -79,9 +86,18 @@ class Records:
 
     def begin(self) -> None:
         """Make the records file, if there is none, before anything starts: see load().
-        One left by an earlier taskforce stays as it is until update() replaces it."""
-        if self.path is not None and not os.path.lexists(self.path):
-            self._write(frozenset())
+        One left by an earlier taskforce stays as it is until update() replaces it, but for
+        our pid, added to its own: killed before that update, we leave processes that name
+        us, and the next taskforce must know them too."""
+        if self.path is None:
+            return
+        if not os.path.lexists(self.path):
+            self._write(frozenset(), self._started, (os.getpid(),))
+            return
+        left = self._loaded
+        if left is not None and left.pids is not None and os.getpid() not in left.pids:
+            self._write(frozenset(left.processes), left.started, (*left.pids, os.getpid()))
+            self._written = None  # not ours: the first update() writes ours
 
     def update(self, running: dict[int, tuple[str, int]]) -> None:
         """Write the records of the processes now running, if they changed."""
@@ -98,20 +114,24 @@ class Records:
         snapshot = frozenset(self._current.values())
         if snapshot == self._written:
             return
-        self._write(snapshot)
+        self._write(snapshot, self._started, (os.getpid(),))
 
     def keep(self, extra: list[ProcessRecord]) -> None:
         """Add records of processes we leave running on purpose (adopt tasks)."""
         for record in extra:
             self._current[record.pid] = record
-        self._write(frozenset(self._current.values()))
+        self._write(frozenset(self._current.values()), self._started, (os.getpid(),))
 
-    def _write(self, snapshot: frozenset[ProcessRecord]) -> None:
+    def _write(
+        self, snapshot: frozenset[ProcessRecord], started: int | None, pids: tuple[int, ...]
+    ) -> None:
+        """Write the records of `snapshot`, and what the unrecorded processes of the
+        taskforces `pids` (their Task_ppid) that took them on may be: those that started
+        since `started`. (Our pid is read when we write, after any detaching fork.)"""
         assert self.path is not None
         data = {
-            # When this taskforce started: what it runs but has not recorded yet (it may be
-            # killed in between) started since.
-            "started": self._started,
+            "started": started,
+            "pids": list(pids),
             "processes": [
                 {"task": r.task, "slot": r.slot, "pid": r.pid, "start": r.start_ticks}
                 for r in sorted(snapshot, key=lambda r: (r.task, r.slot))

@@ -4,12 +4,13 @@ A process is taken as ours only on evidence another user cannot forge. Three sou
 the process records the earlier taskforce kept (pid and start time, so a recycled pid is
 never mistaken for one of ours); the task processes it started after it last wrote its
 records (it was killed in between), recognised by the environment taskforce gives each
-one (Task_name, Task_instance, Task_pid its own pid, Task_ppid a taskforce that is gone)
-and their exact command line, but only when they run as the task's user and started
-after the earlier taskforce did (anyone can put Task_* variables in an environment); and
-the pidfiles of nowait and adopt tasks (checked against the task's program). What is
-found is adopted (adopt tasks), stopped and started afresh (wait and nowait tasks), or,
-when no task claims it any more, terminated.
+one (Task_name, Task_instance, Task_pid its own pid, Task_ppid a pid the records name, of
+a taskforce that is gone: not another taskforce's that died too) and their exact command
+line, but only when they run as the task's user and started after the earlier taskforce
+did (anyone can put Task_* variables in an environment); and the pidfiles of nowait and
+adopt tasks (checked against the task's program). What is found is adopted (adopt tasks),
+stopped and started afresh (wait and nowait tasks), or, when no task claims it any more,
+terminated.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def recover(planner: Planner, earlier: Earlier | None) -> tuple[list[Found], lis
     desired = planner.desired.tasks
     records = earlier.processes if earlier is not None else []
     since = earlier.started if earlier is not None else None
+    parents = earlier.pids if earlier is not None else None
     for record in records:
         if planner.owner(record.pid) is not None:
             continue  # already ours (handed over by a re-exec)
@@ -73,7 +75,8 @@ def recover(planner: Planner, earlier: Earlier | None) -> tuple[list[Found], lis
             spec.control, record.task, record.slot, record.pid
         )
         claimed.add(record.pid)
-    for task, slot, orphan in _unrecorded(planner, claimed, since) if since is not None else ():
+    unrecorded = _unrecorded(planner, claimed, since, parents) if since is not None else ()
+    for task, slot, orphan in unrecorded:
         spec = desired[task]
         if (task, slot) in found:
             strays.append(orphan)  # a second process for one instance: never two at once
@@ -113,10 +116,12 @@ def recover(planner: Planner, earlier: Earlier | None) -> tuple[list[Found], lis
     return list(found.values()), strays
 
 
-def _unrecorded(planner: Planner, claimed: set[int], since: int) -> Iterator[tuple[str, int, int]]:
+def _unrecorded(
+    planner: Planner, claimed: set[int], since: int, earlier: tuple[int, ...] | None
+) -> Iterator[tuple[str, int, int]]:
     """(task, slot, pid) of task processes an earlier taskforce, started at `since`
-    (clock ticks), started but had not yet recorded when it died: one pass over /proc,
-    reading environments."""
+    (clock ticks) as one of the pids `earlier` (None: unknown), started but had not yet
+    recorded when it died: one pass over /proc, reading environments."""
     desired = planner.desired.tasks
     if not desired:
         return
@@ -152,6 +157,8 @@ def _unrecorded(planner: Planner, claimed: set[int], since: int) -> Iterator[tup
         slot = int(instance)
         if slot >= spec.count or not parent or not parent.isdigit():
             continue
+        if earlier is not None and int(parent) not in earlier:
+            continue  # another taskforce's (it died too): the same task names, not ours
         identity = identify(pid)
         launch = spec.instances[slot].launch
         if identity is None or identity.argv != launch.argv:
