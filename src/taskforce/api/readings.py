@@ -52,6 +52,7 @@ class Readings(Generic[Key, Target]):
         self._kept: dict[Key, Reading] = {}
         self._read_at = -math.inf  # when the oldest of those kept was read
         self._reading: asyncio.Task[dict[Key, Reading]] | None = None  # under way
+        self._expiry: asyncio.TimerHandle | None = None  # drops those kept when too old
 
     async def of(self, keys: Sequence[Key]) -> dict[Key, Reading]:
         """A reading of each of `keys` (and maybe of others): taken now, or at most
@@ -86,4 +87,20 @@ class Readings(Generic[Key, Target]):
         kept.update(zip(missing, found, strict=True))
         if not fresh:
             self._kept, self._read_at = kept, started
+            self._expire_after(started)
         return kept
+
+    def _expire_after(self, started: float) -> None:
+        """Drop the readings kept once they are too old to serve (by the loop's clock,
+        which is time.monotonic as the default clock): 10,000 processes' figures are 3
+        MB, held for good otherwise. One wake-up a reading, none while idle."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+        loop = asyncio.get_running_loop()
+        age = self._clock() - started
+        self._expiry = loop.call_later(max(0.0, USAGE_MAX_AGE - age), self._expire, started)
+
+    def _expire(self, started: float) -> None:
+        self._expiry = None
+        if self._read_at == started:  # no newer whole reading meanwhile
+            self._kept, self._read_at = {}, -math.inf

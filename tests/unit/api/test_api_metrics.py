@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from taskforce.api import metrics
-from taskforce.api.metrics import series
+from taskforce.api.metrics import Row, series
 from taskforce.api.status import TASK_STATES
 from taskforce.runtime.manage import ControlError
 
@@ -34,12 +34,12 @@ class Source:
     def counters(self) -> dict[str, Any]:
         return {"reloads": 2, "reload_errors": 1, "watches": 4}
 
-    async def series(self) -> list[list[bytes]]:
+    async def series(self) -> list[Row]:
         return series(self.tasks())
 
 
 def exposition(source: Source) -> str:
-    return asyncio.run(metrics.exposition(source))
+    return b"".join(asyncio.run(metrics.exposition(source))).decode()
 
 
 def parse(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
