@@ -23,12 +23,16 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
+from taskforce.runtime.own import memory
 from taskforce.runtime.processes.usage import Reading
 
 # Usage figures read this recently serve a request again rather than being read anew: they
 # cost what the kernel takes to make four small files a process, 0.4 s of CPU for 10,000
 # (bench/usage_cost.py).
 USAGE_MAX_AGE = 1.0
+# Readings of this many processes or more leave megabytes of heap when dropped: it is
+# handed back then (runtime/own/memory.py), not after the readings of a few.
+TRIM_AFTER = 1000
 
 Key = TypeVar("Key")
 Target = TypeVar("Target")
@@ -103,4 +107,7 @@ class Readings(Generic[Key, Target]):
     def _expire(self, started: float) -> None:
         self._expiry = None
         if self._read_at == started:  # no newer whole reading meanwhile
+            dropped = len(self._kept)
             self._kept, self._read_at = {}, -math.inf
+            if dropped >= TRIM_AFTER:  # their heap back to the system: 1 ms at 10,000
+                memory.give_back()

@@ -166,6 +166,14 @@ class Controller(Controls):
         """Every task's lines of /metrics (api/metrics.py), in the table's order: those
         kept with its entry, and its processes' usage read as for the table."""
         entries = self._current_entries()  # as they are now: what the reading is of
+        # The kept lines first, each task's made and packed before the next: made among
+        # the scrape's passing objects, they would hold twice their size in the
+        # allocator's arenas once those are gone (13 MB for 6 at 10,000 tasks).
+        for name, entry in entries.items():
+            if entry.lines is None:
+                made = series_of(name, json.loads(entry.text), usage=False)
+                made[STATE] = b""  # made at each scrape (see state_lines)
+                entry.lines, entry.line_ends = pack(made)
         found = await self.readings(
             [(n, slot, pid) for n, e in entries.items() for slot, pid in e.processes]
         )
@@ -174,10 +182,8 @@ class Controller(Controls):
     @staticmethod
     def _series_row(name: str, entry: Entry, found: dict[UsageKey, Reading]) -> Row:
         text, ends = entry.lines, entry.line_ends
-        if text is None or ends is None:
-            made = series_of(name, json.loads(entry.text), usage=False)
-            made[STATE] = b""  # made at each scrape (see state_lines)
-            text, ends = entry.lines, entry.line_ends = pack(made)
+        if text is None or ends is None:  # made by series() before the reading
+            raise AssertionError(f"{name}: no /metrics lines kept")
         state = state_lines(name, entry.state)
         if not entry.processes:
             return text, ends, (state, b"", b"", b"", b"", b"")
