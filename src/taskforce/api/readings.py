@@ -6,7 +6,7 @@ up everything else the supervisor does meanwhile (a child that dies is restarted
 later). So a reading runs in a worker thread while the loop goes on, and the requests
 that arrive during it wait for it rather than reading again. Readings serve every request
 for USAGE_MAX_AGE seconds after they began (a dashboard polling, several clients, a
-scrape beside them pay for one).
+scrape beside them pay for one), and are then dropped.
 
 What to read (the processes, and where their cgroups' files are) is taken on the loop
 before the thread starts; the thread only reads files. One reading at a time, in the
