@@ -39,7 +39,7 @@ class MetricSource(Protocol):
 # family's lines end in it (families read at each scrape have none there), and those read
 # at each scrape (the state, then the usage families: LIVE_FAMILIES' order). One text a
 # task, not one a family, and each family's first line there without the family's name
-# (the page puts it back): eight objects a task would take 900 bytes, this 400.
+# (the page puts it back): eight objects a task took 900 bytes, this takes 400.
 Row = tuple[bytes, Sequence[int], Sequence[bytes]]
 
 
