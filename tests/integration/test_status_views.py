@@ -20,7 +20,7 @@ import pytest
 from support.http_client import Client
 from taskforce.api import readings
 from taskforce.api import status as views
-from taskforce.api.metrics import series
+from taskforce.api.metrics import series, unpack
 from taskforce.api.query import TASK_FIELDS, TASK_STATES
 from taskforce.api.server import start_api
 from taskforce.api.status import Controller
@@ -121,9 +121,10 @@ async def usage_agrees(controller: Controller) -> None:
     """The table's text with usage, and the /metrics lines kept with its entries, are what
     the objects make (with the same readings)."""
     tasks = await controller.tasks_with_usage()
-    table = await controller.table_with_usage()
+    table = b"".join(await controller.table_with_usage())
     assert table == json.dumps(tasks, separators=(",", ":")).encode()
-    assert [list(row) for row in await controller.series()] == series(tasks)
+    kept = [unpack(row) for row in await controller.series()]
+    assert kept == [unpack(row) for row in series(tasks)]
 
 
 def settled(tasks: dict[str, Any]) -> bool:
@@ -210,7 +211,7 @@ def test_the_kept_table_follows_every_change(
     ) -> None:
         tasks = await until(controller, settled, "web to run and flaky to fail")
         # With usage: the same keys in the same order as the objects have.
-        with_usage = json.loads(await controller.table_with_usage())
+        with_usage = json.loads(b"".join(await controller.table_with_usage()))
         assert list(with_usage) == list(tasks)
         for name, task in (await controller.tasks_with_usage()).items():
             assert list(with_usage[name]) == list(TASK_FIELDS)

@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from taskforce.api.metrics import series
+from taskforce.api.metrics import Row, series
 from taskforce.api.query import EVERYTHING, TaskQuery
 from taskforce.runtime.manage import ControlError, parse_signal
 from taskforce.runtime.output.capture import Follower
@@ -71,8 +71,8 @@ class FakeController:
     def table(self, query: TaskQuery = EVERYTHING) -> bytes:
         return json.dumps(self.tasks(query=query), separators=(",", ":")).encode()
 
-    async def table_with_usage(self, query: TaskQuery = EVERYTHING) -> bytes:
-        return self.table(query)
+    async def table_with_usage(self, query: TaskQuery = EVERYTHING) -> list[bytes]:
+        return [self.table(query)]
 
     def summary(self, query: TaskQuery = EVERYTHING) -> dict[str, Any]:
         shown = self.tasks(query=query)
@@ -81,7 +81,7 @@ class FakeController:
     def counters(self) -> dict[str, Any]:
         return {"reloads": 3}
 
-    async def series(self) -> list[list[bytes]]:
+    async def series(self) -> list[Row]:
         return series(self.tasks())
 
     def set_overrides(self, key: str, values: Mapping[str, str | int]) -> dict[str, Any]:

@@ -19,14 +19,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 import h11
 
 from taskforce.api import sse
-from taskforce.api.routes import Deferred, EventStream, Reply, Request, Router, error
+from taskforce.api.routes import Deferred, EventStream, Pieces, Reply, Request, Router, error
 from taskforce.api.sse import EventFeed, StreamSlots
+from taskforce.runtime.own import memory
 
 if TYPE_CHECKING:
     from taskforce.api.hosts import HostCheck
@@ -37,6 +39,13 @@ MAX_HEADERS = 16 * 1024
 MAX_BODY = 1024 * 1024
 READ_SIZE = 64 * 1024
 LINGER = 1.0  # seconds to drain a client's unread data after an error, so it sees the reply
+# A body given in pieces (routes.Pieces) goes out in batches of this many bytes: the copies
+# on its way (the join, the transport's buffer) stay this small, not the body's size.
+BATCH = 256 * 1024
+# After a body this large, the heap its making took is handed back to the system (see
+# runtime/own/memory.py): 1 ms of CPU at 10,000 tasks, against 500 ms for the request;
+# never after the small replies.
+TRIM_AFTER = 1024 * 1024
 COMMON_HEADERS = [("cache-control", "no-store"), ("x-content-type-options", "nosniff")]
 
 
@@ -187,9 +196,11 @@ class HttpConnection:
             await self.writer.drain()
 
     async def _reply(self, reply: Reply, close: bool = False) -> None:
+        body = reply.body
+        size = body.size if isinstance(body, Pieces) else len(body)
         headers = [
             ("content-type", reply.content_type),
-            ("content-length", str(len(reply.body))),
+            ("content-length", str(size)),
             *COMMON_HEADERS,
             *reply.headers,
         ]
@@ -198,9 +209,44 @@ class HttpConnection:
         data = self.conn.send(
             h11.Response(status_code=reply.status, headers=headers, reason=_reason(reply.status))
         )
+        if isinstance(body, Pieces):
+            await self._write(data)
+            if not self._head:
+                await self._write_pieces(body.parts)
+            await self._write(self.conn.send(h11.EndOfMessage()))
+            if size >= TRIM_AFTER:
+                memory.give_back()
+            return
         if not self._head:  # h11 (rightly) refuses a body in the reply to a HEAD
-            data = (data or b"") + (self.conn.send(h11.Data(data=reply.body)) or b"")
+            data = (data or b"") + (self.conn.send(h11.Data(data=body)) or b"")
         await self._write((data or b"") + (self.conn.send(h11.EndOfMessage()) or b""))
+
+    async def _write_pieces(self, parts: Iterable[bytes]) -> None:
+        """Write a body's pieces a batch of about BATCH bytes at a time, each taken by
+        the socket (or the transport's buffer, drained to its low-water mark) before
+        the next is joined."""
+        # Drained to a quarter of twice a batch, not to the default 16 KB: the socket
+        # always has the next bytes while the next batch is joined.
+        transport = self.writer.transport
+        low, high = transport.get_write_buffer_limits()
+        transport.set_write_buffer_limits(high=2 * BATCH)
+        try:
+            await self._write_batches(parts)
+        finally:
+            transport.set_write_buffer_limits(high, low)
+
+    async def _write_batches(self, parts: Iterable[bytes]) -> None:
+        batch: list[bytes] = []
+        size = 0
+        for part in parts:
+            batch.append(part)
+            size += len(part)
+            if size >= BATCH:
+                await self._write(self.conn.send(h11.Data(data=b"".join(batch))))
+                batch.clear()
+                size = 0
+        if batch:
+            await self._write(self.conn.send(h11.Data(data=b"".join(batch))))
 
     async def _fail(self, status: int, message: str) -> None:
         """Answer a request that cannot be served (if h11 still can), then close."""

@@ -16,6 +16,7 @@ The tests check this output with prometheus_client's own parser.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -30,8 +31,16 @@ class MetricSource(Protocol):
     """What the exposition needs of :class:`taskforce.api.status.Controller`."""
 
     def version(self) -> dict[str, Any]: ...
-    async def series(self) -> Sequence[Sequence[bytes]]: ...
+    async def series(self) -> Sequence[Row]: ...
     def counters(self) -> dict[str, Any]: ...
+
+
+# A task's lines in every family: those kept between scrapes as one text with where each
+# family's lines end in it (families read at each scrape have none there), and those read
+# at each scrape (the state, then the usage families: LIVE_FAMILIES' order). One text a
+# task, not one a family, and each family's first line there without the family's name
+# (the page puts it back): eight objects a task took 900 bytes, this takes 400.
+Row = tuple[bytes, Sequence[int], Sequence[bytes]]
 
 
 Labels = tuple[tuple[str, str], ...]
@@ -49,18 +58,29 @@ class Family:
             self.samples.append((tuple(labels.items()), value))
 
 
-async def exposition(source: MetricSource) -> str:
-    """The whole page; a taskforce that is not running its tasks shows only itself."""
+async def exposition(source: MetricSource) -> list[bytes]:
+    """The whole page, in pieces (to be joined, or written out a batch at a time); a
+    taskforce that is not running its tasks shows only itself."""
     head = "".join(_render(f) for f in (*_taskforce(source), *_own_process()))
     try:
         rows = await source.series()
     except ControlError:
         rows = []
     out = [head.encode()]
+    append = out.append
     for i, header in enumerate(_HEADERS):
-        out.append(header)
-        out.extend(row[i] for row in rows)
-    return b"".join(out).decode()
+        append(header)
+        live = _LIVE_AT.get(i)
+        if live is not None:
+            out.extend(row[2][live] for row in rows)
+            continue
+        name = _NAMES[i]
+        for text, ends, _ in rows:
+            start, end = ends[i - 1] if i else 0, ends[i]
+            if end > start:
+                append(name)
+                append(text[start:end])
+    return out
 
 
 def _taskforce(source: MetricSource) -> Iterator[Family]:
@@ -201,6 +221,38 @@ def series_of(task: str, entry: dict[str, Any], usage: bool = True) -> list[byte
 
 
 USAGE_FAMILIES = (CPU, RSS, GROUP_CPU, GROUP_MEMORY, GROUP_PROCESSES)
+# The families made at each scrape, not kept: a Row's third member, in this order.
+LIVE_FAMILIES = (STATE, *USAGE_FAMILIES)
+_LIVE_AT = {family: i for i, family in enumerate(LIVE_FAMILIES)}
+
+
+def pack(lines: Sequence[bytes]) -> tuple[bytes, Sequence[int]]:
+    """A task's lines of each family (TASK_FAMILIES' order) as one text, each family's
+    without its first name, and where each family's lines end in it."""
+    pieces = []
+    for name, family in zip(_NAMES, lines, strict=True):
+        if family and not family.startswith(name):  # a bug: series_of makes them so
+            raise ValueError(f"lines out of their family {name!r}: {family!r}")
+        pieces.append(family[len(name) :])
+    text = b"".join(pieces)
+    ends = array("H" if len(text) <= 0xFFFF else "I")
+    at = 0
+    for piece in pieces:
+        at += len(piece)
+        ends.append(at)
+    return text, ends
+
+
+def unpack(row: Row) -> list[bytes]:
+    """A row's lines of each family, in TASK_FAMILIES' order."""
+    text, ends, live = row
+    out = []
+    for i, name in enumerate(_NAMES):
+        lines = text[ends[i - 1] if i else 0 : ends[i]]
+        out.append(name + lines if lines else b"")
+    for family, lines in zip(LIVE_FAMILIES, live, strict=True):
+        out[family] = lines
+    return out
 
 
 def state_lines(task: str, current: object) -> bytes:
@@ -238,9 +290,16 @@ def _usage_lines(
     )
 
 
-def series(tasks: dict[str, Any]) -> list[list[bytes]]:
+def series(tasks: dict[str, Any]) -> list[Row]:
     """Every task's lines, from a /status/tasks table with the usage figures."""
-    return [series_of(task, entry) for task, entry in tasks.items()]
+    rows: list[Row] = []
+    for task, entry in tasks.items():
+        lines = series_of(task, entry)
+        live = [lines[family] for family in LIVE_FAMILIES]
+        for family in LIVE_FAMILIES:
+            lines[family] = b""
+        rows.append((*pack(lines), live))
+    return rows
 
 
 def _states(current: object) -> Iterable[str]:
@@ -273,6 +332,8 @@ def _number(value: float | int) -> str:
     return repr(float(value))
 
 
+# Each task family's name, as its lines begin.
+_NAMES = [name.encode() for name, _, _ in TASK_FAMILIES]
 # Each task family's first lines.
 _HEADERS = [
     f"# HELP {name} {_help(text)}\n# TYPE {name} {kind}\n".encode()

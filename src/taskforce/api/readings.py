@@ -6,7 +6,7 @@ up everything else the supervisor does meanwhile (a child that dies is restarted
 later). So a reading runs in a worker thread while the loop goes on, and the requests
 that arrive during it wait for it rather than reading again. Readings serve every request
 for USAGE_MAX_AGE seconds after they began (a dashboard polling, several clients, a
-scrape beside them pay for one).
+scrape beside them pay for one), and are then dropped.
 
 What to read (the processes, and where their cgroups' files are) is taken on the loop
 before the thread starts; the thread only reads files. One reading at a time, in the
@@ -23,12 +23,16 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
+from taskforce.runtime.own import memory
 from taskforce.runtime.processes.usage import Reading
 
 # Usage figures read this recently serve a request again rather than being read anew: they
 # cost what the kernel takes to make four small files a process, 0.4 s of CPU for 10,000
 # (bench/usage_cost.py).
 USAGE_MAX_AGE = 1.0
+# Readings of this many processes or more leave megabytes of heap when dropped: it is
+# handed back then (runtime/own/memory.py), not after the readings of a few.
+TRIM_AFTER = 1000
 
 Key = TypeVar("Key")
 Target = TypeVar("Target")
@@ -52,6 +56,7 @@ class Readings(Generic[Key, Target]):
         self._kept: dict[Key, Reading] = {}
         self._read_at = -math.inf  # when the oldest of those kept was read
         self._reading: asyncio.Task[dict[Key, Reading]] | None = None  # under way
+        self._expiry: asyncio.TimerHandle | None = None  # drops those kept when too old
 
     async def of(self, keys: Sequence[Key]) -> dict[Key, Reading]:
         """A reading of each of `keys` (and maybe of others): taken now, or at most
@@ -86,4 +91,23 @@ class Readings(Generic[Key, Target]):
         kept.update(zip(missing, found, strict=True))
         if not fresh:
             self._kept, self._read_at = kept, started
+            self._expire_after(started)
         return kept
+
+    def _expire_after(self, started: float) -> None:
+        """Drop the readings kept once they are too old to serve (by the loop's clock,
+        which is time.monotonic as the default clock): 10,000 processes' figures are 3
+        MB, held for good otherwise. One wake-up a reading, none while idle."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+        loop = asyncio.get_running_loop()
+        age = self._clock() - started
+        self._expiry = loop.call_later(max(0.0, USAGE_MAX_AGE - age), self._expire, started)
+
+    def _expire(self, started: float) -> None:
+        self._expiry = None
+        if self._read_at == started:  # no newer whole reading meanwhile
+            dropped = len(self._kept)
+            self._kept, self._read_at = {}, -math.inf
+            if dropped >= TRIM_AFTER:  # their heap back to the system: 1 ms at 10,000
+                memory.give_back()

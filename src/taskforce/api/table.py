@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from array import array
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,9 +41,10 @@ class Entry:
     # Each process's closing brace in `text`, and its (slot, pid): usage goes before it.
     braces: tuple[int, ...]
     processes: tuple[tuple[int, int | None], ...]
-    # Its lines in each family of /metrics but the usage ones (api/metrics.py), made at
-    # the first scrape after the entry was.
-    series: tuple[bytes, ...] | None = None
+    # Its lines in each family of /metrics but those made at each scrape, and where each
+    # family's end in them (api/metrics.py Row): made at the first scrape after the entry.
+    lines: bytes | None = None
+    line_ends: Sequence[int] | None = None
 
 
 def make_entry(name: str, signature: object, data: dict[str, Any], wanted: bool) -> Entry:
@@ -129,6 +130,14 @@ def _spliced(name: str, entry: Entry, start: int, end: int, usage: UsageOf) -> I
 
 def join(items: Iterable[tuple[str, Entry]], query: TaskQuery, usage: UsageOf | None) -> bytes:
     """The JSON object of the selected tasks, compact, as json.dumps makes it."""
+    return b"".join(pieces(items, query, usage))
+
+
+def pieces(
+    items: Iterable[tuple[str, Entry]], query: TaskQuery, usage: UsageOf | None
+) -> list[bytes]:
+    """join() in the pieces it is made of (most of them kept in the entries), for a
+    reply that writes them out a batch at a time rather than joining them whole."""
     out: list[bytes] = []
     append = out.append
     fields = query.fields
@@ -156,7 +165,7 @@ def join(items: Iterable[tuple[str, Entry]], query: TaskQuery, usage: UsageOf | 
     else:
         append(b"{")
     append(b"}")
-    return b"".join(out)
+    return out
 
 
-__all__ = ["Entry", "UsageOf", "join", "make_entry", "render"]
+__all__ = ["Entry", "UsageOf", "join", "make_entry", "pieces", "render"]

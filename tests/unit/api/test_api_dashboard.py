@@ -44,7 +44,7 @@ def test_the_static_files_are_served_with_their_types() -> None:
 def test_nothing_else_is_served(name: str) -> None:
     reply = handle(f"/static/{name}")
     assert reply.status == 404
-    assert json.loads(reply.body) == {"error": f"no such path: /static/{name}"}
+    assert json.loads(bytes(reply.body)) == {"error": f"no such path: /static/{name}"}
 
 
 def test_asking_for_many_names_does_not_grow_the_cache() -> None:
@@ -99,7 +99,7 @@ def test_the_page_may_run_only_its_own_script() -> None:
 )
 def test_status_access(access: Access, token: str | None, expected: dict[str, Any]) -> None:
     reply = handle("/status/access", access, token)
-    assert reply.status == 200 and json.loads(reply.body) == expected
+    assert reply.status == 200 and json.loads(bytes(reply.body)) == expected
 
 
 # ----- the shipped page -------------------------------------------------------------------

@@ -42,22 +42,24 @@ def test_without_a_fleet_the_paths_say_why_not() -> None:
     for path in ("/status/fleet", "/events/fleet"):
         reply = get(router, path)
         assert reply.status == 404
-        assert "not in fleet mode" in json.loads(reply.body)["error"]
+        assert "not in fleet mode" in json.loads(bytes(reply.body))["error"]
 
 
 def test_access_says_whether_the_fleet_paths_work() -> None:
-    assert "fleet" not in json.loads(get(Router(FakeController(), Access()), "/status/access").body)
+    assert "fleet" not in json.loads(
+        bytes(get(Router(FakeController(), Access()), "/status/access").body)
+    )
     reply = get(Router(FakeController(), Access(), FakeFleet()), "/status/access")
-    assert json.loads(reply.body)["fleet"] is True
+    assert json.loads(bytes(reply.body))["fleet"] is True
 
 
 def test_the_fleet_status_is_every_host() -> None:
     reply = get(Router(FakeController(), Access(), FakeFleet()), "/status/fleet?indent=1")
     assert reply.status == 200
-    assert json.loads(reply.body)["hosts"] == HOSTS
+    assert json.loads(bytes(reply.body))["hosts"] == HOSTS
     unreachable = FakeFleet(ControlError(503, "etcd is unreachable: timed out"))
     reply = get(Router(FakeController(), Access(), unreachable), "/status/fleet")
-    assert (reply.status, json.loads(reply.body)) == (
+    assert (reply.status, json.loads(bytes(reply.body))) == (
         503,
         {"error": "etcd is unreachable: timed out"},
     )

@@ -17,12 +17,14 @@ import pytest
 
 from support.fakes import FakeController, Subscribers
 from support.wait import until
+from taskforce.api import http as api_http
 from taskforce.api import server, sse
 from taskforce.api.http import MAX_BODY, MAX_HEADERS
 from taskforce.api.query import EVERYTHING, TaskQuery
 from taskforce.api.server import ApiService
 from taskforce.api.status import Controller
 from taskforce.config.model import HttpListener
+from taskforce.runtime.own import memory
 
 DEADLINE = 10.0  # seconds any client waits on a socket before the test fails
 
@@ -105,13 +107,18 @@ def status_of(reply: bytes) -> tuple[int, Any]:
 Scenario = Callable[[ApiService, ChangingController], Awaitable[None]]
 
 
-def run(tmp_path: Path, scenario: Scenario, **options: Any) -> None:
+def run(
+    tmp_path: Path,
+    scenario: Scenario,
+    controller: type[ChangingController] = ChangingController,
+    **options: Any,
+) -> None:
     """Serve a unix socket and a loopback port, run `scenario`, close everything."""
     directory = tmp_path / "run"
     directory.mkdir(mode=0o700, exist_ok=True)
 
     async def main() -> None:
-        fake = ChangingController()
+        fake = controller()
         service = ApiService(cast(Controller, fake))
         try:
             for listen in (str(directory / "api.sock"), "127.0.0.1:0"):
@@ -418,3 +425,41 @@ def test_closing_the_service_ends_streams(tmp_path: Path) -> None:
         assert service.streams == 0 and service.addresses == []
 
     asyncio.run(main())
+
+
+class LargeTable(ChangingController):
+    """A table of many pieces, larger than a write batch and than TRIM_AFTER."""
+
+    PIECES = [b"{", *(b'"task-%05d":{"running":1},' % i for i in range(60_000)), b'"z":{}}']
+
+    async def table_with_usage(self, query: TaskQuery = EVERYTHING) -> list[bytes]:
+        return list(self.PIECES)
+
+
+def test_a_body_in_pieces_is_written_whole_in_batches_then_the_heap_trimmed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trims: list[int] = []
+    monkeypatch.setattr(memory, "give_back", lambda: trims.append(1))
+    body = b"".join(LargeTable.PIECES) + b"\n"
+    assert len(body) > max(api_http.BATCH, api_http.TRIM_AFTER)
+
+    async def scenario(service: ApiService, fake: ChangingController) -> None:
+        ask = b"GET /status/tasks HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        last = b"GET /status/version HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        for address in service.addresses:
+            trims.clear()
+            reply = await asyncio.to_thread(raw, address, ask * 2 + last)
+            length = b"content-length: %d\r\n" % len(body)
+            got, _, rest = reply.partition(b"\r\n\r\n")
+            assert got.startswith(b"HTTP/1.1 200 OK\r\n") and length in got
+            assert rest[: len(body)] == body
+            again, _, rest = rest[len(body) :].partition(b"\r\n\r\n")
+            assert length in again and rest[: len(body)] == body
+            rest = rest[len(body) :]
+            assert rest.startswith(b"HTTP/1.1 200 OK\r\n") and rest.endswith(
+                b'{"taskforce":"test"}\n'
+            )
+            assert len(trims) == 2  # after each large reply, not after the small one
+
+    run(tmp_path, scenario, LargeTable)

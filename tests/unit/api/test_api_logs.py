@@ -53,7 +53,7 @@ def test_recent_lines_as_json() -> None:
     fake = FakeOutput()
     reply = handle(fake, "/logs/web?n=7")
     assert isinstance(reply, Reply) and reply.status == 200
-    assert json.loads(reply.body) == {"task": "web", "lines": [LINE]}
+    assert json.loads(bytes(reply.body)) == {"task": "web", "lines": [LINE]}
     assert fake.asked == [("web", 7)]
     handle(fake, "/logs/web")
     assert fake.asked[-1] == ("web", 100)
@@ -73,7 +73,7 @@ def test_recent_lines_as_json() -> None:
 def test_refusals(target: str, status: int) -> None:
     reply = handle(FakeOutput(), target)
     assert isinstance(reply, Reply) and reply.status == status
-    assert "error" in json.loads(reply.body)
+    assert "error" in json.loads(bytes(reply.body))
 
 
 def test_logs_need_control_access() -> None:

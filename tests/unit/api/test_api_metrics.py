@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from taskforce.api import metrics
-from taskforce.api.metrics import series
+from taskforce.api.metrics import Row, pack, series, series_of, unpack
 from taskforce.api.status import TASK_STATES
 from taskforce.runtime.manage import ControlError
 
@@ -34,12 +34,12 @@ class Source:
     def counters(self) -> dict[str, Any]:
         return {"reloads": 2, "reload_errors": 1, "watches": 4}
 
-    async def series(self) -> list[list[bytes]]:
+    async def series(self) -> list[Row]:
         return series(self.tasks())
 
 
 def exposition(source: Source) -> str:
-    return asyncio.run(metrics.exposition(source))
+    return b"".join(asyncio.run(metrics.exposition(source))).decode()
 
 
 def parse(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -114,3 +114,17 @@ def test_held_sockets_and_a_rolling_restart() -> None:
     assert series["taskforce_rolling_restart"] == [({"task": "web"}, 1), ({"task": "plain"}, 0)]
     assert series["taskforce_rolling_restart_replaced"] == [({"task": "web"}, 1)]
     assert series["taskforce_rolling_restart_instances"] == [({"task": "web"}, 3)]
+
+
+def test_a_tasks_kept_lines_are_one_text_without_each_familys_first_name() -> None:
+    entry = {"state": "running", "count": 2, "processes": [process(pid=7), process(instance=1)]}
+    lines = series_of("web", entry, usage=False)
+    lines[metrics.STATE] = b""
+    text, ends = pack(lines)
+    assert isinstance(text, bytes) and len(ends) == len(metrics.TASK_FAMILIES)
+    up = text[ends[metrics.UP - 1] : ends[metrics.UP]]
+    assert up == b'{task="web",index="0"} 1\ntaskforce_up{task="web",index="1"} 0\n'
+    live = [b"state\n", b"", b"", b"", b"", b""]
+    assert unpack((text, ends, live)) == [
+        live[0] if i == metrics.STATE else family for i, family in enumerate(lines)
+    ]

@@ -10,6 +10,7 @@ import threading
 import pytest
 
 from support.wait import DEADLINE
+from taskforce.api import readings as readings_module
 from taskforce.api.readings import USAGE_MAX_AGE, Readings
 from taskforce.runtime.processes.usage import Reading
 
@@ -103,6 +104,27 @@ def test_readings_serve_for_their_age_then_are_read_anew() -> None:
 
     asyncio.run(main())
     assert reader.calls == [["1"], ["2"], ["2"]]
+
+
+def test_readings_are_dropped_once_too_old_without_a_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """10,000 processes' figures are megabytes: not held until the next request. The
+    drop runs by the loop's clock, once a reading (an idle taskforce has none to run)."""
+    monkeypatch.setattr(readings_module, "USAGE_MAX_AGE", 0.05)
+    reader = Reader()
+
+    async def main() -> None:
+        readings = reader.readings()
+        assert await readings.of(["1", "2"]) == {"1": (1.0, None, None), "2": (2.0, None, None)}
+        end = asyncio.get_running_loop().time() + DEADLINE
+        while readings._kept:  # the fake clock stands still: only the drop empties it
+            assert asyncio.get_running_loop().time() < end, "the readings were kept"
+            await asyncio.sleep(0.01)  # polling interval of a deadline-bounded wait
+        await readings.of(["1"])  # read anew, though the fake clock says fresh
+
+    asyncio.run(main())
+    assert reader.calls == [["1", "2"], ["1"]]
 
 
 def test_a_slow_reading_serves_its_requests_however_long_it_took() -> None:

@@ -40,7 +40,7 @@ def handle(
 
 def data(reply: Reply) -> Any:
     assert reply.content_type == routes.JSON_TYPE
-    return json.loads(reply.body)
+    return json.loads(bytes(reply.body))
 
 
 # --- status -----------------------------------------------------------------------------
@@ -51,9 +51,11 @@ def test_status_paths(fake: FakeController) -> None:
     assert data(handle(fake, "GET", "/status/config")) == fake.config()
     assert data(handle(fake, "GET", "/status/reload")) == {"file": "/etc/taskforce.conf"}
     reply = handle(fake, "GET", "/status/tasks")
-    assert reply.status == 200 and reply.body == b'{"web":{"running":1},"db":{"running":1}}\n'
+    assert (
+        reply.status == 200 and bytes(reply.body) == b'{"web":{"running":1},"db":{"running":1}}\n'
+    )
     metrics = handle(fake, "GET", "/metrics")
-    assert metrics.status == 200 and b"\ntaskforce_reloads_total 3\n" in metrics.body
+    assert metrics.status == 200 and b"\ntaskforce_reloads_total 3\n" in bytes(metrics.body)
     assert metrics.content_type == "text/plain; version=0.0.4; charset=utf-8"
     stream = Router(fake, Access()).handle(Request("GET", "/events"))
     assert stream is EVENT_STREAM
@@ -76,7 +78,7 @@ def test_the_configuration_needs_a_caller_that_may_control(
     reply = handle(fake, "GET", "/status/config", access, token=token)
     assert reply.status == status
     if status == 401:
-        assert "error" in data(reply) and "password" not in reply.body.decode()
+        assert "error" in data(reply) and "password" not in bytes(reply.body).decode()
         assert ("WWW-Authenticate", 'Bearer realm="taskforce"') in reply.headers
     # The other status paths stay open.
     assert handle(fake, "GET", "/status/reload", access, token=token).status == 200
@@ -96,7 +98,7 @@ def test_the_dashboard_page(fake: FakeController, monkeypatch: pytest.MonkeyPatc
     try:
         reply = handle(fake, "GET", "/")
         assert reply.status == 200 and reply.content_type == "text/html; charset=utf-8"
-        assert b"dashboard is not installed" in reply.body
+        assert b"dashboard is not installed" in bytes(reply.body)
         assert ("X-Frame-Options", "DENY") in reply.headers
     finally:
         routes._page.cache_clear()
