@@ -29,6 +29,7 @@ from peers.base import Peer
 SCALE = 10_000
 SMALL = 100
 STATUS_SAMPLES = 5
+FRESH_AFTER_S = 1.2
 STARTUP_TIMEOUT_S = 900.0
 # Peers measured with fewer tasks, and why (the report shows it).
 REDUCED = {
@@ -121,7 +122,10 @@ def _status(ctx: Context, peer: Peer) -> None:
         ctx.results.na("status_ms", peer.name, "no API call for all tasks at once")
         ctx.results.na("status_bytes", peer.name, "no API call for all tasks at once")
         return
-    for _ in range(STATUS_SAMPLES):
+    for sample in range(STATUS_SAMPLES):
+        if sample:
+            # taskforce serves one usage reading for 1 s: each sample reads afresh.
+            time.sleep(FRESH_AFTER_S)
         t0 = time.monotonic_ns()
         try:
             size = query()
@@ -234,7 +238,8 @@ def markdown(data: dict[str, Any], results: Results, sizes: Sizes) -> list[str]:
         " s6-supervise (a process per task), the children are never counted.",
         "- Status: taskforce `GET /status/tasks` on its control socket; supervisord the"
         " XML-RPC `supervisor.getAllProcessInfo` on its unix socket; s6 has one `s6-svstat`"
-        " per service only. Time to the whole answer, measured by the harness.",
+        " per service only. Time to the whole answer, measured by the harness; samples"
+        f" {FRESH_AFTER_S:g} s apart, so that each reads every process's usage afresh.",
         "- Reload: one task's argv changed, the new file renamed over the old (s6: its `run`"
         " replaced, then `s6-svc -r`; supervisord: then `supervisorctl update`); time to that"
         " task's new process, from its own start timestamp.",
