@@ -1,3 +1,4 @@
+# Over 450 lines: one job, each path mapped to its controller call; the API has many paths.
 """The paths of the service, each mapped to one Controller call; errors as JSON.
 
 Status paths answer GET: /status/version, /status/reload (where the configuration comes

@@ -1,3 +1,4 @@
+# Over 450 lines: one job, the status views (kept table, metrics, readings: own modules).
 """The status views of a running legion, as JSON: its tasks and their processes, where its
 configuration comes from and how its last change went, its own counts and version.
 

@@ -1,3 +1,4 @@
+# Over 450 lines: one job, the loop and its pass (executor, reaper, signals: own modules).
 """The event loop: feed facts to the planner, carry out its actions, sleep until needed.
 
 One thread, one asyncio loop. Inputs are signals (:mod:`.signals`), the close-on-exec
