@@ -212,7 +212,13 @@ def test_signal_stops_every_task_and_exits_0(
     tmp_path: Path, taskforce: Taskforce, probes: Probes, signum: int
 ) -> None:
     conf = fast_config(tmp_path, {"web": probe_task(count=2), "db": probe_task()})
-    taskforce.start("-f", conf)
+    # Started as a terminal's foreground command is, SIGINT at its default: a suite run as
+    # a script's background job has it ignored, and taskforce then keeps ignoring it.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        taskforce.start("-f", conf)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     started = probes.wait(3)
     assert taskforce.stop(signum) == 0
     terms = probes.records("term")
