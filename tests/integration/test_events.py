@@ -85,8 +85,9 @@ def test_command_action_runs_a_named_command(
     taskforce.start_tasks({"app": task})
     (rec,) = probes.wait(1)
     replace_file(watched, "y")
-    wait_for(marker.exists, what="reconfig command")
-    assert marker.read_text() == str(rec["pid"])
+    # The file exists from the command's open(), before its write() is done.
+    written = wait_for(lambda: marker.exists() and marker.read_text(), what="reconfig command")
+    assert written == str(rec["pid"])
 
 
 def test_self_event_restarts_when_the_executable_is_replaced(
