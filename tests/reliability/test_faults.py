@@ -205,10 +205,15 @@ def test_task_processes_started_but_not_yet_recorded_are_recognised(
         assert f"pid {other.pid}" not in taskforce.log()
         assert taskforce.stop() == 0
     finally:
-        for proc in (orphan, alive_parent, other):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        kill_groups(orphan, alive_parent, other)
+
+
+def kill_groups(*procs: subprocess.Popen[bytes]) -> None:
+    """SIGKILL each look-alike's process group and reap its leader."""
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
 
 
 def test_the_unrecorded_processes_of_another_dead_taskforce_are_left_alone(
@@ -241,10 +246,7 @@ def test_the_unrecorded_processes_of_another_dead_taskforce_are_left_alone(
         assert taskforce.stop() == 0
         assert theirs.poll() is None and theirs_x.poll() is None
     finally:
-        for proc in (ours, theirs, theirs_x):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        kill_groups(ours, theirs, theirs_x)
 
 
 def test_an_unrecorded_process_whose_dead_taskforce_pid_was_used_again_is_recognised(
