@@ -17,8 +17,23 @@ from support.runner import Taskforce
 from support.teardown import uninterrupted
 from support.tls import Certificate, self_signed
 
+# Before any test module can load gRPC: it reads its fork setting then, once, and an unset
+# one is "on" in its core. A fleet test module's `importorskip("aetcd")` loaded it at
+# collection with the setting unset, and every fork of this process with a preexec_fn ran
+# gRPC's fork handlers: one restarted its poller in a child that died of SIGABRT before
+# exec (grpc/grpc#43055). Processes the tests start do not inherit it (support/environ.py).
+from taskforce.fleet.grpc_fork import FORK_ENV, FORK_ENV_OURS
+
 # The etcd cluster and fleet fixtures, for tests/fleet and tests/browser.
 pytest_plugins = ["fleet.fixtures"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not FORK_ENV_OURS:  # the user's: it could turn them on
+        raise pytest.UsageError(
+            f"{FORK_ENV} is set in the environment: unset it (the suite forks while gRPC's "
+            "threads run, which needs gRPC's fork support off, and turns it off itself)"
+        )
 
 
 @pytest.fixture

@@ -24,8 +24,6 @@ def etcd_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdClust
     if not os.access(ETCD, os.X_OK):
         pytest.skip("etcd is not installed: run tests/fleet/setup.sh (Debian's etcd-server)")
     try:
-        # Through the session module, which turns gRPC's fork handlers off before gRPC
-        # loads: left on, they abort children this process forks while gRPC threads run.
         import taskforce.fleet.session  # noqa: F401
     except ImportError:
         pytest.skip("the fleet extra is not installed: pip install -e '.[fleet]'")

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from support.environ import inherited
 from support.wait import wait_for
 
 HERE = Path(__file__).resolve().parent
@@ -281,11 +282,8 @@ class Host:
     def start(self) -> None:
         runtime = self.base / f"run-{self.name}"
         runtime.mkdir(mode=0o700, exist_ok=True)
-        # The tests' own etcd session (EtcdCluster) sets gRPC's fork variable in this
-        # process: a host must start from an environment without it, as in production.
-        inherited = {k: v for k, v in os.environ.items() if k != "GRPC_ENABLE_FORK_SUPPORT"}
         env = {
-            **inherited,
+            **inherited(),
             "TASKFORCE_HOST": self.name,
             "TASKFORCE_FLEET_CACHE": str(self.base / "cache"),
             "XDG_RUNTIME_DIR": str(runtime),

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("aetcd", reason="the fleet extra is not installed")
+pytest.importorskip("taskforce.fleet.session", reason="the fleet extra is not installed")
 
 from taskforce.core.spec import DesiredState, InstanceSpec, LaunchSpec, TaskSpec
 from taskforce.core.vocabulary import Control

@@ -18,7 +18,9 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("aetcd", reason="the fleet extra is not installed: pip install -e '.[fleet]'")
+pytest.importorskip(
+    "taskforce.fleet.session", reason="the fleet extra is not installed: pip install -e '.[fleet]'"
+)
 
 from taskforce.fleet import session as session_module
 from taskforce.fleet.session import KV, EtcdUnavailableError, Event, Session

@@ -10,7 +10,9 @@ from types import SimpleNamespace
 
 import pytest
 
-pytest.importorskip("aetcd", reason="the fleet extra is not installed: pip install -e '.[fleet]'")
+pytest.importorskip(
+    "taskforce.fleet.session", reason="the fleet extra is not installed: pip install -e '.[fleet]'"
+)
 
 from taskforce.fleet.session import KV, EtcdUnavailableError, Event
 from taskforce.fleet.view import FleetView

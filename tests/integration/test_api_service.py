@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import http.client
 import json
-import os
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Iterator
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from support.environ import inherited
 from support.http_client import Client, unix_connection
 from support.procfs import processes_with_marker
 from support.tls import Certificate
@@ -145,7 +145,7 @@ def write_config(tmp_path: Path, **settings: Any) -> Path:
 
 
 def new_legion(config: Path, marker: str) -> Legion:
-    return Legion(str(config), environ={**os.environ, "TF_TEST_MARKER": marker})
+    return Legion(str(config), environ=inherited(TF_TEST_MARKER=marker))
 
 
 Scenario = Callable[[Legion, ApiService], Awaitable[None]]

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from support.environ import inherited
 from support.wait import DEADLINE, until
 from taskforce.app.serve import serve_with_api
 from taskforce.runtime.legion import Legion
@@ -57,7 +57,7 @@ def serve(config: Path, marker: str, scenario: Callable[[Legion], Awaitable[None
     """Run the legion as the command does (serve_with_api) around `scenario`."""
 
     async def main() -> Outcome:
-        legion = Legion(str(config), environ={**os.environ, "TF_TEST_MARKER": marker})
+        legion = Legion(str(config), environ=inherited(TF_TEST_MARKER=marker))
         serving = asyncio.create_task(serve_with_api(legion))
         try:
             async with asyncio.timeout(DEADLINE * 2):

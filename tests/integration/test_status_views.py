@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import pytest
 
+from support.environ import inherited
 from support.http_client import Client
 from taskforce.api import readings
 from taskforce.api import status as views
@@ -72,7 +73,7 @@ def serve(
     socket_path = str(run / "api.sock")
 
     async def main() -> Outcome:
-        legion = Legion(str(config), environ={**os.environ, "TF_TEST_MARKER": marker})
+        legion = Legion(str(config), environ=inherited(TF_TEST_MARKER=marker))
         controller = Controller(legion)
         service = await start_api(
             legion, controller, [HttpListener(listen=socket_path, allow_control=True)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from support.config import fast_config
+from support.environ import inherited
 from support.procfs import kill_marked, remove_cgroups
 from support.teardown import uninterrupted
 from support.wait import DEADLINE, wait_for
@@ -25,7 +25,7 @@ class Taskforce:
         self.marker = marker
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = tmp / "taskforce.log"
-        self.env = dict(os.environ, TF_TEST_MARKER=marker, PROBE_DIR=str(tmp / "probes"))
+        self.env = inherited(TF_TEST_MARKER=marker, PROBE_DIR=str(tmp / "probes"))
         self.env["PATH"] = f"{Path(sys.executable).parent}:{self.env.get('PATH', '/usr/bin:/bin')}"
         # The default API socket in a directory of this test's own, not /run/taskforce.sock:
         # a taskforce that another test (or another suite on this machine) left there would
