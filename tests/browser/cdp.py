@@ -231,26 +231,33 @@ class Page:
         """
         return self.evaluate(script, timeout)
 
-    def click(self, selector: str) -> None:
-        """Click the middle of the element, as a mouse would (it must be visible there)."""
-        box = self.evaluate(
-            f"""(() => {{
-                const node = document.querySelector({json.dumps(selector)});
-                if (!node) return null;
-                node.scrollIntoView({{block: "center"}});
-                const r = node.getBoundingClientRect();
-                const x = r.left + r.width / 2, y = r.top + r.height / 2;
-                const hit = document.elementFromPoint(x, y);
-                return {{x, y, hit: hit === node || node.contains(hit)}};
-            }})()"""
-        )
-        if not box or not box["hit"]:
-            raise BrowserError(f"{selector} is not there to click: {box}")
-        for kind in ("mousePressed", "mouseReleased"):
-            self.call(
-                "Input.dispatchMouseEvent",
-                {"type": kind, "x": box["x"], "y": box["y"], "button": "left", "clickCount": 1},
-            )
+    def click(self, selector: str, timeout: float = DEADLINE) -> None:
+        """Click the middle of the element, as a mouse would, once it is there to click.
+
+        The pointer is aimed, then pressed a moment later (later still on a busy machine):
+        if the page moved meanwhile, a mouse would press whatever is there now. So the
+        element must be in the same place for two frames and be what is under its middle,
+        and the press is checked: one that lands on anything else is stopped before the page
+        sees it, and the click is tried again, until `timeout`.
+        """
+        end = time.monotonic() + timeout
+        while True:
+            aim = self.evaluate(_AIM % json.dumps(selector))
+            if aim and aim["ready"]:
+                for kind in ("mousePressed", "mouseReleased"):
+                    self.call(
+                        "Input.dispatchMouseEvent",
+                        {"type": kind, "x": aim["x"], "y": aim["y"], "button": "left",
+                         "clickCount": 1},
+                    )  # fmt: skip
+                missed = self.evaluate(_DISARM)
+                if not missed:
+                    return
+                why = f"the press landed elsewhere, the page having moved: {missed}"
+            else:
+                why = f"it is not there to click: {aim}"
+            if time.monotonic() > end:
+                raise BrowserError(f"could not click {selector}: {why}")
 
     def dark(self, on: bool) -> None:
         features = [{"name": "prefers-color-scheme", "value": "dark" if on else "light"}]
@@ -274,3 +281,51 @@ class Page:
             elif event["method"] == "Log.entryAdded" and params["entry"]["level"] == "error":
                 found.append(str(params["entry"].get("text")))
         return found
+
+
+# Where to click the element `%s` (a JSON string): its middle, if it has stood still for two
+# frames and is what is under that point; then a guard stops the mouse's events that land
+# elsewhere until _DISARM, which says what they hit.
+_AIM = """new Promise((resolve) => {
+    const node = document.querySelector(%s);
+    if (!node) return resolve(null);
+    node.scrollIntoView({block: "center"});
+    const place = () => {
+        const r = node.getBoundingClientRect();
+        return {x: r.left + r.width / 2, y: r.top + r.height / 2, w: r.width, h: r.height};
+    };
+    // A frame, or 100 ms where frames are not drawn (a page in the background).
+    const frame = (then) => {
+        let done = false;
+        const once = () => { if (!done) { done = true; then(); } };
+        requestAnimationFrame(once);
+        setTimeout(once, 100);
+    };
+    const before = place();
+    frame(() => frame(() => {
+        const now = place();
+        const still = ["x", "y", "w", "h"].every((k) => now[k] === before[k]);
+        const hit = document.elementFromPoint(now.x, now.y);
+        const ready = still && node.contains(hit);
+        if (ready) {
+            const missed = [];
+            const guard = (event) => {
+                if (node.contains(event.target)) return;
+                event.preventDefault();
+                event.stopImmediatePropagation();
+                const t = event.target;
+                missed.push(`${event.type} on ${t.tagName} ${t.className || ""}`.trim());
+            };
+            const kinds = ["mousedown", "mouseup", "click"];
+            for (const kind of kinds) window.addEventListener(kind, guard, true);
+            window.__clickGuard = () => {
+                for (const kind of kinds) window.removeEventListener(kind, guard, true);
+                return missed;
+            };
+        }
+        resolve({x: now.x, y: now.y, still, hit: hit && hit.tagName, ready});
+    }));
+})"""
+_DISARM = (
+    "(() => { const disarm = window.__clickGuard; delete window.__clickGuard; return disarm(); })()"
+)

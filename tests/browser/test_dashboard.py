@@ -6,7 +6,8 @@ token, as TCP control must have) and one status-only. The page gets the token as
 markup stays text), that the restart button restarts a task (new pids, seen through
 /status/tasks), that details open, that CPU and memory show per task and per process,
 that a task's details follow its output (and say that it needs control access where
-control is not allowed), that read-only listeners hide the buttons, and take
+control is not allowed), that read-only listeners hide the buttons, that no button moves
+while another task flaps (its state text and figures changing), and take
 screenshots, light and dark, into tests/browser/out/ (git-ignored) for a person to look at.
 
 Chromium comes from Debian's packages (tests/browser/setup.sh installs it); without it
@@ -199,7 +200,7 @@ def test_read_only_pages_have_no_buttons(browser: Browser, service: tuple[str, s
         "the token note",
     )
     assert "#token=TOKEN" in note
-    assert page.evaluate(f"{visible} === 0") is True
+    page.wait_for(f"{visible} === 0", "the buttons to go")
 
     # Task output needs control: the pane says so (and how to get it) instead of showing it.
     page.click(f"{row('talker')} button.expander")
@@ -277,4 +278,49 @@ def test_cpu_memory_and_output(browser: Browser, service: tuple[str, str]) -> No
         "document.querySelectorAll('.output .line').length >= 3",
         "talker's output again",
     )
+    assert page.problems() == []
+
+
+# Where each button of the table is, page coordinates, whenever the table changes; and the
+# texts flaky's state cell has shown meanwhile.
+RECORD_PLACES = """(() => {
+    window.places = {};
+    window.flakyStates = new Set();
+    const record = () => {
+        for (const button of document.querySelectorAll('tr.task button')) {
+            const r = button.getBoundingClientRect();
+            const what = `${button.closest('tr').dataset.task} ${button.className}`;
+            const where = `${Math.round(r.left + scrollX)},${Math.round(r.top + scrollY)}`;
+            (window.places[what] ||= new Set()).add(where);
+        }
+        const flaky = document.querySelector('tr.task[data-task="flaky"] td.state');
+        window.flakyStates.add(flaky.textContent);
+    };
+    new MutationObserver(record).observe(document.getElementById('task-rows'),
+        {subtree: true, childList: true, characterData: true, attributes: true});
+    record();
+    return true;
+})()"""
+
+
+def test_the_buttons_stay_put_while_a_task_flaps(
+    browser: Browser, service: tuple[str, str]
+) -> None:
+    # An operator aims at a row's buttons while the table changes: flaky fails and restarts
+    # every second or two (its state and its reason come and go, its restarts count up)
+    # and the CPU shares come in. Nothing may move under the pointer meanwhile.
+    control, _ = service
+    page = open_dashboard(browser, f"{control}/#token={TOKEN}")
+    page.wait_for(
+        f"/{PERCENT}/.test(document.querySelector('{row('web')} td.cpu').textContent)",
+        "web's CPU share",
+    )
+    page.evaluate(RECORD_PLACES)
+    page.wait_for("window.flakyStates.size >= 3", "flaky's state to change twice")
+    places = page.evaluate(
+        "Object.fromEntries(Object.entries(window.places).map(([k, v]) => [k, [...v]]))"
+    )
+    assert len(places) == len(TASKS) * 4  # the expander and the three actions, every row
+    moved = {what: where for what, where in places.items() if len(where) > 1}
+    assert moved == {}
     assert page.problems() == []

@@ -298,7 +298,7 @@
     const row = el("tr", { class: "task", "data-task": name });
     row.append(
       el("th", { scope: "row" }, expander),
-      el("td", { class: "state" }, badge, why),
+      el("td", { class: "state" }, el("div", { class: "state-line" }, badge, why)),
       processes,
       restarts,
       cpu,
@@ -341,7 +341,10 @@
     const state = task.state || "unknown";
     setText(entry.badge, state);
     entry.badge.className = `badge state-${state.replace(/[^a-z]+/g, "-")}`;
-    setText(entry.why, reason(task, state));
+    const why = reason(task, state);
+    setText(entry.why, why);
+    // The line may cut a long reason short: the whole of it shows on hover.
+    if (entry.why.parentNode.title !== state + why) entry.why.parentNode.title = state + why;
     setText(entry.processes, `${task.running}/${task.count}`);
     setText(entry.restarts, String(task.restarts));
     const used = taskUsage(task);
@@ -445,6 +448,9 @@
     const facts = [`control ${task.control ?? "—"}`, `count ${task.count}`];
     if (task.requires && task.requires.length) facts.push(`requires ${task.requires.join(", ")}`);
     box.append(el("p", { class: "facts" }, facts.join(" · ")));
+    // The row's line may cut it short: here it is whole.
+    const why = reason(task, task.state || "unknown").replace(/^ — /, "");
+    if (why && !task.rolling) box.append(el("p", { class: "facts why-whole" }, why));
     if (task.sockets && task.sockets.length) {
       // Listening sockets taskforce holds for the task (passed as descriptors 3 and up).
       const held = task.sockets.map((s) => `${s.name} ${s.address} (fd ${s.fd})`);
