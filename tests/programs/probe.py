@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import signal
 import sys
 import time
@@ -78,6 +79,32 @@ def _fd_target(fd: int) -> str | None:
         return os.readlink(f"/proc/self/fd/{fd}")
     except OSError:
         return None
+
+
+def _listen_for_signals() -> int:
+    """A pipe that each signal writes a byte to (from the interpreter's C-level handler):
+    the end to wait on."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    signal.set_wakeup_fd(write_end)
+    return read_end
+
+
+def _wait(wakeups: int, seconds: float | None) -> None:
+    """Sleep `seconds` (None: for ever), running the signal handlers as signals come.
+
+    Not signal.pause() or time.sleep(): a signal arriving after the interpreter last looked
+    for one but before the process sleeps in the kernel is only noted, and its handler would
+    run when another signal came (a SIGUSR1 sent as soon as the start record appeared was
+    never recorded). Its byte in the pipe ends the select() at once instead.
+    """
+    end = None if seconds is None else time.monotonic() + seconds
+    while True:
+        left = None if end is None else end - time.monotonic()
+        if left is not None and left <= 0:
+            return
+        if select.select([wakeups], [], [], left)[0]:
+            os.read(wakeups, 512)
 
 
 def _orphan(life: float) -> int:
@@ -136,6 +163,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, lambda s, f: on_signal("int"))
     signal.signal(signal.SIGHUP, lambda s, f: record("hup"))
     signal.signal(signal.SIGUSR1, lambda s, f: record("usr1"))
+    wakeups = _listen_for_signals()
     extra: dict[str, object] = {}
     if args.grandchild:
         child = os.fork()
@@ -148,11 +176,10 @@ def main() -> None:
         extra["orphan"] = _orphan(args.orphan_life)
     record("start", extra)
     if args.exit_after is not None:
-        time.sleep(args.exit_after)
+        _wait(wakeups, args.exit_after)
         record("exit", {"exit_code": args.exit_code})
         sys.exit(args.exit_code)
-    while True:
-        signal.pause()
+    _wait(wakeups, None)
 
 
 if __name__ == "__main__":
