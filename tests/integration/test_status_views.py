@@ -29,6 +29,7 @@ from taskforce.config.model import HttpListener
 from taskforce.runtime.legion import Legion
 from taskforce.runtime.loop.supervisor import Outcome
 from taskforce.runtime.manage import ControlError
+from taskforce.runtime.own import memory
 from taskforce.runtime.processes import usage
 from taskforce.runtime.processes.usage import read_usages
 
@@ -258,6 +259,36 @@ def test_the_kept_table_follows_every_change(
         await usage_agrees(controller)  # new processes read, the gone ones' readings unused
         status, data = await api("/status/tasks?state=invalid&fields=state")
         assert (status, data) == (200, {"new": {"state": "invalid"}})
+
+    assert serve(tmp_path, marker, scenario) is Outcome.STOPPED
+
+
+def test_the_kept_entries_are_dropped_once_no_view_uses_them(
+    tmp_path: Path, marker: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A view keeps the table's entries for the next ones; none for ENTRIES_KEPT seconds,
+    they are dropped (their memory handed back), and the next view makes them anew."""
+    monkeypatch.setattr(views, "ENTRIES_KEPT", 0.2)
+    given_back: list[None] = []
+    monkeypatch.setattr(memory, "give_back", lambda: given_back.append(None))
+
+    async def scenario(
+        legion: Legion, controller: Controller, api: Callable[[str], Awaitable[tuple[int, Any]]]
+    ) -> None:
+        tasks = await until(controller, settled, "web to run and flaky to fail")
+        status, data = await api("/status/tasks")
+        assert (status, list(data)) == (200, list(tasks))
+        assert controller._entries  # kept for the views that follow
+        loop = asyncio.get_running_loop()
+        end = loop.time() + DEADLINE
+        while controller._entries:
+            assert loop.time() < end, "the entries were kept with no view using them"
+            await asyncio.sleep(0.05)  # polling interval of a deadline-bounded wait
+        assert given_back
+        status, data = await api("/status/tasks?fields=state,running")
+        assert (status, list(data)) == (200, list(tasks))
+        assert controller._entries  # made anew
+        assert controller.table() == json.dumps(controller.tasks(), separators=(",", ":")).encode()
 
     assert serve(tmp_path, marker, scenario) is Outcome.STOPPED
 

@@ -30,7 +30,9 @@ from taskforce.core.spec import (
 from taskforce.core.vocabulary import Control, RestartPolicy
 from taskforce.runtime.limits.cgroups import Cgroups, Hierarchy
 from taskforce.runtime.limits.confinement import Confinement
+from taskforce.runtime.loop import supervisor as supervisor_module
 from taskforce.runtime.loop.supervisor import Outcome, Supervisor
+from taskforce.runtime.own import memory
 from taskforce.runtime.processes import records as records_module
 from taskforce.runtime.processes.records import ProcessRecord, Records
 from taskforce.runtime.processes.runner import StartRequest
@@ -120,6 +122,24 @@ def test_a_burst_spawning_slice_by_slice_gives_each_instance_its_own_process(
         assert runner.running[inst.pid].argv == ("prog", str(slot))
     [bad] = loop.supervisor.planner.tasks["bad"].instances.values()
     assert bad.pid is None and bad.failures == 1
+
+
+def test_the_heap_is_handed_back_once_a_large_burst_is_over(
+    make_loop: MakeLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    given_back: list[float] = []
+    clock = FakeClock()
+    monkeypatch.setattr(memory, "give_back", lambda: given_back.append(clock.now))
+    loop = make_loop(desired(task("web", count=300)), clock=clock)
+    assert len(loop.runner.started) == 300
+    assert given_back == []  # not during the burst: the records are written after it
+    loop.scheduler.advance(clock.now + 3600)
+    assert given_back == [100.0 + supervisor_module._GIVE_BACK_DELAY]
+    small = make_loop(desired(task("db", count=3)), clock=FakeClock())
+    small.scheduler.advance(small.clock.now + 3600)
+    assert given_back == [
+        100.0 + supervisor_module._GIVE_BACK_DELAY
+    ]  # a few starts: nothing to hand back
 
 
 def test_a_quick_exit_is_restarted_after_the_backoff_deadline(make_loop: MakeLoop) -> None:

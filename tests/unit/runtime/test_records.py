@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from taskforce.runtime.processes.identity import start_ticks
 from taskforce.runtime.processes.records import Earlier, ProcessRecord, Records
 
@@ -58,3 +60,28 @@ def test_a_taskforce_killed_before_its_first_update_is_named_beside_the_earlier_
     assert second.load() == Earlier([record], 1, (12345,))
     second.begin()
     assert Records(str(path)).load() == Earlier([record], 1, (12345, os.getpid()))
+
+
+def test_an_update_writes_only_what_changed_and_retries_a_failed_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "tf.state"
+    records = Records(str(path))
+    records.begin()
+    running = {os.getpid(): ("web", 0)}
+    records.update(running)
+    written = path.stat().st_mtime_ns, path.stat().st_ino
+    records.update(dict(running))  # the same processes: nothing to write
+    assert (path.stat().st_mtime_ns, path.stat().st_ino) == written
+
+    def full(src: str, dst: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "replace", full)
+        records.update({})  # the write fails
+    earlier = Records(str(path)).load()
+    assert earlier is not None and len(earlier.processes) == 1  # as last written
+    records.update({})  # nothing changed since, but the file is behind: written now
+    earlier = Records(str(path)).load()
+    assert earlier is not None and earlier.processes == []
