@@ -104,6 +104,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--only", default=DEFAULT, help=f"comma-separated, of {', '.join(names)}")
     parser.add_argument("--rounds", type=int, default=3, help="supervisor runs per peer")
     parser.add_argument("--kills", type=int, default=30, help="back-to-back kills per run")
+    parser.add_argument(
+        "--pause",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="wait this long after each replacement's stamp before the next kill (bench/run.py: "
+        "other peers' trials and 50 ms)",
+    )
     parser.add_argument("--seed", type=int, default=None, help="seed for orders and victims")
     parser.add_argument("--out", type=Path, default=BENCH / "results", help="results directory")
     parser.add_argument(
@@ -187,14 +195,20 @@ class Block:
         shutil.rmtree(self.workload.root, ignore_errors=True)
 
 
-def run_block(ctx: Context, peer: Peer, root: Path, kills: int) -> dict[str, Any]:
+def run_block(
+    ctx: Context, peer: Peer, root: Path, kills: int, pause_s: float = 0.0
+) -> dict[str, Any]:
     block = Block(ctx, peer, root)
     out: dict[str, Any] = {"peer": peer.name, "load": machine.load_average()[0]}
     try:
         out["startup_ms"] = block.startup()
         sleep_until_aged(block.starts, MIN_AGE_S)
         busy0, total0 = cpu_busy()
-        restarts = [block.kill_one() for _ in range(kills)]
+        restarts = []
+        for _ in range(kills):
+            restarts.append(block.kill_one())
+            if pause_s:
+                time.sleep(pause_s)
         busy1, total1 = cpu_busy()
         out["restart_ms"] = restarts
         out["busy"] = round((busy1 - busy0) / max(1, total1 - total0), 2)
@@ -239,6 +253,7 @@ def markdown(data: dict[str, Any]) -> list[str]:
         f"{data['load_after']} after; {data['machine']['cores']} cores, "
         f"{data['machine']['cpu']}"
         + (f"; everything under SCHED_FIFO {data['fifo']}" if data["fifo"] is not None else "")
+        + (f"; {data['pause_ms']:g} ms between kills" if data["pause_ms"] else "")
         + ".",
         "",
         "| peer | version | restart median | p95 | p99 | max | round medians | start-up of 100 "
@@ -304,7 +319,7 @@ def main(argv: list[str]) -> int:
         for round_ in range(args.rounds):
             for peer in rng.sample(peers, len(peers)):
                 where = root / f"{peer.name}-r{round_}"
-                block = run_block(ctx, peer, where, args.kills)
+                block = run_block(ctx, peer, where, args.kills, args.pause / 1000)
                 blocks.append(block)
                 restarts = block.get("restart_ms")
                 said = (
@@ -333,6 +348,7 @@ def main(argv: list[str]) -> int:
         "rounds": args.rounds,
         "kills": args.kills,
         "fifo": args.fifo,
+        "pause_ms": args.pause,
         "machine": machine.describe(),
         "load_before": load_before,
         "load_after": machine.load_average(),

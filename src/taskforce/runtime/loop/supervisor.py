@@ -41,8 +41,11 @@ from taskforce.runtime.processes.task_commands import TaskCommands
 
 log = logging.getLogger("taskforce")
 
-# Seconds from a change of the running processes to writing their records.
+# Seconds from a change of the running processes to writing their records, and at least
+# between two such writes (while processes keep exiting and starting: a write costs a
+# restart's CPU time again).
 _RECORDS_DELAY = 0.1
+_RECORDS_INTERVAL = 1.0
 
 
 class Outcome(enum.Enum):
@@ -80,6 +83,7 @@ class Supervisor:
         self._records_version = -1  # the processes' version last written to the records
         self._pid_version = -1  # and the planner's now
         self._records_timer: Handle | None = None
+        self._records_written_at = float("-inf")
         self._pass_scheduled = False
         self._pass_handle: Handle | None = None  # of the pass scheduled
         self._passing = False  # within _pass
@@ -388,7 +392,9 @@ class Supervisor:
             # ten), which a restart would otherwise share a CPU with. A process started
             # meanwhile and not yet recorded is still found by the next taskforce should
             # this one be killed (recovery.py: by its environment).
-            self._records_timer = self._scheduler.call_later(_RECORDS_DELAY, self._write_records)
+            since = self._clock.monotonic() - self._records_written_at
+            delay = max(_RECORDS_DELAY, _RECORDS_INTERVAL - since)
+            self._records_timer = self._scheduler.call_later(delay, self._write_records)
 
     def _runs_once(self, starts: Sequence[Start]) -> bool:
         tasks = self.planner.desired.tasks
@@ -399,6 +405,7 @@ class Supervisor:
 
     def _write_records(self) -> None:
         self._records_timer = None
+        self._records_written_at = self._clock.monotonic()
         self._records_version = self._pid_version
         self.records.update(self.planner.pid_owners())
 
