@@ -18,10 +18,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from taskforce import lean_asyncio
-from taskforce.api.http import HttpConnection
 from taskforce.api.listen import ApiConfigError, Endpoint, prepare
 from taskforce.api.paths import INHERITED_ENV
-from taskforce.api.routes import Router
 from taskforce.api.sse import EventFeed, Fleet, StreamSlots
 from taskforce.api.status import Controller
 from taskforce.api.unix import UnixSocket, close_inherited
@@ -33,6 +31,7 @@ if TYPE_CHECKING:
     import ssl
 
     from taskforce.api.hosts import HostCheck
+    from taskforce.api.routes import Router
 
 log = logging.getLogger("taskforce")
 
@@ -63,7 +62,8 @@ SHORTAGE_EVERY = 60.0
 @dataclass(slots=True)
 class _Listening:
     endpoint: Endpoint
-    router: Router
+    origin: str  # as the log names the listener: "unix:/run/tf.sock"
+    router: Router | None = None  # made for the first connection (see _connection)
     unix: UnixSocket | None = None
     sockets: list[socket.socket] = field(default_factory=list)  # the listening ones
     # Listening sockets whose readiness is watched, and a resume after a shortage.
@@ -132,8 +132,7 @@ class ApiService:
     async def open(self, listener: HttpListener) -> None:
         endpoint = prepare(listener)
         origin = f"unix:{endpoint.path}" if endpoint.path is not None else listener.listen
-        router = Router(self.controller, endpoint.access, self.fleet, origin)
-        listening = _Listening(endpoint, router)
+        listening = _Listening(endpoint, origin)
         if endpoint.tls:
             listening.tls = _tls_context(endpoint.listener.certfile)
         if endpoint.path is not None:
@@ -251,6 +250,17 @@ class ApiService:
             conn.close()
             return
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        # HTTP (h11) and the routes are imported by the first connection, not at start-up,
+        # which they would delay by a tenth of its time with a hundred tasks.
+        from taskforce.api.http import HttpConnection
+
+        if listening.router is None:
+            from taskforce.api.routes import Router
+
+            origin = listening.origin
+            listening.router = Router(
+                self.controller, listening.endpoint.access, self.fleet, origin
+            )
         connection = HttpConnection(
             reader, writer, listening.router, self.feed, timeout, listening.slots, listening.hosts
         )

@@ -10,6 +10,7 @@ import os
 import socket
 import stat
 import sys
+import time
 
 _SYSLOG_SOCKETS = ("/dev/log", "/var/run/syslog", "/var/run/log")
 
@@ -40,6 +41,33 @@ def setup_logging(
         handler.setFormatter(JsonFormatter(name))
     root.addHandler(handler)
     root.setLevel(level)
+    _lean_records()
+
+
+def _lean_records() -> None:
+    """Records without what no format of ours shows: the calling function's file and line
+    (a walk up the stack for each record), the thread's and the multiprocessing names.
+    Each restart logs two lines, after its spawn but before the next exit is reaped."""
+    logging._srcfile = None  # documented (the logging HOWTO's Optimization)
+    logging.logThreads = False
+    logging.logMultiprocessing = False
+
+
+class _Formatter(logging.Formatter):
+    """logging.Formatter whose default time (local, to the millisecond) formats the date
+    and time once a second rather than for every record."""
+
+    _second = -1
+    _text = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        if second != self._second:
+            self._text = time.strftime("%Y-%m-%d %H:%M:%S", self.converter(second))
+            self._second = second
+        return f"{self._text},{int(record.msecs):03d}"  # as logging.Formatter does
 
 
 class JsonFormatter(logging.Formatter):
@@ -70,7 +98,7 @@ def _file_handler(path: str) -> logging.Handler:
 
     # Watched: a file moved away (rotated) is noticed at the next record, and reopened.
     handler = logging.handlers.WatchedFileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setFormatter(_Formatter("%(asctime)s %(levelname)s %(message)s"))
     return handler
 
 
@@ -81,7 +109,7 @@ def _tag(name: str) -> str:
 
 def _stderr_handler(name: str) -> logging.Handler:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(f"%(asctime)s {_tag(name)} %(levelname)s %(message)s"))
+    handler.setFormatter(_Formatter(f"%(asctime)s {_tag(name)} %(levelname)s %(message)s"))
     return handler
 
 

@@ -4,6 +4,7 @@ when it wakes up, what it signals, when it ends. No processes, no waiting."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import signal
 import stat
@@ -340,19 +341,35 @@ def test_only_a_sigkill_has_the_memory_cgroup_read_for_its_cause(tmp_path: Path)
     assert cause is not None and cause.startswith("out of memory")
 
 
-def test_the_records_are_written_once_for_a_burst_of_restarts(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@dataclass
+class Recording:
+    """A supervisor of five `web` instances keeping records, and the times of its writes."""
+
+    supervisor: Supervisor
+    clock: FakeClock
+    scheduler: FakeScheduler
+    runner: FakeRunner
+    records: Records
+    writes: list[float]
+
+    def recorded(self) -> set[int]:
+        earlier = Records(self.records.path).load()
+        assert earlier is not None
+        return {r.pid for r in earlier.processes}
+
+
+@pytest.fixture
+def recording(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Recording]:
     monkeypatch.setattr(records_module, "start_ticks", lambda pid: 1000 + pid)  # fake pids
-    writes: list[int] = []
+    clock = FakeClock()
+    writes: list[float] = []
     write = Records._write
 
     def counted(self: Records, snapshot: frozenset[ProcessRecord], *rest: Any) -> None:
-        writes.append(1)
+        writes.append(clock.now)
         write(self, snapshot, *rest)
 
     monkeypatch.setattr(Records, "_write", counted)
-    clock = FakeClock()
     scheduler = FakeScheduler(clock)
     runner = FakeRunner()
     records = Records(str(tmp_path / "tf.state"))
@@ -362,22 +379,45 @@ def test_the_records_are_written_once_for_a_burst_of_restarts(
     supervisor.begin(scheduler)
     try:
         scheduler.run_soon()
-        clock.now += 30.0
-        writes.clear()
-        for pid in runner.pids():  # each exit in a pass of its own
-            runner.exit(pid, EXIT_1)
-            supervisor.reaper.reap()
-            scheduler.run_soon()
-        assert len(runner.started) == 10
-        assert writes == []  # not on the restart's way
-        scheduler.advance(clock.now + 1.0)
-        assert writes == [1]
-        earlier = Records(records.path).load()
-        assert earlier is not None
-        assert {r.pid for r in earlier.processes} == set(runner.pids())
+        yield Recording(supervisor, clock, scheduler, runner, records, writes)
     finally:
         supervisor.end()
         supervisor.sockets.close()
+
+
+def test_the_records_are_written_once_for_a_burst_of_restarts(recording: Recording) -> None:
+    loop = recording
+    loop.clock.now += 30.0
+    loop.writes.clear()
+    for pid in loop.runner.pids():  # each exit in a pass of its own
+        loop.runner.exit(pid, EXIT_1)
+        loop.supervisor.reaper.reap()
+        loop.scheduler.run_soon()
+    assert len(loop.runner.started) == 10
+    assert loop.writes == []  # not on the restart's way
+    loop.scheduler.advance(loop.clock.now + 1.0)
+    assert len(loop.writes) == 1
+    assert loop.recorded() == set(loop.runner.pids())
+
+
+def test_restarts_that_keep_coming_write_the_records_at_most_once_a_second(
+    recording: Recording,
+) -> None:
+    # A write costs as much CPU time as a restart: one every tenth of a second of a run
+    # of restarts was a tenth of taskforce's time in them (bench/outside.py).
+    loop = recording
+    loop.scheduler.advance(loop.clock.now + 30.0)
+    loop.writes.clear()
+    began = loop.clock.now
+    for _ in range(10):  # a restart every 0.2 s for 2 s
+        loop.runner.exit(loop.runner.pids()[0], EXIT_1)
+        loop.supervisor.reaper.reap()
+        loop.scheduler.run_soon()
+        loop.scheduler.advance(loop.clock.now + 0.2)
+    assert loop.writes[0] == pytest.approx(began + 0.1)  # the first as soon as before
+    assert all(b - a >= 1.0 for a, b in itertools.pairwise(loop.writes))
+    loop.scheduler.advance(loop.clock.now + 10.0)  # the backed-off restarts too, and their write
+    assert loop.recorded() == set(loop.runner.pids())
 
 
 def test_a_run_that_must_not_run_twice_is_recorded_in_the_pass_that_starts_it(

@@ -42,8 +42,11 @@ from taskforce.runtime.processes.task_commands import TaskCommands
 
 log = logging.getLogger("taskforce")
 
-# Seconds from a change of the running processes to writing their records.
+# Seconds from a change of the running processes to writing their records, and at least
+# between two such writes (while processes keep exiting and starting: a write costs a
+# restart's CPU time again).
 _RECORDS_DELAY = 0.1
+_RECORDS_INTERVAL = 1.0
 # A burst of more starts than this makes and drops much (each start's request, pipes,
 # argv and environment blocks, then the records written for them all, the log lines):
 # the heap's free pages are handed back once it is over, as after a configuration load
@@ -88,6 +91,7 @@ class Supervisor:
         self._pid_version = -1  # and the planner's now
         self._records_timer: Handle | None = None
         self._give_back_timer: Handle | None = None
+        self._records_written_at = float("-inf")
         self._pass_scheduled = False
         self._pass_handle: Handle | None = None  # of the pass scheduled
         self._passing = False  # within _pass
@@ -401,7 +405,9 @@ class Supervisor:
             # ten), which a restart would otherwise share a CPU with. A process started
             # meanwhile and not yet recorded is still found by the next taskforce should
             # this one be killed (recovery.py: by its environment).
-            self._records_timer = self._scheduler.call_later(_RECORDS_DELAY, self._write_records)
+            since = self._clock.monotonic() - self._records_written_at
+            delay = max(_RECORDS_DELAY, _RECORDS_INTERVAL - since)
+            self._records_timer = self._scheduler.call_later(delay, self._write_records)
 
     def _give_back_later(self) -> None:
         if self._give_back_timer is not None:
@@ -422,6 +428,7 @@ class Supervisor:
 
     def _write_records(self) -> None:
         self._records_timer = None
+        self._records_written_at = self._clock.monotonic()
         self._records_version = self._pid_version
         self.records.update(self.planner.pid_owners())
 
