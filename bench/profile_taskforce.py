@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import os
 import signal
 import subprocess
@@ -72,38 +73,21 @@ def record(out: Path, argv: list[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen([*cmd, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-# Where taskforce stops (SIGTERM to exit): py-spy records a program it started to the end,
-# and kills it when told to stop earlier, so the start-up's stacks are told apart by these.
-SHUTDOWN_FRAMES = (
-    "_on_stop_signal",
-    "Supervisor.stop ",
-    "Executor.stop_all",
-    "Reaper.reap",
-    "Confinement.close",
-    "Supervisor.end",
-)
-
-
-def summarize(raw: Path, top: int = 25, leave_out: tuple[str, ...] = ()) -> None:
+def summarize(raw: Path, top: int = 25) -> None:
     own: collections.Counter[str] = collections.Counter()
     inclusive: collections.Counter[str] = collections.Counter()
-    total = left_out = 0
+    total = 0
     for line in raw.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack:
             continue
         count = int(count_text)
-        if any(frame in stack for frame in leave_out):
-            left_out += count
-            continue
         frames = [_short(frame) for frame in stack.split(";")]
         total += count
         own[frames[-1]] += count
         for frame in set(frames):
             inclusive[frame] += count
     print(f"\n{raw}: {total} samples on CPU (1 ms each)")
-    if left_out:
-        print(f"({left_out} samples of taskforce's shutdown left out: in the raw stacks)")
     for title, counter in (("own time", own), ("inclusive time", inclusive)):
         print(f"\ntop {top} by {title}:")
         for frame, count in counter.most_common(top):
@@ -128,11 +112,42 @@ def scenario_startup(root: Path, count: int = 1000) -> Path:
     out = RAW / "profile-startup.txt"
     spy = record(out, ["--", *taskforce_argv(workload)])
     began = time.monotonic()
-    wait_all_started(ctx, workload, 60 + 0.1 * count)  # type: ignore[arg-type]
+    starts = wait_all_started(ctx, workload, 60 + 0.1 * count)  # type: ignore[arg-type]
     print(f"{count} children started in {time.monotonic() - began:.2f} s under py-spy")
-    time.sleep(0.5)
-    _stop_target(spy)
+    # Sampling ends here (SIGINT: py-spy writes its file and SIGKILLs taskforce), so that
+    # no stack of the shutdown is in it; the children and their cgroups go after.
+    base = _cgroup_base(next(iter(starts.values())).pid)
+    spy.send_signal(signal.SIGINT)
+    spy.wait(120)
+    reaper.kill_descendants()
+    if base is not None:
+        _remove_cgroups(base)
     return out
+
+
+def _cgroup_base(pid: int) -> str | None:
+    """The v2 directory holding the instances' cgroups of the task process `pid`."""
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            path = next(line[3:].strip() for line in f if line.startswith("0::"))
+    except (OSError, StopIteration):
+        return None
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        if "cgroup2" in fields[fields.index("-") + 1 :][:1]:
+            return os.path.dirname(fields[4] + path)
+    return None
+
+
+def _remove_cgroups(base: str) -> None:
+    """Remove a killed taskforce's instance cgroups (all empty once its children are gone)."""
+    with os.scandir(base) as entries:
+        for entry in entries:
+            if entry.is_dir():
+                with contextlib.suppress(OSError):
+                    os.rmdir(entry.path)
+    with contextlib.suppress(OSError):
+        os.rmdir(base)
 
 
 def scenario_shutdown(root: Path, count: int = 1000) -> Path:
@@ -359,7 +374,7 @@ def main() -> int:
             return 0
         if args.scenario in ("startup", "shutdown"):
             if args.scenario == "startup":
-                summarize(scenario_startup(root, args.tasks), leave_out=SHUTDOWN_FRAMES)
+                summarize(scenario_startup(root, args.tasks))
             else:
                 summarize(scenario_shutdown(root, args.tasks))
             return 0

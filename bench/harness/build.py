@@ -20,14 +20,14 @@ class Child:
     kind: str  # "C (static)", "C (dynamic)" or "Python"
 
 
-def _compile(src: Path, out: Path) -> str | None:
+def _compile(src: Path, out: Path, extra: tuple[str, ...] = ()) -> str | None:
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         return None
     for flags, kind in ((["-static"], "C (static)"), ([], "C (dynamic)")):
         tmp = out.with_suffix(".tmp")
         done = subprocess.run(
-            [cc, "-O2", *flags, "-o", str(tmp), str(src)], capture_output=True, check=False
+            [cc, "-O2", *flags, *extra, "-o", str(tmp), str(src)], capture_output=True, check=False
         )
         if done.returncode == 0:
             tmp.rename(out)
@@ -50,3 +50,16 @@ def build_child(cache: Path) -> Child:
         shutil.copy2(exe, exe2)
         kind_file.write_text(kind)
     return Child(exe=exe, exe2=exe2, kind=kind_file.read_text())
+
+
+def build_tool(name: str, cache: Path) -> Path | None:
+    """Compile bench/<name>.c (threads allowed) once per source version; None without a
+    C compiler."""
+    src = BENCH / f"{name}.c"
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()[:12]
+    exe = cache / f"{name}-{digest}" / name
+    if not exe.exists():
+        exe.parent.mkdir(parents=True, exist_ok=True)
+        if _compile(src, exe, ("-pthread",)) is None:
+            return None
+    return exe
