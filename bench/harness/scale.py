@@ -303,4 +303,11 @@ def latest_section(saved: Path) -> list[str]:
             f"| {metric.title} ({metric.unit}) | {fmt(BEFORE.get(metric.key), unit)}"
             f" | {fmt(now, unit)} | {fmt(target, unit)} | {met} | " + " | ".join(cells) + " |"
         )
+    lines += [
+        "",
+        "Where a target is not met, the floor under it, measured beside taskforce:"
+        " start-up, C programs spawning as many children each way"
+        " ([spawn-floor.md](spawn-floor.md), `bench/spawn_floor.py`); status, reading every"
+        " process's usage files from C (`bench/usage_cost.py`, bench/README.md).",
+    ]
     return [*lines, ""]
