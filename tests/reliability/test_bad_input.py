@@ -595,6 +595,36 @@ def _answers(address: str) -> bool:
         return False
 
 
+def _tcp_state(sock: socket.socket) -> int:
+    """The connection's state as the kernel keeps it (tcp_states.h; the first byte of
+    TCP_INFO): 8 CLOSE_WAIT once the peer closed, 7 CLOSE once it reset."""
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+
+
+def test_a_client_that_sent_a_refused_body_reads_the_refusal(
+    taskforce: Taskforce, api: list[str]
+) -> None:
+    """A client sends a whole body over the limit (as curl does), then reads. taskforce
+    answered 413 at once but stopped draining after 1 MiB and closed with the rest unread,
+    so the kernel reset the connection: a client slow to finish (a loaded clean-clone
+    run) got ENOTCONN and no answer. It now drains what keeps coming, then closes."""
+    body = b"x" * (2 * 1024 * 1024)
+    head = b"POST /status/tasks HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n"
+    sock = connect(api[1], timeout=10)
+    try:
+        sock.sendall(head % len(body) + body)
+        # As a client descheduled here would find it: the server done with the connection.
+        wait_for(lambda: _tcp_state(sock) in (7, 8), what="taskforce to close the connection")
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    finally:
+        sock.close()
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    no_tracebacks(taskforce.log())
+
+
 def test_oversized_and_slow_requests_are_cut_off(taskforce: Taskforce, api: list[str]) -> None:
     """Headers over 16 KiB get 431, bodies over 1 MiB 413 (declared or sent), a body that
     trickles in 408; the service answers the next client as before."""

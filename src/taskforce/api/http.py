@@ -38,7 +38,10 @@ log = logging.getLogger("taskforce")
 MAX_HEADERS = 16 * 1024
 MAX_BODY = 1024 * 1024
 READ_SIZE = 64 * 1024
-LINGER = 1.0  # seconds to drain a client's unread data after an error, so it sees the reply
+# After an error, a client's unread data is drained (so that it sees the reply) while it
+# keeps coming: until it stops for LINGER seconds, LINGER_TOTAL at most.
+LINGER = 1.0
+LINGER_TOTAL = 10.0
 # A body given in pieces (routes.Pieces) goes out in batches of this many bytes: the copies
 # on its way (the join, the transport's buffer) stay this small, not the body's size.
 BATCH = 256 * 1024
@@ -259,14 +262,16 @@ class HttpConnection:
     async def _linger(self) -> None:
         # Closing with unread data makes the kernel send a reset, which can destroy the
         # reply before the client reads it: say we are done, and drop what still comes.
+        # Not only the first MiB: a client sending a body over the limit sends all of it.
         if not self.writer.can_write_eof():
             return
         with contextlib.suppress(OSError, TimeoutError):
             self.writer.write_eof()
-            async with asyncio.timeout(min(LINGER, self.timeout)):
-                dropped = 0
-                while dropped <= MAX_BODY and (data := await self.reader.read(READ_SIZE)):
-                    dropped += len(data)
+            async with asyncio.timeout(min(LINGER_TOTAL, self.timeout)):
+                while True:
+                    async with asyncio.timeout(min(LINGER, self.timeout)):
+                        if not await self.reader.read(READ_SIZE):
+                            return
 
     async def _stream(self, outcome: EventStream, request: Request) -> None:
         anonymous = self.slots.is_anonymous(request.headers.get(b"authorization"))
