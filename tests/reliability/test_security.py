@@ -571,7 +571,10 @@ def test_a_daemon_pidfile_naming_a_later_process_of_the_same_interpreter_is_left
     taskforce.start("-f", str(conf))
     taskforce.wait_log("d[0]: started pid")
     with stranger(sys.executable, "-c", "import time; time.sleep(600)") as victim:
-        handoff.write_text(f"{victim.pid}\n")
+        # Whole when it appears: the start command, polling for it, once read it empty
+        # between its creation and the write (and named no pid: a loaded run's failure).
+        (tmp_path / "stranger.tmp").write_text(f"{victim.pid}\n")
+        (tmp_path / "stranger.tmp").rename(handoff)
         wait_for(lambda: "d[0]: pid" in taskforce.log() or "daemon pid" in taskforce.log()
                  or "does not run" in taskforce.log(), what="the pidfile looked at")  # fmt: skip
         wait_for(lambda: f"daemon pid {victim.pid}" in taskforce.log()
