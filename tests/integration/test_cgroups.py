@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from support.config import FAST, write_config
-from support.procfs import pid_alive
+from support.procfs import pid_alive, proc_exe
 from support.runner import Taskforce
 from support.wait import wait_for
 from taskforce.core.spec import CgroupLimits
@@ -188,6 +188,9 @@ def test_a_daemon_with_a_cleared_environment_is_stopped_through_its_cgroup(
     with daemon_killed(marker):
         taskforce.start("-f", str(conf))
         daemon = int(wait_for(lambda: marker.exists() and marker.read_text(), what="daemon"))
+        # It names itself just before its exec: read its environment after that.
+        sleep = os.path.realpath("/bin/sleep")
+        wait_for(lambda: proc_exe(daemon) == sleep, what="the daemon to exec sleep")
         environ = read(f"/proc/{daemon}/environ")
         assert environ == ""  # nothing for the Task_* sweep to find it by
         if leader == "exits":
